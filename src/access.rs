@@ -1,0 +1,310 @@
+//! Exposure rules: which records clients may read or write, and the guards that decide per
+//! connection. Pure code; the `RegistryActor` runs it.
+//!
+//! Reads: the first matching read-only exposure decides with its guard; if none matches, the
+//! first matching writable exposure decides with its *read* guard (`guard`). Writes: the first
+//! matching writable exposure decides with its `write_guard`. No match means no access. A guard
+//! that returns an error or panics denies.
+
+use crate::connection::Connection;
+use crate::record::RecordId;
+use futures_util::FutureExt;
+use regex::Regex;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What a guard returns: allow (`Ok(true)`), deny (`Ok(false)`), or an error (denies).
+pub type GuardResult = Result<bool, Box<dyn std::error::Error + Send + Sync>>;
+
+type GuardFuture = Pin<Box<dyn Future<Output = GuardResult> + Send>>;
+type GuardFn = dyn Fn(Connection, RecordId) -> GuardFuture + Send + Sync;
+
+/// An async check (connection, record id) → allow. Cheap to clone.
+#[derive(Clone)]
+pub struct Guard(Arc<GuardFn>);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
+}
+
+impl Guard {
+    /// A guard from an async function.
+    pub fn new<F, Fut>(check: F) -> Self
+    where
+        F: Fn(Connection, RecordId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = GuardResult> + Send + 'static,
+    {
+        Guard(Arc::new(move |conn, id| Box::pin(check(conn, id))))
+    }
+
+    /// A guard from a plain function that answers at once.
+    pub fn sync<F>(check: F) -> Self
+    where
+        F: Fn(&Connection, &RecordId) -> bool + Send + Sync + 'static,
+    {
+        Guard::new(move |conn, id| std::future::ready(Ok(check(&conn, &id))))
+    }
+
+    /// Runs the guard; an error or a panic (while building or polling the future) denies.
+    pub async fn allows(&self, conn: Connection, id: RecordId) -> bool {
+        let record = id.clone();
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)(conn, id))) {
+            Ok(future) => future,
+            Err(_) => {
+                log::warn!("guard panicked for record {record}; denying");
+                return false;
+            }
+        };
+        match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(Ok(allowed)) => allowed,
+            Ok(Err(e)) => {
+                log::warn!("guard failed for record {record}: {e}; denying");
+                false
+            }
+            Err(_) => {
+                log::warn!("guard panicked for record {record}; denying");
+                false
+            }
+        }
+    }
+}
+
+/// Which ids an exposure covers.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// Exactly this id (never a prefix).
+    Exact(String),
+    /// Ids the regex matches (unanchored unless the pattern anchors itself, as in Rust's `regex`).
+    Pattern(Regex),
+}
+
+impl Matcher {
+    /// Whether the id is covered.
+    pub fn matches(&self, id: &str) -> bool {
+        match self {
+            Matcher::Exact(exact) => exact == id,
+            Matcher::Pattern(re) => re.is_match(id),
+        }
+    }
+
+    /// The regex's capture groups for the id (exact matchers have only group 0).
+    pub fn capture(&self, id: &str, group: usize) -> Option<String> {
+        match self {
+            Matcher::Exact(exact) => (group == 0 && exact == id).then(|| id.to_owned()),
+            Matcher::Pattern(re) => re
+                .captures(id)
+                .and_then(|c| c.get(group))
+                .map(|m| m.as_str().to_owned()),
+        }
+    }
+}
+
+/// One rule exposing records to clients.
+#[derive(Clone, Debug)]
+pub struct Exposure {
+    /// Which ids.
+    pub matcher: Matcher,
+    /// Whether clients may write (writable implies readable).
+    pub writable: bool,
+    /// Guard for reads (subscribe); none = allow.
+    pub guard: Option<Guard>,
+    /// Guard for writes; none = allow. Ignored for reads.
+    pub write_guard: Option<Guard>,
+}
+
+impl Exposure {
+    /// Exposes exactly one id, read-only.
+    pub fn id(id: impl Into<String>) -> Self {
+        Exposure {
+            matcher: Matcher::Exact(id.into()),
+            writable: false,
+            guard: None,
+            write_guard: None,
+        }
+    }
+
+    /// Exposes the ids a regex matches, read-only. Fails with [`crate::Error::Config`] on a bad
+    /// regex.
+    pub fn pattern(pattern: &str) -> crate::Result<Self> {
+        let re = Regex::new(pattern)
+            .map_err(|e| crate::Error::Config(format!("invalid regex {pattern:?}: {e}")))?;
+        Ok(Exposure {
+            matcher: Matcher::Pattern(re),
+            writable: false,
+            guard: None,
+            write_guard: None,
+        })
+    }
+
+    /// Makes the exposure writable.
+    pub fn writable(mut self) -> Self {
+        self.writable = true;
+        self
+    }
+
+    /// Sets the read guard.
+    pub fn guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Sets the write guard.
+    pub fn write_guard(mut self, guard: Guard) -> Self {
+        self.write_guard = Some(guard);
+        self
+    }
+}
+
+/// Read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Subscribe / read.
+    Read,
+    /// Publish / write.
+    Write,
+}
+
+/// The outcome of matching, before the guard runs.
+#[derive(Debug)]
+pub enum Decision {
+    /// No exposure covers the id for this operation.
+    NotExposed,
+    /// Exposed with no guard.
+    Allowed,
+    /// Exposed; this guard decides.
+    Guarded(Guard),
+}
+
+/// All exposures, in the order they were declared.
+#[derive(Clone, Debug, Default)]
+pub struct ExposureTable {
+    exposures: Vec<Exposure>,
+}
+
+impl ExposureTable {
+    /// A table of these exposures.
+    pub fn new(exposures: Vec<Exposure>) -> Self {
+        ExposureTable { exposures }
+    }
+
+    /// Adds an exposure after the existing ones.
+    pub fn push(&mut self, exposure: Exposure) {
+        self.exposures.push(exposure);
+    }
+
+    /// Which rule decides `op` on `id` (see the module docs for the order).
+    pub fn decide(&self, id: &str, op: Operation) -> Decision {
+        let found = match op {
+            Operation::Read => self
+                .first(id, |e| !e.writable)
+                .or_else(|| self.first(id, |e| e.writable))
+                .map(|e| e.guard.clone()),
+            Operation::Write => self
+                .first(id, |e| e.writable)
+                .map(|e| e.write_guard.clone()),
+        };
+        match found {
+            None => Decision::NotExposed,
+            Some(None) => Decision::Allowed,
+            Some(Some(guard)) => Decision::Guarded(guard),
+        }
+    }
+
+    fn first(&self, id: &str, kind: impl Fn(&Exposure) -> bool) -> Option<&Exposure> {
+        self.exposures
+            .iter()
+            .find(|e| kind(e) && e.matcher.matches(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn deny() -> Guard {
+        Guard::sync(|_, _| false)
+    }
+
+    #[test]
+    fn exact_ids_are_never_prefixes() {
+        let table = ExposureTable::new(vec![Exposure::id("user:1")]);
+        assert!(matches!(
+            table.decide("user:1", Operation::Read),
+            Decision::Allowed
+        ));
+        assert!(matches!(
+            table.decide("user:10", Operation::Read),
+            Decision::NotExposed
+        ));
+        assert!(matches!(
+            table.decide("user:1", Operation::Write),
+            Decision::NotExposed
+        ));
+    }
+
+    #[test]
+    fn writable_grants_read_with_its_read_guard_only() {
+        let table = ExposureTable::new(vec![
+            Exposure::pattern("^doc:")
+                .unwrap()
+                .writable()
+                .write_guard(deny()),
+        ]);
+        assert!(matches!(
+            table.decide("doc:1", Operation::Read),
+            Decision::Allowed
+        ));
+        assert!(matches!(
+            table.decide("doc:1", Operation::Write),
+            Decision::Guarded(_)
+        ));
+    }
+
+    #[test]
+    fn read_only_exposures_decide_reads_first() {
+        let table = ExposureTable::new(vec![
+            Exposure::pattern("^doc:").unwrap().writable(),
+            Exposure::pattern("^doc:secret").unwrap().guard(deny()),
+        ]);
+        assert!(matches!(
+            table.decide("doc:secret", Operation::Read),
+            Decision::Guarded(_)
+        ));
+        assert!(matches!(
+            table.decide("doc:secret", Operation::Write),
+            Decision::Allowed
+        ));
+    }
+
+    #[actix_rt::test]
+    async fn failing_and_panicking_guards_deny() {
+        let conn = Connection::new("c", serde_json::Value::Null);
+        let id = RecordId::parse("a", 10).unwrap();
+        let erroring = Guard::new(|_, _| async { Err("boom".into()) });
+        let panicking = Guard::new(|_, _| async { panic!("guard bug") });
+        let panicking_early = Guard::sync(|_, _| panic!("guard bug"));
+        assert!(!erroring.allows(conn.clone(), id.clone()).await);
+        assert!(!panicking.allows(conn.clone(), id.clone()).await);
+        assert!(!panicking_early.allows(conn.clone(), id.clone()).await);
+        assert!(Guard::sync(|_, _| true).allows(conn, id).await);
+    }
+
+    proptest! {
+        #[test]
+        fn exact_matches_only_itself(a in "[a-z:0-9]{1,8}", b in "[a-z:0-9]{1,8}") {
+            let m = Matcher::Exact(a.clone());
+            prop_assert_eq!(m.matches(&b), a == b);
+        }
+
+        #[test]
+        fn anchored_pattern_agrees_with_prefix_test(prefix in "[a-z]{1,5}", id in "[a-z]{0,8}") {
+            let m = Matcher::Pattern(Regex::new(&format!("^{}", regex::escape(&prefix))).unwrap());
+            prop_assert_eq!(m.matches(&id), id.starts_with(&prefix));
+        }
+    }
+}

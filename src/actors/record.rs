@@ -1,0 +1,548 @@
+//! `RecordActor`: one per active record id.
+//!
+//! Owns the record's value and version, its subscribers and its queue of pending writes.
+//! Talks to: the store (load, compare-and-set writes, deletes), subscribers' outboxes (pushes),
+//! sessions (`SubscriptionEnded`), the registry (`RecordActorStopped`).
+//!
+//! Invariants:
+//! - Every operation on the record goes through this mailbox. A subscribe registers the
+//!   subscriber and returns the snapshot in one handler, so its first push is snapshot + 1.
+//! - At most one store write is in flight; queued writes wait and then go together as one
+//!   batch of consecutive versions. State changes only when the store has answered, so a
+//!   subscriber joining during a write gets the old snapshot and then every new version.
+//! - Each update is diffed at most once and serialized at most once per mode; the same bytes go
+//!   to every subscriber of that mode.
+//! - The actor stops after `linger` with no subscribers and nothing pending.
+
+use crate::error::Error;
+use crate::outbox::{Outbox, PushError};
+use crate::protocol;
+use crate::record::{
+    Frame, Mode, RecordId, Strategy, Version, Versioned, apply_strategy, deleted_frame, full_frame,
+    patch_frame,
+};
+use crate::store::{SharedStore, WriteResult};
+use actix::prelude::*;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+use super::registry::RecordActorStopped;
+use super::session::SubscriptionEnded;
+
+/// Most writes sent to the store in one batch.
+const MAX_BATCH: usize = 64;
+/// How often a write is re-applied after losing a race with another instance.
+const MAX_CONFLICT_RETRIES: u32 = 16;
+
+/// What every `RecordActor` shares: the store, settings and counters.
+pub struct RecordEnv {
+    /// Where values live.
+    pub store: SharedStore,
+    /// How long an unused actor stays alive.
+    pub linger: Duration,
+    /// Live `RecordActor` count.
+    pub live: Arc<AtomicUsize>,
+    /// Told when an actor stops, so the directory forgets it.
+    pub registry: Recipient<RecordActorStopped>,
+}
+
+/// The result of an applied write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The record's version after the write.
+    pub version: Version,
+    /// False when the write produced the value the record already had (nothing was sent).
+    pub changed: bool,
+}
+
+/// Adds a subscriber and answers with the snapshot it starts from.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Versioned>, Error>")]
+pub struct Subscribe {
+    /// The session's numeric id (one subscription per session and record).
+    pub session: u64,
+    /// Full or patch.
+    pub mode: Mode,
+    /// Where pushes go.
+    pub outbox: Outbox,
+    /// Echoed in `SubscriptionEnded` so a stale notice cannot end a newer subscription.
+    pub token: u64,
+    /// Told when the subscription ends from this side (record deleted).
+    pub ended: Recipient<SubscriptionEnded>,
+    /// The request id to answer; the reply is queued here, ahead of any later push.
+    pub reply_to: Option<serde_json::Number>,
+}
+
+/// Removes a session's subscription; answers whether there was one.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct Unsubscribe {
+    /// The session's numeric id.
+    pub session: u64,
+}
+
+/// Writes a value with a strategy.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<WriteOutcome, Error>")]
+pub struct ApplyWrite {
+    /// The incoming value (shared: a replace stores it without copying).
+    pub value: Arc<Value>,
+    /// How it combines with the current value.
+    pub strategy: Strategy,
+}
+
+/// Deletes the record; answers the version it had, or `None` if it was absent.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Version>, Error>")]
+pub struct DeleteRecord;
+
+/// The current value and version.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Versioned>, Error>")]
+pub struct GetSnapshot;
+
+struct Subscriber {
+    mode: Mode,
+    outbox: Outbox,
+    token: u64,
+    ended: Recipient<SubscriptionEnded>,
+}
+
+enum PendingOp {
+    Write {
+        value: Arc<Value>,
+        strategy: Strategy,
+        attempts: u32,
+        reply: oneshot::Sender<Result<WriteOutcome, Error>>,
+    },
+    Delete {
+        reply: oneshot::Sender<Result<Option<Version>, Error>>,
+    },
+}
+
+/// The actor owning one record (see the module docs).
+pub struct RecordActor {
+    id: RecordId,
+    env: Arc<RecordEnv>,
+    value: Option<Arc<Value>>,
+    version: Version,
+    loaded: bool,
+    subscribers: HashMap<u64, Subscriber>,
+    pending: VecDeque<PendingOp>,
+    in_flight: bool,
+    used_since_tick: bool,
+}
+
+impl RecordActor {
+    /// An actor for `id`; it loads the record when it starts.
+    pub fn new(id: RecordId, env: Arc<RecordEnv>) -> Self {
+        RecordActor {
+            id,
+            env,
+            value: None,
+            version: 0,
+            loaded: false,
+            subscribers: HashMap::new(),
+            pending: VecDeque::new(),
+            in_flight: false,
+            used_since_tick: true,
+        }
+    }
+
+    fn snapshot(&self) -> Option<Versioned> {
+        self.value.as_ref().map(|value| Versioned {
+            value: Arc::clone(value),
+            version: self.version,
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.pending.is_empty() && !self.in_flight
+    }
+
+    /// Starts the next store operation if none is in flight.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        match self.pending.front() {
+            None => {}
+            Some(PendingOp::Delete { .. }) => self.start_delete(ctx),
+            Some(PendingOp::Write { .. }) => self.start_writes(ctx),
+        }
+    }
+
+    fn start_delete(&mut self, ctx: &mut Context<Self>) {
+        let Some(PendingOp::Delete { reply }) = self.pending.pop_front() else {
+            return;
+        };
+        self.in_flight = true;
+        self.env
+            .store
+            .delete(&self.id)
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.in_flight = false;
+                let outcome = match result {
+                    Ok(last) => {
+                        act.apply_deletion(last.unwrap_or(act.version));
+                        Ok(last)
+                    }
+                    Err(e) => {
+                        log::warn!("delete of {} failed: {e}", act.id);
+                        Err(Error::Unavailable)
+                    }
+                };
+                let _ = reply.send(outcome);
+                act.pump(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// Takes the leading run of writes, computes their values against the current state and
+    /// sends the changed ones to the store in one compare-and-set.
+    fn start_writes(&mut self, ctx: &mut Context<Self>) {
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH
+            && matches!(self.pending.front(), Some(PendingOp::Write { .. }))
+        {
+            if let Some(op) = self.pending.pop_front() {
+                batch.push(op);
+            }
+        }
+        let mut base = self.value.clone();
+        let mut version = self.version;
+        let mut values = Vec::new();
+        // The outcome each write gets if the store accepts the batch.
+        let mut planned = Vec::with_capacity(batch.len());
+        for op in &batch {
+            if let PendingOp::Write {
+                value, strategy, ..
+            } = op
+            {
+                let next = apply_strategy(base.as_ref(), value, *strategy);
+                let changed = base.as_deref() != Some(next.as_ref());
+                if changed {
+                    version += 1;
+                    values.push(Arc::clone(&next));
+                    base = Some(next);
+                }
+                planned.push(WriteOutcome { version, changed });
+            }
+        }
+        if values.is_empty() {
+            reply_writes(batch, planned);
+            return self.pump(ctx);
+        }
+        self.in_flight = true;
+        self.env
+            .store
+            .write(&self.id, self.version, values.clone())
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.in_flight = false;
+                act.finish_writes(batch, planned, values, result);
+                act.pump(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn finish_writes(
+        &mut self,
+        batch: Vec<PendingOp>,
+        planned: Vec<WriteOutcome>,
+        values: Vec<Arc<Value>>,
+        result: Result<WriteResult, crate::store::StoreError>,
+    ) {
+        match result {
+            Ok(WriteResult::Applied { .. }) => {
+                for value in values {
+                    let previous = self.value.replace(Arc::clone(&value));
+                    self.version += 1;
+                    self.fan_out(previous.as_deref(), &value);
+                }
+                reply_writes(batch, planned);
+            }
+            Ok(WriteResult::Conflict { current }) => {
+                self.resync(current);
+                // Put the writes back in front, in order, to be recomputed on the fresh value.
+                for op in batch.into_iter().rev() {
+                    match op {
+                        PendingOp::Write {
+                            value,
+                            strategy,
+                            attempts,
+                            reply,
+                        } if attempts < MAX_CONFLICT_RETRIES => {
+                            self.pending.push_front(PendingOp::Write {
+                                value,
+                                strategy,
+                                attempts: attempts + 1,
+                                reply,
+                            });
+                        }
+                        PendingOp::Write { reply, .. } => {
+                            let _ = reply.send(Err(Error::Conflict));
+                        }
+                        other => self.pending.push_front(other),
+                    }
+                }
+            }
+            Err(e) => {
+                log::warn!("write of {} failed: {e}", self.id);
+                for op in batch {
+                    if let PendingOp::Write { reply, .. } = op {
+                        let _ = reply.send(Err(Error::Unavailable));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one update to every subscriber, serializing each frame kind at most once.
+    fn fan_out(&mut self, previous: Option<&Value>, current: &Arc<Value>) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let mut frames = UpdateFrames {
+            id: &self.id,
+            previous,
+            current,
+            version: self.version,
+            full: None,
+            patch: None,
+        };
+        let mut gone = Vec::new();
+        for (session, subscriber) in &self.subscribers {
+            let frame = match subscriber.mode {
+                Mode::Full => frames.full(),
+                Mode::Patch => frames.patch(),
+            };
+            if subscriber.outbox.push(frame) == Err(PushError::Closed) {
+                gone.push(*session);
+            }
+        }
+        for session in gone {
+            self.subscribers.remove(&session);
+        }
+    }
+
+    /// Adopts the store's state after losing a race; subscribers get it as a full value.
+    fn resync(&mut self, current: Option<Versioned>) {
+        let Some(current) = current else {
+            // Deleted elsewhere: a later write starts from nothing.
+            let last = self.version;
+            self.apply_deletion(last);
+            return;
+        };
+        if current.version <= self.version && self.value.is_some() {
+            // Stale report: what we hold is as new; nothing to tell subscribers.
+            return;
+        }
+        self.value = Some(Arc::clone(&current.value));
+        self.version = current.version;
+        let frame = full_frame(&self.id, &current.value, current.version);
+        self.subscribers
+            .retain(|_, s| s.outbox.push(frame.clone()) != Err(PushError::Closed));
+    }
+
+    /// Forgets the value, tells every subscriber and ends their subscriptions.
+    fn apply_deletion(&mut self, last_version: Version) {
+        self.value = None;
+        self.version = 0;
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let frame = deleted_frame(&self.id, last_version);
+        for (_, subscriber) in self.subscribers.drain() {
+            let _ = subscriber.outbox.push(frame.clone());
+            subscriber.ended.do_send(SubscriptionEnded {
+                record_id: self.id.clone(),
+                token: subscriber.token,
+            });
+        }
+    }
+}
+
+fn reply_writes(batch: Vec<PendingOp>, planned: Vec<WriteOutcome>) {
+    for (op, outcome) in batch.into_iter().zip(planned) {
+        if let PendingOp::Write { reply, .. } = op {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+}
+
+/// Lazily built frames for one update.
+struct UpdateFrames<'a> {
+    id: &'a RecordId,
+    previous: Option<&'a Value>,
+    current: &'a Value,
+    version: Version,
+    full: Option<Frame>,
+    patch: Option<Frame>,
+}
+
+impl UpdateFrames<'_> {
+    fn full(&mut self) -> Frame {
+        self.full
+            .get_or_insert_with(|| full_frame(self.id, self.current, self.version))
+            .clone()
+    }
+
+    /// The patch frame, or the full frame when the patch would be larger (the client takes a
+    /// full value as a resync, and it costs fewer bytes).
+    fn patch(&mut self) -> Frame {
+        if let Some(frame) = &self.patch {
+            return frame.clone();
+        }
+        let empty = Value::Object(Default::default());
+        let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
+        let mut frame = patch_frame(self.id, &patch, self.version);
+        let full = self.full();
+        if frame.len() > full.len() {
+            frame = full;
+        }
+        self.patch = Some(frame.clone());
+        frame
+    }
+}
+
+impl Actor for RecordActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.env.live.fetch_add(1, Ordering::Relaxed);
+        // Load before any message is handled: `wait` holds the mailbox until it completes.
+        self.env
+            .store
+            .load(&self.id)
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(snapshot) => {
+                    if let Some(s) = snapshot {
+                        act.value = Some(s.value);
+                        act.version = s.version;
+                    }
+                    act.loaded = true;
+                }
+                Err(e) => {
+                    // Stop: queued requests fail with a closed mailbox and are retried by a
+                    // fresh actor, which loads again.
+                    log::warn!("loading record {} failed: {e}", act.id);
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+        let tick = self.env.linger.max(Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| {
+            if act.used_since_tick || !act.is_idle() {
+                act.used_since_tick = false;
+            } else {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.env.live.fetch_sub(1, Ordering::Relaxed);
+        for op in self.pending.drain(..) {
+            match op {
+                PendingOp::Write { reply, .. } => {
+                    let _ = reply.send(Err(Error::Unavailable));
+                }
+                PendingOp::Delete { reply } => {
+                    let _ = reply.send(Err(Error::Unavailable));
+                }
+            }
+        }
+        self.env.registry.do_send(RecordActorStopped {
+            id: self.id.clone(),
+            addr: ctx.address(),
+        });
+    }
+}
+
+impl Handler<Subscribe> for RecordActor {
+    type Result = Result<Option<Versioned>, Error>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        if !self.loaded {
+            return Err(Error::Unavailable);
+        }
+        if let Some(request_id) = &msg.reply_to {
+            let reply = protocol::SubscribeReply {
+                success: true,
+                record: self.value.as_deref().unwrap_or(&Value::Null),
+                version: self.version,
+            };
+            let frame =
+                protocol::reply_frame(request_id, protocol::commands::SUBSCRIBE_RECORD, &reply);
+            let _ = msg.outbox.push(frame);
+        }
+        self.subscribers.insert(
+            msg.session,
+            Subscriber {
+                mode: msg.mode,
+                outbox: msg.outbox,
+                token: msg.token,
+                ended: msg.ended,
+            },
+        );
+        Ok(self.snapshot())
+    }
+}
+
+impl Handler<Unsubscribe> for RecordActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) -> bool {
+        self.used_since_tick = true;
+        self.subscribers.remove(&msg.session).is_some()
+    }
+}
+
+impl Handler<ApplyWrite> for RecordActor {
+    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+
+    fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let (reply, outcome) = oneshot::channel();
+        self.pending.push_back(PendingOp::Write {
+            value: msg.value,
+            strategy: msg.strategy,
+            attempts: 0,
+            reply,
+        });
+        self.pump(ctx);
+        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unavailable)) })
+    }
+}
+
+impl Handler<DeleteRecord> for RecordActor {
+    type Result = ResponseFuture<Result<Option<Version>, Error>>;
+
+    fn handle(&mut self, _msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let (reply, outcome) = oneshot::channel();
+        self.pending.push_back(PendingOp::Delete { reply });
+        self.pump(ctx);
+        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unavailable)) })
+    }
+}
+
+impl Handler<GetSnapshot> for RecordActor {
+    type Result = Result<Option<Versioned>, Error>;
+
+    fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        if !self.loaded {
+            return Err(Error::Unavailable);
+        }
+        Ok(self.snapshot())
+    }
+}

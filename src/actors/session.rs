@@ -1,0 +1,475 @@
+//! `SessionActor`: one per WebSocket connection.
+//!
+//! Owns the connection (id, metadata), the producer side of its outbound queue, and its
+//! subscriptions (record id → actor and token). Talks to: the registry (`ResolveAccess`), record
+//! actors (subscribe, unsubscribe, write), custom command handlers. Receives the client's frames
+//! as a stream and `SubscriptionEnded` from record actors.
+//!
+//! Invariants:
+//! - Access checks of one connection run in arrival order (`ctx.wait`), and the message to the
+//!   record actor is enqueued before the next request is looked at, so one client's writes to
+//!   a record apply in the order it sent them. Replies may still overtake each other (they
+//!   carry the request id).
+//! - The subscribe reply is queued by the record actor itself, before any push that follows it.
+//! - Nothing here blocks on the socket: frames go to the outbox, which a writer task drains.
+//! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
+
+use super::record::{ApplyWrite, RecordActor, Subscribe, Unsubscribe};
+use super::registry::{RegistryActor, ResolveAccess, send_to_record};
+use crate::access::Operation;
+use crate::commands::{CommandContext, Commands};
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::outbox::{Outbox, Outgoing};
+use crate::protocol::{self, Request, commands};
+use crate::record::{Mode, RecordId};
+use crate::server::{MetadataHook, RecordServer};
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use serde_json::{Number, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// WebSocket close code sent to a client that could not keep up with its updates.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// WebSocket close code sent to a client that stopped answering pings.
+pub const CLOSE_PING_TIMEOUT: u16 = 4000;
+
+/// Settings every session shares.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// Consecutive unanswered pings tolerated before closing.
+    pub max_missed_pongs: u32,
+    /// Longest record id accepted.
+    pub max_record_id_bytes: usize,
+}
+
+/// What a session needs from the server.
+#[derive(Clone)]
+pub struct SessionServices {
+    /// Exposures and the record directory.
+    pub registry: Addr<RegistryActor>,
+    /// Shared settings.
+    pub settings: Arc<SessionSettings>,
+    /// Custom commands.
+    pub commands: Arc<Commands>,
+    /// Validates `mesh/set-my-connection-metadata`; none = refuse.
+    pub metadata_hook: Option<MetadataHook>,
+    /// The server handle given to command handlers.
+    pub records: RecordServer,
+    /// Flips to true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A record actor ended this session's subscription (the record was deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscriptionEnded {
+    /// The record.
+    pub record_id: RecordId,
+    /// The token of the subscription that ended.
+    pub token: u64,
+}
+
+struct ActiveSubscription {
+    addr: Addr<RecordActor>,
+    token: u64,
+}
+
+/// The session (see the module docs).
+pub struct SessionActor {
+    number: u64,
+    connection: Connection,
+    outbox: Outbox,
+    services: SessionServices,
+    socket: Option<crate::socket::ConnectionSocket>,
+    subscriptions: HashMap<RecordId, ActiveSubscription>,
+    next_token: u64,
+    awaiting_pong: bool,
+    missed_pongs: u32,
+}
+
+impl SessionActor {
+    /// A session for an upgraded connection. `socket` (from [`crate::socket::on_connect`])
+    /// lets it really end the TCP connection of a client that stopped reading.
+    pub fn new(
+        number: u64,
+        connection: Connection,
+        outbox: Outbox,
+        services: SessionServices,
+        socket: Option<crate::socket::ConnectionSocket>,
+    ) -> Self {
+        SessionActor {
+            number,
+            connection,
+            outbox,
+            services,
+            socket,
+            subscriptions: HashMap::new(),
+            next_token: 0,
+            awaiting_pong: false,
+            missed_pongs: 0,
+        }
+    }
+
+    fn send(&self, frame: crate::record::Frame) {
+        // A refused push raises the overflow signal; the policy runs in `slow_consumer`.
+        let _ = self.outbox.push(frame);
+    }
+
+    fn reply(&self, id: &Option<Number>, command: &str, result: Result<Value, Error>) {
+        let Some(id) = id else { return };
+        let frame = match result {
+            Ok(payload) => protocol::reply_frame(id, command, &payload),
+            Err(error) => protocol::error_frame(id, command, &error),
+        };
+        self.send(frame);
+    }
+
+    /// Closes the connection. `abrupt` also shuts the socket down, for peers that may not be
+    /// reading (the close frame would sit behind their unread data forever).
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str, abrupt: bool) {
+        self.outbox.close(Some(CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        if abrupt {
+            if let Some(socket) = &self.socket {
+                socket.shutdown();
+            }
+        }
+        ctx.stop();
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        match protocol::parse_request(text) {
+            Ok(request) => self.dispatch(request, ctx),
+            Err(bad) => match bad.id {
+                Some(id) => {
+                    let command = bad.command.unwrap_or_default();
+                    self.send(protocol::error_frame(
+                        &id,
+                        &command,
+                        &Error::Invalid(bad.reason),
+                    ));
+                }
+                None => log::debug!("session {}: dropped frame: {}", self.number, bad.reason),
+            },
+        }
+    }
+
+    fn dispatch(&mut self, request: Request, ctx: &mut Context<Self>) {
+        let Request {
+            id,
+            command,
+            payload,
+        } = request;
+        match command.as_str() {
+            commands::PONG | commands::LATENCY_RESPONSE => {
+                self.awaiting_pong = false;
+                self.missed_pongs = 0;
+            }
+            commands::NOOP => self.reply(&id, &command, Ok(Value::Bool(true))),
+            commands::SUBSCRIBE_RECORD => self.subscribe(id, payload, ctx),
+            commands::UNSUBSCRIBE_RECORD => self.unsubscribe(id, payload),
+            commands::PUBLISH_RECORD_UPDATE => self.publish(id, payload, ctx),
+            commands::GET_METADATA => {
+                let metadata = self.connection.metadata();
+                self.reply(&id, &command, Ok(json!({ "metadata": metadata })));
+            }
+            commands::SET_METADATA => self.set_metadata(id, payload, ctx),
+            _ => self.custom_command(id, command, payload, ctx),
+        }
+    }
+
+    fn record_id(&self, raw: &str) -> Result<RecordId, Error> {
+        RecordId::parse(raw, self.services.settings.max_record_id_bytes)
+    }
+
+    fn subscribe(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+        const CMD: &str = commands::SUBSCRIBE_RECORD;
+        let parsed = protocol::typed_payload::<protocol::SubscribeRecord>(CMD, payload)
+            .and_then(|p| Ok((self.record_id(&p.record_id)?, p.mode.unwrap_or_default())));
+        let (record_id, mode) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return self.reply(&id, CMD, Err(e)),
+        };
+        let resolve = self.services.registry.send(ResolveAccess {
+            id: record_id.clone(),
+            op: Operation::Read,
+            connection: self.connection.clone(),
+        });
+        resolve
+            .into_actor(self)
+            .map(move |resolved, act, ctx| match resolved {
+                Ok(Ok(addr)) => act.finish_subscribe(id, record_id, mode, addr, ctx),
+                Ok(Err(Error::Forbidden)) => {
+                    act.reply(&id, CMD, Ok(json!({ "success": false })));
+                }
+                Ok(Err(e)) => act.reply(&id, CMD, Err(e)),
+                Err(_) => act.reply(&id, CMD, Err(Error::Internal)),
+            })
+            .wait(ctx);
+    }
+
+    fn finish_subscribe(
+        &mut self,
+        request_id: Option<Number>,
+        record_id: RecordId,
+        mode: Mode,
+        addr: Addr<RecordActor>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.next_token += 1;
+        let token = self.next_token;
+        let message = Subscribe {
+            session: self.number,
+            mode,
+            outbox: self.outbox.clone(),
+            token,
+            ended: ctx.address().recipient(),
+            reply_to: request_id.clone(),
+        };
+        let registry = self.services.registry.clone();
+        let target = addr.clone();
+        let id = record_id.clone();
+        async move { send_to_record(&registry, &id, Some(target), message).await }
+            .into_actor(self)
+            .map(move |result, act, _| match result {
+                Ok(Ok(_)) => {
+                    act.subscriptions
+                        .insert(record_id, ActiveSubscription { addr, token });
+                }
+                Ok(Err(e)) | Err(e) => act.reply(&request_id, commands::SUBSCRIBE_RECORD, Err(e)),
+            })
+            .spawn(ctx);
+    }
+
+    fn unsubscribe(&mut self, id: Option<Number>, payload: Value) {
+        const CMD: &str = commands::UNSUBSCRIBE_RECORD;
+        let record_id = match protocol::typed_payload::<protocol::UnsubscribeRecord>(CMD, payload)
+            .and_then(|p| self.record_id(&p.record_id))
+        {
+            Ok(record_id) => record_id,
+            Err(e) => return self.reply(&id, CMD, Err(e)),
+        };
+        let was_subscribed = match self.subscriptions.remove(&record_id) {
+            Some(active) => {
+                active.addr.do_send(Unsubscribe {
+                    session: self.number,
+                });
+                true
+            }
+            None => false,
+        };
+        self.reply(&id, CMD, Ok(Value::Bool(was_subscribed)));
+    }
+
+    fn publish(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+        const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
+        let parsed = protocol::typed_payload::<protocol::PublishRecordUpdate>(CMD, payload)
+            .and_then(|p| {
+                if p.new_value.is_null() {
+                    return Err(Error::invalid("newValue must not be null"));
+                }
+                let strategy = p.options.and_then(|o| o.strategy).unwrap_or_default();
+                Ok((self.record_id(&p.record_id)?, p.new_value, strategy))
+            });
+        let (record_id, value, strategy) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return self.reply(&id, CMD, Err(e)),
+        };
+        let resolve = self.services.registry.send(ResolveAccess {
+            id: record_id.clone(),
+            op: Operation::Write,
+            connection: self.connection.clone(),
+        });
+        resolve
+            .into_actor(self)
+            .map(move |resolved, act, ctx| {
+                let addr = match resolved {
+                    Ok(Ok(addr)) => addr,
+                    Ok(Err(e)) => return act.reply(&id, CMD, Err(e)),
+                    Err(_) => return act.reply(&id, CMD, Err(Error::Internal)),
+                };
+                let message = ApplyWrite {
+                    value: Arc::new(value),
+                    strategy,
+                };
+                // Enqueue now, before the next request is read, to keep this client's order.
+                let first = addr.send(message.clone());
+                let registry = act.services.registry.clone();
+                async move {
+                    match first.await {
+                        Ok(result) => Ok(result),
+                        Err(_) => send_to_record(&registry, &record_id, None, message).await,
+                    }
+                }
+                .into_actor(act)
+                .map(move |result, act, _| {
+                    let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
+                    act.reply(&id, CMD, result);
+                })
+                .spawn(ctx);
+            })
+            .wait(ctx);
+    }
+
+    fn set_metadata(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+        const CMD: &str = commands::SET_METADATA;
+        let Some(hook) = self.services.metadata_hook.clone() else {
+            return self.reply(
+                &id,
+                CMD,
+                Err(Error::command(
+                    "EFORBIDDEN",
+                    "connection metadata can only be set by the server",
+                )),
+            );
+        };
+        let connection = self.connection.clone();
+        async move {
+            let accepted = hook.check(connection.clone(), payload).await?;
+            connection.set_metadata(accepted);
+            Ok(json!({ "success": true }))
+        }
+        .into_actor(self)
+        .map(move |result, act, _| act.reply(&id, CMD, result))
+        .spawn(ctx);
+    }
+
+    fn custom_command(
+        &mut self,
+        id: Option<Number>,
+        command: String,
+        payload: Value,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(handler) = self.services.commands.get(&command) else {
+            let error = Error::UnknownCommand(command.clone());
+            return self.reply(&id, &command, Err(error));
+        };
+        let context = CommandContext {
+            connection: self.connection.clone(),
+            records: self.services.records.clone(),
+        };
+        Commands::call(handler, context, payload)
+            .into_actor(self)
+            .map(move |result, act, _| act.reply(&id, &command, result))
+            .spawn(ctx);
+    }
+
+    fn keepalive(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_pong {
+            self.missed_pongs += 1;
+            if self.missed_pongs > self.services.settings.max_missed_pongs {
+                log::debug!("session {}: ping timeout", self.number);
+                return self.close(
+                    ctx,
+                    CloseCode::Other(CLOSE_PING_TIMEOUT),
+                    "ping timeout",
+                    true,
+                );
+            }
+        }
+        self.awaiting_pong = true;
+        self.send(protocol::push_frame(commands::PING, &json!({})));
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The session's own mailbox only carries rare notices; frames never pass through it.
+        self.send(protocol::push_frame(
+            commands::ASSIGN_ID,
+            &self.connection.id(),
+        ));
+        ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
+
+        let outbox = self.outbox.clone();
+        async move { outbox.overflowed().await }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                log::info!("session {}: slow consumer, disconnecting", act.number);
+                act.close(
+                    ctx,
+                    CloseCode::Other(CLOSE_SLOW_CONSUMER),
+                    "slow consumer",
+                    true,
+                );
+            })
+            .spawn(ctx);
+
+        let mut shutdown = self.services.shutdown.clone();
+        async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        .into_actor(self)
+        .map(|_, act, ctx| act.close(ctx, CloseCode::Away, "server shutting down", false))
+        .spawn(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.outbox.close(None);
+        for (_, active) in self.subscriptions.drain() {
+            active.addr.do_send(Unsubscribe {
+                session: self.number,
+            });
+        }
+        self.services.records.session_ended();
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+                // Mesh servers read binary frames holding JSON too; so do we.
+                Ok(text) => self.handle_text(text, ctx),
+                Err(_) => log::debug!("session {}: dropped non-UTF-8 binary frame", self.number),
+            },
+            Ok(AggregatedMessage::Ping(bytes)) => self.outbox.push_control(Outgoing::Pong(bytes)),
+            Ok(AggregatedMessage::Pong(_)) => {
+                self.awaiting_pong = false;
+                self.missed_pongs = 0;
+            }
+            Ok(AggregatedMessage::Close(_)) => self.close(ctx, CloseCode::Normal, "bye", false),
+            Err(ProtocolError::Overflow) => {
+                self.close(ctx, CloseCode::Size, "frame too large", true);
+            }
+            Err(e) => {
+                log::debug!("session {}: protocol error: {e}", self.number);
+                self.close(ctx, CloseCode::Protocol, "protocol error", true);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SubscriptionEnded> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscriptionEnded, _ctx: &mut Context<Self>) {
+        if self
+            .subscriptions
+            .get(&msg.record_id)
+            .is_some_and(|active| active.token == msg.token)
+        {
+            self.subscriptions.remove(&msg.record_id);
+        }
+    }
+}

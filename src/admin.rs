@@ -1,0 +1,127 @@
+//! The admin HTTP API: server-side get/put/delete of records for services that are not Rust.
+//! Mounted only when `[admin] token` is set; every route requires `Authorization: Bearer`.
+
+use crate::error::Error;
+use crate::record::Strategy;
+use crate::server::RecordServer;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct AdminState {
+    records: RecordServer,
+    token: Arc<str>,
+}
+
+#[derive(Deserialize)]
+struct PutQuery {
+    strategy: Option<String>,
+}
+
+/// Adds the admin routes.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: RecordServer, token: String) {
+    let state = AdminState {
+        records,
+        token: token.into(),
+    };
+    cfg.service(
+        web::resource("/api/records/{id:.*}")
+            .app_data(web::Data::new(state))
+            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+            .route(web::get().to(get_record))
+            .route(web::put().to(put_record))
+            .route(web::delete().to(delete_record)),
+    );
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.trim().as_bytes(), state.token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong admin token" })))
+    }
+}
+
+fn error_response(error: &Error) -> HttpResponse {
+    let status = match error {
+        Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::Forbidden => StatusCode::FORBIDDEN,
+        Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Conflict => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    HttpResponse::build(status).json(json!({ "error": error.to_string(), "code": error.code() }))
+}
+
+async fn get_record(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Err(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    match state.records.get_record(&id).await {
+        Ok(Some(record)) => HttpResponse::Ok().json(json!({
+            "recordId": id.as_str(), "value": &*record.value, "version": record.version
+        })),
+        Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such record" })),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn put_record(
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<PutQuery>,
+    body: web::Bytes,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Err(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    let strategy = match query.strategy.as_deref().map(str::parse::<Strategy>) {
+        None => Strategy::Replace,
+        Some(Ok(strategy)) => strategy,
+        Some(Err(e)) => return error_response(&e),
+    };
+    let value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return error_response(&Error::invalid(format!("body is not JSON: {e}"))),
+    };
+    match state.records.write_record(&id, value, strategy).await {
+        Ok(outcome) => HttpResponse::Ok().json(json!({
+            "version": outcome.version, "changed": outcome.changed
+        })),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn delete_record(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Err(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    match state.records.delete_record(&id).await {
+        Ok(Some(version)) => HttpResponse::Ok().json(json!({ "version": version })),
+        Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such record" })),
+        Err(e) => error_response(&e),
+    }
+}

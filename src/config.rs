@@ -1,0 +1,392 @@
+//! Configuration: serde structs with defaults, environment overrides and validation.
+//!
+//! The commented `config.toml` at the repository root documents every key. Unknown keys,
+//! invalid regexes and missing secrets fail at startup with a message naming the key.
+
+use crate::access::{Exposure, Guard, Matcher};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+    /// `[records]`
+    pub records: RecordsConfig,
+}
+
+/// `[server]`: listener, keepalive and per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+    /// Path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Server ping period.
+    pub ping_interval_ms: u64,
+    /// Consecutive unanswered pings tolerated before closing.
+    pub max_missed_pongs: u32,
+    /// Largest inbound frame (close code 1009 above it).
+    pub max_frame_bytes: usize,
+    /// Outbound bytes queued per connection before it counts as a slow consumer.
+    pub max_outbound_bytes: usize,
+    /// Longest record id.
+    pub max_record_id_bytes: usize,
+    /// How long a record's actor stays in memory unused.
+    pub record_linger_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 3000,
+            ws_path: "/ws".into(),
+            workers: 0,
+            ping_interval_ms: 30_000,
+            max_missed_pongs: 1,
+            max_frame_bytes: 1024 * 1024,
+            max_outbound_bytes: 1024 * 1024,
+            max_record_id_bytes: crate::record::DEFAULT_MAX_RECORD_ID_BYTES,
+            record_linger_ms: 5_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `ping_interval_ms` as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// `record_linger_ms` as a duration.
+    pub fn record_linger(&self) -> Duration {
+        Duration::from_millis(self.record_linger_ms)
+    }
+}
+
+/// Which store backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// In-process map; one instance, nothing external.
+    #[default]
+    Memory,
+    /// Redis; any number of instances.
+    Redis,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` or `redis`.
+    pub backend: StoreBackend,
+    /// Redis URL (env `MESH_REDIS_URL`).
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel.
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "mesh:".into(),
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret (env `MESH_JWT_SECRET`); unset = no token checking.
+    pub jwt_secret: Option<String>,
+    /// Refuse connections without a valid token.
+    pub required: bool,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for `/api/records` (env `MESH_ADMIN_TOKEN`); unset = admin API off.
+    pub token: Option<String>,
+}
+
+/// `[records]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// `[[records.expose]]` rules, in order.
+    pub expose: Vec<ExposeConfig>,
+}
+
+/// One `[[records.expose]]` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExposeConfig {
+    /// Exact record id.
+    pub id: Option<String>,
+    /// Regex over record ids.
+    pub pattern: Option<String>,
+    /// Clients may write (and read).
+    pub writable: bool,
+    /// Read guard.
+    pub guard: Option<GuardConfig>,
+    /// Write guard.
+    pub write_guard: Option<GuardConfig>,
+}
+
+/// A guard written in config; every condition given must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// The metadata must have this key with a non-null value.
+    pub require_metadata: Option<String>,
+    /// The metadata value at `key`, as a string, must equal regex capture `group` of the id.
+    pub metadata_equals_capture: Option<CaptureRule>,
+}
+
+/// See [`GuardConfig::metadata_equals_capture`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRule {
+    /// Metadata key.
+    pub key: String,
+    /// Capture group number of the exposure's pattern.
+    pub group: usize,
+}
+
+impl Config {
+    /// Reads a TOML file, applies environment overrides and validates.
+    ///
+    /// Fails with [`Error::Config`] naming the file or key at fault.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let mut config =
+            Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        config.apply_env(|key| std::env::var(key).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Applies `MESH_PORT`, `MESH_REDIS_URL`, `MESH_JWT_SECRET`, `MESH_ADMIN_TOKEN`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(port) = var("MESH_PORT") {
+            self.server.port = port
+                .parse()
+                .map_err(|_| Error::Config(format!("MESH_PORT: not a port number: {port:?}")))?;
+        }
+        if let Some(url) = var("MESH_REDIS_URL") {
+            self.store.redis_url = url;
+        }
+        if let Some(secret) = var("MESH_JWT_SECRET") {
+            self.auth.jwt_secret = Some(secret);
+        }
+        if let Some(token) = var("MESH_ADMIN_TOKEN") {
+            self.admin.token = Some(token);
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked before starting.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.server;
+        if !s.ws_path.starts_with('/') {
+            return Err(Error::Config("server.ws_path must start with '/'".into()));
+        }
+        for (key, value) in [
+            ("server.ping_interval_ms", s.ping_interval_ms as usize),
+            ("server.max_frame_bytes", s.max_frame_bytes),
+            ("server.max_outbound_bytes", s.max_outbound_bytes),
+            ("server.max_record_id_bytes", s.max_record_id_bytes),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be greater than 0")));
+            }
+        }
+        if self.auth.required && self.auth.jwt_secret.as_deref().unwrap_or("").is_empty() {
+            return Err(Error::Config(
+                "auth.required = true needs auth.jwt_secret (or MESH_JWT_SECRET)".into(),
+            ));
+        }
+        if self.auth.jwt_secret.as_deref() == Some("") {
+            return Err(Error::Config("auth.jwt_secret must not be empty".into()));
+        }
+        if self.admin.token.as_deref() == Some("") {
+            return Err(Error::Config("admin.token must not be empty".into()));
+        }
+        self.exposures().map(|_| ())
+    }
+
+    /// The `[[records.expose]]` rules as exposures with their config guards.
+    ///
+    /// Fails with [`Error::Config`] naming the rule (`records.expose[N]`) at fault.
+    pub fn exposures(&self) -> Result<Vec<Exposure>> {
+        self.records
+            .expose
+            .iter()
+            .enumerate()
+            .map(|(n, rule)| {
+                rule.to_exposure()
+                    .map_err(|e| Error::Config(format!("records.expose[{n}].{e}")))
+            })
+            .collect()
+    }
+}
+
+impl ExposeConfig {
+    fn to_exposure(&self) -> std::result::Result<Exposure, String> {
+        let mut exposure = match (&self.id, &self.pattern) {
+            (Some(id), None) if !id.is_empty() => Exposure::id(id.clone()),
+            (None, Some(pattern)) => Exposure::pattern(pattern)
+                .map_err(|_| format!("pattern: invalid regex {pattern:?}"))?,
+            _ => return Err("id / pattern: give exactly one, non-empty".into()),
+        };
+        exposure.writable = self.writable;
+        if let Some(guard) = &self.guard {
+            exposure.guard = Some(
+                guard
+                    .to_guard(&exposure.matcher)
+                    .map_err(|e| format!("guard.{e}"))?,
+            );
+        }
+        if let Some(guard) = &self.write_guard {
+            if !self.writable {
+                return Err("write_guard: the exposure is not writable".into());
+            }
+            exposure.write_guard = Some(
+                guard
+                    .to_guard(&exposure.matcher)
+                    .map_err(|e| format!("write_guard.{e}"))?,
+            );
+        }
+        Ok(exposure)
+    }
+}
+
+impl GuardConfig {
+    fn to_guard(&self, matcher: &Matcher) -> std::result::Result<Guard, String> {
+        if self.require_metadata.is_none() && self.metadata_equals_capture.is_none() {
+            return Err("require_metadata: a guard needs at least one condition".into());
+        }
+        if let Some(rule) = &self.metadata_equals_capture {
+            let groups = match matcher {
+                Matcher::Pattern(re) => re.captures_len(),
+                Matcher::Exact(_) => 1,
+            };
+            if rule.group >= groups {
+                return Err(format!(
+                    "metadata_equals_capture.group: the pattern has no group {}",
+                    rule.group
+                ));
+            }
+        }
+        let required = self.require_metadata.clone();
+        let capture = self.metadata_equals_capture.clone();
+        let matcher = matcher.clone();
+        Ok(Guard::sync(move |conn: &Connection, id| {
+            if let Some(key) = &required {
+                if conn.metadata_field(key).is_none_or(|v| v.is_null()) {
+                    return false;
+                }
+            }
+            if let Some(rule) = &capture {
+                let Some(expected) = matcher.capture(id.as_str(), rule.group) else {
+                    return false;
+                };
+                let actual = match conn.metadata_field(&rule.key) {
+                    Some(Value::String(s)) => s,
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Bool(b)) => b.to_string(),
+                    _ => return false,
+                };
+                if actual != expected {
+                    return false;
+                }
+            }
+            true
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_from_nothing() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.port, 3000);
+        assert_eq!(config.store.key_prefix, "mesh:");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[server]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let config = Config::parse("[[records.expose]]\npattern = \"(\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("records.expose[0].pattern"), "{err}");
+        let config = Config::parse("[auth]\nrequired = true\n").unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("auth.required")
+        );
+        let config = Config::parse(
+            "[[records.expose]]\npattern = \"^u:(\\\\d+)$\"\nwritable = true\nwrite_guard = { metadata_equals_capture = { key = \"userId\", group = 2 } }\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("records.expose[0].write_guard.metadata_equals_capture.group"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let mut config = Config::default();
+        config
+            .apply_env(|k| (k == "MESH_PORT").then(|| "4001".to_string()))
+            .unwrap();
+        assert_eq!(config.server.port, 4001);
+        assert!(config.apply_env(|_| Some("x".into())).is_err());
+    }
+}

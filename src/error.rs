@@ -1,0 +1,108 @@
+//! The crate's one public error type and the stable codes it maps to on the wire.
+
+use serde::Serialize;
+
+/// Everything that can go wrong in a request, a write or at startup.
+///
+/// Clients only ever see [`Error::code`], [`Error::name`] and the `Display` text; variants that
+/// wrap backend failures keep the backend's text out of `Display` so it never reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request was malformed or violated a limit; nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The record is not exposed for this operation, or its guard refused.
+    #[error("access denied")]
+    Forbidden,
+    /// The command name is not registered.
+    #[error("Command \"{0}\" not found")]
+    UnknownCommand(String),
+    /// The store could not be reached; nothing was acknowledged.
+    #[error("record store unavailable, try again")]
+    Unavailable,
+    /// Other writers kept winning the race for this record; nothing was written.
+    #[error("too many concurrent writes to this record, try again")]
+    Conflict,
+    /// The connection exceeded its request rate.
+    #[error("too many requests")]
+    RateLimited,
+    /// A failure inside the server; details are logged, not sent.
+    #[error("internal server error")]
+    Internal,
+    /// The configuration is unusable; the message names the key.
+    #[error("config: {0}")]
+    Config(String),
+    /// A custom command handler failed with its own code and message.
+    #[error("{message}")]
+    Command {
+        /// Stable code chosen by the handler (for example `EINVALID`).
+        code: String,
+        /// Human message sent to the client.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    /// A custom command error with the given code and message.
+    pub fn command(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Command {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable wire code clients can branch on.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Invalid(_) => "EINVALID",
+            Error::Forbidden => "EFORBIDDEN",
+            Error::UnknownCommand(_) => "ENOTFOUND",
+            Error::Unavailable => "EUNAVAILABLE",
+            Error::Conflict => "ECONFLICT",
+            Error::RateLimited => "ERATELIMIT",
+            Error::Internal | Error::Config(_) => "ESERVER",
+            Error::Command { code, .. } => code,
+        }
+    }
+
+    /// The error class name Mesh clients expect next to the code.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::UnknownCommand(_) | Error::Command { .. } => "CommandError",
+            Error::Invalid(_) => "ValidationError",
+            Error::Forbidden => "ForbiddenError",
+            Error::Unavailable => "UnavailableError",
+            Error::Conflict => "ConflictError",
+            Error::RateLimited => "RateLimitError",
+            Error::Internal | Error::Config(_) => "ServerError",
+        }
+    }
+
+    /// The JSON object sent as a failed request's payload.
+    pub fn to_wire(&self) -> WireError {
+        WireError {
+            error: self.to_string(),
+            code: self.code().to_owned(),
+            name: self.name(),
+        }
+    }
+}
+
+/// The payload of a failed request: `{"error", "code", "name"}`.
+#[derive(Debug, Serialize)]
+pub struct WireError {
+    /// Human-readable message.
+    pub error: String,
+    /// Stable code such as `EFORBIDDEN`.
+    pub code: String,
+    /// Error class name such as `CommandError`.
+    pub name: &'static str,
+}
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,43 @@
+//! mesh-records: versioned JSON records that many WebSocket clients watch and edit in real
+//! time, speaking the Mesh client protocol.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
+//! - [`error`]: the one error type and its stable wire codes.
+//! - [`protocol`]: request/reply/push frames of the Mesh wire protocol.
+//! - [`record`]: ids, versions, write strategies, push frames (pure code).
+//! - [`access`]: exposure rules and guards (pure code).
+//! - [`connection`]: a connection's id and metadata as guards and handlers see them.
+//! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
+//! - [`commands`]: custom commands registered by the embedding app.
+//! - [`store`]: the store boundary and its backends.
+//! - [`outbox`]: each session's byte-bounded outbound queue and its writer task.
+//! - [`socket`]: cutting off TCP connections whose peer stopped reading.
+//! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`.
+//! - [`admin`]: the bearer-token admin HTTP API.
+//! - [`server`]: the `RecordServer` handle, its builder, routes, start and stop.
+
+pub mod access;
+pub mod actors;
+mod admin;
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod outbox;
+pub mod protocol;
+pub mod record;
+pub mod server;
+pub mod socket;
+pub mod store;
+
+pub use access::{Exposure, Guard, GuardResult};
+pub use auth::{AuthRejection, Authenticator};
+pub use commands::{CommandContext, CommandRequest, CommandResult};
+pub use config::Config;
+pub use connection::Connection;
+pub use error::{Error, Result};
+pub use record::{Mode, RecordId, Strategy, Version, Versioned};
+pub use server::{MetadataHook, RecordServer, RunningServer, run, start, start_with};
+pub use socket::on_connect;

@@ -1,0 +1,51 @@
+//! The `mesh-records` binary: reads the config, sets up logging, runs the server.
+
+use mesh_records::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: mesh-records [--config PATH]   (default: ./config.toml)";
+
+fn config_path() -> Result<(PathBuf, bool), String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => Ok((PathBuf::from("config.toml"), false)),
+        (Some("--config"), Some(path), None) => Ok((PathBuf::from(path), true)),
+        (Some("-h" | "--help"), None, _) => Err(USAGE.to_owned()),
+        _ => Err(format!("unexpected arguments\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let (path, explicit) = match config_path() {
+        Ok(found) => found,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = if !explicit && !path.exists() {
+        log::warn!("no ./config.toml; running with built-in defaults");
+        let mut config = Config::default();
+        config
+            .apply_env(|key| std::env::var(key).ok())
+            .and_then(|()| config.validate().map(|()| config))
+    } else {
+        Config::load(&path)
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mesh-records: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(mesh_records::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-records: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

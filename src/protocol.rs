@@ -1,0 +1,242 @@
+//! The Mesh wire protocol: inbound request frames, typed payloads and outbound reply/push frames.
+//!
+//! Every frame is one JSON object. Requests are `{"id", "command", "payload"}`; replies echo the
+//! id and command; pushes have no id. See `docs/protocol.md`.
+
+use crate::Error;
+use crate::record::{Frame, Mode, Strategy};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Number, Value};
+
+/// Commands the server handles itself.
+pub mod commands {
+    /// Pushed right after the upgrade with the connection id.
+    pub const ASSIGN_ID: &str = "mesh/assign-id";
+    /// Liveness probe; answered with `true`.
+    pub const NOOP: &str = "mesh/noop";
+    /// Server keepalive push.
+    pub const PING: &str = "ping";
+    /// Client keepalive answer (never replied to).
+    pub const PONG: &str = "pong";
+    /// Client answer to a latency probe (treated like a pong).
+    pub const LATENCY_RESPONSE: &str = "latency:response";
+    /// Subscribe to a record.
+    pub const SUBSCRIBE_RECORD: &str = "mesh/subscribe-record";
+    /// Unsubscribe from a record.
+    pub const UNSUBSCRIBE_RECORD: &str = "mesh/unsubscribe-record";
+    /// Write a record.
+    pub const PUBLISH_RECORD_UPDATE: &str = "mesh/publish-record-update";
+    /// Push: a record changed.
+    pub const RECORD_UPDATE: &str = "mesh/record-update";
+    /// Push: a record was deleted.
+    pub const RECORD_DELETED: &str = "mesh/record-deleted";
+    /// Read the connection's metadata.
+    pub const GET_METADATA: &str = "mesh/get-my-connection-metadata";
+    /// Ask to change the connection's metadata (refused unless the app installs a hook).
+    pub const SET_METADATA: &str = "mesh/set-my-connection-metadata";
+}
+
+/// A request frame that parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The client's request id; `None` for fire-and-forget frames, which get no reply.
+    pub id: Option<Number>,
+    /// The command name.
+    pub command: String,
+    /// The payload (`null` when absent).
+    pub payload: Value,
+}
+
+/// A frame that could not be read as a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFrame {
+    /// The integer id, if the frame had one: then the client gets an error reply.
+    pub id: Option<Number>,
+    /// The command, if it was a string.
+    pub command: Option<String>,
+    /// Why the frame was refused.
+    pub reason: String,
+}
+
+/// Parses one inbound text frame. Never panics, whatever the input.
+pub fn parse_request(text: &str) -> Result<Request, BadFrame> {
+    let bad = |id, command, reason: &str| BadFrame {
+        id,
+        command,
+        reason: reason.to_owned(),
+    };
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return Err(bad(None, None, "frame is not JSON"));
+    };
+    let Value::Object(mut fields) = value else {
+        return Err(bad(None, None, "frame is not a JSON object"));
+    };
+    let id = match fields.remove("id") {
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n),
+        _ => None,
+    };
+    let command = match fields.remove("command") {
+        Some(Value::String(command)) => command,
+        _ => return Err(bad(id, None, "frame has no string \"command\"")),
+    };
+    let payload = fields.remove("payload").unwrap_or(Value::Null);
+    Ok(Request {
+        id,
+        command,
+        payload,
+    })
+}
+
+/// Reads a command's payload into its typed form; fails with [`Error::Invalid`] saying why.
+pub fn typed_payload<T: DeserializeOwned>(command: &str, payload: Value) -> Result<T, Error> {
+    serde_json::from_value(payload)
+        .map_err(|e| Error::invalid(format!("invalid payload for {command}: {e}")))
+}
+
+/// Payload of `mesh/subscribe-record`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeRecord {
+    /// The record to watch.
+    pub record_id: String,
+    /// `full` (default) or `patch`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
+/// Payload of `mesh/unsubscribe-record`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsubscribeRecord {
+    /// The record to stop watching.
+    pub record_id: String,
+}
+
+/// Payload of `mesh/publish-record-update`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishRecordUpdate {
+    /// The record to write.
+    pub record_id: String,
+    /// The value to write (combined with the current one per the strategy).
+    pub new_value: Value,
+    /// Write options.
+    #[serde(default)]
+    pub options: Option<PublishOptions>,
+}
+
+/// Options of `mesh/publish-record-update`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PublishOptions {
+    /// `replace` (default), `merge` or `deepMerge`.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+}
+
+/// Successful reply to `mesh/subscribe-record` (a refusal is `{"success": false}`).
+#[derive(Debug, Serialize)]
+pub struct SubscribeReply<'a> {
+    /// Always true here.
+    pub success: bool,
+    /// The snapshot value (`null` when the record is absent).
+    pub record: &'a Value,
+    /// The snapshot version (0 when absent).
+    pub version: u64,
+}
+
+#[derive(Serialize)]
+struct Reply<'a, P: Serialize> {
+    id: &'a Number,
+    command: &'a str,
+    payload: P,
+}
+
+#[derive(Serialize)]
+struct Push<'a, P: Serialize> {
+    command: &'a str,
+    payload: P,
+}
+
+fn to_frame(value: &impl Serialize) -> Frame {
+    // Serializing our own reply structs (strings, numbers, serde_json values) cannot fail.
+    Frame::from(serde_json::to_string(value).expect("reply serialization cannot fail"))
+}
+
+/// The reply frame for request `id`.
+pub fn reply_frame(id: &Number, command: &str, payload: &impl Serialize) -> Frame {
+    to_frame(&Reply {
+        id,
+        command,
+        payload,
+    })
+}
+
+/// The error reply frame for request `id`.
+pub fn error_frame(id: &Number, command: &str, error: &Error) -> Frame {
+    reply_frame(id, command, &error.to_wire())
+}
+
+/// A push frame (no id).
+pub fn push_frame(command: &str, payload: &impl Serialize) -> Frame {
+    to_frame(&Push { command, payload })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_requests_and_fire_and_forget_frames() {
+        let r = parse_request(r#"{"id":4,"command":"mesh/noop","payload":{}}"#).unwrap();
+        assert_eq!(r.id, Some(Number::from(4)));
+        assert_eq!(r.command, "mesh/noop");
+        let r = parse_request(r#"{"command":"pong"}"#).unwrap();
+        assert_eq!((r.id, r.payload), (None, Value::Null));
+    }
+
+    #[test]
+    fn malformed_frames_are_refused_with_the_id_when_there_is_one() {
+        for text in ["null", "[]", "1", "\"x\"", "{", "", "{\"command\":5}"] {
+            let bad = parse_request(text).unwrap_err();
+            assert_eq!(bad.id, None, "{text}");
+        }
+        let bad = parse_request(r#"{"id":9,"payload":1}"#).unwrap_err();
+        assert_eq!(bad.id, Some(Number::from(9)));
+        let bad = parse_request(r#"{"id":1.5,"command":7}"#).unwrap_err();
+        assert_eq!(bad.id, None);
+    }
+
+    #[test]
+    fn typed_payloads_reject_wrong_shapes() {
+        let ok: SubscribeRecord =
+            typed_payload("s", json!({"recordId": "a", "mode": "patch"})).unwrap();
+        assert_eq!(ok.mode, Some(Mode::Patch));
+        assert!(
+            typed_payload::<SubscribeRecord>("s", json!({"recordId": "a", "mode": "x"})).is_err()
+        );
+        assert!(typed_payload::<SubscribeRecord>("s", json!({"recordId": 1})).is_err());
+        assert!(typed_payload::<PublishRecordUpdate>("p", json!({"recordId": "a"})).is_err());
+        let p: PublishRecordUpdate = typed_payload(
+            "p",
+            json!({"recordId": "a", "newValue": 1, "options": {"strategy": "deepMerge"}}),
+        )
+        .unwrap();
+        assert_eq!(p.options.unwrap().strategy, Some(Strategy::DeepMerge));
+    }
+
+    #[test]
+    fn replies_echo_id_and_command() {
+        let f = error_frame(
+            &Number::from(3),
+            "nope",
+            &Error::UnknownCommand("nope".into()),
+        );
+        let v: Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": 3, "command": "nope", "payload": {"error": "Command \"nope\" not found", "code": "ENOTFOUND", "name": "CommandError"}})
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Records as pure data: ids, versions, write strategies and push frames. No actix here.
+
+mod frames;
+mod strategy;
+
+pub use frames::{Frame, deleted_frame, full_frame, patch_frame};
+pub use strategy::{Strategy, apply_strategy};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest record id accepted unless configured otherwise, in bytes.
+pub const DEFAULT_MAX_RECORD_ID_BYTES: usize = 256;
+
+/// A record's id, such as `user:123`. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId(Arc<str>);
+
+impl RecordId {
+    /// Validates an id: non-empty, at most `max_bytes`, no control characters.
+    ///
+    /// Fails with [`crate::Error::Invalid`] naming the problem.
+    pub fn parse(raw: &str, max_bytes: usize) -> crate::Result<Self> {
+        if raw.is_empty() {
+            return Err(crate::Error::invalid("recordId must not be empty"));
+        }
+        if raw.len() > max_bytes {
+            return Err(crate::Error::invalid(format!(
+                "recordId is longer than {max_bytes} bytes"
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(crate::Error::invalid(
+                "recordId must not contain control characters",
+            ));
+        }
+        Ok(RecordId(Arc::from(raw)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordId({:?})", &*self.0)
+    }
+}
+
+/// A record's version: 0 means absent, every change adds exactly one.
+pub type Version = u64;
+
+/// A value together with the version it has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned {
+    /// The JSON value, shared so fan-out and the store never copy it.
+    pub value: Arc<Value>,
+    /// Its version (at least 1 for a stored record).
+    pub version: Version,
+}
+
+/// How a subscriber wants updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The whole value on every change.
+    #[default]
+    Full,
+    /// An RFC 6902 patch from the previous version.
+    Patch,
+}

@@ -1,0 +1,452 @@
+//! Wiring: the `RecordServer` handle (library API), its builder, the actix-web routes, and
+//! starting/stopping a whole HTTP server for the binary and the tests.
+
+use crate::access::Exposure;
+use crate::actors::record::{ApplyWrite, DeleteRecord, GetSnapshot, WriteOutcome};
+use crate::actors::registry::{AddExposure, RegistryActor, send_to_record};
+use crate::actors::session::{SessionActor, SessionServices, SessionSettings};
+use crate::auth::{AuthRejection, Authenticator};
+use crate::commands::{CommandContext, CommandRequest, CommandResult, Commands};
+use crate::config::{Config, StoreBackend};
+use crate::connection::{Connection, ConnectionIds};
+use crate::error::{Error, Result};
+use crate::outbox::Outbox;
+use crate::record::{RecordId, Strategy, Version, Versioned};
+use crate::socket::ConnectionSocket;
+use crate::store::{MemoryStore, SharedStore};
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+type HookFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+
+/// Decides whether a client may change its own metadata, and to what.
+#[derive(Clone)]
+pub struct MetadataHook(Arc<dyn Fn(Connection, Value) -> HookFuture + Send + Sync>);
+
+impl MetadataHook {
+    /// A hook from an async function (connection, proposed metadata) → metadata to set.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn(Connection, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        MetadataHook(Arc::new(move |conn, value| Box::pin(f(conn, value))))
+    }
+
+    pub(crate) fn check(&self, conn: Connection, value: Value) -> HookFuture {
+        (self.0)(conn, value)
+    }
+}
+
+struct Inner {
+    registry: Addr<RegistryActor>,
+    session_settings: Arc<SessionSettings>,
+    ws_path: String,
+    max_frame_bytes: usize,
+    max_outbound_bytes: usize,
+    commands: Arc<Commands>,
+    authenticator: Authenticator,
+    metadata_hook: Option<MetadataHook>,
+    admin_token: Option<String>,
+    live_records: Arc<AtomicUsize>,
+    connections: AtomicUsize,
+    ids: ConnectionIds,
+    shutdown: watch::Sender<bool>,
+    arbiters: Mutex<Vec<Arbiter>>,
+}
+
+/// The records server as a library handle: server-side record API plus the actix-web routes.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct RecordServer {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`RecordServer`]; see [`RecordServer::builder`].
+pub struct RecordServerBuilder {
+    config: Config,
+    exposures: Vec<Exposure>,
+    store: Option<SharedStore>,
+    commands: Commands,
+    authenticator: Option<Authenticator>,
+    metadata_hook: Option<MetadataHook>,
+    record_threads: usize,
+}
+
+impl RecordServerBuilder {
+    /// Adds an exposure after those from the config.
+    pub fn expose(mut self, exposure: Exposure) -> Self {
+        self.exposures.push(exposure);
+        self
+    }
+
+    /// Uses this store instead of the one the config names.
+    pub fn store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Registers a custom command served by an async function.
+    pub fn command<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(CommandContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CommandResult> + Send + 'static,
+    {
+        self.commands.register(name, handler);
+        self
+    }
+
+    /// Registers a custom command served by a user actor (one `M` message per request).
+    pub fn actor_command<A, M>(mut self, name: impl Into<String>, addr: Addr<A>) -> Self
+    where
+        A: Actor + Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        M: Message<Result = CommandResult> + From<CommandRequest> + Send + 'static,
+    {
+        self.commands.actor::<A, M>(name, addr);
+        self
+    }
+
+    /// Replaces the config's authentication (JWT or anonymous) with the app's own.
+    pub fn authenticate(mut self, authenticator: Authenticator) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Lets clients change their metadata through this hook (refused without one).
+    pub fn on_set_metadata(mut self, hook: MetadataHook) -> Self {
+        self.metadata_hook = Some(hook);
+        self
+    }
+
+    /// Threads (arbiters) record actors are spread over; default: one per core.
+    pub fn record_threads(mut self, threads: usize) -> Self {
+        self.record_threads = threads.max(1);
+        self
+    }
+
+    /// Starts the actors. Call inside an actix system (for example in `#[actix_web::main]`).
+    ///
+    /// Fails with [`Error::Config`] on an invalid config or when the store cannot be reached.
+    pub async fn build(self) -> Result<RecordServer> {
+        self.config.validate()?;
+        let mut exposures = self.config.exposures()?;
+        exposures.extend(self.exposures);
+        let store = match self.store {
+            Some(store) => store,
+            None => store_from_config(&self.config).await?,
+        };
+        let s = &self.config.server;
+        let arbiters: Vec<Arbiter> = (0..self.record_threads).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let live_records = Arc::new(AtomicUsize::new(0));
+        let registry = RegistryActor::new(
+            crate::access::ExposureTable::new(exposures),
+            store,
+            handles,
+            s.record_linger(),
+            Arc::clone(&live_records),
+        )
+        .start();
+        let authenticator =
+            self.authenticator
+                .unwrap_or_else(|| match &self.config.auth.jwt_secret {
+                    Some(secret) => {
+                        Authenticator::jwt(secret.as_bytes(), self.config.auth.required)
+                    }
+                    None => Authenticator::anonymous(),
+                });
+        Ok(RecordServer {
+            inner: Arc::new(Inner {
+                registry,
+                session_settings: Arc::new(SessionSettings {
+                    ping_interval: s.ping_interval(),
+                    max_missed_pongs: s.max_missed_pongs,
+                    max_record_id_bytes: s.max_record_id_bytes,
+                }),
+                ws_path: s.ws_path.clone(),
+                max_frame_bytes: s.max_frame_bytes,
+                max_outbound_bytes: s.max_outbound_bytes,
+                commands: Arc::new(self.commands),
+                authenticator,
+                metadata_hook: self.metadata_hook,
+                admin_token: self.config.admin.token.clone(),
+                live_records,
+                connections: AtomicUsize::new(0),
+                ids: ConnectionIds::default(),
+                shutdown: watch::channel(false).0,
+                arbiters: Mutex::new(arbiters),
+            }),
+        })
+    }
+}
+
+/// The store the config names.
+pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
+    match config.store.backend {
+        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Redis => Err(Error::Config(
+            "store.backend = \"redis\" is not available in this build yet".into(),
+        )),
+    }
+}
+
+impl RecordServer {
+    /// A builder starting from `config` (its exposures, auth, admin and limits).
+    pub fn builder(config: Config) -> RecordServerBuilder {
+        RecordServerBuilder {
+            config,
+            exposures: Vec::new(),
+            store: None,
+            commands: Commands::default(),
+            authenticator: None,
+            metadata_hook: None,
+            record_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    fn record_id(&self, id: &str) -> Result<RecordId> {
+        RecordId::parse(id, self.inner.session_settings.max_record_id_bytes)
+    }
+
+    /// Writes a record as the server (no exposure or guard applies).
+    ///
+    /// Returns the new version and whether anything changed; fails with
+    /// [`Error::Unavailable`] when the store cannot be reached (nothing was written).
+    pub async fn write_record(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+    ) -> Result<WriteOutcome> {
+        if value.is_null() {
+            return Err(Error::invalid("a record value must not be null"));
+        }
+        let id = self.record_id(id)?;
+        let msg = ApplyWrite {
+            value: Arc::new(value),
+            strategy,
+        };
+        send_to_record(&self.inner.registry, &id, None, msg).await?
+    }
+
+    /// The record's value and version, or `None` when absent.
+    pub async fn get_record(&self, id: &str) -> Result<Option<Versioned>> {
+        let id = self.record_id(id)?;
+        send_to_record(&self.inner.registry, &id, None, GetSnapshot).await?
+    }
+
+    /// Deletes a record; returns its last version, or `None` when it did not exist (no-op).
+    pub async fn delete_record(&self, id: &str) -> Result<Option<Version>> {
+        let id = self.record_id(id)?;
+        send_to_record(&self.inner.registry, &id, None, DeleteRecord).await?
+    }
+
+    /// Adds an exposure at runtime, after all existing ones.
+    pub fn expose(&self, exposure: Exposure) {
+        self.inner.registry.do_send(AddExposure { exposure });
+    }
+
+    /// How many `RecordActor`s are alive.
+    pub fn live_record_actors(&self) -> usize {
+        self.inner.live_records.load(Ordering::Relaxed)
+    }
+
+    /// How many WebSocket sessions are open.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn session_ended(&self) {
+        self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Mounts the WebSocket route, `GET /health` and, when an admin token is set, the admin
+    /// API. Use as `App::new().configure(|cfg| records.configure(cfg))`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let server = self.clone();
+        cfg.route(
+            &self.inner.ws_path,
+            web::get().to(move |req: HttpRequest, body: web::Payload| {
+                let server = server.clone();
+                async move { server.upgrade(req, body).await }
+            }),
+        );
+        cfg.route(
+            "/health",
+            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        );
+        if let Some(token) = &self.inner.admin_token {
+            crate::admin::configure(cfg, self.clone(), token.clone());
+        }
+    }
+
+    /// Upgrades one request to a WebSocket session.
+    async fn upgrade(
+        &self,
+        req: HttpRequest,
+        body: web::Payload,
+    ) -> actix_web::Result<HttpResponse> {
+        if *self.inner.shutdown.borrow() {
+            return Ok(HttpResponse::ServiceUnavailable().body("shutting down"));
+        }
+        let metadata = match self.inner.authenticator.authenticate(&req).await {
+            Ok(metadata) => metadata,
+            Err(AuthRejection(why)) => {
+                return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
+            }
+        };
+        let (response, session, stream) = actix_ws::handle(&req, body)?;
+        let max = self.inner.max_frame_bytes;
+        let stream = stream
+            .max_frame_size(max)
+            .aggregate_continuations()
+            .max_continuation_size(max);
+        let (outbox, receiver) = Outbox::new(self.inner.max_outbound_bytes);
+        actix_web::rt::spawn(receiver.run(session));
+        let (number, id) = self.inner.ids.next();
+        let services = SessionServices {
+            registry: self.inner.registry.clone(),
+            settings: Arc::clone(&self.inner.session_settings),
+            commands: Arc::clone(&self.inner.commands),
+            metadata_hook: self.inner.metadata_hook.clone(),
+            records: self.clone(),
+            shutdown: self.inner.shutdown.subscribe(),
+        };
+        let socket = req.conn_data::<ConnectionSocket>().copied();
+        let connection = Connection::new(id, metadata);
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        SessionActor::create(|ctx| {
+            ctx.add_stream(stream);
+            SessionActor::new(number, connection, outbox, services, socket)
+        });
+        Ok(response)
+    }
+
+    /// Closes every session with "going away" and refuses new ones; waits up to `grace` for
+    /// them to finish.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let _ = self.inner.shutdown.send(true);
+        let deadline = std::time::Instant::now() + grace;
+        while self.connection_count() > 0 && std::time::Instant::now() < deadline {
+            actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    fn stop_arbiters(&self) {
+        let arbiters = std::mem::take(
+            &mut *self
+                .inner
+                .arbiters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// A running HTTP server with its records server.
+pub struct RunningServer {
+    /// The library handle.
+    pub records: RecordServer,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    http: actix_web::dev::ServerHandle,
+    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Closes sessions, stops the HTTP server and the record threads.
+    pub async fn stop(self) {
+        self.records
+            .shutdown(std::time::Duration::from_secs(2))
+            .await;
+        self.http.stop(true).await;
+        let _ = self.task.await;
+        self.records.stop_arbiters();
+    }
+}
+
+/// Builds the records server from `config` and serves it over HTTP.
+///
+/// Fails when the config is invalid, the store is unreachable or the address cannot be bound.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let builder = RecordServer::builder(config.clone());
+    start_with(config, builder).await
+}
+
+/// Like [`start`], with a builder the caller extended (exposures, commands, store).
+pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<RunningServer> {
+    let records = builder.build().await?;
+    let app_records = records.clone();
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let http = actix_web::HttpServer::new(move || {
+        let records = app_records.clone();
+        actix_web::App::new().configure(move |cfg| records.configure(cfg))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .on_connect(crate::socket::on_connect)
+    .bind((config.server.host.as_str(), config.server.port))
+    .map_err(|e| {
+        Error::Config(format!(
+            "server.host/server.port: cannot bind {}:{}: {e}",
+            config.server.host, config.server.port
+        ))
+    })?;
+    let addr = http.addrs().first().copied().ok_or(Error::Internal)?;
+    let server = http.run();
+    let handle = server.handle();
+    let task = actix_web::rt::spawn(server);
+    Ok(RunningServer {
+        records,
+        addr,
+        http: handle,
+        task,
+    })
+}
+
+/// Runs until SIGINT or SIGTERM, then stops gracefully.
+pub async fn run(config: Config) -> Result<()> {
+    let running = start(config).await?;
+    log::info!("mesh-records listening on {}", running.addr);
+    wait_for_signal().await;
+    log::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
