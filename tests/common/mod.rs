@@ -1,0 +1,314 @@
+//! Test harness: a real server on a free port and a WebSocket client speaking the Mesh protocol.
+#![allow(dead_code)]
+
+use actix_codec::Framed;
+use awc::BoxedSocket;
+use awc::ws::{Codec, Frame, Message};
+use futures_util::{SinkExt, StreamExt};
+use mesh_records::server::{RecordServerBuilder, RunningServer};
+use mesh_records::{Config, RecordServer};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How long any expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Which store a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Memory,
+}
+
+pub struct TestServer {
+    pub running: RunningServer,
+    pub ws: String,
+    pub http: String,
+}
+
+impl TestServer {
+    pub fn records(&self) -> &RecordServer {
+        &self.running.records
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws).await
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// Parses a test config and makes it local: port 0, one worker, short record linger.
+pub fn test_config(toml: &str) -> Config {
+    let mut config = Config::parse(toml).expect("test config parses");
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    config.server.workers = 1;
+    if !toml.contains("record_linger_ms") {
+        config.server.record_linger_ms = 100;
+    }
+    config
+}
+
+pub async fn start(backend: Backend, toml: &str) -> TestServer {
+    start_with(backend, toml, |b| b).await
+}
+
+pub async fn start_with(
+    backend: Backend,
+    toml: &str,
+    extend: impl FnOnce(RecordServerBuilder) -> RecordServerBuilder,
+) -> TestServer {
+    let config = test_config(toml);
+    let mut builder = RecordServer::builder(config.clone()).record_threads(2);
+    match backend {
+        Backend::Memory => {
+            builder = builder.store(std::sync::Arc::new(mesh_records::store::MemoryStore::new()));
+        }
+    }
+    let running = mesh_records::start_with(config.clone(), extend(builder))
+        .await
+        .expect("server starts");
+    let addr = running.addr;
+    TestServer {
+        ws: format!("ws://{addr}{}", config.server.ws_path),
+        http: format!("http://{addr}"),
+        running,
+    }
+}
+
+/// Waits until `check` holds, polling; fails the test after [`WAIT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub struct Client {
+    framed: Framed<BoxedSocket, Codec>,
+    pub id: String,
+    next_id: u64,
+    pushes: VecDeque<Value>,
+    replies: VecDeque<Value>,
+    /// Answer the server's `ping` pushes with `pong` automatically.
+    pub auto_pong: bool,
+}
+
+/// How a connection attempt ended.
+#[derive(Debug)]
+pub enum ConnectError {
+    Status(u16),
+    Other(String),
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        Self::try_connect(url, None).await.expect("connects")
+    }
+
+    pub async fn try_connect(url: &str, bearer: Option<&str>) -> Result<Client, ConnectError> {
+        let mut request = awc::Client::builder()
+            .timeout(WAIT)
+            .finish()
+            .ws(url)
+            .max_frame_size(64 * 1024 * 1024);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let (_response, framed) = request.connect().await.map_err(|e| match e {
+            awc::error::WsClientError::InvalidResponseStatus(status) => {
+                ConnectError::Status(status.as_u16())
+            }
+            other => ConnectError::Other(other.to_string()),
+        })?;
+        let mut client = Client {
+            framed,
+            id: String::new(),
+            next_id: 0,
+            pushes: VecDeque::new(),
+            replies: VecDeque::new(),
+            auto_pong: true,
+        };
+        let first = client.next_frame().await.expect("assign-id arrives");
+        assert_eq!(first["command"], "mesh/assign-id", "first frame: {first}");
+        client.id = first["payload"]
+            .as_str()
+            .expect("id is a string")
+            .to_owned();
+        Ok(client)
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.framed
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    /// Sends a request and returns its whole reply frame.
+    pub async fn request_frame(&mut self, command: &str, payload: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send_json(&json!({"id": id, "command": command, "payload": payload}))
+            .await;
+        self.reply_to(id).await
+    }
+
+    /// Sends a request and returns the reply payload.
+    pub async fn request(&mut self, command: &str, payload: Value) -> Value {
+        self.request_frame(command, payload).await["payload"].take()
+    }
+
+    /// Waits for the reply with this id, keeping pushes for later.
+    pub async fn reply_to(&mut self, id: u64) -> Value {
+        if let Some(pos) = self.replies.iter().position(|r| r["id"] == id) {
+            return self.replies.remove(pos).unwrap();
+        }
+        loop {
+            let frame = self
+                .next_frame()
+                .await
+                .unwrap_or_else(|| panic!("no reply to request {id}"));
+            if frame["id"] == id {
+                return frame;
+            }
+            self.stash(frame);
+        }
+    }
+
+    fn stash(&mut self, frame: Value) {
+        if frame.get("id").is_some() {
+            self.replies.push_back(frame);
+        } else {
+            self.pushes.push_back(frame);
+        }
+    }
+
+    pub async fn subscribe(&mut self, record: &str, mode: &str) -> Value {
+        self.request(
+            "mesh/subscribe-record",
+            json!({"recordId": record, "mode": mode}),
+        )
+        .await
+    }
+
+    pub async fn publish(&mut self, record: &str, value: Value) -> Value {
+        self.request(
+            "mesh/publish-record-update",
+            json!({"recordId": record, "newValue": value}),
+        )
+        .await
+    }
+
+    /// The next push (a frame without id), failing the test after [`WAIT`].
+    pub async fn next_push(&mut self) -> Value {
+        self.try_next_push(WAIT).await.expect("a push arrives")
+    }
+
+    /// The next push of this command, skipping others (pings, ...).
+    pub async fn next_push_of(&mut self, command: &str) -> Value {
+        loop {
+            let push = self.next_push().await;
+            if push["command"] == command {
+                return push;
+            }
+        }
+    }
+
+    /// The next push within `wait`, if any.
+    pub async fn try_next_push(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(push) = self.pushes.pop_front() {
+            return Some(push);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = match tokio::time::timeout(remaining, self.read_text()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) | Err(_) => return None,
+            };
+            if frame.get("id").is_none() {
+                return Some(frame);
+            }
+            self.replies.push_back(frame);
+        }
+    }
+
+    /// Asserts that no record push arrives within `wait`.
+    pub async fn assert_no_record_push(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_next_push(remaining).await {
+                None => return,
+                Some(push) if push["command"] == "ping" => continue,
+                Some(push) => panic!("unexpected push: {push}"),
+            }
+        }
+    }
+
+    /// The next text frame of any kind (None when the connection ended or after WAIT).
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        tokio::time::timeout(WAIT, self.read_text())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn read_text(&mut self) -> Option<Value> {
+        loop {
+            match self.framed.next().await? {
+                Ok(Frame::Text(bytes)) | Ok(Frame::Binary(bytes)) => {
+                    let frame: Value = serde_json::from_slice(&bytes).expect("server sends JSON");
+                    if self.auto_pong && frame["command"] == "ping" && frame.get("id").is_none() {
+                        let _ = self
+                            .framed
+                            .send(Message::Text(r#"{"command":"pong","payload":{}}"#.into()))
+                            .await;
+                    }
+                    return Some(frame);
+                }
+                Ok(Frame::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code (None if the socket just ended).
+    pub async fn closed(&mut self) -> Option<u16> {
+        let read = async {
+            loop {
+                match self.framed.next().await {
+                    Some(Ok(Frame::Close(reason))) => return reason.map(|r| u16::from(r.code)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .expect("the server closes the connection")
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.framed.send(Message::Close(None)).await;
+    }
+}
