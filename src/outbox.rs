@@ -39,6 +39,8 @@ struct Shared {
     budget: usize,
     overflowed: AtomicBool,
     closed: AtomicBool,
+    /// Set when the writer task has ended (the socket no longer needs a push to close).
+    writer_done: AtomicBool,
     overflow: Notify,
 }
 
@@ -66,6 +68,7 @@ impl Outbox {
             budget: budget_bytes,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            writer_done: AtomicBool::new(false),
             overflow: Notify::new(),
         });
         let receiver = OutboxReceiver {
@@ -120,6 +123,11 @@ impl Outbox {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Whether the writer task has ended.
+    pub fn writer_done(&self) -> bool {
+        self.shared.writer_done.load(Ordering::Acquire)
+    }
+
     /// Bytes queued and not yet handed to the socket.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued_bytes.load(Ordering::Acquire)
@@ -158,6 +166,7 @@ impl OutboxReceiver {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
+        self.shared.writer_done.store(true, Ordering::Release);
     }
 }
 

@@ -37,6 +37,9 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// WebSocket close code sent to a client that stopped answering pings.
 pub const CLOSE_PING_TIMEOUT: u16 = 4000;
 
+/// How long a closing connection may take to send its close frame before its socket is shut.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Settings every session shares.
 #[derive(Clone, Debug)]
 pub struct SessionSettings {
@@ -130,16 +133,27 @@ impl SessionActor {
         self.send(frame);
     }
 
-    /// Closes the connection. `abrupt` also shuts the socket down, for peers that may not be
-    /// reading (the close frame would sit behind their unread data forever).
+    /// Closes the connection with a close frame. `abrupt` shuts the socket down at once, for
+    /// peers that are not reading (the frame would sit behind their unread data forever);
+    /// otherwise the socket is shut down only if the close frame has not gone out after
+    /// [`CLOSE_GRACE`].
     fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str, abrupt: bool) {
         self.outbox.close(Some(CloseReason {
             code,
             description: Some(reason.to_owned()),
         }));
-        if abrupt {
-            if let Some(socket) = &self.socket {
+        if let Some(socket) = self.socket {
+            if abrupt {
                 socket.shutdown();
+            } else {
+                // Runs on this worker thread, where the socket lives (see `socket`).
+                let outbox = self.outbox.clone();
+                actix_web::rt::spawn(async move {
+                    actix::clock::sleep(CLOSE_GRACE).await;
+                    if !outbox.writer_done() {
+                        socket.shutdown();
+                    }
+                });
             }
         }
         ctx.stop();
@@ -446,11 +460,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             }
             Ok(AggregatedMessage::Close(_)) => self.close(ctx, CloseCode::Normal, "bye", false),
             Err(ProtocolError::Overflow) => {
-                self.close(ctx, CloseCode::Size, "frame too large", true);
+                self.close(ctx, CloseCode::Size, "frame too large", false);
             }
             Err(e) => {
                 log::debug!("session {}: protocol error: {e}", self.number);
-                self.close(ctx, CloseCode::Protocol, "protocol error", true);
+                self.close(ctx, CloseCode::Protocol, "protocol error", false);
             }
         }
     }
