@@ -42,7 +42,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse> {
+fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), Box<HttpResponse>> {
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -52,7 +52,9 @@ fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse>
     if constant_time_eq(presented.trim().as_bytes(), state.token.as_bytes()) {
         Ok(())
     } else {
-        Err(HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong admin token" })))
+        Err(Box::new(
+            HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong admin token" })),
+        ))
     }
 }
 
@@ -73,7 +75,7 @@ async fn get_record(
     state: web::Data<AdminState>,
 ) -> HttpResponse {
     if let Err(refused) = authorized(&req, &state) {
-        return refused;
+        return *refused;
     }
     match state.records.get_record(&id).await {
         Ok(Some(record)) => HttpResponse::Ok().json(json!({
@@ -92,7 +94,7 @@ async fn put_record(
     state: web::Data<AdminState>,
 ) -> HttpResponse {
     if let Err(refused) = authorized(&req, &state) {
-        return refused;
+        return *refused;
     }
     let strategy = match query.strategy.as_deref().map(str::parse::<Strategy>) {
         None => Strategy::Replace,
@@ -117,7 +119,7 @@ async fn delete_record(
     state: web::Data<AdminState>,
 ) -> HttpResponse {
     if let Err(refused) = authorized(&req, &state) {
-        return refused;
+        return *refused;
     }
     match state.records.delete_record(&id).await {
         Ok(Some(version)) => HttpResponse::Ok().json(json!({ "version": version })),

@@ -59,10 +59,12 @@ impl Authenticator {
 
 /// The token from `?token=` or `Authorization: Bearer`.
 pub fn request_token(req: &HttpRequest) -> Option<String> {
-    if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        if let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) {
-            return Some(token.trim().to_owned());
-        }
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
+    if let Some(token) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    {
+        return Some(token.trim().to_owned());
     }
     req.query_string().split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;

@@ -312,10 +312,9 @@ impl GuardConfig {
         let capture = self.metadata_equals_capture.clone();
         let matcher = matcher.clone();
         Ok(Guard::sync(move |conn: &Connection, id| {
-            if let Some(key) = &required {
-                if conn.metadata_field(key).is_none_or(|v| v.is_null()) {
-                    return false;
-                }
+            let missing = |key: &String| conn.metadata_field(key).is_none_or(|v| v.is_null());
+            if required.as_ref().is_some_and(missing) {
+                return false;
             }
             if let Some(rule) = &capture {
                 let Some(expected) = matcher.capture(id.as_str(), rule.group) else {

@@ -17,7 +17,7 @@ use crate::record::RecordId;
 use crate::store::SharedStore;
 use actix::prelude::*;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -94,17 +94,13 @@ impl RegistryActor {
     }
 
     fn record(&mut self, id: &RecordId) -> Addr<RecordActor> {
-        if let Some(addr) = self.records.get(id) {
-            if addr.connected() {
-                return addr.clone();
-            }
+        if let Some(addr) = self.records.get(id).filter(|addr| addr.connected()) {
+            return addr.clone();
         }
         let Some(env) = self.env.clone() else {
             unreachable!("env is set in started() before any message is handled");
         };
-        let mut hasher = self.hasher.build_hasher();
-        id.hash(&mut hasher);
-        let arbiter = &self.arbiters[hasher.finish() as usize % self.arbiters.len()];
+        let arbiter = &self.arbiters[self.hasher.hash_one(id) as usize % self.arbiters.len()];
         let record_id = id.clone();
         let addr = RecordActor::start_in_arbiter(arbiter, move |ctx| {
             // Unbounded mailbox: senders must never be parked, or messages from one session

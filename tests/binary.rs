@@ -1,0 +1,117 @@
+//! The `mesh-records` binary: serves from a config file, refuses bad configs, stops promptly.
+
+mod common;
+
+use common::Client;
+use serde_json::json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.toml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mesh-records"))
+}
+
+async fn wait_for_health(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://127.0.0.1:{port}/health");
+    loop {
+        let response = awc::Client::default().get(&url).send().await;
+        if response.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "binary did not come up");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn binary_serves_and_stops_promptly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        &dir,
+        &format!(
+            "[server]\nport = {port}\n\n[admin]\ntoken = \"t\"\n\n[[records.expose]]\npattern = \"^todo:\"\nwritable = true\n"
+        ),
+    );
+    let mut child = binary()
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_health(port).await;
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
+    assert_eq!(client.subscribe("todo:1", "patch").await["version"], 0);
+    assert_eq!(
+        client.publish("todo:1", json!({"done": false})).await,
+        json!({"success": true})
+    );
+    assert_eq!(client.next_push().await["payload"]["version"], 1);
+    // An idle WebSocket stays open while we stop the server: it must not wait 30 s.
+    let started = Instant::now();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.closed().await, Some(1001));
+}
+
+#[test]
+fn bad_configs_fail_at_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("[server]\nprot = 1\n", "prot"),
+        (
+            "[[records.expose]]\npattern = \"(\"\n",
+            "records.expose[0].pattern",
+        ),
+        ("[auth]\nrequired = true\n", "auth.required"),
+    ] {
+        let path = write_config(&dir, text);
+        let output = binary().arg("--config").arg(&path).output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "stderr for {text:?}: {stderr}");
+    }
+    let output = binary()
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
