@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: starts what the tests need, checks formatting and lints, runs every
-# test (unit, integration over real WebSockets, real Redis / PostgreSQL / SQLite).
+# test (unit, integration over real WebSockets, real Redis / PostgreSQL / SQLite), then prints
+# one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,5 +10,16 @@ scripts/services.sh
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets
-cargo test --doc
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --doc 2>&1 | tee -a "$log" || status=$?
+
+read -r passed failed < <(awk '/^test result:/ {
+  for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+} END { print p + 0, f + 0 }' "$log")
+echo
+echo "total: $passed passed, $failed failed"
+exit "$status"
