@@ -49,6 +49,14 @@ pub struct ServerConfig {
     pub max_outbound_bytes: usize,
     /// Longest record id.
     pub max_record_id_bytes: usize,
+    /// Largest record value, serialized (checked on client writes and on merge results).
+    pub max_value_bytes: usize,
+    /// Records one connection may watch at once.
+    pub max_subscriptions_per_connection: usize,
+    /// Requests per second one connection may make (burst: one second's worth); 0 = no limit.
+    pub max_requests_per_second: u32,
+    /// Open WebSocket connections; more are refused with HTTP 503 at the upgrade.
+    pub max_connections: usize,
     /// How long a record's actor stays in memory unused.
     pub record_linger_ms: u64,
 }
@@ -65,6 +73,10 @@ impl Default for ServerConfig {
             max_frame_bytes: 1024 * 1024,
             max_outbound_bytes: 1024 * 1024,
             max_record_id_bytes: crate::record::DEFAULT_MAX_RECORD_ID_BYTES,
+            max_value_bytes: 1024 * 1024,
+            max_subscriptions_per_connection: 1000,
+            max_requests_per_second: 1000,
+            max_connections: 10_000,
             record_linger_ms: 5_000,
         }
     }
@@ -226,6 +238,12 @@ impl Config {
             ("server.max_frame_bytes", s.max_frame_bytes),
             ("server.max_outbound_bytes", s.max_outbound_bytes),
             ("server.max_record_id_bytes", s.max_record_id_bytes),
+            ("server.max_value_bytes", s.max_value_bytes),
+            (
+                "server.max_subscriptions_per_connection",
+                s.max_subscriptions_per_connection,
+            ),
+            ("server.max_connections", s.max_connections),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be greater than 0")));

@@ -23,6 +23,9 @@ pub enum Error {
     /// Other writers kept winning the race for this record; nothing was written.
     #[error("too many concurrent writes to this record, try again")]
     Conflict,
+    /// A configured limit was exceeded; nothing was changed.
+    #[error("{0}")]
+    Limit(String),
     /// The connection exceeded its request rate.
     #[error("too many requests")]
     RateLimited,
@@ -64,6 +67,7 @@ impl Error {
             Error::UnknownCommand(_) => "ENOTFOUND",
             Error::Unavailable => "EUNAVAILABLE",
             Error::Conflict => "ECONFLICT",
+            Error::Limit(_) => "ELIMIT",
             Error::RateLimited => "ERATELIMIT",
             Error::Internal | Error::Config(_) => "ESERVER",
             Error::Command { code, .. } => code,
@@ -78,6 +82,7 @@ impl Error {
             Error::Forbidden => "ForbiddenError",
             Error::Unavailable => "UnavailableError",
             Error::Conflict => "ConflictError",
+            Error::Limit(_) => "LimitError",
             Error::RateLimited => "RateLimitError",
             Error::Internal | Error::Config(_) => "ServerError",
         }

@@ -51,6 +51,7 @@ struct Inner {
     ws_path: String,
     max_frame_bytes: usize,
     max_outbound_bytes: usize,
+    max_connections: usize,
     commands: Arc<Commands>,
     authenticator: Authenticator,
     metadata_hook: Option<MetadataHook>,
@@ -151,7 +152,10 @@ impl RecordServerBuilder {
             crate::access::ExposureTable::new(exposures),
             store,
             handles,
-            s.record_linger(),
+            crate::actors::record::RecordSettings {
+                linger: s.record_linger(),
+                max_value_bytes: s.max_value_bytes,
+            },
             Arc::clone(&live_records),
         )
         .start();
@@ -170,7 +174,11 @@ impl RecordServerBuilder {
                     ping_interval: s.ping_interval(),
                     max_missed_pongs: s.max_missed_pongs,
                     max_record_id_bytes: s.max_record_id_bytes,
+                    max_value_bytes: s.max_value_bytes,
+                    max_subscriptions: s.max_subscriptions_per_connection,
+                    max_requests_per_second: s.max_requests_per_second,
                 }),
+                max_connections: s.max_connections,
                 ws_path: s.ws_path.clone(),
                 max_frame_bytes: s.max_frame_bytes,
                 max_outbound_bytes: s.max_outbound_bytes,
@@ -303,7 +311,19 @@ impl RecordServer {
                 return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
             }
         };
-        let (response, session, stream) = actix_ws::handle(&req, body)?;
+        // Count the connection first, so concurrent upgrades cannot exceed the limit.
+        if self.inner.connections.fetch_add(1, Ordering::AcqRel) >= self.inner.max_connections {
+            self.inner.connections.fetch_sub(1, Ordering::AcqRel);
+            let body = json!({ "error": "too many connections" });
+            return Ok(HttpResponse::ServiceUnavailable().json(body));
+        }
+        let (response, session, stream) = match actix_ws::handle(&req, body) {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                self.inner.connections.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
         let max = self.inner.max_frame_bytes;
         let stream = stream
             .max_frame_size(max)
@@ -322,7 +342,6 @@ impl RecordServer {
         };
         let socket = req.conn_data::<ConnectionSocket>().copied();
         let connection = Connection::new(id, metadata);
-        self.inner.connections.fetch_add(1, Ordering::Relaxed);
         SessionActor::create(|ctx| {
             ctx.add_stream(stream);
             SessionActor::new(number, connection, outbox, services, socket)

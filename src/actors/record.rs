@@ -38,12 +38,21 @@ const MAX_BATCH: usize = 64;
 /// How often a write is re-applied after losing a race with another instance.
 const MAX_CONFLICT_RETRIES: u32 = 16;
 
+/// Settings every `RecordActor` follows.
+#[derive(Clone, Debug)]
+pub struct RecordSettings {
+    /// How long an unused actor stays alive.
+    pub linger: Duration,
+    /// Largest value a merge may produce, serialized.
+    pub max_value_bytes: usize,
+}
+
 /// What every `RecordActor` shares: the store, settings and counters.
 pub struct RecordEnv {
     /// Where values live.
     pub store: SharedStore,
-    /// How long an unused actor stays alive.
-    pub linger: Duration,
+    /// Linger and limits.
+    pub settings: RecordSettings,
     /// Live `RecordActor` count.
     pub live: Arc<AtomicUsize>,
     /// Told when an actor stops, so the directory forgets it.
@@ -225,13 +234,20 @@ impl RecordActor {
             } = op
             {
                 let next = apply_strategy(base.as_ref(), value, *strategy);
+                if *strategy != Strategy::Replace && self.too_large(&next) {
+                    planned.push(Err(Error::Limit(format!(
+                        "the merged value would exceed {} bytes",
+                        self.env.settings.max_value_bytes
+                    ))));
+                    continue;
+                }
                 let changed = base.as_deref() != Some(next.as_ref());
                 if changed {
                     version += 1;
                     values.push(Arc::clone(&next));
                     base = Some(next);
                 }
-                planned.push(WriteOutcome { version, changed });
+                planned.push(Ok(WriteOutcome { version, changed }));
             }
         }
         if values.is_empty() {
@@ -251,10 +267,17 @@ impl RecordActor {
             .spawn(ctx);
     }
 
+    fn too_large(&self, value: &Value) -> bool {
+        let mut counter = ByteCounter(0);
+        // Counting bytes cannot fail: the writer never errors.
+        let _ = serde_json::to_writer(&mut counter, value);
+        counter.0 > self.env.settings.max_value_bytes
+    }
+
     fn finish_writes(
         &mut self,
         batch: Vec<PendingOp>,
-        planned: Vec<WriteOutcome>,
+        planned: Vec<Result<WriteOutcome, Error>>,
         values: Vec<Arc<Value>>,
         result: Result<WriteResult, crate::store::StoreError>,
     ) {
@@ -368,11 +391,25 @@ impl RecordActor {
     }
 }
 
-fn reply_writes(batch: Vec<PendingOp>, planned: Vec<WriteOutcome>) {
+fn reply_writes(batch: Vec<PendingOp>, planned: Vec<Result<WriteOutcome, Error>>) {
     for (op, outcome) in batch.into_iter().zip(planned) {
         if let PendingOp::Write { reply, .. } = op {
-            let _ = reply.send(Ok(outcome));
+            let _ = reply.send(outcome);
         }
+    }
+}
+
+/// Counts serialized bytes without storing them.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -437,7 +474,7 @@ impl Actor for RecordActor {
                 }
             })
             .wait(ctx);
-        let tick = self.env.linger.max(Duration::from_millis(10));
+        let tick = self.env.settings.linger.max(Duration::from_millis(10));
         ctx.run_interval(tick, |act, ctx| {
             if act.used_since_tick || !act.is_idle() {
                 act.used_since_tick = false;

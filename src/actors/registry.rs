@@ -9,7 +9,7 @@
 //! - A record actor is started only after access was granted, so refused requests cost nothing.
 //! - Record actors are spread over several arbiters (threads) by id hash.
 
-use super::record::{RecordActor, RecordEnv};
+use super::record::{RecordActor, RecordEnv, RecordSettings};
 use crate::access::{Decision, Exposure, ExposureTable, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
@@ -67,7 +67,7 @@ pub struct RegistryActor {
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     store: SharedStore,
-    linger: Duration,
+    settings: RecordSettings,
     live: Arc<AtomicUsize>,
     env: Option<Arc<RecordEnv>>,
 }
@@ -78,7 +78,7 @@ impl RegistryActor {
         exposures: ExposureTable,
         store: SharedStore,
         arbiters: Vec<ArbiterHandle>,
-        linger: Duration,
+        settings: RecordSettings,
         live: Arc<AtomicUsize>,
     ) -> Self {
         RegistryActor {
@@ -87,7 +87,7 @@ impl RegistryActor {
             arbiters,
             hasher: Default::default(),
             store,
-            linger,
+            settings,
             live,
             env: None,
         }
@@ -120,7 +120,7 @@ impl Actor for RegistryActor {
         ctx.set_mailbox_capacity(0);
         self.env = Some(Arc::new(RecordEnv {
             store: Arc::clone(&self.store),
-            linger: self.linger,
+            settings: self.settings.clone(),
             live: Arc::clone(&self.live),
             registry: ctx.address().recipient(),
         }));

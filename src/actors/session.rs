@@ -49,6 +49,46 @@ pub struct SessionSettings {
     pub max_missed_pongs: u32,
     /// Longest record id accepted.
     pub max_record_id_bytes: usize,
+    /// Largest value a client may write, serialized.
+    pub max_value_bytes: usize,
+    /// Records one connection may watch at once.
+    pub max_subscriptions: usize,
+    /// Requests per second (burst: one second's worth); 0 = unlimited.
+    pub max_requests_per_second: u32,
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `rate`.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one. A rate of 0 never limits.
+    fn allow(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// What a session needs from the server.
@@ -91,6 +131,11 @@ pub struct SessionActor {
     services: SessionServices,
     socket: Option<crate::socket::ConnectionSocket>,
     subscriptions: HashMap<RecordId, ActiveSubscription>,
+    /// Subscribes sent to record actors and not yet answered (they count toward the limit).
+    pending_subscribes: usize,
+    limiter: RateLimiter,
+    /// Length of the frame being handled, to skip measuring values in small frames.
+    frame_len: usize,
     next_token: u64,
     awaiting_pong: bool,
     missed_pongs: u32,
@@ -106,6 +151,7 @@ impl SessionActor {
         services: SessionServices,
         socket: Option<crate::socket::ConnectionSocket>,
     ) -> Self {
+        let rate = services.settings.max_requests_per_second;
         SessionActor {
             number,
             connection,
@@ -113,6 +159,9 @@ impl SessionActor {
             services,
             socket,
             subscriptions: HashMap::new(),
+            pending_subscribes: 0,
+            limiter: RateLimiter::new(rate),
+            frame_len: 0,
             next_token: 0,
             awaiting_pong: false,
             missed_pongs: 0,
@@ -160,6 +209,7 @@ impl SessionActor {
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        self.frame_len = text.len();
         match protocol::parse_request(text) {
             Ok(request) => self.dispatch(request, ctx),
             Err(bad) => match bad.id {
@@ -187,6 +237,7 @@ impl SessionActor {
                 self.awaiting_pong = false;
                 self.missed_pongs = 0;
             }
+            _ if !self.limiter.allow() => self.reply(&id, &command, Err(Error::RateLimited)),
             commands::NOOP => self.reply(&id, &command, Ok(Value::Bool(true))),
             commands::SUBSCRIBE_RECORD => self.subscribe(id, payload, ctx),
             commands::UNSUBSCRIBE_RECORD => self.unsubscribe(id, payload),
@@ -212,6 +263,14 @@ impl SessionActor {
             Ok(parsed) => parsed,
             Err(e) => return self.reply(&id, CMD, Err(e)),
         };
+        let max = self.services.settings.max_subscriptions;
+        if !self.subscriptions.contains_key(&record_id)
+            && self.subscriptions.len() + self.pending_subscribes >= max
+        {
+            let error = Error::Limit(format!("a connection may watch at most {max} records"));
+            return self.reply(&id, CMD, Err(error));
+        }
+        self.pending_subscribes += 1;
         let resolve = self.services.registry.send(ResolveAccess {
             id: record_id.clone(),
             op: Operation::Read,
@@ -219,13 +278,15 @@ impl SessionActor {
         });
         resolve
             .into_actor(self)
-            .map(move |resolved, act, ctx| match resolved {
-                Ok(Ok(addr)) => act.finish_subscribe(id, record_id, mode, addr, ctx),
-                Ok(Err(Error::Forbidden)) => {
-                    act.reply(&id, CMD, Ok(json!({ "success": false })));
-                }
-                Ok(Err(e)) => act.reply(&id, CMD, Err(e)),
-                Err(_) => act.reply(&id, CMD, Err(Error::Internal)),
+            .map(move |resolved, act, ctx| {
+                let result = match resolved {
+                    Ok(Ok(addr)) => return act.finish_subscribe(id, record_id, mode, addr, ctx),
+                    Ok(Err(Error::Forbidden)) => Ok(json!({ "success": false })),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::Internal),
+                };
+                act.pending_subscribes -= 1;
+                act.reply(&id, CMD, result);
             })
             .wait(ctx);
     }
@@ -253,12 +314,17 @@ impl SessionActor {
         let id = record_id.clone();
         async move { send_to_record(&registry, &id, Some(target), message).await }
             .into_actor(self)
-            .map(move |result, act, _| match result {
-                Ok(Ok(_)) => {
-                    act.subscriptions
-                        .insert(record_id, ActiveSubscription { addr, token });
+            .map(move |result, act, _| {
+                act.pending_subscribes -= 1;
+                match result {
+                    Ok(Ok(_)) => {
+                        act.subscriptions
+                            .insert(record_id, ActiveSubscription { addr, token });
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        act.reply(&request_id, commands::SUBSCRIBE_RECORD, Err(e))
+                    }
                 }
-                Ok(Err(e)) | Err(e) => act.reply(&request_id, commands::SUBSCRIBE_RECORD, Err(e)),
             })
             .spawn(ctx);
     }
@@ -289,6 +355,11 @@ impl SessionActor {
             .and_then(|p| {
                 if p.new_value.is_null() {
                     return Err(Error::invalid("newValue must not be null"));
+                }
+                let max = self.services.settings.max_value_bytes;
+                // A value is never larger than the frame that carried it.
+                if self.frame_len > max && serialized_len(&p.new_value) > max {
+                    return Err(Error::Limit(format!("newValue exceeds {max} bytes")));
                 }
                 let strategy = p.options.and_then(|o| o.strategy).unwrap_or_default();
                 Ok((self.record_id(&p.record_id)?, p.new_value, strategy))
@@ -393,6 +464,10 @@ impl SessionActor {
         self.awaiting_pong = true;
         self.send(protocol::push_frame(commands::PING, &json!({})));
     }
+}
+
+fn serialized_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 impl Actor for SessionActor {
