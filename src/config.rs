@@ -45,8 +45,10 @@ pub struct ServerConfig {
     pub max_missed_pongs: u32,
     /// Largest inbound frame (close code 1009 above it).
     pub max_frame_bytes: usize,
-    /// Outbound bytes queued per connection before it counts as a slow consumer.
+    /// Outbound bytes queued per connection before updates are skipped (then resynced).
     pub max_outbound_bytes: usize,
+    /// How long a connection may stay behind before it is cut off.
+    pub slow_consumer_timeout_ms: u64,
     /// Longest record id.
     pub max_record_id_bytes: usize,
     /// Largest record value, serialized (checked on client writes and on merge results).
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             max_missed_pongs: 1,
             max_frame_bytes: 1024 * 1024,
             max_outbound_bytes: 1024 * 1024,
+            slow_consumer_timeout_ms: 10_000,
             max_record_id_bytes: crate::record::DEFAULT_MAX_RECORD_ID_BYTES,
             max_value_bytes: 1024 * 1024,
             max_subscriptions_per_connection: 1000,

@@ -3,14 +3,22 @@
 //!
 //! Why not the session actor's mailbox: a client that stops reading must cost a bounded amount
 //! of memory and must never stall the producer (a `RecordActor` fanning out to thousands).
-//! `push` never waits; when the budget is exhausted it refuses and raises the overflow signal,
-//! and the session applies its slow-consumer policy.
+//! Nothing here ever waits.
+//!
+//! Slow consumers: once queued bytes would pass `budget`, record updates are no longer queued;
+//! their records are marked *stale* and the session is told it is congested. When the writer
+//! has drained the queue to a quarter of the budget, the session asks each stale record for
+//! one full value (the protocol's resync), so patch subscribers stay correct and versions
+//! still only increase. Until a record is resynced, its updates stay skipped, so no push can
+//! reach the client out of order. Replies, pings and deletions are never skipped; if they
+//! would pass twice the budget, the client is cut off at once.
 
-use crate::record::Frame;
+use crate::record::{Frame, RecordId};
 use actix_web::web::Bytes;
 use actix_ws::CloseReason;
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, mpsc};
 
 /// One item for the writer task.
@@ -27,7 +35,7 @@ pub enum Outgoing {
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
-    /// The byte budget is used up: the client is not reading fast enough.
+    /// Even the hard limit is reached: the client is being cut off.
     Full,
     /// The session has ended; drop this subscriber.
     Closed,
@@ -37,11 +45,30 @@ pub enum PushError {
 struct Shared {
     queued_bytes: AtomicUsize,
     budget: usize,
+    congested: AtomicBool,
     overflowed: AtomicBool,
     closed: AtomicBool,
     /// Set when the writer task has ended (the socket no longer needs a push to close).
     writer_done: AtomicBool,
+    /// Fast path: true while `stale` may be non-empty.
+    any_stale: AtomicBool,
+    stale: Mutex<HashSet<RecordId>>,
+    congestion: Notify,
+    drained: Notify,
     overflow: Notify,
+}
+
+impl Shared {
+    fn stale(&self) -> MutexGuard<'_, HashSet<RecordId>> {
+        // The set is always left consistent; a poisoned lock still guards valid data.
+        self.stale
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hard_limit(&self) -> usize {
+        self.budget.saturating_mul(2)
+    }
 }
 
 /// Producer side of a session's queue. Cheap to clone; `RecordActor`s hold one per subscriber.
@@ -59,16 +86,21 @@ pub struct OutboxReceiver {
 }
 
 impl Outbox {
-    /// A queue that holds at most `budget_bytes` of frames (a single frame larger than the
+    /// A queue for about `budget_bytes` of record updates (a single frame larger than the
     /// budget is still accepted when the queue is empty, so big records remain deliverable).
     pub fn new(budget_bytes: usize) -> (Outbox, OutboxReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queued_bytes: AtomicUsize::new(0),
             budget: budget_bytes,
+            congested: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
+            any_stale: AtomicBool::new(false),
+            stale: Mutex::new(HashSet::new()),
+            congestion: Notify::new(),
+            drained: Notify::new(),
             overflow: Notify::new(),
         });
         let receiver = OutboxReceiver {
@@ -78,7 +110,26 @@ impl Outbox {
         (Outbox { tx, shared }, receiver)
     }
 
-    /// Queues a frame unless the session is closed or over budget. Never waits.
+    /// Reserves room for `len` bytes under `limit`; an empty queue takes any frame.
+    fn reserve(&self, len: usize, limit: usize) -> bool {
+        let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > limit {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn enqueue(&self, frame: Frame) -> Result<(), PushError> {
+        let len = frame.len();
+        self.tx.send(Outgoing::Text(frame)).map_err(|_| {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            PushError::Closed
+        })
+    }
+
+    /// Queues a reply, ping or deletion: never skipped, refused only past the hard limit
+    /// (twice the budget), which cuts the client off.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
@@ -87,25 +138,93 @@ impl Outbox {
         if shared.overflowed.load(Ordering::Acquire) {
             return Err(PushError::Full);
         }
-        let len = frame.len();
-        let before = shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before + len > shared.budget {
-            shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        if !self.reserve(frame.len(), shared.hard_limit()) {
             if !shared.overflowed.swap(true, Ordering::AcqRel) {
                 shared.overflow.notify_one();
             }
             return Err(PushError::Full);
         }
-        self.tx.send(Outgoing::Text(frame)).map_err(|_| {
-            shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            PushError::Closed
-        })
+        self.enqueue(frame)
+    }
+
+    /// Queues an update of `record`, or marks the record stale when the client is behind
+    /// (then `Ok` too: the record will be resynced). Never waits.
+    pub fn push_update(&self, record: &RecordId, frame: Frame) -> Result<(), PushError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
+        if shared.any_stale.load(Ordering::Acquire) && shared.stale().contains(record) {
+            return Ok(());
+        }
+        if !self.reserve(frame.len(), shared.budget) {
+            self.mark_stale(record);
+            return Ok(());
+        }
+        self.enqueue(frame)
+    }
+
+    fn mark_stale(&self, record: &RecordId) {
+        let shared = &self.shared;
+        {
+            let mut stale = shared.stale();
+            stale.insert(record.clone());
+            shared.any_stale.store(true, Ordering::Release);
+        }
+        if !shared.congested.swap(true, Ordering::AcqRel) {
+            shared.congestion.notify_one();
+        }
+    }
+
+    /// Sends `record`'s full value and ends its staleness, in one step so no update of the
+    /// record can slip in between. If it does not fit yet, the record stays stale.
+    pub fn resync(&self, record: &RecordId, full: Frame) -> Result<(), PushError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
+        let mut stale = shared.stale();
+        if !stale.contains(record) {
+            return Ok(());
+        }
+        if !self.reserve(full.len(), shared.budget) {
+            drop(stale);
+            self.mark_stale(record);
+            return Ok(());
+        }
+        stale.remove(record);
+        shared.any_stale.store(!stale.is_empty(), Ordering::Release);
+        self.enqueue(full)
+    }
+
+    /// Records currently waiting for a resync.
+    pub fn stale_records(&self) -> Vec<RecordId> {
+        self.shared.stale().iter().cloned().collect()
+    }
+
+    /// Forgets a stale record (its subscription ended).
+    pub fn forget_stale(&self, record: &RecordId) {
+        let mut stale = self.shared.stale();
+        stale.remove(record);
+        self.shared
+            .any_stale
+            .store(!stale.is_empty(), Ordering::Release);
+    }
+
+    /// Whether updates are being skipped for lack of room.
+    pub fn is_congested(&self) -> bool {
+        self.shared.congested.load(Ordering::Acquire)
+    }
+
+    /// Ends the congested state (the session calls this when the queue has drained).
+    pub fn clear_congestion(&self) {
+        self.shared.congested.store(false, Ordering::Release);
     }
 
     /// Queues a control item (pong, close) outside the budget: these are tiny and bounded by
     /// the session's own behaviour, not by other clients.
     pub fn push_control(&self, item: Outgoing) {
-        if item_is_close(&item) {
+        if matches!(item, Outgoing::Close(_)) {
             self.shared.closed.store(true, Ordering::Release);
         }
         let _ = self.tx.send(item);
@@ -133,26 +252,36 @@ impl Outbox {
         self.shared.queued_bytes.load(Ordering::Acquire)
     }
 
-    /// Completes when a push has been refused for lack of budget.
+    /// Completes when updates start being skipped.
+    pub async fn congested(&self) {
+        self.shared.congestion.notified().await;
+    }
+
+    /// Completes when a congested queue has drained to a quarter of the budget.
+    pub async fn drained(&self) {
+        self.shared.drained.notified().await;
+    }
+
+    /// Completes when even the hard limit was reached.
     pub async fn overflowed(&self) {
         self.shared.overflow.notified().await;
     }
-}
-
-fn item_is_close(item: &Outgoing) -> bool {
-    matches!(item, Outgoing::Close(_))
 }
 
 impl OutboxReceiver {
     /// Drains the queue into the WebSocket until a close item, a send failure, or every
     /// producer is gone. Run it as the session's one writer task.
     pub async fn run(mut self, mut session: actix_ws::Session) {
+        let low_water = self.shared.budget / 4;
         while let Some(item) = self.rx.recv().await {
             let sent = match item {
                 Outgoing::Text(frame) => {
                     let len = frame.len();
                     let sent = session.text(frame).await;
-                    self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                    let left = self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel) - len;
+                    if left <= low_water && self.shared.congested.load(Ordering::Acquire) {
+                        self.shared.drained.notify_one();
+                    }
                     sent
                 }
                 Outgoing::Pong(bytes) => session.pong(&bytes).await,
@@ -174,20 +303,61 @@ impl OutboxReceiver {
 mod tests {
     use super::*;
 
+    fn id(s: &str) -> RecordId {
+        RecordId::parse(s, 64).unwrap()
+    }
+
     #[test]
-    fn budget_refuses_and_signals_once_full() {
+    fn updates_past_the_budget_mark_the_record_stale() {
         let (outbox, _rx) = Outbox::new(10);
-        assert_eq!(outbox.push(Frame::from("123456")), Ok(()));
-        assert_eq!(outbox.push(Frame::from("123456")), Err(PushError::Full));
+        let a = id("a");
+        assert_eq!(outbox.push_update(&a, Frame::from("123456")), Ok(()));
+        assert_eq!(outbox.push_update(&a, Frame::from("123456")), Ok(()));
         assert_eq!(outbox.queued_bytes(), 6);
-        // Once overflowed, the session must act; further pushes keep failing.
+        assert!(outbox.is_congested());
+        assert_eq!(outbox.stale_records(), vec![a.clone()]);
+        // While stale, even small updates of that record are skipped, so order is kept.
+        assert_eq!(outbox.push_update(&a, Frame::from("1")), Ok(()));
+        assert_eq!(outbox.queued_bytes(), 6);
+        // Other records still get through while there is room.
+        assert_eq!(outbox.push_update(&id("b"), Frame::from("12")), Ok(()));
+        assert_eq!(outbox.queued_bytes(), 8);
+    }
+
+    #[test]
+    fn resync_sends_the_full_value_once_and_ends_staleness() {
+        let (outbox, mut rx) = Outbox::new(10);
+        let a = id("a");
+        outbox.push_update(&a, Frame::from("123456")).unwrap();
+        outbox.push_update(&a, Frame::from("123456")).unwrap();
+        // Not enough room yet: stays stale.
+        outbox.resync(&a, Frame::from("full!")).unwrap();
+        assert_eq!(outbox.stale_records().len(), 1);
+        // The writer drains, then the resync fits.
+        let _ = rx.rx.try_recv();
+        outbox.shared.queued_bytes.fetch_sub(6, Ordering::AcqRel);
+        outbox.resync(&a, Frame::from("full!")).unwrap();
+        assert!(outbox.stale_records().is_empty());
+        assert_eq!(outbox.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn replies_pass_until_the_hard_limit() {
+        let (outbox, _rx) = Outbox::new(4);
+        assert_eq!(outbox.push(Frame::from("123")), Ok(()));
+        assert_eq!(outbox.push(Frame::from("123")), Ok(()));
+        assert_eq!(outbox.push(Frame::from("123")), Err(PushError::Full));
         assert_eq!(outbox.push(Frame::from("1")), Err(PushError::Full));
     }
 
     #[test]
     fn an_oversized_frame_passes_when_the_queue_is_empty() {
         let (outbox, _rx) = Outbox::new(4);
-        assert_eq!(outbox.push(Frame::from("0123456789")), Ok(()));
+        assert_eq!(
+            outbox.push_update(&id("a"), Frame::from("0123456789")),
+            Ok(())
+        );
+        assert_eq!(outbox.queued_bytes(), 10);
     }
 
     #[test]
@@ -197,6 +367,9 @@ mod tests {
         assert_eq!(outbox.push(Frame::from("x")), Err(PushError::Closed));
         let (outbox, _rx) = Outbox::new(100);
         outbox.close(None);
-        assert_eq!(outbox.push(Frame::from("x")), Err(PushError::Closed));
+        assert_eq!(
+            outbox.push_update(&id("a"), Frame::from("x")),
+            Err(PushError::Closed)
+        );
     }
 }

@@ -177,6 +177,9 @@ impl RecordServerBuilder {
                     max_value_bytes: s.max_value_bytes,
                     max_subscriptions: s.max_subscriptions_per_connection,
                     max_requests_per_second: s.max_requests_per_second,
+                    slow_consumer_timeout: std::time::Duration::from_millis(
+                        s.slow_consumer_timeout_ms,
+                    ),
                 }),
                 max_connections: s.max_connections,
                 ws_path: s.ws_path.clone(),

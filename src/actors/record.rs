@@ -109,6 +109,15 @@ pub struct ApplyWrite {
 #[rtype(result = "Result<Option<Version>, Error>")]
 pub struct DeleteRecord;
 
+/// A subscriber's client fell behind and skipped updates: send it the current full value.
+/// Answers whether the session is (still) subscribed.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct ResyncSubscriber {
+    /// The session's numeric id.
+    pub session: u64,
+}
+
 /// The current value and version.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Versioned>, Error>")]
@@ -345,7 +354,7 @@ impl RecordActor {
                 Mode::Full => frames.full(),
                 Mode::Patch => frames.patch(),
             };
-            if subscriber.outbox.push(frame) == Err(PushError::Closed) {
+            if subscriber.outbox.push_update(frames.id, frame) == Err(PushError::Closed) {
                 gone.push(*session);
             }
         }
@@ -369,8 +378,9 @@ impl RecordActor {
         self.value = Some(Arc::clone(&current.value));
         self.version = current.version;
         let frame = full_frame(&self.id, &current.value, current.version);
+        let id = &self.id;
         self.subscribers
-            .retain(|_, s| s.outbox.push(frame.clone()) != Err(PushError::Closed));
+            .retain(|_, s| s.outbox.push_update(id, frame.clone()) != Err(PushError::Closed));
     }
 
     /// Forgets the value, tells every subscriber and ends their subscriptions.
@@ -382,6 +392,7 @@ impl RecordActor {
         }
         let frame = deleted_frame(&self.id, last_version);
         for (_, subscriber) in self.subscribers.drain() {
+            subscriber.outbox.forget_stale(&self.id);
             let _ = subscriber.outbox.push(frame.clone());
             subscriber.ended.do_send(SubscriptionEnded {
                 record_id: self.id.clone(),
@@ -569,6 +580,25 @@ impl Handler<DeleteRecord> for RecordActor {
         self.pending.push_back(PendingOp::Delete { reply });
         self.pump(ctx);
         Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unavailable)) })
+    }
+}
+
+impl Handler<ResyncSubscriber> for RecordActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: ResyncSubscriber, _ctx: &mut Context<Self>) -> bool {
+        let Some(subscriber) = self.subscribers.get(&msg.session) else {
+            return false;
+        };
+        let frame = match &self.value {
+            Some(value) => full_frame(&self.id, value, self.version),
+            // Absent values produce no updates, so nothing can be stale; nothing to send.
+            None => return true,
+        };
+        if subscriber.outbox.resync(&self.id, frame) == Err(PushError::Closed) {
+            self.subscribers.remove(&msg.session);
+        }
+        true
     }
 }
 

@@ -14,7 +14,7 @@
 //! - Nothing here blocks on the socket: frames go to the outbox, which a writer task drains.
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
 
-use super::record::{ApplyWrite, RecordActor, Subscribe, Unsubscribe};
+use super::record::{ApplyWrite, RecordActor, ResyncSubscriber, Subscribe, Unsubscribe};
 use super::registry::{RegistryActor, ResolveAccess, send_to_record};
 use crate::access::Operation;
 use crate::commands::{CommandContext, Commands};
@@ -55,6 +55,8 @@ pub struct SessionSettings {
     pub max_subscriptions: usize,
     /// Requests per second (burst: one second's worth); 0 = unlimited.
     pub max_requests_per_second: u32,
+    /// How long a congested connection may take to drain before it is cut off.
+    pub slow_consumer_timeout: Duration,
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `rate`.
@@ -136,6 +138,8 @@ pub struct SessionActor {
     limiter: RateLimiter,
     /// Length of the frame being handled, to skip measuring values in small frames.
     frame_len: usize,
+    /// Bumped whenever congestion ends, so an older slow-consumer deadline does nothing.
+    congestion_epoch: u64,
     next_token: u64,
     awaiting_pong: bool,
     missed_pongs: u32,
@@ -162,6 +166,7 @@ impl SessionActor {
             pending_subscribes: 0,
             limiter: RateLimiter::new(rate),
             frame_len: 0,
+            congestion_epoch: 0,
             next_token: 0,
             awaiting_pong: false,
             missed_pongs: 0,
@@ -448,6 +453,63 @@ impl SessionActor {
             .spawn(ctx);
     }
 
+    /// Updates are being skipped: the client has `slow_consumer_timeout` to catch up.
+    fn on_congested(&mut self, ctx: &mut Context<Self>) {
+        let epoch = self.congestion_epoch;
+        ctx.run_later(
+            self.services.settings.slow_consumer_timeout,
+            move |act, ctx| {
+                if act.congestion_epoch == epoch && act.outbox.is_congested() {
+                    log::info!("session {}: slow consumer, disconnecting", act.number);
+                    act.close(
+                        ctx,
+                        CloseCode::Other(CLOSE_SLOW_CONSUMER),
+                        "slow consumer",
+                        true,
+                    );
+                }
+            },
+        );
+        self.wait_for_congestion(ctx);
+    }
+
+    /// The queue drained: resync every record whose updates were skipped.
+    fn on_drained(&mut self, ctx: &mut Context<Self>) {
+        self.congestion_epoch += 1;
+        self.outbox.clear_congestion();
+        for record_id in self.outbox.stale_records() {
+            let first = self.subscriptions.get(&record_id).map(|s| s.addr.clone());
+            let registry = self.services.registry.clone();
+            let outbox = self.outbox.clone();
+            let message = ResyncSubscriber {
+                session: self.number,
+            };
+            actix::spawn(async move {
+                let subscribed = send_to_record(&registry, &record_id, first, message).await;
+                if !matches!(subscribed, Ok(true)) {
+                    outbox.forget_stale(&record_id);
+                }
+            });
+        }
+        self.wait_for_drain(ctx);
+    }
+
+    fn wait_for_congestion(&mut self, ctx: &mut Context<Self>) {
+        let outbox = self.outbox.clone();
+        async move { outbox.congested().await }
+            .into_actor(self)
+            .map(|_, act, ctx| act.on_congested(ctx))
+            .spawn(ctx);
+    }
+
+    fn wait_for_drain(&mut self, ctx: &mut Context<Self>) {
+        let outbox = self.outbox.clone();
+        async move { outbox.drained().await }
+            .into_actor(self)
+            .map(|_, act, ctx| act.on_drained(ctx))
+            .spawn(ctx);
+    }
+
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_pong {
             self.missed_pongs += 1;
@@ -485,15 +547,16 @@ impl Actor for SessionActor {
         async move { outbox.overflowed().await }
             .into_actor(self)
             .map(|_, act, ctx| {
-                log::info!("session {}: slow consumer, disconnecting", act.number);
-                act.close(
-                    ctx,
-                    CloseCode::Other(CLOSE_SLOW_CONSUMER),
-                    "slow consumer",
-                    true,
+                log::info!(
+                    "session {}: outbound queue overflowed, disconnecting",
+                    act.number
                 );
+                let code = CloseCode::Other(CLOSE_SLOW_CONSUMER);
+                act.close(ctx, code, "slow consumer", true);
             })
             .spawn(ctx);
+        self.wait_for_congestion(ctx);
+        self.wait_for_drain(ctx);
 
         let mut shutdown = self.services.shutdown.clone();
         async move {

@@ -312,3 +312,75 @@ impl Client {
         let _ = self.framed.send(Message::Close(None)).await;
     }
 }
+
+/// A raw WebSocket client with a tiny receive buffer that stops reading after subscribing:
+/// the worst kind of slow consumer, independent of the machine's TCP buffer tuning.
+pub struct StuckClient {
+    pub socket: tokio::net::TcpStream,
+}
+
+impl StuckClient {
+    pub async fn subscribe(addr: std::net::SocketAddr, path: &str, record: &str) -> StuckClient {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut socket = socket.connect(addr).await.unwrap();
+        let handshake = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        socket.write_all(handshake.as_bytes()).await.unwrap();
+        let request = json!({"id": 1, "command": "mesh/subscribe-record",
+            "payload": {"recordId": record, "mode": "patch"}})
+        .to_string();
+        socket
+            .write_all(&masked_text_frame(request.as_bytes()))
+            .await
+            .unwrap();
+        // Read until the subscribe reply has arrived, then never read again.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("\"mesh/subscribe-record\"") {
+            let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection ended during setup");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        StuckClient { socket }
+    }
+
+    /// Reads whatever is buffered until the server ends the connection; panics after `wait`.
+    pub async fn read_until_closed(&mut self, wait: Duration) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        let drain = async {
+            loop {
+                match self.socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(wait, drain)
+            .await
+            .expect("the server ended the TCP connection");
+    }
+}
+
+/// One client-to-server text frame (clients must mask their frames).
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
