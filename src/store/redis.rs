@@ -13,9 +13,10 @@ use super::router::Router;
 use super::{ChangeSink, RedisKeys, Store, StoreError, StoreFuture, WatchToken, WriteResult};
 use crate::record::{RecordId, Version, Versioned};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
 use serde_json::Value;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -99,16 +100,19 @@ impl fmt::Debug for RedisStore {
 
 impl Store for RedisStore {
     fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>> {
-        let mut conn = self.commands.clone();
+        let conn = self.commands.clone();
         let mut cmd = redis::cmd("MGET");
         cmd.arg(self.keys.value(id)).arg(self.keys.version(id));
         let id = id.clone();
         Box::pin(async move {
             // One MGET reads both keys at one instant: scripts change them together.
-            let (value, version): (Option<Vec<u8>>, Option<String>) = cmd
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| unavailable("load", &err))?;
+            let cmd = &cmd;
+            let (value, version): (Option<Vec<u8>>, Option<String>) = retry_refused(
+                &conn,
+                |mut conn| async move { cmd.query_async(&mut conn).await },
+            )
+            .await
+            .map_err(|err| unavailable("load", &err))?;
             match (value, version) {
                 (None, None) => Ok(None),
                 (Some(value), Some(version)) => Ok(Some(Versioned {
@@ -147,13 +151,13 @@ impl Store for RedisStore {
             };
             invocation.arg(version.to_string()).arg(json);
         }
-        let mut conn = self.commands.clone();
+        let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version, value): (i64, String, Option<Vec<u8>>) = invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|err| unavailable("write", &err))?;
+            let (status, version, value): (i64, String, Option<Vec<u8>>) =
+                invoke(&conn, &invocation)
+                    .await
+                    .map_err(|err| unavailable("write", &err))?;
             match status {
                 1 => Ok(WriteResult::Applied {
                     version: parse_version(&id, &version)?,
@@ -181,11 +185,10 @@ impl Store for RedisStore {
             .key(self.keys.value(id))
             .key(self.keys.version(id))
             .arg(self.keys.channel(id));
-        let mut conn = self.commands.clone();
+        let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version): (i64, Option<String>) = invocation
-                .invoke_async(&mut conn)
+            let (status, version): (i64, Option<String>) = invoke(&conn, &invocation)
                 .await
                 .map_err(|err| unavailable("delete", &err))?;
             match (status, version) {
@@ -216,14 +219,13 @@ impl Store for RedisStore {
             }
             chunks.push(invocation);
         }
-        let mut conn = self.commands.clone();
+        let conn = self.commands.clone();
         Box::pin(async move {
             let mut written = 0;
             // One chunk after another: a record that appears twice keeps the newest version,
             // whichever chunks the two land in.
             for invocation in chunks {
-                let count: usize = invocation
-                    .invoke_async(&mut conn)
+                let count: usize = invoke(&conn, &invocation)
                     .await
                     .map_err(|err| unavailable("restore", &err))?;
                 written += count;
@@ -240,6 +242,34 @@ impl Store for RedisStore {
 
     fn unwatch(&self, id: &RecordId, token: WatchToken) {
         self.router.unwatch(self.keys.channel(id), token);
+    }
+}
+
+/// Runs a script (EVALSHA, loading it on NOSCRIPT) through [`retry_refused`].
+async fn invoke<T: FromRedisValue>(
+    conn: &ConnectionManager,
+    invocation: &ScriptInvocation<'_>,
+) -> RedisResult<T> {
+    retry_refused(conn, |mut conn| async move {
+        invocation.invoke_async(&mut conn).await
+    })
+    .await
+}
+
+/// Runs `request`, and once more if it failed because no connection could be opened.
+///
+/// While Redis is down, the manager keeps the failed connection attempt and only starts a
+/// new one when a call fails on it, so without this the first call after Redis returns
+/// would still fail. A refused connection means nothing was sent, so a second try cannot
+/// apply a write twice; every other error is returned as it is.
+async fn retry_refused<T, F, Fut>(conn: &ConnectionManager, request: F) -> RedisResult<T>
+where
+    F: Fn(ConnectionManager) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match request(conn.clone()).await {
+        Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
+        other => other,
     }
 }
 
