@@ -614,6 +614,16 @@ impl OwnRedis {
         self.stop();
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the server: connections stay open but nothing
+    /// answers, like a hung host.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -698,6 +708,91 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
     assert_eq!(
         result.expect("write after restart"),
+        WriteResult::Applied { version: 1 }
+    );
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("after")));
+}
+
+#[actix_rt::test]
+async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let _server = OwnRedis::start(port).await;
+    let store = RedisStore::connect(&url, "kill:").await.expect("connect");
+    let (rid, other) = (id("a"), id("b"));
+    let (sink, mut rx) = channel_sink();
+    let (other_sink, mut other_rx) = channel_sink();
+    store.watch(&rid, sink).await.expect("watch");
+    store.watch(&other, other_sink).await.expect("watch");
+
+    let mut admin = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 1);
+
+    assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
+    assert_eq!(next_change(&mut other_rx).await, RemoteChange::Resync);
+    // Both channels are subscribed again on the new connection.
+    store
+        .write(&rid, 0, vec![value(json!("a1"))])
+        .await
+        .expect("write");
+    store
+        .write(&other, 0, vec![value(json!("b1"))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("a1")));
+    assert_eq!(next_change(&mut other_rx).await, updated(1, json!("b1")));
+}
+
+#[actix_rt::test]
+async fn a_hung_redis_times_out_then_resyncs_watchers() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = OwnRedis::start(port).await;
+    let store = RedisStore::connect(&url, "hung:").await.expect("connect");
+    let rid = id("r");
+    let (sink, mut rx) = channel_sink();
+    store.watch(&rid, sink).await.expect("watch");
+
+    server.signal("STOP");
+    let frozen = Instant::now();
+    // Another record: Redis may still run these writes once it thaws, and their messages
+    // must not mix with the watched record's.
+    let stalled = id("stalled");
+    for _ in 0..2 {
+        let started = Instant::now();
+        let result = store.write(&stalled, 0, vec![value(json!(1))]).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The outage itself, not a wait for an event: long enough for the router's ping (every
+    // 5 s, answered within 2 s) to find the connection dead.
+    let outage = Duration::from_millis(7500);
+    tokio::time::sleep(outage.saturating_sub(frozen.elapsed())).await;
+    server.signal("CONT");
+
+    assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
+    assert_eq!(store.load(&rid).await.expect("load after thaw"), None);
+    let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
+    assert_eq!(
+        result.expect("write after thaw"),
         WriteResult::Applied { version: 1 }
     );
     assert_eq!(next_change(&mut rx).await, updated(1, json!("after")));
