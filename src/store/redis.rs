@@ -63,10 +63,11 @@ impl RedisStore {
     /// Fails with [`StoreError::Unavailable`] when the URL is invalid or Redis cannot be
     /// reached now: a misconfigured instance should stop at startup, not on its first write.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(|err| unavailable("invalid Redis URL", &err))?;
-        // One quick retry, then an error: while Redis is down every call fails within about
-        // a second instead of queueing behind the manager's default backoff (six retries).
-        // The next call tries to reconnect again.
+        let client = Client::open(url).map_err(|err| unavailable("url", &err))?;
+        // One quick retry, then an error: while Redis is down a call fails within a few
+        // hundred milliseconds (refused) or the timeouts above (no answer), instead of
+        // queueing behind the manager's default backoff of six retries. The next call tries
+        // to reconnect again.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -84,7 +85,8 @@ impl RedisStore {
         })
     }
 
-    /// The key and channel names this store uses.
+    /// The key and channel names this store uses, for tools and tests that look at Redis
+    /// directly.
     pub fn keys(&self) -> &RedisKeys {
         &self.keys
     }
@@ -278,7 +280,7 @@ fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
 }
 
 /// A Redis failure as the store reports it; the text only goes to logs.
-pub(super) fn unavailable(what: &str, err: &RedisError) -> StoreError {
+fn unavailable(what: &str, err: &RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis {what}: {err}"))
 }
 
