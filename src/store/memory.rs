@@ -1,6 +1,6 @@
 //! `MemoryStore`: the embedded in-process store for a single instance with no external service.
 
-use super::{Store, StoreError, StoreFuture, WriteResult};
+use super::{ChangeSink, Store, StoreError, StoreFuture, WatchToken, WriteResult};
 use crate::record::{RecordId, Version, Versioned};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -72,4 +72,12 @@ impl Store for MemoryStore {
         }
         Self::ready(Ok(written))
     }
+
+    /// No other instance can change a record here, so there is nothing to deliver: the sink
+    /// is dropped at once and the token only exists to be handed back.
+    fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
+        Self::ready(Ok(WatchToken::next()))
+    }
+
+    fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}
 }

@@ -1,0 +1,135 @@
+//! The message published on a record's channel, and its parsing into a [`RemoteChange`].
+//!
+//! The Lua scripts build these messages by concatenating strings (the value is already JSON,
+//! serialized once in Rust), so the format is kept deliberately flat:
+//!
+//! - `{"version":<n>,"value":<json>}` after a write, one message per version;
+//! - `{"version":<n>,"deleted":true}` after a delete, `<n>` being the last version.
+
+use super::RemoteChange;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Why a message on a record channel was not understood. Only logged: a bad message is
+/// skipped, never fatal.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChangeParseError {
+    /// Not a JSON object.
+    #[error("not a JSON object: {0}")]
+    NotAnObject(String),
+    /// `version` is missing or not a non-negative integer.
+    #[error("no integer \"version\"")]
+    NoVersion,
+    /// Neither `value` nor `"deleted": true` is present.
+    #[error("neither \"value\" nor \"deleted\": true")]
+    NoChange,
+}
+
+/// Parses one published message.
+pub(crate) fn parse_change(payload: &[u8]) -> Result<RemoteChange, ChangeParseError> {
+    let parsed: Value = serde_json::from_slice(payload)
+        .map_err(|err| ChangeParseError::NotAnObject(err.to_string()))?;
+    let Value::Object(mut fields) = parsed else {
+        return Err(ChangeParseError::NotAnObject("another JSON type".into()));
+    };
+    let version = fields
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or(ChangeParseError::NoVersion)?;
+    if fields.get("deleted") == Some(&Value::Bool(true)) {
+        return Ok(RemoteChange::Deleted { version });
+    }
+    // `remove` moves the value out: a large document is parsed once and never copied.
+    match fields.remove("value") {
+        Some(value) => Ok(RemoteChange::Updated {
+            version,
+            value: Arc::new(value),
+        }),
+        None => Err(ChangeParseError::NoChange),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn update_message() {
+        let change = parse_change(br#"{"version":7,"value":{"a":[1,2,{"b":null}]}}"#);
+        assert_eq!(
+            change,
+            Ok(RemoteChange::Updated {
+                version: 7,
+                value: Arc::new(json!({"a": [1, 2, {"b": null}]})),
+            })
+        );
+    }
+
+    #[test]
+    fn null_and_scalar_values_are_updates() {
+        assert_eq!(
+            parse_change(br#"{"version":2,"value":null}"#),
+            Ok(RemoteChange::Updated {
+                version: 2,
+                value: Arc::new(Value::Null),
+            })
+        );
+        assert_eq!(
+            parse_change(br#"{"version":3,"value":"text"}"#),
+            Ok(RemoteChange::Updated {
+                version: 3,
+                value: Arc::new(json!("text")),
+            })
+        );
+    }
+
+    #[test]
+    fn delete_message() {
+        assert_eq!(
+            parse_change(br#"{"version":12,"deleted":true}"#),
+            Ok(RemoteChange::Deleted { version: 12 })
+        );
+    }
+
+    #[test]
+    fn largest_version_survives() {
+        let payload = format!(r#"{{"version":{},"deleted":true}}"#, u64::MAX);
+        assert_eq!(
+            parse_change(payload.as_bytes()),
+            Ok(RemoteChange::Deleted { version: u64::MAX })
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_rejected() {
+        assert!(matches!(
+            parse_change(b"not json"),
+            Err(ChangeParseError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            parse_change(b"[1,2]"),
+            Err(ChangeParseError::NotAnObject(_))
+        ));
+        assert_eq!(
+            parse_change(br#"{"value":1}"#),
+            Err(ChangeParseError::NoVersion)
+        );
+        assert_eq!(
+            parse_change(br#"{"version":-1,"value":1}"#),
+            Err(ChangeParseError::NoVersion)
+        );
+        assert_eq!(
+            parse_change(br#"{"version":"3","value":1}"#),
+            Err(ChangeParseError::NoVersion)
+        );
+        assert_eq!(
+            parse_change(br#"{"version":3}"#),
+            Err(ChangeParseError::NoChange)
+        );
+        assert_eq!(
+            parse_change(br#"{"version":3,"deleted":false}"#),
+            Err(ChangeParseError::NoChange)
+        );
+    }
+}

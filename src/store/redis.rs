@@ -1,0 +1,303 @@
+//! `RedisStore`: records in Redis, shared by any number of instances.
+//!
+//! Every change is one Lua script (`lua/*.lua`), so the version check, the write and the
+//! publish happen atomically in Redis and concurrent writers on any instance can never reuse
+//! a version. Commands go through one `ConnectionManager` (cheap to clone, reconnects by
+//! itself); changes of watched records arrive over a separate pub/sub connection owned by
+//! the [`router`](super::router) task.
+//!
+//! Key names come from [`RedisKeys`]; see there for the layout and why Redis Cluster is not
+//! supported.
+
+use super::router::Router;
+use super::{ChangeSink, RedisKeys, Store, StoreError, StoreFuture, WatchToken, WriteResult};
+use crate::record::{RecordId, Version, Versioned};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
+use serde_json::Value;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+/// Longest wait for a TCP connection to Redis. Connections are local or nearby: a longer
+/// wait only delays the error a client gets.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longest wait for any reply, so a stalled Redis turns into `Unavailable` instead of a
+/// write that hangs while its client waits.
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Records per restore script call: large enough that a restore of many records takes few
+/// round trips, small enough that one call does not block Redis for long.
+const RESTORE_CHUNK: usize = 500;
+
+/// Prepended to every script: the version helpers they share.
+macro_rules! lua {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/write.lua")));
+static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/delete.lua")));
+static RESTORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/restore.lua")));
+
+/// The store for running several instances on one Redis node. Cheap to clone: clones share
+/// the connections and the pub/sub router, which stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Commands and scripts; multiplexed, so concurrent calls never wait for each other.
+    commands: ConnectionManager,
+    keys: Arc<RedisKeys>,
+    router: Router,
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://host:port/db`) with every key and channel
+    /// under `key_prefix` (Mesh's is [`super::DEFAULT_KEY_PREFIX`]).
+    ///
+    /// Must be called inside a tokio runtime (an actix system is one): the pub/sub router
+    /// task is spawned on it and lives as long as a clone of the store does.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when the URL is invalid or Redis cannot be
+    /// reached now: a misconfigured instance should stop at startup, not on its first write.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(|err| unavailable("url", &err))?;
+        // One quick retry, then an error: while Redis is down a call fails within a few
+        // hundred milliseconds (refused) or the timeouts above (no answer), instead of
+        // queueing behind the manager's default backoff of six retries. The next call tries
+        // to reconnect again.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(200));
+        let commands = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|err| unavailable("connect", &err))?;
+        let router = Router::start(client).await?;
+        Ok(RedisStore {
+            commands,
+            keys: Arc::new(RedisKeys::new(key_prefix)),
+            router,
+        })
+    }
+
+    /// The key and channel names this store uses, for tools and tests that look at Redis
+    /// directly.
+    pub fn keys(&self) -> &RedisKeys {
+        &self.keys
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.keys.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store for RedisStore {
+    fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>> {
+        let conn = self.commands.clone();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(self.keys.value(id)).arg(self.keys.version(id));
+        let id = id.clone();
+        Box::pin(async move {
+            // One MGET reads both keys at one instant: scripts change them together.
+            let cmd = &cmd;
+            let (value, version): (Option<Vec<u8>>, Option<String>) = retry_refused(
+                &conn,
+                |mut conn| async move { cmd.query_async(&mut conn).await },
+            )
+            .await
+            .map_err(|err| unavailable("load", &err))?;
+            match (value, version) {
+                (None, None) => Ok(None),
+                (Some(value), Some(version)) => Ok(Some(Versioned {
+                    value: parse_value(&id, &value)?,
+                    version: parse_version(&id, &version)?,
+                })),
+                (Some(_), None) => Err(corrupt(&id, "value without a version")),
+                (None, Some(_)) => Err(corrupt(&id, "version without a value")),
+            }
+        })
+    }
+
+    fn write(
+        &self,
+        id: &RecordId,
+        expected: Version,
+        values: Vec<Arc<Value>>,
+    ) -> StoreFuture<WriteResult> {
+        let mut invocation = WRITE_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.keys.value(id))
+            .key(self.keys.version(id))
+            .arg(expected.to_string())
+            .arg(self.keys.channel(id));
+        let mut version = expected;
+        for value in &values {
+            // `serde_json::Value` always serializes (its map keys are strings), so a failure
+            // here would be a serde_json bug; report it rather than panic.
+            let json = match serde_json::to_string(&**value) {
+                Ok(json) => json,
+                Err(err) => return ready(Err(corrupt(id, &format!("unserializable: {err}")))),
+            };
+            version = match version.checked_add(1) {
+                Some(next) => next,
+                None => return ready(Err(corrupt(id, "version overflow"))),
+            };
+            invocation.arg(version.to_string()).arg(json);
+        }
+        let conn = self.commands.clone();
+        let id = id.clone();
+        Box::pin(async move {
+            let (status, version, value): (i64, String, Option<Vec<u8>>) =
+                invoke(&conn, &invocation)
+                    .await
+                    .map_err(|err| unavailable("write", &err))?;
+            match status {
+                1 => Ok(WriteResult::Applied {
+                    version: parse_version(&id, &version)?,
+                }),
+                0 => {
+                    let version = parse_version(&id, &version)?;
+                    let current = match (version, value) {
+                        (0, _) => None,
+                        (version, Some(value)) => Some(Versioned {
+                            value: parse_value(&id, &value)?,
+                            version,
+                        }),
+                        (_, None) => return Err(corrupt(&id, "version without a value")),
+                    };
+                    Ok(WriteResult::Conflict { current })
+                }
+                _ => Err(corrupt(&id, &format!("version is {version:?}"))),
+            }
+        })
+    }
+
+    fn delete(&self, id: &RecordId) -> StoreFuture<Option<Version>> {
+        let mut invocation = DELETE_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.keys.value(id))
+            .key(self.keys.version(id))
+            .arg(self.keys.channel(id));
+        let conn = self.commands.clone();
+        let id = id.clone();
+        Box::pin(async move {
+            let (status, version): (i64, Option<String>) = invoke(&conn, &invocation)
+                .await
+                .map_err(|err| unavailable("delete", &err))?;
+            match (status, version) {
+                (0, _) => Ok(None),
+                (1, Some(version)) => Ok(Some(parse_version(&id, &version)?)),
+                (_, version) => Err(corrupt(&id, &format!("version is {version:?}"))),
+            }
+        })
+    }
+
+    fn restore(&self, records: Vec<(RecordId, Versioned)>) -> StoreFuture<usize> {
+        // Serialize up front, so the future holds only text and the calls only send.
+        let mut chunks = Vec::with_capacity(records.len().div_ceil(RESTORE_CHUNK));
+        for chunk in records.chunks(RESTORE_CHUNK) {
+            let mut invocation = RESTORE_SCRIPT.prepare_invoke();
+            for (id, record) in chunk {
+                let json = match serde_json::to_string(&*record.value) {
+                    Ok(json) => json,
+                    Err(err) => {
+                        return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
+                    }
+                };
+                invocation
+                    .key(self.keys.value(id))
+                    .key(self.keys.version(id))
+                    .arg(record.version.to_string())
+                    .arg(json);
+            }
+            chunks.push(invocation);
+        }
+        let conn = self.commands.clone();
+        Box::pin(async move {
+            let mut written = 0;
+            // One chunk after another: a record that appears twice keeps the newest version,
+            // whichever chunks the two land in.
+            for invocation in chunks {
+                let count: usize = invoke(&conn, &invocation)
+                    .await
+                    .map_err(|err| unavailable("restore", &err))?;
+                written += count;
+            }
+            Ok(written)
+        })
+    }
+
+    fn watch(&self, id: &RecordId, sink: ChangeSink) -> StoreFuture<WatchToken> {
+        let router = self.router.clone();
+        let channel = self.keys.channel(id);
+        Box::pin(async move { router.watch(channel, sink).await })
+    }
+
+    fn unwatch(&self, id: &RecordId, token: WatchToken) {
+        self.router.unwatch(self.keys.channel(id), token);
+    }
+}
+
+/// Runs a script (EVALSHA, loading it on NOSCRIPT) through [`retry_refused`].
+async fn invoke<T: FromRedisValue>(
+    conn: &ConnectionManager,
+    invocation: &ScriptInvocation<'_>,
+) -> RedisResult<T> {
+    retry_refused(conn, |mut conn| async move {
+        invocation.invoke_async(&mut conn).await
+    })
+    .await
+}
+
+/// Runs `request`, and once more if it failed because no connection could be opened.
+///
+/// While Redis is down, the manager keeps the failed connection attempt and only starts a
+/// new one when a call fails on it, so without this the first call after Redis returns
+/// would still fail. A refused connection means nothing was sent, so a second try cannot
+/// apply a write twice; every other error is returned as it is.
+async fn retry_refused<T, F, Fut>(conn: &ConnectionManager, request: F) -> RedisResult<T>
+where
+    F: Fn(ConnectionManager) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match request(conn.clone()).await {
+        Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
+        other => other,
+    }
+}
+
+fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// A Redis failure as the store reports it; the text only goes to logs.
+fn unavailable(what: &str, err: &RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis {what}: {err}"))
+}
+
+fn corrupt(id: &RecordId, detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+fn parse_value(id: &RecordId, raw: &[u8]) -> Result<Arc<Value>, StoreError> {
+    serde_json::from_slice(raw)
+        .map(Arc::new)
+        .map_err(|err| corrupt(id, &format!("value is not JSON: {err}")))
+}
+
+fn parse_version(id: &RecordId, raw: &str) -> Result<Version, StoreError> {
+    raw.parse()
+        .map_err(|_| corrupt(id, &format!("version {raw:?} is not a number")))
+}

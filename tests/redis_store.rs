@@ -1,0 +1,799 @@
+//! `RedisStore` against a real Redis: the shared one at 127.0.0.1:6379 (override with
+//! `MESH_TEST_REDIS_URL`), and for the restart test a `redis-server` of its own.
+//!
+//! Each test works under its own key prefix and deletes its keys at the end. Events are
+//! awaited with timeouts; nothing sleeps and hopes.
+
+use futures_util::future::join_all;
+use mesh_records::store::{
+    ChangeSink, MemoryStore, RedisStore, RemoteChange, Store, StoreError, WriteResult,
+};
+use mesh_records::{RecordId, Versioned};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Longest wait for an event that should come promptly.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn redis_url() -> String {
+    std::env::var("MESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A prefix no other test run uses: test name, process, time and a counter.
+fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test:{test}:{}-{nanos}-{n}:", std::process::id())
+}
+
+fn id(raw: &str) -> RecordId {
+    RecordId::parse(raw, 256).expect("valid id")
+}
+
+fn value(v: Value) -> Arc<Value> {
+    Arc::new(v)
+}
+
+/// A store on the shared Redis under a fresh prefix, plus a raw connection for setup and
+/// cleanup.
+struct Fixture {
+    store: RedisStore,
+    prefix: String,
+    raw: redis::aio::MultiplexedConnection,
+}
+
+impl Fixture {
+    async fn new(test: &str) -> Fixture {
+        let prefix = unique_prefix(test);
+        let store = RedisStore::connect(&redis_url(), &prefix)
+            .await
+            .expect("redis at MESH_TEST_REDIS_URL or 127.0.0.1:6379 (is redis-server running?)");
+        let raw = redis::Client::open(redis_url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw connection");
+        Fixture { store, prefix, raw }
+    }
+
+    /// A second instance on the same Redis and prefix.
+    async fn other_instance(&self) -> RedisStore {
+        RedisStore::connect(&redis_url(), &self.prefix)
+            .await
+            .expect("second instance")
+    }
+
+    async fn set(&mut self, key: &str, text: &str) {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(text)
+            .query_async(&mut self.raw)
+            .await
+            .expect("SET");
+    }
+
+    async fn publish(&mut self, channel: &str, text: &str) {
+        let _: () = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(text)
+            .query_async(&mut self.raw)
+            .await
+            .expect("PUBLISH");
+    }
+
+    async fn cleanup(mut self) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut self.raw)
+            .await
+            .expect("KEYS");
+        for chunk in keys.chunks(500) {
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut self.raw)
+                .await
+                .expect("DEL");
+        }
+    }
+}
+
+/// A sink that forwards every change into a channel the test reads.
+fn channel_sink() -> (ChangeSink, mpsc::UnboundedReceiver<RemoteChange>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink: ChangeSink = Arc::new(move |change| {
+        let _ = tx.send(change);
+    });
+    (sink, rx)
+}
+
+async fn next_change(rx: &mut mpsc::UnboundedReceiver<RemoteChange>) -> RemoteChange {
+    timeout(EVENT_TIMEOUT, rx.recv())
+        .await
+        .expect("a change within the timeout")
+        .expect("sink still registered")
+}
+
+fn updated(version: u64, v: Value) -> RemoteChange {
+    RemoteChange::Updated {
+        version,
+        value: Arc::new(v),
+    }
+}
+
+/// One scenario of every operation, with each outcome written down, so two stores can be
+/// compared step by step.
+async fn scenario(store: &dyn Store) -> Vec<String> {
+    let a = id("a");
+    let b = id("b");
+    let mut log = Vec::new();
+    macro_rules! step {
+        ($e:expr) => {
+            log.push(format!("{:?}", $e.await.map_err(|e| e.to_string())))
+        };
+    }
+    step!(store.load(&a));
+    step!(store.write(&a, 1, vec![value(json!(1))]));
+    step!(store.write(&a, 0, vec![]));
+    step!(store.load(&a));
+    step!(store.write(&a, 0, vec![value(json!({"x": 1}))]));
+    step!(store.write(&a, 0, vec![value(json!({"x": 2}))]));
+    step!(store.write(&a, 1, vec![value(json!(null)), value(json!([1, "two"]))]));
+    step!(store.load(&a));
+    step!(store.write(&a, 3, vec![]));
+    step!(store.write(&a, 2, vec![value(json!("stale"))]));
+    step!(store.delete(&a));
+    step!(store.delete(&a));
+    step!(store.load(&a));
+    step!(store.write(&a, 3, vec![value(json!("gone"))]));
+    step!(store.write(&a, 0, vec![value(json!("again"))]));
+    step!(store.load(&a));
+    step!(store.restore(vec![
+        (
+            a.clone(),
+            Versioned {
+                value: value(json!("old")),
+                version: 1
+            }
+        ),
+        (
+            b.clone(),
+            Versioned {
+                value: value(json!("b5")),
+                version: 5
+            }
+        ),
+        (
+            b.clone(),
+            Versioned {
+                value: value(json!("b4")),
+                version: 4
+            }
+        ),
+        (
+            b.clone(),
+            Versioned {
+                value: value(json!("b6")),
+                version: 6
+            }
+        ),
+    ]));
+    step!(store.load(&a));
+    step!(store.load(&b));
+    step!(store.restore(vec![(
+        a.clone(),
+        Versioned {
+            value: value(json!("newer")),
+            version: 9
+        },
+    )]));
+    step!(store.load(&a));
+    step!(store.write(&a, 9, vec![value(json!(true))]));
+    step!(store.load(&a));
+    log
+}
+
+#[actix_rt::test]
+async fn behaves_like_the_memory_store() {
+    let fx = Fixture::new("like_memory").await;
+    let expected = scenario(&MemoryStore::new()).await;
+    let actual = scenario(&fx.store).await;
+    for (step, (want, got)) in expected.iter().zip(&actual).enumerate() {
+        assert_eq!(want, got, "step {step}");
+    }
+    assert_eq!(expected.len(), actual.len());
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn writes_use_the_mesh_key_layout() {
+    let mut fx = Fixture::new("layout").await;
+    let rid = id("user:1");
+    let result = fx
+        .store
+        .write(&rid, 0, vec![value(json!({"name": "Ada"}))])
+        .await
+        .expect("write");
+    assert_eq!(result, WriteResult::Applied { version: 1 });
+    let stored: (String, String) = redis::cmd("MGET")
+        .arg(format!("{}record:user:1", fx.prefix))
+        .arg(format!("{}record-version:user:1", fx.prefix))
+        .query_async(&mut fx.raw)
+        .await
+        .expect("MGET");
+    assert_eq!(stored, (r#"{"name":"Ada"}"#.to_string(), "1".to_string()));
+
+    // Data written by Mesh (or anyone using the layout) is read back.
+    fx.set(&format!("{}record:doc", fx.prefix), r#"{"n":41}"#)
+        .await;
+    fx.set(&format!("{}record-version:doc", fx.prefix), "41")
+        .await;
+    let loaded = fx.store.load(&id("doc")).await.expect("load");
+    assert_eq!(
+        loaded,
+        Some(Versioned {
+            value: value(json!({"n": 41})),
+            version: 41
+        })
+    );
+    assert_eq!(
+        fx.store
+            .write(&id("doc"), 41, vec![value(json!({"n": 42}))])
+            .await
+            .expect("write"),
+        WriteResult::Applied { version: 42 }
+    );
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn corrupt_records_are_reported() {
+    let mut fx = Fixture::new("corrupt").await;
+    let p = fx.prefix.clone();
+
+    fx.set(&format!("{p}record:bad-json"), "{not json").await;
+    fx.set(&format!("{p}record-version:bad-json"), "3").await;
+    let err = fx.store.load(&id("bad-json")).await.expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+
+    fx.set(&format!("{p}record:bad-version"), "1").await;
+    fx.set(&format!("{p}record-version:bad-version"), "three")
+        .await;
+    let err = fx
+        .store
+        .load(&id("bad-version"))
+        .await
+        .expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = fx
+        .store
+        .write(&id("bad-version"), 3, vec![value(json!(2))])
+        .await
+        .expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = fx
+        .store
+        .delete(&id("bad-version"))
+        .await
+        .expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+
+    fx.set(&format!("{p}record:no-version"), "1").await;
+    let err = fx.store.load(&id("no-version")).await.expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn restore_works_in_chunks_and_keeps_newer_records() {
+    let fx = Fixture::new("restore").await;
+    // More records than one script call takes, so several chunks run.
+    let records: Vec<_> = (0..1234u64)
+        .map(|i| {
+            (
+                id(&format!("r{i}")),
+                Versioned {
+                    value: value(json!({"i": i})),
+                    version: 10,
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        fx.store.restore(records.clone()).await.expect("restore"),
+        1234
+    );
+    // Nothing newer: a second restore of the same records writes none.
+    assert_eq!(fx.store.restore(records).await.expect("restore"), 0);
+
+    let r7 = id("r7");
+    assert_eq!(
+        fx.store
+            .write(&r7, 10, vec![value(json!("live"))])
+            .await
+            .expect("write"),
+        WriteResult::Applied { version: 11 }
+    );
+    let written = fx
+        .store
+        .restore(vec![
+            (
+                r7.clone(),
+                Versioned {
+                    value: value(json!("older")),
+                    version: 11,
+                },
+            ),
+            (
+                id("r8"),
+                Versioned {
+                    value: value(json!("newer")),
+                    version: 12,
+                },
+            ),
+            (
+                id("fresh"),
+                Versioned {
+                    value: value(json!("new")),
+                    version: 3,
+                },
+            ),
+        ])
+        .await
+        .expect("restore");
+    assert_eq!(written, 2);
+    let load = |raw: &'static str| fx.store.load(&id(raw));
+    assert_eq!(load("r7").await.expect("load").map(|r| r.version), Some(11));
+    assert_eq!(
+        load("r8").await.expect("load"),
+        Some(Versioned {
+            value: value(json!("newer")),
+            version: 12
+        })
+    );
+    assert_eq!(
+        load("fresh").await.expect("load").map(|r| r.version),
+        Some(3)
+    );
+    assert_eq!(fx.store.restore(Vec::new()).await.expect("restore"), 0);
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
+    let fx = Fixture::new("race").await;
+    let other = fx.other_instance().await;
+    let rid = id("contended");
+    let writes = (0..100).map(|i| {
+        // Half the writers on each instance, like two servers racing.
+        let store: &dyn Store = if i % 2 == 0 { &fx.store } else { &other };
+        store.write(&rid, 0, vec![value(json!({"writer": i}))])
+    });
+    let results: Vec<WriteResult> = join_all(writes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("write"))
+        .collect();
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r == WriteResult::Applied { version: 1 })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let winner = Versioned {
+        value: value(json!({"writer": winners[0]})),
+        version: 1,
+    };
+    for (i, result) in results.iter().enumerate() {
+        if i != winners[0] {
+            assert_eq!(
+                *result,
+                WriteResult::Conflict {
+                    current: Some(winner.clone())
+                }
+            );
+        }
+    }
+    assert_eq!(fx.store.load(&rid).await.expect("load"), Some(winner));
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn watchers_get_every_change_in_order() {
+    let fx = Fixture::new("watch").await;
+    let writer = fx.other_instance().await;
+    let rid = id("watched");
+    let (sink, mut rx) = channel_sink();
+    fx.store.watch(&rid, sink).await.expect("watch");
+
+    writer
+        .write(&rid, 0, vec![value(json!({"n": 1}))])
+        .await
+        .expect("write");
+    writer
+        .write(
+            &rid,
+            1,
+            vec![
+                value(json!({"n": 2})),
+                value(json!(null)),
+                value(json!("four")),
+            ],
+        )
+        .await
+        .expect("batch write");
+    writer.delete(&rid).await.expect("delete");
+
+    assert_eq!(next_change(&mut rx).await, updated(1, json!({"n": 1})));
+    assert_eq!(next_change(&mut rx).await, updated(2, json!({"n": 2})));
+    assert_eq!(next_change(&mut rx).await, updated(3, json!(null)));
+    assert_eq!(next_change(&mut rx).await, updated(4, json!("four")));
+    assert_eq!(
+        next_change(&mut rx).await,
+        RemoteChange::Deleted { version: 4 }
+    );
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn conflicts_and_restores_publish_nothing() {
+    let fx = Fixture::new("quiet").await;
+    let rid = id("quiet");
+    let (sink, mut rx) = channel_sink();
+    fx.store.watch(&rid, sink).await.expect("watch");
+
+    let conflict = fx
+        .store
+        .write(&rid, 5, vec![value(json!(1))])
+        .await
+        .expect("write");
+    assert_eq!(conflict, WriteResult::Conflict { current: None });
+    let restored = fx
+        .store
+        .restore(vec![(
+            rid.clone(),
+            Versioned {
+                value: value(json!("r")),
+                version: 7,
+            },
+        )])
+        .await
+        .expect("restore");
+    assert_eq!(restored, 1);
+    assert_eq!(
+        fx.store.delete(&id("never-existed")).await.expect("delete"),
+        None
+    );
+    fx.store
+        .write(&rid, 7, vec![value(json!("w"))])
+        .await
+        .expect("write");
+
+    // Messages of one record arrive in publish order: the first one is the write's.
+    assert_eq!(next_change(&mut rx).await, updated(8, json!("w")));
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn unwatch_stops_only_its_own_sink() {
+    let fx = Fixture::new("unwatch").await;
+    let rid = id("shared");
+    let (old_sink, mut old_rx) = channel_sink();
+    let (new_sink, mut new_rx) = channel_sink();
+    let old = fx.store.watch(&rid, old_sink).await.expect("watch");
+    let new = fx.store.watch(&rid, new_sink).await.expect("watch");
+    assert_ne!(old, new);
+
+    fx.store
+        .write(&rid, 0, vec![value(json!(1))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut old_rx).await, updated(1, json!(1)));
+    assert_eq!(next_change(&mut new_rx).await, updated(1, json!(1)));
+
+    fx.store.unwatch(&rid, old);
+    fx.store
+        .write(&rid, 1, vec![value(json!(2))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut new_rx).await, updated(2, json!(2)));
+    // The router handled the second message before the new sink saw it, so the old sink
+    // would have it by now.
+    assert!(old_rx.try_recv().is_err(), "unwatched sink still called");
+
+    // The last sink leaving unsubscribes; a later watch subscribes again.
+    fx.store.unwatch(&rid, new);
+    let (again_sink, mut again_rx) = channel_sink();
+    fx.store.watch(&rid, again_sink).await.expect("watch");
+    fx.store
+        .write(&rid, 2, vec![value(json!(3))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut again_rx).await, updated(3, json!(3)));
+    assert!(new_rx.try_recv().is_err(), "unwatched sink still called");
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn malformed_messages_are_skipped() {
+    let mut fx = Fixture::new("malformed").await;
+    let rid = id("noisy");
+    let (sink, mut rx) = channel_sink();
+    fx.store.watch(&rid, sink).await.expect("watch");
+    let channel = fx.store.keys().channel(&rid);
+    fx.publish(&channel, "not json").await;
+    fx.publish(&channel, r#"{"version":"1","value":1}"#).await;
+    fx.publish(&channel, r#"{"version":1}"#).await;
+    fx.store
+        .write(&rid, 0, vec![value(json!("ok"))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("ok")));
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn a_panicking_sink_does_not_stop_the_router() {
+    let fx = Fixture::new("panic").await;
+    let rid = id("p");
+    let panicking: ChangeSink = Arc::new(|_| panic!("sink failure (expected by the test)"));
+    fx.store.watch(&rid, panicking).await.expect("watch");
+    let (sink, mut rx) = channel_sink();
+    fx.store.watch(&rid, sink).await.expect("watch");
+    fx.store
+        .write(&rid, 0, vec![value(json!(1))])
+        .await
+        .expect("write");
+    fx.store
+        .write(&rid, 1, vec![value(json!(2))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
+    assert_eq!(next_change(&mut rx).await, updated(2, json!(2)));
+    fx.cleanup().await;
+}
+
+#[actix_rt::test]
+async fn connect_fails_fast_when_redis_is_unreachable() {
+    let port = free_port();
+    let started = Instant::now();
+    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x:").await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let result = RedisStore::connect("not a url", "x:").await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A `redis-server` child process without persistence; killed on drop.
+struct OwnRedis {
+    child: Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let server = OwnRedis { child };
+        wait_until_ready(port).await;
+        server
+    }
+
+    fn kill(mut self) {
+        self.stop();
+    }
+
+    /// Freezes (`STOP`) or thaws (`CONT`) the server: connections stay open but nothing
+    /// answers, like a hung host.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until the server at `port` answers PING.
+async fn wait_until_ready(port: u16) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            if pong.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on {port} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = OwnRedis::start(port).await;
+    let store = RedisStore::connect(&url, "restart:")
+        .await
+        .expect("connect");
+    let rid = id("survivor");
+    let (sink, mut rx) = channel_sink();
+    store.watch(&rid, sink).await.expect("watch");
+    store
+        .write(&rid, 0, vec![value(json!(1))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
+
+    server.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = store.write(&rid, 1, vec![value(json!(2))]).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    assert!(matches!(
+        store.load(&rid).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (late_sink, _late_rx) = channel_sink();
+    assert!(matches!(
+        store.watch(&id("late"), late_sink).await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    // Not waiting for an event: this is the outage itself. It outlasts the command
+    // connection's own reconnect attempt (one retry, at most 200 ms apart), so the first
+    // write after the restart meets a failed attempt, as after any real outage.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _server = OwnRedis::start(port).await;
+    assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
+    // The restarted server is empty; a writer that reloaded starts again from version 0.
+    let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
+    assert_eq!(
+        result.expect("write after restart"),
+        WriteResult::Applied { version: 1 }
+    );
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("after")));
+}
+
+#[actix_rt::test]
+async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let _server = OwnRedis::start(port).await;
+    let store = RedisStore::connect(&url, "kill:").await.expect("connect");
+    let (rid, other) = (id("a"), id("b"));
+    let (sink, mut rx) = channel_sink();
+    let (other_sink, mut other_rx) = channel_sink();
+    store.watch(&rid, sink).await.expect("watch");
+    store.watch(&other, other_sink).await.expect("watch");
+
+    let mut admin = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 1);
+
+    assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
+    assert_eq!(next_change(&mut other_rx).await, RemoteChange::Resync);
+    // Both channels are subscribed again on the new connection.
+    store
+        .write(&rid, 0, vec![value(json!("a1"))])
+        .await
+        .expect("write");
+    store
+        .write(&other, 0, vec![value(json!("b1"))])
+        .await
+        .expect("write");
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("a1")));
+    assert_eq!(next_change(&mut other_rx).await, updated(1, json!("b1")));
+}
+
+#[actix_rt::test]
+async fn a_hung_redis_times_out_then_resyncs_watchers() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = OwnRedis::start(port).await;
+    let store = RedisStore::connect(&url, "hung:").await.expect("connect");
+    let rid = id("r");
+    let (sink, mut rx) = channel_sink();
+    store.watch(&rid, sink).await.expect("watch");
+
+    server.signal("STOP");
+    let frozen = Instant::now();
+    // Another record: Redis may still run these writes once it thaws, and their messages
+    // must not mix with the watched record's.
+    let stalled = id("stalled");
+    for _ in 0..2 {
+        let started = Instant::now();
+        let result = store.write(&stalled, 0, vec![value(json!(1))]).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The outage itself, not a wait for an event: long enough for the router's ping (every
+    // 5 s, answered within 2 s) to find the connection dead.
+    let outage = Duration::from_millis(7500);
+    tokio::time::sleep(outage.saturating_sub(frozen.elapsed())).await;
+    server.signal("CONT");
+
+    assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
+    assert_eq!(store.load(&rid).await.expect("load after thaw"), None);
+    let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
+    assert_eq!(
+        result.expect("write after thaw"),
+        WriteResult::Applied { version: 1 }
+    );
+    assert_eq!(next_change(&mut rx).await, updated(1, json!("after")));
+}
