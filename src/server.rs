@@ -203,9 +203,15 @@ impl RecordServerBuilder {
 pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
     match config.store.backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreBackend::Redis => Err(Error::Config(
-            "store.backend = \"redis\" is not available in this build yet".into(),
-        )),
+        StoreBackend::Redis => {
+            let store = crate::store::RedisStore::connect(
+                &config.store.redis_url,
+                &config.store.key_prefix,
+            )
+            .await
+            .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -28,6 +28,9 @@ macro_rules! on_every_store {
         mod memory {
             $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Memory).await })*
         }
+        mod redis {
+            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Redis).await })*
+        }
     };
 }
 

@@ -13,6 +13,12 @@
 //! - Each update is diffed at most once and serialized at most once per mode; the same bytes go
 //!   to every subscriber of that mode.
 //! - The actor stops after `linger` with no subscribers and nothing pending.
+//! - With a shared store (Redis), the actor watches the record's changes *before* it loads,
+//!   applies a published change only when it is exactly the next version, ignores older ones
+//!   (including its own echoes), and reloads on a jump ahead or after the store reconnected.
+//!   Changes that arrive while a store call is in flight wait until it has answered.
+//! - No subscriber ever sees a version go backwards: if the store comes back with an older
+//!   version (Redis restarted without persistence), the actor writes its newer state back.
 
 use crate::error::Error;
 use crate::outbox::{Outbox, PushError};
@@ -21,7 +27,7 @@ use crate::record::{
     Frame, Mode, RecordId, Strategy, Version, Versioned, apply_strategy, deleted_frame, full_frame,
     patch_frame,
 };
-use crate::store::{SharedStore, WriteResult};
+use crate::store::{ChangeSink, RemoteChange, SharedStore, WatchToken, WriteResult};
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -109,6 +115,14 @@ pub struct ApplyWrite {
 #[rtype(result = "Result<Option<Version>, Error>")]
 pub struct DeleteRecord;
 
+/// A change the store published for this record (another instance's write or our own echo).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChanged {
+    /// What changed.
+    pub change: RemoteChange,
+}
+
 /// A subscriber's client fell behind and skipped updates: send it the current full value.
 /// Answers whether the session is (still) subscribed.
 #[derive(Message, Clone)]
@@ -153,6 +167,11 @@ pub struct RecordActor {
     pending: VecDeque<PendingOp>,
     in_flight: bool,
     used_since_tick: bool,
+    watch: Option<WatchToken>,
+    /// Published changes that arrived while a store call was in flight.
+    backlog: VecDeque<RemoteChange>,
+    /// Versions of our own deletions whose published echo has not come back yet.
+    own_deletions: VecDeque<Version>,
 }
 
 impl RecordActor {
@@ -168,7 +187,106 @@ impl RecordActor {
             pending: VecDeque::new(),
             in_flight: false,
             used_since_tick: true,
+            watch: None,
+            backlog: VecDeque::new(),
+            own_deletions: VecDeque::new(),
         }
+    }
+
+    /// A store call finished: apply what was published meanwhile, then start the next one.
+    fn op_done(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight = false;
+        while !self.in_flight {
+            let Some(change) = self.backlog.pop_front() else {
+                break;
+            };
+            self.on_remote(change, ctx);
+        }
+        self.pump(ctx);
+    }
+
+    fn on_remote(&mut self, change: RemoteChange, ctx: &mut Context<Self>) {
+        match change {
+            RemoteChange::Updated { version, value } => {
+                if version <= self.version {
+                    // Our own echo, or older than what we hold.
+                } else if version == self.version + 1 {
+                    let previous = self.value.replace(Arc::clone(&value));
+                    self.version = version;
+                    self.fan_out(previous.as_deref(), &value);
+                } else {
+                    self.reload(ctx, false);
+                }
+            }
+            RemoteChange::Deleted { version } => {
+                if self.own_deletions.front() == Some(&version) {
+                    self.own_deletions.pop_front();
+                } else if self.value.is_none() {
+                    // Already gone here.
+                } else if version >= self.version {
+                    self.apply_deletion(version);
+                } else {
+                    self.reload(ctx, false);
+                }
+            }
+            RemoteChange::Resync => self.reload(ctx, true),
+        }
+    }
+
+    /// Reads the store again and settles on its state. `after_outage`: an absent or older
+    /// record means the store lost data (not a deletion), so our state is written back.
+    fn reload(&mut self, ctx: &mut Context<Self>, after_outage: bool) {
+        self.in_flight = true;
+        self.env
+            .store
+            .load(&self.id)
+            .into_actor(self)
+            .map(move |result, act, ctx| match result {
+                Ok(current) => act.settle(current, after_outage, ctx),
+                Err(e) => {
+                    // Still unreachable; the next reconnect sends another resync.
+                    log::warn!("reloading {} failed: {e}", act.id);
+                    act.op_done(ctx);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// Adopts the store's state (`in_flight` is set by the caller and cleared here). Newer:
+    /// take it and send full values. Absent: a deletion, unless `after_outage`. Older: the
+    /// store lost data; write ours back so no subscriber sees a version go backwards.
+    fn settle(&mut self, current: Option<Versioned>, after_outage: bool, ctx: &mut Context<Self>) {
+        let ours = self.snapshot();
+        match (current, ours) {
+            (Some(current), _) if current.version > self.version => self.adopt(current),
+            (Some(current), Some(_)) if current.version == self.version => {}
+            (None, None) => {}
+            (None, Some(_)) if !after_outage => {
+                let last = self.version;
+                self.apply_deletion(last);
+            }
+            (_, Some(ours)) => {
+                log::warn!(
+                    "store lost record {} (had version {}); writing it back",
+                    self.id,
+                    ours.version
+                );
+                self.env
+                    .store
+                    .restore(vec![(self.id.clone(), ours)])
+                    .into_actor(self)
+                    .map(|result, act, ctx| {
+                        if let Err(e) = result {
+                            log::warn!("writing back {} failed: {e}", act.id);
+                        }
+                        act.op_done(ctx);
+                    })
+                    .spawn(ctx);
+                return;
+            }
+            (Some(current), None) => self.adopt(current),
+        }
+        self.op_done(ctx);
     }
 
     fn snapshot(&self) -> Option<Versioned> {
@@ -204,9 +322,12 @@ impl RecordActor {
             .delete(&self.id)
             .into_actor(self)
             .map(move |result, act, ctx| {
-                act.in_flight = false;
                 let outcome = match result {
                     Ok(last) => {
+                        if let Some(last) = last {
+                            // Its published echo must not delete a re-created record later.
+                            act.own_deletions.push_back(last);
+                        }
                         act.apply_deletion(last.unwrap_or(act.version));
                         Ok(last)
                     }
@@ -216,7 +337,7 @@ impl RecordActor {
                     }
                 };
                 let _ = reply.send(outcome);
-                act.pump(ctx);
+                act.op_done(ctx);
             })
             .spawn(ctx);
     }
@@ -268,11 +389,12 @@ impl RecordActor {
             .store
             .write(&self.id, self.version, values.clone())
             .into_actor(self)
-            .map(move |result, act, ctx| {
-                act.in_flight = false;
-                act.finish_writes(batch, planned, values, result);
-                act.pump(ctx);
-            })
+            .map(
+                move |result, act, ctx| match act.finish_writes(batch, planned, values, result) {
+                    Some(current) => act.settle(current, false, ctx),
+                    None => act.op_done(ctx),
+                },
+            )
             .spawn(ctx);
     }
 
@@ -289,7 +411,8 @@ impl RecordActor {
         planned: Vec<Result<WriteOutcome, Error>>,
         values: Vec<Arc<Value>>,
         result: Result<WriteResult, crate::store::StoreError>,
-    ) {
+    ) -> Option<Option<Versioned>> {
+        let mut conflict = None;
         match result {
             Ok(WriteResult::Applied { .. }) => {
                 for value in values {
@@ -300,7 +423,7 @@ impl RecordActor {
                 reply_writes(batch, planned);
             }
             Ok(WriteResult::Conflict { current }) => {
-                self.resync(current);
+                conflict = Some(current);
                 // Put the writes back in front, in order, to be recomputed on the fresh value.
                 for op in batch.into_iter().rev() {
                     match op {
@@ -333,6 +456,7 @@ impl RecordActor {
                 }
             }
         }
+        conflict
     }
 
     /// Sends one update to every subscriber, serializing each frame kind at most once.
@@ -363,18 +487,8 @@ impl RecordActor {
         }
     }
 
-    /// Adopts the store's state after losing a race; subscribers get it as a full value.
-    fn resync(&mut self, current: Option<Versioned>) {
-        let Some(current) = current else {
-            // Deleted elsewhere: a later write starts from nothing.
-            let last = self.version;
-            self.apply_deletion(last);
-            return;
-        };
-        if current.version <= self.version && self.value.is_some() {
-            // Stale report: what we hold is as new; nothing to tell subscribers.
-            return;
-        }
+    /// Takes a newer state from the store; subscribers get it as a full value (a resync).
+    fn adopt(&mut self, current: Versioned) {
         self.value = Some(Arc::clone(&current.value));
         self.version = current.version;
         let frame = full_frame(&self.id, &current.value, current.version);
@@ -464,27 +578,44 @@ impl Actor for RecordActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.env.live.fetch_add(1, Ordering::Relaxed);
-        // Load before any message is handled: `wait` holds the mailbox until it completes.
-        self.env
-            .store
-            .load(&self.id)
-            .into_actor(self)
-            .map(|result, act, ctx| match result {
-                Ok(snapshot) => {
-                    if let Some(s) = snapshot {
-                        act.value = Some(s.value);
-                        act.version = s.version;
-                    }
-                    act.loaded = true;
-                }
+        // Watch, then load, before any message is handled (`wait` holds the mailbox): a change
+        // published after the load cannot be missed, one before it is ignored as older.
+        let weak = ctx.address().downgrade();
+        let sink: ChangeSink = Arc::new(move |change| {
+            if let Some(addr) = weak.upgrade() {
+                addr.do_send(RemoteChanged { change });
+            }
+        });
+        let store = Arc::clone(&self.env.store);
+        let id = self.id.clone();
+        async move {
+            let token = store.watch(&id, sink).await?;
+            match store.load(&id).await {
+                Ok(snapshot) => Ok((token, snapshot)),
                 Err(e) => {
-                    // Stop: queued requests fail with a closed mailbox and are retried by a
-                    // fresh actor, which loads again.
-                    log::warn!("loading record {} failed: {e}", act.id);
-                    ctx.stop();
+                    store.unwatch(&id, token);
+                    Err(e)
                 }
-            })
-            .wait(ctx);
+            }
+        }
+        .into_actor(self)
+        .map(|result, act, ctx| match result {
+            Ok((token, snapshot)) => {
+                act.watch = Some(token);
+                if let Some(s) = snapshot {
+                    act.value = Some(s.value);
+                    act.version = s.version;
+                }
+                act.loaded = true;
+            }
+            Err(e) => {
+                // Stop: queued requests fail with a closed mailbox and are retried by a
+                // fresh actor, which loads again.
+                log::warn!("loading record {} failed: {e}", act.id);
+                ctx.stop();
+            }
+        })
+        .wait(ctx);
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
         ctx.run_interval(tick, |act, ctx| {
             if act.used_since_tick || !act.is_idle() {
@@ -497,6 +628,9 @@ impl Actor for RecordActor {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.env.live.fetch_sub(1, Ordering::Relaxed);
+        if let Some(token) = self.watch.take() {
+            self.env.store.unwatch(&self.id, token);
+        }
         for op in self.pending.drain(..) {
             match op {
                 PendingOp::Write { reply, .. } => {
@@ -580,6 +714,18 @@ impl Handler<DeleteRecord> for RecordActor {
         self.pending.push_back(PendingOp::Delete { reply });
         self.pump(ctx);
         Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unavailable)) })
+    }
+}
+
+impl Handler<RemoteChanged> for RecordActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChanged, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            self.backlog.push_back(msg.change);
+        } else {
+            self.on_remote(msg.change, ctx);
+        }
     }
 }
 

@@ -18,12 +18,50 @@ pub const WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Memory,
+    Redis,
+}
+
+/// The Redis the tests use (`MESH_TEST_REDIS_URL` overrides).
+pub fn redis_url() -> String {
+    std::env::var("MESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix no other test (or run) uses.
+pub fn unique_prefix(what: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("test:{what}:{}:{nanos:x}:{n}:", std::process::id())
+}
+
+/// Deletes every key under `prefix`.
+pub async fn delete_redis_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 pub struct TestServer {
     pub running: RunningServer,
     pub ws: String,
     pub http: String,
+    /// The Redis key prefix to clean up, if on Redis.
+    pub redis_prefix: Option<String>,
 }
 
 impl TestServer {
@@ -37,6 +75,9 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.running.stop().await;
+        if let Some(prefix) = &self.redis_prefix {
+            delete_redis_prefix(&redis_url(), prefix).await;
+        }
     }
 }
 
@@ -61,13 +102,24 @@ pub async fn start_with(
     toml: &str,
     extend: impl FnOnce(RecordServerBuilder) -> RecordServerBuilder,
 ) -> TestServer {
-    let config = test_config(toml);
-    let mut builder = RecordServer::builder(config.clone()).record_threads(2);
+    let mut config = test_config(toml);
+    let mut redis_prefix = None;
     match backend {
-        Backend::Memory => {
-            builder = builder.store(std::sync::Arc::new(mesh_records::store::MemoryStore::new()));
+        Backend::Memory => {}
+        Backend::Redis => {
+            let prefix = config
+                .store
+                .key_prefix
+                .starts_with("test:")
+                .then(|| config.store.key_prefix.clone())
+                .unwrap_or_else(|| unique_prefix("server"));
+            config.store.backend = mesh_records::config::StoreBackend::Redis;
+            config.store.redis_url = redis_url();
+            config.store.key_prefix = prefix.clone();
+            redis_prefix = Some(prefix);
         }
     }
+    let builder = RecordServer::builder(config.clone()).record_threads(2);
     let running = mesh_records::start_with(config.clone(), extend(builder))
         .await
         .expect("server starts");
@@ -76,6 +128,7 @@ pub async fn start_with(
         ws: format!("ws://{addr}{}", config.server.ws_path),
         http: format!("http://{addr}"),
         running,
+        redis_prefix,
     }
 }
 
