@@ -41,8 +41,11 @@ use super::session::SubscriptionEnded;
 
 /// Most writes sent to the store in one batch.
 const MAX_BATCH: usize = 64;
-/// How often a write is re-applied after losing a race with another instance.
-const MAX_CONFLICT_RETRIES: u32 = 16;
+/// How long a write keeps being re-applied after losing races with other instances before it
+/// fails with `ECONFLICT`.
+const CONFLICT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long to wait for the published changes that explain a lost race before reloading.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
 /// Settings every `RecordActor` follows.
 #[derive(Clone, Debug)]
@@ -148,7 +151,7 @@ enum PendingOp {
     Write {
         value: Arc<Value>,
         strategy: Strategy,
-        attempts: u32,
+        queued_at: std::time::Instant,
         reply: oneshot::Sender<Result<WriteOutcome, Error>>,
     },
     Delete {
@@ -172,6 +175,9 @@ pub struct RecordActor {
     backlog: VecDeque<RemoteChange>,
     /// Versions of our own deletions whose published echo has not come back yet.
     own_deletions: VecDeque<Version>,
+    /// After losing a race: the store's version, which published changes will bring us to
+    /// (in order, with patches) before queued writes are retried.
+    catch_up_to: Option<Version>,
 }
 
 impl RecordActor {
@@ -190,6 +196,7 @@ impl RecordActor {
             watch: None,
             backlog: VecDeque::new(),
             own_deletions: VecDeque::new(),
+            catch_up_to: None,
         }
     }
 
@@ -231,6 +238,30 @@ impl RecordActor {
             }
             RemoteChange::Resync => self.reload(ctx, true),
         }
+    }
+
+    /// Lost a race to another instance: its changes are on their way through the store's
+    /// channel. Apply them as they come (subscribers get every version), then retry the
+    /// queued writes; reload if they do not arrive in time.
+    fn await_catch_up(&mut self, target: Version, ctx: &mut Context<Self>) {
+        self.catch_up_to = Some(target);
+        Self::check_catch_up_later(target, ctx);
+        self.op_done(ctx);
+    }
+
+    fn check_catch_up_later(target: Version, ctx: &mut Context<Self>) {
+        ctx.run_later(CATCH_UP_WAIT, move |act, ctx| {
+            if act.catch_up_to != Some(target) || act.version >= target {
+                return;
+            }
+            if act.in_flight {
+                Self::check_catch_up_later(target, ctx);
+            } else {
+                // The published changes were lost: read the store instead.
+                act.catch_up_to = None;
+                act.reload(ctx, false);
+            }
+        });
     }
 
     /// Reads the store again and settles on its state. `after_outage`: an absent or older
@@ -304,6 +335,12 @@ impl RecordActor {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight {
             return;
+        }
+        if let Some(target) = self.catch_up_to {
+            if self.version < target {
+                return;
+            }
+            self.catch_up_to = None;
         }
         match self.pending.front() {
             None => {}
@@ -391,6 +428,9 @@ impl RecordActor {
             .into_actor(self)
             .map(
                 move |result, act, ctx| match act.finish_writes(batch, planned, values, result) {
+                    Some(Some(current)) if current.version > act.version => {
+                        act.await_catch_up(current.version, ctx)
+                    }
                     Some(current) => act.settle(current, false, ctx),
                     None => act.op_done(ctx),
                 },
@@ -430,13 +470,13 @@ impl RecordActor {
                         PendingOp::Write {
                             value,
                             strategy,
-                            attempts,
+                            queued_at,
                             reply,
-                        } if attempts < MAX_CONFLICT_RETRIES => {
+                        } if queued_at.elapsed() < CONFLICT_DEADLINE => {
                             self.pending.push_front(PendingOp::Write {
                                 value,
                                 strategy,
-                                attempts: attempts + 1,
+                                queued_at,
                                 reply,
                             });
                         }
@@ -697,7 +737,7 @@ impl Handler<ApplyWrite> for RecordActor {
         self.pending.push_back(PendingOp::Write {
             value: msg.value,
             strategy: msg.strategy,
-            attempts: 0,
+            queued_at: std::time::Instant::now(),
             reply,
         });
         self.pump(ctx);
@@ -725,6 +765,7 @@ impl Handler<RemoteChanged> for RecordActor {
             self.backlog.push_back(msg.change);
         } else {
             self.on_remote(msg.change, ctx);
+            self.pump(ctx);
         }
     }
 }
