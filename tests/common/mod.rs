@@ -107,12 +107,11 @@ pub async fn start_with(
     match backend {
         Backend::Memory => {}
         Backend::Redis => {
-            let prefix = config
-                .store
-                .key_prefix
-                .starts_with("test:")
-                .then(|| config.store.key_prefix.clone())
-                .unwrap_or_else(|| unique_prefix("server"));
+            let prefix = if config.store.key_prefix.starts_with("test:") {
+                config.store.key_prefix.clone()
+            } else {
+                unique_prefix("server")
+            };
             config.store.backend = mesh_records::config::StoreBackend::Redis;
             config.store.redis_url = redis_url();
             config.store.key_prefix = prefix.clone();
