@@ -180,3 +180,141 @@ async fn concurrent_writers_on_two_instances_lose_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A Redis server of the test's own, on a free port, that the test can kill and restart.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads pushes until `version`, asserting that versions only ever increase.
+async fn read_increasing(client: &mut Client, last: &mut u64, until: u64) {
+    while *last < until {
+        let push = client.next_push_of("mesh/record-update").await;
+        let version = push["payload"]["version"].as_u64().unwrap();
+        assert!(version > *last, "version went from {last} to {version}");
+        *last = version;
+    }
+}
+
+#[actix_web::test]
+async fn a_redis_restart_fails_writes_fast_then_resyncs_without_going_back() {
+    let mut redis = OwnRedis::start();
+    // SAFETY of the env var: only this test binary's Redis tests read it, at server start.
+    let prefix = unique_prefix("restart");
+    let toml = config(&prefix, "").replace(
+        "[store]",
+        &format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"{}\"",
+            redis.url()
+        ),
+    );
+    let start_on_own_redis = || async {
+        let config = common::test_config(&toml);
+        let running = mesh_records::start(config)
+            .await
+            .expect("starts on the test's Redis");
+        format!("ws://{}/ws", running.addr)
+            .parse::<String>()
+            .map(|ws| (running, ws))
+            .unwrap()
+    };
+    let (a, a_ws) = start_on_own_redis().await;
+    let (b, b_ws) = start_on_own_redis().await;
+    let mut on_a = Client::connect(&a_ws).await;
+    let mut on_b = Client::connect(&b_ws).await;
+    on_a.subscribe("doc:r", "patch").await;
+    on_b.subscribe("doc:r", "full").await;
+    let mut writer = Client::connect(&a_ws).await;
+    for n in 1..=20u64 {
+        assert_eq!(
+            writer.publish("doc:r", json!({"n": n})).await,
+            json!({"success": true})
+        );
+    }
+    let (mut seen_a, mut seen_b) = (0, 0);
+    read_increasing(&mut on_a, &mut seen_a, 20).await;
+    read_increasing(&mut on_b, &mut seen_b, 20).await;
+
+    redis.kill();
+    let started = std::time::Instant::now();
+    let reply = writer.publish("doc:r", json!({"n": 999})).await;
+    assert_eq!(reply["code"], "EUNAVAILABLE", "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Sessions stay connected through the outage.
+    assert_eq!(on_b.request("mesh/noop", json!({})).await, json!(true));
+
+    redis.restart();
+    // Redis came back empty; the records' actors write their state back, and writes go on
+    // from version 21 on both instances.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = writer.publish("doc:r", json!({"n": 21})).await;
+        if reply == json!({"success": true}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not recover: {reply}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    read_increasing(&mut on_a, &mut seen_a, 21).await;
+    read_increasing(&mut on_b, &mut seen_b, 21).await;
+    let stored = a.records.get_record("doc:r").await.unwrap().unwrap();
+    assert_eq!((stored.version, &*stored.value), (21, &json!({"n": 21})));
+    a.stop().await;
+    b.stop().await;
+}

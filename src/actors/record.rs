@@ -46,6 +46,8 @@ const MAX_BATCH: usize = 64;
 const CONFLICT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long to wait for the published changes that explain a lost race before reloading.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
+/// How long to wait for a deletion notice or a reconnect notice after finding a record gone.
+const ABSENCE_WAIT: Duration = Duration::from_secs(3);
 
 /// Settings every `RecordActor` follows.
 #[derive(Clone, Debug)]
@@ -178,6 +180,10 @@ pub struct RecordActor {
     /// After losing a race: the store's version, which published changes will bring us to
     /// (in order, with patches) before queued writes are retried.
     catch_up_to: Option<Version>,
+    /// After a write found the record absent in the store: a remote deletion (its `Deleted`
+    /// message is on the way) or a store that lost its data (a `Resync` is on the way).
+    /// Queued writes wait for the answer.
+    awaiting_absence: bool,
 }
 
 impl RecordActor {
@@ -197,6 +203,7 @@ impl RecordActor {
             backlog: VecDeque::new(),
             own_deletions: VecDeque::new(),
             catch_up_to: None,
+            awaiting_absence: false,
         }
     }
 
@@ -231,12 +238,16 @@ impl RecordActor {
                 } else if self.value.is_none() {
                     // Already gone here.
                 } else if version >= self.version {
+                    self.awaiting_absence = false;
                     self.apply_deletion(version);
                 } else {
                     self.reload(ctx, false);
                 }
             }
-            RemoteChange::Resync => self.reload(ctx, true),
+            RemoteChange::Resync => {
+                self.awaiting_absence = false;
+                self.reload(ctx, true);
+            }
         }
     }
 
@@ -246,6 +257,19 @@ impl RecordActor {
     fn await_catch_up(&mut self, target: Version, ctx: &mut Context<Self>) {
         self.catch_up_to = Some(target);
         Self::check_catch_up_later(target, ctx);
+        self.op_done(ctx);
+    }
+
+    /// A write found the record absent: wait for the published deletion, or for the store's
+    /// reconnect notice, before deciding; if neither comes, the store lost it.
+    fn await_absence(&mut self, ctx: &mut Context<Self>) {
+        self.awaiting_absence = true;
+        ctx.run_later(ABSENCE_WAIT, |act, ctx| {
+            if act.awaiting_absence && !act.in_flight {
+                act.awaiting_absence = false;
+                act.reload(ctx, true);
+            }
+        });
         self.op_done(ctx);
     }
 
@@ -267,6 +291,9 @@ impl RecordActor {
     /// Reads the store again and settles on its state. `after_outage`: an absent or older
     /// record means the store lost data (not a deletion), so our state is written back.
     fn reload(&mut self, ctx: &mut Context<Self>, after_outage: bool) {
+        // Whatever we were waiting for, the store's answer settles it.
+        self.awaiting_absence = false;
+        self.catch_up_to = None;
         self.in_flight = true;
         self.env
             .store
@@ -334,6 +361,9 @@ impl RecordActor {
     /// Starts the next store operation if none is in flight.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight {
+            return;
+        }
+        if self.awaiting_absence {
             return;
         }
         if let Some(target) = self.catch_up_to {
@@ -431,6 +461,7 @@ impl RecordActor {
                     Some(Some(current)) if current.version > act.version => {
                         act.await_catch_up(current.version, ctx)
                     }
+                    Some(None) if act.value.is_some() => act.await_absence(ctx),
                     Some(current) => act.settle(current, false, ctx),
                     None => act.op_done(ctx),
                 },
