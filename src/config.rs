@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a record's actor stays in memory unused.
     pub record_linger_ms: u64,
+    /// Most writes queued behind an in-flight write that go to the store together.
+    pub max_write_batch: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             max_requests_per_second: 1000,
             max_connections: 10_000,
             record_linger_ms: 5_000,
+            max_write_batch: 64,
         }
     }
 }
@@ -247,6 +250,7 @@ impl Config {
                 s.max_subscriptions_per_connection,
             ),
             ("server.max_connections", s.max_connections),
+            ("server.max_write_batch", s.max_write_batch),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be greater than 0")));

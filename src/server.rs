@@ -155,6 +155,7 @@ impl RecordServerBuilder {
             crate::actors::record::RecordSettings {
                 linger: s.record_linger(),
                 max_value_bytes: s.max_value_bytes,
+                max_write_batch: s.max_write_batch,
             },
             Arc::clone(&live_records),
         )

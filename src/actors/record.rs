@@ -39,8 +39,6 @@ use tokio::sync::oneshot;
 use super::registry::RecordActorStopped;
 use super::session::SubscriptionEnded;
 
-/// Most writes sent to the store in one batch.
-const MAX_BATCH: usize = 64;
 /// How long a write keeps being re-applied after losing races with other instances before it
 /// fails with `ECONFLICT`.
 const CONFLICT_DEADLINE: Duration = Duration::from_secs(10);
@@ -56,6 +54,8 @@ pub struct RecordSettings {
     pub linger: Duration,
     /// Largest value a merge may produce, serialized.
     pub max_value_bytes: usize,
+    /// Most queued writes sent to the store in one call (1 = no batching).
+    pub max_write_batch: usize,
 }
 
 /// What every `RecordActor` shares: the store, settings and counters.
@@ -413,7 +413,7 @@ impl RecordActor {
     /// sends the changed ones to the store in one compare-and-set.
     fn start_writes(&mut self, ctx: &mut Context<Self>) {
         let mut batch = Vec::new();
-        while batch.len() < MAX_BATCH
+        while batch.len() < self.env.settings.max_write_batch
             && matches!(self.pending.front(), Some(PendingOp::Write { .. }))
         {
             if let Some(op) = self.pending.pop_front() {
