@@ -51,8 +51,17 @@ async fn every_admin_route_needs_the_token() {
 }
 
 #[actix_web::test]
-async fn admin_api_gets_puts_and_deletes() {
-    let server = start(Backend::Memory, CONFIG).await;
+async fn admin_api_gets_puts_and_deletes_on_memory() {
+    admin_api_gets_puts_and_deletes(Backend::Memory).await;
+}
+
+#[actix_web::test]
+async fn admin_api_gets_puts_and_deletes_on_redis() {
+    admin_api_gets_puts_and_deletes(Backend::Redis).await;
+}
+
+async fn admin_api_gets_puts_and_deletes(backend: Backend) {
+    let server = start(backend, CONFIG).await;
     let mut watcher = server.client().await;
     watcher.subscribe("doc:1", "full").await;
     let url = format!("{}/api/records/doc:1", server.http);
