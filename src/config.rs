@@ -25,6 +25,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[records]`
     pub records: RecordsConfig,
+    /// `[persistence]`
+    pub persistence: PersistenceConfig,
 }
 
 /// `[server]`: listener, keepalive and per-connection limits.
@@ -157,6 +159,87 @@ pub struct AdminConfig {
 pub struct RecordsConfig {
     /// `[[records.expose]]` rules, in order.
     pub expose: Vec<ExposeConfig>,
+    /// `[[records.persist]]` rules.
+    pub persist: Vec<PersistConfig>,
+}
+
+/// Which database persisted records go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistenceBackend {
+    /// A SQLite file (or `:memory:`).
+    #[default]
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// `[persistence]`: the database behind every `[[records.persist]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// `sqlite` or `postgres`.
+    pub adapter: PersistenceBackend,
+    /// SQLite file (its folder is created); `:memory:` keeps nothing across restarts.
+    pub sqlite_path: String,
+    /// PostgreSQL URL (env `MESH_POSTGRES_URL`); or the discrete settings below.
+    pub postgres_url: Option<String>,
+    /// PostgreSQL host (when no URL is given).
+    pub postgres_host: String,
+    /// PostgreSQL port.
+    pub postgres_port: u16,
+    /// PostgreSQL database.
+    pub postgres_dbname: String,
+    /// PostgreSQL user.
+    pub postgres_user: String,
+    /// PostgreSQL password (env `MESH_POSTGRES_PASSWORD`).
+    pub postgres_password: Option<String>,
+    /// Schema holding the `records` table (created if missing); default: the search path.
+    pub postgres_schema: Option<String>,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            adapter: PersistenceBackend::Sqlite,
+            sqlite_path: ":memory:".into(),
+            postgres_url: None,
+            postgres_host: "127.0.0.1".into(),
+            postgres_port: 5432,
+            postgres_dbname: "postgres".into(),
+            postgres_user: "postgres".into(),
+            postgres_password: None,
+            postgres_schema: None,
+        }
+    }
+}
+
+/// One `[[records.persist]]` rule: which writes are persisted and which rows are restored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistConfig {
+    /// Regex over record ids whose writes are persisted.
+    #[serde(default)]
+    pub write_pattern: Option<String>,
+    /// Exact record id whose writes are persisted (never a prefix).
+    #[serde(default)]
+    pub write_id: Option<String>,
+    /// SQL `LIKE` pattern of the rows loaded into the store at startup.
+    pub restore_pattern: String,
+    /// Longest time a write waits in the buffer.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// A flush starts as soon as this many records are buffered.
+    #[serde(default = "default_max_buffer_size")]
+    pub max_buffer_size: usize,
+}
+
+fn default_flush_interval_ms() -> u64 {
+    500
+}
+
+fn default_max_buffer_size() -> usize {
+    100
 }
 
 /// One `[[records.expose]]` rule.
@@ -230,6 +313,12 @@ impl Config {
         if let Some(token) = var("MESH_ADMIN_TOKEN") {
             self.admin.token = Some(token);
         }
+        if let Some(url) = var("MESH_POSTGRES_URL") {
+            self.persistence.postgres_url = Some(url);
+        }
+        if let Some(password) = var("MESH_POSTGRES_PASSWORD") {
+            self.persistence.postgres_password = Some(password);
+        }
         Ok(())
     }
 
@@ -266,6 +355,29 @@ impl Config {
         }
         if self.admin.token.as_deref() == Some("") {
             return Err(Error::Config("admin.token must not be empty".into()));
+        }
+        for (n, rule) in self.records.persist.iter().enumerate() {
+            let at = |key: &str| format!("records.persist[{n}].{key}");
+            match (&rule.write_pattern, &rule.write_id) {
+                (Some(pattern), None) => {
+                    regex::Regex::new(pattern).map_err(|_| {
+                        Error::Config(format!("{}: invalid regex", at("write_pattern")))
+                    })?;
+                }
+                (None, Some(id)) if !id.is_empty() => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{}: give exactly one of write_pattern and write_id",
+                        at("write_pattern")
+                    )));
+                }
+            }
+            if rule.flush_interval_ms == 0 || rule.max_buffer_size == 0 {
+                return Err(Error::Config(format!(
+                    "{}: flush_interval_ms and max_buffer_size must be greater than 0",
+                    at("flush_interval_ms")
+                )));
+            }
         }
         self.exposures().map(|_| ())
     }
