@@ -19,6 +19,11 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".to_owned())
 }
 
+/// Sends the crate's log lines to the test output (`RUST_LOG=info` to see them).
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
 /// Polls `check` every 10 ms until it holds; panics naming `what` after `timeout`.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
