@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod outbox;
+pub mod persistence;
 pub mod protocol;
 pub mod record;
 pub mod server;

@@ -1,0 +1,426 @@
+//! `PersistenceActor`: one per process; writes records to the persistence database in batches.
+//!
+//! Owns the write buffer (the newest pending operation of each record id, see
+//! `persistence::buffer` for the ordering rules), the one flush in flight, the retry
+//! state, and the callers waiting for `Flush` or `Shutdown`.
+//! Talks to: a persistence adapter (SQLite or PostgreSQL). Told by record actors (`Persist`,
+//! `PersistDeletion`), and by the server (`Flush`, `Shutdown`, `GetStatus`).
+//!
+//! Invariants:
+//! - At most one flush is in flight; it runs as a future beside the mailbox, so `Persist`
+//!   keeps buffering while the database works (or hangs).
+//! - A flush takes the whole buffer and makes at most one adapter call per kind: `delete_batch`
+//!   for deletions, then `store_batch` for upserts. A record id is in only one of them.
+//! - Nothing is dropped on failure: the failed part is put back under whatever arrived
+//!   meanwhile, and a buffered version is never replaced by an older one.
+//! - A failing database is retried with exponential backoff (`flush_interval`, doubling, up to
+//!   `max_retry_delay`); size and interval triggers wait for the backoff, an explicit `Flush`
+//!   does not. One warning when an outage starts, one info line when it ends.
+//! - `Shutdown` flushes until the buffer is empty or `shutdown_retries` retries have failed,
+//!   then answers and stops the actor.
+
+use crate::persistence::buffer::{PendingOp, WriteBuffer, to_rows};
+use crate::persistence::{PersistenceError, SharedAdapter};
+use crate::record::{RecordId, Version};
+use actix::prelude::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Buffers a record's new value; it reaches the database with the next flush unless a newer
+/// version replaces it first.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Persist {
+    /// The record.
+    pub id: RecordId,
+    /// The version `value` has.
+    pub version: Version,
+    /// The value (shared with the store; serialized only when flushed).
+    pub value: Arc<Value>,
+}
+
+/// Buffers the deletion of a record, so it never comes back at restore.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct PersistDeletion {
+    /// The record.
+    pub id: RecordId,
+    /// The version the record had when it was deleted.
+    pub version: Version,
+}
+
+/// Flushes now, ignoring any backoff. Answers the number of rows the answering flush wrote;
+/// `Ok` means everything buffered before this message has landed.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<usize, PersistenceError>")]
+pub struct Flush;
+
+/// Final flush at process stop: flushes until the buffer is empty (`Ok` with the rows written
+/// meanwhile) or `shutdown_retries` retries failed (`Err` with the last error; what was still
+/// buffered is logged as lost), then stops the actor. Later messages are refused.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<usize, PersistenceError>")]
+pub struct Shutdown;
+
+/// Reports the buffer and retry state, for health checks and tests.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "PersistenceStatus")]
+pub struct GetStatus;
+
+/// The answer to [`GetStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistenceStatus {
+    /// Records waiting in the buffer.
+    pub buffered: usize,
+    /// Records in the flush in flight (0 when none is).
+    pub in_flight: usize,
+    /// Flushes failed in a row (0 when the database is healthy).
+    pub consecutive_failures: u32,
+    /// When the current outage started, if one is going on.
+    pub failing_since: Option<Instant>,
+    /// Rows written since the actor started.
+    pub rows_landed: u64,
+}
+
+/// How the actor batches and retries.
+#[derive(Debug, Clone)]
+pub struct PersistenceOptions {
+    /// Longest time a buffered write waits before a flush starts. Default 500 ms. Also the
+    /// first retry delay after a failure.
+    pub flush_interval: Duration,
+    /// A flush starts as soon as this many records are buffered. Default 100.
+    pub max_buffer_size: usize,
+    /// The retry delay doubles per failure up to this. Default 30 s.
+    pub max_retry_delay: Duration,
+    /// Retries `Shutdown` makes after its first attempt fails; its delays restart at
+    /// `flush_interval`, so with the defaults it gives up after about 3.5 s plus the attempts'
+    /// own time. Default 3.
+    pub shutdown_retries: u32,
+}
+
+impl Default for PersistenceOptions {
+    fn default() -> Self {
+        PersistenceOptions {
+            flush_interval: Duration::from_millis(500),
+            max_buffer_size: 100,
+            max_retry_delay: Duration::from_secs(30),
+            shutdown_retries: 3,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<usize, PersistenceError>>;
+
+/// A `Shutdown` in progress.
+struct Stopping {
+    replies: Vec<Reply>,
+    /// Failed attempts since `Shutdown` arrived.
+    failures: u32,
+    /// Rows written since `Shutdown` arrived.
+    landed: usize,
+}
+
+/// The actor writing records to a persistence adapter (see the module docs).
+pub struct PersistenceActor {
+    adapter: SharedAdapter,
+    options: PersistenceOptions,
+    buffer: WriteBuffer,
+    /// Records in the flush in flight; 0 when none is.
+    in_flight: usize,
+    /// The interval elapsed with something buffered; flush when allowed.
+    interval_due: bool,
+    failures: u32,
+    failing_since: Option<Instant>,
+    /// No automatic flush before this instant (backoff).
+    retry_at: Option<Instant>,
+    /// `Flush` callers waiting for the next flush to start.
+    flush_waiters: Vec<Reply>,
+    stopping: Option<Stopping>,
+    rows_landed: u64,
+}
+
+impl PersistenceActor {
+    /// An actor writing through `adapter`. Start it with `.start()`.
+    pub fn new(adapter: SharedAdapter, options: PersistenceOptions) -> Self {
+        PersistenceActor {
+            adapter,
+            options,
+            buffer: WriteBuffer::default(),
+            in_flight: 0,
+            interval_due: false,
+            failures: 0,
+            failing_since: None,
+            retry_at: None,
+            flush_waiters: Vec::new(),
+            stopping: None,
+            rows_landed: 0,
+        }
+    }
+
+    fn in_backoff(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
+
+    /// Starts a flush if one is wanted and allowed; finishes a `Shutdown` once nothing is left.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight > 0 {
+            return;
+        }
+        if !self.flush_waiters.is_empty() {
+            return self.start_flush(ctx);
+        }
+        if self.buffer.is_empty() {
+            self.interval_due = false;
+            if let Some(stopping) = self.stopping.take() {
+                for reply in stopping.replies {
+                    let _ = reply.send(Ok(stopping.landed));
+                }
+                ctx.stop();
+            }
+            return;
+        }
+        if self.in_backoff() {
+            return;
+        }
+        if self.stopping.is_some()
+            || self.interval_due
+            || self.buffer.len() >= self.options.max_buffer_size
+        {
+            self.start_flush(ctx);
+        }
+    }
+
+    fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        let waiters = std::mem::take(&mut self.flush_waiters);
+        self.interval_due = false;
+        let ops = self.buffer.take();
+        if ops.is_empty() {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(0));
+            }
+            return;
+        }
+        let (upserts, deletions) = to_rows(&ops);
+        self.in_flight = ops.len();
+        let adapter = Arc::clone(&self.adapter);
+        async move {
+            let deleted = if deletions.is_empty() {
+                Ok(())
+            } else {
+                adapter.delete_batch(deletions).await
+            };
+            let stored = if upserts.is_empty() {
+                Ok(())
+            } else {
+                adapter.store_batch(upserts).await
+            };
+            (deleted, stored)
+        }
+        .into_actor(self)
+        .map(move |(deleted, stored), act, ctx| {
+            act.finish_flush(ops, waiters, deleted, stored, ctx);
+        })
+        .spawn(ctx);
+    }
+
+    fn finish_flush(
+        &mut self,
+        ops: Vec<(RecordId, PendingOp)>,
+        waiters: Vec<Reply>,
+        deleted: Result<(), PersistenceError>,
+        stored: Result<(), PersistenceError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.in_flight = 0;
+        let total = ops.len();
+        let (deletes_failed, upserts_failed) = (deleted.is_err(), stored.is_err());
+        let failed: Vec<_> = ops
+            .into_iter()
+            .filter(|(_, op)| match op {
+                PendingOp::Delete { .. } => deletes_failed,
+                PendingOp::Upsert { .. } => upserts_failed,
+            })
+            .collect();
+        let landed = total - failed.len();
+        self.rows_landed += landed as u64;
+        if let Some(stopping) = &mut self.stopping {
+            stopping.landed += landed;
+        }
+        let error = deleted.err().or(stored.err());
+        let Some(error) = error else {
+            self.recovered(landed);
+            for waiter in waiters {
+                let _ = waiter.send(Ok(landed));
+            }
+            return self.pump(ctx);
+        };
+        self.buffer.put_back(failed);
+        for waiter in waiters {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        if let Some(stopping) = &mut self.stopping {
+            stopping.failures += 1;
+            if stopping.failures > self.options.shutdown_retries {
+                log::error!(
+                    "final persistence flush gave up after {} attempts: {error}",
+                    stopping.failures
+                );
+                for reply in std::mem::take(&mut stopping.replies) {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                self.stopping = None;
+                ctx.stop();
+                return;
+            }
+        }
+        self.failed(&error, ctx);
+    }
+
+    /// Records a failure: logs the start of an outage once and schedules the retry.
+    fn failed(&mut self, error: &PersistenceError, ctx: &mut Context<Self>) {
+        self.failures += 1;
+        // A shutdown starts its own, short backoff: the process is waiting for it.
+        let attempt = self.stopping.as_ref().map_or(self.failures, |s| s.failures);
+        let delay = backoff(&self.options, attempt);
+        self.retry_at = Some(Instant::now() + delay);
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            log::warn!(
+                "persistence flush failed, keeping {} records buffered and retrying with \
+                 backoff: {error}",
+                self.buffer.len()
+            );
+        } else {
+            log::debug!(
+                "persistence flush failed again (attempt {}, next in {delay:?}): {error}",
+                self.failures
+            );
+        }
+        ctx.run_later(delay, |act, ctx| act.pump(ctx));
+    }
+
+    /// Records a success: logs the end of an outage and clears the backoff.
+    fn recovered(&mut self, landed: usize) {
+        if let Some(since) = self.failing_since.take() {
+            log::info!(
+                "persistence recovered after {:?} and {} failed flushes; {landed} records landed",
+                since.elapsed(),
+                self.failures
+            );
+        }
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// `flush_interval * 2^(attempt - 1)`, at least 10 ms, at most `max_retry_delay`.
+fn backoff(options: &PersistenceOptions, attempt: u32) -> Duration {
+    let base = options.flush_interval.max(Duration::from_millis(10));
+    let factor = 1u32 << attempt.saturating_sub(1).min(20);
+    base.saturating_mul(factor).min(options.max_retry_delay)
+}
+
+impl Actor for PersistenceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.options.flush_interval, |act, ctx| {
+            if !act.buffer.is_empty() {
+                act.interval_due = true;
+                act.pump(ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let lost = self.buffer.len() + self.in_flight;
+        if lost > 0 {
+            log::error!("persistence stopped with {lost} records not written");
+        }
+        // Waiting callers see their reply channel close and get `PersistenceError::Stopped`.
+    }
+}
+
+impl Handler<Persist> for PersistenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) {
+        self.buffer.persist(msg.id, msg.version, msg.value);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<PersistDeletion> for PersistenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PersistDeletion, ctx: &mut Context<Self>) {
+        self.buffer.delete(msg.id, msg.version);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Flush> for PersistenceActor {
+    type Result = ResponseFuture<Result<usize, PersistenceError>>;
+
+    fn handle(&mut self, _msg: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.flush_waiters.push(reply);
+        self.pump(ctx);
+        Box::pin(async move { answer.await.unwrap_or(Err(PersistenceError::Stopped)) })
+    }
+}
+
+impl Handler<Shutdown> for PersistenceActor {
+    type Result = ResponseFuture<Result<usize, PersistenceError>>;
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        match &mut self.stopping {
+            Some(stopping) => stopping.replies.push(reply),
+            None => {
+                self.stopping = Some(Stopping {
+                    replies: vec![reply],
+                    failures: 0,
+                    landed: 0,
+                });
+                // The final flush does not wait out a backoff from before.
+                self.retry_at = None;
+            }
+        }
+        self.pump(ctx);
+        Box::pin(async move { answer.await.unwrap_or(Err(PersistenceError::Stopped)) })
+    }
+}
+
+impl Handler<GetStatus> for PersistenceActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _msg: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(PersistenceStatus {
+            buffered: self.buffer.len(),
+            in_flight: self.in_flight,
+            consecutive_failures: self.failures,
+            failing_since: self.failing_since,
+            rows_landed: self.rows_landed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let options = PersistenceOptions {
+            flush_interval: Duration::from_millis(100),
+            max_retry_delay: Duration::from_millis(500),
+            ..PersistenceOptions::default()
+        };
+        let delays: Vec<_> = (1..=5).map(|n| backoff(&options, n).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 500, 500]);
+        assert_eq!(backoff(&options, u32::MAX), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,425 @@
+//! `PostgresAdapter`: the `records` table in PostgreSQL, shared by any number of instances.
+//!
+//! A batch is one transaction and, in the common case, one statement: the rows travel as three
+//! arrays that `UNNEST` turns back into rows, and `ON CONFLICT ... WHERE records.version <
+//! EXCLUDED.version` keeps the newest version even when several instances write the same
+//! record (measured: 1,000 rows in about 10 ms). Rows that replace a deleted record are first
+//! deleted by a second statement in the same transaction.
+//!
+//! `record_id` uses the `"C"` collation: ids sort in byte order as in SQLite, which keeps
+//! keyset pagination identical on both backends, and `LIKE 'prefix%'` can use the primary-key
+//! index.
+
+use super::{
+    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, newest_per_id,
+    version_from_db, version_to_db,
+};
+use deadpool_postgres::{
+    ManagerConfig, Pool, PoolConfig, PoolError, RecyclingMethod, Runtime, Timeouts,
+};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// How long connecting, waiting for a pooled connection or checking one may take before the
+/// batch fails (and is retried later by the actor).
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections kept by the pool: the actor uses one at a time; restore and tools may add some.
+const POOL_SIZE: usize = 4;
+
+/// Where the PostgreSQL server is: a URL, or its parts.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PostgresConfig {
+    /// A libpq-style URL or key-value string, such as `postgres://user@host:5432/db`.
+    Url(String),
+    /// The connection parameters one by one.
+    Params {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port, usually 5432.
+        port: u16,
+        /// Database name.
+        dbname: String,
+        /// Role to connect as.
+        user: String,
+        /// Password, when the server asks for one.
+        password: Option<String>,
+    },
+}
+
+impl From<&str> for PostgresConfig {
+    fn from(url: &str) -> Self {
+        PostgresConfig::Url(url.to_owned())
+    }
+}
+
+impl From<String> for PostgresConfig {
+    fn from(url: String) -> Self {
+        PostgresConfig::Url(url)
+    }
+}
+
+/// Hides the password (a URL may carry one too), since configs end up in logs.
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PostgresConfig::Url(_) => f.write_str("PostgresConfig::Url(<hidden>)"),
+            PostgresConfig::Params {
+                host,
+                port,
+                dbname,
+                user,
+                password,
+            } => f
+                .debug_struct("PostgresConfig::Params")
+                .field("host", host)
+                .field("port", port)
+                .field("dbname", dbname)
+                .field("user", user)
+                .field("password", &password.as_ref().map(|_| "<hidden>"))
+                .finish(),
+        }
+    }
+}
+
+/// The statements of one table, built once with its (quoted) name.
+#[derive(Debug)]
+struct Statements {
+    upsert: String,
+    delete: String,
+    load_first: String,
+    load_after: String,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        Statements {
+            upsert: format!(
+                "INSERT INTO {table} AS records (record_id, version, value, updated_at)
+                 SELECT r.id, r.version, r.value::jsonb, now()
+                 FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS r(id, version, value)
+                 ON CONFLICT (record_id) DO UPDATE SET
+                     version = EXCLUDED.version, value = EXCLUDED.value,
+                     updated_at = EXCLUDED.updated_at
+                 WHERE records.version < EXCLUDED.version"
+            ),
+            delete: format!("DELETE FROM {table} WHERE record_id = ANY($1::text[])"),
+            load_first: format!(
+                "SELECT record_id, version, value::text FROM {table}
+                 WHERE record_id LIKE $1 ORDER BY record_id LIMIT $2"
+            ),
+            load_after: format!(
+                "SELECT record_id, version, value::text FROM {table}
+                 WHERE record_id > $2 AND record_id LIKE $1 ORDER BY record_id LIMIT $3"
+            ),
+        }
+    }
+}
+
+/// The persistence adapter for PostgreSQL (see the module docs).
+#[derive(Clone)]
+pub struct PostgresAdapter {
+    pool: Pool,
+    sql: Arc<Statements>,
+}
+
+impl fmt::Debug for PostgresAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresAdapter")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresAdapter {
+    /// Connects a pool and creates `schema` (when given) and its `records` table if missing.
+    /// Without a schema the table is found through the server's `search_path`. A schema per
+    /// test or per deployment keeps tables apart in one database.
+    ///
+    /// The pool's connections run on the tokio runtime that first creates them, so call this
+    /// (and use the adapter) from a runtime that lives as long as the adapter.
+    ///
+    /// Fails when the configuration is invalid, the server cannot be reached within 5 s, or
+    /// the schema or table cannot be created.
+    pub async fn connect(
+        config: impl Into<PostgresConfig>,
+        schema: Option<&str>,
+    ) -> Result<Self, PersistenceError> {
+        let mut pool_config = deadpool_postgres::Config::new();
+        match config.into() {
+            PostgresConfig::Url(url) => pool_config.url = Some(url),
+            PostgresConfig::Params {
+                host,
+                port,
+                dbname,
+                user,
+                password,
+            } => {
+                pool_config.host = Some(host);
+                pool_config.port = Some(port);
+                pool_config.dbname = Some(dbname);
+                pool_config.user = Some(user);
+                pool_config.password = password;
+            }
+        }
+        pool_config.connect_timeout = Some(TIMEOUT);
+        pool_config.manager = Some(ManagerConfig {
+            // A broken connection is noticed by the failing batch, which is retried.
+            recycling_method: RecyclingMethod::Fast,
+        });
+        pool_config.pool = Some(PoolConfig {
+            max_size: POOL_SIZE,
+            timeouts: Timeouts {
+                wait: Some(TIMEOUT),
+                create: Some(TIMEOUT),
+                recycle: Some(TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| PersistenceError::Invalid(format!("PostgreSQL config: {e}")))?;
+
+        let table = match schema {
+            Some(schema) => format!("{}.records", quote_ident(schema)),
+            None => "records".to_owned(),
+        };
+        let client = pool.get().await.map_err(pool_error)?;
+        if let Some(schema) = schema {
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+            ignore_creation_race(client.batch_execute(&create).await)?;
+        }
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                record_id TEXT COLLATE \"C\" PRIMARY KEY,
+                version BIGINT NOT NULL,
+                value JSONB NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )"
+        );
+        ignore_creation_race(client.batch_execute(&create).await)?;
+        Ok(PostgresAdapter {
+            pool,
+            sql: Arc::new(Statements::new(&table)),
+        })
+    }
+}
+
+impl PersistenceAdapter for PostgresAdapter {
+    fn store_batch(&self, records: Vec<PersistedRecord>) -> PersistenceFuture<()> {
+        let pool = self.pool.clone();
+        let sql = Arc::clone(&self.sql);
+        Box::pin(async move {
+            let rows: Vec<PersistedRecord> = newest_per_id(records)
+                .into_iter()
+                .filter(|row| {
+                    // jsonb cannot hold U+0000; one such value must not block every batch
+                    // behind it forever, so it is left out, loudly.
+                    let storable = !has_nul_escape(&row.value_json);
+                    if !storable {
+                        log::error!(
+                            "record {} v{} contains \\u0000, which PostgreSQL jsonb cannot \
+                             store; this version is not persisted",
+                            row.id,
+                            row.version
+                        );
+                    }
+                    storable
+                })
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut versions = Vec::with_capacity(rows.len());
+            let mut values = Vec::with_capacity(rows.len());
+            let mut replaced = Vec::new();
+            for row in &rows {
+                ids.push(row.id.as_str());
+                versions.push(version_to_db(&row.id, row.version)?);
+                values.push(&*row.value_json);
+                if row.replaces_deleted {
+                    replaced.push(row.id.as_str());
+                }
+            }
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            if !replaced.is_empty() {
+                let delete = tx.prepare_cached(&sql.delete).await.map_err(pg_error)?;
+                tx.execute(&delete, &[&replaced]).await.map_err(pg_error)?;
+            }
+            let upsert = tx.prepare_cached(&sql.upsert).await.map_err(pg_error)?;
+            tx.execute(&upsert, &[&ids, &versions, &values])
+                .await
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)
+        })
+    }
+
+    fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()> {
+        let pool = self.pool.clone();
+        let sql = Arc::clone(&self.sql);
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            // One statement is one transaction.
+            let client = pool.get().await.map_err(pool_error)?;
+            let delete = client.prepare_cached(&sql.delete).await.map_err(pg_error)?;
+            client.execute(&delete, &[&ids]).await.map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn load_matching(
+        &self,
+        like_pattern: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> PersistenceFuture<Vec<PersistedRecord>> {
+        let pool = self.pool.clone();
+        let sql = Arc::clone(&self.sql);
+        let pattern = like_pattern.to_owned();
+        let after = after_id.map(str::to_owned);
+        // LIMIT takes a bigint; more rows than that do not exist.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let rows = match &after {
+                None => {
+                    let query = client.prepare_cached(&sql.load_first).await;
+                    let query = query.map_err(pg_error)?;
+                    client.query(&query, &[&pattern, &limit]).await
+                }
+                Some(after) => {
+                    let query = client.prepare_cached(&sql.load_after).await;
+                    let query = query.map_err(pg_error)?;
+                    client.query(&query, &[&pattern, after, &limit]).await
+                }
+            }
+            .map_err(pg_error)?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.try_get(0).map_err(pg_error)?;
+                    let corrupt = |e: tokio_postgres::Error| PersistenceError::Corrupt {
+                        id: id.clone(),
+                        detail: e.to_string(),
+                    };
+                    let version: i64 = row.try_get(1).map_err(corrupt)?;
+                    let value: String = row.try_get(2).map_err(corrupt)?;
+                    Ok(PersistedRecord {
+                        version: version_from_db(&id, version)?,
+                        id,
+                        value_json: value.into(),
+                        replaces_deleted: false,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// Quotes an SQL identifier (schema name) so any text is taken literally.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether serialized JSON contains the escape `\u0000` (not a literal backslash followed by
+/// `u0000`, which is the escape `\\` and then plain text).
+fn has_nul_escape(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1..i + 6) == Some(b"u0000".as_slice()) {
+                return true;
+            }
+            // Skip the escaped character, so `\\` does not start another escape.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Two processes creating the same schema or table at once: one of them gets a duplicate
+/// error although the object now exists, which is what it wanted.
+fn ignore_creation_race(result: Result<(), tokio_postgres::Error>) -> Result<(), PersistenceError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(c) if *c == SqlState::UNIQUE_VIOLATION
+                    || *c == SqlState::DUPLICATE_SCHEMA
+                    || *c == SqlState::DUPLICATE_TABLE
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(pg_error(e)),
+    }
+}
+
+fn pool_error(e: PoolError) -> PersistenceError {
+    match e {
+        PoolError::Backend(e) => pg_error(e),
+        other => PersistenceError::Unavailable(other.to_string()),
+    }
+}
+
+/// A statement the server refused is a database error; anything else (connect, I/O, closed
+/// connection) means the server is unavailable.
+fn pg_error(e: tokio_postgres::Error) -> PersistenceError {
+    if let Some(db) = e.as_db_error() {
+        return PersistenceError::Database(format!(
+            "{} ({}): {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        ));
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    PersistenceError::Unavailable(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escape_detection() {
+        assert!(has_nul_escape(r#"{"a":"x\u0000y"}"#));
+        assert!(!has_nul_escape(r#"{"a":"x\\u0000y"}"#));
+        assert!(has_nul_escape(r#"{"a":"x\\\u0000y"}"#));
+        assert!(!has_nul_escape(r#"{"a":"\u0001"}"#));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn config_debug_hides_passwords() {
+        let url = PostgresConfig::from("postgres://u:secret@h/db");
+        assert!(!format!("{url:?}").contains("secret"));
+        let params = PostgresConfig::Params {
+            host: "h".into(),
+            port: 5432,
+            dbname: "db".into(),
+            user: "u".into(),
+            password: Some("secret".into()),
+        };
+        assert!(!format!("{params:?}").contains("secret"));
+    }
+}

