@@ -11,6 +11,10 @@ use crate::config::{Config, StoreBackend};
 use crate::connection::{Connection, ConnectionIds};
 use crate::error::{Error, Result};
 use crate::outbox::Outbox;
+use crate::persistence::{
+    PersistOptions, PersistRoutes, PersistRule, RestoreReport, SharedAdapter, adapter_from_config,
+    restore,
+};
 use crate::record::{RecordId, Strategy, Version, Versioned};
 use crate::socket::ConnectionSocket;
 use crate::store::{MemoryStore, SharedStore};
@@ -45,8 +49,15 @@ impl MetadataHook {
     }
 }
 
+/// Rows read from the database per page when restoring.
+const RESTORE_PAGE: usize = 1000;
+
 struct Inner {
     registry: Addr<RegistryActor>,
+    store: SharedStore,
+    persist: Arc<PersistRoutes>,
+    persistence_config: crate::config::PersistenceConfig,
+    default_adapter: tokio::sync::OnceCell<SharedAdapter>,
     session_settings: Arc<SessionSettings>,
     ws_path: String,
     max_frame_bytes: usize,
@@ -79,6 +90,7 @@ pub struct RecordServerBuilder {
     authenticator: Option<Authenticator>,
     metadata_hook: Option<MetadataHook>,
     record_threads: usize,
+    persist: Vec<(PersistRule, PersistOptions)>,
 }
 
 impl RecordServerBuilder {
@@ -127,6 +139,13 @@ impl RecordServerBuilder {
         self
     }
 
+    /// Persists writes matching the rule and restores its rows before the server starts
+    /// (after the config's `[[records.persist]]` rules).
+    pub fn persist(mut self, rule: PersistRule, options: PersistOptions) -> Self {
+        self.persist.push((rule, options));
+        self
+    }
+
     /// Threads (arbiters) record actors are spread over; default: one per core.
     pub fn record_threads(mut self, threads: usize) -> Self {
         self.record_threads = threads.max(1);
@@ -148,11 +167,21 @@ impl RecordServerBuilder {
         let arbiters: Vec<Arbiter> = (0..self.record_threads).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let live_records = Arc::new(AtomicUsize::new(0));
+        let persist = Arc::new(PersistRoutes::default());
+        let mut persist_rules = Vec::new();
+        for rule in &self.config.records.persist {
+            persist_rules.push((
+                PersistRule::from_config(rule)?,
+                PersistOptions::from_config(rule),
+            ));
+        }
+        persist_rules.extend(self.persist);
         let registry = RegistryActor::new(
             crate::access::ExposureTable::new(exposures),
-            store,
+            Arc::clone(&store),
             handles,
             crate::actors::record::RecordSettings {
+                persist: Arc::clone(&persist),
                 linger: s.record_linger(),
                 max_value_bytes: s.max_value_bytes,
                 max_write_batch: s.max_write_batch,
@@ -168,9 +197,13 @@ impl RecordServerBuilder {
                     }
                     None => Authenticator::anonymous(),
                 });
-        Ok(RecordServer {
+        let server = RecordServer {
             inner: Arc::new(Inner {
                 registry,
+                store,
+                persist,
+                persistence_config: self.config.persistence.clone(),
+                default_adapter: tokio::sync::OnceCell::new(),
                 session_settings: Arc::new(SessionSettings {
                     ping_interval: s.ping_interval(),
                     max_missed_pongs: s.max_missed_pongs,
@@ -196,7 +229,12 @@ impl RecordServerBuilder {
                 shutdown: watch::channel(false).0,
                 arbiters: Mutex::new(arbiters),
             }),
-        })
+        };
+        // Restore runs before anything can connect: the HTTP server starts after `build`.
+        for (rule, options) in persist_rules {
+            server.enable_record_persistence(rule, options).await?;
+        }
+        Ok(server)
     }
 }
 
@@ -227,6 +265,63 @@ impl RecordServer {
             authenticator: None,
             metadata_hook: None,
             record_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            persist: Vec::new(),
+        }
+    }
+
+    /// Persists writes to records matching `rule.write` from now on, after loading the rows
+    /// matching `rule.restore_pattern` into the store (only where the store has nothing newer).
+    ///
+    /// Fails with [`Error::Config`] when the database cannot be opened, or
+    /// [`Error::Unavailable`] when the restore could not read it or write the store.
+    pub async fn enable_record_persistence(
+        &self,
+        rule: PersistRule,
+        options: PersistOptions,
+    ) -> Result<RestoreReport> {
+        let adapter = match options.adapter {
+            Some(adapter) => adapter,
+            None => self
+                .inner
+                .default_adapter
+                .get_or_try_init(|| adapter_from_config(&self.inner.persistence_config))
+                .await?
+                .clone(),
+        };
+        let report = restore(
+            adapter.as_ref(),
+            self.inner.store.as_ref(),
+            &rule.restore_pattern,
+            RESTORE_PAGE,
+        )
+        .await
+        .map_err(|e| {
+            log::error!("restoring {:?} failed: {e}", rule.restore_pattern);
+            Error::Unavailable
+        })?;
+        log::info!(
+            "restored {} records matching {:?} ({} written, {} kept newer) in {:?}",
+            report.records,
+            rule.restore_pattern,
+            report.written,
+            report.skipped,
+            report.elapsed
+        );
+        let actor =
+            crate::actors::persistence::PersistenceActor::new(adapter, options.batching).start();
+        self.inner.persist.add(rule.write, actor);
+        Ok(report)
+    }
+
+    /// Flushes every persistence buffer to its database and stops the persistence actors;
+    /// call once at process stop, after the sessions have closed.
+    pub async fn close(&self) {
+        for actor in self.inner.persist.actors() {
+            match actor.send(crate::actors::persistence::Shutdown).await {
+                Ok(Ok(rows)) => log::info!("final persistence flush: {rows} rows"),
+                Ok(Err(e)) => log::error!("final persistence flush failed: {e}"),
+                Err(_) => {}
+            }
         }
     }
 
@@ -401,6 +496,7 @@ impl RunningServer {
             .await;
         self.http.stop(true).await;
         let _ = self.task.await;
+        self.records.close().await;
         self.records.stop_arbiters();
     }
 }

@@ -115,3 +115,68 @@ fn bad_configs_fail_at_startup_naming_the_key() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+#[actix_web::test]
+async fn a_write_acknowledged_right_before_sigterm_is_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = dir.path().join("data").join("records.db");
+    let path = write_config(
+        &dir,
+        &format!(
+            r#"
+[server]
+port = {port}
+
+[persistence]
+sqlite_path = "{}"
+
+[[records.persist]]
+write_pattern = "^todo:"
+restore_pattern = "todo:%"
+flush_interval_ms = 600000
+
+[[records.expose]]
+pattern = "^todo:"
+writable = true
+"#,
+            db.display()
+        ),
+    );
+    let mut child = binary()
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_health(port).await;
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
+    for n in 1..=3 {
+        assert_eq!(
+            client.publish("todo:last", json!({"n": n})).await,
+            json!({"success": true})
+        );
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let adapter = mesh_records::persistence::SqliteAdapter::open(&db)
+        .await
+        .unwrap();
+    use mesh_records::persistence::PersistenceAdapter;
+    let rows = adapter.load_matching("todo:%", None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].id.as_str(), rows[0].version), ("todo:last", 3));
+    assert_eq!(&*rows[0].value_json, r#"{"n":3}"#);
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let config = mesh_records::Config::load(std::path::Path::new("config.toml")).unwrap();
+    assert_eq!(config.server.port, 3000);
+    assert_eq!(config.records.persist.len(), 2);
+    assert_eq!(config.persistence.sqlite_path, "./data/records.db");
+}

@@ -48,8 +48,10 @@ const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 const ABSENCE_WAIT: Duration = Duration::from_secs(3);
 
 /// Settings every `RecordActor` follows.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RecordSettings {
+    /// Where writes of persisted records go.
+    pub persist: Arc<crate::persistence::PersistRoutes>,
     /// How long an unused actor stays alive.
     pub linger: Duration,
     /// Largest value a merge may produce, serialized.
@@ -180,6 +182,8 @@ pub struct RecordActor {
     /// After losing a race: the store's version, which published changes will bring us to
     /// (in order, with patches) before queued writes are retried.
     catch_up_to: Option<Version>,
+    /// The persistence actor for this record and the routes' generation it was looked up at.
+    persist_route: Option<(u64, Option<Addr<super::persistence::PersistenceActor>>)>,
     /// After a write found the record absent in the store: a remote deletion (its `Deleted`
     /// message is on the way) or a store that lost its data (a `Resync` is on the way).
     /// Queued writes wait for the answer.
@@ -204,6 +208,22 @@ impl RecordActor {
             own_deletions: VecDeque::new(),
             catch_up_to: None,
             awaiting_absence: false,
+            persist_route: None,
+        }
+    }
+
+    /// The persistence actor for this record, if a rule covers it (looked up again only when
+    /// rules were added).
+    fn persistence(&mut self) -> Option<Addr<super::persistence::PersistenceActor>> {
+        let routes = &self.env.settings.persist;
+        let generation = routes.generation();
+        match &self.persist_route {
+            Some((seen, route)) if *seen == generation => route.clone(),
+            _ => {
+                let route = routes.route(self.id.as_str());
+                self.persist_route = Some((generation, route.clone()));
+                route
+            }
         }
     }
 
@@ -394,6 +414,12 @@ impl RecordActor {
                         if let Some(last) = last {
                             // Its published echo must not delete a re-created record later.
                             act.own_deletions.push_back(last);
+                            if let Some(actor) = act.persistence() {
+                                actor.do_send(super::persistence::PersistDeletion {
+                                    id: act.id.clone(),
+                                    version: last,
+                                });
+                            }
                         }
                         act.apply_deletion(last.unwrap_or(act.version));
                         Ok(last)
@@ -490,6 +516,15 @@ impl RecordActor {
                     let previous = self.value.replace(Arc::clone(&value));
                     self.version += 1;
                     self.fan_out(previous.as_deref(), &value);
+                }
+                // Queued for the database before anyone is told the write succeeded, so a
+                // final flush at shutdown always includes every acknowledged write.
+                if let (Some(actor), Some(value)) = (self.persistence(), self.value.clone()) {
+                    actor.do_send(super::persistence::Persist {
+                        id: self.id.clone(),
+                        version: self.version,
+                        value,
+                    });
                 }
                 reply_writes(batch, planned);
             }

@@ -16,10 +16,12 @@
 pub(crate) mod buffer;
 mod postgres;
 mod restore;
+mod rules;
 mod sqlite;
 
 pub use postgres::{PostgresAdapter, PostgresConfig};
 pub use restore::{RestoreReport, restore};
+pub use rules::{PersistOptions, PersistRoutes, PersistRule, adapter_from_config};
 pub use sqlite::{SqliteAdapter, SqliteOptions};
 
 use std::collections::HashMap;
