@@ -4,7 +4,7 @@
 //! id and command; pushes have no id. See `docs/protocol.md`.
 
 use crate::Error;
-use crate::record::{Frame, Mode, Strategy};
+use crate::record::{Frame, Mode, RecordId, Strategy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
@@ -132,6 +132,95 @@ pub struct PublishOptions {
     /// `replace` (default), `merge` or `deepMerge`.
     #[serde(default)]
     pub strategy: Option<Strategy>,
+}
+
+/// A request decoded into what the server should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `mesh/noop`.
+    Noop,
+    /// `mesh/subscribe-record`.
+    Subscribe {
+        /// The record.
+        record_id: RecordId,
+        /// Full or patch.
+        mode: Mode,
+    },
+    /// `mesh/unsubscribe-record`.
+    Unsubscribe {
+        /// The record.
+        record_id: RecordId,
+    },
+    /// `mesh/publish-record-update`.
+    Publish {
+        /// The record.
+        record_id: RecordId,
+        /// The incoming value (never `null`).
+        value: Value,
+        /// How it combines with the current value.
+        strategy: Strategy,
+    },
+    /// `mesh/get-my-connection-metadata`.
+    GetMetadata,
+    /// `mesh/set-my-connection-metadata` with the proposed metadata.
+    SetMetadata(Value),
+    /// Any other command: a custom one, or unknown.
+    Custom {
+        /// The command name.
+        name: String,
+        /// Its payload.
+        payload: Value,
+    },
+}
+
+/// Whether a command is a keepalive answer (`pong`, `latency:response`): never answered and
+/// never rate limited.
+pub fn is_keepalive(command: &str) -> bool {
+    command == commands::PONG || command == commands::LATENCY_RESPONSE
+}
+
+/// Decodes a request's command and payload. Never panics, whatever the input.
+///
+/// Fails with [`Error::Invalid`] saying what is wrong with the payload.
+pub fn decode_command(
+    command: String,
+    payload: Value,
+    max_record_id_bytes: usize,
+) -> Result<Command, Error> {
+    let id = |raw: &str| RecordId::parse(raw, max_record_id_bytes);
+    Ok(match command.as_str() {
+        commands::NOOP => Command::Noop,
+        commands::SUBSCRIBE_RECORD => {
+            let p: SubscribeRecord = typed_payload(&command, payload)?;
+            Command::Subscribe {
+                record_id: id(&p.record_id)?,
+                mode: p.mode.unwrap_or_default(),
+            }
+        }
+        commands::UNSUBSCRIBE_RECORD => {
+            let p: UnsubscribeRecord = typed_payload(&command, payload)?;
+            Command::Unsubscribe {
+                record_id: id(&p.record_id)?,
+            }
+        }
+        commands::PUBLISH_RECORD_UPDATE => {
+            let p: PublishRecordUpdate = typed_payload(&command, payload)?;
+            if p.new_value.is_null() {
+                return Err(Error::invalid("newValue must not be null"));
+            }
+            Command::Publish {
+                record_id: id(&p.record_id)?,
+                value: p.new_value,
+                strategy: p.options.and_then(|o| o.strategy).unwrap_or_default(),
+            }
+        }
+        commands::GET_METADATA => Command::GetMetadata,
+        commands::SET_METADATA => Command::SetMetadata(payload),
+        _ => Command::Custom {
+            name: command,
+            payload,
+        },
+    })
 }
 
 /// Successful reply to `mesh/subscribe-record` (a refusal is `{"success": false}`).

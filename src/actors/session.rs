@@ -21,8 +21,8 @@ use crate::commands::{CommandContext, Commands};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::outbox::{Outbox, Outgoing};
-use crate::protocol::{self, Request, commands};
-use crate::record::{Mode, RecordId};
+use crate::protocol::{self, Command, Request, commands};
+use crate::record::{Mode, RecordId, Strategy};
 use crate::server::{MetadataHook, RecordServer};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
@@ -237,37 +237,43 @@ impl SessionActor {
             command,
             payload,
         } = request;
-        match command.as_str() {
-            commands::PONG | commands::LATENCY_RESPONSE => {
-                self.awaiting_pong = false;
-                self.missed_pongs = 0;
-            }
-            _ if !self.limiter.allow() => self.reply(&id, &command, Err(Error::RateLimited)),
-            commands::NOOP => self.reply(&id, &command, Ok(Value::Bool(true))),
-            commands::SUBSCRIBE_RECORD => self.subscribe(id, payload, ctx),
-            commands::UNSUBSCRIBE_RECORD => self.unsubscribe(id, payload),
-            commands::PUBLISH_RECORD_UPDATE => self.publish(id, payload, ctx),
-            commands::GET_METADATA => {
+        if protocol::is_keepalive(&command) {
+            self.awaiting_pong = false;
+            self.missed_pongs = 0;
+            return;
+        }
+        if !self.limiter.allow() {
+            return self.reply(&id, &command, Err(Error::RateLimited));
+        }
+        let max_id = self.services.settings.max_record_id_bytes;
+        let name = command.clone();
+        match protocol::decode_command(command, payload, max_id) {
+            Err(e) => self.reply(&id, &name, Err(e)),
+            Ok(Command::Noop) => self.reply(&id, &name, Ok(Value::Bool(true))),
+            Ok(Command::Subscribe { record_id, mode }) => self.subscribe(id, record_id, mode, ctx),
+            Ok(Command::Unsubscribe { record_id }) => self.unsubscribe(id, record_id),
+            Ok(Command::Publish {
+                record_id,
+                value,
+                strategy,
+            }) => self.publish(id, record_id, value, strategy, ctx),
+            Ok(Command::GetMetadata) => {
                 let metadata = self.connection.metadata();
-                self.reply(&id, &command, Ok(json!({ "metadata": metadata })));
+                self.reply(&id, &name, Ok(json!({ "metadata": metadata })));
             }
-            commands::SET_METADATA => self.set_metadata(id, payload, ctx),
-            _ => self.custom_command(id, command, payload, ctx),
+            Ok(Command::SetMetadata(proposed)) => self.set_metadata(id, proposed, ctx),
+            Ok(Command::Custom { name, payload }) => self.custom_command(id, name, payload, ctx),
         }
     }
 
-    fn record_id(&self, raw: &str) -> Result<RecordId, Error> {
-        RecordId::parse(raw, self.services.settings.max_record_id_bytes)
-    }
-
-    fn subscribe(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+    fn subscribe(
+        &mut self,
+        id: Option<Number>,
+        record_id: RecordId,
+        mode: Mode,
+        ctx: &mut Context<Self>,
+    ) {
         const CMD: &str = commands::SUBSCRIBE_RECORD;
-        let parsed = protocol::typed_payload::<protocol::SubscribeRecord>(CMD, payload)
-            .and_then(|p| Ok((self.record_id(&p.record_id)?, p.mode.unwrap_or_default())));
-        let (record_id, mode) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return self.reply(&id, CMD, Err(e)),
-        };
         let max = self.services.settings.max_subscriptions;
         if !self.subscriptions.contains_key(&record_id)
             && self.subscriptions.len() + self.pending_subscribes >= max
@@ -334,14 +340,7 @@ impl SessionActor {
             .spawn(ctx);
     }
 
-    fn unsubscribe(&mut self, id: Option<Number>, payload: Value) {
-        const CMD: &str = commands::UNSUBSCRIBE_RECORD;
-        let record_id = match protocol::typed_payload::<protocol::UnsubscribeRecord>(CMD, payload)
-            .and_then(|p| self.record_id(&p.record_id))
-        {
-            Ok(record_id) => record_id,
-            Err(e) => return self.reply(&id, CMD, Err(e)),
-        };
+    fn unsubscribe(&mut self, id: Option<Number>, record_id: RecordId) {
         let was_subscribed = match self.subscriptions.remove(&record_id) {
             Some(active) => {
                 active.addr.do_send(Unsubscribe {
@@ -351,28 +350,28 @@ impl SessionActor {
             }
             None => false,
         };
-        self.reply(&id, CMD, Ok(Value::Bool(was_subscribed)));
+        self.reply(
+            &id,
+            commands::UNSUBSCRIBE_RECORD,
+            Ok(Value::Bool(was_subscribed)),
+        );
     }
 
-    fn publish(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+    fn publish(
+        &mut self,
+        id: Option<Number>,
+        record_id: RecordId,
+        value: Value,
+        strategy: Strategy,
+        ctx: &mut Context<Self>,
+    ) {
         const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
-        let parsed = protocol::typed_payload::<protocol::PublishRecordUpdate>(CMD, payload)
-            .and_then(|p| {
-                if p.new_value.is_null() {
-                    return Err(Error::invalid("newValue must not be null"));
-                }
-                let max = self.services.settings.max_value_bytes;
-                // A value is never larger than the frame that carried it.
-                if self.frame_len > max && serialized_len(&p.new_value) > max {
-                    return Err(Error::Limit(format!("newValue exceeds {max} bytes")));
-                }
-                let strategy = p.options.and_then(|o| o.strategy).unwrap_or_default();
-                Ok((self.record_id(&p.record_id)?, p.new_value, strategy))
-            });
-        let (record_id, value, strategy) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return self.reply(&id, CMD, Err(e)),
-        };
+        let max = self.services.settings.max_value_bytes;
+        // A value is never larger than the frame that carried it.
+        if self.frame_len > max && serialized_len(&value) > max {
+            let error = Error::Limit(format!("newValue exceeds {max} bytes"));
+            return self.reply(&id, CMD, Err(error));
+        }
         let resolve = self.services.registry.send(ResolveAccess {
             id: record_id.clone(),
             op: Operation::Write,
