@@ -229,6 +229,21 @@ impl Client {
         self.request_frame(command, payload).await["payload"].take()
     }
 
+    /// Sends a request and returns its reply payload, or `None` if the connection ends first.
+    pub async fn try_request(&mut self, command: &str, payload: Value) -> Option<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let frame = json!({"id": id, "command": command, "payload": payload}).to_string();
+        self.framed.send(Message::Text(frame.into())).await.ok()?;
+        loop {
+            let mut frame = self.next_frame().await?;
+            if frame["id"] == id {
+                return Some(frame["payload"].take());
+            }
+            self.stash(frame);
+        }
+    }
+
     /// Waits for the reply with this id, keeping pushes for later.
     pub async fn reply_to(&mut self, id: u64) -> Value {
         if let Some(pos) = self.replies.iter().position(|r| r["id"] == id) {
