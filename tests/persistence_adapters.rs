@@ -179,6 +179,11 @@ async fn check_load_matching(adapter: &dyn PersistenceAdapter) {
         }
     }
     assert_eq!(pages, 3);
+    // A starting point before or after the pattern's range.
+    let from_start = adapter.load_matching("user:%", Some("a"), 100).await;
+    assert_eq!(from_start.expect("page").len(), 25);
+    let past_end = adapter.load_matching("user:%", Some("user;"), 100).await;
+    assert!(past_end.expect("page").is_empty());
     let mut expected: Vec<String> = (1..=25).map(|n| format!("user:{n}")).collect();
     expected.sort(); // byte order: user:1, user:10, user:11, ...
     assert_eq!(seen, expected);

@@ -326,7 +326,9 @@ impl Actor for PersistenceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.options.flush_interval, |act, ctx| {
+        // A zero period would spin (and tokio refuses it).
+        let tick = self.options.flush_interval.max(Duration::from_millis(1));
+        ctx.run_interval(tick, |act, ctx| {
             if !act.buffer.is_empty() {
                 act.interval_due = true;
                 act.pump(ctx);

@@ -149,6 +149,42 @@ pub fn like_prefix(prefix: &str) -> String {
     pattern
 }
 
+/// The literal text every id matching a `LIKE` pattern (escape `\`) starts with: the pattern
+/// up to its first unescaped wildcard, escapes removed.
+pub(crate) fn like_literal_prefix(pattern: &str) -> String {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' | '_' => break,
+            '\\' => match chars.next() {
+                Some(escaped) => prefix.push(escaped),
+                None => break,
+            },
+            c => prefix.push(c),
+        }
+    }
+    prefix
+}
+
+/// The smallest string above every string that starts with `prefix`, in byte order: the
+/// prefix with its last character incremented (UTF-8 keeps code point order in byte order and
+/// is prefix-free). `None` when no such string exists (empty prefix, or only U+10FFFF).
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// A version as the databases store it (`BIGINT`).
 ///
 /// Fails for versions above `i64::MAX`, which no record reaches one change at a time.
@@ -210,6 +246,24 @@ mod tests {
     fn like_prefix_escapes_wildcards() {
         assert_eq!(like_prefix("user:"), "user:%");
         assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
+
+    #[test]
+    fn like_bounds() {
+        assert_eq!(like_literal_prefix("user:%"), "user:");
+        assert_eq!(like_literal_prefix("a\\_b_c"), "a_b");
+        assert_eq!(like_literal_prefix("%x"), "");
+        assert_eq!(like_literal_prefix("exact"), "exact");
+        assert_eq!(prefix_upper_bound("user:").as_deref(), Some("user;"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound(""), None);
+        for id in ["user:", "user:1", "user:\u{10FFFF}\u{10FFFF}", "user:zzz"] {
+            assert!(id < "user;");
+        }
     }
 
     #[test]

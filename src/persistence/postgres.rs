@@ -11,8 +11,8 @@
 //! index.
 
 use super::{
-    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, newest_per_id,
-    version_from_db, version_to_db,
+    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, like_literal_prefix,
+    newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
 };
 use deadpool_postgres::{
     ManagerConfig, Pool, PoolConfig, PoolError, RecyclingMethod, Runtime, Timeouts,
@@ -89,12 +89,28 @@ impl fmt::Debug for PostgresConfig {
 struct Statements {
     upsert: String,
     delete: String,
-    load_first: String,
-    load_after: String,
+    /// `load_matching` for [lower bound inclusive or not][bounded above or not].
+    load: [[String; 2]; 2],
 }
 
 impl Statements {
     fn new(table: &str) -> Self {
+        // The range comes from the pattern's literal prefix and the last id seen, so a page is
+        // one index range scan even when the server uses a generic plan, which cannot derive
+        // a range from a `LIKE` parameter.
+        let load = |after_last_id: bool, bounded_above: bool| {
+            let lower = if after_last_id { ">" } else { ">=" };
+            let (upper, limit) = if bounded_above {
+                (" AND record_id < $3", "$4")
+            } else {
+                ("", "$3")
+            };
+            format!(
+                "SELECT record_id, version, value::text FROM {table}
+                 WHERE record_id {lower} $2{upper} AND record_id LIKE $1
+                 ORDER BY record_id LIMIT {limit}"
+            )
+        };
         Statements {
             upsert: format!(
                 "INSERT INTO {table} AS records (record_id, version, value, updated_at)
@@ -106,14 +122,10 @@ impl Statements {
                  WHERE records.version < EXCLUDED.version"
             ),
             delete: format!("DELETE FROM {table} WHERE record_id = ANY($1::text[])"),
-            load_first: format!(
-                "SELECT record_id, version, value::text FROM {table}
-                 WHERE record_id LIKE $1 ORDER BY record_id LIMIT $2"
-            ),
-            load_after: format!(
-                "SELECT record_id, version, value::text FROM {table}
-                 WHERE record_id > $2 AND record_id LIKE $1 ORDER BY record_id LIMIT $3"
-            ),
+            load: [
+                [load(false, false), load(false, true)],
+                [load(true, false), load(true, true)],
+            ],
         }
     }
 }
@@ -282,22 +294,26 @@ impl PersistenceAdapter for PostgresAdapter {
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
         let pattern = like_pattern.to_owned();
-        let after = after_id.map(str::to_owned);
+        let prefix = like_literal_prefix(like_pattern);
+        let upper = prefix_upper_bound(&prefix);
+        // Start after the last id seen unless the pattern's prefix starts later.
+        let (lower, after_last_id) = match after_id {
+            Some(after) if after >= prefix.as_str() => (after.to_owned(), true),
+            _ => (prefix, false),
+        };
         // LIMIT takes a bigint; more rows than that do not exist.
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Box::pin(async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let rows = match &after {
-                None => {
-                    let query = client.prepare_cached(&sql.load_first).await;
-                    let query = query.map_err(pg_error)?;
-                    client.query(&query, &[&pattern, &limit]).await
+            let sql = &sql.load[usize::from(after_last_id)][usize::from(upper.is_some())];
+            let query = client.prepare_cached(sql).await.map_err(pg_error)?;
+            let rows = match &upper {
+                Some(upper) => {
+                    client
+                        .query(&query, &[&pattern, &lower, upper, &limit])
+                        .await
                 }
-                Some(after) => {
-                    let query = client.prepare_cached(&sql.load_after).await;
-                    let query = query.map_err(pg_error)?;
-                    client.query(&query, &[&pattern, after, &limit]).await
-                }
+                None => client.query(&query, &[&pattern, &lower, &limit]).await,
             }
             .map_err(pg_error)?;
             rows.iter()

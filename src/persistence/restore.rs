@@ -7,6 +7,7 @@ use crate::store::Store;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// What a restore did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,9 @@ pub struct RestoreReport {
 /// into `store`, `page_size` rows at a time in id order. The store writes a record only where
 /// it has nothing newer, so running restore against a live store never goes backwards.
 ///
-/// While one page goes into the store the next is already being read where the adapter allows
-/// it (SQLite works on its own thread). Ids are accepted at any length, since they were valid
+/// Reading, parsing and storing overlap: pages are parsed on tokio's blocking threads, so this
+/// must run inside a tokio runtime (actix's is one) and never parses on the async thread. Ids
+/// are accepted at any length, since they were valid
 /// when they were persisted.
 ///
 /// Fails when `page_size` is 0, when the database cannot be read, or when the store refuses a
@@ -49,7 +51,10 @@ pub async fn restore(
         skipped: 0,
         elapsed: Duration::ZERO,
     };
+    // Three stages overlap: the adapter reads page n + 1 (SQLite on its own thread), a blocking
+    // thread parses page n, and this task hands page n - 1 to the store.
     let mut next_page = Some(adapter.load_matching(like_pattern, None, page_size));
+    let mut parsing: Option<JoinHandle<Decoded>> = None;
     while let Some(page) = next_page.take() {
         let page = page.await?;
         if page.len() == page_size
@@ -58,11 +63,13 @@ pub async fn restore(
             next_page = Some(adapter.load_matching(like_pattern, Some(&last.id), page_size));
         }
         report.records += page.len();
-        let batch = decode_page(page, &mut report.skipped);
-        report.written += store
-            .restore(batch)
-            .await
-            .map_err(|e| PersistenceError::Store(e.to_string()))?;
+        let parsed = tokio::task::spawn_blocking(move || decode_page(page));
+        if let Some(previous) = parsing.replace(parsed) {
+            report.write(store, previous).await?;
+        }
+    }
+    if let Some(last) = parsing {
+        report.write(store, last).await?;
     }
     report.elapsed = started.elapsed();
     log::info!(
@@ -76,16 +83,43 @@ pub async fn restore(
     Ok(report)
 }
 
+impl RestoreReport {
+    /// Waits for a parsed page and writes it to the store.
+    async fn write(
+        &mut self,
+        store: &dyn Store,
+        parsing: JoinHandle<Decoded>,
+    ) -> Result<(), PersistenceError> {
+        let decoded = parsing.await.map_err(|e| {
+            PersistenceError::Invalid(format!("a restore page could not be parsed: {e}"))
+        })?;
+        self.skipped += decoded.skipped;
+        self.written += store
+            .restore(decoded.records)
+            .await
+            .map_err(|e| PersistenceError::Store(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// One page, parsed.
+struct Decoded {
+    records: Vec<(RecordId, Versioned)>,
+    /// Rows that could not be read.
+    skipped: usize,
+}
+
 /// Parses ids and values; a bad row is logged and counted, not fatal, so one corrupt row does
 /// not keep the server from starting.
-fn decode_page(page: Vec<PersistedRecord>, skipped: &mut usize) -> Vec<(RecordId, Versioned)> {
+fn decode_page(page: Vec<PersistedRecord>) -> Decoded {
+    let mut skipped = 0;
     let mut batch = Vec::with_capacity(page.len());
     for row in page {
         let id = match RecordId::parse(&row.id, usize::MAX) {
             Ok(id) => id,
             Err(e) => {
                 log::warn!("skipping persisted record {:?}: {e}", row.id);
-                *skipped += 1;
+                skipped += 1;
                 continue;
             }
         };
@@ -99,9 +133,12 @@ fn decode_page(page: Vec<PersistedRecord>, skipped: &mut usize) -> Vec<(RecordId
             )),
             Err(e) => {
                 log::warn!("skipping persisted record {id}: its value is not JSON: {e}");
-                *skipped += 1;
+                skipped += 1;
             }
         }
     }
-    batch
+    Decoded {
+        records: batch,
+        skipped,
+    }
 }

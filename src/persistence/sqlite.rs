@@ -11,8 +11,8 @@
 //! use the primary-key index for prefix patterns.
 
 use super::{
-    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, newest_per_id,
-    version_from_db, version_to_db,
+    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, like_literal_prefix,
+    newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
 };
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -38,10 +38,25 @@ const REPLACE: &str = "INSERT INTO records (record_id, version, value, updated_a
     ON CONFLICT (record_id) DO UPDATE SET
         version = excluded.version, value = excluded.value, updated_at = excluded.updated_at";
 const DELETE: &str = "DELETE FROM records WHERE record_id = ?1";
-const LOAD_FIRST: &str = "SELECT record_id, version, value FROM records
-    WHERE record_id LIKE ?1 ESCAPE '\\' ORDER BY record_id LIMIT ?2";
-const LOAD_AFTER: &str = "SELECT record_id, version, value FROM records
-    WHERE record_id > ?2 AND record_id LIKE ?1 ESCAPE '\\' ORDER BY record_id LIMIT ?3";
+
+/// The `load_matching` query for a lower bound that is inclusive or not and an upper bound
+/// that exists or not. The range comes from the pattern's literal prefix and the last id
+/// seen, so every page is one index range scan. `+record_id` keeps SQLite's own LIKE
+/// optimization out: it would add a second lower bound (the prefix) and might pick it instead
+/// of the last id, rescanning all earlier pages for every page.
+fn load_query(after_last_id: bool, bounded_above: bool) -> String {
+    let lower = if after_last_id { ">" } else { ">=" };
+    let (upper, limit) = if bounded_above {
+        (" AND record_id < ?3", "?4")
+    } else {
+        ("", "?3")
+    };
+    format!(
+        "SELECT record_id, version, value FROM records
+         WHERE record_id {lower} ?2{upper} AND +record_id LIKE ?1 ESCAPE '\\'
+         ORDER BY record_id LIMIT {limit}"
+    )
+}
 
 /// A unit of work for the connection thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -191,12 +206,25 @@ impl PersistenceAdapter for SqliteAdapter {
         limit: usize,
     ) -> PersistenceFuture<Vec<PersistedRecord>> {
         let pattern = like_pattern.to_owned();
-        let after = after_id.map(str::to_owned);
+        let prefix = like_literal_prefix(like_pattern);
+        let upper = prefix_upper_bound(&prefix);
+        // Start after the last id seen unless the pattern's prefix starts later.
+        let (lower, after_last_id) = match after_id {
+            Some(after) if after >= prefix.as_str() => (after.to_owned(), true),
+            _ => (prefix, false),
+        };
+        let sql = load_query(after_last_id, upper.is_some());
         // SQLite's LIMIT is a signed 64-bit integer; more rows than that do not exist.
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&sql).map_err(db_error)?;
+            let mut result = match &upper {
+                Some(upper) => statement.query(params![pattern, lower, upper, limit]),
+                None => statement.query(params![pattern, lower, limit]),
+            }
+            .map_err(db_error)?;
             let mut rows = Vec::new();
-            let mut read = |row: &rusqlite::Row<'_>| -> Result<(), PersistenceError> {
+            while let Some(row) = result.next().map_err(db_error)? {
                 let id: String = row.get(0).map_err(db_error)?;
                 let corrupt = |e: rusqlite::Error| PersistenceError::Corrupt {
                     id: id.clone(),
@@ -210,25 +238,6 @@ impl PersistenceAdapter for SqliteAdapter {
                     value_json: value.into(),
                     replaces_deleted: false,
                 });
-                Ok(())
-            };
-            match &after {
-                None => {
-                    let mut statement = conn.prepare_cached(LOAD_FIRST).map_err(db_error)?;
-                    let mut result = statement.query(params![pattern, limit]).map_err(db_error)?;
-                    while let Some(row) = result.next().map_err(db_error)? {
-                        read(row)?;
-                    }
-                }
-                Some(after) => {
-                    let mut statement = conn.prepare_cached(LOAD_AFTER).map_err(db_error)?;
-                    let mut result = statement
-                        .query(params![pattern, after, limit])
-                        .map_err(db_error)?;
-                    while let Some(row) = result.next().map_err(db_error)? {
-                        read(row)?;
-                    }
-                }
             }
             Ok(rows)
         })
