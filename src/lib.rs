@@ -11,6 +11,7 @@
 //! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
 //! - [`commands`]: custom commands registered by the embedding app.
 //! - [`store`]: the store boundary and its backends.
+//! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - [`outbox`]: each session's byte-bounded outbound queue and its writer task.
 //! - [`socket`]: cutting off TCP connections whose peer stopped reading.
 //! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`.
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod persistence;
 pub mod protocol;

@@ -379,6 +379,7 @@ impl RecordServer {
 
     pub(crate) fn session_ended(&self) {
         self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::metrics().connections.dec();
     }
 
     /// Mounts the WebSocket route, `GET /health` and, when an admin token is set, the admin
@@ -395,6 +396,14 @@ impl RecordServer {
         cfg.route(
             "/health",
             web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        );
+        cfg.route(
+            "/metrics",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    .body(crate::metrics::metrics().render())
+            }),
         );
         if let Some(token) = &self.inner.admin_token {
             crate::admin::configure(cfg, self.clone(), token.clone());
@@ -447,6 +456,7 @@ impl RecordServer {
         };
         let socket = req.conn_data::<ConnectionSocket>().copied();
         let connection = Connection::new(id, metadata);
+        crate::metrics::metrics().connections.inc();
         SessionActor::create(|ctx| {
             ctx.add_stream(stream);
             SessionActor::new(number, connection, outbox, services, socket)

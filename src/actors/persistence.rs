@@ -139,6 +139,8 @@ pub struct PersistenceActor {
     flush_waiters: Vec<Reply>,
     stopping: Option<Stopping>,
     rows_landed: u64,
+    /// What this actor last added to the buffered-records gauge.
+    reported_buffered: i64,
 }
 
 impl PersistenceActor {
@@ -156,6 +158,7 @@ impl PersistenceActor {
             flush_waiters: Vec::new(),
             stopping: None,
             rows_landed: 0,
+            reported_buffered: 0,
         }
     }
 
@@ -192,6 +195,15 @@ impl PersistenceActor {
         }
     }
 
+    /// Moves the process-wide gauge by this actor's change in buffered records.
+    fn report_buffer(&mut self) {
+        let now = (self.buffer.len() + self.in_flight) as i64;
+        crate::metrics::metrics()
+            .persistence_buffered
+            .inc_by(now - self.reported_buffered);
+        self.reported_buffered = now;
+    }
+
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
         let waiters = std::mem::take(&mut self.flush_waiters);
         self.interval_due = false;
@@ -204,6 +216,8 @@ impl PersistenceActor {
         }
         let (upserts, deletions) = to_rows(&ops);
         self.in_flight = ops.len();
+        self.report_buffer();
+        let started = Instant::now();
         let adapter = Arc::clone(&self.adapter);
         async move {
             let deleted = if deletions.is_empty() {
@@ -220,7 +234,14 @@ impl PersistenceActor {
         }
         .into_actor(self)
         .map(move |(deleted, stored), act, ctx| {
+            let m = crate::metrics::metrics();
+            m.persistence_flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if deleted.is_err() || stored.is_err() {
+                m.persistence_flush_failures.inc();
+            }
             act.finish_flush(ops, waiters, deleted, stored, ctx);
+            act.report_buffer();
         })
         .spawn(ctx);
     }
@@ -337,6 +358,10 @@ impl Actor for PersistenceActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        crate::metrics::metrics()
+            .persistence_buffered
+            .inc_by(-self.reported_buffered);
+        self.reported_buffered = 0;
         let lost = self.buffer.len() + self.in_flight;
         if lost > 0 {
             log::error!("persistence stopped with {lost} records not written");
@@ -350,6 +375,7 @@ impl Handler<Persist> for PersistenceActor {
 
     fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) {
         self.buffer.persist(msg.id, msg.version, msg.value);
+        self.report_buffer();
         self.pump(ctx);
     }
 }
@@ -359,6 +385,7 @@ impl Handler<PersistDeletion> for PersistenceActor {
 
     fn handle(&mut self, msg: PersistDeletion, ctx: &mut Context<Self>) {
         self.buffer.delete(msg.id, msg.version);
+        self.report_buffer();
         self.pump(ctx);
     }
 }

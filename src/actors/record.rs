@@ -21,6 +21,7 @@
 //!   version (Redis restarted without persistence), the actor writes its newer state back.
 
 use crate::error::Error;
+use crate::metrics::{Outcome, metrics};
 use crate::outbox::{Outbox, PushError};
 use crate::protocol;
 use crate::record::{
@@ -149,6 +150,25 @@ struct Subscriber {
     outbox: Outbox,
     token: u64,
     ended: Recipient<SubscriptionEnded>,
+}
+
+impl Subscriber {
+    fn new(mode: Mode, outbox: Outbox, token: u64, ended: Recipient<SubscriptionEnded>) -> Self {
+        metrics().subscriptions(mode).inc();
+        Subscriber {
+            mode,
+            outbox,
+            token,
+            ended,
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    /// However a subscription ends (unsubscribe, deletion, closed session), the gauge follows.
+    fn drop(&mut self) {
+        metrics().subscriptions(self.mode).dec();
+    }
 }
 
 enum PendingOp {
@@ -539,6 +559,7 @@ impl RecordActor {
                             queued_at,
                             reply,
                         } if queued_at.elapsed() < CONFLICT_DEADLINE => {
+                            metrics().write(Outcome::ConflictRetried);
                             self.pending.push_front(PendingOp::Write {
                                 value,
                                 strategy,
@@ -557,6 +578,7 @@ impl RecordActor {
                 log::warn!("write of {} failed: {e}", self.id);
                 for op in batch {
                     if let PendingOp::Write { reply, .. } = op {
+                        metrics().write(Outcome::Failed);
                         let _ = reply.send(Err(Error::Unavailable));
                     }
                 }
@@ -579,6 +601,7 @@ impl RecordActor {
             patch: None,
         };
         let mut gone = Vec::new();
+        metrics().pushes.inc_by(self.subscribers.len() as u64);
         for (session, subscriber) in &self.subscribers {
             let frame = match subscriber.mode {
                 Mode::Full => frames.full(),
@@ -598,6 +621,7 @@ impl RecordActor {
         self.value = Some(Arc::clone(&current.value));
         self.version = current.version;
         let frame = full_frame(&self.id, &current.value, current.version);
+        metrics().resyncs.inc_by(self.subscribers.len() as u64);
         let id = &self.id;
         self.subscribers
             .retain(|_, s| s.outbox.push_update(id, frame.clone()) != Err(PushError::Closed));
@@ -611,6 +635,7 @@ impl RecordActor {
             return;
         }
         let frame = deleted_frame(&self.id, last_version);
+        metrics().pushes.inc_by(self.subscribers.len() as u64);
         for (_, subscriber) in self.subscribers.drain() {
             subscriber.outbox.forget_stale(&self.id);
             let _ = subscriber.outbox.push(frame.clone());
@@ -623,6 +648,13 @@ impl RecordActor {
 }
 
 fn reply_writes(batch: Vec<PendingOp>, planned: Vec<Result<WriteOutcome, Error>>) {
+    for outcome in &planned {
+        metrics().write(match outcome {
+            Ok(WriteOutcome { changed: true, .. }) => Outcome::Applied,
+            Ok(_) => Outcome::Unchanged,
+            Err(_) => Outcome::Refused,
+        });
+    }
     for (op, outcome) in batch.into_iter().zip(planned) {
         if let PendingOp::Write { reply, .. } = op {
             let _ = reply.send(outcome);
@@ -684,6 +716,7 @@ impl Actor for RecordActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.env.live.fetch_add(1, Ordering::Relaxed);
+        metrics().record_actors.inc();
         // Watch, then load, before any message is handled (`wait` holds the mailbox): a change
         // published after the load cannot be missed, one before it is ignored as older.
         let weak = ctx.address().downgrade();
@@ -734,6 +767,7 @@ impl Actor for RecordActor {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.env.live.fetch_sub(1, Ordering::Relaxed);
+        metrics().record_actors.dec();
         if let Some(token) = self.watch.take() {
             self.env.store.unwatch(&self.id, token);
         }
@@ -772,15 +806,8 @@ impl Handler<Subscribe> for RecordActor {
                 protocol::reply_frame(request_id, protocol::commands::SUBSCRIBE_RECORD, &reply);
             let _ = msg.outbox.push(frame);
         }
-        self.subscribers.insert(
-            msg.session,
-            Subscriber {
-                mode: msg.mode,
-                outbox: msg.outbox,
-                token: msg.token,
-                ended: msg.ended,
-            },
-        );
+        let subscriber = Subscriber::new(msg.mode, msg.outbox, msg.token, msg.ended);
+        self.subscribers.insert(msg.session, subscriber);
         Ok(self.snapshot())
     }
 }
@@ -848,6 +875,7 @@ impl Handler<ResyncSubscriber> for RecordActor {
             // Absent values produce no updates, so nothing can be stale; nothing to send.
             None => return true,
         };
+        metrics().resyncs.inc();
         if subscriber.outbox.resync(&self.id, frame) == Err(PushError::Closed) {
             self.subscribers.remove(&msg.session);
         }

@@ -143,6 +143,7 @@ impl Handler<ResolveAccess> for RegistryActor {
                             if allowed {
                                 Ok(act.record(&id))
                             } else {
+                                crate::metrics::metrics().guard_denials.inc();
                                 Err(Error::Forbidden)
                             }
                         }),

@@ -370,6 +370,7 @@ impl SessionActor {
         // A value is never larger than the frame that carried it.
         if self.frame_len > max && serialized_len(&value) > max {
             let error = Error::Limit(format!("newValue exceeds {max} bytes"));
+            crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
             return self.reply(&id, CMD, Err(error));
         }
         let resolve = self.services.registry.send(ResolveAccess {
@@ -382,7 +383,10 @@ impl SessionActor {
             .map(move |resolved, act, ctx| {
                 let addr = match resolved {
                     Ok(Ok(addr)) => addr,
-                    Ok(Err(e)) => return act.reply(&id, CMD, Err(e)),
+                    Ok(Err(e)) => {
+                        crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                        return act.reply(&id, CMD, Err(e));
+                    }
                     Err(_) => return act.reply(&id, CMD, Err(Error::Internal)),
                 };
                 let message = ApplyWrite {
@@ -460,6 +464,7 @@ impl SessionActor {
             move |act, ctx| {
                 if act.congestion_epoch == epoch && act.outbox.is_congested() {
                     log::info!("session {}: slow consumer, disconnecting", act.number);
+                    crate::metrics::metrics().slow_consumer_closes.inc();
                     act.close(
                         ctx,
                         CloseCode::Other(CLOSE_SLOW_CONSUMER),

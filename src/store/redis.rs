@@ -281,6 +281,7 @@ fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
 
 /// A Redis failure as the store reports it; the text only goes to logs.
 fn unavailable(what: &str, err: &RedisError) -> StoreError {
+    crate::metrics::metrics().redis_errors.inc();
     StoreError::Unavailable(format!("redis {what}: {err}"))
 }
 

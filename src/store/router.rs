@@ -188,6 +188,7 @@ impl RouterTask {
                 return Ended::Lost(reason);
             }
             self.table.confirm(&channels);
+            crate::metrics::metrics().redis_reconnects.inc();
             log::info!(
                 "redis pub/sub reconnected; {} record channels watched again",
                 channels.len()
