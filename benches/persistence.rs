@@ -168,6 +168,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: measure only under
+    // `cargo bench`, where the build is optimized.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("persistence bench: run it with `cargo bench --bench persistence`");
+        return;
+    }
     let restore_records: usize = std::env::var("MESH_BENCH_RESTORE_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,0 +1,84 @@
+//! The per-update hot path: diff + frame serialization, fan-out of one frame to N session
+//! queues, and exposure matching with many patterns. `cargo bench --bench hot_path`.
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use mesh_records::access::{Exposure, ExposureTable, Operation};
+use mesh_records::outbox::Outbox;
+use mesh_records::record::{RecordId, full_frame, patch_frame};
+use serde_json::{Value, json};
+use std::hint::black_box;
+
+fn value(seq: u64, pad: usize) -> Value {
+    json!({"seq": seq, "sent_us": seq * 1000, "pad": "x".repeat(pad)})
+}
+
+fn diff_and_frames(c: &mut Criterion) {
+    let id = RecordId::parse("bench:fanout", 64).unwrap();
+    let mut group = c.benchmark_group("update");
+    for pad in [100usize, 10_000] {
+        let (old, new) = (value(1, pad), value(2, pad));
+        group.bench_with_input(BenchmarkId::new("diff+patch_frame", pad), &pad, |b, _| {
+            b.iter(|| {
+                let patch = json_patch::diff(black_box(&old), black_box(&new));
+                patch_frame(&id, &patch, 2)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("full_frame", pad), &pad, |b, _| {
+            b.iter(|| full_frame(&id, black_box(&new), 2))
+        });
+    }
+    group.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let id = RecordId::parse("bench:fanout", 64).unwrap();
+    let frame = full_frame(&id, &value(1, 100), 1);
+    let mut group = c.benchmark_group("fan_out");
+    for subscribers in [100usize, 1000] {
+        // Fresh queues per iteration (not timed), so nothing accumulates.
+        let queues = || {
+            (0..subscribers)
+                .map(|_| Outbox::new(1 << 30))
+                .collect::<Vec<_>>()
+        };
+        group.bench_with_input(
+            BenchmarkId::from_parameter(subscribers),
+            &subscribers,
+            |b, _| {
+                b.iter_batched_ref(
+                    queues,
+                    |queues| {
+                        for (outbox, _) in queues.iter() {
+                            let _ = outbox.push_update(&id, frame.clone());
+                        }
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+fn exposure_matching(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exposure");
+    for rules in [10usize, 100, 1000] {
+        let mut table = ExposureTable::default();
+        for n in 0..rules {
+            table.push(
+                Exposure::pattern(&format!("^tenant{n}:[a-z]+:\\d+$"))
+                    .unwrap()
+                    .writable(),
+            );
+        }
+        // The id matches the last rule: the worst case, every rule is tried.
+        let id = format!("tenant{}:doc:42", rules - 1);
+        group.bench_with_input(BenchmarkId::from_parameter(rules), &rules, |b, _| {
+            b.iter(|| table.decide(black_box(&id), Operation::Write))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, diff_and_frames, fan_out, exposure_matching);
+criterion_main!(benches);
