@@ -174,6 +174,14 @@ mod tests {
         }
 
         #[test]
+        fn diff_then_patch_gives_the_new_value(old in json_value(), new in json_value()) {
+            let patch = json_patch::diff(&old, &new);
+            let mut replayed = old.clone();
+            prop_assert!(json_patch::patch(&mut replayed, &patch).is_ok());
+            prop_assert_eq!(replayed, new);
+        }
+
+        #[test]
         fn deep_merge_with_itself_is_identity(v in json_value()) {
             prop_assert_eq!(apply(v.clone(), v.clone(), S::DeepMerge), v);
         }
