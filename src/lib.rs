@@ -10,12 +10,13 @@
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them.
 //! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
 //! - [`commands`]: custom commands registered by the embedding app.
-//! - [`store`]: the store boundary and its backends.
+//! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
+//! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - [`outbox`]: each session's byte-bounded outbound queue and its writer task.
 //! - [`socket`]: cutting off TCP connections whose peer stopped reading.
-//! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`.
-//! - [`admin`]: the bearer-token admin HTTP API.
+//! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`, `PersistenceActor`.
+//! - `admin`: the bearer-token admin HTTP API.
 //! - [`server`]: the `RecordServer` handle, its builder, routes, start and stop.
 
 pub mod access;
@@ -43,4 +44,5 @@ pub use connection::Connection;
 pub use error::{Error, Result};
 pub use record::{Mode, RecordId, Strategy, Version, Versioned};
 pub use server::{MetadataHook, RecordServer, RunningServer, run, start, start_with};
+pub use persistence::{PersistOptions, PersistRule};
 pub use socket::on_connect;
