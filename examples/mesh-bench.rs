@@ -194,7 +194,11 @@ Connections per run are capped at 19000 (the descriptor limit here is 20000).";
                 mode: Mode::Patch,
                 in_flight: 16,
                 pad: 100,
-                connections: if scenario == Scenario::Idle { 1000 } else { 100 },
+                connections: if scenario == Scenario::Idle {
+                    1000
+                } else {
+                    100
+                },
                 hold: Duration::from_secs(10),
                 writers: 8,
                 writes: 500,
@@ -311,7 +315,9 @@ Connections per run are capped at 19000 (the descriptor limit here is 20000).";
             .strip_prefix("ws://")
             .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let host = match authority.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
             None => authority.split(':').next().unwrap_or_default(),
@@ -355,7 +361,11 @@ Connections per run are capped at 19000 (the descriptor limit here is 20000).";
 
         #[test]
         fn loopback_hosts() {
-            for url in ["ws://127.0.0.1:3000/ws", "ws://localhost/ws", "ws://[::1]:9/x"] {
+            for url in [
+                "ws://127.0.0.1:3000/ws",
+                "ws://localhost/ws",
+                "ws://[::1]:9/x",
+            ] {
                 assert!(is_loopback(host_of(url).unwrap()), "{url}");
             }
             for url in ["ws://10.0.0.1:3000/ws", "ws://example.com/ws"] {
@@ -643,7 +653,10 @@ mod wire {
             let payload = frame.payload.0.unwrap();
             assert_eq!(payload.version, Some(7));
             assert!(payload.patch.present);
-            assert_eq!((payload.patch.seq, payload.patch.sent_us), (Some(7), Some(99)));
+            assert_eq!(
+                (payload.patch.seq, payload.patch.sent_us),
+                (Some(7), Some(99))
+            );
             let frame = parse(
                 r#"{"command":"mesh/record-update","payload":{"recordId":"r",
                 "full":{"seq":3,"sent_us":5,"pad":"x"},"version":3}}"#,
@@ -654,8 +667,18 @@ mod wire {
 
         #[test]
         fn tolerates_other_payloads() {
-            assert!(parse(r#"{"command":"mesh/assign-id","payload":"abc"}"#).payload.0.is_none());
-            assert!(parse(r#"{"command":"latency","payload":12}"#).payload.0.is_none());
+            assert!(
+                parse(r#"{"command":"mesh/assign-id","payload":"abc"}"#)
+                    .payload
+                    .0
+                    .is_none()
+            );
+            assert!(
+                parse(r#"{"command":"latency","payload":12}"#)
+                    .payload
+                    .0
+                    .is_none()
+            );
             let reply = parse(
                 r#"{"id":4,"command":"mesh/publish-record-update","payload":{"error":"no",
                 "code":"EFORBIDDEN","name":"CommandError"}}"#,
@@ -684,9 +707,13 @@ mod conn {
     use crate::args::Mode;
     use crate::wire::{self, Incoming};
     use actix_codec::Framed;
-    use awc::BoxedSocket;
-    use awc::ws::{Codec, Frame, Message};
+    use actix_rt::net::TcpStream;
+    use actix_service::ServiceExt;
+    use actix_tls::connect::Connection as TcpConnection;
     use actix_web::web::Bytes;
+    use awc::BoxedSocket;
+    use awc::http::Uri;
+    use awc::ws::{Codec, Frame, Message};
     use futures_util::{SinkExt, StreamExt};
     use std::time::Duration;
 
@@ -699,9 +726,20 @@ mod conn {
 
     /// An HTTP client for one thread's connections. Each open WebSocket holds one of the
     /// connector's pool permits for its whole life, so the default limit of 100 would cap
-    /// the connections a thread can hold: the limit is lifted.
+    /// the connections a thread can hold: the limit is lifted. Sockets get TCP_NODELAY, as
+    /// browsers' WebSockets do: with Nagle's algorithm a small frame sent while an earlier
+    /// one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux), and the
+    /// tool would measure its own delay.
     pub fn http_client() -> awc::Client {
+        let tcp = actix_tls::connect::Connector::default().service().map(
+            |connection: TcpConnection<Uri, TcpStream>| {
+                // Best effort: a socket without the option only measures a little slower.
+                let _ = connection.io_ref().set_nodelay(true);
+                connection
+            },
+        );
         let connector = awc::Connector::new()
+            .connector(tcp)
             .limit(0)
             .timeout(CONNECT_TIMEOUT);
         awc::Client::builder()
@@ -731,14 +769,14 @@ mod conn {
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let mut conn = Conn { framed, next_id: 0 };
-            let first = conn
-                .recv()
-                .await
-                .ok_or("closed before mesh/assign-id")?;
+            let first = conn.recv().await.ok_or("closed before mesh/assign-id")?;
             let frame: Incoming = serde_json::from_slice(&first)
                 .map_err(|e| format!("unreadable first frame: {e}"))?;
             if frame.command != "mesh/assign-id" {
-                return Err(format!("first frame is {}, not mesh/assign-id", frame.command));
+                return Err(format!(
+                    "first frame is {}, not mesh/assign-id",
+                    frame.command
+                ));
             }
             Ok(conn)
         }
@@ -766,10 +804,7 @@ mod conn {
         }
 
         pub async fn flush(&mut self) -> Result<(), String> {
-            self.framed
-                .flush()
-                .await
-                .map_err(|e| format!("send: {e}"))
+            self.framed.flush().await.map_err(|e| format!("send: {e}"))
         }
 
         /// Answers the server's `ping` push.
@@ -803,8 +838,8 @@ mod conn {
         async fn subscribe_reply(&mut self, id: u64) -> Result<u64, String> {
             loop {
                 let bytes = self.recv().await.ok_or("closed while subscribing")?;
-                let frame: Incoming = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("unreadable frame: {e}"))?;
+                let frame: Incoming =
+                    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable frame: {e}"))?;
                 if frame.id == Some(id) {
                     return match frame.payload.0 {
                         Some(payload) if payload.succeeded() => Ok(payload.version.unwrap_or(0)),
@@ -840,6 +875,20 @@ mod probe {
         Some((utime + stime) as f64 / clock_ticks_per_second())
     }
 
+    /// CPU seconds the whole machine has spent busy (all cores, everything but idle and
+    /// iowait), from the first line of /proc/stat.
+    pub fn machine_busy_seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .map(|t| t.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
+        Some(busy as f64 / clock_ticks_per_second())
+    }
+
     fn clock_ticks_per_second() -> f64 {
         // SAFETY: sysconf only reads a system constant.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -866,7 +915,8 @@ mod probe {
         };
         // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
             {
                 limit.rlim_cur = limit.rlim_max;
                 libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
@@ -879,14 +929,19 @@ mod probe {
         at: Instant,
         servers: Vec<Option<f64>>,
         tool: Option<f64>,
+        machine: Option<f64>,
     }
 
     impl CpuSample {
         pub fn take(server_pids: &[u32]) -> CpuSample {
             CpuSample {
                 at: Instant::now(),
-                servers: server_pids.iter().map(|&pid| cpu_seconds(Some(pid))).collect(),
+                servers: server_pids
+                    .iter()
+                    .map(|&pid| cpu_seconds(Some(pid)))
+                    .collect(),
                 tool: cpu_seconds(None),
+                machine: machine_busy_seconds(),
             }
         }
 
@@ -904,13 +959,21 @@ mod probe {
             } else {
                 servers.iter().copied().sum::<Option<f64>>()
             };
+            let tool = delta(self.tool, earlier.tool);
+            let machine = delta(self.machine, earlier.machine);
             CpuWindow {
                 seconds: (self.at - earlier.at).as_secs_f64(),
                 servers,
                 server_total,
-                tool: delta(self.tool, earlier.tool),
+                tool,
+                others: others(machine, tool, server_total),
             }
         }
+    }
+
+    /// What the rest of the machine used: on a shared machine, why figures move between runs.
+    fn others(machine: Option<f64>, tool: Option<f64>, servers: Option<f64>) -> Option<f64> {
+        Some((machine? - tool? - servers.unwrap_or(0.0)).max(0.0))
     }
 
     /// CPU used over a window of wall time.
@@ -922,6 +985,8 @@ mod probe {
         /// Sum over the servers; `None` without `--server-pid` or when one was unreadable.
         pub server_total: Option<f64>,
         pub tool: Option<f64>,
+        /// CPU seconds used by every other process on the machine.
+        pub others: Option<f64>,
     }
 
     impl CpuWindow {
@@ -963,8 +1028,9 @@ mod stats {
         Deliveries,
         /// Pushes whose version skipped ahead of the previous one + 1.
         Gaps,
-        /// Full pushes received by a patch subscriber (the server's resync).
-        Resyncs,
+        /// Full pushes received by a patch subscriber: a resync after skipped updates, or a
+        /// patch that would have been larger than the value (the first write of a record).
+        FullPushes,
         /// Pushes whose version equals the previous one.
         Duplicates,
         /// Pushes whose version is below the previous one.
@@ -988,7 +1054,7 @@ mod stats {
             Ctr::WriteErrors,
             Ctr::Deliveries,
             Ctr::Gaps,
-            Ctr::Resyncs,
+            Ctr::FullPushes,
             Ctr::Duplicates,
             Ctr::OutOfOrder,
             Ctr::BadFrames,
@@ -1006,7 +1072,7 @@ mod stats {
                 Ctr::WriteErrors => "write_errors",
                 Ctr::Deliveries => "deliveries",
                 Ctr::Gaps => "gaps",
-                Ctr::Resyncs => "resyncs",
+                Ctr::FullPushes => "full_pushes",
                 Ctr::Duplicates => "duplicates",
                 Ctr::OutOfOrder => "out_of_order",
                 Ctr::BadFrames => "bad_frames",
@@ -1130,7 +1196,12 @@ mod stats {
         }
 
         /// Waits until `done` holds or `limit` has passed, printing progress; true if `done`.
-        pub fn wait(&mut self, phase: &str, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> bool {
+        pub fn wait(
+            &mut self,
+            phase: &str,
+            limit: Duration,
+            done: impl Fn(&Snapshot) -> bool,
+        ) -> bool {
             let until = Instant::now() + limit;
             loop {
                 let snapshot = self.snapshot();
@@ -1361,7 +1432,8 @@ mod control {
                 std::thread::Builder::new()
                     .name(format!("bench-{index}"))
                     .spawn(move || {
-                        actix_rt::System::new().block_on(run_thread(index, ctl, counters, slots, body))
+                        actix_rt::System::new()
+                            .block_on(run_thread(index, ctl, counters, slots, body))
                     })
                     // Setup: without its threads the tool cannot run at all.
                     .expect("spawn a worker thread")
@@ -1509,15 +1581,14 @@ mod report {
         /// CPU seconds and the per-server-CPU-second figures for `counts`.
         pub fn cpu(&mut self, cpu: &CpuWindow, counts: &[(&str, u64)]) {
             let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2}"));
+            let each: Vec<String> = cpu.servers.iter().map(|&s| fmt(s)).collect();
             self.line(format!(
-                "CPU over {:.1} s: server {} s {:?}, tool {} s",
+                "CPU over {:.1} s: server {} s (each: {}), tool {} s, other processes {} s",
                 cpu.seconds,
                 fmt(cpu.server_total),
-                cpu.servers
-                    .iter()
-                    .map(|s| s.map(|v| (v * 100.0).round() / 100.0))
-                    .collect::<Vec<_>>(),
-                fmt(cpu.tool)
+                each.join(", "),
+                fmt(cpu.tool),
+                fmt(cpu.others)
             ));
             self.set("window_s", round(cpu.seconds));
             self.set("server_cpu_s", cpu.server_total.map(round));
@@ -1526,6 +1597,7 @@ mod report {
                 cpu.servers.iter().map(|s| s.map(round)).collect::<Vec<_>>(),
             );
             self.set("tool_cpu_s", cpu.tool.map(round));
+            self.set("other_processes_cpu_s", cpu.others.map(round));
             for &(name, count) in counts {
                 let per_cpu = cpu.per_server_cpu_second(count);
                 if let Some(v) = per_cpu {
@@ -1565,7 +1637,8 @@ mod window {
     pub fn measure(ctl: &Control, monitor: &mut Monitor, options: &Options) -> Measured {
         ctl.set(Phase::Warmup);
         monitor.wait("warmup", options.warmup, |_| false);
-        let (counts_before, cpu_before) = (monitor.snapshot(), CpuSample::take(&options.server_pids));
+        let (counts_before, cpu_before) =
+            (monitor.snapshot(), CpuSample::take(&options.server_pids));
         ctl.set(Phase::Measuring);
         monitor.wait("measuring", options.duration, |_| false);
         ctl.set(Phase::Draining);
@@ -1610,13 +1683,22 @@ mod fanout {
         });
         let ctl = Control::new();
         let thread_plan = plan.clone();
-        let workers = spawn_workers(options.threads, options.connect_concurrency, &ctl, move |w| {
-            start_thread(w, thread_plan.clone())
-        });
+        let workers = spawn_workers(
+            options.threads,
+            options.connect_concurrency,
+            &ctl,
+            move |w| start_thread(w, thread_plan.clone()),
+        );
         let mut monitor = Monitor::new(
             workers.counters.clone(),
             &[Ctr::WritesAcked, Ctr::Deliveries],
-            &[Ctr::Ready, Ctr::Gaps, Ctr::Resyncs, Ctr::WriteErrors, Ctr::Closed],
+            &[
+                Ctr::Ready,
+                Ctr::Gaps,
+                Ctr::FullPushes,
+                Ctr::WriteErrors,
+                Ctr::Closed,
+            ],
         );
         let expected = (plan.subscribers + 1) as u64;
         let set_up = monitor.wait("setup", control::setup_limit(plan.subscribers), |s| {
@@ -1630,13 +1712,16 @@ mod fanout {
                 "setup failed: {} of {expected} connections ready, {} failed; first error: {}",
                 setup.get(Ctr::Ready),
                 setup.get(Ctr::ConnectFailed),
-                ctl.first_error().unwrap_or_else(|| "none (timed out)".into())
+                ctl.first_error()
+                    .unwrap_or_else(|| "none (timed out)".into())
             ));
         }
         let measured = crate::window::measure(&ctl, &mut monitor, options);
         ctl.set(Phase::Done);
         let latency = workers.finish(control::STOP_LIMIT);
-        Ok(summarize(options, &plan, measured, &latency, &ctl))
+        let mut report = summarize(options, &plan, measured, &latency, &ctl);
+        report.set("connections_ready", setup.get(Ctr::Ready));
+        Ok(report)
     }
 
     fn summarize(
@@ -1666,15 +1751,18 @@ mod fanout {
             deliveries as f64 / (acked * plan.subscribers as u64).max(1) as f64
         ));
         report.line(format!(
-            "gaps {}, resyncs {}, write errors {}, closed {}, bad frames {}",
+            "gaps {}, full pushes to patch subscribers {}, write errors {}, closed {}, bad frames {}",
             counts.get(Ctr::Gaps),
-            counts.get(Ctr::Resyncs),
+            counts.get(Ctr::FullPushes),
             counts.get(Ctr::WriteErrors),
             counts.get(Ctr::Closed),
             counts.get(Ctr::BadFrames)
         ));
         report.latency("latency", "write->delivery latency", latency);
-        report.cpu(&measured.cpu, &[("deliveries", deliveries), ("writes", acked)]);
+        report.cpu(
+            &measured.cpu,
+            &[("deliveries", deliveries), ("writes", acked)],
+        );
         report.set("subscribers", plan.subscribers);
         report.set("mode", plan.mode.as_str());
         report.set("in_flight", plan.in_flight);
@@ -1730,11 +1818,15 @@ mod fanout {
     impl SubscriberState {
         fn on_update(&mut self, w: &Worker, mode: Mode, payload: &Payload) {
             w.counters.bump(Ctr::Deliveries);
-            check_sequence(&w.counters, &mut self.last_version, payload.version.unwrap_or(0));
+            check_sequence(
+                &w.counters,
+                &mut self.last_version,
+                payload.version.unwrap_or(0),
+            );
             let sent_us = match &payload.full.0 {
                 Some(full) => {
                     if mode == Mode::Patch {
-                        w.counters.bump(Ctr::Resyncs);
+                        w.counters.bump(Ctr::FullPushes);
                     }
                     full.sent_us
                 }
@@ -1841,9 +1933,12 @@ mod records {
         });
         let ctl = Control::new();
         let thread_plan = plan.clone();
-        let workers = spawn_workers(options.threads, options.connect_concurrency, &ctl, move |w| {
-            start_thread(w, thread_plan.clone())
-        });
+        let workers = spawn_workers(
+            options.threads,
+            options.connect_concurrency,
+            &ctl,
+            move |w| start_thread(w, thread_plan.clone()),
+        );
         let mut monitor = Monitor::new(
             workers.counters.clone(),
             &[Ctr::WritesAcked, Ctr::Deliveries],
@@ -1860,7 +1955,8 @@ mod records {
             return Err(format!(
                 "setup failed: {} of {expected} connections ready; first error: {}",
                 setup.get(Ctr::Ready),
-                ctl.first_error().unwrap_or_else(|| "none (timed out)".into())
+                ctl.first_error()
+                    .unwrap_or_else(|| "none (timed out)".into())
             ));
         }
         let measured = crate::window::measure(&ctl, &mut monitor, options);
@@ -1891,6 +1987,7 @@ mod records {
         report.latency("latency", "write->push latency", &latency);
         report.cpu(&measured.cpu, &[("writes", acked)]);
         report.set("connections", plan.connections);
+        report.set("connections_ready", setup.get(Ctr::Ready));
         report.set("pad", options.pad);
         report.set("threads", options.threads);
         report.set("writes_per_s", rate(acked, seconds));
@@ -2011,9 +2108,12 @@ mod idle {
         let ctl = Control::new();
         let thread_plan = plan.clone();
         let started = Instant::now();
-        let workers = spawn_workers(options.threads, options.connect_concurrency, &ctl, move |w| {
-            start_thread(w, thread_plan.clone())
-        });
+        let workers = spawn_workers(
+            options.threads,
+            options.connect_concurrency,
+            &ctl,
+            move |w| start_thread(w, thread_plan.clone()),
+        );
         let mut monitor = Monitor::new(
             workers.counters.clone(),
             &[Ctr::Ready],
@@ -2045,7 +2145,8 @@ mod idle {
             }
             _ => None,
         };
-        let mib = |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let mib =
+            |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
         let mut report = Report::new(options.scenario.name());
         report.line(format!(
             "{ready} of {} connections subscribed in {setup_seconds:.1} s ({:.0}/s), {} failed, {} closed while held",
@@ -2063,7 +2164,9 @@ mod idle {
         ));
         report.line(format!(
             "server memory per connection: {}",
-            per_connection.map_or("n/a (needs --server-pid)".into(), |b| format!("{b:.0} bytes"))
+            per_connection.map_or("n/a (needs --server-pid)".into(), |b| format!(
+                "{b:.0} bytes"
+            ))
         ));
         report.line(format!("tool RSS: {}", mib(tool_rss)));
         report.cpu(&cpu, &[]);
@@ -2075,7 +2178,10 @@ mod idle {
         report.set("server_rss_before_bytes", rss_before);
         report.set("server_rss_after_setup_bytes", rss_after);
         report.set("server_rss_after_hold_bytes", rss_end);
-        report.set("server_bytes_per_connection", per_connection.map(f64::round));
+        report.set(
+            "server_bytes_per_connection",
+            per_connection.map(f64::round),
+        );
         report.set("tool_rss_bytes", tool_rss);
         report.set("first_error", ctl.first_error());
         Ok(report)
@@ -2156,13 +2262,22 @@ mod race {
         });
         let ctl = Control::new();
         let thread_plan = plan.clone();
-        let workers = spawn_workers(options.threads, options.connect_concurrency, &ctl, move |w| {
-            start_thread(w, thread_plan.clone())
-        });
+        let workers = spawn_workers(
+            options.threads,
+            options.connect_concurrency,
+            &ctl,
+            move |w| start_thread(w, thread_plan.clone()),
+        );
         let mut monitor = Monitor::new(
             workers.counters.clone(),
             &[Ctr::WritesAcked, Ctr::Deliveries],
-            &[Ctr::WritersDone, Ctr::WriteErrors, Ctr::Gaps, Ctr::Duplicates, Ctr::OutOfOrder],
+            &[
+                Ctr::WritersDone,
+                Ctr::WriteErrors,
+                Ctr::Gaps,
+                Ctr::Duplicates,
+                Ctr::OutOfOrder,
+            ],
         );
         let expected = (plan.writers + plan.urls.len()) as u64;
         let set_up = monitor.wait("setup", control::setup_limit(plan.writers), |s| {
@@ -2175,7 +2290,8 @@ mod race {
             return Err(format!(
                 "setup failed: {} of {expected} connections ready; first error: {}",
                 setup.get(Ctr::Ready),
-                ctl.first_error().unwrap_or_else(|| "none (timed out)".into())
+                ctl.first_error()
+                    .unwrap_or_else(|| "none (timed out)".into())
             ));
         }
 
@@ -2211,7 +2327,11 @@ mod race {
             plan.writes,
             plan.record,
             plan.urls.len(),
-            if finished { "" } else { " -- TIME LIMIT HIT before every writer finished" }
+            if finished {
+                ""
+            } else {
+                " -- TIME LIMIT HIT before every writer finished"
+            }
         ));
         report.line(format!(
             "writes acked {acked} of {} ({:.0}/s over {write_seconds:.2} s), write errors {}",
@@ -2225,12 +2345,12 @@ mod race {
             lost.map_or("n/a".into(), |l| l.to_string())
         ));
         report.line(format!(
-            "subscribers: {} pushes, gaps {}, duplicates {}, out of order {}, resyncs {}, last seen {:?}",
+            "subscribers: {} pushes, gaps {}, duplicates {}, out of order {}, full pushes {}, last seen {:?}",
             counts.get(Ctr::Deliveries),
             counts.get(Ctr::Gaps),
             counts.get(Ctr::Duplicates),
             counts.get(Ctr::OutOfOrder),
-            counts.get(Ctr::Resyncs),
+            counts.get(Ctr::FullPushes),
             plan.last_version.iter().map(|v| v.load(Ordering::Relaxed)).collect::<Vec<_>>()
         ));
         report.cpu(&cpu, &[("writes", acked)]);
@@ -2245,7 +2365,10 @@ mod race {
         report.set("initial_version", first);
         report.set(
             "final_versions",
-            finals.iter().map(|v| v.as_ref().ok().copied()).collect::<Vec<_>>(),
+            finals
+                .iter()
+                .map(|v| v.as_ref().ok().copied())
+                .collect::<Vec<_>>(),
         );
         report.set("lost_updates", lost);
         report.set("counts", counts.to_json());
@@ -2279,7 +2402,9 @@ mod race {
     }
 
     async fn subscriber(w: Worker, plan: Arc<Plan>, u: usize) {
-        let Some((mut conn, version)) = w.open_subscribed(&plan.urls[u], &plan.record, plan.mode).await
+        let Some((mut conn, version)) = w
+            .open_subscribed(&plan.urls[u], &plan.record, plan.mode)
+            .await
         else {
             return;
         };
@@ -2295,7 +2420,7 @@ mod race {
                 ("mesh/record-update", Some(p)) => {
                     w.counters.bump(Ctr::Deliveries);
                     if plan.mode == Mode::Patch && p.full.0.is_some() {
-                        w.counters.bump(Ctr::Resyncs);
+                        w.counters.bump(Ctr::FullPushes);
                     }
                     check_sequence(&w.counters, &mut last, p.version.unwrap_or(0));
                     plan.last_version[u].store(last, Ordering::Relaxed);
@@ -2321,7 +2446,12 @@ mod race {
 
     /// Makes `plan.writes` publishes with up to `PIPELINE` in flight; returns once all are
     /// answered.
-    async fn write_all(w: &Worker, plan: &Plan, conn: &mut Conn, index: usize) -> Result<(), String> {
+    async fn write_all(
+        w: &Worker,
+        plan: &Plan,
+        conn: &mut Conn,
+        index: usize,
+    ) -> Result<(), String> {
         let (mut sent, mut answered) = (0usize, 0usize);
         while answered < plan.writes {
             let mut fed = false;
