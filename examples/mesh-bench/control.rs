@@ -168,6 +168,12 @@ impl Worker {
         }
     }
 
+    /// Answers the server's `ping` push, counting it.
+    pub async fn pong(&self, conn: &mut Conn) -> Result<(), String> {
+        self.counters.bump(Ctr::Pings);
+        conn.pong().await
+    }
+
     /// Records `now - sent_us` while measuring.
     pub fn record_latency(&self, sent_us: u64) {
         if self.ctl.measuring() {

@@ -93,7 +93,7 @@ fn summarize(
         seconds
     ));
     report.line(format!(
-        "writes acked {acked} ({:.0}/s), deliveries {deliveries} ({:.0}/s), {:.3} of writes x subscribers",
+        "writes acked {acked} ({:.0}/s), deliveries {deliveries} ({:.0}/s), deliveries / (writes x subscribers) {:.3}",
         rate(acked, seconds),
         rate(deliveries, seconds),
         deliveries as f64 / (acked * plan.subscribers as u64).max(1) as f64
@@ -149,7 +149,7 @@ async fn subscriber(w: Worker, plan: Arc<Plan>) {
         };
         match (&*frame.command, frame.payload.0) {
             ("mesh/record-update", Some(payload)) => state.on_update(&w, plan.mode, &payload),
-            ("ping", _) if conn.pong().await.is_err() => break,
+            ("ping", _) if w.pong(&mut conn).await.is_err() => break,
             _ => {}
         }
     }
@@ -232,7 +232,7 @@ async fn write_loop(w: &Worker, plan: &Plan, conn: &mut Conn) -> Result<(), Stri
             in_flight = in_flight.saturating_sub(1);
             w.count_ack(frame.payload.0.as_ref());
         } else if frame.command == "ping" {
-            conn.pong().await?;
+            w.pong(conn).await?;
         }
     }
 }

@@ -38,7 +38,13 @@ pub fn run(options: &Options) -> Result<Report, String> {
     let mut monitor = Monitor::new(
         workers.counters.clone(),
         &[Ctr::Ready],
-        &[Ctr::Ready, Ctr::ConnectFailed, Ctr::Closed, Ctr::Deliveries],
+        &[
+            Ctr::Ready,
+            Ctr::ConnectFailed,
+            Ctr::Closed,
+            Ctr::Pings,
+            Ctr::Deliveries,
+        ],
     );
     let expected = plan.connections as u64;
     monitor.wait("setup", control::setup_limit(plan.connections), |s| {
@@ -123,7 +129,7 @@ async fn hold(w: Worker, plan: Arc<Plan>, index: usize) {
     while let Some(bytes) = conn.recv().await {
         match serde_json::from_slice::<Incoming>(&bytes) {
             Ok(frame) if frame.command == "ping" => {
-                if conn.pong().await.is_err() {
+                if w.pong(&mut conn).await.is_err() {
                     break;
                 }
             }

@@ -205,7 +205,7 @@ async fn subscriber(w: Worker, plan: Arc<Plan>, u: usize) {
                 check_sequence(&w.counters, &mut last, p.version.unwrap_or(0));
                 plan.last_version[u].store(last, Ordering::Relaxed);
             }
-            ("ping", _) if conn.pong().await.is_err() => break,
+            ("ping", _) if w.pong(&mut conn).await.is_err() => break,
             _ => {}
         }
     }
@@ -252,7 +252,7 @@ async fn write_all(w: &Worker, plan: &Plan, conn: &mut Conn, index: usize) -> Re
             answered += 1;
             w.count_ack(frame.payload.0.as_ref());
         } else if frame.command == "ping" {
-            conn.pong().await?;
+            w.pong(conn).await?;
         }
     }
     Ok(())

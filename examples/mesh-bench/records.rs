@@ -164,7 +164,7 @@ async fn own_push(w: &Worker, conn: &mut Conn, id: u64, seq: u64, last: &mut u64
                     return Outcome::Pushed;
                 }
             }
-            ("ping", _) if conn.pong().await.is_err() => return Outcome::Closed,
+            ("ping", _) if w.pong(conn).await.is_err() => return Outcome::Closed,
             _ => {}
         }
     }

@@ -68,12 +68,21 @@ impl Report {
     /// CPU seconds and the per-server-CPU-second figures for `counts`.
     pub fn cpu(&mut self, cpu: &CpuWindow, counts: &[(&str, u64)]) {
         let fmt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2}"));
-        let each: Vec<String> = cpu.servers.iter().map(|&s| fmt(s)).collect();
+        let server = match cpu.servers.len() {
+            0 => "server n/a (pass --server-pid)".to_owned(),
+            1 => format!("server {} s", fmt(cpu.server_total)),
+            _ => {
+                let each: Vec<String> = cpu.servers.iter().map(|&s| fmt(s)).collect();
+                format!(
+                    "servers {} s (each {})",
+                    fmt(cpu.server_total),
+                    each.join(" + ")
+                )
+            }
+        };
         self.line(format!(
-            "CPU over {:.1} s: server {} s (each: {}), tool {} s, other processes {} s",
+            "CPU over {:.1} s: {server}, tool {} s, other processes {} s",
             cpu.seconds,
-            fmt(cpu.server_total),
-            each.join(", "),
             fmt(cpu.tool),
             fmt(cpu.others)
         ));

@@ -38,9 +38,11 @@ pub enum Ctr {
     BadFrames,
     /// Race writers that have finished (or could not start).
     WritersDone,
+    /// The server's `ping` pushes answered.
+    Pings,
 }
 
-const COUNTERS: usize = 14;
+const COUNTERS: usize = 15;
 
 impl Ctr {
     const ALL: [Ctr; COUNTERS] = [
@@ -58,6 +60,7 @@ impl Ctr {
         Ctr::OutOfOrder,
         Ctr::BadFrames,
         Ctr::WritersDone,
+        Ctr::Pings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +79,7 @@ impl Ctr {
             Ctr::OutOfOrder => "out_of_order",
             Ctr::BadFrames => "bad_frames",
             Ctr::WritersDone => "writers_done",
+            Ctr::Pings => "pings",
         }
     }
 }
