@@ -217,7 +217,10 @@ async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
     if let Some(mut conn) = w.open(url).await {
         w.counters.bump(Ctr::Ready);
         w.ctl.reached(Phase::Measuring).await;
-        if let Err(e) = write_all(&w, &plan, &mut conn, index).await {
+        // A run that failed its setup goes straight to Done: nothing to write then.
+        if w.ctl.phase() == Phase::Measuring
+            && let Err(e) = write_all(&w, &plan, &mut conn, index).await
+        {
             w.ctl.note_error(format!("writer {index}: {e}"));
         }
     }

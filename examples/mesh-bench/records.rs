@@ -105,7 +105,7 @@ async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
     w.ctl.reached(Phase::Warmup).await;
     let mut last_version = version;
     let mut seq = 0;
-    loop {
+    while w.ctl.phase() < Phase::Draining {
         seq += 1;
         let id = conn.next_id();
         let sent_us = w.ctl.now_us();
@@ -113,16 +113,19 @@ async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
             wire::stamped_value(out, seq, sent_us, &plan.pad)
         });
         if conn.send(frame).await.is_err() {
-            break;
+            w.counters.bump(Ctr::Closed);
+            return;
         }
         w.counters.bump(Ctr::WritesSent);
         match own_push(&w, &mut conn, id, seq, &mut last_version).await {
             Outcome::Pushed => {}
             Outcome::Refused => tokio::time::sleep(ERROR_BACKOFF).await,
-            Outcome::Closed => break,
+            Outcome::Closed => {
+                w.counters.bump(Ctr::Closed);
+                return;
+            }
         }
     }
-    w.counters.bump(Ctr::Closed);
 }
 
 enum Outcome {
