@@ -48,22 +48,8 @@ pub fn run(options: &Options) -> Result<Report, String> {
             Ctr::Closed,
         ],
     );
-    let expected = (plan.subscribers + 1) as u64;
-    let set_up = monitor.wait("setup", control::setup_limit(plan.subscribers), |s| {
-        s.get(Ctr::Ready) + s.get(Ctr::ConnectFailed) >= expected
-    });
-    let setup = monitor.snapshot();
-    if !set_up || setup.get(Ctr::ConnectFailed) > 0 {
-        ctl.set(Phase::Done);
-        workers.finish(control::STOP_LIMIT);
-        return Err(format!(
-            "setup failed: {} of {expected} connections ready, {} failed; first error: {}",
-            setup.get(Ctr::Ready),
-            setup.get(Ctr::ConnectFailed),
-            ctl.first_error()
-                .unwrap_or_else(|| "none (timed out)".into())
-        ));
-    }
+    let (workers, setup) =
+        crate::window::set_up(&ctl, &mut monitor, workers, plan.subscribers + 1)?;
     let measured = crate::window::measure(&ctl, &mut monitor, options);
     ctl.set(Phase::Done);
     let latency = workers.finish(control::STOP_LIMIT);

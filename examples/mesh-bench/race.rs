@@ -59,21 +59,8 @@ pub fn run(options: &Options) -> Result<Report, String> {
             Ctr::OutOfOrder,
         ],
     );
-    let expected = (plan.writers + plan.urls.len()) as u64;
-    let set_up = monitor.wait("setup", control::setup_limit(plan.writers), |s| {
-        s.get(Ctr::Ready) + s.get(Ctr::ConnectFailed) >= expected
-    });
-    let setup = monitor.snapshot();
-    if !set_up || setup.get(Ctr::ConnectFailed) > 0 {
-        ctl.set(Phase::Done);
-        workers.finish(control::STOP_LIMIT);
-        return Err(format!(
-            "setup failed: {} of {expected} connections ready; first error: {}",
-            setup.get(Ctr::Ready),
-            ctl.first_error()
-                .unwrap_or_else(|| "none (timed out)".into())
-        ));
-    }
+    let (workers, setup) =
+        crate::window::set_up(&ctl, &mut monitor, workers, plan.writers + plan.urls.len())?;
 
     let cpu_before = CpuSample::take(&options.server_pids);
     let started = Instant::now();

@@ -39,21 +39,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         &[Ctr::WritesAcked, Ctr::Deliveries],
         &[Ctr::Ready, Ctr::Gaps, Ctr::WriteErrors, Ctr::Closed],
     );
-    let expected = plan.connections as u64;
-    let set_up = monitor.wait("setup", control::setup_limit(plan.connections), |s| {
-        s.get(Ctr::Ready) + s.get(Ctr::ConnectFailed) >= expected
-    });
-    let setup = monitor.snapshot();
-    if !set_up || setup.get(Ctr::ConnectFailed) > 0 {
-        ctl.set(Phase::Done);
-        workers.finish(control::STOP_LIMIT);
-        return Err(format!(
-            "setup failed: {} of {expected} connections ready; first error: {}",
-            setup.get(Ctr::Ready),
-            ctl.first_error()
-                .unwrap_or_else(|| "none (timed out)".into())
-        ));
-    }
+    let (workers, setup) = crate::window::set_up(&ctl, &mut monitor, workers, plan.connections)?;
     let measured = crate::window::measure(&ctl, &mut monitor, options);
     ctl.set(Phase::Done);
     let latency = workers.finish(control::STOP_LIMIT);
