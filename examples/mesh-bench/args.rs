@@ -22,6 +22,7 @@ const MAX_THREADS: usize = 16;
 /// Most connection handshakes in progress at once.
 const MAX_CONNECT_CONCURRENCY: usize = 2_000;
 
+/// The `--help` text; also the documentation of every option and default.
 pub const USAGE: &str = "\
 usage: mesh-bench <scenario> [options]
 
@@ -75,6 +76,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The name on the command line and in the report.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Fanout => "fanout",
@@ -93,6 +95,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The protocol's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Full => "full",

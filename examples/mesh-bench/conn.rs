@@ -44,6 +44,7 @@ pub fn http_client() -> awc::Client {
         .finish()
 }
 
+/// A connected, identified WebSocket; request ids count up from 1.
 pub struct Conn {
     framed: Framed<BoxedSocket, Codec>,
     next_id: u64,
@@ -99,6 +100,7 @@ impl Conn {
             .map_err(|e| format!("send: {e}"))
     }
 
+    /// Sends whatever `feed` queued.
     pub async fn flush(&mut self) -> Result<(), String> {
         self.framed.flush().await.map_err(|e| format!("send: {e}"))
     }

@@ -40,6 +40,7 @@ pub struct Control {
 }
 
 impl Control {
+    /// A run in `Phase::Setup`; its clock starts now.
     pub fn new() -> Arc<Control> {
         Arc::new(Control {
             phase: AtomicU8::new(Phase::Setup as u8),
@@ -49,11 +50,13 @@ impl Control {
         })
     }
 
+    /// Moves the run to `phase` and wakes the tasks waiting for it.
     pub fn set(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
         self.changes.send_replace(phase);
     }
 
+    /// The current phase, read without a lock.
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             0 => Phase::Setup,
@@ -64,6 +67,7 @@ impl Control {
         }
     }
 
+    /// Whether latencies are recorded now.
     pub fn measuring(&self) -> bool {
         self.phase() == Phase::Measuring
     }
@@ -87,6 +91,7 @@ impl Control {
         }
     }
 
+    /// The first error noted, if any.
     pub fn first_error(&self) -> Option<String> {
         self.first_error.lock().ok().and_then(|first| first.clone())
     }

@@ -19,6 +19,7 @@ struct Plan {
     pad: String,
 }
 
+/// Runs the scenario; fails when a connection cannot be set up.
 pub fn run(options: &Options) -> Result<Report, String> {
     let plan = Arc::new(Plan {
         url: options.url().to_owned(),

@@ -18,6 +18,8 @@ struct Plan {
     threads: usize,
 }
 
+/// Runs the scenario. Failed connections are reported, not fatal: how many connections
+/// the server takes is part of what this scenario finds out.
 pub fn run(options: &Options) -> Result<Report, String> {
     let plan = Arc::new(Plan {
         url: options.url().to_owned(),

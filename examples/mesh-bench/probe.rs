@@ -75,6 +75,7 @@ pub struct CpuSample {
 }
 
 impl CpuSample {
+    /// Reads the CPU time of the servers, this tool and the machine now.
     pub fn take(server_pids: &[u32]) -> CpuSample {
         CpuSample {
             at: Instant::now(),

@@ -29,6 +29,7 @@ struct Plan {
     last_version: Vec<AtomicU64>,
 }
 
+/// Runs the scenario; fails when a connection cannot be set up.
 pub fn run(options: &Options) -> Result<Report, String> {
     let plan = Arc::new(Plan {
         urls: options.urls.clone(),

@@ -11,6 +11,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report headed with the scenario's name.
     pub fn new(scenario: &str) -> Report {
         let mut json = Map::new();
         json.insert("scenario".into(), scenario.into());
@@ -20,10 +21,12 @@ impl Report {
         }
     }
 
+    /// Adds a line to the human summary.
     pub fn line(&mut self, text: String) {
         self.lines.push(text);
     }
 
+    /// Sets one figure of the JSON line.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.json.insert(key.into(), value.into());
     }

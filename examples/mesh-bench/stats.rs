@@ -63,6 +63,7 @@ impl Ctr {
         Ctr::Pings,
     ];
 
+    /// The counter's name in progress lines and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Ctr::Connected => "connected",
@@ -104,6 +105,8 @@ impl Counters {
 pub struct Snapshot([u64; COUNTERS]);
 
 impl Snapshot {
+    /// Adds up every thread's counters (each read on its own: totals are approximate
+    /// while the load runs, exact once it has stopped).
     pub fn of(all: &[Arc<Counters>]) -> Snapshot {
         let mut totals = [0; COUNTERS];
         for counters in all {
@@ -139,6 +142,7 @@ impl Snapshot {
 /// Microsecond latencies, 1 µs to 60 s at 3 significant digits.
 pub type Latency = Histogram<u64>;
 
+/// An empty latency histogram.
 pub fn new_latency() -> Latency {
     // Setup: fixed, valid bounds cannot fail.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -194,6 +198,7 @@ impl Monitor {
         }
     }
 
+    /// The totals now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::of(&self.counters)
     }
