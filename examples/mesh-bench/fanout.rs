@@ -1,0 +1,225 @@
+//! `fanout`: many subscribers on one record, one pipelined writer.
+
+use crate::args::{Mode, Options};
+use crate::conn::Conn;
+use crate::control::{self, Control, Phase, Worker, spawn_workers};
+use crate::report::{Report, rate};
+use crate::stats::{Ctr, Monitor, check_sequence};
+use crate::wire::{self, Incoming, Payload};
+use std::sync::Arc;
+
+/// What every thread needs to know.
+struct Plan {
+    url: String,
+    record: String,
+    mode: Mode,
+    subscribers: usize,
+    threads: usize,
+    in_flight: usize,
+    pad: String,
+}
+
+/// Runs the scenario; fails when a connection cannot be set up.
+pub fn run(options: &Options) -> Result<Report, String> {
+    let plan = Arc::new(Plan {
+        url: options.url().to_owned(),
+        record: format!("bench:fanout:{}", control::unique_suffix()),
+        mode: options.mode,
+        subscribers: options.subscribers,
+        threads: options.threads,
+        in_flight: options.in_flight,
+        pad: "x".repeat(options.pad),
+    });
+    let ctl = Control::new();
+    let thread_plan = plan.clone();
+    let workers = spawn_workers(
+        options.threads,
+        options.connect_concurrency,
+        &ctl,
+        move |w| start_thread(w, thread_plan.clone()),
+    );
+    let mut monitor = Monitor::new(
+        workers.counters.clone(),
+        &[Ctr::WritesAcked, Ctr::Deliveries],
+        &[
+            Ctr::Ready,
+            Ctr::Gaps,
+            Ctr::FullPushes,
+            Ctr::WriteErrors,
+            Ctr::Closed,
+        ],
+    );
+    let (workers, setup) =
+        crate::window::set_up(&ctl, &mut monitor, workers, plan.subscribers + 1)?;
+    let measured = crate::window::measure(&ctl, &mut monitor, options);
+    ctl.set(Phase::Done);
+    let latency = workers.finish(control::STOP_LIMIT);
+    let mut report = summarize(options, &plan, measured, &latency, &ctl);
+    report.set("connections_ready", setup.get(Ctr::Ready));
+    Ok(report)
+}
+
+fn summarize(
+    options: &Options,
+    plan: &Plan,
+    measured: crate::window::Measured,
+    latency: &crate::stats::Latency,
+    ctl: &Control,
+) -> Report {
+    let counts = measured.counts;
+    let seconds = measured.cpu.seconds;
+    let (acked, deliveries) = (counts.get(Ctr::WritesAcked), counts.get(Ctr::Deliveries));
+    let mut report = Report::new(options.scenario.name());
+    report.line(format!(
+        "{} {} subscribers on {}, {} writes in flight, pad {} B, {:.1} s measured",
+        plan.subscribers,
+        plan.mode.as_str(),
+        plan.record,
+        plan.in_flight,
+        options.pad,
+        seconds
+    ));
+    report.line(format!(
+        "writes acked {acked} ({:.0}/s), deliveries {deliveries} ({:.0}/s), deliveries / (writes x subscribers) {:.3}",
+        rate(acked, seconds),
+        rate(deliveries, seconds),
+        deliveries as f64 / (acked * plan.subscribers as u64).max(1) as f64
+    ));
+    report.line(format!(
+        "gaps {}, full pushes to patch subscribers {}, write errors {}, closed {}, bad frames {}",
+        counts.get(Ctr::Gaps),
+        counts.get(Ctr::FullPushes),
+        counts.get(Ctr::WriteErrors),
+        counts.get(Ctr::Closed),
+        counts.get(Ctr::BadFrames)
+    ));
+    report.latency("latency", "write->delivery latency", latency);
+    report.cpu(
+        &measured.cpu,
+        &[("deliveries", deliveries), ("writes", acked)],
+    );
+    report.set("subscribers", plan.subscribers);
+    report.set("mode", plan.mode.as_str());
+    report.set("in_flight", plan.in_flight);
+    report.set("pad", options.pad);
+    report.set("threads", options.threads);
+    report.set("writes_per_s", rate(acked, seconds));
+    report.set("deliveries_per_s", rate(deliveries, seconds));
+    report.set("counts", counts.to_json());
+    report.set("first_error", ctl.first_error());
+    report
+}
+
+/// Spawns this thread's share of the subscribers, and the writer on thread 0.
+async fn start_thread(w: Worker, plan: Arc<Plan>) {
+    for _ in (w.index..plan.subscribers).step_by(plan.threads) {
+        w.spawn(subscriber(w.clone(), plan.clone()));
+    }
+    if w.index == 0 {
+        w.spawn(writer(w.clone(), plan));
+    }
+}
+
+async fn subscriber(w: Worker, plan: Arc<Plan>) {
+    let Some((mut conn, version)) = w.open_subscribed(&plan.url, &plan.record, plan.mode).await
+    else {
+        return;
+    };
+    let mut state = SubscriberState {
+        last_version: version,
+        last_sent_us: None,
+    };
+    while let Some(bytes) = conn.recv().await {
+        let Ok(frame) = serde_json::from_slice::<Incoming>(&bytes) else {
+            w.counters.bump(Ctr::BadFrames);
+            continue;
+        };
+        match (&*frame.command, frame.payload.0) {
+            ("mesh/record-update", Some(payload)) => state.on_update(&w, plan.mode, &payload),
+            ("ping", _) if w.pong(&mut conn).await.is_err() => break,
+            _ => {}
+        }
+    }
+    w.counters.bump(Ctr::Closed);
+}
+
+/// What a subscriber remembers between pushes.
+struct SubscriberState {
+    last_version: u64,
+    /// The record's `sent_us` as last seen: a patch omits it when it did not change.
+    last_sent_us: Option<u64>,
+}
+
+impl SubscriberState {
+    fn on_update(&mut self, w: &Worker, mode: Mode, payload: &Payload) {
+        w.counters.bump(Ctr::Deliveries);
+        check_sequence(
+            &w.counters,
+            &mut self.last_version,
+            payload.version.unwrap_or(0),
+        );
+        let sent_us = match &payload.full.0 {
+            Some(full) => {
+                if mode == Mode::Patch {
+                    w.counters.bump(Ctr::FullPushes);
+                }
+                full.sent_us
+            }
+            None if payload.patch.present => payload.patch.sent_us.or(self.last_sent_us),
+            None => {
+                w.counters.bump(Ctr::BadFrames);
+                return;
+            }
+        };
+        self.last_sent_us = sent_us;
+        if let Some(sent_us) = sent_us {
+            w.record_latency(sent_us);
+        }
+    }
+}
+
+/// Keeps `in_flight` publishes outstanding from the warmup on.
+async fn writer(w: Worker, plan: Arc<Plan>) {
+    let Some(mut conn) = w.open(&plan.url).await else {
+        return;
+    };
+    w.counters.bump(Ctr::Ready);
+    w.ctl.reached(Phase::Warmup).await;
+    if let Err(e) = write_loop(&w, &plan, &mut conn).await {
+        w.ctl.note_error(format!("writer: {e}"));
+    }
+    w.counters.bump(Ctr::Closed);
+}
+
+async fn write_loop(w: &Worker, plan: &Plan, conn: &mut Conn) -> Result<(), String> {
+    let (mut seq, mut in_flight) = (0u64, 0usize);
+    loop {
+        let mut fed = false;
+        while in_flight < plan.in_flight && w.ctl.phase() < Phase::Draining {
+            seq += 1;
+            let id = conn.next_id();
+            let sent_us = w.ctl.now_us();
+            conn.feed(wire::publish(id, &plan.record, |out| {
+                wire::stamped_value(out, seq, sent_us, &plan.pad)
+            }))
+            .await?;
+            w.counters.bump(Ctr::WritesSent);
+            in_flight += 1;
+            fed = true;
+        }
+        if fed {
+            conn.flush().await?;
+        }
+        let bytes = conn.recv().await.ok_or("connection closed")?;
+        let Ok(frame) = serde_json::from_slice::<Incoming>(&bytes) else {
+            w.counters.bump(Ctr::BadFrames);
+            continue;
+        };
+        if frame.id.is_some() {
+            in_flight = in_flight.saturating_sub(1);
+            w.count_ack(frame.payload.0.as_ref());
+        } else if frame.command == "ping" {
+            w.pong(conn).await?;
+        }
+    }
+}

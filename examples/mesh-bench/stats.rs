@@ -1,0 +1,260 @@
+//! Counters, latency histograms and the progress line.
+
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the tool counts. Each thread has its own set; the main thread adds them up.
+#[derive(Clone, Copy, Debug)]
+pub enum Ctr {
+    /// WebSocket handshakes that succeeded.
+    Connected,
+    /// Connections that failed to open or to subscribe.
+    ConnectFailed,
+    /// Connections set up as the scenario needs (subscribed, or a connected writer).
+    Ready,
+    /// Connections the server ended while the bench ran.
+    Closed,
+    WritesSent,
+    /// Publishes answered `{"success": true}`.
+    WritesAcked,
+    /// Publishes answered with an error payload.
+    WriteErrors,
+    /// `mesh/record-update` pushes received.
+    Deliveries,
+    /// Pushes whose version skipped ahead of the previous one + 1.
+    Gaps,
+    /// Full pushes received by a patch subscriber: a resync after skipped updates, or a
+    /// patch that would have been larger than the value (the first write of a record).
+    FullPushes,
+    /// Pushes whose version equals the previous one.
+    Duplicates,
+    /// Pushes whose version is below the previous one.
+    OutOfOrder,
+    /// Frames that did not parse.
+    BadFrames,
+    /// Race writers that have finished (or could not start).
+    WritersDone,
+    /// The server's `ping` pushes answered.
+    Pings,
+}
+
+const COUNTERS: usize = 15;
+
+impl Ctr {
+    const ALL: [Ctr; COUNTERS] = [
+        Ctr::Connected,
+        Ctr::ConnectFailed,
+        Ctr::Ready,
+        Ctr::Closed,
+        Ctr::WritesSent,
+        Ctr::WritesAcked,
+        Ctr::WriteErrors,
+        Ctr::Deliveries,
+        Ctr::Gaps,
+        Ctr::FullPushes,
+        Ctr::Duplicates,
+        Ctr::OutOfOrder,
+        Ctr::BadFrames,
+        Ctr::WritersDone,
+        Ctr::Pings,
+    ];
+
+    /// The counter's name in progress lines and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ctr::Connected => "connected",
+            Ctr::ConnectFailed => "connect_failed",
+            Ctr::Ready => "ready",
+            Ctr::Closed => "closed",
+            Ctr::WritesSent => "writes_sent",
+            Ctr::WritesAcked => "writes_acked",
+            Ctr::WriteErrors => "write_errors",
+            Ctr::Deliveries => "deliveries",
+            Ctr::Gaps => "gaps",
+            Ctr::FullPushes => "full_pushes",
+            Ctr::Duplicates => "duplicates",
+            Ctr::OutOfOrder => "out_of_order",
+            Ctr::BadFrames => "bad_frames",
+            Ctr::WritersDone => "writers_done",
+            Ctr::Pings => "pings",
+        }
+    }
+}
+
+/// One thread's counters, on their own cache lines so threads never contend.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct Counters([AtomicU64; COUNTERS]);
+
+impl Counters {
+    pub fn add(&self, counter: Ctr, n: u64) {
+        self.0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn bump(&self, counter: Ctr) {
+        self.add(counter, 1);
+    }
+}
+
+/// Totals over all threads at one moment.
+#[derive(Clone, Copy, Default)]
+pub struct Snapshot([u64; COUNTERS]);
+
+impl Snapshot {
+    /// Adds up every thread's counters (each read on its own: totals are approximate
+    /// while the load runs, exact once it has stopped).
+    pub fn of(all: &[Arc<Counters>]) -> Snapshot {
+        let mut totals = [0; COUNTERS];
+        for counters in all {
+            for (total, counter) in totals.iter_mut().zip(&counters.0) {
+                *total += counter.load(Ordering::Relaxed);
+            }
+        }
+        Snapshot(totals)
+    }
+
+    pub fn get(&self, counter: Ctr) -> u64 {
+        self.0[counter as usize]
+    }
+
+    /// Counts between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let mut delta = [0; COUNTERS];
+        for (i, d) in delta.iter_mut().enumerate() {
+            *d = self.0[i].saturating_sub(earlier.0[i]);
+        }
+        Snapshot(delta)
+    }
+
+    /// Every counter by name, for the JSON line.
+    pub fn to_json(self) -> serde_json::Map<String, serde_json::Value> {
+        Ctr::ALL
+            .iter()
+            .map(|&c| (c.name().to_owned(), self.get(c).into()))
+            .collect()
+    }
+}
+
+/// Microsecond latencies, 1 µs to 60 s at 3 significant digits.
+pub type Latency = Histogram<u64>;
+
+/// An empty latency histogram.
+pub fn new_latency() -> Latency {
+    // Setup: fixed, valid bounds cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The histogram the connection tasks of one thread record into.
+pub type LocalLatency = Rc<RefCell<Latency>>;
+
+/// Version bookkeeping for one subscriber: pushed versions must go up by exactly one.
+pub fn check_sequence(counters: &Counters, last: &mut u64, version: u64) {
+    let expected = *last + 1;
+    if version > expected {
+        counters.bump(Ctr::Gaps);
+    } else if version == *last {
+        counters.bump(Ctr::Duplicates);
+    } else if version < *last {
+        counters.bump(Ctr::OutOfOrder);
+    }
+    *last = (*last).max(version);
+}
+
+/// Prints a progress line every second while the main thread waits for a phase to end.
+pub struct Monitor {
+    counters: Vec<Arc<Counters>>,
+    started: Instant,
+    next_line: Instant,
+    last: Snapshot,
+    last_at: Instant,
+    /// Shown as per-second rates.
+    rates: &'static [Ctr],
+    /// Shown as running totals (errors and anomalies).
+    totals: &'static [Ctr],
+}
+
+/// How often a waiting phase checks its end condition.
+const POLL: Duration = Duration::from_millis(20);
+
+impl Monitor {
+    pub fn new(
+        counters: Vec<Arc<Counters>>,
+        rates: &'static [Ctr],
+        totals: &'static [Ctr],
+    ) -> Monitor {
+        let now = Instant::now();
+        Monitor {
+            counters,
+            started: now,
+            next_line: now + Duration::from_secs(1),
+            last: Snapshot::default(),
+            last_at: now,
+            rates,
+            totals,
+        }
+    }
+
+    /// The totals now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(&self.counters)
+    }
+
+    /// Waits until `done` holds or `limit` has passed, printing progress; true if `done`.
+    pub fn wait(&mut self, phase: &str, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            let snapshot = self.snapshot();
+            if done(&snapshot) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            if now >= self.next_line {
+                self.print(phase, snapshot, now);
+                self.next_line = (self.next_line + Duration::from_secs(1)).max(now);
+            }
+            std::thread::sleep(POLL.min(until - now).min(self.next_line - now));
+        }
+    }
+
+    fn print(&mut self, phase: &str, snapshot: Snapshot, now: Instant) {
+        let seconds = (now - self.last_at).as_secs_f64().max(1e-9);
+        let delta = snapshot.since(&self.last);
+        let mut line = format!("[{:6.1}s {phase:>9}]", (now - self.started).as_secs_f64());
+        for &c in self.rates {
+            line += &format!(" {} {:.0}/s", c.name(), delta.get(c) as f64 / seconds);
+        }
+        line.push_str(" |");
+        for &c in self.totals {
+            line += &format!(" {} {}", c.name(), snapshot.get(c));
+        }
+        println!("{line}");
+        self.last = snapshot;
+        self.last_at = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_anomalies_are_told_apart() {
+        let counters = Counters::default();
+        let mut last = 3;
+        for version in [4, 5, 7, 7, 6, 8] {
+            check_sequence(&counters, &mut last, version);
+        }
+        let snapshot = Snapshot::of(&[Arc::new(counters)]);
+        assert_eq!(snapshot.get(Ctr::Gaps), 1);
+        assert_eq!(snapshot.get(Ctr::Duplicates), 1);
+        assert_eq!(snapshot.get(Ctr::OutOfOrder), 1);
+        assert_eq!(last, 8);
+    }
+}
