@@ -42,7 +42,7 @@ pub use commands::{CommandContext, CommandRequest, CommandResult};
 pub use config::Config;
 pub use connection::Connection;
 pub use error::{Error, Result};
+pub use persistence::{PersistOptions, PersistRule};
 pub use record::{Mode, RecordId, Strategy, Version, Versioned};
 pub use server::{MetadataHook, RecordServer, RunningServer, run, start, start_with};
-pub use persistence::{PersistOptions, PersistRule};
 pub use socket::on_connect;
