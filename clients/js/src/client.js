@@ -345,7 +345,12 @@ export class MeshClient {
     return this._request(name, payload, timeoutMs ?? this._timeoutMs);
   }
 
-  _request(command, payload, timeoutMs) {
+  /** Sends a request. `onReply`, if given, runs synchronously when the reply arrives (before
+   * any later frame is handled) and its result resolves the promise; if it throws, the
+   * promise rejects. Frames of one chunk can be handled back to back without microtasks in
+   * between (the `ws` package does that), so state that the next push depends on must be set
+   * there, not after an `await`. */
+  _request(command, payload, timeoutMs, onReply) {
     if (this._state === 'closed' || this._state === 'idle') {
       return Promise.reject(new MeshError('client is closed', 'ECLOSED'));
     }
@@ -368,7 +373,15 @@ export class MeshClient {
         },
         succeed: (value) => {
           request.settle();
-          resolve(value);
+          if (!onReply) {
+            resolve(value);
+            return;
+          }
+          try {
+            resolve(onReply(value));
+          } catch (err) {
+            reject(err);
+          }
         },
       };
       request.timer = setTimeout(
@@ -512,25 +525,24 @@ export class MeshClient {
     if (previous) previous.live = false;
     const sub = { recordId, mode, onUpdate, value: null, version: 0, live: false };
     this._subs.set(recordId, sub);
-    let reply;
     try {
-      reply = await this._request('mesh/subscribe-record', { recordId, mode }, this._timeoutMs);
+      return await this._request('mesh/subscribe-record', { recordId, mode }, this._timeoutMs, (reply) => {
+        if (this._subs.get(recordId) !== sub) {
+          // unsubscribed or replaced while the request was in flight
+          return { record: reply?.record ?? null, version: reply?.version ?? 0 };
+        }
+        if (!reply || reply.success !== true) {
+          throw new MeshError(`subscription to "${recordId}" refused`, 'EFORBIDDEN');
+        }
+        sub.value = reply.record ?? null;
+        sub.version = reply.version ?? 0;
+        sub.live = true;
+        return { record: sub.value, version: sub.version };
+      });
     } catch (err) {
       if (this._subs.get(recordId) === sub) this._subs.delete(recordId);
       throw err;
     }
-    if (this._subs.get(recordId) !== sub) {
-      // unsubscribed or replaced while the request was in flight
-      return { record: reply?.record ?? null, version: reply?.version ?? 0 };
-    }
-    if (!reply || reply.success !== true) {
-      this._subs.delete(recordId);
-      throw new MeshError(`subscription to "${recordId}" refused`, 'EFORBIDDEN');
-    }
-    sub.value = reply.record ?? null;
-    sub.version = reply.version ?? 0;
-    sub.live = true;
-    return { record: sub.value, version: sub.version };
   }
 
   /** Subscribes again after a gap: unsubscribe, subscribe, report the new snapshot. */
@@ -543,28 +555,25 @@ export class MeshClient {
   /** Re-subscribes `sub` and reports the snapshot to its callback. */
   async _subscribeAgain(sub, reason, alreadyPaused) {
     if (!alreadyPaused) sub.live = false;
-    let reply;
+    const current = () => this._subs.get(sub.recordId) === sub;
     try {
-      reply = await this._request('mesh/subscribe-record', { recordId: sub.recordId, mode: sub.mode }, this._timeoutMs);
+      await this._request('mesh/subscribe-record', { recordId: sub.recordId, mode: sub.mode }, this._timeoutMs, (reply) => {
+        if (!current()) return;
+        if (!reply || reply.success !== true) {
+          throw new MeshError(`subscription to "${sub.recordId}" refused after ${reason}`, 'EFORBIDDEN');
+        }
+        sub.value = reply.record ?? null;
+        sub.version = reply.version ?? 0;
+        sub.live = true;
+        this._report(sub, { recordId: sub.recordId, value: sub.value, version: sub.version, full: true, [reason]: true });
+      });
     } catch (err) {
-      if (this._subs.get(sub.recordId) !== sub) return;
+      if (!current()) return;
       if (err.code === 'ECLOSED' && this._state !== 'closed') return; // the next reconnect retries
       this._subs.delete(sub.recordId);
-      this._emit('error', Object.assign(err, { recordId: sub.recordId }));
-      return;
-    }
-    if (this._subs.get(sub.recordId) !== sub) return;
-    if (!reply || reply.success !== true) {
-      this._subs.delete(sub.recordId);
-      const err = new MeshError(`subscription to "${sub.recordId}" refused after ${reason}`, 'EFORBIDDEN');
       err.recordId = sub.recordId;
       this._emit('error', err);
-      return;
     }
-    sub.value = reply.record ?? null;
-    sub.version = reply.version ?? 0;
-    sub.live = true;
-    this._report(sub, { recordId: sub.recordId, value: sub.value, version: sub.version, full: true, [reason]: true });
   }
 
   /** Ends a subscription. Resolves with the server's answer (true if it was subscribed); false

@@ -239,8 +239,9 @@ test('reconnect: after the server restarts, subscriptions come back with the new
   const server = await startServer();
   t.after(() => server.stop());
   const events = [];
+  const sent = [];
   const reader = await connect(server.wsUrl, {
-    WebSocket,
+    WebSocket: recordingWebSocket(sent),
     reconnect: { minDelayMs: 50, maxDelayMs: 400 },
     onClose: (e) => events.push(['close', e.willReconnect]),
     onReconnect: (e) => events.push(['reconnect', e.connectionId]),
@@ -281,5 +282,5 @@ test('reconnect: after the server restarts, subscriptions come back with the new
   assert.deepEqual(patched.patch, [{ op: 'add', path: '/more', value: 1 }]);
   assert.deepEqual(patched.value, { after: true, list: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], more: 1 });
   // The full-mode subscription is back too: it got the snapshot (or the queued write).
-  await waitFor(() => full.updates.some((u) => u.value?.queued === true), { what: 'the queued write on t:restart-full' });
+  await waitFor(() => full.updates.some((u) => u.value?.queued === true), { what: `the queued write on t:restart-full (updates: ${JSON.stringify(full.updates)}, sent: ${JSON.stringify(sent.slice(-8))})` });
 });

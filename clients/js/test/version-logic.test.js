@@ -86,6 +86,28 @@ describe('against a fake server', () => {
     await client.close();
   });
 
+  test('a push handled right after the subscribe reply, with no microtask between, is not lost', async () => {
+    // The ws package emits the frames of one TCP chunk back to back; browsers do not. Both
+    // must work, for the first subscribe and for a resubscribe.
+    const peerP = server.nextPeer();
+    const client = await connect(server.url, { WebSocket, reconnect: false });
+    const peer = await peerP;
+    const log = updateLog();
+    const subP = client.subscribeRecord('r:1', log.onUpdate, { mode: 'patch' });
+    const sub = await peer.next(isCmd('mesh/subscribe-record'));
+    client._receive({ id: sub.id, command: sub.command, payload: { success: true, record: { n: 0 }, version: 5 } });
+    client._receive(patchPush(6, [{ op: 'replace', path: '/n', value: 6 }]));
+    await subP;
+    assert.deepEqual(log.updates.map((u) => u.version), [6]);
+
+    client._receive(patchPush(8, [{ op: 'replace', path: '/n', value: 8 }])); // gap
+    const resub = await peer.next(isCmd('mesh/subscribe-record'));
+    client._receive({ id: resub.id, command: resub.command, payload: { success: true, record: { n: 8 }, version: 8 } });
+    client._receive(patchPush(9, [{ op: 'replace', path: '/n', value: 9 }]));
+    assert.deepEqual(log.updates.map((u) => [u.version, u.value.n, Boolean(u.resync)]), [[6, 6, false], [8, 8, true], [9, 9, false]]);
+    await client.close();
+  });
+
   test('a full push is taken whenever it is newer, also across a gap (no resubscribe)', async () => {
     const { client, peer, log } = await subscribed(server);
     peer.send(fullPush(12, { n: 12 }));
