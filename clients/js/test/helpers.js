@@ -276,3 +276,40 @@ export async function fakeServer({ assignId = true } = {}) {
     },
   };
 }
+
+/** The files of demo/ that the page loads, with their content types: exactly what the
+ * server's /demo/ route serves. */
+export const DEMO_FILES = {
+  'index.html': 'text/html; charset=utf-8',
+  'app.js': 'text/javascript; charset=utf-8',
+  'mesh-client.js': 'text/javascript; charset=utf-8',
+  'fast-json-patch.min.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+};
+export const DEMO_DIR = path.join(REPO_DIR, 'demo');
+
+/** Serves demo/ at /demo/ on a free port, like the server's route will: only DEMO_FILES,
+ * `/demo/` is index.html, `/demo` redirects to `/demo/`. */
+export async function serveDemo() {
+  const { createServer } = await import('node:http');
+  const { readFile } = await import('node:fs/promises');
+  const server = createServer(async (req, res) => {
+    const { pathname } = new URL(req.url, 'http://x');
+    if (pathname === '/demo') {
+      res.writeHead(308, { location: '/demo/' }).end();
+      return;
+    }
+    const name = pathname === '/demo/' ? 'index.html' : pathname.startsWith('/demo/') ? pathname.slice(6) : null;
+    if (!name || !Object.hasOwn(DEMO_FILES, name)) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    const body = await readFile(path.join(DEMO_DIR, name));
+    res.writeHead(200, { 'content-type': DEMO_FILES[name], 'cache-control': 'no-cache' }).end(body);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/demo/`,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
