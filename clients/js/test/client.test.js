@@ -216,7 +216,7 @@ describe('against the server', () => {
 });
 
 test('keepalive: the client answers pings, so a short ping interval does not close it', async (t) => {
-  const server = await startServer({ pingIntervalMs: 100, maxMissedPongs: 1 });
+  const server = await startServer({ pingIntervalMs: 250, maxMissedPongs: 1 });
   t.after(() => server.stop());
   const closes = [];
   const client = await connect(server.wsUrl, opts({ onClose: (e) => closes.push(e) }));
@@ -228,7 +228,7 @@ test('keepalive: the client answers pings, so a short ping interval does not clo
   const raw = new WebSocket(server.wsUrl);
   const rawClosed = new Promise((resolve) => raw.on('close', (code) => resolve(code)));
 
-  await sleep(1000);
+  await sleep(1500); // six pings
   assert.ok([4000, 1006].includes(await rawClosed));
   assert.deepEqual(closes, []);
   assert.equal(client.state, 'open');
