@@ -188,7 +188,10 @@ export class MeshClient {
         clearTimeout(timer);
         this._attempt = null;
         if (ws) {
-          ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+          ws.onopen = ws.onmessage = ws.onclose = null;
+          // Keep a listener: closing a socket that is still connecting makes the `ws` package
+          // emit an error, which would be thrown without one.
+          ws.onerror = () => {};
           try {
             ws.close();
           } catch {

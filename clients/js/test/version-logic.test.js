@@ -2,6 +2,7 @@
 // by the test: version gaps, stale pushes, timeouts, keepalive answers, reconnect backoff.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { connect, MeshError } from '../src/index.js';
@@ -230,6 +231,19 @@ test('connect rejects when no mesh/assign-id arrives in time', async () => {
   const server = await fakeServer({ assignId: false });
   await assert.rejects(connect(server.url, { WebSocket, requestTimeoutMs: 200 }), { code: 'ETIMEOUT' });
   await server.close();
+});
+
+test('connect times out against a server that never finishes the handshake', async (t) => {
+  const sockets = [];
+  const silent = net.createServer((socket) => sockets.push(socket)); // accepts, never answers
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    sockets.forEach((s) => s.destroy());
+    silent.close();
+  });
+  const url = `ws://127.0.0.1:${silent.address().port}/ws`;
+  await assert.rejects(connect(url, { WebSocket, requestTimeoutMs: 200 }), { code: 'ETIMEOUT' });
+  await sleep(100); // an 'error' the dropped socket emits now must not crash the process
 });
 
 test('connect rejects when nothing listens', async () => {
