@@ -1,0 +1,113 @@
+// Types for @mesh-records/client (core entry `@mesh-records/client/core`; the package entry
+// re-exports all of it).
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** One RFC 6902 operation. */
+export interface PatchOperation {
+  op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
+  path: string;
+  from?: string;
+  value?: JsonValue;
+}
+
+export type ApplyPatch = (value: JsonValue, ops: PatchOperation[]) => JsonValue;
+
+export interface ReconnectOptions {
+  /** First delay after an unexpected close (default 500). Each failed attempt doubles it. */
+  minDelayMs?: number;
+  /** Longest delay between attempts (default 10000). */
+  maxDelayMs?: number;
+  /** Give up (state `closed`) after this many failed attempts in a row (default: never). */
+  maxAttempts?: number;
+}
+
+export interface ConnectOptions {
+  /** JWT sent as the `token` query parameter. */
+  token?: string;
+  /** WebSocket class; default `globalThis.WebSocket` (Node 20 has none: pass `ws`'s). */
+  WebSocket?: unknown;
+  /** JSON Patch apply function: returns the new value and leaves `value` alone. */
+  applyPatch?: ApplyPatch;
+  /** `false` turns reconnecting off. */
+  reconnect?: ReconnectOptions | false;
+  /** Timeout of each request, and of waiting for `mesh/assign-id` (default 10000). */
+  requestTimeoutMs?: number;
+  onOpen?: (event: OpenEvent) => void;
+  onClose?: (event: CloseEvent) => void;
+  onReconnecting?: (event: ReconnectingEvent) => void;
+  onReconnect?: (event: ReconnectEvent) => void;
+  onError?: (error: Error) => void;
+}
+
+export interface OpenEvent { connectionId: string; reconnected: boolean }
+export interface CloseEvent { code: number; reason: string; willReconnect: boolean }
+export interface ReconnectingEvent { attempt: number; delayMs: number }
+export interface ReconnectEvent { connectionId: string; attempts: number }
+
+export interface EventMap {
+  open: OpenEvent;
+  close: CloseEvent;
+  reconnecting: ReconnectingEvent;
+  reconnect: ReconnectEvent;
+  error: Error;
+}
+
+export interface RecordUpdate<T = JsonValue> {
+  recordId: string;
+  /** The value at `version` (null after a deletion, or for a record that does not exist). */
+  value: T | null;
+  version: number;
+  /** Present when the update came as a patch push. */
+  patch?: PatchOperation[];
+  /** True when the value came whole: a full-mode push, a resync or a reconnect. */
+  full?: true;
+  /** True when the client subscribed again after a version gap. */
+  resync?: true;
+  /** True when the client subscribed again after reconnecting. */
+  reconnect?: true;
+  /** True when the record was deleted; the subscription has ended. */
+  deleted?: true;
+}
+
+export interface Snapshot<T = JsonValue> {
+  record: T | null;
+  version: number;
+}
+
+export type Strategy = 'replace' | 'merge' | 'deepMerge';
+
+export class MeshError extends Error {
+  /** Server codes: EINVALID, EFORBIDDEN, ENOTFOUND, ELIMIT, ERATELIMIT, EUNAVAILABLE,
+   * ECONFLICT, ESERVER, or a custom command's; local: ETIMEOUT, ECLOSED. */
+  code: string;
+  /** The error name the server sent (e.g. `ForbiddenError`), if any. */
+  serverName?: string;
+  /** Set on errors about one subscription (reported through the `error` event). */
+  recordId?: string;
+}
+
+export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export class MeshClient {
+  constructor(url: string, options?: ConnectOptions);
+  /** The id the server assigned to the current connection; changes after a reconnect. */
+  readonly connectionId: string | null;
+  /** Last latency the server reported (ms), or null. */
+  readonly latencyMs: number | null;
+  readonly state: ClientState;
+  readonly connected: boolean;
+  on<K extends keyof EventMap>(type: K, listener: (event: EventMap[K]) => void): () => void;
+  subscribeRecord<T = JsonValue>(
+    recordId: string,
+    onUpdate: (update: RecordUpdate<T>) => void,
+    options?: { mode?: 'full' | 'patch' },
+  ): Promise<Snapshot<T>>;
+  unsubscribeRecord(recordId: string): Promise<boolean>;
+  writeRecord(recordId: string, value: JsonValue, options?: { strategy?: Strategy }): Promise<{ success: true }>;
+  command<R = unknown>(name: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>;
+  getRecord<T = JsonValue>(recordId: string): { value: T | null; version: number } | undefined;
+  close(): Promise<void>;
+}
+
+export function connect(url: string, options?: ConnectOptions): Promise<MeshClient>;

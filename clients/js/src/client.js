@@ -1,0 +1,611 @@
+// @mesh-records/client — core. No imports: this file runs as-is in browsers (as an ES module)
+// and in Node 20. The JSON Patch function and the WebSocket class are injected (see
+// `connect` below); `index.js` is the package entry that injects fast-json-patch.
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MIN_DELAY_MS = 500;
+const DEFAULT_MAX_DELAY_MS = 10_000;
+const EVENT_TYPES = ['open', 'close', 'reconnecting', 'reconnect', 'error'];
+
+/** An error answered by the server (`code` is its code, e.g. `EFORBIDDEN`) or raised locally
+ * (`ETIMEOUT`, `ECLOSED`, `EREFUSED`). `serverName` is the server's error name when it sent one. */
+export class MeshError extends Error {
+  constructor(message, code, serverName) {
+    super(message);
+    this.name = 'MeshError';
+    this.code = code;
+    if (serverName !== undefined) this.serverName = serverName;
+  }
+}
+
+/** Turns the UMD build of fast-json-patch (global `jsonpatch`, as loaded by a classic
+ * `<script>`) into the `(value, ops) => newValue` shape this client expects. */
+function patchFromGlobal() {
+  const lib = globalThis.jsonpatch;
+  if (!lib || typeof lib.applyPatch !== 'function') return null;
+  return (value, ops) => lib.applyPatch(value, ops, true, false).newDocument;
+}
+
+function isErrorPayload(payload) {
+  return payload !== null && typeof payload === 'object' && typeof payload.error === 'string';
+}
+
+function decodeFrame(data) {
+  let text = data;
+  if (typeof text !== 'string') {
+    try {
+      text = new TextDecoder().decode(data);
+    } catch {
+      return null;
+    }
+  }
+  try {
+    const frame = JSON.parse(text);
+    return frame !== null && typeof frame === 'object' && typeof frame.command === 'string'
+      ? frame
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function withToken(url, token) {
+  if (token === undefined || token === null || token === '') return String(url);
+  const parsed = new URL(String(url));
+  parsed.searchParams.set('token', token);
+  return parsed.toString();
+}
+
+/**
+ * Opens a connection and resolves once the server has assigned a connection id.
+ *
+ * @param {string} url  e.g. `ws://127.0.0.1:3000/ws`
+ * @param {object} [options]
+ * @param {string} [options.token]  JWT, sent as the `token` query parameter
+ * @param {Function} [options.WebSocket]  WebSocket class (default: `globalThis.WebSocket`)
+ * @param {(value: any, ops: object[]) => any} [options.applyPatch]  RFC 6902 apply function
+ *   returning the new value without mutating `value` (default: global `jsonpatch` if loaded)
+ * @param {false | {minDelayMs?: number, maxDelayMs?: number, maxAttempts?: number}} [options.reconnect]
+ * @param {number} [options.requestTimeoutMs]  default 10000
+ * @returns {Promise<MeshClient>}
+ */
+export function connect(url, options = {}) {
+  const client = new MeshClient(url, options);
+  return client._start().then(() => client);
+}
+
+export class MeshClient {
+  constructor(url, options = {}) {
+    const WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof WebSocketImpl !== 'function') {
+      throw new TypeError(
+        'No WebSocket implementation: pass one as options.WebSocket (in Node 20: the `ws` package)',
+      );
+    }
+    this._WebSocket = WebSocketImpl;
+    this._url = withToken(url, options.token);
+    this._applyPatch = options.applyPatch ?? patchFromGlobal();
+    this._timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (options.reconnect === false) {
+      this._reconnect = null;
+    } else {
+      const r = options.reconnect ?? {};
+      this._reconnect = {
+        minDelayMs: r.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
+        maxDelayMs: Math.max(r.maxDelayMs ?? DEFAULT_MAX_DELAY_MS, r.minDelayMs ?? 0),
+        maxAttempts: r.maxAttempts ?? Infinity,
+      };
+    }
+
+    /** The id the server assigned to the current connection (changes on reconnect). */
+    this.connectionId = null;
+    /** Last round trip the server reported through `latency` pushes, in ms (or null). */
+    this.latencyMs = null;
+
+    this._state = 'idle'; // idle | connecting | open | reconnecting | closed
+    this._socket = null;
+    this._attempt = null; // the connection attempt in progress: { ws, abort }
+    this._reconnectTimer = null;
+    this._failedAttempts = 0;
+    this._nextId = 1;
+    this._pending = new Map(); // request id -> request, sent on the current socket
+    this._queue = []; // requests waiting for a connection
+    this._subs = new Map(); // record id -> subscription
+    this._listeners = new Map(EVENT_TYPES.map((type) => [type, new Set()]));
+    const callbacks = {
+      open: options.onOpen,
+      close: options.onClose,
+      reconnecting: options.onReconnecting,
+      reconnect: options.onReconnect,
+      error: options.onError,
+    };
+    for (const [type, fn] of Object.entries(callbacks)) if (fn) this.on(type, fn);
+  }
+
+  /** `idle`, `connecting`, `open`, `reconnecting` or `closed`. */
+  get state() {
+    return this._state;
+  }
+
+  /** True while a connection is up and requests go out at once. */
+  get connected() {
+    return this._state === 'open';
+  }
+
+  /**
+   * Listens to `open` ({connectionId, reconnected}), `close` ({code, reason, willReconnect}),
+   * `reconnecting` ({attempt, delayMs}), `reconnect` ({connectionId, attempts}) or
+   * `error` (an Error: a failed resubscription, or an exception thrown by a callback).
+   * Returns a function that removes the listener.
+   */
+  on(type, fn) {
+    const set = this._listeners.get(type);
+    if (!set) throw new TypeError(`unknown event "${type}" (one of ${EVENT_TYPES.join(', ')})`);
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  _emit(type, detail) {
+    const listeners = this._listeners.get(type);
+    if (type === 'error' && listeners.size === 0) {
+      console.error('@mesh-records/client:', detail);
+      return;
+    }
+    for (const fn of [...listeners]) {
+      try {
+        fn(detail);
+      } catch (err) {
+        if (type !== 'error') this._emit('error', err);
+        else queueMicrotask(() => { throw err; });
+      }
+    }
+  }
+
+  // ---- connection lifecycle ------------------------------------------------------------
+
+  async _start() {
+    this._state = 'connecting';
+    try {
+      await this._openSocket();
+    } catch (err) {
+      this._state = 'closed';
+      throw err;
+    }
+    this._state = 'open';
+    this._emit('open', { connectionId: this.connectionId, reconnected: false });
+  }
+
+  /** Resolves when a new socket is open and `mesh/assign-id` has arrived; rejects (and drops
+   * the socket) when it closes or times out before that. */
+  _openSocket() {
+    return new Promise((resolve, reject) => {
+      let ws = null;
+      let settled = false;
+      let timer = null;
+      const fail = (err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this._attempt = null;
+        if (ws) {
+          ws.onopen = ws.onmessage = ws.onclose = null;
+          // Keep a listener: closing a socket that is still connecting makes the `ws` package
+          // emit an error, which would be thrown without one.
+          ws.onerror = () => {};
+          try {
+            ws.close();
+          } catch {
+            // a socket that never opened may refuse to close; it is dropped either way
+          }
+        }
+        reject(err);
+      };
+      try {
+        ws = new this._WebSocket(this._url);
+      } catch (err) {
+        ws = null;
+        fail(err);
+        return;
+      }
+      this._attempt = { ws, abort: fail };
+      ws.binaryType = 'arraybuffer';
+      timer = setTimeout(
+        () => fail(new MeshError(`no mesh/assign-id within ${this._timeoutMs} ms`, 'ETIMEOUT')),
+        this._timeoutMs,
+      );
+      ws.onerror = () => {
+        // always followed by a close event, which decides
+      };
+      ws.onclose = (event) => {
+        if (!settled) {
+          fail(new MeshError(`connection closed before mesh/assign-id (code ${event.code})`, 'ECLOSED'));
+        } else {
+          this._onSocketClosed(ws, event);
+        }
+      };
+      ws.onmessage = (event) => {
+        const frame = decodeFrame(event.data);
+        if (!frame) return;
+        if (settled) {
+          if (this._socket === ws) this._receive(frame);
+          return;
+        }
+        if (frame.command === 'mesh/assign-id' && frame.id === undefined) {
+          settled = true;
+          clearTimeout(timer);
+          this._attempt = null;
+          this._socket = ws;
+          this.connectionId = String(frame.payload);
+          resolve();
+        }
+      };
+    });
+  }
+
+  _onSocketClosed(ws, event) {
+    if (this._socket !== ws) return;
+    this._socket = null;
+    this._failAll(this._pending, () => new MeshError(`connection closed (code ${event.code}) before the reply`, 'ECLOSED'));
+    const willReconnect = this._state !== 'closed' && this._reconnect !== null;
+    this._emit('close', { code: event.code, reason: event.reason ?? '', willReconnect });
+    if (willReconnect) {
+      this._state = 'reconnecting';
+      this._failedAttempts = 0;
+      this._scheduleReconnect();
+    } else {
+      this._shutDown('connection closed');
+    }
+  }
+
+  _scheduleReconnect() {
+    const { minDelayMs, maxDelayMs, maxAttempts } = this._reconnect;
+    if (this._failedAttempts >= maxAttempts) {
+      this._shutDown(`gave up reconnecting after ${maxAttempts} attempts`);
+      return;
+    }
+    // Exponential backoff with jitter: a random delay in [base/2, base].
+    const base = Math.min(maxDelayMs, minDelayMs * 2 ** this._failedAttempts);
+    const delayMs = Math.round(base / 2 + (Math.random() * base) / 2);
+    this._failedAttempts += 1;
+    this._emit('reconnecting', { attempt: this._failedAttempts, delayMs });
+    this._reconnectTimer = setTimeout(() => this._tryReconnect(), delayMs);
+  }
+
+  async _tryReconnect() {
+    this._reconnectTimer = null;
+    if (this._state !== 'reconnecting') return;
+    try {
+      await this._openSocket();
+    } catch {
+      if (this._state === 'reconnecting') this._scheduleReconnect();
+      return;
+    }
+    if (this._state !== 'reconnecting') return;
+    const attempts = this._failedAttempts;
+    this._failedAttempts = 0;
+    this._state = 'open';
+    // Subscriptions first, so that requests queued meanwhile run after them.
+    const resubscribed = [...this._subs.values()].map((sub) => this._subscribeAgain(sub, 'reconnect', false));
+    this._flushQueue();
+    this._emit('open', { connectionId: this.connectionId, reconnected: true });
+    await Promise.all(resubscribed);
+    if (this._state === 'open') this._emit('reconnect', { connectionId: this.connectionId, attempts });
+  }
+
+  _shutDown(reason) {
+    this._state = 'closed';
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    this._attempt?.abort(new MeshError(`client closed: ${reason}`, 'ECLOSED'));
+    const error = () => new MeshError(`client closed: ${reason}`, 'ECLOSED');
+    this._failAll(this._pending, error);
+    for (const request of this._queue.splice(0)) request.fail(error());
+  }
+
+  _failAll(requests, makeError) {
+    for (const request of [...requests.values()]) request.fail(makeError());
+  }
+
+  /** Closes the connection for good (no reconnect). Pending requests reject with `ECLOSED`.
+   * Subscriptions end silently. Resolves once the socket is closed. */
+  close() {
+    const ws = this._socket;
+    this._subs.clear();
+    this._shutDown('close() was called');
+    this._socket = null;
+    if (!ws || ws.readyState === 3) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(done, 2000);
+      ws.onclose = (event) => {
+        this._emit('close', { code: event.code, reason: event.reason ?? '', willReconnect: false });
+        done();
+      };
+      ws.onmessage = null;
+      try {
+        ws.close(1000, 'client closed');
+      } catch {
+        done();
+      }
+    });
+  }
+
+  // ---- requests --------------------------------------------------------------------------
+
+  /**
+   * Sends any command and resolves with the reply's payload; rejects with a `MeshError`
+   * carrying the server's `code` when the reply is an error payload, `ETIMEOUT` after
+   * `timeoutMs` (default: the client's `requestTimeoutMs`), `ECLOSED` if the connection
+   * closes before the reply. While reconnecting, requests wait for the new connection.
+   */
+  command(name, payload = {}, { timeoutMs } = {}) {
+    if (typeof name !== 'string' || name === '') {
+      return Promise.reject(new TypeError('command name must be a non-empty string'));
+    }
+    return this._request(name, payload, timeoutMs ?? this._timeoutMs);
+  }
+
+  /** Sends a request. `onReply`, if given, runs synchronously when the reply arrives (before
+   * any later frame is handled) and its result resolves the promise; if it throws, the
+   * promise rejects. Frames of one chunk can be handled back to back without microtasks in
+   * between (the `ws` package does that), so state that the next push depends on must be set
+   * there, not after an `await`. */
+  _request(command, payload, timeoutMs, onReply) {
+    if (this._state === 'closed' || this._state === 'idle') {
+      return Promise.reject(new MeshError('client is closed', 'ECLOSED'));
+    }
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      const request = {
+        id,
+        command,
+        payload,
+        timer: null,
+        settle: () => {
+          clearTimeout(request.timer);
+          this._pending.delete(id);
+          const queued = this._queue.indexOf(request);
+          if (queued >= 0) this._queue.splice(queued, 1);
+        },
+        fail: (err) => {
+          request.settle();
+          reject(err);
+        },
+        succeed: (value) => {
+          request.settle();
+          if (!onReply) {
+            resolve(value);
+            return;
+          }
+          try {
+            resolve(onReply(value));
+          } catch (err) {
+            reject(err);
+          }
+        },
+      };
+      request.timer = setTimeout(
+        () => request.fail(new MeshError(`"${command}" got no reply within ${timeoutMs} ms`, 'ETIMEOUT')),
+        timeoutMs,
+      );
+      if (this._state === 'open') this._send(request);
+      else this._queue.push(request);
+    });
+  }
+
+  _send(request) {
+    this._pending.set(request.id, request);
+    try {
+      this._socket.send(JSON.stringify({ id: request.id, command: request.command, payload: request.payload }));
+    } catch (err) {
+      request.fail(new MeshError(`could not send "${request.command}": ${err.message}`, 'ECLOSED'));
+    }
+  }
+
+  _flushQueue() {
+    for (const request of this._queue.splice(0)) this._send(request);
+  }
+
+  _sendPush(command, payload) {
+    try {
+      this._socket?.send(JSON.stringify({ command, payload }));
+    } catch {
+      // the close event handles a broken socket
+    }
+  }
+
+  // ---- incoming frames -------------------------------------------------------------------
+
+  /** Handles one decoded frame from the server. Tests call it to feed crafted pushes. */
+  _receive(frame) {
+    if (typeof frame.id === 'number') {
+      const request = this._pending.get(frame.id);
+      if (!request) return;
+      if (isErrorPayload(frame.payload)) {
+        const p = frame.payload;
+        request.fail(new MeshError(p.error, typeof p.code === 'string' ? p.code : 'ESERVER', p.name));
+      } else {
+        request.succeed(frame.payload);
+      }
+      return;
+    }
+    switch (frame.command) {
+      case 'ping':
+        this._sendPush('pong', {});
+        break;
+      case 'latency:request':
+        this._sendPush('latency:response', {});
+        break;
+      case 'latency':
+        if (typeof frame.payload === 'number') this.latencyMs = frame.payload;
+        break;
+      case 'mesh/record-update':
+        this._onRecordUpdate(frame.payload);
+        break;
+      case 'mesh/record-deleted':
+        this._onRecordDeleted(frame.payload);
+        break;
+      default:
+        break; // pushes this client does not know are ignored
+    }
+  }
+
+  _onRecordUpdate(payload) {
+    if (!payload || typeof payload.recordId !== 'string' || !Number.isInteger(payload.version)) return;
+    const sub = this._subs.get(payload.recordId);
+    if (!sub || !sub.live) return;
+    const version = payload.version;
+    if (version <= sub.version) return; // already seen (or older than the snapshot)
+    if ('full' in payload) {
+      // A full value is always taken when it is newer, even across a gap: it is the server's
+      // resync.
+      sub.value = payload.full;
+      sub.version = version;
+      this._report(sub, { recordId: sub.recordId, value: sub.value, version, full: true });
+      return;
+    }
+    if (!Array.isArray(payload.patch)) return;
+    if (version !== sub.version + 1) {
+      this._resync(sub);
+      return;
+    }
+    if (!this._applyPatch) {
+      this._emit('error', new MeshError('a patch arrived but no applyPatch function is set', 'EINVALID'));
+      return;
+    }
+    let next;
+    try {
+      // A record that did not exist counts as {} for the first patch.
+      next = this._applyPatch(sub.value ?? {}, payload.patch);
+    } catch {
+      this._resync(sub);
+      return;
+    }
+    sub.value = next;
+    sub.version = version;
+    this._report(sub, { recordId: sub.recordId, value: next, version, patch: payload.patch });
+  }
+
+  _onRecordDeleted(payload) {
+    if (!payload || typeof payload.recordId !== 'string') return;
+    const sub = this._subs.get(payload.recordId);
+    if (!sub || !sub.live) return;
+    this._subs.delete(sub.recordId);
+    sub.live = false;
+    this._report(sub, { recordId: sub.recordId, deleted: true, value: null, version: payload.version });
+  }
+
+  _report(sub, update) {
+    try {
+      sub.onUpdate(update);
+    } catch (err) {
+      this._emit('error', err);
+    }
+  }
+
+  // ---- records ---------------------------------------------------------------------------
+
+  /**
+   * Subscribes to a record. Resolves with the snapshot `{record, version}` (`record` is null
+   * and `version` 0 when it does not exist); `onUpdate` then gets every later value:
+   * `{recordId, value, version, patch}` after a patch, `{recordId, value, version, full: true}`
+   * after a full value, a resync or a reconnect, and `{recordId, deleted: true, value: null,
+   * version}` when the record is deleted (which ends the subscription). Subscribing again to
+   * the same id replaces the callback and mode. Rejects with code `EFORBIDDEN` when the server
+   * refuses.
+   */
+  async subscribeRecord(recordId, onUpdate, { mode = 'full' } = {}) {
+    if (typeof recordId !== 'string' || recordId === '') throw new TypeError('recordId must be a non-empty string');
+    if (typeof onUpdate !== 'function') throw new TypeError('onUpdate must be a function');
+    if (mode !== 'full' && mode !== 'patch') throw new TypeError('mode must be "full" or "patch"');
+    if (mode === 'patch' && !this._applyPatch) {
+      throw new TypeError('patch mode needs options.applyPatch (or fast-json-patch loaded as the global `jsonpatch`)');
+    }
+    const previous = this._subs.get(recordId);
+    if (previous) previous.live = false;
+    const sub = { recordId, mode, onUpdate, value: null, version: 0, live: false };
+    this._subs.set(recordId, sub);
+    try {
+      return await this._request('mesh/subscribe-record', { recordId, mode }, this._timeoutMs, (reply) => {
+        if (this._subs.get(recordId) !== sub) {
+          // unsubscribed or replaced while the request was in flight
+          return { record: reply?.record ?? null, version: reply?.version ?? 0 };
+        }
+        if (!reply || reply.success !== true) {
+          throw new MeshError(`subscription to "${recordId}" refused`, 'EFORBIDDEN');
+        }
+        sub.value = reply.record ?? null;
+        sub.version = reply.version ?? 0;
+        sub.live = true;
+        return { record: sub.value, version: sub.version };
+      });
+    } catch (err) {
+      if (this._subs.get(recordId) === sub) this._subs.delete(recordId);
+      throw err;
+    }
+  }
+
+  /** Subscribes again after a gap: unsubscribe, subscribe, report the new snapshot. */
+  _resync(sub) {
+    sub.live = false; // pushes for it are dropped until the new snapshot arrives
+    this._request('mesh/unsubscribe-record', { recordId: sub.recordId }, this._timeoutMs).catch(() => {});
+    return this._subscribeAgain(sub, 'resync', true);
+  }
+
+  /** Re-subscribes `sub` and reports the snapshot to its callback. */
+  async _subscribeAgain(sub, reason, alreadyPaused) {
+    if (!alreadyPaused) sub.live = false;
+    const current = () => this._subs.get(sub.recordId) === sub;
+    try {
+      await this._request('mesh/subscribe-record', { recordId: sub.recordId, mode: sub.mode }, this._timeoutMs, (reply) => {
+        if (!current()) return;
+        if (!reply || reply.success !== true) {
+          throw new MeshError(`subscription to "${sub.recordId}" refused after ${reason}`, 'EFORBIDDEN');
+        }
+        sub.value = reply.record ?? null;
+        sub.version = reply.version ?? 0;
+        sub.live = true;
+        this._report(sub, { recordId: sub.recordId, value: sub.value, version: sub.version, full: true, [reason]: true });
+      });
+    } catch (err) {
+      if (!current()) return;
+      if (err.code === 'ECLOSED' && this._state !== 'closed') return; // the next reconnect retries
+      this._subs.delete(sub.recordId);
+      err.recordId = sub.recordId;
+      this._emit('error', err);
+    }
+  }
+
+  /** Ends a subscription. Resolves with the server's answer (true if it was subscribed); false
+   * without asking when the client is not connected (nothing is resubscribed later). */
+  async unsubscribeRecord(recordId) {
+    const sub = this._subs.get(recordId);
+    if (sub) {
+      sub.live = false;
+      this._subs.delete(recordId);
+    }
+    if (this._state !== 'open') return false;
+    return this._request('mesh/unsubscribe-record', { recordId }, this._timeoutMs);
+  }
+
+  /**
+   * Writes a record. `strategy`: `replace` (default), `merge` (shallow, top-level keys) or
+   * `deepMerge`. Resolves with the server's reply (`{success: true}`); rejects with a
+   * `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`, ...) otherwise.
+   */
+  async writeRecord(recordId, value, { strategy } = {}) {
+    if (typeof recordId !== 'string' || recordId === '') throw new TypeError('recordId must be a non-empty string');
+    const payload = { recordId, newValue: value };
+    if (strategy !== undefined) payload.options = { strategy };
+    return this._request('mesh/publish-record-update', payload, this._timeoutMs);
+  }
+
+  /** The last value and version this client holds for a subscribed record (or undefined). */
+  getRecord(recordId) {
+    const sub = this._subs.get(recordId);
+    return sub ? { value: sub.value, version: sub.version } : undefined;
+  }
+}
