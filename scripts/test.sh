@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: starts what the tests need, checks formatting and lints, runs every
-# test (unit, integration over real WebSockets, real Redis / PostgreSQL / SQLite), then prints
+# test (unit, integration over real WebSockets, real Redis / PostgreSQL / SQLite, the JS client
+# and the demo in headless Chromium), then prints
 # one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,17 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --all-targets 2>&1 | tee "$log" || status=$?
 cargo test --doc 2>&1 | tee -a "$log" || status=$?
+# The JavaScript client and the demo page in two headless Chromium pages, against the server
+# binary just built.
+MESH_RECORDS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mesh-records" bash scripts/js-test.sh 2>&1 \
+  | tee -a "$log" || status=$?
 
-read -r passed failed < <(awk '/^test result:/ {
-  for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
-} END { print p + 0, f + 0 }' "$log")
+# Sum cargo's "test result:" lines and node's "# pass N" / "# fail N" lines.
+read -r passed failed < <(awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^# pass / { p += $3 }
+  /^# fail / { f += $3 }
+  END { print p + 0, f + 0 }' "$log")
 echo
 echo "total: $passed passed, $failed failed"
 exit "$status"

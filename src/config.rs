@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub record_linger_ms: u64,
     /// Most writes queued behind an in-flight write that go to the store together.
     pub max_write_batch: usize,
+    /// Serve the collaborative demo page at `/demo/`.
+    pub demo: bool,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             record_linger_ms: 5_000,
             max_write_batch: 64,
+            demo: false,
         }
     }
 }

@@ -16,7 +16,7 @@
 //! - [`outbox`]: each session's byte-bounded outbound queue and its writer task.
 //! - [`socket`]: cutting off TCP connections whose peer stopped reading.
 //! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`, `PersistenceActor`.
-//! - `admin`: the bearer-token admin HTTP API.
+//! - `admin`: the bearer-token admin HTTP API; `demo`: the demo page's files.
 //! - [`server`]: the `RecordServer` handle, its builder, routes, start and stop.
 
 pub mod access;
@@ -26,6 +26,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod connection;
+mod demo;
 pub mod error;
 pub mod metrics;
 pub mod outbox;

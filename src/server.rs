@@ -67,6 +67,7 @@ struct Inner {
     authenticator: Authenticator,
     metadata_hook: Option<MetadataHook>,
     admin_token: Option<String>,
+    demo: bool,
     live_records: Arc<AtomicUsize>,
     connections: AtomicUsize,
     ids: ConnectionIds,
@@ -223,6 +224,7 @@ impl RecordServerBuilder {
                 authenticator,
                 metadata_hook: self.metadata_hook,
                 admin_token: self.config.admin.token.clone(),
+                demo: s.demo,
                 live_records,
                 connections: AtomicUsize::new(0),
                 ids: ConnectionIds::default(),
@@ -407,6 +409,9 @@ impl RecordServer {
         );
         if let Some(token) = &self.inner.admin_token {
             crate::admin::configure(cfg, self.clone(), token.clone());
+        }
+        if self.inner.demo {
+            crate::demo::configure(cfg);
         }
     }
 

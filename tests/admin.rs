@@ -125,3 +125,46 @@ async fn health_answers_and_admin_is_off_without_a_token() {
     assert_eq!(status, 404);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn demo_page_is_served_when_enabled() {
+    let server = start(Backend::Memory, "[server]\ndemo = true\n").await;
+    let client = awc::Client::default();
+    for (path, content_type) in [
+        ("/demo/", "text/html"),
+        ("/demo/app.js", "text/javascript"),
+        ("/demo/mesh-client.js", "text/javascript"),
+        ("/demo/fast-json-patch.min.js", "text/javascript"),
+        ("/demo/style.css", "text/css"),
+    ] {
+        let response = client
+            .get(format!("{}{path}", server.http))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let got = response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(got.starts_with(content_type), "{path}: {got}");
+    }
+    let missing = client
+        .get(format!("{}/demo/nope.js", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    server.stop().await;
+    let server = start(Backend::Memory, "").await;
+    let off = client
+        .get(format!("{}/demo/", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status().as_u16(), 404);
+    server.stop().await;
+}

@@ -523,7 +523,9 @@ impl SessionActor {
                     ctx,
                     CloseCode::Other(CLOSE_PING_TIMEOUT),
                     "ping timeout",
-                    true,
+                    // A peer that reads but does not answer still gets the close frame; a
+                    // vanished one has its socket shut after the grace period.
+                    false,
                 );
             }
         }
