@@ -36,7 +36,7 @@ scenarios:
   fanout   S subscribers on one record, one writer keeping W publishes in flight;
        writes/s, deliveries/s, write-to-delivery latency, gaps.
          --subscribers S (100)  --mode patch|full (patch)  --in-flight W (16)
-         --pad BYTES (100)
+         --pad BYTES (100)  --record ID (default: a fresh bench:fanout:<n>)
   records  C connections, each writing its own record in a closed loop (publish, wait
        for its own push, repeat); writes/s and write-to-push latency.
          --connections C (100)  --pad BYTES (100)
@@ -122,6 +122,8 @@ pub struct Options {
     pub hold: Duration,
     pub writers: usize,
     pub writes: usize,
+    /// `fanout`: the record id to use instead of a fresh one (so another client can join it).
+    pub record: Option<String>,
 }
 
 impl Options {
@@ -137,6 +139,7 @@ impl Options {
             subscribers: 100,
             mode: Mode::Patch,
             in_flight: 16,
+            record: None,
             pad: 100,
             connections: if scenario == Scenario::Idle {
                 1000
@@ -219,6 +222,7 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--in-flight" => options.in_flight = bounded(name, value, 1, MAX_IN_FLIGHT)?,
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
+        "--record" => options.record = Some(value.to_owned()),
         "--mode" => {
             options.mode = match value {
                 "full" => Mode::Full,

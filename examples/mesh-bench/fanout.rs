@@ -23,7 +23,10 @@ struct Plan {
 pub fn run(options: &Options) -> Result<Report, String> {
     let plan = Arc::new(Plan {
         url: options.url().to_owned(),
-        record: format!("bench:fanout:{}", control::unique_suffix()),
+        record: options
+            .record
+            .clone()
+            .unwrap_or_else(|| format!("bench:fanout:{}", control::unique_suffix())),
         mode: options.mode,
         subscribers: options.subscribers,
         threads: options.threads,
