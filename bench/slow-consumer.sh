@@ -38,13 +38,13 @@ run() { # label, with-stuck-client (0/1)
   wait $sampler
   [ "$2" = 1 ] && { wait $stuck || true; }
   kill $server; wait $server 2>/dev/null || true
-  echo "$1: peak server RSS $(cat /tmp/mesh-slow-rss) KiB; $(python3 -c '
+  echo "$1: peak server RSS $(cat /tmp/mesh-slow-rss) KiB; $(python3 -c "
 import json, sys
 r = json.load(open(sys.argv[1]))
-lat = r.get("latency_us", {})
-print(f"writes/s {r.get(\"writes_per_s\")}, deliveries/s {r.get(\"deliveries_per_s\")}, "
-      f"latency p50 {lat.get(\"p50\", 0) / 1000:.1f} ms, p99 {lat.get(\"p99\", 0) / 1000:.1f} ms, "
-      f"max {lat.get(\"max\", 0) / 1000:.1f} ms")' /tmp/mesh-slow-$1.json)"
+lat = r.get('latency_us', {})
+print('writes/s', r.get('writes_per_s'), 'deliveries/s', r.get('deliveries_per_s'),
+      'latency p50 %.1f ms p99 %.1f ms max %.1f ms' % (lat.get('p50', 0) / 1e3,
+      lat.get('p99', 0) / 1e3, lat.get('max', 0) / 1e3))" /tmp/mesh-slow-$1.json)"
 }
 
 run baseline 0
