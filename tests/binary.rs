@@ -2,19 +2,11 @@
 
 mod common;
 
-use common::Client;
+use common::{Client, free_port, wait_for_health};
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
     let path = dir.path().join("config.toml");
@@ -27,19 +19,6 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mesh-records"))
-}
-
-async fn wait_for_health(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = format!("http://127.0.0.1:{port}/health");
-    loop {
-        let response = awc::Client::default().get(&url).send().await;
-        if response.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "binary did not come up");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[actix_web::test]

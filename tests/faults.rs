@@ -2,21 +2,13 @@
 
 mod common;
 
-use common::Client;
+use common::{Client, free_port, wait_for_health};
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::time::Duration;
 
 fn spawn_server(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mesh-records"))
@@ -26,19 +18,6 @@ fn spawn_server(config: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_for_health(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = format!("http://127.0.0.1:{port}/health");
-    loop {
-        let response = awc::Client::default().get(&url).send().await;
-        if response.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server did not come up");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn flushed_versions(db: &std::path::Path) -> HashMap<String, u64> {

@@ -131,6 +131,32 @@ pub async fn start_with(
     }
 }
 
+/// A TCP port that was free a moment ago (for servers started as separate processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a server process answers `GET /health` on `port`.
+pub async fn wait_for_health(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let url = format!("http://127.0.0.1:{port}/health");
+    loop {
+        let response = awc::Client::default().get(&url).send().await;
+        if response.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not come up"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `check` holds, polling; fails the test after [`WAIT`].
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
