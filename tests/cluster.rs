@@ -312,6 +312,8 @@ async fn a_redis_restart_fails_writes_fast_then_resyncs_without_going_back() {
     );
     let reply = writer.publish("doc:r", json!({"n": 998})).await;
     assert_eq!(reply["code"], "EUNAVAILABLE", "{reply}");
+    // The client learns what happened, never the Redis error text.
+    assert_eq!(reply["error"], "record store unavailable, try again");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",

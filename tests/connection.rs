@@ -212,7 +212,24 @@ async fn bad_tokens_are_refused_at_the_upgrade() {
     let server = start(Backend::Memory, &jwt_config(false)).await;
     let wrong_secret = sign_hs256(&json!({"userId": "5"}), b"other");
     let expired = sign_hs256(&json!({"userId": "5", "exp": 1}), SECRET.as_bytes());
-    for token in [wrong_secret.as_str(), expired.as_str(), "not-a-jwt"] {
+    // Same claims, header switched to `alg: none` (signature dropped) or HS512 (kept).
+    let good = sign_hs256(&json!({"userId": "5"}), SECRET.as_bytes());
+    let mut parts = good.split('.');
+    let (_, claims, signature) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!("{}.{claims}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#));
+    let hs512 = format!(
+        "{}.{claims}.{signature}",
+        b64.encode(br#"{"alg":"HS512","typ":"JWT"}"#)
+    );
+    for token in [
+        wrong_secret.as_str(),
+        expired.as_str(),
+        "not-a-jwt",
+        &alg_none,
+        &hs512,
+    ] {
         match Client::try_connect(&format!("{}?token={token}", server.ws), None).await {
             Err(ConnectError::Status(401)) => {}
             Err(other) => panic!("expected 401, got {other:?}"),
