@@ -301,14 +301,7 @@ impl RecordServer {
             log::error!("restoring {:?} failed: {e}", rule.restore_pattern);
             Error::Unavailable
         })?;
-        log::info!(
-            "restored {} records matching {:?} ({} written, {} kept newer) in {:?}",
-            report.records,
-            rule.restore_pattern,
-            report.written,
-            report.skipped,
-            report.elapsed
-        );
+        // `restore` logs how many rows and how long.
         let actor =
             crate::actors::persistence::PersistenceActor::new(adapter, options.batching).start();
         self.inner.persist.add(rule.write, actor);
