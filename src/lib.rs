@@ -13,7 +13,7 @@
 //! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
 //! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
-//! - [`outbox`]: each session's byte-bounded outbound queue and its writer task.
+//! - [`outbox`]: each session's byte-bounded outbound queue and the response body draining it.
 //! - [`socket`]: cutting off TCP connections whose peer stopped reading.
 //! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`, `PersistenceActor`.
 //! - `admin`: the bearer-token admin HTTP API; `demo`: the demo page's files.

@@ -1,12 +1,12 @@
 //! A session's outbound queue: bounded in bytes, filled without blocking by any actor, drained
-//! by one writer task that owns the `actix_ws::Session`.
+//! by the connection's response body ([`OutboxBody`]), which the HTTP dispatcher polls.
 //!
 //! Why not the session actor's mailbox: a client that stops reading must cost a bounded amount
 //! of memory and must never stall the producer (a `RecordActor` fanning out to thousands).
 //! Nothing here ever waits.
 //!
 //! Slow consumers: once queued bytes would pass `budget`, record updates are no longer queued;
-//! their records are marked *stale* and the session is told it is congested. When the writer
+//! their records are marked *stale* and the session is told it is congested. When the body
 //! has drained the queue to a quarter of the budget, the session asks each stale record for
 //! one full value (the protocol's resync), so patch subscribers stay correct and versions
 //! still only increase. Until a record is resynced, its updates stay skipped, so no push can
@@ -14,14 +14,19 @@
 //! would pass twice the budget, the client is cut off at once.
 
 use crate::record::{Frame, RecordId};
-use actix_web::web::Bytes;
+use actix_codec::Encoder;
+use actix_http::ws;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::web::{Bytes, BytesMut};
 use actix_ws::CloseReason;
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use tokio::sync::{Notify, mpsc};
 
-/// One item for the writer task.
+/// One item for the socket.
 #[derive(Debug)]
 pub enum Outgoing {
     /// A JSON text frame.
@@ -48,7 +53,8 @@ struct Shared {
     congested: AtomicBool,
     overflowed: AtomicBool,
     closed: AtomicBool,
-    /// Set when the writer task has ended (the socket no longer needs a push to close).
+    /// Set when the connection's body has ended: its close frame went to the socket, or the
+    /// connection is gone (the socket no longer needs a push to close).
     writer_done: AtomicBool,
     /// Fast path: true while `stale` may be non-empty.
     any_stale: AtomicBool,
@@ -78,7 +84,7 @@ pub struct Outbox {
     shared: Arc<Shared>,
 }
 
-/// Consumer side, owned by the writer task.
+/// Consumer side, turned into the connection's response body.
 #[derive(Debug)]
 pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Outgoing>,
@@ -242,7 +248,7 @@ impl Outbox {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Whether the writer task has ended.
+    /// Whether the connection's body has ended (see `Shared::writer_done`).
     pub fn writer_done(&self) -> bool {
         self.shared.writer_done.load(Ordering::Acquire)
     }
@@ -269,33 +275,130 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Drains the queue into the WebSocket until a close item, a send failure, or every
-    /// producer is gone. Run it as the session's one writer task.
-    pub async fn run(mut self, mut session: actix_ws::Session) {
-        let low_water = self.shared.budget / 4;
-        while let Some(item) = self.rx.recv().await {
-            let sent = match item {
-                Outgoing::Text(frame) => {
-                    let len = frame.len();
-                    let sent = session.text(frame).await;
-                    let left = self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel) - len;
-                    if left <= low_water && self.shared.congested.load(Ordering::Acquire) {
-                        self.shared.drained.notify_one();
+    /// The connection's response body, draining this queue into the socket. `upgrade_body`
+    /// is the body `actix_ws::handle` made; it is kept, unpolled, until the connection ends.
+    pub fn into_body(self, upgrade_body: BoxBody) -> OutboxBody {
+        OutboxBody {
+            low_water: self.shared.budget / 4,
+            receiver: self,
+            codec: ws::Codec::new(),
+            buf: BytesMut::new(),
+            done: false,
+            _upgrade_body: upgrade_body,
+        }
+    }
+}
+
+/// Most bytes encoded in one poll of the body: the rest stays queued and counted against the
+/// budget while the socket is slow, instead of piling up in the HTTP write buffer.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Largest control frame payload (RFC 6455); a close frame spends 2 bytes on its code.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// The response body of an upgraded connection, replacing actix-ws's writer path (a writer
+/// task per session, then a 32-frame channel to the body). The HTTP dispatcher polls this
+/// directly: a push wakes the connection's own task, and everything queued by then is
+/// encoded into one chunk, so a burst of updates costs one socket write.
+pub struct OutboxBody {
+    receiver: OutboxReceiver,
+    codec: ws::Codec,
+    buf: BytesMut,
+    low_water: usize,
+    /// A close frame was encoded, or every producer is gone: end after the last chunk.
+    done: bool,
+    /// actix-ws's body, never polled: dropping it ends the client's message stream, which
+    /// must happen when the connection goes, not when the upgrade handler returns.
+    _upgrade_body: BoxBody,
+}
+
+impl OutboxBody {
+    fn encode(&mut self, message: ws::Message) {
+        if let Err(e) = self.codec.encode(message, &mut self.buf) {
+            // The server-side codec only fails on frames it cannot express; end the
+            // connection rather than send a corrupt stream.
+            log::warn!("encoding a WebSocket frame failed: {e}");
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.receiver.shared.closed.store(true, Ordering::Release);
+        self.receiver
+            .shared
+            .writer_done
+            .store(true, Ordering::Release);
+    }
+}
+
+impl MessageBody for OutboxBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let mut text_bytes = 0;
+        while !this.done && this.buf.len() < CHUNK_BYTES {
+            match this.receiver.rx.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Text(frame))) => {
+                    text_bytes += frame.len();
+                    this.encode(ws::Message::Text(frame));
+                }
+                Poll::Ready(Some(Outgoing::Pong(mut bytes))) => {
+                    bytes.truncate(MAX_CONTROL_PAYLOAD);
+                    this.encode(ws::Message::Pong(bytes));
+                }
+                Poll::Ready(Some(Outgoing::Close(mut reason))) => {
+                    if let Some(description) = reason.as_mut().and_then(|r| r.description.as_mut())
+                    {
+                        let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
+                        while !description.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        description.truncate(end);
                     }
-                    sent
+                    this.encode(ws::Message::Close(reason));
+                    this.finish();
                 }
-                Outgoing::Pong(bytes) => session.pong(&bytes).await,
-                Outgoing::Close(reason) => {
-                    let _ = session.close(reason).await;
-                    break;
-                }
-            };
-            if sent.is_err() {
-                break;
+                Poll::Ready(None) => this.finish(),
+                Poll::Pending => break,
             }
         }
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.writer_done.store(true, Ordering::Release);
+        if text_bytes > 0 {
+            let shared = &this.receiver.shared;
+            let left = shared.queued_bytes.fetch_sub(text_bytes, Ordering::AcqRel) - text_bytes;
+            if left <= this.low_water && shared.congested.load(Ordering::Acquire) {
+                shared.drained.notify_one();
+            }
+        }
+        if !this.buf.is_empty() {
+            // `split` leaves the spare capacity for the next chunk (reclaimed once the
+            // dispatcher has copied this one); a buffer grown by a huge frame is let go.
+            let chunk = if this.buf.capacity() > 2 * CHUNK_BYTES {
+                std::mem::take(&mut this.buf)
+            } else {
+                this.buf.split()
+            };
+            return Poll::Ready(Some(Ok(chunk.freeze())));
+        }
+        if this.done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for OutboxBody {
+    /// The connection is gone (or finished): later pushes fail with `Closed`.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -333,7 +436,7 @@ mod tests {
         // Not enough room yet: stays stale.
         outbox.resync(&a, Frame::from("full!")).unwrap();
         assert_eq!(outbox.stale_records().len(), 1);
-        // The writer drains, then the resync fits.
+        // The body drains, then the resync fits.
         let _ = rx.rx.try_recv();
         outbox.shared.queued_bytes.fetch_sub(6, Ordering::AcqRel);
         outbox.resync(&a, Frame::from("full!")).unwrap();

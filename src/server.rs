@@ -441,8 +441,13 @@ impl RecordServer {
             .max_frame_size(max)
             .aggregate_continuations()
             .max_continuation_size(max);
+        // actix-ws's `Session` (a writer task per connection feeding a 32-frame channel) is
+        // not used: the body drains the outbox itself, one wake and one write per burst.
+        drop(session);
         let (outbox, receiver) = Outbox::new(self.inner.max_outbound_bytes);
-        actix_web::rt::spawn(receiver.run(session));
+        let response = response
+            .map_body(|_, upgrade_body| receiver.into_body(upgrade_body))
+            .map_into_boxed_body();
         let (number, id) = self.inner.ids.next();
         let services = SessionServices {
             registry: self.inner.registry.clone(),

@@ -11,7 +11,8 @@
 //!   a record apply in the order it sent them. Replies may still overtake each other (they
 //!   carry the request id).
 //! - The subscribe reply is queued by the record actor itself, before any push that follows it.
-//! - Nothing here blocks on the socket: frames go to the outbox, which a writer task drains.
+//! - Nothing here blocks on the socket: frames go to the outbox, which the connection's
+//!   response body drains.
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
 
 use super::record::{ApplyWrite, RecordActor, ResyncSubscriber, Subscribe, Unsubscribe};
