@@ -757,6 +757,9 @@ impl Actor for RecordActor {
         .wait(ctx);
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
         ctx.run_interval(tick, |act, ctx| {
+            // A session that ended while its subscribe was in flight never sent Unsubscribe;
+            // its closed outbox says it is gone even if no update has tried it since.
+            act.subscribers.retain(|_, s| !s.outbox.is_closed());
             if act.used_since_tick || !act.is_idle() {
                 act.used_since_tick = false;
             } else {
