@@ -1,6 +1,6 @@
 //! `MemoryStore`: the embedded in-process store for a single instance with no external service.
 
-use super::{ChangeSink, Store, StoreError, StoreFuture, WatchToken, WriteResult};
+use super::{ChangeSink, Store, StoreFuture, WatchToken, WriteResult, ready};
 use crate::record::{RecordId, Version, Versioned};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -25,15 +25,11 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
-        Box::pin(std::future::ready(value))
-    }
 }
 
 impl Store for MemoryStore {
     fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>> {
-        Self::ready(Ok(self.map().get(id).cloned()))
+        ready(Ok(self.map().get(id).cloned()))
     }
 
     fn write(
@@ -45,7 +41,7 @@ impl Store for MemoryStore {
         let mut map = self.map();
         let current = map.get(id).map_or(0, |r| r.version);
         if current != expected {
-            return Self::ready(Ok(WriteResult::Conflict {
+            return ready(Ok(WriteResult::Conflict {
                 current: map.get(id).cloned(),
             }));
         }
@@ -53,11 +49,11 @@ impl Store for MemoryStore {
         if let Some(value) = values.into_iter().last() {
             map.insert(id.clone(), Versioned { value, version });
         }
-        Self::ready(Ok(WriteResult::Applied { version }))
+        ready(Ok(WriteResult::Applied { version }))
     }
 
     fn delete(&self, id: &RecordId) -> StoreFuture<Option<Version>> {
-        Self::ready(Ok(self.map().remove(id).map(|r| r.version)))
+        ready(Ok(self.map().remove(id).map(|r| r.version)))
     }
 
     fn restore(&self, records: Vec<(RecordId, Versioned)>) -> StoreFuture<usize> {
@@ -70,13 +66,13 @@ impl Store for MemoryStore {
                 written += 1;
             }
         }
-        Self::ready(Ok(written))
+        ready(Ok(written))
     }
 
     /// No other instance can change a record here, so there is nothing to deliver: the sink
     /// is dropped at once and the token only exists to be handed back.
     fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
-        Self::ready(Ok(WatchToken::next()))
+        ready(Ok(WatchToken::next()))
     }
 
     fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}

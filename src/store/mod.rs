@@ -151,5 +151,10 @@ pub trait Store: Send + Sync + 'static {
     fn unwatch(&self, id: &RecordId, token: WatchToken);
 }
 
+/// A store future that is already complete (answers known without a round trip).
+pub(crate) fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
+    Box::pin(std::future::ready(value))
+}
+
 /// Shared handle on a store.
 pub type SharedStore = Arc<dyn Store>;

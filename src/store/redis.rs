@@ -10,7 +10,9 @@
 //! supported.
 
 use super::router::Router;
-use super::{ChangeSink, RedisKeys, Store, StoreError, StoreFuture, WatchToken, WriteResult};
+use super::{
+    ChangeSink, RedisKeys, Store, StoreError, StoreFuture, WatchToken, WriteResult, ready,
+};
 use crate::record::{RecordId, Version, Versioned};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
@@ -273,10 +275,6 @@ where
         Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
         other => other,
     }
-}
-
-fn ready<T: Send + 'static>(value: Result<T, StoreError>) -> StoreFuture<T> {
-    Box::pin(std::future::ready(value))
 }
 
 /// A Redis failure as the store reports it; the text only goes to logs.
