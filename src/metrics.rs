@@ -34,6 +34,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in discriminant order.
+    const ALL: [Outcome; 5] = [
+        Outcome::Applied,
+        Outcome::Unchanged,
+        Outcome::Refused,
+        Outcome::ConflictRetried,
+        Outcome::Failed,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
@@ -80,6 +89,8 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
     pub redis_reconnects: Counter,
+    /// `writes` for each [`Outcome`], indexed by its discriminant.
+    write_counters: Vec<Counter>,
     registry: Registry,
 }
 
@@ -100,8 +111,18 @@ impl Metrics {
             persistence_flush_failures: Counter::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
+            write_counters: Vec::new(),
             registry: Registry::default(),
         };
+        let write_counters = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                let labels = OutcomeLabels {
+                    outcome: outcome.label(),
+                };
+                metrics.writes.get_or_create(&labels).clone()
+            })
+            .collect();
         let m = &metrics;
         registry.register(
             "connections",
@@ -162,14 +183,15 @@ impl Metrics {
         );
         Metrics {
             registry,
+            write_counters,
             ..metrics
         }
     }
 
-    /// Counts a write outcome.
+    /// Counts a write outcome. Runs for every write, so the labelled counters are looked up
+    /// once at startup rather than in the family's locked map each time.
     pub fn write(&self, outcome: Outcome) {
-        let outcome = outcome.label();
-        self.writes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.write_counters[outcome as usize].inc();
     }
 
     /// The gauge of subscriptions in `mode`.
