@@ -164,13 +164,9 @@ pub enum Command {
     GetMetadata,
     /// `mesh/set-my-connection-metadata` with the proposed metadata.
     SetMetadata(Value),
-    /// Any other command: a custom one, or unknown.
-    Custom {
-        /// The command name.
-        name: String,
-        /// Its payload.
-        payload: Value,
-    },
+    /// Any other command (a custom one, or unknown), with its payload; the name is the
+    /// caller's.
+    Custom(Value),
 }
 
 /// Whether a command is a keepalive answer (`pong`, `latency:response`): never answered and
@@ -183,28 +179,28 @@ pub fn is_keepalive(command: &str) -> bool {
 ///
 /// Fails with [`Error::Invalid`] saying what is wrong with the payload.
 pub fn decode_command(
-    command: String,
+    command: &str,
     payload: Value,
     max_record_id_bytes: usize,
 ) -> Result<Command, Error> {
     let id = |raw: &str| RecordId::parse(raw, max_record_id_bytes);
-    Ok(match command.as_str() {
+    Ok(match command {
         commands::NOOP => Command::Noop,
         commands::SUBSCRIBE_RECORD => {
-            let p: SubscribeRecord = typed_payload(&command, payload)?;
+            let p: SubscribeRecord = typed_payload(command, payload)?;
             Command::Subscribe {
                 record_id: id(&p.record_id)?,
                 mode: p.mode.unwrap_or_default(),
             }
         }
         commands::UNSUBSCRIBE_RECORD => {
-            let p: UnsubscribeRecord = typed_payload(&command, payload)?;
+            let p: UnsubscribeRecord = typed_payload(command, payload)?;
             Command::Unsubscribe {
                 record_id: id(&p.record_id)?,
             }
         }
         commands::PUBLISH_RECORD_UPDATE => {
-            let p: PublishRecordUpdate = typed_payload(&command, payload)?;
+            let p: PublishRecordUpdate = typed_payload(command, payload)?;
             if p.new_value.is_null() {
                 return Err(Error::invalid("newValue must not be null"));
             }
@@ -216,10 +212,7 @@ pub fn decode_command(
         }
         commands::GET_METADATA => Command::GetMetadata,
         commands::SET_METADATA => Command::SetMetadata(payload),
-        _ => Command::Custom {
-            name: command,
-            payload,
-        },
+        _ => Command::Custom(payload),
     })
 }
 

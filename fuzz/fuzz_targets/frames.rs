@@ -23,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let command = request.command.clone();
-    match decode_command(request.command, request.payload, 256) {
+    let command = request.command;
+    match decode_command(&command, request.payload, 256) {
         Ok(Command::Publish {
             record_id,
             value,

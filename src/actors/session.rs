@@ -247,8 +247,8 @@ impl SessionActor {
             return self.reply(&id, &command, Err(Error::RateLimited));
         }
         let max_id = self.services.settings.max_record_id_bytes;
-        let name = command.clone();
-        match protocol::decode_command(command, payload, max_id) {
+        let name = command;
+        match protocol::decode_command(&name, payload, max_id) {
             Err(e) => self.reply(&id, &name, Err(e)),
             Ok(Command::Noop) => self.reply(&id, &name, Ok(Value::Bool(true))),
             Ok(Command::Subscribe { record_id, mode }) => self.subscribe(id, record_id, mode, ctx),
@@ -263,7 +263,7 @@ impl SessionActor {
                 self.reply(&id, &name, Ok(json!({ "metadata": metadata })));
             }
             Ok(Command::SetMetadata(proposed)) => self.set_metadata(id, proposed, ctx),
-            Ok(Command::Custom { name, payload }) => self.custom_command(id, name, payload, ctx),
+            Ok(Command::Custom(payload)) => self.custom_command(id, name, payload, ctx),
         }
     }
 
