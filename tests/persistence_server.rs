@@ -38,6 +38,15 @@ restore_pattern = "doc:%"
 flush_interval_ms = 50
 "#;
 
+/// Writes a record as the server (replace) and expects it to succeed.
+async fn put(server: &TestServer, id: &str, value: serde_json::Value) {
+    server
+        .records()
+        .write_record(id, value, Strategy::Replace)
+        .await
+        .unwrap();
+}
+
 async fn rows(path: &std::path::Path, pattern: &str) -> Vec<(String, u64, serde_json::Value)> {
     let adapter = SqliteAdapter::open(path).await.unwrap();
     all_rows(&adapter as &dyn PersistenceAdapter, pattern)
@@ -101,11 +110,7 @@ async fn a_full_buffer_flushes_before_the_interval() {
     let server = start(Backend::Memory, &sqlite_config(&path, "mesh:", rule)).await;
     for n in 0..3 {
         let id = format!("doc:{n}");
-        server
-            .records()
-            .write_record(&id, json!(n), Strategy::Replace)
-            .await
-            .unwrap();
+        put(&server, &id, json!(n)).await;
     }
     let path2 = path.clone();
     wait_for("three rows", Duration::from_secs(5), || {
@@ -123,22 +128,10 @@ async fn restart_restores(backend: Backend) {
     let config = sqlite_config(&path, &prefix, DOC_RULE);
     let first = start(backend, &config).await;
     for n in 1..=3 {
-        first
-            .records()
-            .write_record("doc:keep", json!({"n": n}), Strategy::Replace)
-            .await
-            .unwrap();
+        put(&first, "doc:keep", json!({"n": n})).await;
     }
-    first
-        .records()
-        .write_record("doc:gone", json!(1), Strategy::Replace)
-        .await
-        .unwrap();
-    first
-        .records()
-        .write_record("doc:gone", json!(2), Strategy::Replace)
-        .await
-        .unwrap();
+    put(&first, "doc:gone", json!(1)).await;
+    put(&first, "doc:gone", json!(2)).await;
     first.records().delete_record("doc:gone").await.unwrap();
     // Stopping flushes everything; the store's data is then lost (memory: process; Redis: keys).
     first.stop().await;
@@ -188,11 +181,7 @@ async fn restore_never_overwrites_a_newer_redis_version() {
     // v3 reaches the database; later versions only reach Redis.
     let first = start(Backend::Redis, &persisted).await;
     for n in 1..=3 {
-        first
-            .records()
-            .write_record("doc:n", json!({"n": n}), Strategy::Replace)
-            .await
-            .unwrap();
+        put(&first, "doc:n", json!({"n": n})).await;
     }
     let keep_keys = TestServer {
         redis_prefix: None,
@@ -201,11 +190,7 @@ async fn restore_never_overwrites_a_newer_redis_version() {
     keep_keys.stop().await;
     let second = start(Backend::Redis, &not_persisted).await;
     for n in 4..=10 {
-        second
-            .records()
-            .write_record("doc:n", json!({"n": n}), Strategy::Replace)
-            .await
-            .unwrap();
+        put(&second, "doc:n", json!({"n": n})).await;
     }
     let keep_keys = TestServer {
         redis_prefix: None,
@@ -241,11 +226,7 @@ postgres_schema = "{}"
             .await
             .unwrap();
     }
-    first
-        .records()
-        .write_record("doc:pg-gone", json!(1), Strategy::Replace)
-        .await
-        .unwrap();
+    put(&first, "doc:pg-gone", json!(1)).await;
     first.records().delete_record("doc:pg-gone").await.unwrap();
     first.stop().await;
     let second = start(Backend::Memory, &config).await;
@@ -277,11 +258,7 @@ async fn library_rules_persist_at_runtime() {
         .enable_record_persistence(rule, options)
         .await
         .unwrap();
-    server
-        .records()
-        .write_record("doc:lib1", json!(true), Strategy::Replace)
-        .await
-        .unwrap();
+    put(&server, "doc:lib1", json!(true)).await;
     let path2 = path.clone();
     wait_for("the runtime rule's row", Duration::from_secs(5), || {
         let path = path2.clone();
