@@ -18,7 +18,7 @@ use mesh_records::persistence::{
     PersistedRecord, PersistenceAdapter, PostgresAdapter, SqliteAdapter, restore,
 };
 use mesh_records::store::MemoryStore;
-use mesh_records::{RecordId, Versioned};
+use mesh_records::RecordId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,10 +141,10 @@ async fn restore_bench(adapter: &SqliteAdapter, total: usize) {
             cpu.as_secs_f64()
         );
         let probe = RecordId::parse("bench:00000042", 256).expect("id");
-        let got: Option<Versioned> = mesh_records::store::Store::load(&store, &probe)
+        let got = mesh_records::store::Store::load(&store, &probe)
             .await
             .expect("load");
-        assert_eq!(got.map(|v| v.version), Some(1));
+        assert_eq!(got.versioned().map(|v| v.version), Some(1));
     }
 }
 

@@ -65,6 +65,14 @@ pub struct ServerConfig {
     pub record_linger_ms: u64,
     /// Most writes queued behind an in-flight write that go to the store together.
     pub max_write_batch: usize,
+    /// Most bytes of values in one store write (one value always goes), so one batch stays
+    /// far below Redis's pub/sub output-buffer limits.
+    pub max_write_batch_bytes: usize,
+    /// Writes and deletes queued for one record; more are refused with `ELIMIT`.
+    pub max_pending_writes: usize,
+    /// Requests of one connection being worked on at once; at the limit the server stops
+    /// reading that connection until one finishes (back-pressure, nothing is refused).
+    pub max_in_flight_requests: usize,
     /// Serve the collaborative demo page at `/demo/`.
     pub demo: bool,
 }
@@ -88,6 +96,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             record_linger_ms: 5_000,
             max_write_batch: 64,
+            max_write_batch_bytes: 4 * 1024 * 1024,
+            max_pending_writes: 1024,
+            max_in_flight_requests: 64,
             demo: false,
         }
     }
@@ -343,6 +354,9 @@ impl Config {
             ),
             ("server.max_connections", s.max_connections),
             ("server.max_write_batch", s.max_write_batch),
+            ("server.max_write_batch_bytes", s.max_write_batch_bytes),
+            ("server.max_pending_writes", s.max_pending_writes),
+            ("server.max_in_flight_requests", s.max_in_flight_requests),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be greater than 0")));

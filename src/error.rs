@@ -6,7 +6,7 @@ use serde::Serialize;
 ///
 /// Clients only ever see [`Error::code`], [`Error::name`] and the `Display` text; variants that
 /// wrap backend failures keep the backend's text out of `Display` so it never reaches a client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The request was malformed or violated a limit; nothing was changed.
     #[error("{0}")]
@@ -20,6 +20,10 @@ pub enum Error {
     /// The store could not be reached; nothing was acknowledged.
     #[error("record store unavailable, try again")]
     Unavailable,
+    /// The store did not answer in time and could not be asked afterwards: the write may or
+    /// may not have been applied. Subscribers will see the record's real state.
+    #[error("the record store did not answer in time; the change may or may not have been applied")]
+    Unknown,
     /// Other writers kept winning the race for this record; nothing was written.
     #[error("too many concurrent writes to this record, try again")]
     Conflict,
@@ -66,6 +70,7 @@ impl Error {
             Error::Forbidden => "EFORBIDDEN",
             Error::UnknownCommand(_) => "ENOTFOUND",
             Error::Unavailable => "EUNAVAILABLE",
+            Error::Unknown => "EUNKNOWN",
             Error::Conflict => "ECONFLICT",
             Error::Limit(_) => "ELIMIT",
             Error::RateLimited => "ERATELIMIT",
@@ -81,6 +86,7 @@ impl Error {
             Error::Invalid(_) => "ValidationError",
             Error::Forbidden => "ForbiddenError",
             Error::Unavailable => "UnavailableError",
+            Error::Unknown => "UnknownOutcomeError",
             Error::Conflict => "ConflictError",
             Error::Limit(_) => "LimitError",
             Error::RateLimited => "RateLimitError",

@@ -186,6 +186,8 @@ impl RecordServerBuilder {
                 linger: s.record_linger(),
                 max_value_bytes: s.max_value_bytes,
                 max_write_batch: s.max_write_batch,
+                max_write_batch_bytes: s.max_write_batch_bytes,
+                max_pending_writes: s.max_pending_writes,
             },
             Arc::clone(&live_records),
         )

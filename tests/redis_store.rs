@@ -5,10 +5,11 @@
 //! awaited with timeouts; nothing sleeps and hopes.
 
 use futures_util::future::join_all;
+use mesh_records::RecordId;
 use mesh_records::store::{
-    ChangeSink, MemoryStore, RedisStore, RemoteChange, Store, StoreError, WriteResult,
+    ChangeSink, DeleteResult, Expect, MemoryStore, OpId, RedisStore, RemoteChange, Store,
+    StoreError, Stored, WriteResult,
 };
-use mesh_records::{RecordId, Versioned};
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -130,11 +131,32 @@ fn updated(version: u64, v: Value) -> RemoteChange {
     }
 }
 
+/// A compare-and-set expectation: the record live at `version`.
+fn live(version: u64) -> Expect {
+    Expect {
+        version,
+        exists: true,
+    }
+}
+
+/// A compare-and-set expectation: no record, with this tombstone (0 = never written).
+fn absent(version: u64) -> Expect {
+    Expect {
+        version,
+        exists: false,
+    }
+}
+
+fn restored(v: Value, version: u64) -> Stored {
+    Stored::live(value(v), version)
+}
+
 /// One scenario of every operation, with each outcome written down, so two stores can be
 /// compared step by step.
 async fn scenario(store: &dyn Store) -> Vec<String> {
     let a = id("a");
     let b = id("b");
+    let op = OpId(7);
     let mut log = Vec::new();
     macro_rules! step {
         ($e:expr) => {
@@ -142,63 +164,45 @@ async fn scenario(store: &dyn Store) -> Vec<String> {
         };
     }
     step!(store.load(&a));
-    step!(store.write(&a, 1, vec![value(json!(1))]));
-    step!(store.write(&a, 0, vec![]));
+    step!(store.write(&a, live(1), vec![value(json!(1))], op));
+    step!(store.write(&a, live(0), vec![value(json!(1))], op));
+    step!(store.write(&a, absent(0), vec![], op));
     step!(store.load(&a));
-    step!(store.write(&a, 0, vec![value(json!({"x": 1}))]));
-    step!(store.write(&a, 0, vec![value(json!({"x": 2}))]));
-    step!(store.write(&a, 1, vec![value(json!(null)), value(json!([1, "two"]))]));
+    step!(store.write(&a, absent(0), vec![value(json!({"x": 1}))], op));
+    step!(store.check(&a, op));
+    step!(store.check(&a, OpId(8)));
+    step!(store.write(&a, absent(0), vec![value(json!({"x": 2}))], op));
+    step!(store.write(&a, live(1), vec![value(json!(null)), value(json!([1, "two"]))], op));
     step!(store.load(&a));
-    step!(store.write(&a, 3, vec![]));
-    step!(store.write(&a, 2, vec![value(json!("stale"))]));
-    step!(store.delete(&a));
-    step!(store.delete(&a));
+    step!(store.write(&a, live(3), vec![], op));
+    step!(store.write(&a, live(2), vec![value(json!("stale"))], op));
+    step!(store.delete(&a, OpId(9)));
+    step!(store.check(&a, OpId(9)));
+    step!(store.delete(&a, op));
     step!(store.load(&a));
-    step!(store.write(&a, 3, vec![value(json!("gone"))]));
-    step!(store.write(&a, 0, vec![value(json!("again"))]));
+    // Deleted at 3: a write expecting the live record fails, and so does one expecting a
+    // record that never existed; the re-created record continues at 4.
+    step!(store.write(&a, live(3), vec![value(json!("gone"))], op));
+    step!(store.write(&a, absent(0), vec![value(json!("again"))], op));
+    step!(store.write(&a, absent(3), vec![value(json!("again"))], op));
     step!(store.load(&a));
     step!(store.restore(vec![
-        (
-            a.clone(),
-            Versioned {
-                value: value(json!("old")),
-                version: 1
-            }
-        ),
-        (
-            b.clone(),
-            Versioned {
-                value: value(json!("b5")),
-                version: 5
-            }
-        ),
-        (
-            b.clone(),
-            Versioned {
-                value: value(json!("b4")),
-                version: 4
-            }
-        ),
-        (
-            b.clone(),
-            Versioned {
-                value: value(json!("b6")),
-                version: 6
-            }
-        ),
+        (a.clone(), restored(json!("old"), 1)),
+        (b.clone(), restored(json!("b5"), 5)),
+        (b.clone(), restored(json!("b4"), 4)),
+        (b.clone(), restored(json!("b6"), 6)),
     ]));
     step!(store.load(&a));
     step!(store.load(&b));
-    step!(store.restore(vec![(
-        a.clone(),
-        Versioned {
-            value: value(json!("newer")),
-            version: 9
-        },
-    )]));
+    step!(store.restore(vec![(a.clone(), restored(json!("newer"), 9))]));
     step!(store.load(&a));
-    step!(store.write(&a, 9, vec![value(json!(true))]));
+    step!(store.write(&a, live(9), vec![value(json!(true))], op));
     step!(store.load(&a));
+    // A tombstone restored over an older record deletes it; an older one changes nothing.
+    step!(store.restore(vec![(b.clone(), Stored::absent(7))]));
+    step!(store.load(&b));
+    step!(store.restore(vec![(b.clone(), restored(json!("b7"), 7))]));
+    step!(store.load(&b));
     log
 }
 
@@ -220,7 +224,7 @@ async fn writes_use_the_mesh_key_layout() {
     let rid = id("user:1");
     let result = fx
         .store
-        .write(&rid, 0, vec![value(json!({"name": "Ada"}))])
+        .write(&rid, absent(0), vec![value(json!({"name": "Ada"}))], OpId(100))
         .await
         .expect("write");
     assert_eq!(result, WriteResult::Applied { version: 1 });
@@ -238,16 +242,10 @@ async fn writes_use_the_mesh_key_layout() {
     fx.set(&format!("{}record-version:doc", fx.prefix), "41")
         .await;
     let loaded = fx.store.load(&id("doc")).await.expect("load");
-    assert_eq!(
-        loaded,
-        Some(Versioned {
-            value: value(json!({"n": 41})),
-            version: 41
-        })
-    );
+    assert_eq!(loaded, restored(json!({"n": 41}), 41));
     assert_eq!(
         fx.store
-            .write(&id("doc"), 41, vec![value(json!({"n": 42}))])
+            .write(&id("doc"), live(41), vec![value(json!({"n": 42}))], OpId(1))
             .await
             .expect("write"),
         WriteResult::Applied { version: 42 }
@@ -276,20 +274,28 @@ async fn corrupt_records_are_reported() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     let err = fx
         .store
-        .write(&id("bad-version"), 3, vec![value(json!(2))])
+        .write(&id("bad-version"), live(3), vec![value(json!(2))], OpId(1))
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     let err = fx
         .store
-        .delete(&id("bad-version"))
+        .delete(&id("bad-version"), OpId(2))
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 
+    // A value whose version key was evicted is no record (not a corrupt one forever): it
+    // loads as absent and a write creating the record replaces it.
     fx.set(&format!("{p}record:no-version"), "1").await;
-    let err = fx.store.load(&id("no-version")).await.expect_err("corrupt");
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let loaded = fx.store.load(&id("no-version")).await.expect("load");
+    assert_eq!(loaded, Stored::absent(0));
+    let created = fx
+        .store
+        .write(&id("no-version"), absent(0), vec![value(json!(2))], OpId(3))
+        .await
+        .expect("write");
+    assert_eq!(created, WriteResult::Applied { version: 1 });
     fx.cleanup().await;
 }
 
@@ -299,13 +305,7 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     // More records than one script call takes, so several chunks run.
     let records: Vec<_> = (0..1234u64)
         .map(|i| {
-            (
-                id(&format!("r{i}")),
-                Versioned {
-                    value: value(json!({"i": i})),
-                    version: 10,
-                },
-            )
+            (id(&format!("r{i}")), restored(json!({"i": i}), 10))
         })
         .collect();
     assert_eq!(
@@ -318,7 +318,7 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     let r7 = id("r7");
     assert_eq!(
         fx.store
-            .write(&r7, 10, vec![value(json!("live"))])
+            .write(&r7, live(10), vec![value(json!("live"))], OpId(1))
             .await
             .expect("write"),
         WriteResult::Applied { version: 11 }
@@ -326,44 +326,17 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     let written = fx
         .store
         .restore(vec![
-            (
-                r7.clone(),
-                Versioned {
-                    value: value(json!("older")),
-                    version: 11,
-                },
-            ),
-            (
-                id("r8"),
-                Versioned {
-                    value: value(json!("newer")),
-                    version: 12,
-                },
-            ),
-            (
-                id("fresh"),
-                Versioned {
-                    value: value(json!("new")),
-                    version: 3,
-                },
-            ),
+            (r7.clone(), restored(json!("older"), 11)),
+            (id("r8"), restored(json!("newer"), 12)),
+            (id("fresh"), restored(json!("new"), 3)),
         ])
         .await
         .expect("restore");
     assert_eq!(written, 2);
     let load = |raw: &'static str| fx.store.load(&id(raw));
-    assert_eq!(load("r7").await.expect("load").map(|r| r.version), Some(11));
-    assert_eq!(
-        load("r8").await.expect("load"),
-        Some(Versioned {
-            value: value(json!("newer")),
-            version: 12
-        })
-    );
-    assert_eq!(
-        load("fresh").await.expect("load").map(|r| r.version),
-        Some(3)
-    );
+    assert_eq!(load("r7").await.expect("load").version, 11);
+    assert_eq!(load("r8").await.expect("load"), restored(json!("newer"), 12));
+    assert_eq!(load("fresh").await.expect("load").version, 3);
     assert_eq!(fx.store.restore(Vec::new()).await.expect("restore"), 0);
     fx.cleanup().await;
 }
@@ -376,7 +349,7 @@ async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
     let writes = (0..100).map(|i| {
         // Half the writers on each instance, like two servers racing.
         let store: &dyn Store = if i % 2 == 0 { &fx.store } else { &other };
-        store.write(&rid, 0, vec![value(json!({"writer": i}))])
+        store.write(&rid, absent(0), vec![value(json!({"writer": i}))], OpId(i))
     });
     let results: Vec<WriteResult> = join_all(writes)
         .await
@@ -390,21 +363,18 @@ async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(winners.len(), 1, "{results:?}");
-    let winner = Versioned {
-        value: value(json!({"writer": winners[0]})),
-        version: 1,
-    };
+    let winner = restored(json!({"writer": winners[0]}), 1);
     for (i, result) in results.iter().enumerate() {
         if i != winners[0] {
             assert_eq!(
                 *result,
                 WriteResult::Conflict {
-                    current: Some(winner.clone())
+                    current: winner.clone()
                 }
             );
         }
     }
-    assert_eq!(fx.store.load(&rid).await.expect("load"), Some(winner));
+    assert_eq!(fx.store.load(&rid).await.expect("load"), winner);
     fx.cleanup().await;
 }
 
@@ -417,22 +387,23 @@ async fn watchers_get_every_change_in_order() {
     fx.store.watch(&rid, sink).await.expect("watch");
 
     writer
-        .write(&rid, 0, vec![value(json!({"n": 1}))])
+        .write(&rid, absent(0), vec![value(json!({"n": 1}))], OpId(1))
         .await
         .expect("write");
     writer
         .write(
             &rid,
-            1,
+            live(1),
             vec![
                 value(json!({"n": 2})),
                 value(json!(null)),
                 value(json!("four")),
             ],
+            OpId(2),
         )
         .await
         .expect("batch write");
-    writer.delete(&rid).await.expect("delete");
+    writer.delete(&rid, OpId(3)).await.expect("delete");
 
     assert_eq!(next_change(&mut rx).await, updated(1, json!({"n": 1})));
     assert_eq!(next_change(&mut rx).await, updated(2, json!({"n": 2})));
@@ -446,7 +417,7 @@ async fn watchers_get_every_change_in_order() {
 }
 
 #[actix_rt::test]
-async fn conflicts_and_restores_publish_nothing() {
+async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
     let fx = Fixture::new("quiet").await;
     let rid = id("quiet");
     let (sink, mut rx) = channel_sink();
@@ -454,32 +425,42 @@ async fn conflicts_and_restores_publish_nothing() {
 
     let conflict = fx
         .store
-        .write(&rid, 5, vec![value(json!(1))])
+        .write(&rid, live(5), vec![value(json!(1))], OpId(1))
         .await
         .expect("write");
-    assert_eq!(conflict, WriteResult::Conflict { current: None });
-    let restored = fx
+    assert_eq!(
+        conflict,
+        WriteResult::Conflict {
+            current: Stored::absent(0)
+        }
+    );
+    assert_eq!(
+        fx.store
+            .delete(&id("never-existed"), OpId(2))
+            .await
+            .expect("delete"),
+        DeleteResult::Absent { version: 0 }
+    );
+    let written = fx
         .store
-        .restore(vec![(
-            rid.clone(),
-            Versioned {
-                value: value(json!("r")),
-                version: 7,
-            },
-        )])
+        .restore(vec![(rid.clone(), restored(json!("r"), 7))])
         .await
         .expect("restore");
-    assert_eq!(restored, 1);
-    assert_eq!(
-        fx.store.delete(&id("never-existed")).await.expect("delete"),
-        None
-    );
+    assert_eq!(written, 1);
+    // Not newer: written nowhere, published nowhere.
+    let written = fx
+        .store
+        .restore(vec![(rid.clone(), restored(json!("old"), 6))])
+        .await
+        .expect("restore");
+    assert_eq!(written, 0);
     fx.store
-        .write(&rid, 7, vec![value(json!("w"))])
+        .write(&rid, live(7), vec![value(json!("w"))], OpId(3))
         .await
         .expect("write");
 
-    // Messages of one record arrive in publish order: the first one is the write's.
+    // Messages of one record arrive in publish order: the restore's, then the write's.
+    assert_eq!(next_change(&mut rx).await, updated(7, json!("r")));
     assert_eq!(next_change(&mut rx).await, updated(8, json!("w")));
     fx.cleanup().await;
 }
@@ -495,7 +476,7 @@ async fn unwatch_stops_only_its_own_sink() {
     assert_ne!(old, new);
 
     fx.store
-        .write(&rid, 0, vec![value(json!(1))])
+        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut old_rx).await, updated(1, json!(1)));
@@ -503,7 +484,7 @@ async fn unwatch_stops_only_its_own_sink() {
 
     fx.store.unwatch(&rid, old);
     fx.store
-        .write(&rid, 1, vec![value(json!(2))])
+        .write(&rid, live(1), vec![value(json!(2))], OpId(101))
         .await
         .expect("write");
     assert_eq!(next_change(&mut new_rx).await, updated(2, json!(2)));
@@ -516,7 +497,7 @@ async fn unwatch_stops_only_its_own_sink() {
     let (again_sink, mut again_rx) = channel_sink();
     fx.store.watch(&rid, again_sink).await.expect("watch");
     fx.store
-        .write(&rid, 2, vec![value(json!(3))])
+        .write(&rid, live(2), vec![value(json!(3))], OpId(102))
         .await
         .expect("write");
     assert_eq!(next_change(&mut again_rx).await, updated(3, json!(3)));
@@ -535,7 +516,7 @@ async fn malformed_messages_are_skipped() {
     fx.publish(&channel, r#"{"version":"1","value":1}"#).await;
     fx.publish(&channel, r#"{"version":1}"#).await;
     fx.store
-        .write(&rid, 0, vec![value(json!("ok"))])
+        .write(&rid, absent(0), vec![value(json!("ok"))], OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("ok")));
@@ -551,11 +532,11 @@ async fn a_panicking_sink_does_not_stop_the_router() {
     let (sink, mut rx) = channel_sink();
     fx.store.watch(&rid, sink).await.expect("watch");
     fx.store
-        .write(&rid, 0, vec![value(json!(1))])
+        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
         .await
         .expect("write");
     fx.store
-        .write(&rid, 1, vec![value(json!(2))])
+        .write(&rid, live(1), vec![value(json!(2))], OpId(101))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
@@ -667,7 +648,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let (sink, mut rx) = channel_sink();
     store.watch(&rid, sink).await.expect("watch");
     store
-        .write(&rid, 0, vec![value(json!(1))])
+        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
@@ -675,9 +656,14 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     server.kill();
     for _ in 0..3 {
         let started = Instant::now();
-        let result = store.write(&rid, 1, vec![value(json!(2))]).await;
+        let result = store.write(&rid, live(1), vec![value(json!(2))], OpId(101)).await;
+        // A write sent on the connection Redis dropped may or may not have run: the store
+        // says so instead of claiming nothing was written.
         assert!(
-            matches!(result, Err(StoreError::Unavailable(_))),
+            matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Indeterminate(_))
+            ),
             "{result:?}"
         );
         assert!(
@@ -705,7 +691,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let _server = OwnRedis::start(port).await;
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     // The restarted server is empty; a writer that reloaded starts again from version 0.
-    let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
+    let result = store.write(&rid, absent(0), vec![value(json!("after"))], OpId(100)).await;
     assert_eq!(
         result.expect("write after restart"),
         WriteResult::Applied { version: 1 }
@@ -743,11 +729,11 @@ async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
     assert_eq!(next_change(&mut other_rx).await, RemoteChange::Resync);
     // Both channels are subscribed again on the new connection.
     store
-        .write(&rid, 0, vec![value(json!("a1"))])
+        .write(&rid, absent(0), vec![value(json!("a1"))], OpId(100))
         .await
         .expect("write");
     store
-        .write(&other, 0, vec![value(json!("b1"))])
+        .write(&other, absent(0), vec![value(json!("b1"))], OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("a1")));
@@ -771,9 +757,10 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     let stalled = id("stalled");
     for _ in 0..2 {
         let started = Instant::now();
-        let result = store.write(&stalled, 0, vec![value(json!(1))]).await;
+        let result = store.write(&stalled, absent(0), vec![value(json!(1))], OpId(100)).await;
+        // Sent, never answered: Redis may still run it once it thaws.
         assert!(
-            matches!(result, Err(StoreError::Unavailable(_))),
+            matches!(result, Err(StoreError::Indeterminate(_))),
             "{result:?}"
         );
         assert!(
@@ -789,8 +776,8 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     server.signal("CONT");
 
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
-    assert_eq!(store.load(&rid).await.expect("load after thaw"), None);
-    let result = store.write(&rid, 0, vec![value(json!("after"))]).await;
+    assert_eq!(store.load(&rid).await.expect("load after thaw"), Stored::absent(0));
+    let result = store.write(&rid, absent(0), vec![value(json!("after"))], OpId(100)).await;
     assert_eq!(
         result.expect("write after thaw"),
         WriteResult::Applied { version: 1 }

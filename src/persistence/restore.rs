@@ -95,7 +95,13 @@ impl RestoreReport {
         })?;
         self.skipped += decoded.skipped;
         self.written += store
-            .restore(decoded.records)
+            .restore(
+                decoded
+                    .records
+                    .into_iter()
+                    .map(|(id, record)| (id, record.into()))
+                    .collect(),
+            )
             .await
             .map_err(|e| PersistenceError::Store(e.to_string()))?;
         Ok(())

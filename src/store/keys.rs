@@ -6,6 +6,11 @@
 //! - `<prefix>record:<id>`: the value as JSON text;
 //! - `<prefix>record-version:<id>`: its version as a decimal integer.
 //!
+//! A deleted record keeps its version key (the tombstone) and loses its value key; see
+//! `lua/common.lua`. The id of the last write or delete is kept for a minute under
+//! `<prefix>record-op:<id>`, so an instance whose call timed out can find out whether it
+//! was applied.
+//!
 //! Changes are published on `<prefix>record-updates:<id>`, one channel per record, so an
 //! instance only receives the records its sessions watch.
 //!
@@ -52,6 +57,11 @@ impl RedisKeys {
     /// Key holding the record's version.
     pub fn version(&self, id: &RecordId) -> String {
         self.build("record-version:", id)
+    }
+
+    /// Key holding the id of the record's last write or delete (expires after a minute).
+    pub fn last_op(&self, id: &RecordId) -> String {
+        self.build("record-op:", id)
     }
 
     /// Pub/sub channel carrying the record's changes to other instances.

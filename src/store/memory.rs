@@ -1,15 +1,28 @@
 //! `MemoryStore`: the embedded in-process store for a single instance with no external service.
+//!
+//! Deleted records keep their tombstone (the last version) for the life of the process: an
+//! entry of the id plus a few bytes, so a record created again continues its versions.
 
-use super::{ChangeSink, Store, StoreFuture, WatchToken, WriteResult, ready};
-use crate::record::{RecordId, Version, Versioned};
+use super::{
+    ChangeSink, Checked, DeleteResult, Expect, OpId, Store, StoreFuture, Stored, WatchToken,
+    WriteResult, ready,
+};
+use crate::record::RecordId;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// One record's entry: its state and the last operation applied to it.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    stored: Stored,
+    last_op: Option<OpId>,
+}
+
 /// Records in a map guarded by a mutex; every call completes at once.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    records: Arc<Mutex<HashMap<RecordId, Versioned>>>,
+    records: Arc<Mutex<HashMap<RecordId, Entry>>>,
 }
 
 impl MemoryStore {
@@ -18,7 +31,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<RecordId, Versioned>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<RecordId, Entry>> {
         // Every critical section below leaves the map consistent before it can panic,
         // so a poisoned lock still guards valid data.
         self.records
@@ -28,41 +41,69 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>> {
-        ready(Ok(self.map().get(id).cloned()))
+    fn load(&self, id: &RecordId) -> StoreFuture<Stored> {
+        ready(Ok(self
+            .map()
+            .get(id)
+            .map(|e| e.stored.clone())
+            .unwrap_or_default()))
     }
 
     fn write(
         &self,
         id: &RecordId,
-        expected: Version,
+        expected: Expect,
         values: Vec<Arc<Value>>,
+        op: OpId,
     ) -> StoreFuture<WriteResult> {
         let mut map = self.map();
-        let current = map.get(id).map_or(0, |r| r.version);
-        if current != expected {
-            return ready(Ok(WriteResult::Conflict {
-                current: map.get(id).cloned(),
-            }));
+        let current = map.get(id).map(|e| e.stored.clone()).unwrap_or_default();
+        if current.expect() != expected {
+            return ready(Ok(WriteResult::Conflict { current }));
         }
-        let version = expected + values.len() as Version;
+        let version = expected.version + values.len() as u64;
         if let Some(value) = values.into_iter().last() {
-            map.insert(id.clone(), Versioned { value, version });
+            map.insert(
+                id.clone(),
+                Entry {
+                    stored: Stored::live(value, version),
+                    last_op: Some(op),
+                },
+            );
         }
         ready(Ok(WriteResult::Applied { version }))
     }
 
-    fn delete(&self, id: &RecordId) -> StoreFuture<Option<Version>> {
-        ready(Ok(self.map().remove(id).map(|r| r.version)))
+    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult> {
+        let mut map = self.map();
+        let Some(entry) = map.get_mut(id) else {
+            return ready(Ok(DeleteResult::Absent { version: 0 }));
+        };
+        let version = entry.stored.version;
+        if entry.stored.value.take().is_none() {
+            return ready(Ok(DeleteResult::Absent { version }));
+        }
+        entry.last_op = Some(op);
+        ready(Ok(DeleteResult::Deleted { version }))
     }
 
-    fn restore(&self, records: Vec<(RecordId, Versioned)>) -> StoreFuture<usize> {
+    fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked> {
+        let map = self.map();
+        let entry = map.get(id).cloned().unwrap_or_default();
+        ready(Ok(Checked {
+            current: entry.stored,
+            last_op: entry.last_op == Some(op),
+        }))
+    }
+
+    fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize> {
         let mut map = self.map();
         let mut written = 0;
         for (id, record) in records {
-            let newer_exists = map.get(&id).is_some_and(|r| r.version >= record.version);
-            if !newer_exists {
-                map.insert(id, record);
+            let entry = map.entry(id).or_default();
+            if entry.stored.version < record.version {
+                entry.stored = record;
+                entry.last_op = None;
                 written += 1;
             }
         }

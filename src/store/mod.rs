@@ -40,9 +40,13 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 /// A store failure. The text is for logs, never for clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend could not be reached or refused the command.
+    /// The backend could not be reached or refused the command: nothing was changed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The command was sent but no answer came back (a timeout or a dropped connection): it
+    /// may or may not have been applied. Find out with [`Store::check`].
+    #[error("store outcome unknown: {0}")]
+    Indeterminate(String),
     /// A stored value could not be read back.
     #[error("record {id} is corrupt in the store: {detail}")]
     Corrupt {
@@ -53,6 +57,93 @@ pub enum StoreError {
     },
 }
 
+/// What the store holds for one record.
+///
+/// A record that was deleted keeps its last version as a *tombstone* (`value` is `None`,
+/// `version` the version it was deleted at), so a record created again continues at
+/// tombstone + 1 and a version never names two values. `version` 0 means never written (or
+/// lost by the store with everything else).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stored {
+    /// The current value; `None` when the record does not exist.
+    pub value: Option<Arc<Value>>,
+    /// The current version, or the tombstone's when the record does not exist.
+    pub version: Version,
+}
+
+impl Stored {
+    /// A record that exists with this value at this version.
+    pub fn live(value: Arc<Value>, version: Version) -> Self {
+        Stored {
+            value: Some(value),
+            version,
+        }
+    }
+
+    /// A record deleted at `version` (0: never written).
+    pub fn absent(version: Version) -> Self {
+        Stored {
+            value: None,
+            version,
+        }
+    }
+
+    /// Whether the record exists.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The value with its version, when the record exists.
+    pub fn versioned(&self) -> Option<Versioned> {
+        self.value.as_ref().map(|value| Versioned {
+            value: Arc::clone(value),
+            version: self.version,
+        })
+    }
+
+    /// What a compare-and-set against this state expects.
+    pub fn expect(&self) -> Expect {
+        Expect {
+            version: self.version,
+            exists: self.exists(),
+        }
+    }
+}
+
+impl From<Versioned> for Stored {
+    fn from(record: Versioned) -> Self {
+        Stored::live(record.value, record.version)
+    }
+}
+
+/// The state a compare-and-set requires: the version, and whether the record exists at it
+/// (a live record at 7 and a record deleted at 7 are different states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// The version (live or tombstone).
+    pub version: Version,
+    /// Whether the record exists.
+    pub exists: bool,
+}
+
+/// Names one store write or delete, so that after a timeout [`Store::check`] can tell
+/// whether it was applied. Unique across instances (random start, then counting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpId(pub u64);
+
+impl OpId {
+    /// A fresh id.
+    pub fn next() -> Self {
+        use std::hash::BuildHasher;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static BASE: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+            // A per-process random start, so two instances never hand out the same ids.
+            std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        });
+        OpId(BASE.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
 /// The result of a compare-and-set write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteResult {
@@ -61,11 +152,35 @@ pub enum WriteResult {
         /// The version of the last value written.
         version: Version,
     },
-    /// The record was not at the expected version; nothing was written.
+    /// The record was not in the expected state; nothing was written.
     Conflict {
         /// What the store holds now.
-        current: Option<Versioned>,
+        current: Stored,
     },
+}
+
+/// The result of a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteResult {
+    /// The record existed and was deleted; its tombstone keeps this version.
+    Deleted {
+        /// The last version it had.
+        version: Version,
+    },
+    /// The record did not exist; this is its tombstone version (0: never written).
+    Absent {
+        /// The tombstone version.
+        version: Version,
+    },
+}
+
+/// What [`Store::check`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The record now.
+    pub current: Stored,
+    /// Whether the operation asked about is the last one applied to the record.
+    pub last_op: bool,
 }
 
 /// A change to a record that some instance (possibly this one) made through the store.
@@ -83,7 +198,7 @@ pub enum RemoteChange {
         /// The new value, parsed once and shared by every sink of the record.
         value: Arc<Value>,
     },
-    /// The record was deleted; it had this version.
+    /// The record was deleted at this version (its tombstone).
     Deleted {
         /// The last version the record had.
         version: Version,
@@ -117,24 +232,36 @@ impl WatchToken {
 
 /// Where records live. Implementations must make each call atomic per record.
 pub trait Store: Send + Sync + 'static {
-    /// The record's value and version, or `None` when absent.
-    fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>>;
+    /// The record's state (value or tombstone).
+    fn load(&self, id: &RecordId) -> StoreFuture<Stored>;
 
-    /// If the record is at `expected` (0 = absent), stores `values` as versions
-    /// `expected + 1 ..= expected + n` (the last one stays) and publishes each; otherwise
-    /// changes nothing and reports the current state.
+    /// If the record is in the `expected` state, stores `values` as versions
+    /// `expected.version + 1 ..= expected.version + n` (the last one stays), remembers `op` as
+    /// the record's last operation, and publishes each version; otherwise changes nothing and
+    /// reports the current state. Fails with [`StoreError::Indeterminate`] when it cannot
+    /// know whether the write happened.
     fn write(
         &self,
         id: &RecordId,
-        expected: Version,
+        expected: Expect,
         values: Vec<Arc<Value>>,
+        op: OpId,
     ) -> StoreFuture<WriteResult>;
 
-    /// Removes the record; returns the version it had, or `None` if it was absent.
-    fn delete(&self, id: &RecordId) -> StoreFuture<Option<Version>>;
+    /// Deletes the record, keeping its version as a tombstone, and publishes the deletion.
+    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult>;
 
-    /// Writes restored records where the store has nothing newer; returns how many were written.
-    fn restore(&self, records: Vec<(RecordId, Versioned)>) -> StoreFuture<usize>;
+    /// The record's state and whether `op` is the last operation applied to it: how a caller
+    /// finds out what became of a write or delete that failed with
+    /// [`StoreError::Indeterminate`]. Calls on one store are answered in order, so a check
+    /// sent after an operation sees its effect if it had any.
+    fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked>;
+
+    /// Writes each record whose stored version (live or tombstone) is lower, and publishes
+    /// it; returns how many were written. Used at startup (restore from the database) and by a
+    /// `RecordActor` whose store lost data: a tombstone at or above the incoming version
+    /// means the record was deleted since, and wins.
+    fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize>;
 
     /// Calls `sink` with every change published for the record from now on, until
     /// [`Store::unwatch`] with the returned token.

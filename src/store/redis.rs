@@ -11,11 +11,14 @@
 
 use super::router::Router;
 use super::{
-    ChangeSink, RedisKeys, Store, StoreError, StoreFuture, WatchToken, WriteResult, ready,
+    ChangeSink, Checked, DeleteResult, Expect, OpId, RedisKeys, Store, StoreError, StoreFuture,
+    Stored, WatchToken, WriteResult, ready,
 };
-use crate::record::{RecordId, Version, Versioned};
+use crate::record::{RecordId, Version};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
+use redis::{
+    Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation,
+};
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
@@ -102,46 +105,75 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-impl Store for RedisStore {
-    fn load(&self, id: &RecordId) -> StoreFuture<Option<Versioned>> {
-        let conn = self.commands.clone();
+impl RedisStore {
+    /// Reads value, version and last operation in one MGET (scripts change them together).
+    async fn read(
+        conn: &ConnectionManager,
+        cmd: &redis::Cmd,
+        id: &RecordId,
+    ) -> Result<(Stored, Option<String>), StoreError> {
+        let (value, version, op): (Option<Vec<u8>>, Option<String>, Option<String>) =
+            retry_refused(conn, |mut conn| async move { cmd.query_async(&mut conn).await })
+                .await
+                .map_err(|err| unavailable("load", &err))?;
+        let stored = match (value, version) {
+            // A value without a version is no record (see lua/common.lua).
+            (_, None) => Stored::absent(0),
+            (None, Some(version)) => Stored::absent(parse_version(id, &version)?),
+            (Some(value), Some(version)) => {
+                Stored::live(parse_value(id, &value)?, parse_version(id, &version)?)
+            }
+        };
+        Ok((stored, op))
+    }
+
+    fn mget(&self, id: &RecordId) -> redis::Cmd {
         let mut cmd = redis::cmd("MGET");
-        cmd.arg(self.keys.value(id)).arg(self.keys.version(id));
+        cmd.arg(self.keys.value(id))
+            .arg(self.keys.version(id))
+            .arg(self.keys.last_op(id));
+        cmd
+    }
+}
+
+impl Store for RedisStore {
+    fn load(&self, id: &RecordId) -> StoreFuture<Stored> {
+        let conn = self.commands.clone();
+        let cmd = self.mget(id);
+        let id = id.clone();
+        Box::pin(async move { Ok(Self::read(&conn, &cmd, &id).await?.0) })
+    }
+
+    fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked> {
+        let conn = self.commands.clone();
+        let cmd = self.mget(id);
         let id = id.clone();
         Box::pin(async move {
-            // One MGET reads both keys at one instant: scripts change them together.
-            let cmd = &cmd;
-            let (value, version): (Option<Vec<u8>>, Option<String>) = retry_refused(
-                &conn,
-                |mut conn| async move { cmd.query_async(&mut conn).await },
-            )
-            .await
-            .map_err(|err| unavailable("load", &err))?;
-            match (value, version) {
-                (None, None) => Ok(None),
-                (Some(value), Some(version)) => Ok(Some(Versioned {
-                    value: parse_value(&id, &value)?,
-                    version: parse_version(&id, &version)?,
-                })),
-                (Some(_), None) => Err(corrupt(&id, "value without a version")),
-                (None, Some(_)) => Err(corrupt(&id, "version without a value")),
-            }
+            let (current, last) = Self::read(&conn, &cmd, &id).await?;
+            Ok(Checked {
+                current,
+                last_op: last.as_deref() == Some(op.0.to_string().as_str()),
+            })
         })
     }
 
     fn write(
         &self,
         id: &RecordId,
-        expected: Version,
+        expected: Expect,
         values: Vec<Arc<Value>>,
+        op: OpId,
     ) -> StoreFuture<WriteResult> {
         let mut invocation = WRITE_SCRIPT.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
-            .arg(expected.to_string())
-            .arg(self.keys.channel(id));
-        let mut version = expected;
+            .key(self.keys.last_op(id))
+            .arg(expected.version.to_string())
+            .arg(if expected.exists { "1" } else { "0" })
+            .arg(self.keys.channel(id))
+            .arg(op.0.to_string());
+        let mut version = expected.version;
         for value in &values {
             // `serde_json::Value` always serializes (its map keys are strings), so a failure
             // here would be a serde_json bug; report it rather than panic.
@@ -161,20 +193,16 @@ impl Store for RedisStore {
             let (status, version, value): (i64, String, Option<Vec<u8>>) =
                 invoke(&conn, &invocation)
                     .await
-                    .map_err(|err| unavailable("write", &err))?;
+                    .map_err(|err| outcome_unknown("write", &err))?;
             match status {
                 1 => Ok(WriteResult::Applied {
                     version: parse_version(&id, &version)?,
                 }),
                 0 => {
                     let version = parse_version(&id, &version)?;
-                    let current = match (version, value) {
-                        (0, _) => None,
-                        (version, Some(value)) => Some(Versioned {
-                            value: parse_value(&id, &value)?,
-                            version,
-                        }),
-                        (_, None) => return Err(corrupt(&id, "version without a value")),
+                    let current = match value {
+                        Some(value) => Stored::live(parse_value(&id, &value)?, version),
+                        None => Stored::absent(version),
                     };
                     Ok(WriteResult::Conflict { current })
                 }
@@ -183,43 +211,53 @@ impl Store for RedisStore {
         })
     }
 
-    fn delete(&self, id: &RecordId) -> StoreFuture<Option<Version>> {
+    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult> {
         let mut invocation = DELETE_SCRIPT.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
-            .arg(self.keys.channel(id));
+            .key(self.keys.last_op(id))
+            .arg(self.keys.channel(id))
+            .arg(op.0.to_string());
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version): (i64, Option<String>) = invoke(&conn, &invocation)
+            let (status, version): (i64, String) = invoke(&conn, &invocation)
                 .await
-                .map_err(|err| unavailable("delete", &err))?;
-            match (status, version) {
-                (0, _) => Ok(None),
-                (1, Some(version)) => Ok(Some(parse_version(&id, &version)?)),
-                (_, version) => Err(corrupt(&id, &format!("version is {version:?}"))),
+                .map_err(|err| outcome_unknown("delete", &err))?;
+            match status {
+                1 => Ok(DeleteResult::Deleted {
+                    version: parse_version(&id, &version)?,
+                }),
+                0 => Ok(DeleteResult::Absent {
+                    version: parse_version(&id, &version)?,
+                }),
+                _ => Err(corrupt(&id, &format!("version is {version:?}"))),
             }
         })
     }
 
-    fn restore(&self, records: Vec<(RecordId, Versioned)>) -> StoreFuture<usize> {
+    fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize> {
         // Serialize up front, so the future holds only text and the calls only send.
         let mut chunks = Vec::with_capacity(records.len().div_ceil(RESTORE_CHUNK));
         for chunk in records.chunks(RESTORE_CHUNK) {
             let mut invocation = RESTORE_SCRIPT.prepare_invoke();
             for (id, record) in chunk {
-                let json = match serde_json::to_string(&*record.value) {
-                    Ok(json) => json,
-                    Err(err) => {
-                        return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
-                    }
+                let json = match &record.value {
+                    None => String::new(),
+                    Some(value) => match serde_json::to_string(&**value) {
+                        Ok(json) => json,
+                        Err(err) => {
+                            return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
+                        }
+                    },
                 };
                 invocation
                     .key(self.keys.value(id))
                     .key(self.keys.version(id))
                     .arg(record.version.to_string())
-                    .arg(json);
+                    .arg(json)
+                    .arg(self.keys.channel(id));
             }
             chunks.push(invocation);
         }
@@ -231,7 +269,7 @@ impl Store for RedisStore {
             for invocation in chunks {
                 let count: usize = invoke(&conn, &invocation)
                     .await
-                    .map_err(|err| unavailable("restore", &err))?;
+                    .map_err(|err| outcome_unknown("restore", &err))?;
                 written += count;
             }
             Ok(written)
@@ -281,6 +319,18 @@ where
 fn unavailable(what: &str, err: &RedisError) -> StoreError {
     crate::metrics::metrics().redis_errors.inc();
     StoreError::Unavailable(format!("redis {what}: {err}"))
+}
+
+/// A failed script call that changes data. Redis answering with an error (or refusing the
+/// connection) means nothing ran; anything else (a timeout, a dropped connection, an answer
+/// that could not be read) leaves the outcome unknown.
+fn outcome_unknown(what: &str, err: &RedisError) -> StoreError {
+    let answered = matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension);
+    if answered || err.is_connection_refusal() {
+        return unavailable(what, err);
+    }
+    crate::metrics::metrics().redis_errors.inc();
+    StoreError::Indeterminate(format!("redis {what}: {err}"))
 }
 
 fn corrupt(id: &RecordId, detail: &str) -> StoreError {

@@ -2,6 +2,15 @@
 --
 -- Versions travel and are stored as decimal strings and are compared as strings, so they stay
 -- exact over the whole u64 range: Lua numbers are doubles and would round above 2^53.
+--
+-- A record's state lives in two keys: the value key (JSON) and the version key. A version key
+-- without a value key is a tombstone: the record was deleted at that version, and a record
+-- created again continues after it. A value key without a version key is not a record (a
+-- stray half, say after an eviction); writes replace it.
+
+-- How long the last operation's id is kept (milliseconds): long enough for an instance whose
+-- write timed out to ask whether it was applied.
+local OP_TTL_MS = 60000
 
 -- The version text without leading zeros, or nil when it is not a decimal integer.
 local function canonical(raw)

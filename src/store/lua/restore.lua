@@ -1,18 +1,27 @@
--- Restores records where the store has nothing as new; publishes nothing.
+-- Restores records where the store has nothing as new, and publishes what it wrote so every
+-- instance's watchers follow.
 --
--- KEYS: the value key then the version key of each record. ARGV: the version (canonical) then
--- the JSON value of each record, in the same order.
+-- KEYS: the value key then the version key of each record. ARGV: the version (canonical),
+-- the JSON value ("" for a tombstone) and the channel of each record, in the same order.
 --
--- A record is written when its version key is absent, unreadable or lower. Returns how many
--- were written.
+-- A record is written when its version key (live or tombstone) is absent, unreadable or
+-- lower: a tombstone at or above the incoming version means it was deleted since, and stays
+-- deleted. Returns how many were written.
 local written = 0
-for i = 1, #KEYS, 2 do
-  local incoming = ARGV[i]
-  local raw = redis.call('GET', KEYS[i + 1])
+for i = 1, #KEYS / 2 do
+  local value_key, version_key = KEYS[2 * i - 1], KEYS[2 * i]
+  local incoming, json, channel = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local raw = redis.call('GET', version_key)
   local current = raw and canonical(raw)
   if not current or less(current, incoming) then
-    redis.call('SET', KEYS[i], ARGV[i + 1])
-    redis.call('SET', KEYS[i + 1], incoming)
+    if json == '' then
+      redis.call('DEL', value_key)
+      redis.call('PUBLISH', channel, '{"version":' .. incoming .. ',"deleted":true}')
+    else
+      redis.call('SET', value_key, json)
+      redis.call('PUBLISH', channel, '{"version":' .. incoming .. ',"value":' .. json .. '}')
+    end
+    redis.call('SET', version_key, incoming)
     written = written + 1
   end
 end

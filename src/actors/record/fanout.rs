@@ -1,0 +1,141 @@
+//! A record's subscribers and the frames they are sent: each update is diffed at most once and
+//! serialized at most once per mode, and the same bytes go to every subscriber of that mode.
+
+use crate::metrics::metrics;
+use crate::outbox::{Outbox, PushError};
+use crate::record::{Frame, Mode, RecordId, Version, deleted_frame, full_frame, patch_frame};
+use actix::prelude::*;
+use serde_json::Value;
+use std::collections::HashMap;
+
+use super::super::session::SubscriptionEnded;
+
+/// One session's subscription.
+pub(super) struct Subscriber {
+    mode: Mode,
+    pub(super) outbox: Outbox,
+    token: u64,
+    ended: Recipient<SubscriptionEnded>,
+}
+
+impl Subscriber {
+    pub(super) fn new(
+        mode: Mode,
+        outbox: Outbox,
+        token: u64,
+        ended: Recipient<SubscriptionEnded>,
+    ) -> Self {
+        metrics().subscriptions(mode).inc();
+        Subscriber {
+            mode,
+            outbox,
+            token,
+            ended,
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    /// However a subscription ends (unsubscribe, deletion, closed session), the gauge follows.
+    fn drop(&mut self) {
+        metrics().subscriptions(self.mode).dec();
+    }
+}
+
+/// Subscribers by session id.
+#[derive(Default)]
+pub(super) struct Subscribers(pub(super) HashMap<u64, Subscriber>);
+
+impl Subscribers {
+    /// Sends one update to every subscriber, as a patch or whole per its mode.
+    pub(super) fn update(
+        &mut self,
+        id: &RecordId,
+        previous: Option<&Value>,
+        current: &Value,
+        version: Version,
+    ) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut frames = UpdateFrames {
+            id,
+            previous,
+            current,
+            version,
+            full: None,
+            patch: None,
+        };
+        metrics().pushes.inc_by(self.0.len() as u64);
+        self.0.retain(|_, subscriber| {
+            let frame = match subscriber.mode {
+                Mode::Full => frames.full(),
+                Mode::Patch => frames.patch(),
+            };
+            subscriber.outbox.push_update(frames.id, frame) != Err(PushError::Closed)
+        });
+    }
+
+    /// Sends the whole value to every subscriber: versions between were skipped.
+    pub(super) fn resync(&mut self, id: &RecordId, value: &Value, version: Version) {
+        if self.0.is_empty() {
+            return;
+        }
+        let frame = full_frame(id, value, version);
+        metrics().resyncs.inc_by(self.0.len() as u64);
+        self.0
+            .retain(|_, s| s.outbox.push_update(id, frame.clone()) != Err(PushError::Closed));
+    }
+
+    /// Tells every subscriber the record was deleted and ends their subscriptions.
+    pub(super) fn deleted(&mut self, id: &RecordId, version: Version) {
+        if self.0.is_empty() {
+            return;
+        }
+        let frame = deleted_frame(id, version);
+        metrics().pushes.inc_by(self.0.len() as u64);
+        for (_, subscriber) in self.0.drain() {
+            subscriber.outbox.forget_stale(id);
+            let _ = subscriber.outbox.push(frame.clone());
+            subscriber.ended.do_send(SubscriptionEnded {
+                record_id: id.clone(),
+                token: subscriber.token,
+            });
+        }
+    }
+}
+
+/// Lazily built frames for one update.
+struct UpdateFrames<'a> {
+    id: &'a RecordId,
+    previous: Option<&'a Value>,
+    current: &'a Value,
+    version: Version,
+    full: Option<Frame>,
+    patch: Option<Frame>,
+}
+
+impl UpdateFrames<'_> {
+    fn full(&mut self) -> Frame {
+        self.full
+            .get_or_insert_with(|| full_frame(self.id, self.current, self.version))
+            .clone()
+    }
+
+    /// The patch frame, or the full frame when the patch would be larger (the client takes a
+    /// full value as a resync, and it costs fewer bytes).
+    fn patch(&mut self) -> Frame {
+        if let Some(frame) = &self.patch {
+            return frame.clone();
+        }
+        let empty = Value::Object(Default::default());
+        let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
+        let mut frame = patch_frame(self.id, &patch, self.version);
+        let full = self.full();
+        if frame.len() > full.len() {
+            frame = full;
+        }
+        self.patch = Some(frame.clone());
+        frame
+    }
+}

@@ -1,0 +1,117 @@
+//! The messages a `RecordActor` handles, and the settings and environment it runs with.
+//! Kept apart from the actor so senders (sessions, the server API) depend on this file only.
+
+use crate::error::Error;
+use crate::outbox::Outbox;
+use crate::record::{Mode, Strategy, Version, Versioned};
+use crate::store::{RemoteChange, SharedStore};
+use actix::prelude::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use super::super::registry::RecordActorStopped;
+use super::super::session::SubscriptionEnded;
+
+/// Settings every `RecordActor` follows.
+#[derive(Clone)]
+pub struct RecordSettings {
+    /// Where writes of persisted records go.
+    pub persist: Arc<crate::persistence::PersistRoutes>,
+    /// How long an unused actor stays alive.
+    pub linger: Duration,
+    /// Largest value a merge may produce, serialized.
+    pub max_value_bytes: usize,
+    /// Most queued writes sent to the store in one call (1 = no batching).
+    pub max_write_batch: usize,
+    /// Most bytes of values sent to the store in one call (one value always goes).
+    pub max_write_batch_bytes: usize,
+    /// Most writes and deletes queued for one record; more are refused with `ELIMIT`.
+    pub max_pending_writes: usize,
+}
+
+/// What every `RecordActor` shares: the store, settings and counters.
+pub struct RecordEnv {
+    /// Where values live.
+    pub store: SharedStore,
+    /// Linger and limits.
+    pub settings: RecordSettings,
+    /// Live `RecordActor` count.
+    pub live: Arc<AtomicUsize>,
+    /// Told when an actor stops, so the directory forgets it.
+    pub registry: Recipient<RecordActorStopped>,
+}
+
+/// The result of an applied write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The record's version after the write.
+    pub version: Version,
+    /// False when the write produced the value the record already had (nothing was sent).
+    pub changed: bool,
+}
+
+/// Adds a subscriber and answers with the snapshot it starts from.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Versioned>, Error>")]
+pub struct Subscribe {
+    /// The session's numeric id (one subscription per session and record).
+    pub session: u64,
+    /// Full or patch.
+    pub mode: Mode,
+    /// Where pushes go.
+    pub outbox: Outbox,
+    /// Echoed in `SubscriptionEnded` so a stale notice cannot end a newer subscription.
+    pub token: u64,
+    /// Told when the subscription ends from this side (record deleted).
+    pub ended: Recipient<SubscriptionEnded>,
+    /// The request id to answer; the reply is queued here, ahead of any later push.
+    pub reply_to: Option<serde_json::Number>,
+}
+
+/// Removes a session's subscription; answers whether there was one.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct Unsubscribe {
+    /// The session's numeric id.
+    pub session: u64,
+}
+
+/// Writes a value with a strategy.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<WriteOutcome, Error>")]
+pub struct ApplyWrite {
+    /// The incoming value (shared: a replace stores it without copying).
+    pub value: Arc<Value>,
+    /// How it combines with the current value.
+    pub strategy: Strategy,
+}
+
+/// Deletes the record; answers the version it had, or `None` if it was absent.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Version>, Error>")]
+pub struct DeleteRecord;
+
+/// A change the store published for this record (another instance's write or our own echo).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChanged {
+    /// What changed.
+    pub change: RemoteChange,
+}
+
+/// A subscriber's client fell behind and skipped updates: send it the current full value.
+/// Answers whether the session is (still) subscribed.
+#[derive(Message, Clone)]
+#[rtype(result = "bool")]
+pub struct ResyncSubscriber {
+    /// The session's numeric id.
+    pub session: u64,
+}
+
+/// The current value and version.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<Versioned>, Error>")]
+pub struct GetSnapshot;
+

@@ -1,0 +1,428 @@
+//! `RecordActor`: one per active record id.
+//!
+//! Owns the record's subscribers and its [`state::Core`]: the value or tombstone, the version,
+//! the queue of writes and deletes, and where the record stands with the store.
+//! Talks to: the store (load, compare-and-set, delete, check, write-back), subscribers'
+//! outboxes (pushes), sessions (`SubscriptionEnded`), the persistence actor (`Persist`,
+//! `PersistDeletion`), the registry (`RecordActorStopped`).
+//!
+//! Invariants:
+//! - Every operation on the record goes through this mailbox. A subscribe registers the
+//!   subscriber and queues the reply (the snapshot) in one handler, so its first push is
+//!   snapshot + 1.
+//! - The decisions live in `state` (pure, unit-tested against a scripted store); this file only
+//!   carries out its effects and feeds the store's answers back, so at most one store call is
+//!   in flight and state changes only when the store has answered.
+//! - Each update is diffed at most once and serialized at most once per mode (`fanout`).
+//! - With a shared store (Redis), the actor watches the record's changes *before* it loads, so
+//!   a change published after the load cannot be missed and one before it is ignored as older.
+//! - The actor stops after `linger` with no subscribers and nothing queued or in flight.
+//!
+//! # Layout
+//! - `messages`: what the actor handles, its settings and environment.
+//! - `state`: the synchronisation state machine.
+//! - `writes`: planning a batch of queued writes.
+//! - `fanout`: subscribers and the frames they get.
+
+mod fanout;
+mod messages;
+mod state;
+mod writes;
+#[cfg(test)]
+mod tests;
+
+pub use messages::{
+    ApplyWrite, DeleteRecord, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
+    ResyncSubscriber, Subscribe, Unsubscribe, WriteOutcome,
+};
+
+use crate::error::Error;
+use crate::metrics::metrics;
+use crate::outbox::PushError;
+use crate::protocol;
+use crate::record::{RecordId, Version, Versioned, full_frame};
+use crate::store::{ChangeSink, Stored, WatchToken};
+use actix::prelude::*;
+use fanout::{Subscriber, Subscribers};
+use serde_json::Value;
+use state::{Answer, Core, CoreLimits, Effect, Op};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use writes::{BatchLimits, QueuedWrite};
+
+use super::persistence::{Persist, PersistDeletion, PersistenceActor};
+use super::registry::RecordActorStopped;
+
+/// Where a request's answer goes.
+enum Reply {
+    Write(oneshot::Sender<Result<WriteOutcome, Error>>),
+    Delete(oneshot::Sender<Result<Option<Version>, Error>>),
+}
+
+impl Reply {
+    fn send(self, answer: Answer) {
+        match (self, answer) {
+            (Reply::Write(to), Answer::Write(result)) => {
+                let _ = to.send(result);
+            }
+            (Reply::Delete(to), Answer::Delete(result)) => {
+                let _ = to.send(result);
+            }
+            (Reply::Write(to), Answer::Delete(_)) => {
+                let _ = to.send(Err(Error::Internal));
+            }
+            (Reply::Delete(to), Answer::Write(_)) => {
+                let _ = to.send(Err(Error::Internal));
+            }
+        }
+    }
+
+    fn fail(self, error: Error) {
+        match self {
+            Reply::Write(to) => {
+                let _ = to.send(Err(error));
+            }
+            Reply::Delete(to) => {
+                let _ = to.send(Err(error));
+            }
+        }
+    }
+}
+
+/// The actor owning one record (see the module docs).
+pub struct RecordActor {
+    id: RecordId,
+    env: Arc<RecordEnv>,
+    /// `None` until the first load has answered.
+    core: Option<Core<Reply>>,
+    subscribers: Subscribers,
+    used_since_tick: bool,
+    watch: Option<WatchToken>,
+    /// The persistence actor for this record and the routes' generation it was looked up at.
+    persist_route: Option<(u64, Option<Addr<PersistenceActor>>)>,
+}
+
+impl RecordActor {
+    /// An actor for `id`; it loads the record when it starts.
+    pub fn new(id: RecordId, env: Arc<RecordEnv>) -> Self {
+        RecordActor {
+            id,
+            env,
+            core: None,
+            subscribers: Subscribers::default(),
+            used_since_tick: true,
+            watch: None,
+            persist_route: None,
+        }
+    }
+
+    fn limits(&self) -> CoreLimits {
+        let settings = &self.env.settings;
+        CoreLimits {
+            batch: BatchLimits {
+                max_writes: settings.max_write_batch.max(1),
+                max_bytes: settings.max_write_batch_bytes,
+                max_value_bytes: settings.max_value_bytes,
+            },
+            max_pending: settings.max_pending_writes.max(1),
+        }
+    }
+
+    /// The persistence actor for this record, if a rule covers it (looked up again only when
+    /// rules were added).
+    fn persistence(&mut self) -> Option<Addr<PersistenceActor>> {
+        let routes = &self.env.settings.persist;
+        let generation = routes.generation();
+        match &self.persist_route {
+            Some((seen, route)) if *seen == generation => route.clone(),
+            _ => {
+                let route = routes.route(self.id.as_str());
+                self.persist_route = Some((generation, route.clone()));
+                route
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.subscribers.0.is_empty() && self.core.as_ref().is_none_or(Core::is_idle)
+    }
+
+    /// Feeds one event to the core and carries out what it asks for.
+    fn step(
+        &mut self,
+        ctx: &mut Context<Self>,
+        event: impl FnOnce(&mut Core<Reply>, Instant) -> Vec<Effect<Reply>>,
+    ) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = event(core, Instant::now());
+        for effect in effects {
+            self.carry_out(effect, ctx);
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect<Reply>, ctx: &mut Context<Self>) {
+        let store = &self.env.store;
+        match effect {
+            Effect::Load => store
+                .load(&self.id)
+                .into_actor(self)
+                .map(|result, act, ctx| act.step(ctx, |core, _| core.loaded(result)))
+                .spawn(ctx),
+            Effect::Write {
+                expected,
+                values,
+                op,
+            } => store
+                .write(&self.id, expected, values, op)
+                .into_actor(self)
+                .map(|result, act, ctx| act.step(ctx, |core, now| core.written(result, now)))
+                .spawn(ctx),
+            Effect::Delete { op } => store
+                .delete(&self.id, op)
+                .into_actor(self)
+                .map(|result, act, ctx| act.step(ctx, |core, now| core.deleted(result, now)))
+                .spawn(ctx),
+            Effect::Check { op } => store
+                .check(&self.id, op)
+                .into_actor(self)
+                .map(|result, act, ctx| act.step(ctx, |core, now| core.checked(result, now)))
+                .spawn(ctx),
+            Effect::WriteBack(record) => store
+                .restore(vec![(self.id.clone(), record)])
+                .into_actor(self)
+                .map(|result, act, ctx| act.step(ctx, |core, _| core.written_back(result)))
+                .spawn(ctx),
+            Effect::Timer {
+                timer,
+                after,
+                epoch,
+            } => {
+                ctx.run_later(after, move |act, ctx| {
+                    act.step(ctx, |core, _| core.timer(timer, epoch))
+                });
+            }
+            Effect::Update {
+                previous,
+                current,
+                version,
+            } => self
+                .subscribers
+                .update(&self.id, previous.as_deref(), &current, version),
+            Effect::Resync { value, version } => {
+                self.subscribers.resync(&self.id, &value, version)
+            }
+            Effect::Deleted { version } => self.subscribers.deleted(&self.id, version),
+            Effect::Persist { value, version } => {
+                if let Some(actor) = self.persistence() {
+                    actor.do_send(Persist {
+                        id: self.id.clone(),
+                        version,
+                        value,
+                    });
+                }
+            }
+            Effect::PersistDeletion { version } => {
+                if let Some(actor) = self.persistence() {
+                    actor.do_send(PersistDeletion {
+                        id: self.id.clone(),
+                        version,
+                    });
+                }
+            }
+            Effect::Reply(reply, answer) => reply.send(answer),
+        }
+    }
+}
+
+impl Actor for RecordActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.env.live.fetch_add(1, Ordering::Relaxed);
+        metrics().record_actors.inc();
+        // Watch, then load, before any message is handled (`wait` holds the mailbox): a change
+        // published after the load cannot be missed, one before it is ignored as older.
+        let weak = ctx.address().downgrade();
+        let sink: ChangeSink = Arc::new(move |change| {
+            if let Some(addr) = weak.upgrade() {
+                addr.do_send(RemoteChanged { change });
+            }
+        });
+        let store = Arc::clone(&self.env.store);
+        let id = self.id.clone();
+        async move {
+            let token = store.watch(&id, sink).await?;
+            match store.load(&id).await {
+                Ok(snapshot) => Ok((token, snapshot)),
+                Err(e) => {
+                    store.unwatch(&id, token);
+                    Err(e)
+                }
+            }
+        }
+        .into_actor(self)
+        .map(|result, act, ctx| match result {
+            Ok((token, record)) => {
+                act.watch = Some(token);
+                act.core = Some(Core::new(act.id.clone(), record, act.limits()));
+            }
+            Err(e) => {
+                // Stop: queued requests fail with a closed mailbox and are retried by a
+                // fresh actor, which loads again.
+                log::warn!("loading record {} failed: {e}", act.id);
+                ctx.stop();
+            }
+        })
+        .wait(ctx);
+        let tick = self.env.settings.linger.max(Duration::from_millis(10));
+        ctx.run_interval(tick, |act, ctx| {
+            // A session that ended while its subscribe was in flight never sent Unsubscribe;
+            // its closed outbox says it is gone even if no update has tried it since.
+            act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+            if act.used_since_tick || !act.is_idle() {
+                act.used_since_tick = false;
+            } else {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.env.live.fetch_sub(1, Ordering::Relaxed);
+        metrics().record_actors.dec();
+        if let Some(token) = self.watch.take() {
+            self.env.store.unwatch(&self.id, token);
+        }
+        if let Some(core) = self.core.as_mut() {
+            // Never sent to the store: nothing was written.
+            for op in core.take_pending() {
+                match op {
+                    Op::Write(write) => write.reply.fail(Error::Unavailable),
+                    Op::Delete(reply) => reply.fail(Error::Unavailable),
+                }
+            }
+        }
+        self.env.registry.do_send(RecordActorStopped {
+            id: self.id.clone(),
+            addr: ctx.address(),
+        });
+    }
+}
+
+impl Handler<Subscribe> for RecordActor {
+    type Result = Result<Option<Versioned>, Error>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let Some(core) = &self.core else {
+            return Err(Error::Unavailable);
+        };
+        let record = core.record();
+        if let Some(request_id) = &msg.reply_to {
+            let reply = protocol::SubscribeReply {
+                success: true,
+                record: record.value.as_deref().unwrap_or(&Value::Null),
+                version: record.version,
+            };
+            let frame =
+                protocol::reply_frame(request_id, protocol::commands::SUBSCRIBE_RECORD, &reply);
+            let _ = msg.outbox.push(frame);
+        }
+        let snapshot = record.versioned();
+        let subscriber = Subscriber::new(msg.mode, msg.outbox, msg.token, msg.ended);
+        self.subscribers.0.insert(msg.session, subscriber);
+        Ok(snapshot)
+    }
+}
+
+impl Handler<Unsubscribe> for RecordActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) -> bool {
+        self.used_since_tick = true;
+        self.subscribers.0.remove(&msg.session).is_some()
+    }
+}
+
+impl Handler<ApplyWrite> for RecordActor {
+    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+
+    fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let (reply, outcome) = oneshot::channel();
+        let write = QueuedWrite {
+            value: msg.value,
+            strategy: msg.strategy,
+            queued_at: Instant::now(),
+            reply: Reply::Write(reply),
+        };
+        match self.core {
+            Some(_) => self.step(ctx, |core, _| core.write(write)),
+            None => write.reply.fail(Error::Unavailable),
+        }
+        // A dropped answer means the actor went away with the call in flight.
+        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
+    }
+}
+
+impl Handler<DeleteRecord> for RecordActor {
+    type Result = ResponseFuture<Result<Option<Version>, Error>>;
+
+    fn handle(&mut self, _msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let (reply, outcome) = oneshot::channel();
+        let reply = Reply::Delete(reply);
+        match self.core {
+            Some(_) => self.step(ctx, |core, _| core.delete(reply)),
+            None => reply.fail(Error::Unavailable),
+        }
+        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
+    }
+}
+
+impl Handler<RemoteChanged> for RecordActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChanged, ctx: &mut Context<Self>) {
+        self.step(ctx, |core, _| core.remote(msg.change));
+    }
+}
+
+impl Handler<ResyncSubscriber> for RecordActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: ResyncSubscriber, _ctx: &mut Context<Self>) -> bool {
+        let Some(subscriber) = self.subscribers.0.get(&msg.session) else {
+            return false;
+        };
+        let frame = match self.core.as_ref().map(Core::record) {
+            Some(Stored {
+                value: Some(value),
+                version,
+            }) => full_frame(&self.id, value, *version),
+            // Absent values produce no updates, so nothing can be stale; nothing to send.
+            _ => return true,
+        };
+        metrics().resyncs.inc();
+        if subscriber.outbox.resync(&self.id, frame) == Err(PushError::Closed) {
+            self.subscribers.0.remove(&msg.session);
+        }
+        true
+    }
+}
+
+impl Handler<GetSnapshot> for RecordActor {
+    type Result = Result<Option<Versioned>, Error>;
+
+    fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        match &self.core {
+            Some(core) => Ok(core.record().versioned()),
+            None => Err(Error::Unavailable),
+        }
+    }
+}
