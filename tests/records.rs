@@ -44,7 +44,7 @@ on_every_store!(
     identical_writes_change_nothing,
     strategies_combine_values,
     every_json_type_is_a_record,
-    deletes_end_subscriptions_and_restart_versions,
+    deletes_end_subscriptions_and_versions_continue,
     get_returns_value_and_version,
     subscribe_reply_and_first_push_follow_the_snapshot,
     subscribing_again_replaces_the_mode,
@@ -331,7 +331,7 @@ async fn every_json_type_is_a_record(backend: Backend) {
     server.stop().await;
 }
 
-async fn deletes_end_subscriptions_and_restart_versions(backend: Backend) {
+async fn deletes_end_subscriptions_and_versions_continue(backend: Backend) {
     let server = start(backend, OPEN).await;
     let records = server.records();
     let mut full = server.client().await;
@@ -364,7 +364,17 @@ async fn deletes_end_subscriptions_and_restart_versions(backend: Backend) {
         .write_record("doc:d", json!({"b": 1}), Strategy::Replace)
         .await
         .unwrap();
-    assert_eq!(outcome.version, 1);
+    // Versions continue after the tombstone: version 1 and 2 keep meaning what they meant.
+    assert_eq!(outcome.version, 3);
+    // A new subscriber sees the new record; one to a deleted record sees null at the tombstone.
+    let mut late = server.client().await;
+    let reply = late.subscribe("doc:d", "full").await;
+    assert_eq!(reply["version"], 3);
+    assert_eq!(records.delete_record("doc:d").await.unwrap(), Some(3));
+    late.next_push_of("mesh/record-deleted").await;
+    let reply = late.subscribe("doc:d", "full").await;
+    assert_eq!(reply["record"], Value::Null);
+    assert_eq!(reply["version"], 3);
     // The subscriptions ended with the deletion: no pushes, and unsubscribing says so.
     full.assert_no_record_push(QUIET).await;
     patch.assert_no_record_push(QUIET).await;
