@@ -1,6 +1,8 @@
 //! Test harness: a real server on a free port and a WebSocket client speaking the Mesh protocol.
 #![allow(dead_code)]
 
+pub mod own_redis;
+
 use actix_codec::Framed;
 use awc::BoxedSocket;
 use awc::ws::{Codec, Frame, Message};
