@@ -11,6 +11,7 @@
 //! server that part is skipped with a note.
 
 use actix::prelude::*;
+use mesh_records::RecordId;
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
 };
@@ -18,7 +19,6 @@ use mesh_records::persistence::{
     PersistedRecord, PersistenceAdapter, PostgresAdapter, SqliteAdapter, restore,
 };
 use mesh_records::store::MemoryStore;
-use mesh_records::RecordId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

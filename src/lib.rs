@@ -13,6 +13,7 @@
 //! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
 //! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
+//! - [`inflight`]: back-pressure on a connection's requests in flight.
 //! - [`outbox`]: each session's byte-bounded outbound queue and the response body draining it.
 //! - [`socket`]: cutting off TCP connections whose peer stopped reading.
 //! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`, `PersistenceActor`.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod connection;
 mod demo;
 pub mod error;
+pub mod inflight;
 pub mod metrics;
 pub mod outbox;
 pub mod persistence;

@@ -217,6 +217,7 @@ impl RecordServerBuilder {
                     slow_consumer_timeout: std::time::Duration::from_millis(
                         s.slow_consumer_timeout_ms,
                     ),
+                    max_in_flight_requests: s.max_in_flight_requests,
                 }),
                 max_connections: s.max_connections,
                 ws_path: s.ws_path.clone(),
@@ -462,8 +463,9 @@ impl RecordServer {
         let socket = req.conn_data::<ConnectionSocket>().copied();
         let connection = Connection::new(id, metadata);
         crate::metrics::metrics().connections.inc();
+        let max_in_flight = self.inner.session_settings.max_in_flight_requests;
         SessionActor::create(|ctx| {
-            ctx.add_stream(stream);
+            ctx.add_stream(crate::inflight::Gated::new(stream, max_in_flight));
             SessionActor::new(number, connection, outbox, services, socket)
         });
         Ok(response)

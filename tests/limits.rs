@@ -138,3 +138,41 @@ async fn total_connections_are_bounded() {
     assert_eq!(c.request("mesh/noop", json!({})).await, json!(true));
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn requests_in_flight_per_connection_are_bounded_by_not_reading_more() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+    let server = common::start_with(
+        Backend::Memory,
+        &format!("[server]\nmax_in_flight_requests = 2\nmax_requests_per_second = 0\n{EXPOSE}"),
+        move |b| {
+            b.command("slow", move |_, _| {
+                let (running, most) = (Arc::clone(&r), Arc::clone(&m));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(json!("done"))
+                }
+            })
+        },
+    )
+    .await;
+    let mut client = server.client().await;
+    // Eight requests sent at once: the server reads the next only when one has answered.
+    for id in 1..=8u64 {
+        client
+            .send_json(&json!({"id": id, "command": "slow", "payload": {}}))
+            .await;
+    }
+    for id in 1..=8u64 {
+        assert_eq!(client.reply_to(id).await["payload"], json!("done"));
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}

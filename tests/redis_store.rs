@@ -172,7 +172,12 @@ async fn scenario(store: &dyn Store) -> Vec<String> {
     step!(store.check(&a, op));
     step!(store.check(&a, OpId(8)));
     step!(store.write(&a, absent(0), vec![value(json!({"x": 2}))], op));
-    step!(store.write(&a, live(1), vec![value(json!(null)), value(json!([1, "two"]))], op));
+    step!(store.write(
+        &a,
+        live(1),
+        vec![value(json!(null)), value(json!([1, "two"]))],
+        op
+    ));
     step!(store.load(&a));
     step!(store.write(&a, live(3), vec![], op));
     step!(store.write(&a, live(2), vec![value(json!("stale"))], op));
@@ -224,7 +229,12 @@ async fn writes_use_the_mesh_key_layout() {
     let rid = id("user:1");
     let result = fx
         .store
-        .write(&rid, absent(0), vec![value(json!({"name": "Ada"}))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vec![value(json!({"name": "Ada"}))],
+            OpId(100),
+        )
         .await
         .expect("write");
     assert_eq!(result, WriteResult::Applied { version: 1 });
@@ -304,9 +314,7 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     let fx = Fixture::new("restore").await;
     // More records than one script call takes, so several chunks run.
     let records: Vec<_> = (0..1234u64)
-        .map(|i| {
-            (id(&format!("r{i}")), restored(json!({"i": i}), 10))
-        })
+        .map(|i| (id(&format!("r{i}")), restored(json!({"i": i}), 10)))
         .collect();
     assert_eq!(
         fx.store.restore(records.clone()).await.expect("restore"),
@@ -335,7 +343,10 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     assert_eq!(written, 2);
     let load = |raw: &'static str| fx.store.load(&id(raw));
     assert_eq!(load("r7").await.expect("load").version, 11);
-    assert_eq!(load("r8").await.expect("load"), restored(json!("newer"), 12));
+    assert_eq!(
+        load("r8").await.expect("load"),
+        restored(json!("newer"), 12)
+    );
     assert_eq!(load("fresh").await.expect("load").version, 3);
     assert_eq!(fx.store.restore(Vec::new()).await.expect("restore"), 0);
     fx.cleanup().await;
@@ -656,7 +667,9 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     server.kill();
     for _ in 0..3 {
         let started = Instant::now();
-        let result = store.write(&rid, live(1), vec![value(json!(2))], OpId(101)).await;
+        let result = store
+            .write(&rid, live(1), vec![value(json!(2))], OpId(101))
+            .await;
         // A write sent on the connection Redis dropped may or may not have run: the store
         // says so instead of claiming nothing was written.
         assert!(
@@ -691,7 +704,9 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let _server = OwnRedis::start(port).await;
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     // The restarted server is empty; a writer that reloaded starts again from version 0.
-    let result = store.write(&rid, absent(0), vec![value(json!("after"))], OpId(100)).await;
+    let result = store
+        .write(&rid, absent(0), vec![value(json!("after"))], OpId(100))
+        .await;
     assert_eq!(
         result.expect("write after restart"),
         WriteResult::Applied { version: 1 }
@@ -757,7 +772,9 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     let stalled = id("stalled");
     for _ in 0..2 {
         let started = Instant::now();
-        let result = store.write(&stalled, absent(0), vec![value(json!(1))], OpId(100)).await;
+        let result = store
+            .write(&stalled, absent(0), vec![value(json!(1))], OpId(100))
+            .await;
         // Sent, never answered: Redis may still run it once it thaws.
         assert!(
             matches!(result, Err(StoreError::Indeterminate(_))),
@@ -776,8 +793,13 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     server.signal("CONT");
 
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
-    assert_eq!(store.load(&rid).await.expect("load after thaw"), Stored::absent(0));
-    let result = store.write(&rid, absent(0), vec![value(json!("after"))], OpId(100)).await;
+    assert_eq!(
+        store.load(&rid).await.expect("load after thaw"),
+        Stored::absent(0)
+    );
+    let result = store
+        .write(&rid, absent(0), vec![value(json!("after"))], OpId(100))
+        .await;
     assert_eq!(
         result.expect("write after thaw"),
         WriteResult::Applied { version: 1 }

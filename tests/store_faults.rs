@@ -128,7 +128,12 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
     push_at(&mut on_a, 10).await;
     // B has the record loaded too, so it can act while pub/sub is down.
     assert_eq!(
-        b.records().get_record("doc:y").await.unwrap().unwrap().version,
+        b.records()
+            .get_record("doc:y")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
         10
     );
 
@@ -151,9 +156,12 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
         )
         .await;
     assert_eq!(reply, json!({"success": true}));
-    let value: Value =
-        serde_json::from_str(&redis_get(&mut raw, &format!("{prefix}record:doc:y")).await.unwrap())
-            .unwrap();
+    let value: Value = serde_json::from_str(
+        &redis_get(&mut raw, &format!("{prefix}record:doc:y"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(value, json!({"new": 1, "a": 1}), "the old value came back");
     let version = redis_get(&mut raw, &format!("{prefix}record-version:doc:y")).await;
     assert_eq!(version.as_deref(), Some("12"));
@@ -220,8 +228,16 @@ flush_interval_ms = 50
     let reply = writer.publish("doc:z", json!({"n": 2})).await;
     sleeper.await.unwrap();
     // It was applied once Redis woke up, so the reply says so (it used to say EUNAVAILABLE).
-    assert_eq!(reply, json!({"success": true}), "after {:?}", started.elapsed());
-    assert_eq!(push_at(&mut on_a, 2).await["payload"]["full"], json!({"n": 2}));
+    assert_eq!(
+        reply,
+        json!({"success": true}),
+        "after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        push_at(&mut on_a, 2).await["payload"]["full"],
+        json!({"n": 2})
+    );
     push_at(&mut on_b, 2).await;
 
     // And the instance that made it persisted it.
@@ -232,7 +248,10 @@ flush_interval_ms = 50
         if rows.iter().any(|r| r.id == "doc:z" && r.version == 2) {
             break;
         }
-        assert!(Instant::now() < deadline, "version 2 never persisted: {rows:?}");
+        assert!(
+            Instant::now() < deadline,
+            "version 2 never persisted: {rows:?}"
+        );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
     a.stop().await;
@@ -280,7 +299,10 @@ flush_interval_ms = 50
     // B deletes it, but its deletion never reaches the database (as when B's database link
     // hangs): the row stays.
     let b = instance(&config(&prefix, &redis.url(), "")).await;
-    assert_eq!(b.records().delete_record("doc:gone").await.unwrap(), Some(1));
+    assert_eq!(
+        b.records().delete_record("doc:gone").await.unwrap(),
+        Some(1)
+    );
     a.stop().await;
     b.stop().await;
 

@@ -5,6 +5,11 @@
 //!
 //! Invariants:
 //! - At most one live `RecordActor` per id is handed out; a stopped one is replaced on demand.
+//! - Every address handed out comes with a [`Lease`] the sender holds until its message has
+//!   been answered. A record actor stops only when the registry agrees (`RetireRecordActor`):
+//!   no lease is out, and in the same step the registry forgets it. So a message is never sent
+//!   to an actor that is about to stop, and one client's messages to a record can never be
+//!   split between an old actor and its successor (which could reorder its writes).
 //! - Guards run as futures outside the mailbox, so a slow guard delays only its own request.
 //! - A record actor is started only after access was granted, so refused requests cost nothing.
 //! - Record actors are spread over several arbiters (threads) by id hash.
@@ -19,12 +24,37 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// A handed-out record actor address: the actor does not stop while its lease is held.
+/// Hold it until the message sent with it has been answered.
+pub struct Lease(Arc<AtomicUsize>);
+
+impl Lease {
+    fn new(count: &Arc<AtomicUsize>) -> Lease {
+        count.fetch_add(1, Ordering::AcqRel);
+        Lease(Arc::clone(count))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A record actor's address with the lease that keeps it from stopping.
+pub struct Leased {
+    /// The actor.
+    pub addr: Addr<RecordActor>,
+    /// Held until the message sent to `addr` has been answered.
+    pub lease: Lease,
+}
 
 /// Checks access to a record for a connection and returns its actor.
 #[derive(Message)]
-#[rtype(result = "Result<Addr<RecordActor>, Error>")]
+#[rtype(result = "Result<Leased, Error>")]
 pub struct ResolveAccess {
     /// The record.
     pub id: RecordId,
@@ -36,7 +66,7 @@ pub struct ResolveAccess {
 
 /// Returns the record's actor without an access check (server-side API).
 #[derive(Message)]
-#[rtype(result = "Addr<RecordActor>")]
+#[rtype(result = "Leased")]
 pub struct GetRecordActor {
     /// The record.
     pub id: RecordId,
@@ -52,6 +82,17 @@ pub struct RecordActorStopped {
     pub addr: Addr<RecordActor>,
 }
 
+/// An idle record actor asks to stop. Granted (and the actor forgotten) only when it is the
+/// current actor for its id and no lease on it is out.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RetireRecordActor {
+    /// The record.
+    pub id: RecordId,
+    /// The actor asking.
+    pub addr: Addr<RecordActor>,
+}
+
 /// Adds an exposure at runtime, after the existing ones.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -60,10 +101,16 @@ pub struct AddExposure {
     pub exposure: Exposure,
 }
 
+/// A live record actor and the count of leases out on it.
+struct Live {
+    addr: Addr<RecordActor>,
+    leases: Arc<AtomicUsize>,
+}
+
 /// The registry (see the module docs).
 pub struct RegistryActor {
     exposures: ExposureTable,
-    records: HashMap<RecordId, Addr<RecordActor>>,
+    records: HashMap<RecordId, Live>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     store: SharedStore,
@@ -93,9 +140,12 @@ impl RegistryActor {
         }
     }
 
-    fn record(&mut self, id: &RecordId) -> Addr<RecordActor> {
-        if let Some(addr) = self.records.get(id).filter(|addr| addr.connected()) {
-            return addr.clone();
+    fn record(&mut self, id: &RecordId) -> Leased {
+        if let Some(live) = self.records.get(id).filter(|live| live.addr.connected()) {
+            return Leased {
+                addr: live.addr.clone(),
+                lease: Lease::new(&live.leases),
+            };
         }
         let Some(env) = self.env.clone() else {
             unreachable!("env is set in started() before any message is handled");
@@ -108,8 +158,16 @@ impl RegistryActor {
             ctx.set_mailbox_capacity(0);
             RecordActor::new(record_id, env)
         });
-        self.records.insert(id.clone(), addr.clone());
-        addr
+        let leases = Arc::new(AtomicUsize::new(0));
+        let lease = Lease::new(&leases);
+        self.records.insert(
+            id.clone(),
+            Live {
+                addr: addr.clone(),
+                leases,
+            },
+        );
+        Leased { addr, lease }
     }
 }
 
@@ -123,12 +181,13 @@ impl Actor for RegistryActor {
             settings: self.settings.clone(),
             live: Arc::clone(&self.live),
             registry: ctx.address().recipient(),
+            retire: ctx.address().recipient(),
         }));
     }
 }
 
 impl Handler<ResolveAccess> for RegistryActor {
-    type Result = ResponseActFuture<Self, Result<Addr<RecordActor>, Error>>;
+    type Result = ResponseActFuture<Self, Result<Leased, Error>>;
 
     fn handle(&mut self, msg: ResolveAccess, _ctx: &mut Context<Self>) -> Self::Result {
         match self.exposures.decide(msg.id.as_str(), msg.op) {
@@ -161,11 +220,30 @@ impl Handler<GetRecordActor> for RegistryActor {
     }
 }
 
+impl Handler<RetireRecordActor> for RegistryActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RetireRecordActor, _ctx: &mut Context<Self>) -> bool {
+        let Some(live) = self.records.get(&msg.id) else {
+            return false;
+        };
+        if live.addr != msg.addr || live.leases.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        self.records.remove(&msg.id);
+        true
+    }
+}
+
 impl Handler<RecordActorStopped> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordActorStopped, _ctx: &mut Context<Self>) {
-        if self.records.get(&msg.id) == Some(&msg.addr) {
+        if self
+            .records
+            .get(&msg.id)
+            .is_some_and(|live| live.addr == msg.addr)
+        {
             self.records.remove(&msg.id);
         }
     }
@@ -181,12 +259,13 @@ impl Handler<AddExposure> for RegistryActor {
 
 /// Sends `msg` to the record's actor, replacing an actor that stopped in the meantime.
 ///
-/// `first` is an actor already resolved (for example by an access check). Fails with
+/// `first` is an actor already resolved (for example by an access check), with its lease.
+/// Fails with
 /// [`Error::Unavailable`] when no actor could take the message (its record could not load).
 pub async fn send_to_record<M>(
     registry: &Addr<RegistryActor>,
     id: &RecordId,
-    first: Option<Addr<RecordActor>>,
+    first: Option<Leased>,
     msg: M,
 ) -> Result<M::Result, Error>
 where
@@ -194,20 +273,22 @@ where
     M::Result: Send,
     RecordActor: Handler<M>,
 {
-    let mut addr = first;
+    let mut leased = first;
     for attempt in 0..8u64 {
-        let target = match addr.take() {
-            Some(addr) => addr,
+        let target = match leased.take() {
+            Some(target) => target,
             None => registry
                 .send(GetRecordActor { id: id.clone() })
                 .await
                 .map_err(|_| Error::Internal)?,
         };
-        match target.send(msg.clone()).await {
+        // The lease lives until the answer is in.
+        match target.addr.send(msg.clone()).await {
             Ok(result) => return Ok(result),
             Err(MailboxError::Closed) => {
-                // The actor stopped (idle, or its load failed); give it a moment to be
-                // forgotten and try a fresh one.
+                // The actor stopped (its load failed); give it a moment to be forgotten and
+                // try a fresh one.
+                drop(target);
                 actix::clock::sleep(Duration::from_millis(attempt * 5)).await;
             }
             Err(MailboxError::Timeout) => return Err(Error::Unavailable),

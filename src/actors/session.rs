@@ -16,11 +16,12 @@
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
 
 use super::record::{ApplyWrite, RecordActor, ResyncSubscriber, Subscribe, Unsubscribe};
-use super::registry::{RegistryActor, ResolveAccess, send_to_record};
+use super::registry::{Leased, RegistryActor, ResolveAccess, send_to_record};
 use crate::access::Operation;
 use crate::commands::{CommandContext, Commands};
 use crate::connection::Connection;
 use crate::error::Error;
+use crate::inflight::Permit;
 use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{self, Command, Request, commands};
 use crate::record::{Mode, RecordId, Strategy};
@@ -58,6 +59,8 @@ pub struct SessionSettings {
     pub max_requests_per_second: u32,
     /// How long a congested connection may take to drain before it is cut off.
     pub slow_consumer_timeout: Duration,
+    /// Requests worked on at once; the socket is not read while this many are.
+    pub max_in_flight_requests: usize,
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `rate`.
@@ -144,6 +147,9 @@ pub struct SessionActor {
     next_token: u64,
     awaiting_pong: bool,
     missed_pongs: u32,
+    /// The in-flight permit of the frame being handled; a request answered later takes it
+    /// along and drops it with its reply.
+    permit: Option<Permit>,
 }
 
 impl SessionActor {
@@ -171,6 +177,7 @@ impl SessionActor {
             next_token: 0,
             awaiting_pong: false,
             missed_pongs: 0,
+            permit: None,
         }
     }
 
@@ -283,6 +290,7 @@ impl SessionActor {
             return self.reply(&id, CMD, Err(error));
         }
         self.pending_subscribes += 1;
+        let permit = self.permit.take();
         let resolve = self.services.registry.send(ResolveAccess {
             id: record_id.clone(),
             op: Operation::Read,
@@ -292,7 +300,9 @@ impl SessionActor {
             .into_actor(self)
             .map(move |resolved, act, ctx| {
                 let result = match resolved {
-                    Ok(Ok(addr)) => return act.finish_subscribe(id, record_id, mode, addr, ctx),
+                    Ok(Ok(leased)) => {
+                        return act.finish_subscribe(id, record_id, mode, leased, permit, ctx);
+                    }
                     Ok(Err(Error::Forbidden)) => Ok(json!({ "success": false })),
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(Error::Internal),
@@ -308,7 +318,8 @@ impl SessionActor {
         request_id: Option<Number>,
         record_id: RecordId,
         mode: Mode,
-        addr: Addr<RecordActor>,
+        leased: Leased,
+        permit: Option<Permit>,
         ctx: &mut Context<Self>,
     ) {
         self.next_token += 1;
@@ -322,11 +333,12 @@ impl SessionActor {
             reply_to: request_id.clone(),
         };
         let registry = self.services.registry.clone();
-        let target = addr.clone();
+        let addr = leased.addr.clone();
         let id = record_id.clone();
-        async move { send_to_record(&registry, &id, Some(target), message).await }
+        async move { send_to_record(&registry, &id, Some(leased), message).await }
             .into_actor(self)
             .map(move |result, act, _| {
+                drop(permit);
                 act.pending_subscribes -= 1;
                 match result {
                     Ok(Ok(_)) => {
@@ -374,6 +386,7 @@ impl SessionActor {
             crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
             return self.reply(&id, CMD, Err(error));
         }
+        let permit = self.permit.take();
         let resolve = self.services.registry.send(ResolveAccess {
             id: record_id.clone(),
             op: Operation::Write,
@@ -382,8 +395,8 @@ impl SessionActor {
         resolve
             .into_actor(self)
             .map(move |resolved, act, ctx| {
-                let addr = match resolved {
-                    Ok(Ok(addr)) => addr,
+                let leased = match resolved {
+                    Ok(Ok(leased)) => leased,
                     Ok(Err(e)) => {
                         crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
                         return act.reply(&id, CMD, Err(e));
@@ -395,18 +408,24 @@ impl SessionActor {
                     strategy,
                 };
                 // Enqueue now, before the next request is read, to keep this client's order.
+                // The lease keeps the actor from stopping until it has answered, so the
+                // message cannot be dropped and resent behind a later one.
+                let Leased { addr, lease } = leased;
                 let first = addr.send(message.clone());
                 let registry = act.services.registry.clone();
                 async move {
-                    match first.await {
+                    let result = match first.await {
                         Ok(result) => Ok(result),
                         Err(_) => send_to_record(&registry, &record_id, None, message).await,
-                    }
+                    };
+                    drop(lease);
+                    result
                 }
                 .into_actor(act)
                 .map(move |result, act, _| {
                     let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
                     act.reply(&id, CMD, result);
+                    drop(permit);
                 })
                 .spawn(ctx);
             })
@@ -426,13 +445,17 @@ impl SessionActor {
             );
         };
         let connection = self.connection.clone();
+        let permit = self.permit.take();
         async move {
             let accepted = hook.check(connection.clone(), payload).await?;
             connection.set_metadata(accepted);
             Ok(json!({ "success": true }))
         }
         .into_actor(self)
-        .map(move |result, act, _| act.reply(&id, CMD, result))
+        .map(move |result, act, _| {
+            act.reply(&id, CMD, result);
+            drop(permit);
+        })
         .spawn(ctx);
     }
 
@@ -451,9 +474,13 @@ impl SessionActor {
             connection: self.connection.clone(),
             records: self.services.records.clone(),
         };
+        let permit = self.permit.take();
         Commands::call(handler, context, payload)
             .into_actor(self)
-            .map(move |result, act, _| act.reply(&id, &command, result))
+            .map(move |result, act, _| {
+                act.reply(&id, &command, result);
+                drop(permit);
+            })
             .spawn(ctx);
     }
 
@@ -483,14 +510,13 @@ impl SessionActor {
         self.congestion_epoch += 1;
         self.outbox.clear_congestion();
         for record_id in self.outbox.stale_records() {
-            let first = self.subscriptions.get(&record_id).map(|s| s.addr.clone());
             let registry = self.services.registry.clone();
             let outbox = self.outbox.clone();
             let message = ResyncSubscriber {
                 session: self.number,
             };
             actix::spawn(async move {
-                let subscribed = send_to_record(&registry, &record_id, first, message).await;
+                let subscribed = send_to_record(&registry, &record_id, None, message).await;
                 if !matches!(subscribed, Ok(true)) {
                     outbox.forget_stale(&record_id);
                 }
@@ -589,8 +615,29 @@ impl Actor for SessionActor {
     }
 }
 
-impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
-    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<(Result<AggregatedMessage, ProtocolError>, Permit)> for SessionActor {
+    fn handle(
+        &mut self,
+        (item, permit): (Result<AggregatedMessage, ProtocolError>, Permit),
+        ctx: &mut Context<Self>,
+    ) {
+        // Requests answered later take the permit; for the rest it is dropped below.
+        self.permit = Some(permit);
+        self.handle_frame(item, ctx);
+        self.permit = None;
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl SessionActor {
+    fn handle_frame(
+        &mut self,
+        item: Result<AggregatedMessage, ProtocolError>,
+        ctx: &mut Context<Self>,
+    ) {
         match item {
             Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
             Ok(AggregatedMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
@@ -612,10 +659,6 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
                 self.close(ctx, CloseCode::Protocol, "protocol error", false);
             }
         }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 

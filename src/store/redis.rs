@@ -16,9 +16,7 @@ use super::{
 };
 use crate::record::{RecordId, Version};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{
-    Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation,
-};
+use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
@@ -113,9 +111,12 @@ impl RedisStore {
         id: &RecordId,
     ) -> Result<(Stored, Option<String>), StoreError> {
         let (value, version, op): (Option<Vec<u8>>, Option<String>, Option<String>) =
-            retry_refused(conn, |mut conn| async move { cmd.query_async(&mut conn).await })
-                .await
-                .map_err(|err| unavailable("load", &err))?;
+            retry_refused(
+                conn,
+                |mut conn| async move { cmd.query_async(&mut conn).await },
+            )
+            .await
+            .map_err(|err| unavailable("load", &err))?;
         let stored = match (value, version) {
             // A value without a version is no record (see lua/common.lua).
             (_, None) => Stored::absent(0),

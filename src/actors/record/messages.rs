@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use super::super::registry::RecordActorStopped;
+use super::super::registry::{RecordActorStopped, RetireRecordActor};
 use super::super::session::SubscriptionEnded;
 
 /// Settings every `RecordActor` follows.
@@ -41,6 +41,8 @@ pub struct RecordEnv {
     pub live: Arc<AtomicUsize>,
     /// Told when an actor stops, so the directory forgets it.
     pub registry: Recipient<RecordActorStopped>,
+    /// Asked by an idle actor whether it may stop.
+    pub retire: Recipient<RetireRecordActor>,
 }
 
 /// The result of an applied write.
@@ -114,4 +116,3 @@ pub struct ResyncSubscriber {
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Versioned>, Error>")]
 pub struct GetSnapshot;
-

@@ -27,9 +27,9 @@
 mod fanout;
 mod messages;
 mod state;
-mod writes;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 pub use messages::{
     ApplyWrite, DeleteRecord, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
@@ -53,7 +53,7 @@ use tokio::sync::oneshot;
 use writes::{BatchLimits, QueuedWrite};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceActor};
-use super::registry::RecordActorStopped;
+use super::registry::{RecordActorStopped, RetireRecordActor};
 
 /// Where a request's answer goes.
 enum Reply {
@@ -102,6 +102,8 @@ pub struct RecordActor {
     watch: Option<WatchToken>,
     /// The persistence actor for this record and the routes' generation it was looked up at.
     persist_route: Option<(u64, Option<Addr<PersistenceActor>>)>,
+    /// Asked the registry whether it may stop; waiting for the answer.
+    retiring: bool,
 }
 
 impl RecordActor {
@@ -115,6 +117,7 @@ impl RecordActor {
             used_since_tick: true,
             watch: None,
             persist_route: None,
+            retiring: false,
         }
     }
 
@@ -212,9 +215,7 @@ impl RecordActor {
             } => self
                 .subscribers
                 .update(&self.id, previous.as_deref(), &current, version),
-            Effect::Resync { value, version } => {
-                self.subscribers.resync(&self.id, &value, version)
-            }
+            Effect::Resync { value, version } => self.subscribers.resync(&self.id, &value, version),
             Effect::Deleted { version } => self.subscribers.deleted(&self.id, version),
             Effect::Persist { value, version } => {
                 if let Some(actor) = self.persistence() {
@@ -285,8 +286,24 @@ impl Actor for RecordActor {
             act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
             if act.used_since_tick || !act.is_idle() {
                 act.used_since_tick = false;
-            } else {
-                ctx.stop();
+            } else if !act.retiring {
+                // Only the registry knows whether someone is about to send us a message.
+                act.retiring = true;
+                let ask = RetireRecordActor {
+                    id: act.id.clone(),
+                    addr: ctx.address(),
+                };
+                act.env
+                    .retire
+                    .send(ask)
+                    .into_actor(act)
+                    .map(|granted, act, ctx| {
+                        act.retiring = false;
+                        if matches!(granted, Ok(true)) {
+                            ctx.stop();
+                        }
+                    })
+                    .spawn(ctx);
             }
         });
     }

@@ -361,7 +361,10 @@ impl<R> Core<R> {
                 self.settle(current, true, &mut out);
             }
             Err(StoreError::Indeterminate(reason)) => {
-                log::warn!("write of {} may or may not have happened ({reason}); checking", self.id);
+                log::warn!(
+                    "write of {} may or may not have happened ({reason}); checking",
+                    self.id
+                );
                 out.push(Effect::Check { op });
                 self.set_phase(Phase::Checking {
                     call: Call::Write { plan, expected, op },
@@ -387,7 +390,10 @@ impl<R> Core<R> {
     ) -> Effects<R> {
         let mut out = Vec::new();
         let Phase::Calling(Call::Delete { .. }) = &self.phase else {
-            log::error!("record {}: a delete answer with no delete in flight", self.id);
+            log::error!(
+                "record {}: a delete answer with no delete in flight",
+                self.id
+            );
             return out;
         };
         let Phase::Calling(Call::Delete { reply, before, op }) =
@@ -405,7 +411,10 @@ impl<R> Core<R> {
                 self.settle(Stored::absent(version), false, &mut out);
             }
             Err(StoreError::Indeterminate(reason)) => {
-                log::warn!("delete of {} may or may not have happened ({reason}); checking", self.id);
+                log::warn!(
+                    "delete of {} may or may not have happened ({reason}); checking",
+                    self.id
+                );
                 out.push(Effect::Check { op });
                 self.set_phase(Phase::Checking {
                     call: Call::Delete { reply, before, op },
@@ -416,7 +425,10 @@ impl<R> Core<R> {
             }
             Err(e) => {
                 log::warn!("delete of {} failed: {e}", self.id);
-                out.push(Effect::Reply(reply, Answer::Delete(Err(Error::Unavailable))));
+                out.push(Effect::Reply(
+                    reply,
+                    Answer::Delete(Err(Error::Unavailable)),
+                ));
             }
         }
         self.resume(&mut out);
@@ -472,7 +484,10 @@ impl<R> Core<R> {
                 self.delete_applied(reply, checked.current.version, &mut out);
             }
             Call::Delete { reply, before, .. } if checked.current == before => {
-                out.push(Effect::Reply(reply, Answer::Delete(Err(Error::Unavailable))));
+                out.push(Effect::Reply(
+                    reply,
+                    Answer::Delete(Err(Error::Unavailable)),
+                ));
             }
             Call::Delete { reply, .. } if !checked.current.exists() => {
                 // Someone else's delete, or ours followed by theirs: either way it is gone.
@@ -522,7 +537,10 @@ impl<R> Core<R> {
     pub fn written_back(&mut self, result: Result<usize, StoreError>) -> Effects<R> {
         let mut out = Vec::new();
         if !matches!(self.phase, Phase::WritingBack) {
-            log::error!("record {}: a write-back answer with none in flight", self.id);
+            log::error!(
+                "record {}: a write-back answer with none in flight",
+                self.id
+            );
             return out;
         }
         self.set_phase(Phase::Ready);
@@ -735,7 +753,10 @@ impl<R> Core<R> {
                 self.pending.push_front(Op::Write(write));
             } else {
                 metrics().write(Counted::Failed);
-                out.push(Effect::Reply(write.reply, Answer::Write(Err(Error::Conflict))));
+                out.push(Effect::Reply(
+                    write.reply,
+                    Answer::Write(Err(Error::Conflict)),
+                ));
             }
         }
     }

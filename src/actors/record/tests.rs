@@ -46,7 +46,12 @@ impl FakeStore {
         StoreError::Unavailable("scripted outage".into())
     }
 
-    fn write(&mut self, expected: Expect, values: Vec<Arc<Value>>, op: OpId) -> Result<WriteResult, StoreError> {
+    fn write(
+        &mut self,
+        expected: Expect,
+        values: Vec<Arc<Value>>,
+        op: OpId,
+    ) -> Result<WriteResult, StoreError> {
         let fault = self.fault.take();
         match fault {
             Some(Fault::Down) => return Err(Self::down()),
@@ -176,7 +181,9 @@ fn limits() -> CoreLimits {
 
 fn describe(answer: Answer) -> String {
     match answer {
-        Answer::Write(Ok(outcome)) => format!("ok v{} changed={}", outcome.version, outcome.changed),
+        Answer::Write(Ok(outcome)) => {
+            format!("ok v{} changed={}", outcome.version, outcome.changed)
+        }
         Answer::Write(Err(e)) | Answer::Delete(Err(e)) => e.code().to_string(),
         Answer::Delete(Ok(Some(version))) => format!("deleted v{version}"),
         Answer::Delete(Ok(None)) => "absent".to_string(),
@@ -435,7 +442,10 @@ fn a_store_that_lost_everything_gets_our_state_back() {
     let mut h = Harness::new(live(json!({"x": 5}), 5));
     h.store.record = Stored::default();
     h.deliver(RemoteChange::Resync);
-    assert!(h.take_seen().is_empty(), "subscribers already hold version 5");
+    assert!(
+        h.take_seen().is_empty(),
+        "subscribers already hold version 5"
+    );
     assert_eq!(h.store.record, live(json!({"x": 5}), 5));
 }
 
