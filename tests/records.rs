@@ -53,6 +53,7 @@ on_every_store!(
     patch_pushes_reproduce_the_value,
     subscribers_of_one_mode_get_identical_bytes,
     one_clients_writes_apply_in_order,
+    pipelined_writes_keep_their_order_while_record_actors_retire,
 );
 
 async fn records_are_invisible_unless_exposed(backend: Backend) {
@@ -608,6 +609,42 @@ async fn one_clients_writes_apply_in_order(backend: Backend) {
         let push = client.next_push().await;
         assert_eq!(push["payload"]["full"], json!({"n": n}));
         assert_eq!(push["payload"]["version"], n);
+    }
+    server.stop().await;
+}
+
+async fn pipelined_writes_keep_their_order_while_record_actors_retire(backend: Backend) {
+    // Record actors retire as soon as they are idle (a 10 ms tick), so pipelined writes keep
+    // arriving while the actor they were routed to is about to stop.
+    let server = start(backend, &format!("[server]\nrecord_linger_ms = 1\n{OPEN}")).await;
+    let mut client = server.client().await;
+    let mut last = std::collections::HashMap::new();
+    let mut next_id = 10_000u64;
+    for round in 0..60u64 {
+        let record = format!("doc:churn{}", round % 3);
+        for n in 0..4u64 {
+            next_id += 1;
+            let value = json!({"round": round, "n": n});
+            client
+                .send_json(
+                    &json!({"id": next_id, "command": "mesh/publish-record-update",
+                    "payload": {"recordId": record, "newValue": value}}),
+                )
+                .await;
+            last.insert(record.clone(), value);
+        }
+        for id in next_id - 3..=next_id {
+            assert_eq!(
+                client.reply_to(id).await["payload"],
+                json!({"success": true})
+            );
+        }
+        // Let the actor go idle and ask to retire, at varying moments.
+        actix_rt::time::sleep(Duration::from_millis(round % 13)).await;
+    }
+    for (record, value) in last {
+        let stored = server.records().get_record(&record).await.unwrap().unwrap();
+        assert_eq!(*stored.value, value, "{record} ended on an older write");
     }
     server.stop().await;
 }
