@@ -43,6 +43,10 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if this.held.is_none() && this.acquiring.is_none() {
+            // The common case: a permit is free, no future to allocate.
+            this.held = Arc::clone(&this.permits).try_acquire_owned().ok();
+        }
         if this.held.is_none() {
             let permits = &this.permits;
             let acquiring = this.acquiring.get_or_insert_with(|| {
