@@ -510,7 +510,8 @@ export class MeshClient {
 
   /**
    * Subscribes to a record. Resolves with the snapshot `{record, version}` (`record` is null
-   * and `version` 0 when it does not exist); `onUpdate` then gets every later value:
+   * when it does not exist, with the version it was deleted at, or 0 if it never existed; a
+   * record written again continues after that version); `onUpdate` then gets every later value:
    * `{recordId, value, version, patch}` after a patch, `{recordId, value, version, full: true}`
    * after a full value, a resync or a reconnect, and `{recordId, deleted: true, value: null,
    * version}` when the record is deleted (which ends the subscription). Subscribing again to

@@ -78,7 +78,7 @@ export interface Snapshot<T = JsonValue> {
 export type Strategy = 'replace' | 'merge' | 'deepMerge';
 
 export class MeshError extends Error {
-  /** Server codes: EINVALID, EFORBIDDEN, ENOTFOUND, ELIMIT, ERATELIMIT, EUNAVAILABLE,
+  /** Server codes: EINVALID, EFORBIDDEN, ENOTFOUND, ELIMIT, ERATELIMIT, EUNAVAILABLE, EUNKNOWN,
    * ECONFLICT, ESERVER, or a custom command's; local: ETIMEOUT, ECLOSED. */
   code: string;
   /** The error name the server sent (e.g. `ForbiddenError`), if any. */
