@@ -168,13 +168,39 @@ pub struct AdminConfig {
 }
 
 /// `[records]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordsConfig {
+    /// Changes (patches) kept per record for resuming subscribers and the history API;
+    /// 0 keeps none.
+    pub history_versions: usize,
+    /// Most bytes of patches kept per record (older changes go first).
+    pub history_bytes: usize,
     /// `[[records.expose]]` rules, in order.
     pub expose: Vec<ExposeConfig>,
     /// `[[records.persist]]` rules.
     pub persist: Vec<PersistConfig>,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            history_versions: 100,
+            history_bytes: 256 * 1024,
+            expose: Vec::new(),
+            persist: Vec::new(),
+        }
+    }
+}
+
+impl RecordsConfig {
+    /// The history limits every record follows.
+    pub fn history(&self) -> crate::store::HistoryLimits {
+        crate::store::HistoryLimits {
+            versions: self.history_versions,
+            bytes: self.history_bytes,
+        }
+    }
 }
 
 /// Which database persisted records go to.

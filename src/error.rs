@@ -24,6 +24,12 @@ pub enum Error {
     /// may not have been applied. Subscribers will see the record's real state.
     #[error("the record store did not answer in time; the change may or may not have been applied")]
     Unknown,
+    /// A conditional write or delete found the record at another version; nothing changed.
+    #[error("the record is at version {current}, not the expected one")]
+    VersionMismatch {
+        /// The record's version now (0 when it does not exist).
+        current: u64,
+    },
     /// Other writers kept winning the race for this record; nothing was written.
     #[error("too many concurrent writes to this record, try again")]
     Conflict,
@@ -71,6 +77,7 @@ impl Error {
             Error::UnknownCommand(_) => "ENOTFOUND",
             Error::Unavailable => "EUNAVAILABLE",
             Error::Unknown => "EUNKNOWN",
+            Error::VersionMismatch { .. } => "EVERSION",
             Error::Conflict => "ECONFLICT",
             Error::Limit(_) => "ELIMIT",
             Error::RateLimited => "ERATELIMIT",
@@ -87,6 +94,7 @@ impl Error {
             Error::Forbidden => "ForbiddenError",
             Error::Unavailable => "UnavailableError",
             Error::Unknown => "UnknownOutcomeError",
+            Error::VersionMismatch { .. } => "VersionMismatchError",
             Error::Conflict => "ConflictError",
             Error::Limit(_) => "LimitError",
             Error::RateLimited => "RateLimitError",
@@ -100,6 +108,10 @@ impl Error {
             error: self.to_string(),
             code: self.code().to_owned(),
             name: self.name(),
+            version: match self {
+                Error::VersionMismatch { current } => Some(*current),
+                _ => None,
+            },
         }
     }
 }
@@ -113,6 +125,9 @@ pub struct WireError {
     pub code: String,
     /// Error class name such as `CommandError`.
     pub name: &'static str,
+    /// The record's current version, on `EVERSION`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// Result alias used across the crate.

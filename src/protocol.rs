@@ -103,6 +103,10 @@ pub struct SubscribeRecord {
     /// `full` (default) or `patch`.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// The version the client holds, to resume from (an extension; Mesh clients never send
+    /// it). Anything but a non-negative integer means "cannot resume".
+    #[serde(default)]
+    pub since_version: Option<Value>,
 }
 
 /// Payload of `mesh/unsubscribe-record`.
@@ -128,10 +132,14 @@ pub struct PublishRecordUpdate {
 
 /// Options of `mesh/publish-record-update`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PublishOptions {
     /// `replace` (default), `merge` or `deepMerge`.
     #[serde(default)]
     pub strategy: Option<Strategy>,
+    /// Write only if the record is at this version (0: only if it does not exist).
+    #[serde(default)]
+    pub expected_version: Option<u64>,
 }
 
 /// A request decoded into what the server should do.
@@ -145,6 +153,8 @@ pub enum Command {
         record_id: RecordId,
         /// Full or patch.
         mode: Mode,
+        /// `sinceVersion` when sent: `Some(None)` when it was not a version.
+        since: Option<Option<u64>>,
     },
     /// `mesh/unsubscribe-record`.
     Unsubscribe {
@@ -159,6 +169,8 @@ pub enum Command {
         value: Value,
         /// How it combines with the current value.
         strategy: Strategy,
+        /// Write only if the record is at this version (0: only if absent).
+        expected_version: Option<u64>,
     },
     /// `mesh/get-my-connection-metadata`.
     GetMetadata,
@@ -191,6 +203,7 @@ pub fn decode_command(
             Command::Subscribe {
                 record_id: id(&p.record_id)?,
                 mode: p.mode.unwrap_or_default(),
+                since: p.since_version.map(|v| v.as_u64()),
             }
         }
         commands::UNSUBSCRIBE_RECORD => {
@@ -204,10 +217,12 @@ pub fn decode_command(
             if p.new_value.is_null() {
                 return Err(Error::invalid("newValue must not be null"));
             }
+            let options = p.options.unwrap_or_default();
             Command::Publish {
                 record_id: id(&p.record_id)?,
                 value: p.new_value,
-                strategy: p.options.and_then(|o| o.strategy).unwrap_or_default(),
+                strategy: options.strategy.unwrap_or_default(),
+                expected_version: options.expected_version,
             }
         }
         commands::GET_METADATA => Command::GetMetadata,
@@ -223,7 +238,22 @@ pub struct SubscribeReply<'a> {
     pub success: bool,
     /// The snapshot value (`null` when the record is absent).
     pub record: &'a Value,
-    /// The snapshot version (0 when absent).
+    /// The snapshot version (for an absent record the tombstone's, 0 if never written).
+    pub version: u64,
+    /// Present when the client sent `sinceVersion`: `false`, since this is a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+}
+
+/// Reply to `mesh/subscribe-record` with `sinceVersion` when the server resumes: the missed
+/// versions follow as ordinary pushes.
+#[derive(Debug, Serialize)]
+pub struct ResumeReply {
+    /// Always true.
+    pub success: bool,
+    /// Always true.
+    pub resumed: bool,
+    /// The version the client said it holds.
     pub version: u64,
 }
 

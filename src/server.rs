@@ -2,7 +2,7 @@
 //! starting/stopping a whole HTTP server for the binary and the tests.
 
 use crate::access::Exposure;
-use crate::actors::record::{ApplyWrite, DeleteRecord, GetSnapshot, WriteOutcome};
+use crate::actors::record::{ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, WriteOutcome};
 use crate::actors::registry::{AddExposure, RegistryActor, send_to_record};
 use crate::actors::session::{SessionActor, SessionServices, SessionSettings};
 use crate::auth::{AuthRejection, Authenticator};
@@ -188,6 +188,7 @@ impl RecordServerBuilder {
                 max_write_batch: s.max_write_batch,
                 max_write_batch_bytes: s.max_write_batch_bytes,
                 max_pending_writes: s.max_pending_writes,
+                history: self.config.records.history(),
             },
             Arc::clone(&live_records),
         )
@@ -337,6 +338,30 @@ impl RecordServer {
         value: Value,
         strategy: Strategy,
     ) -> Result<WriteOutcome> {
+        self.write(id, value, strategy, None).await
+    }
+
+    /// Writes a record only if it is at `expected_version` (0: only if it does not exist);
+    /// otherwise fails with [`Error::VersionMismatch`] carrying the current version, and
+    /// nothing is written. Checked atomically with the write, also across instances.
+    pub async fn write_record_if(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+        expected_version: Version,
+    ) -> Result<WriteOutcome> {
+        self.write(id, value, strategy, Some(expected_version))
+            .await
+    }
+
+    async fn write(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+        expected_version: Option<Version>,
+    ) -> Result<WriteOutcome> {
         if value.is_null() {
             return Err(Error::invalid("a record value must not be null"));
         }
@@ -344,6 +369,7 @@ impl RecordServer {
         let msg = ApplyWrite {
             value: Arc::new(value),
             strategy,
+            expected_version,
         };
         send_to_record(&self.inner.registry, &id, None, msg).await?
     }
@@ -357,7 +383,30 @@ impl RecordServer {
     /// Deletes a record; returns its last version, or `None` when it did not exist (no-op).
     pub async fn delete_record(&self, id: &str) -> Result<Option<Version>> {
         let id = self.record_id(id)?;
-        send_to_record(&self.inner.registry, &id, None, DeleteRecord).await?
+        let msg = DeleteRecord::default();
+        send_to_record(&self.inner.registry, &id, None, msg).await?
+    }
+
+    /// Deletes a record only if it exists at `version`; otherwise fails with
+    /// [`Error::VersionMismatch`] (current version, 0 when absent) and nothing changes.
+    pub async fn delete_record_if(&self, id: &str, version: Version) -> Result<Option<Version>> {
+        let id = self.record_id(id)?;
+        let msg = DeleteRecord {
+            if_version: Some(version),
+        };
+        send_to_record(&self.inner.registry, &id, None, msg).await?
+    }
+
+    /// The record's changes after version `since` as RFC 6902 patches, oldest first, with the
+    /// current version; `None` when the history does not reach back to `since` (or the record
+    /// does not exist).
+    pub async fn record_history(
+        &self,
+        id: &str,
+        since: Version,
+    ) -> Result<Option<(Version, Vec<crate::store::Change>)>> {
+        let id = self.record_id(id)?;
+        send_to_record(&self.inner.registry, &id, None, GetHistory { since }).await?
     }
 
     /// Adds an exposure at runtime, after all existing ones.

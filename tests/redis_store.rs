@@ -7,8 +7,8 @@
 use futures_util::future::join_all;
 use mesh_records::RecordId;
 use mesh_records::store::{
-    ChangeSink, DeleteResult, Expect, MemoryStore, OpId, RedisStore, RemoteChange, Store,
-    StoreError, Stored, WriteResult,
+    ChangeSink, DeleteResult, Expect, HistoryLimits, MemoryStore, NewVersion, OpId, RedisStore,
+    RemoteChange, Store, StoreError, Stored, WriteResult,
 };
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -128,6 +128,7 @@ fn updated(version: u64, v: Value) -> RemoteChange {
     RemoteChange::Updated {
         version,
         value: Arc::new(v),
+        patch: None,
     }
 }
 
@@ -147,6 +148,16 @@ fn absent(version: u64) -> Expect {
     }
 }
 
+/// No history kept: these tests are about values and versions.
+const NO_HISTORY: HistoryLimits = HistoryLimits {
+    versions: 0,
+    bytes: 0,
+};
+
+fn vals(values: Vec<Arc<Value>>) -> Vec<NewVersion> {
+    values.into_iter().map(NewVersion::value).collect()
+}
+
 fn restored(v: Value, version: u64) -> Stored {
     Stored::live(value(v), version)
 }
@@ -164,32 +175,69 @@ async fn scenario(store: &dyn Store) -> Vec<String> {
         };
     }
     step!(store.load(&a));
-    step!(store.write(&a, live(1), vec![value(json!(1))], op));
-    step!(store.write(&a, live(0), vec![value(json!(1))], op));
-    step!(store.write(&a, absent(0), vec![], op));
+    step!(store.write(&a, live(1), vals(vec![value(json!(1))]), op, NO_HISTORY));
+    step!(store.write(&a, live(0), vals(vec![value(json!(1))]), op, NO_HISTORY));
+    step!(store.write(&a, absent(0), vals(vec![]), op, NO_HISTORY));
     step!(store.load(&a));
-    step!(store.write(&a, absent(0), vec![value(json!({"x": 1}))], op));
+    step!(store.write(
+        &a,
+        absent(0),
+        vals(vec![value(json!({"x": 1}))]),
+        op,
+        NO_HISTORY
+    ));
     step!(store.check(&a, op));
     step!(store.check(&a, OpId(8)));
-    step!(store.write(&a, absent(0), vec![value(json!({"x": 2}))], op));
+    step!(store.write(
+        &a,
+        absent(0),
+        vals(vec![value(json!({"x": 2}))]),
+        op,
+        NO_HISTORY
+    ));
     step!(store.write(
         &a,
         live(1),
-        vec![value(json!(null)), value(json!([1, "two"]))],
-        op
+        vals(vec![value(json!(null)), value(json!([1, "two"]))]),
+        op,
+        NO_HISTORY
     ));
     step!(store.load(&a));
-    step!(store.write(&a, live(3), vec![], op));
-    step!(store.write(&a, live(2), vec![value(json!("stale"))], op));
-    step!(store.delete(&a, OpId(9)));
+    step!(store.write(&a, live(3), vals(vec![]), op, NO_HISTORY));
+    step!(store.write(
+        &a,
+        live(2),
+        vals(vec![value(json!("stale"))]),
+        op,
+        NO_HISTORY
+    ));
+    step!(store.delete(&a, OpId(9), None));
     step!(store.check(&a, OpId(9)));
-    step!(store.delete(&a, op));
+    step!(store.delete(&a, op, None));
     step!(store.load(&a));
     // Deleted at 3: a write expecting the live record fails, and so does one expecting a
     // record that never existed; the re-created record continues at 4.
-    step!(store.write(&a, live(3), vec![value(json!("gone"))], op));
-    step!(store.write(&a, absent(0), vec![value(json!("again"))], op));
-    step!(store.write(&a, absent(3), vec![value(json!("again"))], op));
+    step!(store.write(
+        &a,
+        live(3),
+        vals(vec![value(json!("gone"))]),
+        op,
+        NO_HISTORY
+    ));
+    step!(store.write(
+        &a,
+        absent(0),
+        vals(vec![value(json!("again"))]),
+        op,
+        NO_HISTORY
+    ));
+    step!(store.write(
+        &a,
+        absent(3),
+        vals(vec![value(json!("again"))]),
+        op,
+        NO_HISTORY
+    ));
     step!(store.load(&a));
     step!(store.restore(vec![
         (a.clone(), restored(json!("old"), 1)),
@@ -201,7 +249,7 @@ async fn scenario(store: &dyn Store) -> Vec<String> {
     step!(store.load(&b));
     step!(store.restore(vec![(a.clone(), restored(json!("newer"), 9))]));
     step!(store.load(&a));
-    step!(store.write(&a, live(9), vec![value(json!(true))], op));
+    step!(store.write(&a, live(9), vals(vec![value(json!(true))]), op, NO_HISTORY));
     step!(store.load(&a));
     // A tombstone restored over an older record deletes it; an older one changes nothing.
     step!(store.restore(vec![(b.clone(), Stored::absent(7))]));
@@ -232,8 +280,9 @@ async fn writes_use_the_mesh_key_layout() {
         .write(
             &rid,
             absent(0),
-            vec![value(json!({"name": "Ada"}))],
+            vals(vec![value(json!({"name": "Ada"}))]),
             OpId(100),
+            NO_HISTORY,
         )
         .await
         .expect("write");
@@ -255,7 +304,13 @@ async fn writes_use_the_mesh_key_layout() {
     assert_eq!(loaded, restored(json!({"n": 41}), 41));
     assert_eq!(
         fx.store
-            .write(&id("doc"), live(41), vec![value(json!({"n": 42}))], OpId(1))
+            .write(
+                &id("doc"),
+                live(41),
+                vals(vec![value(json!({"n": 42}))]),
+                OpId(1),
+                NO_HISTORY
+            )
             .await
             .expect("write"),
         WriteResult::Applied { version: 42 }
@@ -284,13 +339,19 @@ async fn corrupt_records_are_reported() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     let err = fx
         .store
-        .write(&id("bad-version"), live(3), vec![value(json!(2))], OpId(1))
+        .write(
+            &id("bad-version"),
+            live(3),
+            vals(vec![value(json!(2))]),
+            OpId(1),
+            NO_HISTORY,
+        )
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     let err = fx
         .store
-        .delete(&id("bad-version"), OpId(2))
+        .delete(&id("bad-version"), OpId(2), None)
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
@@ -302,7 +363,13 @@ async fn corrupt_records_are_reported() {
     assert_eq!(loaded, Stored::absent(0));
     let created = fx
         .store
-        .write(&id("no-version"), absent(0), vec![value(json!(2))], OpId(3))
+        .write(
+            &id("no-version"),
+            absent(0),
+            vals(vec![value(json!(2))]),
+            OpId(3),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(created, WriteResult::Applied { version: 1 });
@@ -326,7 +393,13 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     let r7 = id("r7");
     assert_eq!(
         fx.store
-            .write(&r7, live(10), vec![value(json!("live"))], OpId(1))
+            .write(
+                &r7,
+                live(10),
+                vals(vec![value(json!("live"))]),
+                OpId(1),
+                NO_HISTORY
+            )
             .await
             .expect("write"),
         WriteResult::Applied { version: 11 }
@@ -360,7 +433,13 @@ async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
     let writes = (0..100).map(|i| {
         // Half the writers on each instance, like two servers racing.
         let store: &dyn Store = if i % 2 == 0 { &fx.store } else { &other };
-        store.write(&rid, absent(0), vec![value(json!({"writer": i}))], OpId(i))
+        store.write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!({"writer": i}))]),
+            OpId(i),
+            NO_HISTORY,
+        )
     });
     let results: Vec<WriteResult> = join_all(writes)
         .await
@@ -398,23 +477,30 @@ async fn watchers_get_every_change_in_order() {
     fx.store.watch(&rid, sink).await.expect("watch");
 
     writer
-        .write(&rid, absent(0), vec![value(json!({"n": 1}))], OpId(1))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!({"n": 1}))]),
+            OpId(1),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     writer
         .write(
             &rid,
             live(1),
-            vec![
+            vals(vec![
                 value(json!({"n": 2})),
                 value(json!(null)),
                 value(json!("four")),
-            ],
+            ]),
             OpId(2),
+            NO_HISTORY,
         )
         .await
         .expect("batch write");
-    writer.delete(&rid, OpId(3)).await.expect("delete");
+    writer.delete(&rid, OpId(3), None).await.expect("delete");
 
     assert_eq!(next_change(&mut rx).await, updated(1, json!({"n": 1})));
     assert_eq!(next_change(&mut rx).await, updated(2, json!({"n": 2})));
@@ -436,7 +522,13 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
 
     let conflict = fx
         .store
-        .write(&rid, live(5), vec![value(json!(1))], OpId(1))
+        .write(
+            &rid,
+            live(5),
+            vals(vec![value(json!(1))]),
+            OpId(1),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(
@@ -447,7 +539,7 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
     );
     assert_eq!(
         fx.store
-            .delete(&id("never-existed"), OpId(2))
+            .delete(&id("never-existed"), OpId(2), None)
             .await
             .expect("delete"),
         DeleteResult::Absent { version: 0 }
@@ -466,7 +558,13 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
         .expect("restore");
     assert_eq!(written, 0);
     fx.store
-        .write(&rid, live(7), vec![value(json!("w"))], OpId(3))
+        .write(
+            &rid,
+            live(7),
+            vals(vec![value(json!("w"))]),
+            OpId(3),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
 
@@ -487,7 +585,13 @@ async fn unwatch_stops_only_its_own_sink() {
     assert_ne!(old, new);
 
     fx.store
-        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!(1))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut old_rx).await, updated(1, json!(1)));
@@ -495,7 +599,13 @@ async fn unwatch_stops_only_its_own_sink() {
 
     fx.store.unwatch(&rid, old);
     fx.store
-        .write(&rid, live(1), vec![value(json!(2))], OpId(101))
+        .write(
+            &rid,
+            live(1),
+            vals(vec![value(json!(2))]),
+            OpId(101),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut new_rx).await, updated(2, json!(2)));
@@ -508,7 +618,13 @@ async fn unwatch_stops_only_its_own_sink() {
     let (again_sink, mut again_rx) = channel_sink();
     fx.store.watch(&rid, again_sink).await.expect("watch");
     fx.store
-        .write(&rid, live(2), vec![value(json!(3))], OpId(102))
+        .write(
+            &rid,
+            live(2),
+            vals(vec![value(json!(3))]),
+            OpId(102),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut again_rx).await, updated(3, json!(3)));
@@ -527,7 +643,13 @@ async fn malformed_messages_are_skipped() {
     fx.publish(&channel, r#"{"version":"1","value":1}"#).await;
     fx.publish(&channel, r#"{"version":1}"#).await;
     fx.store
-        .write(&rid, absent(0), vec![value(json!("ok"))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!("ok"))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("ok")));
@@ -543,11 +665,23 @@ async fn a_panicking_sink_does_not_stop_the_router() {
     let (sink, mut rx) = channel_sink();
     fx.store.watch(&rid, sink).await.expect("watch");
     fx.store
-        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!(1))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     fx.store
-        .write(&rid, live(1), vec![value(json!(2))], OpId(101))
+        .write(
+            &rid,
+            live(1),
+            vals(vec![value(json!(2))]),
+            OpId(101),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
@@ -659,7 +793,13 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let (sink, mut rx) = channel_sink();
     store.watch(&rid, sink).await.expect("watch");
     store
-        .write(&rid, absent(0), vec![value(json!(1))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!(1))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
@@ -668,7 +808,13 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     for _ in 0..3 {
         let started = Instant::now();
         let result = store
-            .write(&rid, live(1), vec![value(json!(2))], OpId(101))
+            .write(
+                &rid,
+                live(1),
+                vals(vec![value(json!(2))]),
+                OpId(101),
+                NO_HISTORY,
+            )
             .await;
         // A write sent on the connection Redis dropped may or may not have run: the store
         // says so instead of claiming nothing was written.
@@ -705,7 +851,13 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     // The restarted server is empty; a writer that reloaded starts again from version 0.
     let result = store
-        .write(&rid, absent(0), vec![value(json!("after"))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!("after"))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await;
     assert_eq!(
         result.expect("write after restart"),
@@ -744,11 +896,23 @@ async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
     assert_eq!(next_change(&mut other_rx).await, RemoteChange::Resync);
     // Both channels are subscribed again on the new connection.
     store
-        .write(&rid, absent(0), vec![value(json!("a1"))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!("a1"))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     store
-        .write(&other, absent(0), vec![value(json!("b1"))], OpId(100))
+        .write(
+            &other,
+            absent(0),
+            vals(vec![value(json!("b1"))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("a1")));
@@ -773,7 +937,13 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     for _ in 0..2 {
         let started = Instant::now();
         let result = store
-            .write(&stalled, absent(0), vec![value(json!(1))], OpId(100))
+            .write(
+                &stalled,
+                absent(0),
+                vals(vec![value(json!(1))]),
+                OpId(100),
+                NO_HISTORY,
+            )
             .await;
         // Sent, never answered: Redis may still run it once it thaws.
         assert!(
@@ -798,7 +968,13 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
         Stored::absent(0)
     );
     let result = store
-        .write(&rid, absent(0), vec![value(json!("after"))], OpId(100))
+        .write(
+            &rid,
+            absent(0),
+            vals(vec![value(json!("after"))]),
+            OpId(100),
+            NO_HISTORY,
+        )
         .await;
     assert_eq!(
         result.expect("write after thaw"),

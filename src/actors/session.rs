@@ -258,13 +258,18 @@ impl SessionActor {
         match protocol::decode_command(&name, payload, max_id) {
             Err(e) => self.reply(&id, &name, Err(e)),
             Ok(Command::Noop) => self.reply(&id, &name, Ok(Value::Bool(true))),
-            Ok(Command::Subscribe { record_id, mode }) => self.subscribe(id, record_id, mode, ctx),
+            Ok(Command::Subscribe {
+                record_id,
+                mode,
+                since,
+            }) => self.subscribe(id, record_id, mode, since, ctx),
             Ok(Command::Unsubscribe { record_id }) => self.unsubscribe(id, record_id),
             Ok(Command::Publish {
                 record_id,
                 value,
                 strategy,
-            }) => self.publish(id, record_id, value, strategy, ctx),
+                expected_version,
+            }) => self.publish(id, record_id, value, (strategy, expected_version), ctx),
             Ok(Command::GetMetadata) => {
                 let metadata = self.connection.metadata();
                 self.reply(&id, &name, Ok(json!({ "metadata": metadata })));
@@ -279,6 +284,7 @@ impl SessionActor {
         id: Option<Number>,
         record_id: RecordId,
         mode: Mode,
+        since: Option<Option<u64>>,
         ctx: &mut Context<Self>,
     ) {
         const CMD: &str = commands::SUBSCRIBE_RECORD;
@@ -301,7 +307,8 @@ impl SessionActor {
             .map(move |resolved, act, ctx| {
                 let result = match resolved {
                     Ok(Ok(leased)) => {
-                        return act.finish_subscribe(id, record_id, mode, leased, permit, ctx);
+                        let request = (id, record_id, mode, since);
+                        return act.finish_subscribe(request, leased, permit, ctx);
                     }
                     Ok(Err(Error::Forbidden)) => Ok(json!({ "success": false })),
                     Ok(Err(e)) => Err(e),
@@ -315,9 +322,7 @@ impl SessionActor {
 
     fn finish_subscribe(
         &mut self,
-        request_id: Option<Number>,
-        record_id: RecordId,
-        mode: Mode,
+        (request_id, record_id, mode, since): (Option<Number>, RecordId, Mode, Option<Option<u64>>),
         leased: Leased,
         permit: Option<Permit>,
         ctx: &mut Context<Self>,
@@ -331,6 +336,7 @@ impl SessionActor {
             token,
             ended: ctx.address().recipient(),
             reply_to: request_id.clone(),
+            since,
         };
         let registry = self.services.registry.clone();
         let addr = leased.addr.clone();
@@ -375,7 +381,7 @@ impl SessionActor {
         id: Option<Number>,
         record_id: RecordId,
         value: Value,
-        strategy: Strategy,
+        (strategy, expected_version): (Strategy, Option<u64>),
         ctx: &mut Context<Self>,
     ) {
         const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
@@ -406,6 +412,7 @@ impl SessionActor {
                 let message = ApplyWrite {
                     value: Arc::new(value),
                     strategy,
+                    expected_version,
                 };
                 // Enqueue now, before the next request is read, to keep this client's order.
                 // The lease keeps the actor from stopping until it has answered, so the

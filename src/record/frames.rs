@@ -42,7 +42,7 @@ pub fn full_frame(id: &RecordId, value: &Value, version: Version) -> Frame {
 }
 
 /// `mesh/record-update` carrying the patch from `version - 1`.
-pub fn patch_frame(id: &RecordId, patch: &json_patch::Patch, version: Version) -> Frame {
+pub fn patch_frame(id: &RecordId, patch: &impl serde::Serialize, version: Version) -> Frame {
     record_update(id, "patch", patch, version)
 }
 

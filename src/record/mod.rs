@@ -69,6 +69,25 @@ pub struct Versioned {
     pub version: Version,
 }
 
+/// The length of `value` serialized as JSON, without building the text.
+pub fn serialized_len(value: &Value) -> usize {
+    struct ByteCounter(usize);
+    impl std::io::Write for ByteCounter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = ByteCounter(0);
+    // Counting bytes cannot fail: the writer never errors.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 /// How a subscriber wants updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,7 +3,8 @@
 //! The Lua scripts build these messages by concatenating strings (the value is already JSON,
 //! serialized once in Rust), so the format is kept deliberately flat:
 //!
-//! - `{"version":<n>,"value":<json>}` after a write, one message per version;
+//! - `{"version":<n>,"value":<json>}` after a write, one message per version, with
+//!   `,"patch":<json>` before the value when the writer kept history;
 //! - `{"version":<n>,"deleted":true}` after a delete, `<n>` being the last version.
 
 use super::RemoteChange;
@@ -40,10 +41,12 @@ pub(crate) fn parse_change(payload: &[u8]) -> Result<RemoteChange, ChangeParseEr
         return Ok(RemoteChange::Deleted { version });
     }
     // `remove` moves the value out: a large document is parsed once and never copied.
+    let patch = fields.remove("patch").map(Arc::new);
     match fields.remove("value") {
         Some(value) => Ok(RemoteChange::Updated {
             version,
             value: Arc::new(value),
+            patch,
         }),
         None => Err(ChangeParseError::NoChange),
     }
@@ -62,6 +65,7 @@ mod tests {
             Ok(RemoteChange::Updated {
                 version: 7,
                 value: Arc::new(json!({"a": [1, 2, {"b": null}]})),
+                patch: None,
             })
         );
     }
@@ -73,6 +77,7 @@ mod tests {
             Ok(RemoteChange::Updated {
                 version: 2,
                 value: Arc::new(Value::Null),
+                patch: None,
             })
         );
         assert_eq!(
@@ -80,6 +85,22 @@ mod tests {
             Ok(RemoteChange::Updated {
                 version: 3,
                 value: Arc::new(json!("text")),
+                patch: None,
+            })
+        );
+    }
+
+    #[test]
+    fn update_message_with_its_patch() {
+        let change = parse_change(
+            br#"{"version":4,"patch":[{"op":"add","path":"/a","value":1}],"value":{"a":1}}"#,
+        );
+        assert_eq!(
+            change,
+            Ok(RemoteChange::Updated {
+                version: 4,
+                value: Arc::new(json!({"a": 1})),
+                patch: Some(Arc::new(json!([{"op": "add", "path": "/a", "value": 1}]))),
             })
         );
     }

@@ -11,6 +11,9 @@
 //! `<prefix>record-op:<id>`, so an instance whose call timed out can find out whether it
 //! was applied.
 //!
+//! Recent changes (patches) are kept in `<prefix>record-history:<id>`, with their total size
+//! in `<prefix>record-history-bytes:<id>`, written by the same scripts as the value.
+//!
 //! Changes are published on `<prefix>record-updates:<id>`, one channel per record, so an
 //! instance only receives the records its sessions watch.
 //!
@@ -62,6 +65,16 @@ impl RedisKeys {
     /// Key holding the id of the record's last write or delete (expires after a minute).
     pub fn last_op(&self, id: &RecordId) -> String {
         self.build("record-op:", id)
+    }
+
+    /// List holding the record's recent history: one `{"version","patch"}` JSON per change.
+    pub fn history(&self, id: &RecordId) -> String {
+        self.build("record-history:", id)
+    }
+
+    /// The total size in bytes of the history list's entries.
+    pub fn history_bytes(&self, id: &RecordId) -> String {
+        self.build("record-history-bytes:", id)
     }
 
     /// Pub/sub channel carrying the record's changes to other instances.

@@ -1,22 +1,59 @@
 //! `MemoryStore`: the embedded in-process store for a single instance with no external service.
 //!
 //! Deleted records keep their tombstone (the last version) for the life of the process: an
-//! entry of the id plus a few bytes, so a record created again continues its versions.
+//! entry of the id plus a few bytes, so a record created again continues its versions. Each
+//! record keeps its recent history (patches) within the limits each write passes.
 
 use super::{
-    ChangeSink, Checked, DeleteResult, Expect, OpId, Store, StoreFuture, Stored, WatchToken,
-    WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, Store,
+    StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
-use crate::record::RecordId;
-use serde_json::Value;
-use std::collections::HashMap;
+use crate::record::{RecordId, Version};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// One record's entry: its state and the last operation applied to it.
+/// One record's entry: its state, its recent history and the last operation applied to it.
 #[derive(Debug, Clone, Default)]
 struct Entry {
     stored: Stored,
     last_op: Option<OpId>,
+    history: VecDeque<(Change, usize)>,
+    history_bytes: usize,
+}
+
+impl Entry {
+    /// Appends the change leading to `version`, then trims to `limits`.
+    fn remember(
+        &mut self,
+        version: Version,
+        patch: &std::sync::Arc<serde_json::Value>,
+        limits: HistoryLimits,
+    ) {
+        if limits.versions == 0 {
+            self.forget_history();
+            return;
+        }
+        let size = crate::record::serialized_len(patch);
+        self.history.push_back((
+            Change {
+                version,
+                patch: std::sync::Arc::clone(patch),
+            },
+            size,
+        ));
+        self.history_bytes += size;
+        while self.history.len() > limits.versions || self.history_bytes > limits.bytes {
+            match self.history.pop_front() {
+                Some((_, size)) => self.history_bytes -= size,
+                None => break,
+            }
+        }
+    }
+
+    fn forget_history(&mut self) {
+        self.history.clear();
+        self.history_bytes = 0;
+    }
 }
 
 /// Records in a map guarded by a mutex; every call completes at once.
@@ -49,40 +86,68 @@ impl Store for MemoryStore {
             .unwrap_or_default()))
     }
 
+    fn load_with_history(&self, id: &RecordId) -> StoreFuture<(Stored, Vec<Change>)> {
+        let map = self.map();
+        let Some(entry) = map.get(id) else {
+            return ready(Ok((Stored::default(), Vec::new())));
+        };
+        let history = entry.history.iter().map(|(c, _)| c.clone()).collect();
+        ready(Ok((entry.stored.clone(), history)))
+    }
+
     fn write(
         &self,
         id: &RecordId,
         expected: Expect,
-        values: Vec<Arc<Value>>,
+        values: Vec<NewVersion>,
         op: OpId,
+        history: HistoryLimits,
     ) -> StoreFuture<WriteResult> {
         let mut map = self.map();
-        let current = map.get(id).map(|e| e.stored.clone()).unwrap_or_default();
-        if current.expect() != expected {
-            return ready(Ok(WriteResult::Conflict { current }));
+        let entry = map.entry(id.clone()).or_default();
+        if entry.stored.expect() != expected {
+            return ready(Ok(WriteResult::Conflict {
+                current: entry.stored.clone(),
+            }));
         }
-        let version = expected.version + values.len() as u64;
-        if let Some(value) = values.into_iter().last() {
-            map.insert(
-                id.clone(),
-                Entry {
-                    stored: Stored::live(value, version),
-                    last_op: Some(op),
-                },
-            );
+        let mut version = expected.version;
+        for new in values {
+            version += 1;
+            match &new.patch {
+                Some(patch) => entry.remember(version, patch, history),
+                None => entry.forget_history(),
+            }
+            entry.stored = Stored::live(new.value, version);
+            entry.last_op = Some(op);
         }
         ready(Ok(WriteResult::Applied { version }))
     }
 
-    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult> {
+    fn delete(
+        &self,
+        id: &RecordId,
+        op: OpId,
+        if_version: Option<Version>,
+    ) -> StoreFuture<DeleteResult> {
         let mut map = self.map();
         let Some(entry) = map.get_mut(id) else {
-            return ready(Ok(DeleteResult::Absent { version: 0 }));
+            return ready(Ok(match if_version {
+                Some(_) => DeleteResult::Mismatch {
+                    current: Stored::default(),
+                },
+                None => DeleteResult::Absent { version: 0 },
+            }));
         };
         let version = entry.stored.version;
+        if if_version.is_some_and(|v| !entry.stored.exists() || v != version) {
+            return ready(Ok(DeleteResult::Mismatch {
+                current: entry.stored.clone(),
+            }));
+        }
         if entry.stored.value.take().is_none() {
             return ready(Ok(DeleteResult::Absent { version }));
         }
+        entry.forget_history();
         entry.last_op = Some(op);
         ready(Ok(DeleteResult::Deleted { version }))
     }
@@ -104,6 +169,7 @@ impl Store for MemoryStore {
             if entry.stored.version < record.version {
                 entry.stored = record;
                 entry.last_op = None;
+                entry.forget_history();
                 written += 1;
             }
         }

@@ -144,6 +144,42 @@ impl OpId {
     }
 }
 
+/// One new version in a write: its value, and the RFC 6902 patch from the version before
+/// (`None` when the record did not exist before: creations start no history).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewVersion {
+    /// The value.
+    pub value: Arc<Value>,
+    /// The patch from the previous version, kept in the record's history.
+    pub patch: Option<Arc<Value>>,
+}
+
+impl NewVersion {
+    /// A version with no patch (history is off, or the record is new).
+    pub fn value(value: Arc<Value>) -> Self {
+        NewVersion { value, patch: None }
+    }
+}
+
+/// How much history a store keeps per record: the patches of the last `versions` changes,
+/// fewer when they add up to more than `bytes`. `versions` 0 keeps none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HistoryLimits {
+    /// Most changes kept.
+    pub versions: usize,
+    /// Most bytes of serialized patches kept.
+    pub bytes: usize,
+}
+
+/// One change in a record's history: the patch that turned `version - 1` into `version`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The version the patch leads to.
+    pub version: Version,
+    /// The RFC 6902 patch, as JSON.
+    pub patch: Arc<Value>,
+}
+
 /// The result of a compare-and-set write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteResult {
@@ -160,7 +196,7 @@ pub enum WriteResult {
 }
 
 /// The result of a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeleteResult {
     /// The record existed and was deleted; its tombstone keeps this version.
     Deleted {
@@ -171,6 +207,11 @@ pub enum DeleteResult {
     Absent {
         /// The tombstone version.
         version: Version,
+    },
+    /// The delete required a version the live record does not have; nothing changed.
+    Mismatch {
+        /// What the store holds.
+        current: Stored,
     },
 }
 
@@ -197,6 +238,8 @@ pub enum RemoteChange {
         version: Version,
         /// The new value, parsed once and shared by every sink of the record.
         value: Arc<Value>,
+        /// The patch from the version before, when the writer kept history.
+        patch: Option<Arc<Value>>,
     },
     /// The record was deleted at this version (its tombstone).
     Deleted {
@@ -235,21 +278,33 @@ pub trait Store: Send + Sync + 'static {
     /// The record's state (value or tombstone).
     fn load(&self, id: &RecordId) -> StoreFuture<Stored>;
 
+    /// The record's state and its history, read at one instant: the changes leading to
+    /// `Stored::version`, oldest first, contiguous (possibly none).
+    fn load_with_history(&self, id: &RecordId) -> StoreFuture<(Stored, Vec<Change>)>;
+
     /// If the record is in the `expected` state, stores `values` as versions
-    /// `expected.version + 1 ..= expected.version + n` (the last one stays), remembers `op` as
-    /// the record's last operation, and publishes each version; otherwise changes nothing and
-    /// reports the current state. Fails with [`StoreError::Indeterminate`] when it cannot
-    /// know whether the write happened.
+    /// `expected.version + 1 ..= expected.version + n` (the last one stays), appends their
+    /// patches to the history (trimmed to `history`), remembers `op` as the record's last
+    /// operation, and publishes each version; otherwise changes nothing and reports the current
+    /// state. Fails with [`StoreError::Indeterminate`] when it cannot know whether the write
+    /// happened.
     fn write(
         &self,
         id: &RecordId,
         expected: Expect,
-        values: Vec<Arc<Value>>,
+        values: Vec<NewVersion>,
         op: OpId,
+        history: HistoryLimits,
     ) -> StoreFuture<WriteResult>;
 
-    /// Deletes the record, keeping its version as a tombstone, and publishes the deletion.
-    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult>;
+    /// Deletes the record (only if it is live at `if_version`, when given), keeping its version
+    /// as a tombstone, dropping its history, and publishes the deletion.
+    fn delete(
+        &self,
+        id: &RecordId,
+        op: OpId,
+        if_version: Option<Version>,
+    ) -> StoreFuture<DeleteResult>;
 
     /// The record's state and whether `op` is the last operation applied to it: how a caller
     /// finds out what became of a write or delete that failed with
@@ -257,8 +312,9 @@ pub trait Store: Send + Sync + 'static {
     /// sent after an operation sees its effect if it had any.
     fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked>;
 
-    /// Writes each record whose stored version (live or tombstone) is lower, and publishes
-    /// it; returns how many were written. Used at startup (restore from the database) and by a
+    /// Writes each record whose stored version (live or tombstone) is lower, drops its
+    /// history (it would no longer lead to the restored value), and publishes it; returns how
+    /// many were written. Used at startup (restore from the database) and by a
     /// `RecordActor` whose store lost data: a tombstone at or above the incoming version
     /// means the record was deleted since, and wins.
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize>;

@@ -11,8 +11,8 @@
 
 use super::router::Router;
 use super::{
-    ChangeSink, Checked, DeleteResult, Expect, OpId, RedisKeys, Store, StoreError, StoreFuture,
-    Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RedisKeys,
+    Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::record::{RecordId, Version};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -138,6 +138,35 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn load_with_history(&self, id: &RecordId) -> StoreFuture<(Stored, Vec<Change>)> {
+        let conn = self.commands.clone();
+        let mut pipe = redis::pipe();
+        // MULTI/EXEC: the value and its history at one instant.
+        pipe.atomic()
+            .cmd("MGET")
+            .arg(self.keys.value(id))
+            .arg(self.keys.version(id))
+            .cmd("LRANGE")
+            .arg(self.keys.history(id))
+            .arg(0)
+            .arg(-1);
+        let id = id.clone();
+        Box::pin(async move {
+            type Read = ((Option<Vec<u8>>, Option<String>), Vec<Vec<u8>>);
+            let pipe = &pipe;
+            let ((value, version), entries): Read = retry_refused(&conn, |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await
+            .map_err(|err| unavailable("load", &err))?;
+            let record = stored(&id, value, version)?;
+            Ok((
+                record.clone(),
+                leading_to(&record, parse_history(&id, &entries)),
+            ))
+        })
+    }
+
     fn load(&self, id: &RecordId) -> StoreFuture<Stored> {
         let conn = self.commands.clone();
         let cmd = self.mget(id);
@@ -162,31 +191,45 @@ impl Store for RedisStore {
         &self,
         id: &RecordId,
         expected: Expect,
-        values: Vec<Arc<Value>>,
+        values: Vec<NewVersion>,
         op: OpId,
+        history: HistoryLimits,
     ) -> StoreFuture<WriteResult> {
         let mut invocation = WRITE_SCRIPT.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
             .key(self.keys.last_op(id))
+            .key(self.keys.history(id))
+            .key(self.keys.history_bytes(id))
             .arg(expected.version.to_string())
             .arg(if expected.exists { "1" } else { "0" })
             .arg(self.keys.channel(id))
-            .arg(op.0.to_string());
+            .arg(op.0.to_string())
+            .arg(history.versions)
+            .arg(history.bytes);
         let mut version = expected.version;
-        for value in &values {
+        for new in &values {
             // `serde_json::Value` always serializes (its map keys are strings), so a failure
             // here would be a serde_json bug; report it rather than panic.
-            let json = match serde_json::to_string(&**value) {
+            let json = match serde_json::to_string(&*new.value) {
                 Ok(json) => json,
                 Err(err) => return ready(Err(corrupt(id, &format!("unserializable: {err}")))),
+            };
+            let patch = match &new.patch {
+                None => String::new(),
+                Some(patch) => match serde_json::to_string(&**patch) {
+                    Ok(json) => json,
+                    Err(err) => {
+                        return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
+                    }
+                },
             };
             version = match version.checked_add(1) {
                 Some(next) => next,
                 None => return ready(Err(corrupt(id, "version overflow"))),
             };
-            invocation.arg(version.to_string()).arg(json);
+            invocation.arg(version.to_string()).arg(json).arg(patch);
         }
         let conn = self.commands.clone();
         let id = id.clone();
@@ -212,20 +255,29 @@ impl Store for RedisStore {
         })
     }
 
-    fn delete(&self, id: &RecordId, op: OpId) -> StoreFuture<DeleteResult> {
+    fn delete(
+        &self,
+        id: &RecordId,
+        op: OpId,
+        if_version: Option<Version>,
+    ) -> StoreFuture<DeleteResult> {
         let mut invocation = DELETE_SCRIPT.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
             .key(self.keys.last_op(id))
+            .key(self.keys.history(id))
+            .key(self.keys.history_bytes(id))
             .arg(self.keys.channel(id))
-            .arg(op.0.to_string());
+            .arg(op.0.to_string())
+            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version): (i64, String) = invoke(&conn, &invocation)
-                .await
-                .map_err(|err| outcome_unknown("delete", &err))?;
+            let (status, version, value): (i64, String, Option<Vec<u8>>) =
+                invoke(&conn, &invocation)
+                    .await
+                    .map_err(|err| outcome_unknown("delete", &err))?;
             match status {
                 1 => Ok(DeleteResult::Deleted {
                     version: parse_version(&id, &version)?,
@@ -233,6 +285,14 @@ impl Store for RedisStore {
                 0 => Ok(DeleteResult::Absent {
                     version: parse_version(&id, &version)?,
                 }),
+                2 => {
+                    let version = parse_version(&id, &version)?;
+                    let current = match value {
+                        Some(value) => Stored::live(parse_value(&id, &value)?, version),
+                        None => Stored::absent(version),
+                    };
+                    Ok(DeleteResult::Mismatch { current })
+                }
                 _ => Err(corrupt(&id, &format!("version is {version:?}"))),
             }
         })
@@ -256,6 +316,8 @@ impl Store for RedisStore {
                 invocation
                     .key(self.keys.value(id))
                     .key(self.keys.version(id))
+                    .key(self.keys.history(id))
+                    .key(self.keys.history_bytes(id))
                     .arg(record.version.to_string())
                     .arg(json)
                     .arg(self.keys.channel(id));
@@ -345,6 +407,59 @@ fn parse_value(id: &RecordId, raw: &[u8]) -> Result<Arc<Value>, StoreError> {
     serde_json::from_slice(raw)
         .map(Arc::new)
         .map_err(|err| corrupt(id, &format!("value is not JSON: {err}")))
+}
+
+/// A record's state from its two keys: a value without a version is no record, a version
+/// without a value a tombstone (see lua/common.lua).
+fn stored(
+    id: &RecordId,
+    value: Option<Vec<u8>>,
+    version: Option<String>,
+) -> Result<Stored, StoreError> {
+    Ok(match (value, version) {
+        (_, None) => Stored::absent(0),
+        (None, Some(version)) => Stored::absent(parse_version(id, &version)?),
+        (Some(value), Some(version)) => {
+            Stored::live(parse_value(id, &value)?, parse_version(id, &version)?)
+        }
+    })
+}
+
+/// History entries as stored; an unreadable entry is logged and ends what can be used.
+fn parse_history(id: &RecordId, entries: &[Vec<u8>]) -> Vec<Change> {
+    let mut changes = Vec::with_capacity(entries.len());
+    for raw in entries {
+        let parsed: Result<Value, _> = serde_json::from_slice(raw);
+        let change = parsed.ok().and_then(|mut entry| {
+            let version = entry.get("version")?.as_u64()?;
+            let patch = entry.get_mut("patch")?.take();
+            Some(Change {
+                version,
+                patch: Arc::new(patch),
+            })
+        });
+        match change {
+            Some(change) => changes.push(change),
+            None => {
+                log::warn!("record {id}: unreadable history entry; history cut there");
+                changes.clear();
+            }
+        }
+    }
+    changes
+}
+
+/// The contiguous run of `changes` that ends at the record's version (none for a deleted
+/// record): only that run can bring a client up to date.
+pub(crate) fn leading_to(record: &Stored, changes: Vec<Change>) -> Vec<Change> {
+    if !record.exists() || changes.last().map(|c| c.version) != Some(record.version) {
+        return Vec::new();
+    }
+    let mut start = changes.len() - 1;
+    while start > 0 && changes[start - 1].version + 1 == changes[start].version {
+        start -= 1;
+    }
+    changes.into_iter().skip(start).collect()
 }
 
 fn parse_version(id: &RecordId, raw: &str) -> Result<Version, StoreError> {

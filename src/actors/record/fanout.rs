@@ -54,6 +54,7 @@ impl Subscribers {
         previous: Option<&Value>,
         current: &Value,
         version: Version,
+        computed: Option<&Value>,
     ) {
         if self.0.is_empty() {
             return;
@@ -63,6 +64,7 @@ impl Subscribers {
             previous,
             current,
             version,
+            computed,
             full: None,
             patch: None,
         };
@@ -111,6 +113,8 @@ struct UpdateFrames<'a> {
     previous: Option<&'a Value>,
     current: &'a Value,
     version: Version,
+    /// The patch from `previous`, when the writer already computed it (for the history).
+    computed: Option<&'a Value>,
     full: Option<Frame>,
     patch: Option<Frame>,
 }
@@ -128,9 +132,14 @@ impl UpdateFrames<'_> {
         if let Some(frame) = &self.patch {
             return frame.clone();
         }
-        let empty = Value::Object(Default::default());
-        let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
-        let mut frame = patch_frame(self.id, &patch, self.version);
+        let mut frame = match self.computed {
+            Some(patch) => patch_frame(self.id, patch, self.version),
+            None => {
+                let empty = Value::Object(Default::default());
+                let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
+                patch_frame(self.id, &patch, self.version)
+            }
+        };
         let full = self.full();
         if frame.len() > full.len() {
             frame = full;

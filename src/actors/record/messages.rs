@@ -29,6 +29,8 @@ pub struct RecordSettings {
     pub max_write_batch_bytes: usize,
     /// Most writes and deletes queued for one record; more are refused with `ELIMIT`.
     pub max_pending_writes: usize,
+    /// How much history each record keeps (resume, the admin API's history).
+    pub history: crate::store::HistoryLimits,
 }
 
 /// What every `RecordActor` shares: the store, settings and counters.
@@ -70,6 +72,9 @@ pub struct Subscribe {
     pub ended: Recipient<SubscriptionEnded>,
     /// The request id to answer; the reply is queued here, ahead of any later push.
     pub reply_to: Option<serde_json::Number>,
+    /// `sinceVersion`: the version the client holds, to resume from instead of a snapshot.
+    /// `Some(None)`: the client asked but the value was not a version (not resumed).
+    pub since: Option<Option<Version>>,
 }
 
 /// Removes a session's subscription; answers whether there was one.
@@ -88,12 +93,28 @@ pub struct ApplyWrite {
     pub value: Arc<Value>,
     /// How it combines with the current value.
     pub strategy: Strategy,
+    /// Applied only if the record is at this version (0: only if it does not exist);
+    /// otherwise `Error::VersionMismatch`.
+    pub expected_version: Option<Version>,
 }
 
 /// Deletes the record; answers the version it had, or `None` if it was absent.
-#[derive(Message, Clone)]
+#[derive(Message, Clone, Default)]
 #[rtype(result = "Result<Option<Version>, Error>")]
-pub struct DeleteRecord;
+pub struct DeleteRecord {
+    /// Deletes only if the live record is at this version; otherwise
+    /// `Error::VersionMismatch`.
+    pub if_version: Option<Version>,
+}
+
+/// The record's recent history: the changes after `since`, or `None` when the history does
+/// not reach back that far (or the record does not exist).
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Option<(Version, Vec<crate::store::Change>)>, Error>")]
+pub struct GetHistory {
+    /// The version the caller holds.
+    pub since: Version,
+}
 
 /// A change the store published for this record (another instance's write or our own echo).
 #[derive(Message)]

@@ -32,7 +32,7 @@ mod tests;
 mod writes;
 
 pub use messages::{
-    ApplyWrite, DeleteRecord, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
+    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
     ResyncSubscriber, Subscribe, Unsubscribe, WriteOutcome,
 };
 
@@ -40,12 +40,12 @@ use crate::error::Error;
 use crate::metrics::metrics;
 use crate::outbox::PushError;
 use crate::protocol;
-use crate::record::{RecordId, Version, Versioned, full_frame};
+use crate::record::{Mode, RecordId, Version, Versioned, full_frame, patch_frame};
 use crate::store::{ChangeSink, Stored, WatchToken};
 use actix::prelude::*;
 use fanout::{Subscriber, Subscribers};
 use serde_json::Value;
-use state::{Answer, Core, CoreLimits, Effect, Op};
+use state::{Answer, Core, CoreLimits, Effect, Op, Resume};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -128,8 +128,10 @@ impl RecordActor {
                 max_writes: settings.max_write_batch.max(1),
                 max_bytes: settings.max_write_batch_bytes,
                 max_value_bytes: settings.max_value_bytes,
+                patches: settings.history.versions > 0,
             },
             max_pending: settings.max_pending_writes.max(1),
+            history: settings.history,
         }
     }
 
@@ -179,13 +181,14 @@ impl RecordActor {
                 expected,
                 values,
                 op,
+                history,
             } => store
-                .write(&self.id, expected, values, op)
+                .write(&self.id, expected, values, op, history)
                 .into_actor(self)
                 .map(|result, act, ctx| act.step(ctx, |core, now| core.written(result, now)))
                 .spawn(ctx),
-            Effect::Delete { op } => store
-                .delete(&self.id, op)
+            Effect::Delete { op, if_version } => store
+                .delete(&self.id, op, if_version)
                 .into_actor(self)
                 .map(|result, act, ctx| act.step(ctx, |core, now| core.deleted(result, now)))
                 .spawn(ctx),
@@ -212,9 +215,14 @@ impl RecordActor {
                 previous,
                 current,
                 version,
-            } => self
-                .subscribers
-                .update(&self.id, previous.as_deref(), &current, version),
+                patch,
+            } => self.subscribers.update(
+                &self.id,
+                previous.as_deref(),
+                &current,
+                version,
+                patch.as_deref(),
+            ),
             Effect::Resync { value, version } => self.subscribers.resync(&self.id, &value, version),
             Effect::Deleted { version } => self.subscribers.deleted(&self.id, version),
             Effect::Persist { value, version } => {
@@ -257,7 +265,7 @@ impl Actor for RecordActor {
         let id = self.id.clone();
         async move {
             let token = store.watch(&id, sink).await?;
-            match store.load(&id).await {
+            match store.load_with_history(&id).await {
                 Ok(snapshot) => Ok((token, snapshot)),
                 Err(e) => {
                     store.unwatch(&id, token);
@@ -267,9 +275,9 @@ impl Actor for RecordActor {
         }
         .into_actor(self)
         .map(|result, act, ctx| match result {
-            Ok((token, record)) => {
+            Ok((token, (record, history))) => {
                 act.watch = Some(token);
-                act.core = Some(Core::new(act.id.clone(), record, act.limits()));
+                act.core = Some(Core::new(act.id.clone(), record, history, act.limits()));
             }
             Err(e) => {
                 // Stop: queued requests fail with a closed mailbox and are retried by a
@@ -319,7 +327,7 @@ impl Actor for RecordActor {
             for op in core.take_pending() {
                 match op {
                     Op::Write(write) => write.reply.fail(Error::Unavailable),
-                    Op::Delete(reply) => reply.fail(Error::Unavailable),
+                    Op::Delete { reply, .. } => reply.fail(Error::Unavailable),
                 }
             }
         }
@@ -339,20 +347,67 @@ impl Handler<Subscribe> for RecordActor {
             return Err(Error::Unavailable);
         };
         let record = core.record();
+        let snapshot = record.versioned();
+        // A full-mode subscriber needs each missed version whole, which the history (patches)
+        // cannot give: it resumes only when it missed nothing.
+        let resume = match msg.since {
+            Some(Some(since)) => match core.resume(since) {
+                Resume::Changes(changes) if changes.is_empty() || msg.mode == Mode::Patch => {
+                    Some((since, changes))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
         if let Some(request_id) = &msg.reply_to {
-            let reply = protocol::SubscribeReply {
-                success: true,
-                record: record.value.as_deref().unwrap_or(&Value::Null),
-                version: record.version,
+            const CMD: &str = protocol::commands::SUBSCRIBE_RECORD;
+            let frame = match &resume {
+                Some((since, _)) => {
+                    let reply = protocol::ResumeReply {
+                        success: true,
+                        resumed: true,
+                        version: *since,
+                    };
+                    protocol::reply_frame(request_id, CMD, &reply)
+                }
+                None => {
+                    let reply = protocol::SubscribeReply {
+                        success: true,
+                        record: record.value.as_deref().unwrap_or(&Value::Null),
+                        version: record.version,
+                        resumed: msg.since.map(|_| false),
+                    };
+                    protocol::reply_frame(request_id, CMD, &reply)
+                }
             };
-            let frame =
-                protocol::reply_frame(request_id, protocol::commands::SUBSCRIBE_RECORD, &reply);
             let _ = msg.outbox.push(frame);
         }
-        let snapshot = record.versioned();
+        if let Some((_, changes)) = &resume {
+            // The missed versions go out now, ahead of any newer update.
+            metrics().pushes.inc_by(changes.len() as u64);
+            for change in changes {
+                let frame = patch_frame(&self.id, &*change.patch, change.version);
+                let _ = msg.outbox.push_update(&self.id, frame);
+            }
+        }
         let subscriber = Subscriber::new(msg.mode, msg.outbox, msg.token, msg.ended);
         self.subscribers.0.insert(msg.session, subscriber);
         Ok(snapshot)
+    }
+}
+
+impl Handler<GetHistory> for RecordActor {
+    type Result = Result<Option<(Version, Vec<crate::store::Change>)>, Error>;
+
+    fn handle(&mut self, msg: GetHistory, _ctx: &mut Context<Self>) -> Self::Result {
+        self.used_since_tick = true;
+        let Some(core) = &self.core else {
+            return Err(Error::Unavailable);
+        };
+        Ok(match core.resume(msg.since) {
+            Resume::Changes(changes) => Some((core.record().version, changes)),
+            Resume::Full => None,
+        })
     }
 }
 
@@ -375,6 +430,7 @@ impl Handler<ApplyWrite> for RecordActor {
             value: msg.value,
             strategy: msg.strategy,
             queued_at: Instant::now(),
+            expected_version: msg.expected_version,
             reply: Reply::Write(reply),
         };
         match self.core {
@@ -389,12 +445,12 @@ impl Handler<ApplyWrite> for RecordActor {
 impl Handler<DeleteRecord> for RecordActor {
     type Result = ResponseFuture<Result<Option<Version>, Error>>;
 
-    fn handle(&mut self, _msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
         self.used_since_tick = true;
         let (reply, outcome) = oneshot::channel();
         let reply = Reply::Delete(reply);
         match self.core {
-            Some(_) => self.step(ctx, |core, _| core.delete(reply)),
+            Some(_) => self.step(ctx, |core, _| core.delete(reply, msg.if_version)),
             None => reply.fail(Error::Unavailable),
         }
         Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })

@@ -25,7 +25,8 @@ use crate::error::Error;
 use crate::metrics::{Outcome as Counted, metrics};
 use crate::record::{RecordId, Version};
 use crate::store::{
-    Checked, DeleteResult, Expect, OpId, RemoteChange, StoreError, Stored, WriteResult,
+    Change, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RemoteChange,
+    StoreError, Stored, WriteResult,
 };
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -48,8 +49,13 @@ pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(1);
 pub(crate) enum Op<R> {
     /// A write.
     Write(QueuedWrite<R>),
-    /// A delete.
-    Delete(R),
+    /// A delete, only if the live record is at `if_version` when given.
+    Delete {
+        /// Where the answer goes.
+        reply: R,
+        /// The version the live record must have.
+        if_version: Option<Version>,
+    },
 }
 
 /// What a request is answered with.
@@ -81,15 +87,19 @@ pub(crate) enum Effect<R> {
     Write {
         /// The state the record must be in.
         expected: Expect,
-        /// The new values.
-        values: Vec<Arc<Value>>,
+        /// The new versions.
+        values: Vec<NewVersion>,
         /// The call's id.
         op: OpId,
+        /// How much history the store keeps.
+        history: HistoryLimits,
     },
     /// Delete; answer with [`Core::deleted`].
     Delete {
         /// The call's id.
         op: OpId,
+        /// The version the live record must have.
+        if_version: Option<Version>,
     },
     /// Ask what became of `op`; answer with [`Core::checked`].
     Check {
@@ -115,6 +125,8 @@ pub(crate) enum Effect<R> {
         current: Arc<Value>,
         /// Its version.
         version: Version,
+        /// The patch from `previous`, when already computed.
+        patch: Option<Arc<Value>>,
     },
     /// Subscribers get the whole value: versions between were skipped.
     Resync {
@@ -155,6 +167,7 @@ enum Call<R> {
         reply: R,
         before: Stored,
         op: OpId,
+        if_version: Option<Version>,
     },
 }
 
@@ -193,6 +206,8 @@ pub(crate) struct CoreLimits {
     pub batch: BatchLimits,
     /// Most queued requests; more are refused at once.
     pub max_pending: usize,
+    /// How much history to keep (here and in the store).
+    pub history: HistoryLimits,
 }
 
 /// A record's state machine (see the module docs).
@@ -207,14 +222,26 @@ pub(crate) struct Core<R> {
     /// A reload failed: subscribers may be behind, so read again soon.
     stale: bool,
     limits: CoreLimits,
+    /// The changes leading to `record.version`, oldest first, contiguous, within
+    /// `limits.history`: what a resuming subscriber can be sent.
+    history: VecDeque<(Change, usize)>,
+    history_bytes: usize,
+}
+
+/// What a subscriber that holds `since` can be sent.
+pub(crate) enum Resume {
+    /// These changes bring it to the current version (none: it is up to date).
+    Changes(Vec<Change>),
+    /// It cannot follow: send the whole value.
+    Full,
 }
 
 type Effects<R> = Vec<Effect<R>>;
 
 impl<R> Core<R> {
-    /// A core for a record the store holds as `record`.
-    pub fn new(id: RecordId, record: Stored, limits: CoreLimits) -> Self {
-        Core {
+    /// A core for a record the store holds as `record`, with the changes leading to it.
+    pub fn new(id: RecordId, record: Stored, history: Vec<Change>, limits: CoreLimits) -> Self {
+        let mut core = Core {
             id,
             record,
             phase: Phase::Ready,
@@ -223,7 +250,65 @@ impl<R> Core<R> {
             epoch: 0,
             stale: false,
             limits,
+            history: VecDeque::new(),
+            history_bytes: 0,
+        };
+        for change in history {
+            core.remember(Some(change.patch), change.version);
         }
+        core
+    }
+
+    /// What a subscriber holding version `since` of the live record needs to catch up.
+    pub fn resume(&self, since: Version) -> Resume {
+        let current = self.record.version;
+        if !self.record.exists() || since > current {
+            return Resume::Full;
+        }
+        if since == current {
+            return Resume::Changes(Vec::new());
+        }
+        match self.history.front() {
+            Some((first, _)) if first.version <= since + 1 => Resume::Changes(
+                self.history
+                    .iter()
+                    .filter(|(c, _)| c.version > since)
+                    .map(|(c, _)| c.clone())
+                    .collect(),
+            ),
+            _ => Resume::Full,
+        }
+    }
+
+    /// Records the change that led to `version` (the record's new version); without a patch
+    /// the history restarts: nothing before this version can be resumed from.
+    fn remember(&mut self, patch: Option<Arc<Value>>, version: Version) {
+        let limits = self.limits.history;
+        let (Some(patch), true) = (patch, limits.versions > 0) else {
+            self.forget_history();
+            return;
+        };
+        if self
+            .history
+            .back()
+            .is_some_and(|(c, _)| c.version + 1 != version)
+        {
+            self.forget_history();
+        }
+        let size = crate::record::serialized_len(&patch);
+        self.history.push_back((Change { version, patch }, size));
+        self.history_bytes += size;
+        while self.history.len() > limits.versions || self.history_bytes > limits.bytes {
+            match self.history.pop_front() {
+                Some((_, size)) => self.history_bytes -= size,
+                None => break,
+            }
+        }
+    }
+
+    fn forget_history(&mut self) {
+        self.history.clear();
+        self.history_bytes = 0;
     }
 
     /// The record as this instance knows it.
@@ -281,10 +366,10 @@ impl<R> Core<R> {
         out
     }
 
-    /// Queues a delete.
-    pub fn delete(&mut self, reply: R) -> Effects<R> {
+    /// Queues a delete (only if the live record is at `if_version`, when given).
+    pub fn delete(&mut self, reply: R, if_version: Option<Version>) -> Effects<R> {
         let mut out = Vec::new();
-        self.pending.push_back(Op::Delete(reply));
+        self.pending.push_back(Op::Delete { reply, if_version });
         self.pump(&mut out);
         out
     }
@@ -294,14 +379,19 @@ impl<R> Core<R> {
         while matches!(self.phase, Phase::Ready) {
             match self.pending.front() {
                 None => return,
-                Some(Op::Delete(_)) => {
-                    let Some(Op::Delete(reply)) = self.pending.pop_front() else {
+                Some(Op::Delete { .. }) => {
+                    let Some(Op::Delete { reply, if_version }) = self.pending.pop_front() else {
                         unreachable!("the front was a delete");
                     };
                     let op = OpId::next();
-                    out.push(Effect::Delete { op });
+                    out.push(Effect::Delete { op, if_version });
                     let before = self.record.clone();
-                    self.set_phase(Phase::Calling(Call::Delete { reply, before, op }));
+                    self.set_phase(Phase::Calling(Call::Delete {
+                        reply,
+                        before,
+                        op,
+                        if_version,
+                    }));
                 }
                 Some(Op::Write(_)) => {
                     let plan = plan(
@@ -320,6 +410,7 @@ impl<R> Core<R> {
                         expected,
                         values: plan.values.clone(),
                         op,
+                        history: self.limits.history,
                     });
                     self.set_phase(Phase::Calling(Call::Write { plan, expected, op }));
                 }
@@ -328,7 +419,7 @@ impl<R> Core<R> {
     }
 
     /// The call finished: apply what was published meanwhile, then start the next request.
-    fn resume(&mut self, out: &mut Effects<R>) {
+    fn carry_on(&mut self, out: &mut Effects<R>) {
         while !self.busy() {
             let Some(change) = self.backlog.pop_front() else {
                 break;
@@ -378,7 +469,7 @@ impl<R> Core<R> {
                 fail_writes(plan, Error::Unavailable, &mut out);
             }
         }
-        self.resume(&mut out);
+        self.carry_on(&mut out);
         out
     }
 
@@ -396,8 +487,12 @@ impl<R> Core<R> {
             );
             return out;
         };
-        let Phase::Calling(Call::Delete { reply, before, op }) =
-            std::mem::replace(&mut self.phase, Phase::Ready)
+        let Phase::Calling(Call::Delete {
+            reply,
+            before,
+            op,
+            if_version,
+        }) = std::mem::replace(&mut self.phase, Phase::Ready)
         else {
             unreachable!("checked above");
         };
@@ -410,6 +505,12 @@ impl<R> Core<R> {
                 out.push(Effect::Reply(reply, Answer::Delete(Ok(None))));
                 self.settle(Stored::absent(version), false, &mut out);
             }
+            Ok(DeleteResult::Mismatch { current }) => {
+                let version = if current.exists() { current.version } else { 0 };
+                let error = Error::VersionMismatch { current: version };
+                out.push(Effect::Reply(reply, Answer::Delete(Err(error))));
+                self.settle(current, false, &mut out);
+            }
             Err(StoreError::Indeterminate(reason)) => {
                 log::warn!(
                     "delete of {} may or may not have happened ({reason}); checking",
@@ -417,7 +518,12 @@ impl<R> Core<R> {
                 );
                 out.push(Effect::Check { op });
                 self.set_phase(Phase::Checking {
-                    call: Call::Delete { reply, before, op },
+                    call: Call::Delete {
+                        reply,
+                        before,
+                        op,
+                        if_version,
+                    },
                     asking: true,
                     deadline: now + CHECK_DEADLINE,
                 });
@@ -431,7 +537,7 @@ impl<R> Core<R> {
                 ));
             }
         }
-        self.resume(&mut out);
+        self.carry_on(&mut out);
         out
     }
 
@@ -484,6 +590,8 @@ impl<R> Core<R> {
                 self.delete_applied(reply, checked.current.version, &mut out);
             }
             Call::Delete { reply, before, .. } if checked.current == before => {
+                // Nothing changed since it was sent (a conditional delete that did not match
+                // also changes nothing; asking again finds out).
                 out.push(Effect::Reply(
                     reply,
                     Answer::Delete(Err(Error::Unavailable)),
@@ -507,7 +615,7 @@ impl<R> Core<R> {
                 self.settle(checked.current, false, &mut out);
             }
         }
-        self.resume(&mut out);
+        self.carry_on(&mut out);
         out
     }
 
@@ -529,7 +637,7 @@ impl<R> Core<R> {
                 self.owe_reload(&mut out);
             }
         }
-        self.resume(&mut out);
+        self.carry_on(&mut out);
         out
     }
 
@@ -553,7 +661,7 @@ impl<R> Core<R> {
                 self.owe_reload(&mut out);
             }
         }
-        self.resume(&mut out);
+        self.carry_on(&mut out);
         out
     }
 
@@ -610,16 +718,24 @@ impl<R> Core<R> {
 
     fn apply_remote(&mut self, change: RemoteChange, out: &mut Effects<R>) {
         match change {
-            RemoteChange::Updated { version, value } => {
+            RemoteChange::Updated {
+                version,
+                value,
+                patch,
+            } => {
                 if version <= self.record.version {
                     // Our own echo, or older than what we hold.
                 } else if version == self.record.version + 1 {
                     let previous = self.record.value.replace(Arc::clone(&value));
                     self.record.version = version;
+                    // A patch only continues the history from a live value.
+                    let patch = patch.filter(|_| previous.is_some());
+                    self.remember(patch.clone(), version);
                     out.push(Effect::Update {
                         previous,
                         current: value,
                         version,
+                        patch,
                     });
                 } else {
                     self.reload(out);
@@ -676,6 +792,7 @@ impl<R> Core<R> {
                 Some(value) => {
                     let (value, version) = (Arc::clone(value), current.version);
                     self.record = current;
+                    self.forget_history();
                     out.push(Effect::Resync { value, version });
                 }
             }
@@ -686,6 +803,7 @@ impl<R> Core<R> {
                     // Only a store that lost data and was written again gets here.
                     let (value, version) = (Arc::clone(value), current.version);
                     self.record = current;
+                    self.forget_history();
                     out.push(Effect::Resync { value, version });
                 }
                 _ => {}
@@ -706,6 +824,7 @@ impl<R> Core<R> {
     /// The record is gone as of `version`.
     fn apply_deletion(&mut self, version: Version, out: &mut Effects<R>) {
         self.record = Stored::absent(version.max(self.record.version));
+        self.forget_history();
         out.push(Effect::Deleted {
             version: self.record.version,
         });
@@ -720,13 +839,15 @@ impl<R> Core<R> {
 
     /// The store accepted the batch: apply each value in turn, persist, reply.
     fn commit(&mut self, plan: Plan<R>, out: &mut Effects<R>) {
-        for value in plan.values {
-            let previous = self.record.value.replace(Arc::clone(&value));
+        for new in plan.values {
+            let previous = self.record.value.replace(Arc::clone(&new.value));
             self.record.version += 1;
+            self.remember(new.patch.clone(), self.record.version);
             out.push(Effect::Update {
                 previous,
-                current: value,
+                current: new.value,
                 version: self.record.version,
+                patch: new.patch,
             });
         }
         // Queued for the database before anyone is told the write succeeded, so a final

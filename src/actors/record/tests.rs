@@ -6,7 +6,8 @@ use super::state::{Answer, Core, CoreLimits, Effect, Timer};
 use super::writes::{BatchLimits, QueuedWrite};
 use crate::record::{RecordId, Strategy, Version};
 use crate::store::{
-    Checked, DeleteResult, Expect, OpId, RemoteChange, StoreError, Stored, WriteResult,
+    Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RemoteChange, StoreError,
+    Stored, WriteResult,
 };
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -49,7 +50,7 @@ impl FakeStore {
     fn write(
         &mut self,
         expected: Expect,
-        values: Vec<Arc<Value>>,
+        values: Vec<NewVersion>,
         op: OpId,
     ) -> Result<WriteResult, StoreError> {
         let fault = self.fault.take();
@@ -65,7 +66,7 @@ impl FakeStore {
         }
         let version = expected.version + values.len() as Version;
         if let Some(last) = values.last() {
-            self.record = Stored::live(Arc::clone(last), version);
+            self.record = Stored::live(Arc::clone(&last.value), version);
             self.last_op = Some(op);
         }
         match fault {
@@ -131,6 +132,7 @@ impl FakeStore {
         RemoteChange::Updated {
             version: self.record.version,
             value,
+            patch: None,
         }
     }
 
@@ -174,8 +176,13 @@ fn limits() -> CoreLimits {
             max_writes: 64,
             max_bytes: 1 << 20,
             max_value_bytes: 1 << 20,
+            patches: true,
         },
         max_pending: 100,
+        history: HistoryLimits {
+            versions: 10,
+            bytes: 1 << 20,
+        },
     }
 }
 
@@ -198,7 +205,7 @@ impl Harness {
 
     fn with_limits(record: Stored, limits: CoreLimits) -> Self {
         Harness {
-            core: Core::new(id(), record.clone(), limits),
+            core: Core::new(id(), record.clone(), Vec::new(), limits),
             store: FakeStore {
                 record,
                 ..FakeStore::default()
@@ -223,11 +230,12 @@ impl Harness {
                     expected,
                     values,
                     op,
+                    ..
                 } => {
                     let result = self.store.write(expected, values, op);
                     self.core.written(result, now)
                 }
-                Effect::Delete { op } => {
+                Effect::Delete { op, .. } => {
                     let result = self.store.delete(op);
                     self.core.deleted(result, now)
                 }
@@ -279,6 +287,7 @@ impl Harness {
             value: Arc::new(value),
             strategy,
             queued_at: self.now,
+            expected_version: None,
             reply: ticket,
         };
         let effects = self.core.write(write);
@@ -286,7 +295,7 @@ impl Harness {
     }
 
     fn delete(&mut self, ticket: u32) {
-        let effects = self.core.delete(ticket);
+        let effects = self.core.delete(ticket, None);
         self.run(effects);
     }
 
@@ -336,6 +345,7 @@ fn a_write_is_applied_persisted_and_answered() {
     h.deliver(RemoteChange::Updated {
         version: 2,
         value: Arc::new(json!({"a": 1, "b": 2})),
+        patch: None,
     });
     assert!(h.take_seen().is_empty());
     assert!(h.core.is_idle());
@@ -478,6 +488,7 @@ fn a_reconnect_during_a_write_waits_for_the_write() {
         value: Arc::new(json!(2)),
         strategy: Strategy::Replace,
         queued_at: h.now,
+        expected_version: None,
         reply: 1,
     };
     // The write is in flight when the reconnect notice comes: it waits in the backlog.
@@ -488,6 +499,7 @@ fn a_reconnect_during_a_write_waits_for_the_write() {
         expected,
         values,
         op,
+        ..
     }) = effects.into_iter().next()
     else {
         unreachable!("matched above");

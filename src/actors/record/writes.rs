@@ -2,12 +2,13 @@
 //! limits that refuse a write, and the batch's size limits. Pure code.
 
 use crate::error::Error;
-use crate::record::{Strategy, Version, apply_strategy};
+use crate::record::{Strategy, Version, apply_strategy, serialized_len};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::messages::WriteOutcome;
+use crate::store::NewVersion;
 
 /// A write waiting in the record's queue.
 pub(crate) struct QueuedWrite<R> {
@@ -17,6 +18,8 @@ pub(crate) struct QueuedWrite<R> {
     pub strategy: Strategy,
     /// When it was queued: a write that keeps losing races fails after a deadline.
     pub queued_at: Instant,
+    /// Applied only if the record is at this version (0: only if it does not exist).
+    pub expected_version: Option<Version>,
     /// Where its outcome goes.
     pub reply: R,
 }
@@ -30,6 +33,8 @@ pub(crate) struct BatchLimits {
     pub max_bytes: usize,
     /// Largest value a merge may produce.
     pub max_value_bytes: usize,
+    /// Compute each new version's patch (for the history).
+    pub patches: bool,
 }
 
 /// Writes taken from the queue, with the values that go to the store and the outcome each
@@ -39,8 +44,8 @@ pub(crate) struct Plan<R> {
     pub writes: Vec<QueuedWrite<R>>,
     /// Each write's outcome if the batch is applied (same order as `writes`).
     pub outcomes: Vec<Result<WriteOutcome, Error>>,
-    /// The new values, one per changed write, for versions `base + 1 ..`.
-    pub values: Vec<Arc<Value>>,
+    /// The new versions, one per changed write, for versions `base + 1 ..`.
+    pub values: Vec<NewVersion>,
 }
 
 /// Takes the leading writes of `queue` (as many as `limits` allow) and computes their values
@@ -68,6 +73,14 @@ pub(crate) fn plan<R>(
         let Some(super::state::Op::Write(write)) = queue.pop_front() else {
             unreachable!("the front was a write");
         };
+        if let Some(expected) = write.expected_version {
+            let current = if base.is_some() { version } else { 0 };
+            if expected != current {
+                plan.outcomes.push(Err(Error::VersionMismatch { current }));
+                plan.writes.push(write);
+                continue;
+            }
+        }
         let next = apply_strategy(base.as_ref(), &write.value, write.strategy);
         let merged = write.strategy != Strategy::Replace;
         let size = if merged || measure {
@@ -92,33 +105,22 @@ pub(crate) fn plan<R>(
             }
             bytes += size;
             version += 1;
-            plan.values.push(Arc::clone(&next));
+            let patch = match &base {
+                Some(previous) if limits.patches => {
+                    let patch = json_patch::diff(previous, &next);
+                    // A patch is a list of operations: it always serializes.
+                    serde_json::to_value(patch).ok().map(Arc::new)
+                }
+                _ => None,
+            };
+            plan.values.push(NewVersion {
+                value: Arc::clone(&next),
+                patch,
+            });
             base = Some(next);
         }
         plan.outcomes.push(Ok(WriteOutcome { version, changed }));
         plan.writes.push(write);
     }
     plan
-}
-
-/// The length of `value` serialized as JSON, without building the text.
-pub(crate) fn serialized_len(value: &Value) -> usize {
-    let mut counter = ByteCounter(0);
-    // Counting bytes cannot fail: the writer never errors.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
-}
-
-/// Counts serialized bytes without storing them.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

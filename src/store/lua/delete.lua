@@ -1,23 +1,36 @@
--- Deletes one record, keeping its version key as the tombstone, and publishes the deletion.
+-- Deletes one record, keeping its version key as the tombstone and dropping its history, and
+-- publishes the deletion.
 --
--- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key. ARGV[1] the record's
--- channel, ARGV[2] this operation's id.
+-- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
+-- KEYS[5] history size. ARGV[1] the record's channel, ARGV[2] this operation's id, ARGV[3] the
+-- version the live record must have, or "" for any.
 --
--- Returns {1, last version} when deleted, {0, tombstone version or "0"} when there was no
--- record, {-1, raw version} when the stored version is not a number (then nothing is changed).
+-- Returns {1, last version, false} when deleted, {0, tombstone version or "0", false} when
+-- there was no record, {2, current version, current value or false} when ARGV[3] did not
+-- match, {-1, raw version, false} when the stored version is not a number (nothing changed).
 local raw = redis.call('GET', KEYS[2])
 if not raw then
+  if ARGV[3] ~= '' then
+    return {2, '0', false}
+  end
   -- Without a version there is no record; a stray value must not outlive the delete.
   redis.call('DEL', KEYS[1])
-  return {0, '0'}
+  return {0, '0', false}
 end
 local version = canonical(raw)
 if not version then
-  return {-1, raw}
+  return {-1, raw, false}
+end
+if ARGV[3] ~= '' then
+  local value = redis.call('GET', KEYS[1])
+  if not value or version ~= ARGV[3] then
+    return {2, version, value or false}
+  end
 end
 if redis.call('DEL', KEYS[1]) == 0 then
-  return {0, version}
+  return {0, version, false}
 end
+redis.call('DEL', KEYS[4], KEYS[5])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', OP_TTL_MS)
 redis.call('PUBLISH', ARGV[1], '{"version":' .. version .. ',"deleted":true}')
-return {1, version}
+return {1, version, false}

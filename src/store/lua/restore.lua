@@ -1,15 +1,17 @@
 -- Restores records where the store has nothing as new, and publishes what it wrote so every
 -- instance's watchers follow.
 --
--- KEYS: the value key then the version key of each record. ARGV: the version (canonical),
--- the JSON value ("" for a tombstone) and the channel of each record, in the same order.
+-- KEYS: the value key, version key, history list and history size of each record. ARGV: the
+-- version (canonical), the JSON value ("" for a tombstone) and the channel of each record, in
+-- the same order.
 --
 -- A record is written when its version key (live or tombstone) is absent, unreadable or
 -- lower: a tombstone at or above the incoming version means it was deleted since, and stays
--- deleted. Returns how many were written.
+-- deleted. Its history goes: it would not lead to the restored value. Returns how many were
+-- written.
 local written = 0
-for i = 1, #KEYS / 2 do
-  local value_key, version_key = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 1, #KEYS / 4 do
+  local value_key, version_key = KEYS[4 * i - 3], KEYS[4 * i - 2]
   local incoming, json, channel = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local raw = redis.call('GET', version_key)
   local current = raw and canonical(raw)
@@ -22,6 +24,7 @@ for i = 1, #KEYS / 2 do
       redis.call('PUBLISH', channel, '{"version":' .. incoming .. ',"value":' .. json .. '}')
     end
     redis.call('SET', version_key, incoming)
+    redis.call('DEL', KEYS[4 * i - 1], KEYS[4 * i])
     written = written + 1
   end
 end

@@ -1,10 +1,13 @@
--- Compare-and-set of one record, publishing every new version.
+-- Compare-and-set of one record, keeping its history and publishing every new version.
 --
--- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key.
+-- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
+-- KEYS[5] history size in bytes.
 -- ARGV[1] the expected version (canonical; live or tombstone, "0" = never written), ARGV[2]
 -- "1" if the record must exist at that version, "0" if it must not, ARGV[3] the record's
--- channel, ARGV[4] this operation's id, then one (version, JSON value) pair per new value,
--- versions consecutive from ARGV[1] + 1.
+-- channel, ARGV[4] this operation's id, ARGV[5] most history entries kept (0 = none), ARGV[6]
+-- most history bytes kept, then one (version, JSON value, JSON patch or "") triple per new
+-- value, versions consecutive from ARGV[1] + 1. An empty patch (a creation) restarts the
+-- history: it must never lead from a deleted record's value to a new one.
 --
 -- Returns {1, version, false} when applied (version = the last one, or ARGV[1] if no values),
 -- {0, current version, current value or false} on a conflict, {-1, raw version, false} when
@@ -27,16 +30,40 @@ if current ~= ARGV[1] or exists ~= (ARGV[2] == '1') then
   return {0, current, value}
 end
 local n = #ARGV
-if n < 6 then
+if n < 9 then
   return {1, current, false}
 end
--- The values are JSON already, so the message is built by concatenation, never re-encoded.
-for i = 5, n, 2 do
-  redis.call('PUBLISH', ARGV[3], '{"version":' .. ARGV[i] .. ',"value":' .. ARGV[i + 1] .. '}')
+local keep, keep_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- The values are JSON already, so messages are built by concatenation, never re-encoded.
+for i = 7, n, 3 do
+  local version, value, patch = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if patch == '' or keep == 0 then
+    redis.call('DEL', KEYS[4], KEYS[5])
+  end
+  if patch == '' then
+    redis.call('PUBLISH', ARGV[3], '{"version":' .. version .. ',"value":' .. value .. '}')
+  else
+    redis.call('PUBLISH', ARGV[3],
+      '{"version":' .. version .. ',"patch":' .. patch .. ',"value":' .. value .. '}')
+    if keep > 0 then
+      local entry = '{"version":' .. version .. ',"patch":' .. patch .. '}'
+      redis.call('RPUSH', KEYS[4], entry)
+      local bytes = redis.call('INCRBY', KEYS[5], #entry)
+      local count = redis.call('LLEN', KEYS[4])
+      while count > keep or bytes > keep_bytes do
+        local oldest = redis.call('LPOP', KEYS[4])
+        if not oldest then
+          break
+        end
+        bytes = redis.call('DECRBY', KEYS[5], #oldest)
+        count = count - 1
+      end
+    end
+  end
 end
 -- The script runs atomically, so storing only the last value is indistinguishable from
 -- storing each in turn.
-redis.call('SET', KEYS[1], ARGV[n])
-redis.call('SET', KEYS[2], ARGV[n - 1])
+redis.call('SET', KEYS[1], ARGV[n - 1])
+redis.call('SET', KEYS[2], ARGV[n - 2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', OP_TTL_MS)
-return {1, ARGV[n - 1], false}
+return {1, ARGV[n - 2], false}
