@@ -320,9 +320,15 @@ fn open_error(path: &Path, e: rusqlite::Error) -> PersistenceError {
     ))
 }
 
-/// Busy, locked, unopenable or failing storage means "try again later"; anything else is a
-/// refused statement.
+/// Busy, locked, unopenable or failing storage means "try again later"; a constraint, type or
+/// size error is the rows' own fault (`Rejected`); anything else is a refused statement.
 fn db_error(e: rusqlite::Error) -> PersistenceError {
+    if matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
+    ) {
+        return PersistenceError::Rejected(e.to_string());
+    }
     let transient = matches!(
         e.sqlite_error_code(),
         Some(
