@@ -1,0 +1,155 @@
+//! Persistence when the database's link misbehaves (PostgreSQL behind a test-controlled
+//! proxy): a hung link bounds every call and the stop, rows the database rejects are dropped
+//! without blocking the rest, and a long outage is bounded in memory.
+
+mod common;
+mod persistence_support;
+
+use common::proxy::{Proxy, Scope};
+use common::{Client, free_port, wait_for_health};
+use mesh_records::actors::persistence::{
+    Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
+};
+use mesh_records::persistence::{
+    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, PostgresAdapter,
+    PostgresOptions, SharedAdapter,
+};
+use mesh_records::record::RecordId;
+use persistence_support::{TestSchema, all_rows, postgres_params, row};
+use serde_json::json;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The PostgreSQL the proxy forwards to (the local test server).
+fn postgres_addr() -> std::net::SocketAddr {
+    "127.0.0.1:5432".parse().unwrap()
+}
+
+fn id(s: &str) -> RecordId {
+    RecordId::parse(s, 256).unwrap()
+}
+
+#[actix_web::test]
+async fn a_hung_postgres_link_fails_calls_within_the_statement_timeout_and_recovers() {
+    persistence_support::init_logging();
+    let schema = TestSchema::new("hung_call");
+    let proxy = Proxy::start(postgres_addr()).await;
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_millis(500),
+        statement_timeout: Duration::from_millis(500),
+    };
+    let adapter = PostgresAdapter::connect_with(postgres_params(proxy.port), Some(&schema.name), options)
+        .await
+        .unwrap();
+    adapter
+        .store_batch(vec![row("doc:1", 1, "1", false)])
+        .await
+        .unwrap();
+    proxy.hang(Scope::OpenAndNew);
+    let started = Instant::now();
+    let failed = adapter.store_batch(vec![row("doc:1", 2, "2", false)]).await;
+    assert!(
+        matches!(failed, Err(PersistenceError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let started = Instant::now();
+    assert!(adapter.load_matching("doc:%", None, 10).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    proxy.heal();
+    adapter
+        .store_batch(vec![row("doc:1", 3, "3", false)])
+        .await
+        .unwrap();
+    let rows = all_rows(&adapter, "doc:%").await;
+    assert_eq!((rows.len(), rows[0].version), (1, 3));
+    drop(proxy);
+}
+
+#[actix_web::test]
+async fn sigterm_ends_the_process_in_time_with_a_hung_database_and_names_the_loss() {
+    let schema = TestSchema::new("hung_stop");
+    let proxy = Proxy::start(postgres_addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    // The statement timeout is far longer than the stop budget: the stop must not wait for it.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+port = {port}
+shutdown_timeout_ms = 3000
+
+[persistence]
+adapter = "postgres"
+postgres_url = "host=127.0.0.1 port={} user=postgres dbname=postgres"
+postgres_schema = "{}"
+postgres_statement_timeout_ms = 120000
+
+[[records.persist]]
+write_pattern = "^doc:"
+restore_pattern = "doc:%"
+flush_interval_ms = 600000
+
+[[records.expose]]
+pattern = "^doc:"
+writable = true
+"#,
+            proxy.port, schema.name
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-records"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_health(port).await;
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
+    for n in 1..=3 {
+        let reply = client.publish(&format!("doc:{n}"), json!({"n": n})).await;
+        assert_eq!(reply, json!({"success": true}));
+    }
+    proxy.hang(Scope::OpenAndNew);
+    let started = Instant::now();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("still running 20 s after SIGTERM with the database hung");
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    // Losing acknowledged writes is a failed stop, and it says how many.
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("3 records not written"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    drop(proxy);
+}
