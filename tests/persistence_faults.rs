@@ -10,9 +10,10 @@ use common::{Client, free_port, wait_for_health};
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
 };
+use actix::Actor;
 use mesh_records::persistence::{
-    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, PostgresAdapter,
-    PostgresOptions, SharedAdapter,
+    PersistRoutes, PersistRule, PersistedRecord, PersistenceAdapter, PersistenceError,
+    PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
 };
 use mesh_records::record::RecordId;
 use persistence_support::{TestSchema, all_rows, postgres_params, row};
@@ -152,4 +153,141 @@ writable = true
     );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     drop(proxy);
+}
+
+/// A flush whose batch holds rows the database refuses: those rows are dropped (and counted),
+/// every other row lands, and nothing stays buffered to be retried forever.
+async fn rejected_rows_are_dropped_and_the_rest_lands(adapter: SharedAdapter) {
+    let rejected_before = mesh_records::metrics::metrics().persistence_rejected.get();
+    let options = PersistenceOptions {
+        flush_interval: Duration::from_secs(3600),
+        ..PersistenceOptions::default()
+    };
+    let actor = PersistenceActor::new(Arc::clone(&adapter), options).start();
+    for name in ["doc:a", "doc:bad", "doc:c"] {
+        actor.do_send(Persist {
+            id: id(name),
+            version: 1,
+            value: Arc::new(json!({"id": name})),
+        });
+    }
+    actor.send(Flush).await.unwrap().expect("the batch is written around the bad row");
+    let ids: Vec<String> = all_rows(adapter.as_ref(), "doc:%")
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec!["doc:a".to_owned(), "doc:c".to_owned()]);
+    let status = actor.send(GetStatus).await.unwrap();
+    assert_eq!((status.buffered, status.consecutive_failures), (0, 0));
+    assert!(mesh_records::metrics::metrics().persistence_rejected.get() > rejected_before);
+    // Later writes are not held up by it.
+    actor.do_send(Persist {
+        id: id("doc:d"),
+        version: 1,
+        value: Arc::new(json!(1)),
+    });
+    actor.send(Flush).await.unwrap().unwrap();
+    assert_eq!(all_rows(adapter.as_ref(), "doc:%").await.len(), 3);
+}
+
+#[actix_web::test]
+async fn postgres_rows_violating_a_constraint_are_dropped_alone() {
+    let schema = TestSchema::new("rejected");
+    let adapter = PostgresAdapter::connect(persistence_support::postgres_url(), Some(&schema.name))
+        .await
+        .unwrap();
+    schema
+        .admin(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT no_bad CHECK (record_id <> 'doc:bad')",
+            schema.table()
+        ))
+        .await;
+    rejected_rows_are_dropped_and_the_rest_lands(Arc::new(adapter)).await;
+}
+
+#[actix_web::test]
+async fn sqlite_rows_violating_a_constraint_are_dropped_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    // A table an operator made stricter; the adapter keeps an existing table as it is.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE records (record_id TEXT PRIMARY KEY NOT NULL, version BIGINT NOT NULL,
+         value TEXT NOT NULL, updated_at BIGINT NOT NULL, CHECK (record_id <> 'doc:bad'))",
+    )
+    .unwrap();
+    drop(conn);
+    let adapter = SqliteAdapter::open(&path).await.unwrap();
+    rejected_rows_are_dropped_and_the_rest_lands(Arc::new(adapter)).await;
+}
+
+/// An adapter whose database is down until told otherwise.
+struct Switchable {
+    up: AtomicBool,
+}
+
+impl PersistenceAdapter for Switchable {
+    fn store_batch(&self, _records: Vec<PersistedRecord>) -> PersistenceFuture<()> {
+        let up = self.up.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if up {
+                Ok(())
+            } else {
+                Err(PersistenceError::Unavailable("down".into()))
+            }
+        })
+    }
+
+    fn delete_batch(&self, _ids: Vec<String>) -> PersistenceFuture<()> {
+        self.store_batch(Vec::new())
+    }
+
+    fn load_matching(
+        &self,
+        _like_pattern: &str,
+        _after_id: Option<&str>,
+        _limit: usize,
+    ) -> PersistenceFuture<Vec<PersistedRecord>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+#[actix_web::test]
+async fn a_full_buffer_refuses_persisted_writes_until_the_database_is_back() {
+    let adapter = Arc::new(Switchable {
+        up: AtomicBool::new(false),
+    });
+    let options = PersistenceOptions {
+        flush_interval: Duration::from_secs(3600),
+        max_buffered_records: 3,
+        ..PersistenceOptions::default()
+    };
+    let handle = PersistenceActor::new(adapter.clone(), options).spawn();
+    let routes = PersistRoutes::default();
+    routes.add(PersistRule::pattern("^doc:", "doc:%").unwrap().write, handle.clone());
+    let refused_before = mesh_records::metrics::metrics().persistence_refused.get();
+    for n in 0..3 {
+        routes.admit(&format!("doc:{n}")).expect("room while below the cap");
+        handle.addr.do_send(Persist {
+            id: id(&format!("doc:{n}")),
+            version: 1,
+            value: Arc::new(json!(n)),
+        });
+    }
+    assert!(handle.addr.send(Flush).await.unwrap().is_err(), "the database is down");
+    assert!(!handle.has_room());
+    assert!(matches!(
+        routes.admit("doc:3"),
+        Err(mesh_records::Error::Unavailable)
+    ));
+    assert!(routes.admit("other:1").is_ok(), "records not persisted are not limited");
+    assert_eq!(
+        mesh_records::metrics::metrics().persistence_refused.get(),
+        refused_before + 1
+    );
+    adapter.up.store(true, Ordering::SeqCst);
+    handle.addr.send(Flush).await.unwrap().unwrap();
+    assert!(handle.has_room());
+    assert!(routes.admit("doc:3").is_ok());
 }
