@@ -197,7 +197,13 @@ restore_pattern = "todo:%"
         "stderr: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
-    assert!(!stderr.contains("restor"), "restored before binding: {stderr}");
-    assert!(!db.exists(), "the database was opened before the port was ours");
+    assert!(
+        !stderr.contains("restor"),
+        "restored before binding: {stderr}"
+    );
+    assert!(
+        !db.exists(),
+        "the database was opened before the port was ours"
+    );
     drop(taken);
 }

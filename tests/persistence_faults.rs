@@ -5,12 +5,12 @@
 mod common;
 mod persistence_support;
 
+use actix::Actor;
 use common::proxy::{Proxy, Scope};
 use common::{Client, free_port, wait_for_health};
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
 };
-use actix::Actor;
 use mesh_records::persistence::{
     PersistRoutes, PersistRule, PersistedRecord, PersistenceAdapter, PersistenceError,
     PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
@@ -42,9 +42,10 @@ async fn a_hung_postgres_link_fails_calls_within_the_statement_timeout_and_recov
         connect_timeout: Duration::from_millis(500),
         statement_timeout: Duration::from_millis(500),
     };
-    let adapter = PostgresAdapter::connect_with(postgres_params(proxy.port), Some(&schema.name), options)
-        .await
-        .unwrap();
+    let adapter =
+        PostgresAdapter::connect_with(postgres_params(proxy.port), Some(&schema.name), options)
+            .await
+            .unwrap();
     adapter
         .store_batch(vec![row("doc:1", 1, "1", false)])
         .await
@@ -56,10 +57,18 @@ async fn a_hung_postgres_link_fails_calls_within_the_statement_timeout_and_recov
         matches!(failed, Err(PersistenceError::Unavailable(_))),
         "{failed:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     assert!(adapter.load_matching("doc:%", None, 10).await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     proxy.heal();
     adapter
         .store_batch(vec![row("doc:1", 3, "3", false)])
@@ -139,7 +148,12 @@ writable = true
         panic!("still running 20 s after SIGTERM with the database hung");
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "stop took {:?}",
@@ -147,10 +161,7 @@ writable = true
     );
     // Losing acknowledged writes is a failed stop, and it says how many.
     assert!(!status.success(), "exit status {status}; stderr: {stderr}");
-    assert!(
-        stderr.contains("3 records not written"),
-        "stderr: {stderr}"
-    );
+    assert!(stderr.contains("3 records not written"), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     drop(proxy);
 }
@@ -171,7 +182,11 @@ async fn rejected_rows_are_dropped_and_the_rest_lands(adapter: SharedAdapter) {
             value: Arc::new(json!({"id": name})),
         });
     }
-    actor.send(Flush).await.unwrap().expect("the batch is written around the bad row");
+    actor
+        .send(Flush)
+        .await
+        .unwrap()
+        .expect("the batch is written around the bad row");
     let ids: Vec<String> = all_rows(adapter.as_ref(), "doc:%")
         .await
         .into_iter()
@@ -265,23 +280,34 @@ async fn a_full_buffer_refuses_persisted_writes_until_the_database_is_back() {
     };
     let handle = PersistenceActor::new(adapter.clone(), options).spawn();
     let routes = PersistRoutes::default();
-    routes.add(PersistRule::pattern("^doc:", "doc:%").unwrap().write, handle.clone());
+    routes.add(
+        PersistRule::pattern("^doc:", "doc:%").unwrap().write,
+        handle.clone(),
+    );
     let refused_before = mesh_records::metrics::metrics().persistence_refused.get();
     for n in 0..3 {
-        routes.admit(&format!("doc:{n}")).expect("room while below the cap");
+        routes
+            .admit(&format!("doc:{n}"))
+            .expect("room while below the cap");
         handle.addr.do_send(Persist {
             id: id(&format!("doc:{n}")),
             version: 1,
             value: Arc::new(json!(n)),
         });
     }
-    assert!(handle.addr.send(Flush).await.unwrap().is_err(), "the database is down");
+    assert!(
+        handle.addr.send(Flush).await.unwrap().is_err(),
+        "the database is down"
+    );
     assert!(!handle.has_room());
     assert!(matches!(
         routes.admit("doc:3"),
         Err(mesh_records::Error::Unavailable)
     ));
-    assert!(routes.admit("other:1").is_ok(), "records not persisted are not limited");
+    assert!(
+        routes.admit("other:1").is_ok(),
+        "records not persisted are not limited"
+    );
     assert_eq!(
         mesh_records::metrics::metrics().persistence_refused.get(),
         refused_before + 1

@@ -302,10 +302,9 @@ impl PersistenceActor {
         let started = Instant::now();
         let adapter = Arc::clone(&self.adapter);
         async move {
-            let deleted = write_isolating_rejects(deletions, String::clone, |ids| {
-                adapter.delete_batch(ids)
-            })
-            .await;
+            let deleted =
+                write_isolating_rejects(deletions, String::clone, |ids| adapter.delete_batch(ids))
+                    .await;
             let stored = write_isolating_rejects(
                 upserts,
                 |row| row.id.clone(),

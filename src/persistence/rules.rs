@@ -1,7 +1,8 @@
 //! Which records are persisted, where, and how they come back at startup.
 
 use super::{
-    PersistenceError, PostgresAdapter, PostgresConfig, PostgresOptions, SharedAdapter, SqliteAdapter,
+    PersistenceError, PostgresAdapter, PostgresConfig, PostgresOptions, SharedAdapter,
+    SqliteAdapter,
 };
 use crate::access::Matcher;
 use crate::actors::persistence::{PersistenceActor, PersistenceHandle, PersistenceOptions};

@@ -263,10 +263,8 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, P
         .map_err(|e| open_error(path, e))?;
     let deadline = Instant::now() + options.busy_timeout;
     // An in-memory database answers "memory" and stays that way; that is fine.
-    retry_while_busy(deadline, || {
-        conn.pragma_update(None, "journal_mode", "WAL")
-    })
-    .map_err(|e| open_error(path, e))?;
+    retry_while_busy(deadline, || conn.pragma_update(None, "journal_mode", "WAL"))
+        .map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "case_sensitive_like", true)
