@@ -317,3 +317,80 @@ async fn a_full_buffer_refuses_persisted_writes_until_the_database_is_back() {
     assert!(handle.has_room());
     assert!(routes.admit("doc:3").is_ok());
 }
+
+/// Issue item 4: instance B deletes `doc:gone` while its PostgreSQL link is hung, so the row
+/// stays; instance A restarts meanwhile and restores from that row. The deletion must hold:
+/// the store keeps a tombstone newer than the row, and restore skips it. (Needs the store's
+/// tombstones, the lead's change in `src/store/`; on today's main the restore writes the value
+/// back. A failing run leaves its Redis prefix behind: un-ignore with that change.)
+#[actix_web::test]
+#[ignore = "needs the store's tombstone to hold against restore (lead's src/store change)"]
+async fn a_deletion_stuck_behind_a_hung_link_is_not_undone_by_a_restart_elsewhere() {
+    let schema = TestSchema::new("stuck_delete");
+    let proxy_b = Proxy::start(postgres_addr()).await;
+    let prefix = common::unique_prefix("stuck_delete");
+    let config = |pg_port: u16| {
+        format!(
+            r#"
+[server]
+shutdown_timeout_ms = 1000
+
+[store]
+key_prefix = "{prefix}"
+
+[persistence]
+adapter = "postgres"
+postgres_url = "host=127.0.0.1 port={pg_port} user=postgres dbname=postgres"
+postgres_schema = "{}"
+
+[[records.persist]]
+write_pattern = "^doc:"
+restore_pattern = "doc:%"
+flush_interval_ms = 50
+
+[[records.expose]]
+pattern = "^doc:"
+writable = true
+"#,
+            schema.name
+        )
+    };
+    let a = common::start(common::Backend::Redis, &config(5432)).await;
+    let b = common::start(common::Backend::Redis, &config(proxy_b.port)).await;
+    a.records()
+        .write_record("doc:gone", json!({"x": 1}), mesh_records::Strategy::Replace)
+        .await
+        .unwrap();
+    let check = PostgresAdapter::connect(persistence_support::postgres_url(), Some(&schema.name))
+        .await
+        .unwrap();
+    persistence_support::wait_for("the row of doc:gone", Duration::from_secs(5), || async {
+        all_rows(&check, "doc:%").await.len() == 1
+    })
+    .await;
+    proxy_b.hang(Scope::OpenAndNew);
+    assert!(
+        b.records()
+            .delete_record("doc:gone")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A restarts while B's deletion cannot reach the database.
+    a.stop().await;
+    let a = common::start(common::Backend::Redis, &config(5432)).await;
+    assert_eq!(
+        all_rows(&check, "doc:%").await.len(),
+        1,
+        "the row is still there"
+    );
+    assert!(
+        a.records().get_record("doc:gone").await.unwrap().is_none(),
+        "the restore brought a deleted record back"
+    );
+    assert!(b.records().get_record("doc:gone").await.unwrap().is_none());
+    proxy_b.heal();
+    b.stop().await;
+    a.stop().await;
+    drop(proxy_b);
+}
