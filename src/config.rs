@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub max_in_flight_requests: usize,
     /// Serve the collaborative demo page at `/demo/`.
     pub demo: bool,
+    /// Longest time a stop (SIGTERM, `RunningServer::stop`) takes, even with a hung database;
+    /// persisted records still unwritten then are logged as lost.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +103,7 @@ impl Default for ServerConfig {
             max_pending_writes: 1024,
             max_in_flight_requests: 64,
             demo: false,
+            shutdown_timeout_ms: 10_000,
         }
     }
 }
@@ -113,6 +117,11 @@ impl ServerConfig {
     /// `record_linger_ms` as a duration.
     pub fn record_linger(&self) -> Duration {
         Duration::from_millis(self.record_linger_ms)
+    }
+
+    /// `shutdown_timeout_ms` as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 
@@ -236,6 +245,14 @@ pub struct PersistenceConfig {
     pub postgres_password: Option<String>,
     /// Schema holding the `records` table (created if missing); default: the search path.
     pub postgres_schema: Option<String>,
+    /// Longest a PostgreSQL statement may run (server-side `statement_timeout`); the client
+    /// also gives up on a connection that has not answered a little after it (hung link).
+    pub postgres_statement_timeout_ms: u64,
+    /// Longest connecting to PostgreSQL (or waiting for a pooled connection) may take.
+    pub postgres_connect_timeout_ms: u64,
+    /// Records one persistence rule may hold unwritten (database down); writes to further
+    /// persisted records are refused (`EUNAVAILABLE`, nothing applied) until it drains.
+    pub max_buffered_records: usize,
 }
 
 impl Default for PersistenceConfig {
@@ -250,6 +267,9 @@ impl Default for PersistenceConfig {
             postgres_user: "postgres".into(),
             postgres_password: None,
             postgres_schema: None,
+            postgres_statement_timeout_ms: 5_000,
+            postgres_connect_timeout_ms: 5_000,
+            max_buffered_records: 100_000,
         }
     }
 }
@@ -383,6 +403,19 @@ impl Config {
             ("server.max_write_batch_bytes", s.max_write_batch_bytes),
             ("server.max_pending_writes", s.max_pending_writes),
             ("server.max_in_flight_requests", s.max_in_flight_requests),
+            ("server.shutdown_timeout_ms", s.shutdown_timeout_ms as usize),
+            (
+                "persistence.postgres_statement_timeout_ms",
+                self.persistence.postgres_statement_timeout_ms as usize,
+            ),
+            (
+                "persistence.postgres_connect_timeout_ms",
+                self.persistence.postgres_connect_timeout_ms as usize,
+            ),
+            (
+                "persistence.max_buffered_records",
+                self.persistence.max_buffered_records,
+            ),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{key} must be greater than 0")));

@@ -47,5 +47,5 @@ pub use connection::Connection;
 pub use error::{Error, Result};
 pub use persistence::{PersistOptions, PersistRule};
 pub use record::{Mode, RecordId, Strategy, Version, Versioned};
-pub use server::{MetadataHook, RecordServer, RunningServer, run, start, start_with};
+pub use server::{MetadataHook, RecordServer, RunningServer, StopReport, run, start, start_with};
 pub use socket::on_connect;

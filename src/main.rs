@@ -42,7 +42,14 @@ fn main() -> ExitCode {
         }
     };
     match actix_web::rt::System::new().block_on(mesh_records::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) if report.unpersisted > 0 => {
+            eprintln!(
+                "mesh-records: stopped with {} persisted records not written to the database",
+                report.unpersisted
+            );
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mesh-records: {e}");
             ExitCode::FAILURE

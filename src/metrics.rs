@@ -85,6 +85,10 @@ pub struct Metrics {
     pub persistence_flush_seconds: Histogram,
     /// Persistence flushes that failed.
     pub persistence_flush_failures: Counter,
+    /// Records the persistence database rejected for their data (dropped, logged).
+    pub persistence_rejected: Counter,
+    /// Writes to persisted records refused because the persistence buffer was full.
+    pub persistence_refused: Counter,
     /// Redis commands that failed.
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
@@ -109,6 +113,8 @@ impl Metrics {
             persistence_buffered: Gauge::default(),
             persistence_flush_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             persistence_flush_failures: Counter::default(),
+            persistence_rejected: Counter::default(),
+            persistence_refused: Counter::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             write_counters: Vec::new(),
@@ -170,6 +176,16 @@ impl Metrics {
             "persistence_flush_failures",
             "Failed persistence flushes",
             m.persistence_flush_failures.clone(),
+        );
+        registry.register(
+            "persistence_rejected_records",
+            "Records the persistence database rejected for their data, dropped",
+            m.persistence_rejected.clone(),
+        );
+        registry.register(
+            "persistence_refused_writes",
+            "Writes to persisted records refused while the persistence buffer was full",
+            m.persistence_refused.clone(),
         );
         registry.register(
             "redis_errors",

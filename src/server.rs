@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
@@ -171,10 +172,9 @@ impl RecordServerBuilder {
         let persist = Arc::new(PersistRoutes::default());
         let mut persist_rules = Vec::new();
         for rule in &self.config.records.persist {
-            persist_rules.push((
-                PersistRule::from_config(rule)?,
-                PersistOptions::from_config(rule),
-            ));
+            let mut options = PersistOptions::from_config(rule);
+            options.batching.max_buffered_records = self.config.persistence.max_buffered_records;
+            persist_rules.push((PersistRule::from_config(rule)?, options));
         }
         persist_rules.extend(self.persist);
         let registry = RegistryActor::new(
@@ -306,22 +306,47 @@ impl RecordServer {
             Error::Unavailable
         })?;
         // `restore` logs how many rows and how long.
-        let actor =
-            crate::actors::persistence::PersistenceActor::new(adapter, options.batching).start();
-        self.inner.persist.add(rule.write, actor);
+        let handle =
+            crate::actors::persistence::PersistenceActor::new(adapter, options.batching).spawn();
+        self.inner.persist.add(rule.write, handle);
         Ok(report)
     }
 
     /// Flushes every persistence buffer to its database and stops the persistence actors;
-    /// call once at process stop, after the sessions have closed.
+    /// call once at process stop, after the sessions have closed. Waits as long as the final
+    /// flushes take (each gives up after a few failed retries); see [`RecordServer::close_within`].
     pub async fn close(&self) {
-        for actor in self.inner.persist.actors() {
-            match actor.send(crate::actors::persistence::Shutdown).await {
+        self.close_within(Duration::MAX).await;
+    }
+
+    /// Like [`RecordServer::close`], but gives up after `limit` (a database that does not
+    /// answer): the actors still flushing are stopped, and what they held is logged as lost.
+    /// Returns how many persisted records were not written.
+    pub async fn close_within(&self, limit: Duration) -> usize {
+        use crate::actors::persistence::{Abandon, Shutdown};
+        let handles = self.inner.persist.actors();
+        let flushes = futures_util::future::join_all(handles.iter().map(|handle| async {
+            match handle.addr.send(Shutdown).await {
                 Ok(Ok(rows)) => log::info!("final persistence flush: {rows} rows"),
                 Ok(Err(e)) => log::error!("final persistence flush failed: {e}"),
                 Err(_) => {}
             }
+        }));
+        if tokio::time::timeout(limit, flushes).await.is_err() {
+            log::error!("the final persistence flush did not finish within {limit:?}");
         }
+        let mut lost = 0;
+        for handle in &handles {
+            // An actor still running is abandoned; one that stopped left its loss behind.
+            lost += match handle.addr.send(Abandon).await {
+                Ok(lost) => lost,
+                Err(_) => handle.held(),
+            };
+        }
+        if lost > 0 {
+            log::error!("{lost} persisted records were not written to the database");
+        }
+        lost
     }
 
     fn record_id(&self, id: &str) -> Result<RecordId> {
@@ -552,19 +577,48 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     http: actix_web::dev::ServerHandle,
     task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    /// `[server] shutdown_timeout_ms`: the whole of `stop` fits in it.
+    shutdown_timeout: Duration,
+}
+
+/// What a stop left undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopReport {
+    /// Persisted records that were not written to the database (it did not answer in time).
+    pub unpersisted: usize,
 }
 
 impl RunningServer {
-    /// Closes sessions, stops the HTTP server and the record threads.
-    pub async fn stop(self) {
-        self.records
-            .shutdown(std::time::Duration::from_secs(2))
-            .await;
-        self.http.stop(true).await;
-        let _ = self.task.await;
-        self.records.close().await;
+    /// Closes sessions, stops the HTTP server, flushes persistence and stops the record
+    /// threads, within `[server] shutdown_timeout_ms` even when a database hangs.
+    pub async fn stop(self) -> StopReport {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        // Sessions and HTTP get a short share; the final flush gets the rest.
+        let grace = (self.shutdown_timeout / 5).min(Duration::from_secs(2));
+        self.records.shutdown(grace).await;
+        let http = self.http;
+        let task = self.task;
+        let stopped = async move {
+            http.stop(true).await;
+            let _ = task.await;
+        };
+        if tokio::time::timeout(left(deadline), stopped).await.is_err() {
+            log::warn!("the HTTP server did not stop in time");
+        }
+        let unpersisted = self.records.close_within(left(deadline)).await;
         self.records.stop_arbiters();
+        StopReport { unpersisted }
     }
+}
+
+/// Time until `deadline`, zero once passed.
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// actix-web's graceful stop timeout (whole seconds): a fifth of the stop budget, 1–2 s.
+fn http_shutdown_secs(budget: Duration) -> u64 {
+    (budget.as_secs() / 5).clamp(1, 2)
 }
 
 /// Builds the records server from `config` and serves it over HTTP.
@@ -576,10 +630,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 }
 
 /// Like [`start`], with a builder the caller extended (exposures, commands, store).
+///
+/// The listener is bound first: a second instance started on a taken port fails at once,
+/// before it opens a database, restores records or starts any actor.
 pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<RunningServer> {
+    let s = &config.server;
+    let listener = std::net::TcpListener::bind((s.host.as_str(), s.port)).map_err(|e| {
+        Error::Config(format!(
+            "server.host/server.port: cannot bind {}:{}: {e}",
+            s.host, s.port
+        ))
+    })?;
     let records = builder.build().await?;
     let app_records = records.clone();
-    let workers = match config.server.workers {
+    let workers = match s.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
@@ -589,15 +653,10 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(2)
+    .shutdown_timeout(http_shutdown_secs(s.shutdown_timeout()))
     .on_connect(crate::socket::on_connect)
-    .bind((config.server.host.as_str(), config.server.port))
-    .map_err(|e| {
-        Error::Config(format!(
-            "server.host/server.port: cannot bind {}:{}: {e}",
-            config.server.host, config.server.port
-        ))
-    })?;
+    .listen(listener)
+    .map_err(|e| Error::Config(format!("server.host/server.port: cannot listen: {e}")))?;
     let addr = http.addrs().first().copied().ok_or(Error::Internal)?;
     let server = http.run();
     let handle = server.handle();
@@ -607,17 +666,19 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
         addr,
         http: handle,
         task,
+        shutdown_timeout: s.shutdown_timeout(),
     })
 }
 
-/// Runs until SIGINT or SIGTERM, then stops gracefully.
-pub async fn run(config: Config) -> Result<()> {
+/// Runs until SIGINT or SIGTERM, then stops gracefully within `[server] shutdown_timeout_ms`.
+///
+/// Fails when the server cannot start; the report says what the stop left unwritten.
+pub async fn run(config: Config) -> Result<StopReport> {
     let running = start(config).await?;
     log::info!("mesh-records listening on {}", running.addr);
     wait_for_signal().await;
     log::info!("stopping");
-    running.stop().await;
-    Ok(())
+    Ok(running.stop().await)
 }
 
 async fn wait_for_signal() {

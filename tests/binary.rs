@@ -159,3 +159,51 @@ fn the_shipped_config_is_valid() {
     assert_eq!(config.records.persist.len(), 2);
     assert_eq!(config.persistence.sqlite_path, "./data/records.db");
 }
+
+#[test]
+fn a_taken_port_fails_cleanly_before_any_database_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another server holds the port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let db = dir.path().join("data").join("records.db");
+    let path = write_config(
+        &dir,
+        &format!(
+            r#"
+[server]
+port = {port}
+
+[persistence]
+sqlite_path = "{}"
+
+[[records.persist]]
+write_pattern = "^todo:"
+restore_pattern = "todo:%"
+"#,
+            db.display()
+        ),
+    );
+    let output = binary()
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind 127.0.0.1:{port}")),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("restor"),
+        "restored before binding: {stderr}"
+    );
+    assert!(
+        !db.exists(),
+        "the database was opened before the port was ours"
+    );
+    drop(taken);
+}

@@ -17,7 +17,14 @@
 //!   `max_retry_delay`); size and interval triggers wait for the backoff, an explicit `Flush`
 //!   does not. One warning when an outage starts, one info line when it ends.
 //! - `Shutdown` flushes until the buffer is empty or `shutdown_retries` retries have failed,
-//!   then answers and stops the actor.
+//!   then answers and stops the actor. `Abandon` stops it at once (the server's stop deadline
+//!   passed); either way what was not written is logged as lost, count and ids.
+//! - Rows the database rejects for their own data (`PersistenceError::Rejected`) are found by
+//!   retrying the batch row by row; only those are dropped (error log with their ids, counted
+//!   in `mesh_persistence_rejected_records_total`), everything else lands.
+//! - The records held (buffered plus in flight) are published in a shared counter, so record
+//!   actors can check [`PersistenceHandle::has_room`] before applying a persisted write and
+//!   refuse it while `max_buffered_records` are held (a long database outage).
 
 use crate::persistence::buffer::{PendingOp, WriteBuffer, to_rows};
 use crate::persistence::{PersistenceError, SharedAdapter};
@@ -25,6 +32,7 @@ use crate::record::{RecordId, Version};
 use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -64,6 +72,13 @@ pub struct Flush;
 #[rtype(result = "Result<usize, PersistenceError>")]
 pub struct Shutdown;
 
+/// Stops now without waiting for the database (the stop deadline passed). What is buffered or
+/// in flight is logged as not persisted (count at error level, ids at debug level); answers
+/// that count.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "usize")]
+pub struct Abandon;
+
 /// Reports the buffer and retry state, for health checks and tests.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "PersistenceStatus")]
@@ -98,6 +113,9 @@ pub struct PersistenceOptions {
     /// `flush_interval`, so with the defaults it gives up after about 3.5 s plus the attempts'
     /// own time. Default 3.
     pub shutdown_retries: u32,
+    /// Records held unwritten (buffered plus in flight) at which
+    /// [`PersistenceHandle::has_room`] turns false. Default 100,000.
+    pub max_buffered_records: usize,
 }
 
 impl Default for PersistenceOptions {
@@ -107,11 +125,39 @@ impl Default for PersistenceOptions {
             max_buffer_size: 100,
             max_retry_delay: Duration::from_secs(30),
             shutdown_retries: 3,
+            max_buffered_records: 100_000,
         }
     }
 }
 
 type Reply = oneshot::Sender<Result<usize, PersistenceError>>;
+
+/// A started [`PersistenceActor`] with the counter record actors read before a persisted
+/// write. Cheap to clone.
+#[derive(Clone)]
+pub struct PersistenceHandle {
+    /// The actor.
+    pub addr: Addr<PersistenceActor>,
+    /// Records held unwritten (buffered plus in flight); after the actor stopped, those lost.
+    held: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl PersistenceHandle {
+    /// Whether a write of a persisted record may be applied now: false while the actor holds
+    /// `max_buffered_records` unwritten (the database has been unreachable for a while). A
+    /// caller that gets false must refuse the write (nothing applied) rather than apply a
+    /// change that might never be persisted. Soft limit: writers checking at the same moment
+    /// may overshoot it by their number.
+    pub fn has_room(&self) -> bool {
+        self.held.load(Ordering::Relaxed) < self.max
+    }
+
+    /// Records held unwritten; once the actor has stopped, the number it could not write.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
 
 /// A `Shutdown` in progress.
 struct Stopping {
@@ -141,6 +187,12 @@ pub struct PersistenceActor {
     rows_landed: u64,
     /// What this actor last added to the buffered-records gauge.
     reported_buffered: i64,
+    /// Shared with [`PersistenceHandle`]s: buffered plus in flight.
+    held: Arc<AtomicUsize>,
+    /// Ids of the flush in flight, to name them if they are lost.
+    in_flight_ids: Vec<RecordId>,
+    /// The loss was logged already (by `Abandon`).
+    loss_reported: bool,
 }
 
 impl PersistenceActor {
@@ -159,7 +211,34 @@ impl PersistenceActor {
             stopping: None,
             rows_landed: 0,
             reported_buffered: 0,
+            held: Arc::new(AtomicUsize::new(0)),
+            in_flight_ids: Vec::new(),
+            loss_reported: false,
         }
+    }
+
+    /// Starts the actor and returns its handle.
+    pub fn spawn(self) -> PersistenceHandle {
+        let held = Arc::clone(&self.held);
+        let max = self.options.max_buffered_records;
+        PersistenceHandle {
+            addr: self.start(),
+            held,
+            max,
+        }
+    }
+
+    /// Logs what is still held as not persisted, once; returns how many.
+    fn report_loss(&mut self) -> usize {
+        let lost = self.buffer.len() + self.in_flight;
+        if lost > 0 && !self.loss_reported {
+            log::error!("persistence stopped with {lost} records not written to the database");
+            let mut ids: Vec<&str> = self.buffer.ids().map(RecordId::as_str).collect();
+            ids.extend(self.in_flight_ids.iter().map(RecordId::as_str));
+            log::debug!("records not persisted: {}", ids.join(" "));
+        }
+        self.loss_reported = true;
+        lost
     }
 
     fn in_backoff(&self) -> bool {
@@ -197,7 +276,9 @@ impl PersistenceActor {
 
     /// Moves the process-wide gauge by this actor's change in buffered records.
     fn report_buffer(&mut self) {
-        let now = (self.buffer.len() + self.in_flight) as i64;
+        let held = self.buffer.len() + self.in_flight;
+        self.held.store(held, Ordering::Relaxed);
+        let now = held as i64;
         crate::metrics::metrics()
             .persistence_buffered
             .inc_by(now - self.reported_buffered);
@@ -216,20 +297,20 @@ impl PersistenceActor {
         }
         let (upserts, deletions) = to_rows(&ops);
         self.in_flight = ops.len();
+        self.in_flight_ids = ops.iter().map(|(id, _)| id.clone()).collect();
         self.report_buffer();
         let started = Instant::now();
         let adapter = Arc::clone(&self.adapter);
         async move {
-            let deleted = if deletions.is_empty() {
-                Ok(())
-            } else {
-                adapter.delete_batch(deletions).await
-            };
-            let stored = if upserts.is_empty() {
-                Ok(())
-            } else {
-                adapter.store_batch(upserts).await
-            };
+            let deleted =
+                write_isolating_rejects(deletions, String::clone, |ids| adapter.delete_batch(ids))
+                    .await;
+            let stored = write_isolating_rejects(
+                upserts,
+                |row| row.id.clone(),
+                |rows| adapter.store_batch(rows),
+            )
+            .await;
             (deleted, stored)
         }
         .into_actor(self)
@@ -250,11 +331,30 @@ impl PersistenceActor {
         &mut self,
         ops: Vec<(RecordId, PendingOp)>,
         waiters: Vec<Reply>,
-        deleted: Result<(), PersistenceError>,
-        stored: Result<(), PersistenceError>,
+        deleted: Result<Vec<String>, PersistenceError>,
+        stored: Result<Vec<String>, PersistenceError>,
         ctx: &mut Context<Self>,
     ) {
         self.in_flight = 0;
+        self.in_flight_ids.clear();
+        let rejected: Vec<String> = [&deleted, &stored]
+            .into_iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        if !rejected.is_empty() {
+            log::error!(
+                "the persistence database rejected {} records, which are dropped (the rest \
+                 landed): {}",
+                rejected.len(),
+                rejected.join(" ")
+            );
+            crate::metrics::metrics()
+                .persistence_rejected
+                .inc_by(rejected.len() as u64);
+        }
+        let (deleted, stored) = (deleted.map(drop), stored.map(drop));
         let total = ops.len();
         let (deletes_failed, upserts_failed) = (deleted.is_err(), stored.is_err());
         let failed: Vec<_> = ops
@@ -336,6 +436,51 @@ impl PersistenceActor {
     }
 }
 
+/// Writes `items` with `write`; when the database rejects the batch for its data, writes them
+/// one by one to find the rejected ones. Answers the ids of the rejected items (dropped), or
+/// the first other failure (then the caller keeps every item for a retry; items written
+/// meanwhile are written again, which upserts and deletions allow).
+async fn write_isolating_rejects<T, W>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> String,
+    write: W,
+) -> Result<Vec<String>, PersistenceError>
+where
+    T: Clone,
+    W: Fn(Vec<T>) -> crate::persistence::PersistenceFuture<()>,
+{
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    match write(items.clone()).await {
+        Ok(()) => return Ok(Vec::new()),
+        Err(PersistenceError::Rejected(e)) if items.len() == 1 => {
+            log::debug!("record {} rejected: {e}", id(&items[0]));
+            return Ok(vec![id(&items[0])]);
+        }
+        Err(PersistenceError::Rejected(e)) => {
+            log::warn!(
+                "the persistence database rejected a batch of {} records ({e}); retrying \
+                 them one by one",
+                items.len()
+            );
+        }
+        Err(other) => return Err(other),
+    }
+    let mut rejected = Vec::new();
+    for item in items {
+        match write(vec![item.clone()]).await {
+            Ok(()) => {}
+            Err(PersistenceError::Rejected(e)) => {
+                log::debug!("record {} rejected: {e}", id(&item));
+                rejected.push(id(&item));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(rejected)
+}
+
 /// `flush_interval * 2^(attempt - 1)`, at least 10 ms, at most `max_retry_delay`.
 fn backoff(options: &PersistenceOptions, attempt: u32) -> Duration {
     let base = options.flush_interval.max(Duration::from_millis(10));
@@ -362,10 +507,9 @@ impl Actor for PersistenceActor {
             .persistence_buffered
             .inc_by(-self.reported_buffered);
         self.reported_buffered = 0;
-        let lost = self.buffer.len() + self.in_flight;
-        if lost > 0 {
-            log::error!("persistence stopped with {lost} records not written");
-        }
+        // The shared counter keeps the number lost, for the server's stop report.
+        let lost = self.report_loss();
+        self.held.store(lost, Ordering::Relaxed);
         // Waiting callers see their reply channel close and get `PersistenceError::Stopped`.
     }
 }
@@ -420,6 +564,17 @@ impl Handler<Shutdown> for PersistenceActor {
         }
         self.pump(ctx);
         Box::pin(async move { answer.await.unwrap_or(Err(PersistenceError::Stopped)) })
+    }
+}
+
+impl Handler<Abandon> for PersistenceActor {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: Abandon, ctx: &mut Context<Self>) -> usize {
+        let lost = self.report_loss();
+        // Stopping drops the flush in flight (and with it the hung database call).
+        ctx.stop();
+        lost
     }
 }
 

@@ -137,6 +137,11 @@ impl WriteBuffer {
         self.entries.is_empty()
     }
 
+    /// The ids with a pending operation.
+    pub fn ids(&self) -> impl Iterator<Item = &RecordId> {
+        self.entries.keys()
+    }
+
     /// The pending operation of `id`.
     #[cfg(test)]
     pub fn get(&self, id: &RecordId) -> Option<&PendingOp> {

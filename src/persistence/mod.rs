@@ -19,7 +19,7 @@ mod restore;
 mod rules;
 mod sqlite;
 
-pub use postgres::{PostgresAdapter, PostgresConfig};
+pub use postgres::{PostgresAdapter, PostgresConfig, PostgresOptions};
 pub use restore::{RestoreReport, restore};
 pub use rules::{PersistOptions, PersistRoutes, PersistRule, adapter_from_config};
 pub use sqlite::{SqliteAdapter, SqliteOptions};
@@ -40,9 +40,14 @@ pub enum PersistenceError {
     /// The database could not be reached (connect, pool or worker thread failure).
     #[error("persistence database unavailable: {0}")]
     Unavailable(String),
-    /// The database was reached but refused a statement.
+    /// The database was reached but refused a statement for a reason outside the rows (a
+    /// missing table, permissions); retried, since an operator can fix it.
     #[error("persistence statement failed: {0}")]
     Database(String),
+    /// The database refused the rows themselves (constraint or data error): the same rows
+    /// will never be accepted. The actor then retries row by row and drops only those.
+    #[error("persistence database rejected the data: {0}")]
+    Rejected(String),
     /// A stored row could not be read back.
     #[error("record {id} is corrupt in the persistence database: {detail}")]
     Corrupt {

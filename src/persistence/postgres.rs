@@ -23,9 +23,10 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-/// How long connecting, waiting for a pooled connection or checking one may take before the
-/// batch fails (and is retried later by the actor).
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the client waits beyond the server's `statement_timeout` before it gives up on a
+/// connection: the server cancels a slow statement itself, but over a hung link (packets
+/// dropped, no reset) its answer never arrives, and only the client's own clock ends the call.
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
 /// Connections kept by the pool: the actor uses one at a time; restore and tools may add some.
 const POOL_SIZE: usize = 4;
 
@@ -84,6 +85,25 @@ impl fmt::Debug for PostgresConfig {
     }
 }
 
+/// Time limits of a [`PostgresAdapter`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connecting, or waiting for a pooled connection, fails after this. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The server cancels a statement running longer (`statement_timeout`); the client drops
+    /// a connection that has not answered one second after it. Default 5 s.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The statements of one table, built once with its (quoted) name.
 #[derive(Debug)]
 struct Statements {
@@ -135,6 +155,8 @@ impl Statements {
 pub struct PostgresAdapter {
     pool: Pool,
     sql: Arc<Statements>,
+    /// How long one call may wait for the server's answers.
+    answer_within: Duration,
 }
 
 impl fmt::Debug for PostgresAdapter {
@@ -159,6 +181,19 @@ impl PostgresAdapter {
         config: impl Into<PostgresConfig>,
         schema: Option<&str>,
     ) -> Result<Self, PersistenceError> {
+        Self::connect_with(config, schema, PostgresOptions::default()).await
+    }
+
+    /// [`PostgresAdapter::connect`] with explicit time limits. A URL's own `options` are
+    /// replaced (they would carry the statement timeout).
+    ///
+    /// Fails like [`PostgresAdapter::connect`], within the given limits.
+    pub async fn connect_with(
+        config: impl Into<PostgresConfig>,
+        schema: Option<&str>,
+        options: PostgresOptions,
+    ) -> Result<Self, PersistenceError> {
+        let timeout = options.connect_timeout;
         let mut pool_config = deadpool_postgres::Config::new();
         match config.into() {
             PostgresConfig::Url(url) => pool_config.url = Some(url),
@@ -176,7 +211,11 @@ impl PostgresAdapter {
                 pool_config.password = password;
             }
         }
-        pool_config.connect_timeout = Some(TIMEOUT);
+        pool_config.connect_timeout = Some(timeout);
+        pool_config.options = Some(format!(
+            "-c statement_timeout={}",
+            options.statement_timeout.as_millis().max(1)
+        ));
         pool_config.manager = Some(ManagerConfig {
             // A broken connection is noticed by the failing batch, which is retried.
             recycling_method: RecyclingMethod::Fast,
@@ -184,9 +223,9 @@ impl PostgresAdapter {
         pool_config.pool = Some(PoolConfig {
             max_size: POOL_SIZE,
             timeouts: Timeouts {
-                wait: Some(TIMEOUT),
-                create: Some(TIMEOUT),
-                recycle: Some(TIMEOUT),
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
             },
             ..PoolConfig::default()
         });
@@ -198,12 +237,9 @@ impl PostgresAdapter {
             Some(schema) => format!("{}.records", quote_ident(schema)),
             None => "records".to_owned(),
         };
+        let answer_within = options.statement_timeout.saturating_add(CLIENT_GRACE);
         let client = pool.get().await.map_err(pool_error)?;
-        if let Some(schema) = schema {
-            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
-            ignore_creation_race(client.batch_execute(&create).await)?;
-        }
-        let create = format!(
+        let create_table = format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                 record_id TEXT COLLATE \"C\" PRIMARY KEY,
                 version BIGINT NOT NULL,
@@ -211,10 +247,18 @@ impl PostgresAdapter {
                 updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
             )"
         );
-        ignore_creation_race(client.batch_execute(&create).await)?;
+        bounded(client, answer_within, async |client| {
+            if let Some(schema) = schema {
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+                ignore_creation_race(client.batch_execute(&create).await)?;
+            }
+            ignore_creation_race(client.batch_execute(&create_table).await)
+        })
+        .await?;
         Ok(PostgresAdapter {
             pool,
             sql: Arc::new(Statements::new(&table)),
+            answer_within,
         })
     }
 }
@@ -223,6 +267,7 @@ impl PersistenceAdapter for PostgresAdapter {
     fn store_batch(&self, records: Vec<PersistedRecord>) -> PersistenceFuture<()> {
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
+        let answer_within = self.answer_within;
         Box::pin(async move {
             let rows: Vec<PersistedRecord> = newest_per_id(records)
                 .into_iter()
@@ -256,32 +301,39 @@ impl PersistenceAdapter for PostgresAdapter {
                     replaced.push(row.id.as_str());
                 }
             }
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(pg_error)?;
-            if !replaced.is_empty() {
-                let delete = tx.prepare_cached(&sql.delete).await.map_err(pg_error)?;
-                tx.execute(&delete, &[&replaced]).await.map_err(pg_error)?;
-            }
-            let upsert = tx.prepare_cached(&sql.upsert).await.map_err(pg_error)?;
-            tx.execute(&upsert, &[&ids, &versions, &values])
-                .await
-                .map_err(pg_error)?;
-            tx.commit().await.map_err(pg_error)
+            let client = pool.get().await.map_err(pool_error)?;
+            bounded(client, answer_within, async |client| {
+                let tx = client.transaction().await.map_err(pg_error)?;
+                if !replaced.is_empty() {
+                    let delete = tx.prepare_cached(&sql.delete).await.map_err(pg_error)?;
+                    tx.execute(&delete, &[&replaced]).await.map_err(pg_error)?;
+                }
+                let upsert = tx.prepare_cached(&sql.upsert).await.map_err(pg_error)?;
+                tx.execute(&upsert, &[&ids, &versions, &values])
+                    .await
+                    .map_err(pg_error)?;
+                tx.commit().await.map_err(pg_error)
+            })
+            .await
         })
     }
 
     fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()> {
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
+        let answer_within = self.answer_within;
         Box::pin(async move {
             if ids.is_empty() {
                 return Ok(());
             }
             // One statement is one transaction.
             let client = pool.get().await.map_err(pool_error)?;
-            let delete = client.prepare_cached(&sql.delete).await.map_err(pg_error)?;
-            client.execute(&delete, &[&ids]).await.map_err(pg_error)?;
-            Ok(())
+            bounded(client, answer_within, async |client| {
+                let delete = client.prepare_cached(&sql.delete).await.map_err(pg_error)?;
+                client.execute(&delete, &[&ids]).await.map_err(pg_error)?;
+                Ok(())
+            })
+            .await
         })
     }
 
@@ -293,6 +345,7 @@ impl PersistenceAdapter for PostgresAdapter {
     ) -> PersistenceFuture<Vec<PersistedRecord>> {
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
+        let answer_within = self.answer_within;
         let pattern = like_pattern.to_owned();
         let prefix = like_literal_prefix(like_pattern);
         let upper = prefix_upper_bound(&prefix);
@@ -306,16 +359,19 @@ impl PersistenceAdapter for PostgresAdapter {
         Box::pin(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let sql = &sql.load[usize::from(after_last_id)][usize::from(upper.is_some())];
-            let query = client.prepare_cached(sql).await.map_err(pg_error)?;
-            let rows = match &upper {
-                Some(upper) => {
-                    client
-                        .query(&query, &[&pattern, &lower, upper, &limit])
-                        .await
+            let rows = bounded(client, answer_within, async |client| {
+                let query = client.prepare_cached(sql).await.map_err(pg_error)?;
+                match &upper {
+                    Some(upper) => {
+                        client
+                            .query(&query, &[&pattern, &lower, upper, &limit])
+                            .await
+                    }
+                    None => client.query(&query, &[&pattern, &lower, &limit]).await,
                 }
-                None => client.query(&query, &[&pattern, &lower, &limit]).await,
-            }
-            .map_err(pg_error)?;
+                .map_err(pg_error)
+            })
+            .await?;
             rows.iter()
                 .map(|row| {
                     let id: String = row.try_get(0).map_err(pg_error)?;
@@ -334,6 +390,25 @@ impl PersistenceAdapter for PostgresAdapter {
                 })
                 .collect()
         })
+    }
+}
+
+/// Runs `work` on a pooled connection, giving up after `limit`. A connection that did not
+/// answer in time is taken out of the pool and closed rather than handed to the next batch:
+/// over a hung link it would hang that batch too, and it may still be inside a transaction.
+async fn bounded<T>(
+    mut client: deadpool_postgres::Object,
+    limit: Duration,
+    work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, PersistenceError>,
+) -> Result<T, PersistenceError> {
+    match tokio::time::timeout(limit, work(&mut client)).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Err(PersistenceError::Unavailable(format!(
+                "PostgreSQL did not answer within {limit:?}"
+            )))
+        }
     }
 }
 
@@ -387,16 +462,23 @@ fn pool_error(e: PoolError) -> PersistenceError {
     }
 }
 
-/// A statement the server refused is a database error; anything else (connect, I/O, closed
-/// connection) means the server is unavailable.
+/// Sorts a failure by what retrying can do (see [`PersistenceError`]): the rows' own data
+/// refused (SQLSTATE classes 22 data exception, 23 integrity constraint, 54 program limit,
+/// such as a value too large) is `Rejected`; a server in trouble (classes 08 connection, 40
+/// serialization/deadlock, 53 resources, 57 operator intervention such as the statement
+/// timeout, 58 system, and lock timeouts) is `Unavailable`; any other refusal (missing table,
+/// permissions) is `Database`, which an operator can fix, so it is retried too. Anything that
+/// is not a server answer (connect, I/O, closed connection) is `Unavailable`.
 fn pg_error(e: tokio_postgres::Error) -> PersistenceError {
     if let Some(db) = e.as_db_error() {
-        return PersistenceError::Database(format!(
-            "{} ({}): {}",
-            db.severity(),
-            db.code().code(),
-            db.message()
-        ));
+        let code = db.code().code();
+        let text = format!("{} ({code}): {}", db.severity(), db.message());
+        return match code.get(..2) {
+            Some("22" | "23" | "54") => PersistenceError::Rejected(text),
+            Some("08" | "40" | "53" | "57" | "58") => PersistenceError::Unavailable(text),
+            _ if code == "55P03" => PersistenceError::Unavailable(text),
+            _ => PersistenceError::Database(text),
+        };
     }
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

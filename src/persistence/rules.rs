@@ -1,8 +1,11 @@
 //! Which records are persisted, where, and how they come back at startup.
 
-use super::{PersistenceError, PostgresAdapter, PostgresConfig, SharedAdapter, SqliteAdapter};
+use super::{
+    PersistenceError, PostgresAdapter, PostgresConfig, PostgresOptions, SharedAdapter,
+    SqliteAdapter,
+};
 use crate::access::Matcher;
-use crate::actors::persistence::{PersistenceActor, PersistenceOptions};
+use crate::actors::persistence::{PersistenceActor, PersistenceHandle, PersistenceOptions};
 use crate::config::{PersistConfig, PersistenceBackend, PersistenceConfig};
 use crate::error::{Error, Result};
 use actix::Addr;
@@ -79,17 +82,17 @@ impl PersistOptions {
 /// their route up once and again only when `generation` changes.
 #[derive(Default)]
 pub struct PersistRoutes {
-    routes: RwLock<Vec<(Matcher, Addr<PersistenceActor>)>>,
+    routes: RwLock<Vec<(Matcher, PersistenceHandle)>>,
     generation: AtomicU64,
 }
 
 impl PersistRoutes {
     /// Adds a route after the existing ones (the first matching rule wins).
-    pub fn add(&self, write: Matcher, actor: Addr<PersistenceActor>) {
+    pub fn add(&self, write: Matcher, handle: PersistenceHandle) {
         self.routes
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push((write, actor));
+            .push((write, handle));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -100,6 +103,11 @@ impl PersistRoutes {
 
     /// The actor persisting `id`, if a rule covers it.
     pub fn route(&self, id: &str) -> Option<Addr<PersistenceActor>> {
+        self.handle(id).map(|handle| handle.addr)
+    }
+
+    /// The actor persisting `id` with its buffer counter, if a rule covers it.
+    pub fn handle(&self, id: &str) -> Option<PersistenceHandle> {
         let routes = self
             .routes
             .read()
@@ -107,16 +115,35 @@ impl PersistRoutes {
         routes
             .iter()
             .find(|(matcher, _)| matcher.matches(id))
-            .map(|(_, actor)| actor.clone())
+            .map(|(_, handle)| handle.clone())
+    }
+
+    /// Whether a write to `id` may be applied: `Ok` when `id` is not persisted or its rule's
+    /// buffer has room; otherwise [`Error::Unavailable`] (counted in
+    /// `mesh_persistence_refused_writes_total`), and the write must not be applied, since it
+    /// could not be persisted. Record actors call this before applying a write.
+    pub fn admit(&self, id: &str) -> Result<()> {
+        match self.handle(id) {
+            Some(handle) if !handle.has_room() => {
+                crate::metrics::metrics().persistence_refused.inc();
+                // Debug only: during an outage this runs for every refused write.
+                log::debug!(
+                    "refusing a write to {id}: {} records wait for the persistence database",
+                    handle.held()
+                );
+                Err(Error::Unavailable)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Every persistence actor, for the final flush.
-    pub fn actors(&self) -> Vec<Addr<PersistenceActor>> {
+    pub fn actors(&self) -> Vec<PersistenceHandle> {
         let routes = self
             .routes
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes.iter().map(|(_, actor)| actor.clone()).collect()
+        routes.iter().map(|(_, handle)| handle.clone()).collect()
     }
 }
 
@@ -144,9 +171,14 @@ pub async fn adapter_from_config(config: &PersistenceConfig) -> Result<SharedAda
                     password: config.postgres_password.clone(),
                 },
             };
-            let adapter = PostgresAdapter::connect(target, config.postgres_schema.as_deref())
-                .await
-                .map_err(|e| describe("postgres_url", e))?;
+            let options = PostgresOptions {
+                connect_timeout: Duration::from_millis(config.postgres_connect_timeout_ms),
+                statement_timeout: Duration::from_millis(config.postgres_statement_timeout_ms),
+            };
+            let adapter =
+                PostgresAdapter::connect_with(target, config.postgres_schema.as_deref(), options)
+                    .await
+                    .map_err(|e| describe("postgres_url", e))?;
             Ok(Arc::new(adapter))
         }
     }

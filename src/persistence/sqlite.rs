@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS records (
@@ -245,6 +245,12 @@ impl PersistenceAdapter for SqliteAdapter {
 }
 
 /// Opens the connection, sets it up and makes sure the table exists.
+///
+/// Several processes may open one fresh file at the same moment (instances started together).
+/// The busy timeout is set before anything touches the file, the switch to WAL is retried
+/// while another connection holds the lock (SQLite answers that pragma `SQLITE_BUSY` at once,
+/// without waiting), and the table is created inside `BEGIN IMMEDIATE`, which waits for the
+/// write lock up front instead of failing when another creator committed in between.
 fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, PersistenceError> {
     let in_memory = path == Path::new(":memory:");
     if !in_memory && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -252,20 +258,47 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, P
             PersistenceError::Unavailable(format!("cannot create {}: {e}", parent.display()))
         })?;
     }
-    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    let mut conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| open_error(path, e))?;
+    let deadline = Instant::now() + options.busy_timeout;
     // An in-memory database answers "memory" and stays that way; that is fine.
-    conn.pragma_update(None, "journal_mode", "WAL")
+    retry_while_busy(deadline, || conn.pragma_update(None, "journal_mode", "WAL"))
         .map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "case_sensitive_like", true)
         .map_err(|e| open_error(path, e))?;
-    conn.execute_batch(CREATE_TABLE)
-        .map_err(|e| open_error(path, e))?;
+    retry_while_busy(deadline, || {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(CREATE_TABLE)?;
+        tx.commit()
+    })
+    .map_err(|e| open_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
+}
+
+/// Runs `step` again while SQLite reports the database busy or locked, until `deadline`.
+fn retry_while_busy<T>(
+    deadline: Instant,
+    mut step: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match step() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Runs jobs until every sender is gone. A panicking job fails only its own request (its reply
@@ -285,9 +318,15 @@ fn open_error(path: &Path, e: rusqlite::Error) -> PersistenceError {
     ))
 }
 
-/// Busy, locked, unopenable or failing storage means "try again later"; anything else is a
-/// refused statement.
+/// Busy, locked, unopenable or failing storage means "try again later"; a constraint, type or
+/// size error is the rows' own fault (`Rejected`); anything else is a refused statement.
 fn db_error(e: rusqlite::Error) -> PersistenceError {
+    if matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
+    ) {
+        return PersistenceError::Rejected(e.to_string());
+    }
     let transient = matches!(
         e.sqlite_error_code(),
         Some(
