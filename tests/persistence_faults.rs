@@ -320,11 +320,9 @@ async fn a_full_buffer_refuses_persisted_writes_until_the_database_is_back() {
 
 /// Issue item 4: instance B deletes `doc:gone` while its PostgreSQL link is hung, so the row
 /// stays; instance A restarts meanwhile and restores from that row. The deletion must hold:
-/// the store keeps a tombstone newer than the row, and restore skips it. (Needs the store's
-/// tombstones, the lead's change in `src/store/`; on today's main the restore writes the value
-/// back. A failing run leaves its Redis prefix behind: un-ignore with that change.)
+/// the store keeps a tombstone newer than the row, and restore skips it. (Before tombstones,
+/// the restore wrote the value back.)
 #[actix_web::test]
-#[ignore = "needs the store's tombstone to hold against restore (lead's src/store change)"]
 async fn a_deletion_stuck_behind_a_hung_link_is_not_undone_by_a_restart_elsewhere() {
     let schema = TestSchema::new("stuck_delete");
     let proxy_b = Proxy::start(postgres_addr()).await;
@@ -376,8 +374,9 @@ writable = true
             .unwrap()
             .is_some()
     );
-    // A restarts while B's deletion cannot reach the database.
-    a.stop().await;
+    // A restarts while B's deletion cannot reach the database (its Redis keys stay:
+    // `TestServer::stop` would delete the prefix).
+    a.running.stop().await;
     let a = common::start(common::Backend::Redis, &config(5432)).await;
     assert_eq!(
         all_rows(&check, "doc:%").await.len(),
@@ -393,4 +392,58 @@ writable = true
     b.stop().await;
     a.stop().await;
     drop(proxy_b);
+}
+
+/// A client write to a persisted record while the database has been unreachable long enough to
+/// fill the buffer is refused (`EUNAVAILABLE`) and not applied: it could not be persisted.
+#[actix_web::test]
+async fn a_client_write_is_refused_not_applied_while_the_persistence_buffer_is_full() {
+    let schema = TestSchema::new("full_buffer");
+    let proxy = Proxy::start(postgres_addr()).await;
+    let toml = format!(
+        r#"
+[server]
+shutdown_timeout_ms = 1000
+
+[persistence]
+adapter = "postgres"
+postgres_url = "host=127.0.0.1 port={} user=postgres dbname=postgres"
+postgres_schema = "{}"
+max_buffered_records = 2
+
+[[records.persist]]
+write_pattern = "^doc:"
+restore_pattern = "doc:%"
+flush_interval_ms = 50
+
+[[records.expose]]
+pattern = "^(doc|tmp):"
+writable = true
+"#,
+        proxy.port, schema.name
+    );
+    let server = common::start(common::Backend::Memory, &toml).await;
+    let mut client = server.client().await;
+    proxy.hang(Scope::OpenAndNew);
+    for n in 1..=2 {
+        let reply = client.publish(&format!("doc:{n}"), json!({"n": n})).await;
+        assert_eq!(reply, json!({"success": true}));
+    }
+    let refused = client.publish("doc:3", json!({"n": 3})).await;
+    assert_eq!(refused["code"], "EUNAVAILABLE", "{refused}");
+    assert!(
+        server
+            .records()
+            .get_record("doc:3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Records no rule persists are not held back.
+    assert_eq!(
+        client.publish("tmp:1", json!(1)).await,
+        json!({"success": true})
+    );
+    proxy.heal();
+    server.stop().await;
 }

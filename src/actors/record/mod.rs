@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use writes::{BatchLimits, QueuedWrite};
 
-use super::persistence::{Persist, PersistDeletion, PersistenceActor};
+use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use super::registry::{RecordActorStopped, RetireRecordActor};
 
 /// Where a request's answer goes.
@@ -101,7 +101,7 @@ pub struct RecordActor {
     used_since_tick: bool,
     watch: Option<WatchToken>,
     /// The persistence actor for this record and the routes' generation it was looked up at.
-    persist_route: Option<(u64, Option<Addr<PersistenceActor>>)>,
+    persist_route: Option<(u64, Option<PersistenceHandle>)>,
     /// Asked the registry whether it may stop; waiting for the answer.
     retiring: bool,
 }
@@ -137,16 +137,28 @@ impl RecordActor {
 
     /// The persistence actor for this record, if a rule covers it (looked up again only when
     /// rules were added).
-    fn persistence(&mut self) -> Option<Addr<PersistenceActor>> {
+    fn persistence(&mut self) -> Option<&PersistenceHandle> {
         let routes = &self.env.settings.persist;
         let generation = routes.generation();
-        match &self.persist_route {
-            Some((seen, route)) if *seen == generation => route.clone(),
-            _ => {
-                let route = routes.route(self.id.as_str());
-                self.persist_route = Some((generation, route.clone()));
-                route
+        if !matches!(&self.persist_route, Some((seen, _)) if *seen == generation) {
+            let route = routes.handle(self.id.as_str());
+            self.persist_route = Some((generation, route));
+        }
+        self.persist_route
+            .as_ref()
+            .and_then(|(_, route)| route.as_ref())
+    }
+
+    /// Refuses a write that could not be persisted: the record's persistence buffer is full
+    /// (its database has been unreachable for long). Nothing is applied then.
+    fn admit(&mut self) -> Result<(), Error> {
+        match self.persistence() {
+            Some(handle) if !handle.has_room() => {
+                metrics().persistence_refused.inc();
+                metrics().write(crate::metrics::Outcome::Refused);
+                Err(Error::Unavailable)
             }
+            _ => Ok(()),
         }
     }
 
@@ -226,20 +238,15 @@ impl RecordActor {
             Effect::Resync { value, version } => self.subscribers.resync(&self.id, &value, version),
             Effect::Deleted { version } => self.subscribers.deleted(&self.id, version),
             Effect::Persist { value, version } => {
-                if let Some(actor) = self.persistence() {
-                    actor.do_send(Persist {
-                        id: self.id.clone(),
-                        version,
-                        value,
-                    });
+                let id = self.id.clone();
+                if let Some(handle) = self.persistence() {
+                    handle.addr.do_send(Persist { id, version, value });
                 }
             }
             Effect::PersistDeletion { version } => {
-                if let Some(actor) = self.persistence() {
-                    actor.do_send(PersistDeletion {
-                        id: self.id.clone(),
-                        version,
-                    });
+                let id = self.id.clone();
+                if let Some(handle) = self.persistence() {
+                    handle.addr.do_send(PersistDeletion { id, version });
                 }
             }
             Effect::Reply(reply, answer) => reply.send(answer),
@@ -425,6 +432,9 @@ impl Handler<ApplyWrite> for RecordActor {
 
     fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
         self.used_since_tick = true;
+        if let Err(refused) = self.admit() {
+            return Box::pin(std::future::ready(Err(refused)));
+        }
         let (reply, outcome) = oneshot::channel();
         let write = QueuedWrite {
             value: msg.value,
