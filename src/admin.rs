@@ -21,15 +21,27 @@ struct PutQuery {
     strategy: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct HistoryQuery {
+    since: u64,
+}
+
 /// Adds the admin routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: RecordServer, token: String) {
     let state = AdminState {
         records,
         token: token.into(),
     };
+    let data = web::Data::new(state);
+    // Before the record route, which would take `…/history` as part of the id.
+    cfg.service(
+        web::resource("/api/records/{id:.*}/history")
+            .app_data(data.clone())
+            .route(web::get().to(get_history)),
+    );
     cfg.service(
         web::resource("/api/records/{id:.*}")
-            .app_data(web::Data::new(state))
+            .app_data(data)
             .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
             .route(web::get().to(get_record))
             .route(web::put().to(put_record))
@@ -62,11 +74,31 @@ fn error_response(error: &Error) -> HttpResponse {
     let status = match error {
         Error::Invalid(_) => StatusCode::BAD_REQUEST,
         Error::Forbidden => StatusCode::FORBIDDEN,
-        Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable | Error::Unknown => StatusCode::SERVICE_UNAVAILABLE,
         Error::Conflict => StatusCode::CONFLICT,
+        Error::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+        Error::Limit(_) => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    HttpResponse::build(status).json(json!({ "error": error.to_string(), "code": error.code() }))
+    HttpResponse::build(status).json(error.to_wire())
+}
+
+/// The version an `If-Match: "<version>"` header requires, if any. Only a single version tag
+/// is understood (quoted as HTTP wants, or bare); anything else is a bad request.
+fn if_match(req: &HttpRequest) -> Result<Option<u64>, Error> {
+    let Some(header) = req.headers().get(actix_web::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = header.to_str().unwrap_or_default().trim();
+    let tag = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    tag.parse().map(Some).map_err(|_| {
+        Error::invalid(format!(
+            "If-Match must be one version tag such as \"12\", not {text:?}"
+        ))
+    })
 }
 
 async fn get_record(
@@ -78,9 +110,14 @@ async fn get_record(
         return *refused;
     }
     match state.records.get_record(&id).await {
-        Ok(Some(record)) => HttpResponse::Ok().json(json!({
-            "recordId": id.as_str(), "value": &*record.value, "version": record.version
-        })),
+        Ok(Some(record)) => HttpResponse::Ok()
+            .insert_header((
+                actix_web::http::header::ETAG,
+                format!("\"{}\"", record.version),
+            ))
+            .json(json!({
+                "recordId": id.as_str(), "value": &*record.value, "version": record.version
+            })),
         Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such record" })),
         Err(e) => error_response(&e),
     }
@@ -105,7 +142,17 @@ async fn put_record(
         Ok(value) => value,
         Err(e) => return error_response(&Error::invalid(format!("body is not JSON: {e}"))),
     };
-    match state.records.write_record(&id, value, strategy).await {
+    let written = match if_match(&req) {
+        Err(e) => return error_response(&e),
+        Ok(None) => state.records.write_record(&id, value, strategy).await,
+        Ok(Some(version)) => {
+            state
+                .records
+                .write_record_if(&id, value, strategy, version)
+                .await
+        }
+    };
+    match written {
         Ok(outcome) => HttpResponse::Ok().json(json!({
             "version": outcome.version, "changed": outcome.changed
         })),
@@ -121,9 +168,45 @@ async fn delete_record(
     if let Err(refused) = authorized(&req, &state) {
         return *refused;
     }
-    match state.records.delete_record(&id).await {
+    let deleted = match if_match(&req) {
+        Err(e) => return error_response(&e),
+        Ok(None) => state.records.delete_record(&id).await,
+        Ok(Some(version)) => state.records.delete_record_if(&id, version).await,
+    };
+    match deleted {
         Ok(Some(version)) => HttpResponse::Ok().json(json!({ "version": version })),
         Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such record" })),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn get_history(
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Err(refused) = authorized(&req, &state) {
+        return *refused;
+    }
+    match state.records.get_record(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return HttpResponse::NotFound().json(json!({ "error": "no such record" })),
+        Err(e) => return error_response(&e),
+    }
+    match state.records.record_history(&id, query.since).await {
+        Ok(Some((version, changes))) => {
+            let changes: Vec<_> = changes
+                .iter()
+                .map(|c| json!({ "version": c.version, "patch": &*c.patch }))
+                .collect();
+            HttpResponse::Ok().json(json!({
+                "recordId": id.as_str(), "version": version, "changes": changes
+            }))
+        }
+        Ok(None) => HttpResponse::Gone().json(json!({
+            "error": format!("the history does not reach back to version {}", query.since)
+        })),
         Err(e) => error_response(&e),
     }
 }
