@@ -16,7 +16,7 @@
 //! - `probe`: /proc readings: CPU seconds and resident memory of a process.
 //! - `stats`: per-thread counters, latency histograms, the once-a-second progress line.
 //! - `control`: worker threads (one actix-rt System each) and the phases they follow.
-//! - `fanout`, `records`, `idle`, `race`: the scenarios, each ending in a `report::Report`.
+//! - `fanout`, `records`, `idle`, `race`, `reconnect`: the scenarios, each ending in a `report::Report`.
 //! - `window`: warmup and measurement window, shared by fanout and records.
 //! - `report`: the human summary and the one-line JSON.
 //!
@@ -39,6 +39,8 @@ mod idle;
 mod probe;
 #[path = "mesh-bench/race.rs"]
 mod race;
+#[path = "mesh-bench/reconnect.rs"]
+mod reconnect;
 #[path = "mesh-bench/records.rs"]
 mod records;
 #[path = "mesh-bench/report.rs"]
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         args::Scenario::Records => records::run(&options),
         args::Scenario::Idle => idle::run(&options),
         args::Scenario::Race => race::run(&options),
+        args::Scenario::Reconnect => reconnect::run(&options),
     };
     match outcome {
         Ok(report) => {

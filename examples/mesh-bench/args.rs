@@ -47,6 +47,10 @@ scenarios:
        flight) to one record; one subscriber per URL; lost updates, duplicate and
        out-of-order versions. --duration is the time limit here (default 60).
          --writers W (8)  --writes K (500)  --mode patch|full (patch)
+  reconnect  C clients holding a record of --pad bytes reconnect after one small change:
+       bytes and time to catch up by resubscribing (full snapshot) vs resuming
+       (sinceVersion, one patch).
+         --connections C (100)  --pad BYTES (100)
 
 common options:
   --url URL            server WebSocket URL (ws://127.0.0.1:3000/ws); race takes several
@@ -73,6 +77,7 @@ pub enum Scenario {
     Records,
     Idle,
     Race,
+    Reconnect,
 }
 
 impl Scenario {
@@ -83,6 +88,7 @@ impl Scenario {
             Scenario::Records => "records",
             Scenario::Idle => "idle",
             Scenario::Race => "race",
+            Scenario::Reconnect => "reconnect",
         }
     }
 }
@@ -162,6 +168,7 @@ impl Options {
         match self.scenario {
             Scenario::Fanout => self.subscribers + 1,
             Scenario::Records | Scenario::Idle => self.connections,
+            Scenario::Reconnect => self.connections + 1,
             Scenario::Race => self.writers + 2 * self.urls.len(),
         }
     }
@@ -176,6 +183,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Some("records") => Scenario::Records,
         Some("idle") => Scenario::Idle,
         Some("race") => Scenario::Race,
+        Some("reconnect") => Scenario::Reconnect,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut options = Options::defaults(scenario);
