@@ -373,10 +373,10 @@ impl JwtVerifier {
                 return Err(reject("wrong audience (aud)"));
             }
         }
-        if let Some(expected) = &self.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(expected.as_str()) {
-                return Err(reject("wrong issuer (iss)"));
-            }
+        if let Some(expected) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(expected.as_str())
+        {
+            return Err(reject("wrong issuer (iss)"));
         }
         Ok(claims)
     }
@@ -470,7 +470,10 @@ mod tests {
         assert!(!ok(json!({"aud": "app"})));
         // Without configuration, any aud and iss pass.
         let any = JwtVerifier::new(SECRET);
-        assert!(any.verify(&sign_hs256(&json!({"aud": "x"}), SECRET), 0).is_ok());
+        assert!(
+            any.verify(&sign_hs256(&json!({"aud": "x"}), SECRET), 0)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -478,7 +481,10 @@ mod tests {
         let verifier = JwtVerifier::new(SECRET).leeway_seconds(5);
         let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let grant = verifier
-            .grant(&sign_hs256(&json!({"sub": "a", "exp": 100}), SECRET), at(90))
+            .grant(
+                &sign_hs256(&json!({"sub": "a", "exp": 100}), SECRET),
+                at(90),
+            )
             .unwrap();
         assert_eq!(grant.closes_at, Some(at(105)));
         assert_eq!(

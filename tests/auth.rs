@@ -95,11 +95,18 @@ async fn an_expired_token_closes_the_connection_with_4001() {
     assert!(unix_now() >= exp as f64 - 0.05, "closed before exp");
     // The close frame says why.
     let (_, mut framed) = awc::Client::new()
-        .ws(format!("{}?token={}", server.ws, token(json!({"exp": at(2)}))))
+        .ws(format!(
+            "{}?token={}",
+            server.ws,
+            token(json!({"exp": at(2)}))
+        ))
         .connect()
         .await
         .unwrap();
-    assert_eq!(close_frame(&mut framed).await, (4001, "token expired".into()));
+    assert_eq!(
+        close_frame(&mut framed).await,
+        (4001, "token expired".into())
+    );
     server.stop().await;
 }
 
@@ -242,7 +249,10 @@ async fn the_leeway_applies_at_the_upgrade_and_to_the_close() {
     let mut client = connect(&server, &token(json!({"exp": exp, "nbf": at(2)}))).await;
     assert_eq!(client.request("mesh/noop", json!({})).await, json!(true));
     assert_eq!(client.closed().await, Some(4001));
-    assert!(unix_now() >= (exp + 3) as f64 - 0.05, "closed before exp + leeway");
+    assert!(
+        unix_now() >= (exp + 3) as f64 - 0.05,
+        "closed before exp + leeway"
+    );
     // Beyond the leeway: refused at the upgrade.
     let url = format!("{}?token={}", server.ws, token(json!({"exp": at(-5)})));
     assert!(matches!(
