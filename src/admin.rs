@@ -1,5 +1,6 @@
 //! The admin HTTP API: server-side get/put/delete of records for services that are not Rust.
-//! Mounted only when `[admin] token` is set; every route requires `Authorization: Bearer`.
+//! Mounted only when `[admin] token` is set; every route requires `Authorization: Bearer`
+//! (the scheme in any case).
 
 use crate::error::Error;
 use crate::record::Strategy;
@@ -59,9 +60,9 @@ fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), Box<HttpRespo
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(crate::auth::bearer_token)
         .unwrap_or("");
-    if constant_time_eq(presented.trim().as_bytes(), state.token.as_bytes()) {
+    if constant_time_eq(presented.as_bytes(), state.token.as_bytes()) {
         Ok(())
     } else {
         Err(Box::new(

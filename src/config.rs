@@ -159,13 +159,47 @@ impl Default for StoreConfig {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 secret (env `MESH_JWT_SECRET`); unset = no token checking.
     pub jwt_secret: Option<String>,
     /// Refuse connections without a valid token.
     pub required: bool,
+    /// Clock skew tolerated on `exp` and `nbf`; a connection closes this long after `exp`.
+    pub leeway_seconds: u64,
+    /// Required `aud` claim (a string, or an array holding it); unset = not checked.
+    pub audience: Option<String>,
+    /// Required `iss` claim; unset = not checked.
+    pub issuer: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            required: false,
+            leeway_seconds: 5,
+            audience: None,
+            issuer: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The JWT checks these settings ask for, when a secret is set.
+    pub fn jwt_verifier(&self) -> Option<crate::auth::JwtVerifier> {
+        let secret = self.jwt_secret.as_deref()?;
+        let mut verifier =
+            crate::auth::JwtVerifier::new(secret.as_bytes()).leeway_seconds(self.leeway_seconds);
+        if let Some(audience) = &self.audience {
+            verifier = verifier.audience(audience.as_str());
+        }
+        if let Some(issuer) = &self.issuer {
+            verifier = verifier.issuer(issuer.as_str());
+        }
+        Some(verifier)
+    }
 }
 
 /// `[admin]`
@@ -429,6 +463,21 @@ impl Config {
         if self.auth.jwt_secret.as_deref() == Some("") {
             return Err(Error::Config("auth.jwt_secret must not be empty".into()));
         }
+        for (key, value) in [
+            ("auth.audience", &self.auth.audience),
+            ("auth.issuer", &self.auth.issuer),
+        ] {
+            match value.as_deref() {
+                Some("") => return Err(Error::Config(format!("{key} must not be empty"))),
+                // Checked only on tokens: without a secret it would silently check nothing.
+                Some(_) if self.auth.jwt_secret.is_none() => {
+                    return Err(Error::Config(format!(
+                        "{key} needs auth.jwt_secret (or MESH_JWT_SECRET)"
+                    )));
+                }
+                _ => {}
+            }
+        }
         if self.admin.token.as_deref() == Some("") {
             return Err(Error::Config("admin.token must not be empty".into()));
         }
@@ -590,6 +639,23 @@ mod tests {
             err.contains("records.expose[0].write_guard.metadata_equals_capture.group"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auth_leeway_defaults_to_five_and_aud_iss_need_a_secret() {
+        assert_eq!(Config::default().auth.leeway_seconds, 5);
+        let config = Config::parse("[auth]\naudience = \"app\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.audience"), "{err}");
+        let config = Config::parse("[auth]\njwt_secret = \"s\"\nissuer = \"\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.issuer"), "{err}");
+        let config = Config::parse(
+            "[auth]\njwt_secret = \"s\"\nleeway_seconds = 0\naudience = \"app\"\nissuer = \"idp\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert!(config.auth.jwt_verifier().is_some());
     }
 
     #[test]

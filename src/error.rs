@@ -39,6 +39,10 @@ pub enum Error {
     /// The connection exceeded its request rate.
     #[error("too many requests")]
     RateLimited,
+    /// A token sent to refresh the connection's access was refused; the connection keeps its
+    /// old token until that expires.
+    #[error("{0}")]
+    Auth(String),
     /// A failure inside the server; details are logged, not sent.
     #[error("internal server error")]
     Internal,
@@ -81,6 +85,7 @@ impl Error {
             Error::Conflict => "ECONFLICT",
             Error::Limit(_) => "ELIMIT",
             Error::RateLimited => "ERATELIMIT",
+            Error::Auth(_) => "EAUTH",
             Error::Internal | Error::Config(_) => "ESERVER",
             Error::Command { code, .. } => code,
         }
@@ -98,6 +103,7 @@ impl Error {
             Error::Conflict => "ConflictError",
             Error::Limit(_) => "LimitError",
             Error::RateLimited => "RateLimitError",
+            Error::Auth(_) => "AuthError",
             Error::Internal | Error::Config(_) => "ServerError",
         }
     }

@@ -35,6 +35,8 @@ pub mod commands {
     pub const GET_METADATA: &str = "mesh/get-my-connection-metadata";
     /// Ask to change the connection's metadata (refused unless the app installs a hook).
     pub const SET_METADATA: &str = "mesh/set-my-connection-metadata";
+    /// Replace the connection's token (and metadata) before the old one expires.
+    pub const REFRESH_TOKEN: &str = "mesh/refresh-token";
 }
 
 /// A request frame that parsed.
@@ -142,6 +144,13 @@ pub struct PublishOptions {
     pub expected_version: Option<u64>,
 }
 
+/// Payload of `mesh/refresh-token`.
+#[derive(Debug, Deserialize)]
+pub struct RefreshToken {
+    /// The fresh JWT.
+    pub token: String,
+}
+
 /// A request decoded into what the server should do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -176,6 +185,11 @@ pub enum Command {
     GetMetadata,
     /// `mesh/set-my-connection-metadata` with the proposed metadata.
     SetMetadata(Value),
+    /// `mesh/refresh-token`.
+    RefreshToken {
+        /// The fresh JWT (not yet verified).
+        token: String,
+    },
     /// Any other command (a custom one, or unknown), with its payload; the name is the
     /// caller's.
     Custom(Value),
@@ -227,6 +241,10 @@ pub fn decode_command(
         }
         commands::GET_METADATA => Command::GetMetadata,
         commands::SET_METADATA => Command::SetMetadata(payload),
+        commands::REFRESH_TOKEN => {
+            let p: RefreshToken = typed_payload(command, payload)?;
+            Command::RefreshToken { token: p.token }
+        }
         _ => Command::Custom(payload),
     })
 }

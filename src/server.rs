@@ -195,10 +195,8 @@ impl RecordServerBuilder {
         .start();
         let authenticator =
             self.authenticator
-                .unwrap_or_else(|| match &self.config.auth.jwt_secret {
-                    Some(secret) => {
-                        Authenticator::jwt(secret.as_bytes(), self.config.auth.required)
-                    }
+                .unwrap_or_else(|| match self.config.auth.jwt_verifier() {
+                    Some(verifier) => Authenticator::with_jwt(verifier, self.config.auth.required),
                     None => Authenticator::anonymous(),
                 });
         let server = RecordServer {
@@ -494,8 +492,8 @@ impl RecordServer {
         if *self.inner.shutdown.borrow() {
             return Ok(HttpResponse::ServiceUnavailable().body("shutting down"));
         }
-        let metadata = match self.inner.authenticator.authenticate(&req).await {
-            Ok(metadata) => metadata,
+        let grant = match self.inner.authenticator.authenticate(&req).await {
+            Ok(grant) => grant,
             Err(AuthRejection(why)) => {
                 return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
             }
@@ -533,14 +531,16 @@ impl RecordServer {
             metadata_hook: self.inner.metadata_hook.clone(),
             records: self.clone(),
             shutdown: self.inner.shutdown.subscribe(),
+            authenticator: self.inner.authenticator.clone(),
         };
         let socket = req.conn_data::<ConnectionSocket>().copied();
-        let connection = Connection::new(id, metadata);
+        let token = crate::auth::SessionToken::new(&grant);
+        let connection = Connection::new(id, grant.metadata);
         crate::metrics::metrics().connections.inc();
         let max_in_flight = self.inner.session_settings.max_in_flight_requests;
         SessionActor::create(|ctx| {
             ctx.add_stream(crate::inflight::Gated::new(stream, max_in_flight));
-            SessionActor::new(number, connection, outbox, services, socket)
+            SessionActor::new(number, connection, outbox, services, socket).with_token(token)
         });
         Ok(response)
     }

@@ -14,10 +14,13 @@
 //! - Nothing here blocks on the socket: frames go to the outbox, which the connection's
 //!   response body drains.
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
+//! - A connection whose token expires (`exp` plus leeway) is closed with 4001 unless it sent
+//!   `mesh/refresh-token` first; a refresh takes effect before the next request is read.
 
 use super::record::{ApplyWrite, RecordActor, ResyncSubscriber, Subscribe, Unsubscribe};
 use super::registry::{Leased, RegistryActor, ResolveAccess, send_to_record};
 use crate::access::Operation;
+use crate::auth::{Authenticator, SessionToken};
 use crate::commands::{CommandContext, Commands};
 use crate::connection::Connection;
 use crate::error::Error;
@@ -38,6 +41,12 @@ use tokio::sync::watch;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// WebSocket close code sent to a client that stopped answering pings.
 pub const CLOSE_PING_TIMEOUT: u16 = 4000;
+/// WebSocket close code sent when the connection's token expired without a refresh.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+/// Longest single wait of the token-expiry timer; it re-arms, so far-off `exp` values never
+/// overflow a timer, and a wall clock that jumps is looked at again at least this often.
+const TOKEN_CHECK_MAX: Duration = Duration::from_secs(3600);
 
 /// How long a closing connection may take to send its close frame before its socket is shut.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -112,6 +121,8 @@ pub struct SessionServices {
     pub records: RecordServer,
     /// Flips to true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Checks tokens sent with `mesh/refresh-token`.
+    pub authenticator: Authenticator,
 }
 
 /// A record actor ended this session's subscription (the record was deleted).
@@ -150,6 +161,8 @@ pub struct SessionActor {
     /// The in-flight permit of the frame being handled; a request answered later takes it
     /// along and drops it with its reply.
     permit: Option<Permit>,
+    /// The credential's deadline and identity (see [`SessionActor::with_token`]).
+    token: SessionToken,
 }
 
 impl SessionActor {
@@ -178,6 +191,7 @@ impl SessionActor {
             awaiting_pong: false,
             missed_pongs: 0,
             permit: None,
+            token: SessionToken::default(),
         }
     }
 
@@ -275,6 +289,7 @@ impl SessionActor {
                 self.reply(&id, &name, Ok(json!({ "metadata": metadata })));
             }
             Ok(Command::SetMetadata(proposed)) => self.set_metadata(id, proposed, ctx),
+            Ok(Command::RefreshToken { token }) => self.refresh_token(id, &token, ctx),
             Ok(Command::Custom(payload)) => self.custom_command(id, name, payload, ctx),
         }
     }
@@ -582,6 +597,7 @@ impl Actor for SessionActor {
             &self.connection.id(),
         ));
         ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
+        self.arm_token_expiry(ctx);
 
         let outbox = self.outbox.clone();
         async move { outbox.overflowed().await }
@@ -679,6 +695,59 @@ impl Handler<SubscriptionEnded> for SessionActor {
             .is_some_and(|active| active.token == msg.token)
         {
             self.subscriptions.remove(&msg.record_id);
+        }
+    }
+}
+
+/// Token expiry and refresh.
+impl SessionActor {
+    /// The token the connection authenticated with (untokened by default: never expires).
+    pub fn with_token(mut self, token: SessionToken) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Closes the connection when its token runs out. The timer carries the token's epoch and
+    /// does nothing once a refresh has replaced it; it re-checks the wall clock when it fires,
+    /// because `exp` is wall-clock time and the timer is monotonic.
+    fn arm_token_expiry(&mut self, ctx: &mut Context<Self>) {
+        let Some(remaining) = self.token.remaining(std::time::SystemTime::now()) else {
+            return;
+        };
+        let epoch = self.token.epoch();
+        ctx.run_later(remaining.min(TOKEN_CHECK_MAX), move |act, ctx| {
+            if act.token.epoch() != epoch {
+                return;
+            }
+            if act.token.expired(std::time::SystemTime::now()) {
+                log::debug!("session {}: token expired", act.number);
+                let code = CloseCode::Other(CLOSE_TOKEN_EXPIRED);
+                act.close(ctx, code, "token expired", false);
+            } else {
+                act.arm_token_expiry(ctx);
+            }
+        });
+    }
+
+    /// `mesh/refresh-token`: verified and applied before the next request is read, so guards
+    /// see the new claims from then on. A refused token changes nothing: the old one still
+    /// closes the connection when it expires.
+    fn refresh_token(&mut self, id: Option<Number>, token: &str, ctx: &mut Context<Self>) {
+        let result = self
+            .services
+            .authenticator
+            .refresh(token)
+            .and_then(|grant| self.token.refresh(grant));
+        match result {
+            Ok(metadata) => {
+                self.connection.set_metadata(metadata);
+                self.arm_token_expiry(ctx);
+                self.reply(&id, commands::REFRESH_TOKEN, Ok(json!({ "success": true })));
+            }
+            Err(rejection) => {
+                let error = Error::Auth(rejection.0);
+                self.reply(&id, commands::REFRESH_TOKEN, Err(error));
+            }
         }
     }
 }
