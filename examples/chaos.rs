@@ -51,7 +51,7 @@ use std::cell::RefCell;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest wait for subscribers to agree with the store once writes and faults have stopped.
@@ -138,6 +138,8 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
     let redis_url = cluster.redis_url();
     let prefix = cluster.prefix().to_owned();
 
+    let history = faults::History::default();
+
     // Subscribers first, so every record is held by both instances from the start.
     let forks = Rc::new(RefCell::new(subscriber::Forks::default()));
     let mut subscribers = Vec::new();
@@ -148,6 +150,7 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
                 label,
                 mode,
                 options.records,
+                started,
             )));
             actix_rt::spawn(subscriber::run(
                 sub.clone(),
@@ -159,7 +162,7 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
         }
     }
 
-    let work = Rc::new(workload::Workload::default());
+    let work = Rc::new(workload::Workload::new(started, history.clone()));
     for (i, url) in urls.iter().enumerate() {
         actix_rt::spawn(workload::keep_connected(
             work.clone(),
@@ -183,13 +186,12 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
         .collect();
 
     let stop_faults = Arc::new(AtomicBool::new(false));
-    let injected = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     {
         let (kinds, gap, fault_rng) = (options.faults.clone(), options.fault_gap, rng.fork());
-        let (stop, injected) = (stop_faults.clone(), injected.clone());
+        let (stop, history) = (stop_faults.clone(), history.clone());
         std::thread::spawn(move || {
-            let report = faults::run(cluster, kinds, gap, fault_rng, started, stop, injected);
+            let report = faults::run(cluster, kinds, gap, fault_rng, started, stop, history);
             let _ = done_tx.send(report);
         });
     }
@@ -207,7 +209,7 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
                 work.writes.get(),
                 work.acked.get(),
                 work.deletes.get(),
-                injected.load(Ordering::SeqCst)
+                history.lock().map_or(0, |h| h.len())
             ),
         );
     };
@@ -258,8 +260,13 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
             let s = s.borrow();
             s.findings
                 .iter()
-                .map(|(index, finding)| {
-                    format!("{} at {}: {finding:?}", store::record_id(*index), s.label)
+                .map(|(index, finding, at)| {
+                    format!(
+                        "{} at {}: {finding:?} ({})",
+                        store::record_id(*index),
+                        s.label,
+                        faults::context(&history, *at)
+                    )
                 })
                 .collect::<Vec<_>>()
         })

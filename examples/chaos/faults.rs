@@ -54,6 +54,23 @@ impl FaultKind {
     }
 }
 
+/// When each fault began (seconds since the start) and its kind, for placing findings in time.
+pub type History = Arc<std::sync::Mutex<Vec<(f64, FaultKind)>>>;
+
+/// "t=12.3s, 0.4 s after fault 2 (debug-sleep) began", for a finding made at `at`.
+pub fn context(history: &History, at: f64) -> String {
+    let history = history.lock().map(|h| h.clone()).unwrap_or_default();
+    match history.iter().enumerate().rev().find(|(_, (t, _))| *t <= at) {
+        Some((i, (t, kind))) => format!(
+            "t={at:.1}s, {:.1} s after fault {} ({}) began",
+            at - t,
+            i + 1,
+            kind.name()
+        ),
+        None => format!("t={at:.1}s, before any fault"),
+    }
+}
+
 /// What the fault thread hands back when it stops: the cluster (still running) and its log.
 pub struct FaultReport {
     pub cluster: Cluster,
@@ -70,7 +87,7 @@ pub fn run(
     mut rng: Rng,
     started: Instant,
     stop: Arc<AtomicBool>,
-    injected_counter: Arc<std::sync::atomic::AtomicU64>,
+    history: History,
 ) -> FaultReport {
     let mut report_crashes = Vec::new();
     let mut injected = 0;
@@ -89,7 +106,9 @@ pub fn run(
         }
         let kind = kinds[rng.below(kinds.len() as u64) as usize];
         injected += 1;
-        injected_counter.store(injected, Ordering::SeqCst);
+        if let Ok(mut history) = history.lock() {
+            history.push((started.elapsed().as_secs_f64(), kind));
+        }
         let what = inject(&mut cluster, kind, &mut rng);
         log(started, &format!("fault {injected} {}: {what}", kind.name()));
         if let Err(e) = settle(&mut cluster) {

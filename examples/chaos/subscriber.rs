@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One subscriber's state, read by the progress line and the final check.
 pub struct Subscriber {
@@ -17,16 +17,24 @@ pub struct Subscriber {
     pub label: String,
     pub mode: &'static str,
     pub follows: Vec<Follow>,
-    pub findings: Vec<(usize, Finding)>,
+    /// Each broken promise with its record and when it was seen (seconds since `started`).
+    pub findings: Vec<(usize, Finding, f64)>,
+    started: Instant,
     pub pushes: u64,
     pub stray: u64,
     pub connects: u64,
 }
 
 impl Subscriber {
+    fn found(&mut self, index: usize, finding: Finding) {
+        let at = self.started.elapsed().as_secs_f64();
+        self.findings.push((index, finding, at));
+    }
+
     /// A subscriber of `records` records, not yet connected.
-    pub fn new(label: String, mode: &'static str, records: usize) -> Subscriber {
+    pub fn new(label: String, mode: &'static str, records: usize, started: Instant) -> Subscriber {
         Subscriber {
+            started,
             label,
             mode,
             follows: vec![Follow::default(); records],
@@ -47,7 +55,8 @@ pub struct Forks {
 }
 
 impl Forks {
-    fn saw(&mut self, label: &str, index: usize, follow: &Follow) {
+    fn saw(&mut self, sub: &Subscriber, index: usize) {
+        let (label, follow) = (&sub.label, &sub.follows[index]);
         let View::Live {
             value: Some(value),
             version,
@@ -59,8 +68,9 @@ impl Forks {
             Some(first) if first != value => {
                 if self.found.len() < 1000 {
                     self.found.push(format!(
-                        "{} v{version}: {label} saw {value}, another subscriber saw {first}",
-                        record_id(index)
+                        "{} v{version}: {label} saw {value}, another subscriber saw {first} (at t={:.1}s)",
+                        record_id(index),
+                        sub.started.elapsed().as_secs_f64()
                     ));
                 }
             }
@@ -138,9 +148,9 @@ fn handle(
             let version = payload["version"].as_u64().unwrap_or(0);
             let follow = &mut sub.follows[index];
             if let Some(finding) = follow.snapshot(record, version) {
-                sub.findings.push((index, finding));
+                sub.found(index, finding);
             }
-            forks.borrow_mut().saw(&sub.label, index, &sub.follows[index]);
+            forks.borrow_mut().saw(sub, index);
         } else {
             refused.push(index);
         }
@@ -164,7 +174,7 @@ fn handle(
     sub.pushes += 1;
     match applied {
         Applied::Moved => {
-            forks.borrow_mut().saw(&sub.label, index, &sub.follows[index]);
+            forks.borrow_mut().saw(sub, index);
             // A deletion ends the subscription: subscribe again to see a re-creation.
             ended.then_some(index)
         }
@@ -173,7 +183,7 @@ fn handle(
             None
         }
         Applied::Broken(finding) => {
-            sub.findings.push((index, finding));
+            sub.found(index, finding);
             sub.follows[index].view = View::Waiting;
             Some(index)
         }

@@ -126,7 +126,7 @@ mod tests {
         let findings = check_store(&ledgers, &stored);
         assert_eq!((findings.lost.len(), findings.resurrected.len()), (1, 1));
 
-        let mut sub = Subscriber::new("a/full".into(), "full", 2);
+        let mut sub = Subscriber::new("a/full".into(), "full", 2, std::time::Instant::now());
         sub.follows[0].snapshot(Some(json!({"n": 2})), 9);
         assert_eq!(check_subscriber(&sub, &stored).len(), 1, "record 1 unsubscribed");
         sub.follows[1].snapshot(Some(json!({"n": 1})), 1);

@@ -4,6 +4,7 @@
 //! instance and later re-creating it. Every outcome goes into the record's ledger.
 
 use crate::client::{Client, Reply};
+use crate::faults::{History, context};
 use crate::ledger::{Ledgers, Op};
 use crate::procs::{ADMIN_TOKEN, NAMES};
 use crate::rng::Rng;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a write or delete may take before its outcome counts as unknown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,8 +25,9 @@ const RECREATE_CHANCE: f64 = 0.3;
 const PAD: &str = "chaos-padding-so-that-a-patch-is-smaller-than-the-whole-value-0123456789";
 
 /// Counters and ledgers shared by the writer tasks and the report.
-#[derive(Default)]
 pub struct Workload {
+    started: Instant,
+    history: History,
     pub ledgers: RefCell<Ledgers>,
     pub writes: Cell<u64>,
     pub acked: Cell<u64>,
@@ -42,6 +44,23 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// An empty ledger; `started` and `history` place findings in time.
+    pub fn new(started: Instant, history: History) -> Workload {
+        Workload {
+            started,
+            history,
+            ledgers: Default::default(),
+            writes: Default::default(),
+            acked: Default::default(),
+            deletes: Default::default(),
+            deletes_acked: Default::default(),
+            failures: Default::default(),
+            lost_early: Default::default(),
+            stop: Default::default(),
+            conns: Default::default(),
+        }
+    }
+
     fn failed(&self, what: String) {
         *self.failures.borrow_mut().entry(what).or_default() += 1;
     }
@@ -167,8 +186,9 @@ async fn delete(work: &Workload, http: &awc::Client, port: u16, index: usize, id
             // "No such record": the server says it is absent now. Right after an
             // acknowledged write with nothing uncertain since, that write was lost.
             if let (Some(Op::Write { n }), true) = (ledger.last_acked, ledger.maybe.is_empty()) {
+                let when = context(&work.history, work.started.elapsed().as_secs_f64());
                 work.lost_early.borrow_mut().push(format!(
-                    "{id}: admin DELETE on port {port} answered 404 (no such record) after write n={n} was acknowledged"
+                    "{id}: admin DELETE on port {port} answered 404 (no such record) after write n={n} was acknowledged ({when})"
                 ));
             }
             ledger.acked(Op::Delete);
