@@ -100,7 +100,11 @@ fn main() -> ExitCode {
         options.seed,
         options.records,
         options.rate,
-        if faults.is_empty() { "none".into() } else { faults.join(",") },
+        if faults.is_empty() {
+            "none".into()
+        } else {
+            faults.join(",")
+        },
         cluster.redis_port,
         cluster.ports[0],
         cluster.ports[1],
@@ -200,7 +204,11 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
     let progress = |phase: &str| {
         let (pushes, findings, connects) = subscribers.iter().fold((0, 0, 0), |acc, s| {
             let s = s.borrow();
-            (acc.0 + s.pushes, acc.1 + s.findings.len(), acc.2 + s.connects)
+            (
+                acc.0 + s.pushes,
+                acc.1 + s.findings.len(),
+                acc.2 + s.connects,
+            )
         });
         faults::log(
             started,
@@ -293,11 +301,7 @@ async fn run(options: args::Options, cluster: procs::Cluster) -> Result<bool, St
         );
     }
     verdict::print_details("lost acknowledged writes", &lost, 20);
-    verdict::print_details(
-        "resurrected deletions",
-        &store_findings.resurrected,
-        20,
-    );
+    verdict::print_details("resurrected deletions", &store_findings.resurrected, 20);
     verdict::print_details("subscribers behind the store", &behind, 20);
     verdict::print_details("regressions at subscribers", &regressions, 20);
     verdict::print_details("one version, two values", &forks_found, 20);

@@ -59,9 +59,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--minutes" => {
                 let minutes: f64 = number(&arg, &value)?;

@@ -60,7 +60,12 @@ pub type History = Arc<std::sync::Mutex<Vec<(f64, FaultKind)>>>;
 /// "t=12.3s, 0.4 s after fault 2 (debug-sleep) began", for a finding made at `at`.
 pub fn context(history: &History, at: f64) -> String {
     let history = history.lock().map(|h| h.clone()).unwrap_or_default();
-    match history.iter().enumerate().rev().find(|(_, (t, _))| *t <= at) {
+    match history
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, (t, _))| *t <= at)
+    {
         Some((i, (t, kind))) => format!(
             "t={at:.1}s, {:.1} s after fault {} ({}) began",
             at - t,
@@ -110,7 +115,10 @@ pub fn run(
             history.push((started.elapsed().as_secs_f64(), kind));
         }
         let what = inject(&mut cluster, kind, &mut rng);
-        log(started, &format!("fault {injected} {}: {what}", kind.name()));
+        log(
+            started,
+            &format!("fault {injected} {}: {what}", kind.name()),
+        );
         if let Err(e) = settle(&mut cluster) {
             log(started, &format!("after fault {injected}: {e}"));
         }

@@ -19,7 +19,11 @@ pub enum View {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finding {
     /// A version at or below one already seen in the same subscription.
-    Backwards { kind: &'static str, had: u64, got: u64 },
+    Backwards {
+        kind: &'static str,
+        had: u64,
+        got: u64,
+    },
     /// A patch that does not follow the previous version: versions were skipped without a
     /// full value to resync.
     Gap { had: u64, got: u64 },
@@ -106,7 +110,9 @@ impl Follow {
             return Applied::Broken(Finding::Gap { had, got: version });
         }
         // A record that did not exist counts as `{}`.
-        let mut next = value.clone().unwrap_or_else(|| Value::Object(Default::default()));
+        let mut next = value
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let applied = serde_json::from_value::<json_patch::Patch>(patch.clone())
             .map_err(|e| e.to_string())
             .and_then(|p| json_patch::patch(&mut next, &p).map_err(|e| e.to_string()));

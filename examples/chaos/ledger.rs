@@ -64,9 +64,7 @@ pub enum Broken {
 /// Checks one record: `None` when the store is consistent with the ledger.
 pub fn check(ledger: &RecordLedger, found: &Final) -> Option<Broken> {
     let maybe_deleted = ledger.maybe.contains(&Op::Delete);
-    let maybe_wrote = |n: Option<u64>| {
-        n.is_some_and(|n| ledger.maybe.contains(&Op::Write { n }))
-    };
+    let maybe_wrote = |n: Option<u64>| n.is_some_and(|n| ledger.maybe.contains(&Op::Write { n }));
     match (ledger.last_acked, found) {
         (Some(Op::Write { n: acked_n }), Final::Absent) if !maybe_deleted => Some(Broken::Lost {
             acked_n,
@@ -126,7 +124,10 @@ mod tests {
             Some(Broken::Lost { .. })
         ));
         // A delete whose answer was lost may have happened.
-        assert_eq!(check(&ledger(Some(w(4)), &[Op::Delete]), &Final::Absent), None);
+        assert_eq!(
+            check(&ledger(Some(w(4)), &[Op::Delete]), &Final::Absent),
+            None
+        );
     }
 
     #[test]

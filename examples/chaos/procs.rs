@@ -175,7 +175,10 @@ writable = true
             if Instant::now() > deadline {
                 return Err(format!("{name} did not start listening"));
             }
-            if let Some(Some(_)) = self.instances[i].as_mut().map(|c| c.try_wait().ok().flatten()) {
+            if let Some(Some(_)) = self.instances[i]
+                .as_mut()
+                .map(|c| c.try_wait().ok().flatten())
+            {
                 return Err(format!("{name} exited at startup; see its log"));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -277,7 +280,12 @@ pub fn connections_to(pid: u32, remote_port: u16) -> Vec<u16> {
         .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
         .filter_map(|target| {
             let target = target.to_string_lossy().into_owned();
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
         })
         .collect();
     let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();

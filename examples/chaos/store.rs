@@ -10,7 +10,10 @@ pub enum Stored {
     Absent,
     /// The value (unparsable JSON is kept as a string, so it shows in the report) and version
     /// (`None` when the version key is missing or not a number).
-    Present { value: Value, version: Option<u64> },
+    Present {
+        value: Value,
+        version: Option<u64>,
+    },
 }
 
 /// The id of record `i`.

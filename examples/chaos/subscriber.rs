@@ -83,7 +83,12 @@ impl Forks {
 }
 
 /// Runs the subscriber forever (the run ends by stopping the actix system).
-pub async fn run(sub: Rc<RefCell<Subscriber>>, forks: Rc<RefCell<Forks>>, http: awc::Client, url: String) {
+pub async fn run(
+    sub: Rc<RefCell<Subscriber>>,
+    forks: Rc<RefCell<Forks>>,
+    http: awc::Client,
+    url: String,
+) {
     loop {
         let Ok((client, mut events)) = Client::connect(&http, &url).await else {
             actix_rt::time::sleep(Duration::from_millis(300)).await;

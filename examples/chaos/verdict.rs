@@ -128,9 +128,17 @@ mod tests {
 
         let mut sub = Subscriber::new("a/full".into(), "full", 2, std::time::Instant::now());
         sub.follows[0].snapshot(Some(json!({"n": 2})), 9);
-        assert_eq!(check_subscriber(&sub, &stored).len(), 1, "record 1 unsubscribed");
+        assert_eq!(
+            check_subscriber(&sub, &stored).len(),
+            1,
+            "record 1 unsubscribed"
+        );
         sub.follows[1].snapshot(Some(json!({"n": 1})), 1);
-        assert_eq!(check_subscriber(&sub, &stored).len(), 1, "record 1 one version behind");
+        assert_eq!(
+            check_subscriber(&sub, &stored).len(),
+            1,
+            "record 1 one version behind"
+        );
         sub.follows[1].snapshot(Some(json!({"n": 1})), 2);
         assert!(check_subscriber(&sub, &stored).is_empty());
     }

@@ -126,7 +126,10 @@ async fn write(work: &Workload, index: usize, id: &str, n: u64, rng: &mut Rng) {
     };
     let x = rng.below(1000);
     let (strategy, value) = match rng.below(100) {
-        0..60 => ("replace", json!({"n": n, "by": NAMES[instance], "x": x, "pad": PAD})),
+        0..60 => (
+            "replace",
+            json!({"n": n, "by": NAMES[instance], "x": x, "pad": PAD}),
+        ),
         60..85 => ("merge", json!({"n": n, "y": x})),
         _ => ("deepMerge", json!({"n": n, "deep": {"z": x}})),
     };
