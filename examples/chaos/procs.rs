@@ -202,15 +202,15 @@ writable = true
     /// each is started again so the run can go on.
     pub fn reap_crashed(&mut self) -> Vec<String> {
         let mut crashed = Vec::new();
-        for i in 0..2 {
+        for (i, name) in NAMES.iter().enumerate() {
             let status = self.instances[i]
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = status {
                 self.instances[i] = None;
-                crashed.push(format!("instance {} exited by itself: {status}", NAMES[i]));
+                crashed.push(format!("instance {name} exited by itself: {status}"));
                 if let Err(e) = self.start_instance(i) {
-                    crashed.push(format!("instance {} did not restart: {e}", NAMES[i]));
+                    crashed.push(format!("instance {name} did not restart: {e}"));
                 }
             }
         }
