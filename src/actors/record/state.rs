@@ -501,6 +501,18 @@ impl<R> Core<R> {
             Ok(DeleteResult::Deleted { version }) => {
                 self.delete_applied(reply, version, &mut out);
             }
+            Ok(DeleteResult::Absent { version })
+                if self.record.exists() && version < self.record.version =>
+            {
+                // The store lost the record (an older tombstone or none explains its absence):
+                // it existed, so this delete is what the client asked for. Keep the tombstone
+                // at our version so the versions stay unique.
+                let ours = self.record.version;
+                self.delete_applied(reply, ours, &mut out);
+                out.push(Effect::WriteBack(Stored::absent(ours)));
+                self.set_phase(Phase::WritingBack);
+                return out;
+            }
             Ok(DeleteResult::Absent { version }) => {
                 out.push(Effect::Reply(reply, Answer::Delete(Ok(None))));
                 self.settle(Stored::absent(version), false, &mut out);

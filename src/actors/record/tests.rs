@@ -710,3 +710,23 @@ fn a_merge_too_large_is_refused_alone() {
     h.write(1, json!({"b": "x".repeat(30)}), Strategy::Merge);
     assert_eq!(h.take_seen(), vec![reply(1, "ELIMIT")]);
 }
+
+#[test]
+fn a_delete_when_the_store_lost_the_record_deletes_it_and_keeps_the_tombstone() {
+    // Redis restarted empty; this instance still holds version 26.
+    let mut h = Harness::new(live(json!({"n": 26}), 26));
+    h.store.record = Stored::default();
+    h.delete(1);
+    assert_eq!(
+        h.take_seen(),
+        vec![
+            Seen::Deleted(26),
+            Seen::PersistDeletion(26),
+            reply(1, "deleted v26")
+        ]
+    );
+    assert_eq!(h.store.record, Stored::absent(26));
+    // And a new record continues after it.
+    h.write(2, json!("new"), Strategy::Replace);
+    assert_eq!(h.store.record, live(json!("new"), 27));
+}
