@@ -566,6 +566,12 @@ export class MeshClient {
   }
 
   _send(request) {
+    if (this._socket?.readyState !== 1) {
+      // The socket is closing (its close event is still to come): the request was not sent,
+      // so it waits for the next connection instead of failing as if it might have happened.
+      this._queue.push(request);
+      return;
+    }
     this._pending.set(request.id, request);
     try {
       this._socket.send(JSON.stringify({ id: request.id, command: request.command, payload: request.payload }));
@@ -579,8 +585,9 @@ export class MeshClient {
   }
 
   _sendPush(command, payload) {
+    if (this._socket?.readyState !== 1) return; // closing: nothing to answer any more
     try {
-      this._socket?.send(JSON.stringify({ command, payload }));
+      this._socket.send(JSON.stringify({ command, payload }));
     } catch {
       // the close event handles a broken socket
     }
