@@ -1,5 +1,6 @@
 // The demo page: a shared checklist (record todo:<room>, patch mode) and live pointers
-// (record cursors:<room>, full mode), both through @mesh-records/client.
+// (record cursors:<room>, full mode), both through @mesh-records/client. A toggle drops the
+// connection and keeps it down, to show the client resuming from the missed patches.
 //
 // Query parameters: ?ws=ws://host:port/ws (default: this host, path /ws), ?room=name
 // (default "demo"; letters, digits, _ and -).
@@ -26,6 +27,8 @@ const ui = {
   error: $('#error'),
   board: $('#board'),
   cursors: $('#cursors'),
+  network: $('#network-toggle'),
+  stats: $('#resume-stats'),
 };
 $('#todo-id').textContent = TODO_ID;
 $('#cursors-id').textContent = CURSORS_ID;
@@ -198,6 +201,68 @@ function forgetCursor(connectionId) {
 }
 window.addEventListener('pagehide', () => forgetCursor(client?.connectionId));
 
+// ---- going offline ------------------------------------------------------------------------
+
+// "Offline" is simulated below the client: the WebSocket class handed to it drops its open
+// sockets and fails new ones (without touching the network, so the console stays clean),
+// which the client sees exactly as a lost network.
+let offline = false;
+const openSockets = new Set();
+
+/** A socket that never connects: it reports a close on the next tick. */
+class OfflineSocket {
+  constructor() {
+    this.readyState = 0;
+    this.onopen = this.onmessage = this.onerror = this.onclose = null;
+    setTimeout(() => {
+      this.readyState = 3;
+      this.onclose?.({ code: 1006, reason: 'offline (demo toggle)' });
+    }, 0);
+  }
+
+  send() {
+    throw new Error('offline (demo toggle)');
+  }
+
+  close() {}
+}
+
+function DemoWebSocket(url) {
+  if (offline) return new OfflineSocket();
+  const ws = new WebSocket(url);
+  openSockets.add(ws);
+  ws.addEventListener('close', () => openSockets.delete(ws));
+  return ws;
+}
+
+/** Reconnects now rather than after the backoff; retries while an attempt is under way. */
+function reconnectSoon() {
+  if (offline || !client || client.state !== 'reconnecting') return;
+  if (!client.reconnectNow()) setTimeout(reconnectSoon, 100);
+}
+
+function renderNetwork() {
+  ui.network.textContent = offline ? 'go online' : 'go offline';
+  ui.network.dataset.offline = String(offline);
+}
+
+ui.network.addEventListener('click', () => {
+  offline = !offline;
+  renderNetwork();
+  if (offline) {
+    for (const ws of openSockets) ws.close(4000, 'offline (demo toggle)');
+  } else {
+    reconnectSoon();
+  }
+});
+
+const resumeStats = { resumed: 0, full: 0 };
+function renderStats() {
+  ui.stats.dataset.resumed = String(resumeStats.resumed);
+  ui.stats.dataset.full = String(resumeStats.full);
+  ui.stats.textContent = `resumed ${resumeStats.resumed} / full ${resumeStats.full}`;
+}
+
 // ---- connection -------------------------------------------------------------------------
 
 async function start() {
@@ -207,8 +272,12 @@ async function start() {
     try {
       client = await connect(WS_URL, {
         applyPatch,
+        WebSocket: DemoWebSocket,
         reconnect: { minDelayMs: 500, maxDelayMs: 8000 },
-        onClose: ({ willReconnect }) => setStatus(willReconnect ? 'reconnecting' : 'closed', willReconnect ? 'reconnecting…' : 'disconnected'),
+        onClose: ({ willReconnect }) => {
+          if (offline) setStatus('offline', 'offline');
+          else setStatus(willReconnect ? 'reconnecting' : 'closed', willReconnect ? 'reconnecting…' : 'disconnected');
+        },
         onOpen: ({ connectionId }) => {
           document.body.dataset.connectionId = connectionId;
           setStatus('open', `connected · you are ${labelFor(connectionId)}`);
@@ -223,10 +292,14 @@ async function start() {
     }
   }
   let previousId = client.connectionId;
-  client.on('reconnect', ({ connectionId }) => {
+  client.on('reconnect', ({ connectionId, resumed, full }) => {
     forgetCursor(previousId); // our old entry would linger otherwise
     previousId = connectionId;
+    resumeStats.resumed += resumed.length;
+    resumeStats.full += full.length;
+    renderStats();
   });
+  ui.network.disabled = false;
   setStatus('open', `connected · you are ${labelFor(client.connectionId)}`);
 
   try {

@@ -5,10 +5,17 @@
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MIN_DELAY_MS = 500;
 const DEFAULT_MAX_DELAY_MS = 10_000;
+// Token refresh: never sooner than this after the last one (guards against tokens that are
+// already expired or live for a moment), and setTimeout's own upper limit.
+const MIN_REFRESH_DELAY_MS = 1000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// The close code the server uses when a connection's token expired.
+const TOKEN_EXPIRED_CODE = 4001;
 const EVENT_TYPES = ['open', 'close', 'reconnecting', 'reconnect', 'error'];
 
 /** An error answered by the server (`code` is its code, e.g. `EFORBIDDEN`) or raised locally
- * (`ETIMEOUT`, `ECLOSED`, `EREFUSED`). `serverName` is the server's error name when it sent one. */
+ * (`ETIMEOUT`, `ECLOSED`, `EAUTH` when `getToken` fails). `serverName` is the server's error
+ * name when it sent one; `version` the record's current version on `EVERSION`. */
 export class MeshError extends Error {
   constructor(message, code, serverName) {
     super(message);
@@ -49,6 +56,45 @@ function decodeFrame(data) {
   }
 }
 
+/** The claims of a JWT, decoded without verifying it (the server verifies; the client only
+ * needs `exp` and `iat` to know when to refresh). Null when it is not a readable JWT. */
+function jwtClaims(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const padded = base64 + '='.repeat((4 - (base64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims !== null && typeof claims === 'object' && !Array.isArray(claims) ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `exp` of a JWT in ms, or null when it has none (or is not a JWT). */
+function expiryMs(token) {
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : null;
+}
+
+/**
+ * How long to wait before refreshing `token` (obtained at `obtainedAtMs`), or null when it has
+ * no `exp`. The refresh is due 30 s or 10 % of the lifetime before `exp`, whichever comes first,
+ * but never in the first half of the lifetime, so that short-lived tokens do not refresh in a
+ * loop.
+ */
+function refreshDelayMs(token, obtainedAtMs, nowMs) {
+  const expMs = expiryMs(token);
+  if (expMs === null) return null;
+  const iat = jwtClaims(token).iat;
+  const issuedMs = typeof iat === 'number' && Number.isFinite(iat) ? iat * 1000 : obtainedAtMs;
+  const lifetimeMs = Math.max(0, expMs - issuedMs);
+  const leadMs = Math.min(Math.max(30_000, lifetimeMs * 0.1), lifetimeMs / 2);
+  return Math.min(MAX_TIMER_MS, Math.max(MIN_REFRESH_DELAY_MS, expMs - leadMs - nowMs));
+}
+
 function withToken(url, token) {
   if (token === undefined || token === null || token === '') return String(url);
   const parsed = new URL(String(url));
@@ -62,6 +108,8 @@ function withToken(url, token) {
  * @param {string} url  e.g. `ws://127.0.0.1:3000/ws`
  * @param {object} [options]
  * @param {string} [options.token]  JWT, sent as the `token` query parameter
+ * @param {() => Promise<string> | string} [options.getToken]  returns a fresh JWT: called
+ *   before the current one expires (sent with `mesh/refresh-token`) and before each reconnect
  * @param {Function} [options.WebSocket]  WebSocket class (default: `globalThis.WebSocket`)
  * @param {(value: any, ops: object[]) => any} [options.applyPatch]  RFC 6902 apply function
  *   returning the new value without mutating `value` (default: global `jsonpatch` if loaded)
@@ -82,8 +130,15 @@ export class MeshClient {
         'No WebSocket implementation: pass one as options.WebSocket (in Node 20: the `ws` package)',
       );
     }
+    if (options.getToken !== undefined && typeof options.getToken !== 'function') {
+      throw new TypeError('options.getToken must be a function returning a JWT');
+    }
     this._WebSocket = WebSocketImpl;
-    this._url = withToken(url, options.token);
+    this._baseUrl = String(url);
+    this._token = options.token ? options.token : null; // the token the server holds now
+    this._tokenAt = Date.now(); // when `_token` was obtained (its lifetime when it has no iat)
+    this._getToken = options.getToken ?? null;
+    this._refreshTimer = null;
     this._applyPatch = options.applyPatch ?? patchFromGlobal();
     this._timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (options.reconnect === false) {
@@ -166,18 +221,22 @@ export class MeshClient {
   async _start() {
     this._state = 'connecting';
     try {
-      await this._openSocket();
+      const token = this._token ?? (this._getToken ? await this._callGetToken() : null);
+      if (this._state !== 'connecting') throw new MeshError('client closed while connecting', 'ECLOSED');
+      await this._openSocket(withToken(this._baseUrl, token));
+      this._useToken(token);
     } catch (err) {
       this._state = 'closed';
       throw err;
     }
     this._state = 'open';
+    this._scheduleRefresh();
     this._emit('open', { connectionId: this.connectionId, reconnected: false });
   }
 
   /** Resolves when a new socket is open and `mesh/assign-id` has arrived; rejects (and drops
    * the socket) when it closes or times out before that. */
-  _openSocket() {
+  _openSocket(url) {
     return new Promise((resolve, reject) => {
       let ws = null;
       let settled = false;
@@ -201,7 +260,7 @@ export class MeshClient {
         reject(err);
       };
       try {
-        ws = new this._WebSocket(this._url);
+        ws = new this._WebSocket(url);
       } catch (err) {
         ws = null;
         fail(err);
@@ -245,8 +304,11 @@ export class MeshClient {
   _onSocketClosed(ws, event) {
     if (this._socket !== ws) return;
     this._socket = null;
+    this._cancelRefresh();
     this._failAll(this._pending, () => new MeshError(`connection closed (code ${event.code}) before the reply`, 'ECLOSED'));
-    const willReconnect = this._state !== 'closed' && this._reconnect !== null;
+    // Without getToken, a connection closed for an expired token cannot come back.
+    const tokenLost = event.code === TOKEN_EXPIRED_CODE && !this._getToken;
+    const willReconnect = this._state !== 'closed' && this._reconnect !== null && !tokenLost;
     this._emit('close', { code: event.code, reason: event.reason ?? '', willReconnect });
     if (willReconnect) {
       this._state = 'reconnecting';
@@ -274,28 +336,135 @@ export class MeshClient {
   async _tryReconnect() {
     this._reconnectTimer = null;
     if (this._state !== 'reconnecting') return;
+    let token;
     try {
-      await this._openSocket();
+      token = await this._tokenForReconnect();
+      if (this._state !== 'reconnecting') return;
+      await this._openSocket(withToken(this._baseUrl, token));
     } catch {
       if (this._state === 'reconnecting') this._scheduleReconnect();
       return;
     }
     if (this._state !== 'reconnecting') return;
+    if (token !== this._token) this._useToken(token);
     const attempts = this._failedAttempts;
     this._failedAttempts = 0;
     this._state = 'open';
+    this._scheduleRefresh();
     // Subscriptions first, so that requests queued meanwhile run after them.
-    const resubscribed = [...this._subs.values()].map((sub) => this._subscribeAgain(sub, 'reconnect', false));
+    const subs = [...this._subs.values()];
+    const resubscribed = subs.map((sub) => this._subscribeAgain(sub, 'reconnect', false));
     this._flushQueue();
     this._emit('open', { connectionId: this.connectionId, reconnected: true });
-    await Promise.all(resubscribed);
-    if (this._state === 'open') this._emit('reconnect', { connectionId: this.connectionId, attempts });
+    const outcomes = await Promise.all(resubscribed);
+    const resumed = subs.filter((_, i) => outcomes[i] === 'resumed').map((sub) => sub.recordId);
+    const full = subs.filter((_, i) => outcomes[i] === 'full').map((sub) => sub.recordId);
+    if (this._state === 'open') this._emit('reconnect', { connectionId: this.connectionId, attempts, resumed, full });
+  }
+
+  /**
+   * Skips the wait before the next reconnect attempt, for example on the browser's `online`
+   * event. Returns true if an attempt started; false when the client is not waiting to
+   * reconnect (connected, closed, or an attempt is already under way).
+   */
+  reconnectNow() {
+    if (this._state !== 'reconnecting' || this._reconnectTimer === null) return false;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    this._tryReconnect();
+    return true;
+  }
+
+  // ---- tokens ----------------------------------------------------------------------------
+
+  /** Calls `getToken`, within the request timeout. Rejects with `EAUTH` (the cause attached)
+   * when it throws or returns something other than a non-empty string. */
+  async _callGetToken() {
+    let timer = null;
+    try {
+      const token = await Promise.race([
+        Promise.resolve().then(() => this._getToken()),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new MeshError(`getToken did not answer within ${this._timeoutMs} ms`, 'EAUTH')),
+            this._timeoutMs,
+          );
+        }),
+      ]);
+      if (typeof token !== 'string' || token === '') throw new MeshError('getToken returned no token', 'EAUTH');
+      return token;
+    } catch (err) {
+      if (err instanceof MeshError) throw err;
+      const wrapped = new MeshError(`getToken failed: ${err?.message ?? err}`, 'EAUTH');
+      wrapped.cause = err;
+      throw wrapped;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The token to reconnect with: a fresh one from `getToken`; if that fails (reported as an
+   * error), the current one while it has not expired. */
+  async _tokenForReconnect() {
+    if (!this._getToken) return this._token;
+    try {
+      return await this._callGetToken();
+    } catch (err) {
+      this._emit('error', err);
+      const expMs = expiryMs(this._token);
+      if (this._token && (expMs === null || expMs > Date.now())) return this._token;
+      throw err;
+    }
+  }
+
+  _useToken(token) {
+    this._token = token;
+    this._tokenAt = Date.now();
+  }
+
+  _cancelRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+  }
+
+  /** Arms the refresh of the current token (only with `getToken`, and a token with `exp`). */
+  _scheduleRefresh(delayMs = refreshDelayMs(this._token, this._tokenAt, Date.now())) {
+    this._cancelRefresh();
+    if (!this._getToken || this._state !== 'open' || delayMs === null) return;
+    this._refreshTimer = setTimeout(() => this._refreshToken(), delayMs);
+  }
+
+  /** Sends a fresh token with `mesh/refresh-token`. A failure is reported as an error and
+   * retried while the current token lasts; the server closes the connection (4001) when it
+   * expires, and the reconnect then fetches a fresh token. */
+  async _refreshToken() {
+    this._refreshTimer = null;
+    const socket = this._socket;
+    if (this._state !== 'open' || !socket) return;
+    let token;
+    try {
+      token = await this._callGetToken();
+      if (this._socket !== socket) return; // reconnected meanwhile, with a fresh token
+      await this._request('mesh/refresh-token', { token }, this._timeoutMs);
+    } catch (err) {
+      if (this._socket !== socket || this._state !== 'open') return;
+      this._emit('error', err);
+      if (err.code === 'ENOTFOUND') return; // this server cannot refresh: nothing to retry
+      const expMs = expiryMs(this._token);
+      if (expMs === null) return;
+      this._scheduleRefresh(Math.min(30_000, Math.max(MIN_REFRESH_DELAY_MS, (expMs - Date.now()) / 2)));
+      return;
+    }
+    if (this._socket !== socket) return;
+    this._useToken(token);
+    this._scheduleRefresh();
   }
 
   _shutDown(reason) {
     this._state = 'closed';
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    this._cancelRefresh();
     this._attempt?.abort(new MeshError(`client closed: ${reason}`, 'ECLOSED'));
     const error = () => new MeshError(`client closed: ${reason}`, 'ECLOSED');
     this._failAll(this._pending, error);
@@ -397,6 +566,12 @@ export class MeshClient {
   }
 
   _send(request) {
+    if (this._socket?.readyState !== 1) {
+      // The socket is closing (its close event is still to come): the request was not sent,
+      // so it waits for the next connection instead of failing as if it might have happened.
+      this._queue.push(request);
+      return;
+    }
     this._pending.set(request.id, request);
     try {
       this._socket.send(JSON.stringify({ id: request.id, command: request.command, payload: request.payload }));
@@ -410,8 +585,9 @@ export class MeshClient {
   }
 
   _sendPush(command, payload) {
+    if (this._socket?.readyState !== 1) return; // closing: nothing to answer any more
     try {
-      this._socket?.send(JSON.stringify({ command, payload }));
+      this._socket.send(JSON.stringify({ command, payload }));
     } catch {
       // the close event handles a broken socket
     }
@@ -426,7 +602,9 @@ export class MeshClient {
       if (!request) return;
       if (isErrorPayload(frame.payload)) {
         const p = frame.payload;
-        request.fail(new MeshError(p.error, typeof p.code === 'string' ? p.code : 'ESERVER', p.name));
+        const err = new MeshError(p.error, typeof p.code === 'string' ? p.code : 'ESERVER', p.name);
+        if (Number.isInteger(p.version)) err.version = p.version; // EVERSION: the current version
+        request.fail(err);
       } else {
         request.succeed(frame.payload);
       }
@@ -527,7 +705,9 @@ export class MeshClient {
     }
     const previous = this._subs.get(recordId);
     if (previous) previous.live = false;
-    const sub = { recordId, mode, onUpdate, value: null, version: 0, live: false };
+    // live: pushes are applied. synced: `value` is the record's value at `version`, so a
+    // reconnect can resume from there instead of fetching the whole value again.
+    const sub = { recordId, mode, onUpdate, value: null, version: 0, live: false, synced: false };
     this._subs.set(recordId, sub);
     try {
       return await this._request('mesh/subscribe-record', { recordId, mode }, this._timeoutMs, (reply) => {
@@ -541,6 +721,7 @@ export class MeshClient {
         sub.value = reply.record ?? null;
         sub.version = reply.version ?? 0;
         sub.live = true;
+        sub.synced = true;
         return { record: sub.value, version: sub.version };
       });
     } catch (err) {
@@ -552,32 +733,55 @@ export class MeshClient {
   /** Subscribes again after a gap: unsubscribe, subscribe, report the new snapshot. */
   _resync(sub) {
     sub.live = false; // pushes for it are dropped until the new snapshot arrives
+    sub.synced = false;
     this._request('mesh/unsubscribe-record', { recordId: sub.recordId }, this._timeoutMs).catch(() => {});
     return this._subscribeAgain(sub, 'resync', true);
   }
 
-  /** Re-subscribes `sub` and reports the snapshot to its callback. */
+  /**
+   * Re-subscribes `sub`. After a reconnect, a subscription whose value is in sync asks to
+   * resume from its version (`sinceVersion`): when the server agrees, the value is kept and the
+   * missed changes arrive as ordinary pushes; otherwise the snapshot is reported with
+   * `full: true, [reason]: true`. Resolves with `'resumed'`, `'full'`, or null when the
+   * subscription ended or failed (failures go to the `error` event).
+   */
   async _subscribeAgain(sub, reason, alreadyPaused) {
     if (!alreadyPaused) sub.live = false;
     const current = () => this._subs.get(sub.recordId) === sub;
+    const payload = { recordId: sub.recordId, mode: sub.mode };
+    const since = reason === 'reconnect' && sub.synced ? sub.version : null;
+    if (since !== null) payload.sinceVersion = since;
+    let outcome;
     try {
-      await this._request('mesh/subscribe-record', { recordId: sub.recordId, mode: sub.mode }, this._timeoutMs, (reply) => {
-        if (!current()) return;
+      outcome = await this._request('mesh/subscribe-record', payload, this._timeoutMs, (reply) => {
+        if (!current()) return null;
         if (!reply || reply.success !== true) {
           throw new MeshError(`subscription to "${sub.recordId}" refused after ${reason}`, 'EFORBIDDEN');
+        }
+        if (reply.resumed === true) {
+          // Runs before the next frame: the missed pushes that follow find the subscription live.
+          if (since === null || reply.version !== since) return 'mismatch';
+          sub.live = true;
+          return 'resumed';
         }
         sub.value = reply.record ?? null;
         sub.version = reply.version ?? 0;
         sub.live = true;
+        sub.synced = true;
         this._report(sub, { recordId: sub.recordId, value: sub.value, version: sub.version, full: true, [reason]: true });
+        return 'full';
       });
     } catch (err) {
-      if (!current()) return;
-      if (err.code === 'ECLOSED' && this._state !== 'closed') return; // the next reconnect retries
+      if (!current()) return null;
+      if (err.code === 'ECLOSED' && this._state !== 'closed') return null; // the next reconnect retries
       this._subs.delete(sub.recordId);
       err.recordId = sub.recordId;
       this._emit('error', err);
+      return null;
     }
+    // A resume from a version this client did not ask for: start over from a snapshot.
+    if (outcome === 'mismatch') return this._resync(sub);
+    return outcome;
   }
 
   /** Ends a subscription. Resolves with the server's answer (true if it was subscribed); false
@@ -594,13 +798,22 @@ export class MeshClient {
 
   /**
    * Writes a record. `strategy`: `replace` (default), `merge` (shallow, top-level keys) or
-   * `deepMerge`. Resolves with the server's reply (`{success: true}`); rejects with a
-   * `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`, ...) otherwise.
+   * `deepMerge`. `expectedVersion`: write only if the record is at that version (0: only if
+   * it does not exist); otherwise nothing is written and the promise rejects with code
+   * `EVERSION` and `version` (the current one). Resolves with the server's reply
+   * (`{success: true}`); rejects with a `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`, ...)
+   * otherwise.
    */
-  async writeRecord(recordId, value, { strategy } = {}) {
+  async writeRecord(recordId, value, { strategy, expectedVersion } = {}) {
     if (typeof recordId !== 'string' || recordId === '') throw new TypeError('recordId must be a non-empty string');
+    if (expectedVersion !== undefined && !(Number.isSafeInteger(expectedVersion) && expectedVersion >= 0)) {
+      throw new TypeError('expectedVersion must be a non-negative integer');
+    }
     const payload = { recordId, newValue: value };
-    if (strategy !== undefined) payload.options = { strategy };
+    const options = {};
+    if (strategy !== undefined) options.strategy = strategy;
+    if (expectedVersion !== undefined) options.expectedVersion = expectedVersion;
+    if (Object.keys(options).length > 0) payload.options = options;
     return this._request('mesh/publish-record-update', payload, this._timeoutMs);
   }
 

@@ -39,7 +39,7 @@ fi
 echo "js-test: server binary $MESH_RECORDS_BIN"
 
 status=0
-(cd clients/js && timeout 300 node --test test/client.test.js test/version-logic.test.js test/demo-files.test.js) || status=1
+(cd clients/js && timeout 300 node --test test/client.test.js test/extensions.test.js test/version-logic.test.js test/session-logic.test.js test/demo-files.test.js) || status=1
 bash scripts/browser-test.sh || status=1
 
 if [ "$status" -ne 0 ]; then

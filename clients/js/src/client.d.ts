@@ -25,6 +25,11 @@ export interface ReconnectOptions {
 export interface ConnectOptions {
   /** JWT sent as the `token` query parameter. */
   token?: string;
+  /** Returns a fresh JWT. Called for the first connection when `token` is not given, before
+   * the current token's `exp` (sent with `mesh/refresh-token`; 30 s or 10 % of its lifetime
+   * ahead, whichever is earlier, but not in its first half) and before every reconnect.
+   * Failures reach the `error` event as `EAUTH`. */
+  getToken?: () => string | Promise<string>;
   /** WebSocket class; default `globalThis.WebSocket` (Node 20 has none: pass `ws`'s). */
   WebSocket?: unknown;
   /** JSON Patch apply function: returns the new value and leaves `value` alone. */
@@ -43,7 +48,15 @@ export interface ConnectOptions {
 export interface OpenEvent { connectionId: string; reconnected: boolean }
 export interface CloseEvent { code: number; reason: string; willReconnect: boolean }
 export interface ReconnectingEvent { attempt: number; delayMs: number }
-export interface ReconnectEvent { connectionId: string; attempts: number }
+export interface ReconnectEvent {
+  connectionId: string;
+  attempts: number;
+  /** Subscriptions that resumed from the version they held (the missed changes follow as
+   * ordinary pushes). */
+  resumed: string[];
+  /** Subscriptions that got a whole new snapshot (reported with `full: true, reconnect: true`). */
+  full: string[];
+}
 
 export interface EventMap {
   open: OpenEvent;
@@ -64,7 +77,8 @@ export interface RecordUpdate<T = JsonValue> {
   full?: true;
   /** True when the client subscribed again after a version gap. */
   resync?: true;
-  /** True when the client subscribed again after reconnecting. */
+  /** True when the client subscribed again after reconnecting and the server could not resume
+   * from the version it held. */
   reconnect?: true;
   /** True when the record was deleted; the subscription has ended. */
   deleted?: true;
@@ -77,12 +91,22 @@ export interface Snapshot<T = JsonValue> {
 
 export type Strategy = 'replace' | 'merge' | 'deepMerge';
 
+export interface WriteOptions {
+  strategy?: Strategy;
+  /** Write only if the record is at this version (0: only if it does not exist); otherwise
+   * reject with `EVERSION` and the current `version`. */
+  expectedVersion?: number;
+}
+
 export class MeshError extends Error {
   /** Server codes: EINVALID, EFORBIDDEN, ENOTFOUND, ELIMIT, ERATELIMIT, EUNAVAILABLE, EUNKNOWN,
-   * ECONFLICT, ESERVER, or a custom command's; local: ETIMEOUT, ECLOSED. */
+   * ECONFLICT, EVERSION, EAUTH, ESERVER, or a custom command's; local: ETIMEOUT, ECLOSED, EAUTH
+   * (getToken failed). */
   code: string;
   /** The error name the server sent (e.g. `ForbiddenError`), if any. */
   serverName?: string;
+  /** On `EVERSION`: the record's current version (0 when it does not exist). */
+  version?: number;
   /** Set on errors about one subscription (reported through the `error` event). */
   recordId?: string;
 }
@@ -104,7 +128,9 @@ export class MeshClient {
     options?: { mode?: 'full' | 'patch' },
   ): Promise<Snapshot<T>>;
   unsubscribeRecord(recordId: string): Promise<boolean>;
-  writeRecord(recordId: string, value: JsonValue, options?: { strategy?: Strategy }): Promise<{ success: true }>;
+  writeRecord(recordId: string, value: JsonValue, options?: WriteOptions): Promise<{ success: true }>;
+  /** Skips the backoff wait and tries to reconnect now; false when not waiting to reconnect. */
+  reconnectNow(): boolean;
   command<R = unknown>(name: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>;
   getRecord<T = JsonValue>(recordId: string): { value: T | null; version: number } | undefined;
   close(): Promise<void>;

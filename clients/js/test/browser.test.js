@@ -1,6 +1,6 @@
 // Two headless Chromium pages on the demo, against the real server: an item added in page A
-// shows up in page B within 1 s, a toggle in B shows up in A, a removal too, and pointers
-// travel. Saves target/demo-screenshot.png at the repository root. (A page that goes away
+// shows up in page B within 1 s, a toggle in B shows up in A, a removal too, pointers travel,
+// and page A gone offline catches up after B's edits once it is back (counted as a resume). Saves target/demo-screenshot.png at the repository root. (A page that goes away
 // clears its pointer on pagehide; that is best effort and not asserted.)
 //
 // Needs Debian's /usr/bin/chromium (scripts/browser-test.sh installs it) and playwright-core.
@@ -118,6 +118,30 @@ test('demo: two pages edit one checklist live', { skip: !haveChromium && !requir
   const label = await pointer.textContent();
   assert.ok((await b.textContent('#status')).trim().endsWith(` ${label}`), `pointer label ${label}`);
   assert.equal(await b.locator(`.cursor[data-id="${bId}"]`).count(), 0, 'a page does not draw its own pointer');
+
+  // A goes offline; B edits; A comes back and catches up from the missed patches (a resume).
+  await a.click('#network-toggle');
+  await a.waitForSelector('#status[data-state="offline"]', { timeout: 2000 });
+  assert.equal((await a.textContent('#network-toggle')).trim(), 'go online');
+  await b.fill('#new-item', 'Fix the bike');
+  await b.press('#new-item', 'Enter');
+  await item(b, 'Fix the bike').waitFor({ timeout: 1000 });
+  await item(b, 'Water the plants').locator('input[type="checkbox"]').check();
+  await b.locator('li.item.done', { hasText: 'Water the plants' }).waitFor({ timeout: 1000 });
+  assert.equal(await item(a, 'Fix the bike').count(), 0, 'an offline page sees nothing new');
+  assert.equal(await a.getAttribute('#resume-stats', 'data-resumed'), '0');
+  started = Date.now();
+  await a.click('#network-toggle');
+  await item(a, 'Fix the bike').waitFor({ timeout: 5000 });
+  await a.locator('li.item.done', { hasText: 'Water the plants' }).waitFor({ timeout: 2000 });
+  t.diagnostic(`offline page caught up ${Date.now() - started} ms after going online`);
+  await a.waitForSelector('#status[data-state="open"]', { timeout: 2000 });
+  await a.waitForFunction(() => Number(document.querySelector('#resume-stats').dataset.resumed) >= 1, null, { timeout: 2000 });
+  assert.match(await a.textContent('#resume-stats'), /^resumed [1-9]\d* \/ full \d+$/);
+  const caughtUp = [...expected, 'Fix the bike'];
+  assert.deepEqual(await texts(a), caughtUp);
+  assert.deepEqual(await texts(b), caughtUp);
+  assert.equal(await a.textContent('#summary'), '3 of 5 done');
 
   mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await a.screenshot({ path: SCREENSHOT, fullPage: true });

@@ -2,6 +2,7 @@
 // a fake in-process Mesh server for the version logic, and small waiting utilities.
 
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -41,8 +42,11 @@ export function freePort() {
 }
 
 /** The config file the tests run the server with: memory store, `t:`, `cursors:` and `todo:`
- * writable for anyone, the admin API on (for deletions). */
-export function configText({ port, pingIntervalMs = 30_000, maxMissedPongs = 1 }) {
+ * writable for anyone, the admin API on (for deletions). `historyVersions` sets
+ * `[records] history_versions`; `jwtSecret` turns on `[auth]` with tokens required. */
+export function configText({ port, pingIntervalMs = 30_000, maxMissedPongs = 1, historyVersions, jwtSecret }) {
+  const history = historyVersions === undefined ? '' : `\n[records]\nhistory_versions = ${historyVersions}\n`;
+  const auth = jwtSecret === undefined ? '' : `\n[auth]\njwt_secret = "${jwtSecret}"\nrequired = true\n`;
   return `# written by clients/js/test/helpers.js
 [server]
 host = "127.0.0.1"
@@ -57,7 +61,7 @@ backend = "memory"
 
 [admin]
 token = "${ADMIN_TOKEN}"
-
+${history}${auth}
 [[records.expose]]
 pattern = "^t:"
 writable = true
@@ -150,6 +154,17 @@ export async function admin(server, method, recordId, body) {
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
 
+const base64url = (text) => Buffer.from(text).toString('base64url');
+
+/** An HS256 JWT over `claims`, signed with `secret` (what the server verifies). */
+export function signJwt(claims, secret) {
+  const unsigned = `${base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${base64url(JSON.stringify(claims))}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+/** Seconds since the epoch, as JWT claims count time. */
+export const nowSeconds = () => Math.floor(Date.now() / 1000);
+
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -203,6 +218,51 @@ export function recordingWebSocket(sent) {
       return super.send(data, ...rest);
     }
   };
+}
+
+/**
+ * A "network" the test can pull: `gate.WebSocket` is a `ws` WebSocket class that fails to
+ * connect while `gate.offline` is set; `gate.goOffline()` sets it and drops every socket the
+ * class opened (as a lost network would); `gate.urls` lists the URLs it connected to and
+ * `gate.sent` the frames sent (parsed).
+ */
+export function networkGate() {
+  const sockets = new Set();
+  const gate = {
+    offline: false,
+    urls: [],
+    sent: [],
+    goOffline() {
+      gate.offline = true;
+      for (const socket of sockets) socket.terminate();
+    },
+    WebSocket: class GatedWebSocket extends WebSocket {
+      constructor(url, ...rest) {
+        if (gate.offline) throw new Error('offline (test network gate)');
+        super(url, ...rest);
+        gate.urls.push(String(url));
+        sockets.add(this);
+        this.once('close', () => sockets.delete(this));
+      }
+
+      send(data, ...rest) {
+        try {
+          gate.sent.push(JSON.parse(data));
+        } catch {
+          gate.sent.push(data);
+        }
+        return super.send(data, ...rest);
+      }
+    },
+  };
+  return gate;
+}
+
+/** A JWT-shaped token with `claims` and no real signature (for the fake server, which does not
+ * verify). */
+export function unsignedJwt(claims) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part(claims)}.x`;
 }
 
 /**
