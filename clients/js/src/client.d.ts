@@ -129,6 +129,8 @@ export class MeshClient {
   ): Promise<Snapshot<T>>;
   unsubscribeRecord(recordId: string): Promise<boolean>;
   writeRecord(recordId: string, value: JsonValue, options?: WriteOptions): Promise<{ success: true }>;
+  /** Same as `writeRecord`. */
+  publish(recordId: string, value: JsonValue, options?: WriteOptions): Promise<{ success: true }>;
   /** Skips the backoff wait and tries to reconnect now; false when not waiting to reconnect. */
   reconnectNow(): boolean;
   command<R = unknown>(name: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>;

@@ -804,6 +804,11 @@ export class MeshClient {
    * (`{success: true}`); rejects with a `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`, ...)
    * otherwise.
    */
+  /** Same as `writeRecord` (the name the issue tracker and some apps use). */
+  publish(recordId, value, options) {
+    return this.writeRecord(recordId, value, options);
+  }
+
   async writeRecord(recordId, value, { strategy, expectedVersion } = {}) {
     if (typeof recordId !== 'string' || recordId === '') throw new TypeError('recordId must be a non-empty string');
     if (expectedVersion !== undefined && !(Number.isSafeInteger(expectedVersion) && expectedVersion >= 0)) {
