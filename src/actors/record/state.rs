@@ -505,12 +505,9 @@ impl<R> Core<R> {
                 if self.record.exists() && version < self.record.version =>
             {
                 // The store lost the record (an older tombstone or none explains its absence):
-                // it existed, so this delete is what the client asked for. Keep the tombstone
-                // at our version so the versions stay unique.
+                // it existed, so this delete is what the client asked for.
                 let ours = self.record.version;
-                self.delete_applied(reply, ours, &mut out);
-                out.push(Effect::WriteBack(Stored::absent(ours)));
-                self.set_phase(Phase::WritingBack);
+                self.deleted_over_lost_data(reply, ours, &mut out);
                 return out;
             }
             Ok(DeleteResult::Absent { version }) => {
@@ -609,9 +606,19 @@ impl<R> Core<R> {
                     Answer::Delete(Err(Error::Unavailable)),
                 ));
             }
-            Call::Delete { reply, .. } if !checked.current.exists() => {
-                // Someone else's delete, or ours followed by theirs: either way it is gone.
-                out.push(Effect::Reply(reply, Answer::Delete(Ok(None))));
+            Call::Delete { reply, before, .. }
+                if before.exists() && checked.current.version < before.version =>
+            {
+                // The store lost the record meanwhile (Redis restarted empty): whether or not
+                // our delete ran, deleting it is what was asked, so make it true.
+                self.deleted_over_lost_data(reply, before.version, &mut out);
+                return out;
+            }
+            Call::Delete { reply, before, .. } if !checked.current.exists() => {
+                // Gone at the version we knew (someone's delete, maybe ours), or it never was.
+                let known = before.exists() && checked.current.version == before.version;
+                let answer = Ok(known.then_some(before.version));
+                out.push(Effect::Reply(reply, Answer::Delete(answer)));
                 self.settle(checked.current, false, &mut out);
             }
             call => {
@@ -847,6 +854,14 @@ impl<R> Core<R> {
         self.apply_deletion(version, out);
         out.push(Effect::PersistDeletion { version });
         out.push(Effect::Reply(reply, Answer::Delete(Ok(Some(version)))));
+    }
+
+    /// A delete of the record we hold at `version`, which the store lost: deleted as asked,
+    /// and the tombstone written back so versions stay unique.
+    fn deleted_over_lost_data(&mut self, reply: R, version: Version, out: &mut Effects<R>) {
+        self.delete_applied(reply, version, out);
+        out.push(Effect::WriteBack(Stored::absent(version)));
+        self.set_phase(Phase::WritingBack);
     }
 
     /// The store accepted the batch: apply each value in turn, persist, reply.

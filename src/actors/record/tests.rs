@@ -730,3 +730,27 @@ fn a_delete_when_the_store_lost_the_record_deletes_it_and_keeps_the_tombstone() 
     h.write(2, json!("new"), Strategy::Replace);
     assert_eq!(h.store.record, live(json!("new"), 27));
 }
+
+#[test]
+fn a_delete_whose_answer_was_lost_while_the_store_lost_everything_still_deletes() {
+    // The chaos run's case: Redis was killed with the delete in flight and came back empty.
+    let mut h = Harness::new(live(json!({"n": 211}), 211));
+    h.store.fault = Some(Fault::AnswerLostBeforeApplying);
+    h.store.failing_checks = 1;
+    h.delete(1);
+    h.store.record = Stored::default();
+    h.fire(Timer::Check);
+    assert_eq!(
+        h.take_seen(),
+        vec![
+            Seen::Deleted(211),
+            Seen::PersistDeletion(211),
+            reply(1, "deleted v211")
+        ]
+    );
+    assert_eq!(
+        h.store.record,
+        Stored::absent(211),
+        "not written back as live"
+    );
+}
