@@ -40,6 +40,7 @@ pub mod socket;
 pub mod store;
 
 pub use access::{Exposure, Guard, GuardResult};
+pub use actors::record::WriteOutcome;
 pub use auth::{AuthRejection, Authenticator};
 pub use commands::{CommandContext, CommandRequest, CommandResult};
 pub use config::Config;

@@ -397,6 +397,34 @@ impl RecordServer {
         send_to_record(&self.inner.registry, &id, None, msg).await?
     }
 
+    /// Changes a record with a function of its current value (`None` when it does not exist),
+    /// atomically: the function runs inside the record's actor, so no other write lands in
+    /// between, and runs again on the fresh value if another instance wrote first. Returning an
+    /// error refuses the write. The result is versioned, pushed and persisted like any write.
+    ///
+    /// ```no_run
+    /// # async fn demo(records: mesh_records::RecordServer) -> mesh_records::Result<()> {
+    /// // An atomic counter.
+    /// records
+    ///     .update_record("counter:visits", |current| {
+    ///         Ok(serde_json::json!(current.and_then(|v| v.as_i64()).unwrap_or(0) + 1))
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn update_record<F>(&self, id: &str, update: F) -> Result<WriteOutcome>
+    where
+        F: Fn(Option<&Value>) -> Result<Value> + Send + Sync + 'static,
+    {
+        let id = self.record_id(id)?;
+        let msg = crate::actors::record::UpdateRecord {
+            update: Arc::new(update),
+            expected_version: None,
+        };
+        send_to_record(&self.inner.registry, &id, None, msg).await?
+    }
+
     /// The record's value and version, or `None` when absent.
     pub async fn get_record(&self, id: &str) -> Result<Option<Versioned>> {
         let id = self.record_id(id)?;

@@ -98,6 +98,18 @@ pub struct ApplyWrite {
     pub expected_version: Option<Version>,
 }
 
+/// Changes the record with a function of its current value, inside its actor (an atomic
+/// read-modify-write: nothing else writes in between, and after a lost race with another
+/// instance the function runs again on the fresh value).
+#[derive(Message, Clone)]
+#[rtype(result = "Result<WriteOutcome, Error>")]
+pub struct UpdateRecord {
+    /// The new value from the current one (`None`: the record does not exist).
+    pub update: super::writes::UpdateFn,
+    /// Applied only if the record is at this version (0: only if it does not exist).
+    pub expected_version: Option<Version>,
+}
+
 /// Deletes the record; answers the version it had, or `None` if it was absent.
 #[derive(Message, Clone, Default)]
 #[rtype(result = "Result<Option<Version>, Error>")]

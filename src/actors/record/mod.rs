@@ -33,8 +33,9 @@ mod writes;
 
 pub use messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
-    ResyncSubscriber, Subscribe, Unsubscribe, WriteOutcome,
+    ResyncSubscriber, Subscribe, Unsubscribe, UpdateRecord, WriteOutcome,
 };
+pub use writes::UpdateFn;
 
 use crate::error::Error;
 use crate::metrics::metrics;
@@ -50,7 +51,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use writes::{BatchLimits, QueuedWrite};
+use writes::{BatchLimits, Change, QueuedWrite};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use super::registry::{RecordActorStopped, RetireRecordActor};
@@ -427,20 +428,23 @@ impl Handler<Unsubscribe> for RecordActor {
     }
 }
 
-impl Handler<ApplyWrite> for RecordActor {
-    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
-
-    fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
+impl RecordActor {
+    /// Queues a write; the answer comes when the store has taken it (or refused).
+    fn queue_write(
+        &mut self,
+        change: Change,
+        expected_version: Option<Version>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<WriteOutcome, Error>> {
         self.used_since_tick = true;
         if let Err(refused) = self.admit() {
             return Box::pin(std::future::ready(Err(refused)));
         }
         let (reply, outcome) = oneshot::channel();
         let write = QueuedWrite {
-            value: msg.value,
-            strategy: msg.strategy,
+            change,
             queued_at: Instant::now(),
-            expected_version: msg.expected_version,
+            expected_version,
             reply: Reply::Write(reply),
         };
         match self.core {
@@ -449,6 +453,26 @@ impl Handler<ApplyWrite> for RecordActor {
         }
         // A dropped answer means the actor went away with the call in flight.
         Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
+    }
+}
+
+impl Handler<ApplyWrite> for RecordActor {
+    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+
+    fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
+        let change = Change::Value {
+            value: msg.value,
+            strategy: msg.strategy,
+        };
+        self.queue_write(change, msg.expected_version, ctx)
+    }
+}
+
+impl Handler<UpdateRecord> for RecordActor {
+    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+
+    fn handle(&mut self, msg: UpdateRecord, ctx: &mut Context<Self>) -> Self::Result {
+        self.queue_write(Change::Update(msg.update), msg.expected_version, ctx)
     }
 }
 

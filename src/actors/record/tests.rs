@@ -3,7 +3,7 @@
 //! another instance would; the test decides which published changes reach the core.
 
 use super::state::{Answer, Core, CoreLimits, Effect, Timer};
-use super::writes::{BatchLimits, QueuedWrite};
+use super::writes::{BatchLimits, Change, QueuedWrite};
 use crate::record::{RecordId, Strategy, Version};
 use crate::store::{
     Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RemoteChange, StoreError,
@@ -284,8 +284,10 @@ impl Harness {
 
     fn write(&mut self, ticket: u32, value: Value, strategy: Strategy) {
         let write = QueuedWrite {
-            value: Arc::new(value),
-            strategy,
+            change: Change::Value {
+                value: Arc::new(value),
+                strategy,
+            },
             queued_at: self.now,
             expected_version: None,
             reply: ticket,
@@ -485,8 +487,10 @@ fn a_failed_reload_is_retried() {
 fn a_reconnect_during_a_write_waits_for_the_write() {
     let mut h = Harness::new(live(json!(1), 1));
     let write = QueuedWrite {
-        value: Arc::new(json!(2)),
-        strategy: Strategy::Replace,
+        change: Change::Value {
+            value: Arc::new(json!(2)),
+            strategy: Strategy::Replace,
+        },
         queued_at: h.now,
         expected_version: None,
         reply: 1,
@@ -752,5 +756,31 @@ fn a_delete_whose_answer_was_lost_while_the_store_lost_everything_still_deletes(
         h.store.record,
         Stored::absent(211),
         "not written back as live"
+    );
+}
+
+#[test]
+fn an_update_function_runs_again_on_the_fresh_value_after_a_lost_race() {
+    let mut h = Harness::new(live(json!(1), 1));
+    h.store.other_writes(json!(10));
+    let write = QueuedWrite {
+        change: Change::Update(Arc::new(|current: Option<&Value>| {
+            Ok(json!(current.and_then(Value::as_i64).unwrap_or(0) + 1))
+        })),
+        queued_at: h.now,
+        expected_version: None,
+        reply: 1,
+    };
+    let effects = h.core.write(write);
+    h.run(effects);
+    h.fire(Timer::CatchUp);
+    assert_eq!(
+        h.take_seen(),
+        vec![
+            Seen::Resync(2, json!(10)),
+            Seen::Update(3, json!(11)),
+            Seen::Persist(3),
+            reply(1, "ok v3 changed=true"),
+        ]
     );
 }

@@ -10,12 +10,54 @@ use std::time::Instant;
 use super::messages::WriteOutcome;
 use crate::store::NewVersion;
 
+/// A change computed from the record's current value (`None`: it does not exist) inside its
+/// actor, so nothing else can write in between; run again on the fresh value after a lost race
+/// with another instance. Returning an error refuses the write.
+pub type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, Error> + Send + Sync>;
+
+/// What a write does to the record.
+#[derive(Clone)]
+pub enum Change {
+    /// Combine a value with the current one.
+    Value {
+        /// The incoming value.
+        value: Arc<Value>,
+        /// How it combines with the current value.
+        strategy: Strategy,
+    },
+    /// Compute the new value from the current one.
+    Update(UpdateFn),
+}
+
+impl Change {
+    /// The new value after `base`.
+    fn apply(&self, base: Option<&Arc<Value>>) -> Result<Arc<Value>, Error> {
+        match self {
+            Change::Value { value, strategy } => Ok(apply_strategy(base, value, *strategy)),
+            Change::Update(update) => match update(base.map(|b| &**b))? {
+                Value::Null => Err(Error::invalid("an update must not produce null")),
+                next => Ok(Arc::new(next)),
+            },
+        }
+    }
+
+    /// Whether the result may differ in size from what the client sent (checked against
+    /// `max_value_bytes` here; a replaced value was checked when it arrived).
+    fn computed(&self) -> bool {
+        !matches!(
+            self,
+            Change::Value {
+                strategy: Strategy::Replace,
+                ..
+            }
+        )
+    }
+}
+
 /// A write waiting in the record's queue.
 pub(crate) struct QueuedWrite<R> {
-    /// The incoming value.
-    pub value: Arc<Value>,
-    /// How it combines with the current value.
-    pub strategy: Strategy,
+    /// What it does.
+    pub change: Change,
     /// When it was queued: a write that keeps losing races fails after a deadline.
     pub queued_at: Instant,
     /// Applied only if the record is at this version (0: only if it does not exist).
@@ -81,14 +123,21 @@ pub(crate) fn plan<R>(
                 continue;
             }
         }
-        let next = apply_strategy(base.as_ref(), &write.value, write.strategy);
-        let merged = write.strategy != Strategy::Replace;
-        let size = if merged || measure {
+        let next = match write.change.apply(base.as_ref()) {
+            Ok(next) => next,
+            Err(refused) => {
+                plan.outcomes.push(Err(refused));
+                plan.writes.push(write);
+                continue;
+            }
+        };
+        let computed = write.change.computed();
+        let size = if computed || measure {
             serialized_len(&next)
         } else {
             0
         };
-        if merged && size > limits.max_value_bytes {
+        if computed && size > limits.max_value_bytes {
             plan.outcomes.push(Err(Error::Limit(format!(
                 "the merged value would exceed {} bytes",
                 limits.max_value_bytes
