@@ -1,7 +1,7 @@
 //! Authentication at the WebSocket upgrade: HS256 JWTs (binary mode) or an app-supplied
 //! function (library mode). The result becomes the connection's metadata, which guards read.
 
-use actix_web::HttpRequest;
+use actix_http::RequestHead;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -18,15 +18,53 @@ pub struct AuthRejection(pub String);
 
 type AuthFuture = Pin<Box<dyn Future<Output = Result<Value, AuthRejection>> + Send>>;
 
+/// What an authenticator sees of a WebSocket upgrade request: its head (path, query string,
+/// headers, peer). Only the head exists here: the upgrade is served before any actix-web
+/// routing or middleware, so there is no `HttpRequest` (see `ws`).
+#[derive(Clone, Copy)]
+pub struct UpgradeRequest<'a>(&'a RequestHead);
+
+impl<'a> UpgradeRequest<'a> {
+    /// Wraps a request head.
+    pub fn new(head: &'a RequestHead) -> Self {
+        UpgradeRequest(head)
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &'a actix_http::header::HeaderMap {
+        &self.0.headers
+    }
+
+    /// The query string without the `?` (empty when there is none).
+    pub fn query_string(&self) -> &'a str {
+        self.0.uri.query().unwrap_or_default()
+    }
+
+    /// The request path.
+    pub fn path(&self) -> &'a str {
+        self.0.uri.path()
+    }
+
+    /// The peer's address, when known.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer_addr
+    }
+
+    /// The whole request head.
+    pub fn head(&self) -> &'a RequestHead {
+        self.0
+    }
+}
+
 /// Upgrade request → metadata (`null` for anonymous) or refusal.
 #[derive(Clone)]
-pub struct Authenticator(Arc<dyn Fn(&HttpRequest) -> AuthFuture + Send + Sync>);
+pub struct Authenticator(Arc<dyn Fn(&UpgradeRequest<'_>) -> AuthFuture + Send + Sync>);
 
 impl Authenticator {
     /// An authenticator from an async function of the upgrade request.
     pub fn new<F, Fut>(f: F) -> Self
     where
-        F: Fn(&HttpRequest) -> Fut + Send + Sync + 'static,
+        F: Fn(&UpgradeRequest<'_>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, AuthRejection>> + Send + 'static,
     {
         Authenticator(Arc::new(move |req| Box::pin(f(req))))
@@ -52,14 +90,14 @@ impl Authenticator {
     }
 
     /// Runs the authenticator.
-    pub fn authenticate(&self, req: &HttpRequest) -> AuthFuture {
+    pub fn authenticate(&self, req: &UpgradeRequest<'_>) -> AuthFuture {
         (self.0)(req)
     }
 }
 
 /// The token from `?token=` or `Authorization: Bearer`.
-pub fn request_token(req: &HttpRequest) -> Option<String> {
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
+pub fn request_token(req: &UpgradeRequest<'_>) -> Option<String> {
+    let header = req.headers().get(actix_http::header::AUTHORIZATION);
     if let Some(token) = header
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))

@@ -12,7 +12,9 @@
 //!   carry the request id).
 //! - The subscribe reply is queued by the record actor itself, before any push that follows it.
 //! - Nothing here blocks on the socket: frames go to the outbox, which the connection's
-//!   response body drains.
+//!   writer drains (`ws::writer`, or the response body on the actix-ws path).
+//! - The connection's place under `max_connections` is held by its socket, not by the session
+//!   (`server::ConnectionSlot`): it is given back when the socket closes.
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
 
 use super::record::{ApplyWrite, RecordActor, ResyncSubscriber, Subscribe, Unsubscribe};
@@ -611,7 +613,6 @@ impl Actor for SessionActor {
                 session: self.number,
             });
         }
-        self.services.records.session_ended();
     }
 }
 
