@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use tokio::sync::Notify;
+use std::sync::OnceLock;
 
 /// One item for the socket.
 #[derive(Debug)]
@@ -41,6 +41,19 @@ pub enum Outgoing {
     Pong(Bytes),
     /// Send a close frame and stop writing.
     Close(Option<CloseReason>),
+}
+
+/// A change in a session's queue that its session acts on, sent to the session as a message
+/// (no future waits for it, so an idle session spends no memory on watching its queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub enum Signal {
+    /// Updates started being skipped for lack of room.
+    Congested,
+    /// A congested queue has drained to a quarter of the budget.
+    Drained,
+    /// Even the hard limit was reached: cut the client off.
+    Overflowed,
 }
 
 /// Why a push was refused.
@@ -66,9 +79,10 @@ struct Shared {
     any_stale: AtomicBool,
     stale: Mutex<HashSet<RecordId>>,
     queue: Mutex<Queue>,
-    congestion: Notify,
-    drained: Notify,
-    overflow: Notify,
+    /// Set when `Drained` was sent for the current congestion, so it is sent once.
+    drained_sent: AtomicBool,
+    /// The session, told about [`Signal`]s (set once it has started).
+    session: OnceLock<actix::Recipient<Signal>>,
 }
 
 /// Items pushed and not yet taken by the writer, and the writer's waker.
@@ -79,6 +93,12 @@ struct Queue {
 }
 
 impl Shared {
+    fn signal(&self, signal: Signal) {
+        if let Some(session) = self.session.get() {
+            session.do_send(signal);
+        }
+    }
+
     fn queue(&self) -> MutexGuard<'_, Queue> {
         // Pushing and swapping never leave the queue half-changed.
         self.queue
@@ -142,9 +162,8 @@ impl Outbox {
             any_stale: AtomicBool::new(false),
             stale: Mutex::new(HashSet::new()),
             queue: Mutex::new(Queue::default()),
-            congestion: Notify::new(),
-            drained: Notify::new(),
-            overflow: Notify::new(),
+            drained_sent: AtomicBool::new(false),
+            session: OnceLock::new(),
         });
         let receiver = OutboxReceiver {
             shared: Arc::clone(&shared),
@@ -183,7 +202,7 @@ impl Outbox {
         }
         if !self.reserve(frame.len(), shared.hard_limit()) {
             if !shared.overflowed.swap(true, Ordering::AcqRel) {
-                shared.overflow.notify_one();
+                shared.signal(Signal::Overflowed);
             }
             return Err(PushError::Full);
         }
@@ -215,7 +234,8 @@ impl Outbox {
             shared.any_stale.store(true, Ordering::Release);
         }
         if !shared.congested.swap(true, Ordering::AcqRel) {
-            shared.congestion.notify_one();
+            shared.drained_sent.store(false, Ordering::Release);
+            shared.signal(Signal::Congested);
         }
     }
 
@@ -295,19 +315,9 @@ impl Outbox {
         self.shared.queued_bytes.load(Ordering::Acquire)
     }
 
-    /// Completes when updates start being skipped.
-    pub async fn congested(&self) {
-        self.shared.congestion.notified().await;
-    }
-
-    /// Completes when a congested queue has drained to a quarter of the budget.
-    pub async fn drained(&self) {
-        self.shared.drained.notified().await;
-    }
-
-    /// Completes when even the hard limit was reached.
-    pub async fn overflowed(&self) {
-        self.shared.overflow.notified().await;
+    /// Sends this queue's [`Signal`]s to `session` from now on (the first call wins).
+    pub fn signal_to(&self, session: actix::Recipient<Signal>) {
+        let _ = self.shared.session.set(session);
     }
 }
 
@@ -431,8 +441,11 @@ impl OutboxDrain {
         if text_bytes > 0 {
             let shared = &self.receiver.shared;
             let left = shared.queued_bytes.fetch_sub(text_bytes, Ordering::AcqRel) - text_bytes;
-            if left <= self.low_water && shared.congested.load(Ordering::Acquire) {
-                shared.drained.notify_one();
+            if left <= self.low_water
+                && shared.congested.load(Ordering::Acquire)
+                && !shared.drained_sent.swap(true, Ordering::AcqRel)
+            {
+                shared.signal(Signal::Drained);
             }
         }
     }

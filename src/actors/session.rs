@@ -24,7 +24,7 @@ use crate::commands::{CommandContext, Commands};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::inflight::Permit;
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Signal};
 use crate::protocol::{self, Command, Request, commands};
 use crate::record::{Mode, RecordId, Strategy};
 use crate::server::{MetadataHook, RecordServer};
@@ -504,11 +504,10 @@ impl SessionActor {
                 }
             },
         );
-        self.wait_for_congestion(ctx);
     }
 
     /// The queue drained: resync every record whose updates were skipped.
-    fn on_drained(&mut self, ctx: &mut Context<Self>) {
+    fn on_drained(&mut self) {
         self.congestion_epoch += 1;
         self.outbox.clear_congestion();
         for record_id in self.outbox.stale_records() {
@@ -524,23 +523,6 @@ impl SessionActor {
                 }
             });
         }
-        self.wait_for_drain(ctx);
-    }
-
-    fn wait_for_congestion(&mut self, ctx: &mut Context<Self>) {
-        let outbox = self.outbox.clone();
-        async move { outbox.congested().await }
-            .into_actor(self)
-            .map(|_, act, ctx| act.on_congested(ctx))
-            .spawn(ctx);
-    }
-
-    fn wait_for_drain(&mut self, ctx: &mut Context<Self>) {
-        let outbox = self.outbox.clone();
-        async move { outbox.drained().await }
-            .into_actor(self)
-            .map(|_, act, ctx| act.on_drained(ctx))
-            .spawn(ctx);
     }
 
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
@@ -578,20 +560,8 @@ impl Actor for SessionActor {
         ));
         ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
 
-        let outbox = self.outbox.clone();
-        async move { outbox.overflowed().await }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                log::info!(
-                    "session {}: outbound queue overflowed, disconnecting",
-                    act.number
-                );
-                let code = CloseCode::Other(CLOSE_SLOW_CONSUMER);
-                act.close(ctx, code, "slow consumer", true);
-            })
-            .spawn(ctx);
-        self.wait_for_congestion(ctx);
-        self.wait_for_drain(ctx);
+        // Congestion, drain and overflow arrive as `Signal` messages.
+        self.outbox.signal_to(ctx.address().recipient());
 
         let mut shutdown = self.services.shutdown.clone();
         async move {
@@ -658,6 +628,25 @@ impl SessionActor {
             Err(e) => {
                 log::debug!("session {}: protocol error: {e}", self.number);
                 self.close(ctx, CloseCode::Protocol, "protocol error", false);
+            }
+        }
+    }
+}
+
+impl Handler<Signal> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, signal: Signal, ctx: &mut Context<Self>) {
+        match signal {
+            Signal::Congested => self.on_congested(ctx),
+            Signal::Drained => self.on_drained(),
+            Signal::Overflowed => {
+                log::info!(
+                    "session {}: outbound queue overflowed, disconnecting",
+                    self.number
+                );
+                let code = CloseCode::Other(CLOSE_SLOW_CONSUMER);
+                self.close(ctx, code, "slow consumer", true);
             }
         }
     }
