@@ -4,6 +4,14 @@ use mesh_records::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Allocator trials (`--features jemalloc` / `--features mimalloc`); see BENCHMARKS.md.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: mesh-records [--config PATH]   (default: ./config.toml)";
 
 fn config_path() -> Result<(PathBuf, bool), String> {
