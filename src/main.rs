@@ -4,11 +4,12 @@ use mesh_records::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-// Allocator trials (`--features jemalloc` / `--features mimalloc`); see BENCHMARKS.md.
+// jemalloc (default feature): less memory per idle connection and more work per CPU-second
+// than the system allocator here; see BENCHMARKS.md, "Lean connections".
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-#[cfg(feature = "mimalloc")]
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -27,10 +27,10 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_ws::CloseReason;
 use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::sync::OnceLock;
 
 /// One item for the socket.
 #[derive(Debug)]
@@ -329,7 +329,11 @@ impl OutboxReceiver {
         }
         let mut queue = self.shared.queue();
         if queue.items.is_empty() {
-            if !queue.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !queue
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 queue.waker = Some(cx.waker().clone());
             }
             drop(queue);
@@ -542,7 +546,7 @@ mod tests {
 
     #[test]
     fn resync_sends_the_full_value_once_and_ends_staleness() {
-        let (outbox, mut rx) = Outbox::new(10);
+        let (outbox, rx) = Outbox::new(10);
         let a = id("a");
         outbox.push_update(&a, Frame::from("123456")).unwrap();
         outbox.push_update(&a, Frame::from("123456")).unwrap();

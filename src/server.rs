@@ -488,8 +488,9 @@ impl RecordServer {
         frames: S,
         socket: Option<ConnectionSocket>,
     ) where
-        S: futures_util::Stream<Item = Result<actix_ws::AggregatedMessage, actix_ws::ProtocolError>>
-            + Unpin
+        S: futures_util::Stream<
+                Item = Result<actix_ws::AggregatedMessage, actix_ws::ProtocolError>,
+            > + Unpin
             + 'static,
     {
         let (number, id) = self.inner.ids.next();
@@ -542,10 +543,7 @@ pub(crate) struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.server
-            .inner
-            .connections
-            .fetch_sub(1, Ordering::AcqRel);
+        self.server.inner.connections.fetch_sub(1, Ordering::AcqRel);
         crate::metrics::metrics().connections.dec();
     }
 }

@@ -64,17 +64,23 @@ impl RawClient {
                 client.buf.drain(..end + 4);
                 break head;
             }
-            assert!(client.read_more().await, "connection closed before the answer");
+            assert!(
+                client.read_more().await,
+                "connection closed before the answer"
+            );
         };
         (client, head)
     }
 
     async fn read_more(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), self.tcp.read(&mut chunk))
-            .await
-            .expect("the server answers within 10 s")
-            .unwrap_or(0);
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.tcp.read(&mut chunk),
+        )
+        .await
+        .expect("the server answers within 10 s")
+        .unwrap_or(0);
         self.buf.extend_from_slice(&chunk[..n]);
         n > 0
     }
@@ -200,11 +206,18 @@ async fn upgrades_elsewhere_are_refused_and_plain_http_still_works() {
 async fn a_connection_counts_until_its_socket_closes() {
     let server = start(Backend::Memory, "").await;
     let (mut client, _) = RawClient::connect(&server.http, "/ws", &[]).await;
-    client.tcp.write_all(&frame(true, OPCODE_TEXT, &noop(1))).await.unwrap();
+    client
+        .tcp
+        .write_all(&frame(true, OPCODE_TEXT, &noop(1)))
+        .await
+        .unwrap();
     assert_eq!(client.reply_to(1).await["payload"], json!(true));
     assert_eq!(server.records().connection_count(), 1);
     drop(client);
     let records = server.records().clone();
-    eventually("the slot to be given back", || records.connection_count() == 0).await;
+    eventually("the slot to be given back", || {
+        records.connection_count() == 0
+    })
+    .await;
     server.stop().await;
 }

@@ -84,7 +84,10 @@ impl SocketFrames {
         if !last {
             return None;
         }
-        let Partial { text: is_text, data } = self.partial.take()?;
+        let Partial {
+            text: is_text,
+            data,
+        } = self.partial.take()?;
         let data = data.freeze();
         Some(if is_text {
             text(data)

@@ -20,8 +20,11 @@ pub(crate) fn http_server(
     port: u16,
     workers: usize,
 ) -> Result<(SocketAddr, actix_web::dev::Server)> {
-    let cannot_bind =
-        |e: std::io::Error| Error::Config(format!("server.host/server.port: cannot bind {host}:{port}: {e}"));
+    let cannot_bind = |e: std::io::Error| {
+        Error::Config(format!(
+            "server.host/server.port: cannot bind {host}:{port}: {e}"
+        ))
+    };
     let listener = std::net::TcpListener::bind((host, port)).map_err(cannot_bind)?;
     // std listens with a backlog of 128; a burst of connecting clients needs more.
     // SAFETY: the descriptor is the listening socket we own; listen() only changes its backlog.

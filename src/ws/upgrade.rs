@@ -54,7 +54,9 @@ pub(crate) async fn serve(
         Ok(admitted) => admitted,
         Err((status, body)) => {
             let mut response = Response::with_body(status, ());
-            response.head_mut().set_connection_type(actix_http::ConnectionType::Close);
+            response
+                .head_mut()
+                .set_connection_type(actix_http::ConnectionType::Close);
             let content_type = if body.starts_with('{') {
                 "application/json"
             } else {
