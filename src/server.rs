@@ -586,12 +586,13 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let (addr, server) = crate::ws::serve::http_server(
-        records.clone(),
-        &config.server.host,
-        config.server.port,
-        workers,
-    )?;
+    let (host, port) = (config.server.host.as_str(), config.server.port);
+    let listener = std::net::TcpListener::bind((host, port)).map_err(|e| {
+        Error::Config(format!(
+            "server.host/server.port: cannot bind {host}:{port}: {e}"
+        ))
+    })?;
+    let (addr, server) = crate::ws::serve::http_server(records.clone(), listener, workers, 2)?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
     Ok(RunningServer {

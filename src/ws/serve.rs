@@ -1,6 +1,7 @@
 //! The HTTP server of [`crate::start`]: actix-http's service with the WebSocket upgrade
 //! taken off the dispatcher ([`super::upgrade`]) and every other request served by the
-//! records server's actix-web `App`.
+//! records server's actix-web `App`. Stands in for `actix_web::HttpServer`, which has no way
+//! to install an upgrade service.
 
 use crate::error::{Error, Result};
 use crate::server::RecordServer;
@@ -13,27 +14,25 @@ use std::os::fd::AsRawFd;
 /// Pending connections the kernel queues for accept, as actix-web's own default.
 const BACKLOG: i32 = 1024;
 
-/// Binds `host:port` and builds (not yet runs) the server with `workers` threads.
+/// Builds (not yet runs) the server on `listener` with `workers` threads; actix-server waits
+/// up to `shutdown_secs` for HTTP requests in progress when stopped.
 pub(crate) fn http_server(
     records: RecordServer,
-    host: &str,
-    port: u16,
+    listener: std::net::TcpListener,
     workers: usize,
+    shutdown_secs: u64,
 ) -> Result<(SocketAddr, actix_web::dev::Server)> {
-    let cannot_bind = |e: std::io::Error| {
-        Error::Config(format!(
-            "server.host/server.port: cannot bind {host}:{port}: {e}"
-        ))
-    };
-    let listener = std::net::TcpListener::bind((host, port)).map_err(cannot_bind)?;
+    let cannot_listen =
+        |e: std::io::Error| Error::Config(format!("server.host/server.port: cannot listen: {e}"));
     // std listens with a backlog of 128; a burst of connecting clients needs more.
-    // SAFETY: the descriptor is the listening socket we own; listen() only changes its backlog.
+    // SAFETY: the descriptor is the listening socket we were given; listen() only changes
+    // its backlog.
     unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
-    let addr = listener.local_addr().map_err(cannot_bind)?;
+    let addr = listener.local_addr().map_err(cannot_listen)?;
     let server = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(2)
+        .shutdown_timeout(shutdown_secs)
         .listen("mesh-records", listener, move || {
             let app_records = records.clone();
             let app = actix_web::App::new()
@@ -54,7 +53,7 @@ pub(crate) fn http_server(
                 .finish(map_config(app, |_| AppConfig::default()))
                 .tcp()
         })
-        .map_err(cannot_bind)?
+        .map_err(cannot_listen)?
         .run();
     Ok((addr, server))
 }
