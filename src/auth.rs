@@ -4,7 +4,7 @@
 //! The result is a [`Grant`]: the metadata guards read, when the connection must close unless
 //! it refreshes, and which identity a refresh must keep ([`SessionToken`]).
 
-use actix_web::HttpRequest;
+use actix_http::RequestHead;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -31,6 +31,44 @@ pub enum Credential {
         /// The `sub` claim, if any.
         subject: Option<Value>,
     },
+}
+
+/// What an authenticator sees of a WebSocket upgrade request: its head (path, query string,
+/// headers, peer). Only the head exists here: the upgrade is served before any actix-web
+/// routing or middleware, so there is no `HttpRequest` (see `ws`).
+#[derive(Clone, Copy)]
+pub struct UpgradeRequest<'a>(&'a RequestHead);
+
+impl<'a> UpgradeRequest<'a> {
+    /// Wraps a request head.
+    pub fn new(head: &'a RequestHead) -> Self {
+        UpgradeRequest(head)
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &'a actix_http::header::HeaderMap {
+        &self.0.headers
+    }
+
+    /// The query string without the `?` (empty when there is none).
+    pub fn query_string(&self) -> &'a str {
+        self.0.uri.query().unwrap_or_default()
+    }
+
+    /// The request path.
+    pub fn path(&self) -> &'a str {
+        self.0.uri.path()
+    }
+
+    /// The peer's address, when known.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer_addr
+    }
+
+    /// The whole request head.
+    pub fn head(&self) -> &'a RequestHead {
+        self.0
+    }
 }
 
 /// The outcome of authenticating: who the connection is, and until when.
@@ -62,7 +100,7 @@ type RefreshFn = dyn Fn(&str) -> Result<Grant, AuthRejection> + Send + Sync;
 /// Upgrade request → [`Grant`] or refusal; optionally, a fresh token → [`Grant`].
 #[derive(Clone)]
 pub struct Authenticator {
-    upgrade: Arc<dyn Fn(&HttpRequest) -> GrantFuture + Send + Sync>,
+    upgrade: Arc<dyn Fn(&UpgradeRequest<'_>) -> GrantFuture + Send + Sync>,
     /// Synchronous on purpose: the session applies a refresh before it reads the next request,
     /// so guards see the new claims from that request on.
     refresh: Option<Arc<RefreshFn>>,
@@ -73,7 +111,7 @@ impl Authenticator {
     /// connection's metadata. Such connections never expire and cannot refresh.
     pub fn new<F, Fut>(f: F) -> Self
     where
-        F: Fn(&HttpRequest) -> Fut + Send + Sync + 'static,
+        F: Fn(&UpgradeRequest<'_>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, AuthRejection>> + Send + 'static,
     {
         Authenticator {
@@ -118,7 +156,7 @@ impl Authenticator {
     }
 
     /// Runs the authenticator on an upgrade request.
-    pub fn authenticate(&self, req: &HttpRequest) -> GrantFuture {
+    pub fn authenticate(&self, req: &UpgradeRequest<'_>) -> GrantFuture {
         (self.upgrade)(req)
     }
 
@@ -213,8 +251,8 @@ impl SessionToken {
 }
 
 /// The token from `?token=` or `Authorization: Bearer` (scheme in any case).
-pub fn request_token(req: &HttpRequest) -> Option<String> {
-    let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
+pub fn request_token(req: &UpgradeRequest<'_>) -> Option<String> {
+    let header = req.headers().get(actix_http::header::AUTHORIZATION);
     if let Some(token) = header.and_then(|h| h.to_str().ok()).and_then(bearer_token) {
         return Some(token.to_owned());
     }

@@ -38,10 +38,11 @@ pub mod record;
 pub mod server;
 pub mod socket;
 pub mod store;
+mod ws;
 
 pub use access::{Exposure, Guard, GuardResult};
 pub use actors::record::WriteOutcome;
-pub use auth::{AuthRejection, Authenticator};
+pub use auth::{AuthRejection, Authenticator, UpgradeRequest};
 pub use commands::{CommandContext, CommandRequest, CommandResult};
 pub use config::Config;
 pub use connection::Connection;

@@ -4,6 +4,15 @@ use mesh_records::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// jemalloc (default feature): less memory per idle connection and more work per CPU-second
+// than the system allocator here; see BENCHMARKS.md, "Lean connections".
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: mesh-records [--config PATH]   (default: ./config.toml)";
 
 fn config_path() -> Result<(PathBuf, bool), String> {

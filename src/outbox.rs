@@ -1,5 +1,11 @@
 //! A session's outbound queue: bounded in bytes, filled without blocking by any actor, drained
-//! by the connection's response body ([`OutboxBody`]), which the HTTP dispatcher polls.
+//! by the connection's writer ([`OutboxDrain`]: the socket task of `ws::writer`, or the
+//! response body [`OutboxBody`] when the route is mounted in someone else's actix-web app).
+//!
+//! The queue itself is a swap-out `VecDeque` behind a mutex with one waker: producers push and
+//! wake, the writer swaps the whole queue out in one lock and encodes it. An empty `VecDeque`
+//! owns no memory, so an idle connection's queue costs nothing until its first push, and the
+//! writer lets go of its copy whenever it has drained it.
 //!
 //! Why not the session actor's mailbox: a client that stops reading must cost a bounded amount
 //! of memory and must never stall the producer (a `RecordActor` fanning out to thousands).
@@ -19,12 +25,12 @@ use actix_http::ws;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::{Bytes, BytesMut};
 use actix_ws::CloseReason;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
-use tokio::sync::{Notify, mpsc};
+use std::task::{Context, Poll, Waker};
 
 /// One item for the socket.
 #[derive(Debug)]
@@ -35,6 +41,19 @@ pub enum Outgoing {
     Pong(Bytes),
     /// Send a close frame and stop writing.
     Close(Option<CloseReason>),
+}
+
+/// A change in a session's queue that its session acts on, sent to the session as a message
+/// (no future waits for it, so an idle session spends no memory on watching its queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub enum Signal {
+    /// Updates started being skipped for lack of room.
+    Congested,
+    /// A congested queue has drained to a quarter of the budget.
+    Drained,
+    /// Even the hard limit was reached: cut the client off.
+    Overflowed,
 }
 
 /// Why a push was refused.
@@ -59,12 +78,50 @@ struct Shared {
     /// Fast path: true while `stale` may be non-empty.
     any_stale: AtomicBool,
     stale: Mutex<HashSet<RecordId>>,
-    congestion: Notify,
-    drained: Notify,
-    overflow: Notify,
+    queue: Mutex<Queue>,
+    /// Set when `Drained` was sent for the current congestion, so it is sent once.
+    drained_sent: AtomicBool,
+    /// The session, told about [`Signal`]s (set once it has started).
+    session: OnceLock<actix::Recipient<Signal>>,
+}
+
+/// Items pushed and not yet taken by the writer, and the writer's waker.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    waker: Option<Waker>,
 }
 
 impl Shared {
+    fn signal(&self, signal: Signal) {
+        if let Some(session) = self.session.get() {
+            session.do_send(signal);
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Pushing and swapping never leave the queue half-changed.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an item and wakes the writer; `Err` (item dropped) once the writer is gone.
+    fn send(&self, item: Outgoing) -> Result<(), Outgoing> {
+        let waker = {
+            let mut queue = self.queue();
+            if self.writer_done.load(Ordering::Acquire) {
+                return Err(item);
+            }
+            queue.items.push_back(item);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
     fn stale(&self) -> MutexGuard<'_, HashSet<RecordId>> {
         // The set is always left consistent; a poisoned lock still guards valid data.
         self.stale
@@ -80,22 +137,21 @@ impl Shared {
 /// Producer side of a session's queue. Cheap to clone; `RecordActor`s hold one per subscriber.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outgoing>,
     shared: Arc<Shared>,
 }
 
-/// Consumer side, turned into the connection's response body.
+/// Consumer side, turned into the connection's writer ([`OutboxDrain`]).
 #[derive(Debug)]
 pub struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
+    /// The batch swapped out of the shared queue, being encoded.
+    local: VecDeque<Outgoing>,
 }
 
 impl Outbox {
     /// A queue for about `budget_bytes` of record updates (a single frame larger than the
     /// budget is still accepted when the queue is empty, so big records remain deliverable).
     pub fn new(budget_bytes: usize) -> (Outbox, OutboxReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queued_bytes: AtomicUsize::new(0),
             budget: budget_bytes,
@@ -105,15 +161,15 @@ impl Outbox {
             writer_done: AtomicBool::new(false),
             any_stale: AtomicBool::new(false),
             stale: Mutex::new(HashSet::new()),
-            congestion: Notify::new(),
-            drained: Notify::new(),
-            overflow: Notify::new(),
+            queue: Mutex::new(Queue::default()),
+            drained_sent: AtomicBool::new(false),
+            session: OnceLock::new(),
         });
         let receiver = OutboxReceiver {
-            rx,
             shared: Arc::clone(&shared),
+            local: VecDeque::new(),
         };
-        (Outbox { tx, shared }, receiver)
+        (Outbox { shared }, receiver)
     }
 
     /// Reserves room for `len` bytes under `limit`; an empty queue takes any frame.
@@ -128,7 +184,7 @@ impl Outbox {
 
     fn enqueue(&self, frame: Frame) -> Result<(), PushError> {
         let len = frame.len();
-        self.tx.send(Outgoing::Text(frame)).map_err(|_| {
+        self.shared.send(Outgoing::Text(frame)).map_err(|_| {
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             PushError::Closed
         })
@@ -146,7 +202,7 @@ impl Outbox {
         }
         if !self.reserve(frame.len(), shared.hard_limit()) {
             if !shared.overflowed.swap(true, Ordering::AcqRel) {
-                shared.overflow.notify_one();
+                shared.signal(Signal::Overflowed);
             }
             return Err(PushError::Full);
         }
@@ -178,7 +234,8 @@ impl Outbox {
             shared.any_stale.store(true, Ordering::Release);
         }
         if !shared.congested.swap(true, Ordering::AcqRel) {
-            shared.congestion.notify_one();
+            shared.drained_sent.store(false, Ordering::Release);
+            shared.signal(Signal::Congested);
         }
     }
 
@@ -233,7 +290,7 @@ impl Outbox {
         if matches!(item, Outgoing::Close(_)) {
             self.shared.closed.store(true, Ordering::Release);
         }
-        let _ = self.tx.send(item);
+        let _ = self.shared.send(item);
     }
 
     /// Marks the queue closed: later pushes fail with [`PushError::Closed`].
@@ -258,62 +315,153 @@ impl Outbox {
         self.shared.queued_bytes.load(Ordering::Acquire)
     }
 
-    /// Completes when updates start being skipped.
-    pub async fn congested(&self) {
-        self.shared.congestion.notified().await;
-    }
-
-    /// Completes when a congested queue has drained to a quarter of the budget.
-    pub async fn drained(&self) {
-        self.shared.drained.notified().await;
-    }
-
-    /// Completes when even the hard limit was reached.
-    pub async fn overflowed(&self) {
-        self.shared.overflow.notified().await;
+    /// Sends this queue's [`Signal`]s to `session` from now on (the first call wins).
+    pub fn signal_to(&self, session: actix::Recipient<Signal>) {
+        let _ = self.shared.session.set(session);
     }
 }
 
 impl OutboxReceiver {
-    /// The connection's response body, draining this queue into the socket. `upgrade_body`
-    /// is the body `actix_ws::handle` made; it is kept, unpolled, until the connection ends.
-    pub fn into_body(self, upgrade_body: BoxBody) -> OutboxBody {
-        OutboxBody {
+    /// The next item, or `Pending` with the waker stored for the next push.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Outgoing> {
+        if let Some(item) = self.local.pop_front() {
+            return Poll::Ready(item);
+        }
+        let mut queue = self.shared.queue();
+        if queue.items.is_empty() {
+            if !queue
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                queue.waker = Some(cx.waker().clone());
+            }
+            drop(queue);
+            // Idle: hold no memory for the batch (the shared queue may keep its own, small).
+            self.local = VecDeque::new();
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut queue.items, &mut self.local);
+        drop(queue);
+        match self.local.pop_front() {
+            Some(item) => Poll::Ready(item),
+            None => unreachable!("a non-empty batch was just swapped in"),
+        }
+    }
+
+    /// Nothing more will be taken: later pushes fail with `Closed`, and what is still queued
+    /// is let go.
+    fn finish(&mut self) {
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::Release);
+        let left = {
+            let mut queue = shared.queue();
+            shared.writer_done.store(true, Ordering::Release);
+            queue.waker = None;
+            std::mem::take(&mut queue.items)
+        };
+        drop(left);
+        self.local = VecDeque::new();
+    }
+
+    /// A writer encoding this queue's items as server WebSocket frames.
+    pub fn into_drain(self) -> OutboxDrain {
+        OutboxDrain {
             low_water: self.shared.budget / 4,
             receiver: self,
             codec: ws::Codec::new(),
-            buf: BytesMut::new(),
             done: false,
+        }
+    }
+
+    /// The connection's response body, draining this queue into the socket. `upgrade_body`
+    /// is the body `actix_ws::handle` made; it is kept, unpolled, until the connection ends.
+    /// `slot` is the connection's place under `max_connections`, held as long as the body.
+    pub fn into_body<S: 'static>(self, upgrade_body: BoxBody, slot: S) -> OutboxBody {
+        OutboxBody {
+            drain: self.into_drain(),
+            buf: BytesMut::new(),
             _upgrade_body: upgrade_body,
+            _slot: Box::new(slot),
         }
     }
 }
 
-/// Most bytes encoded in one poll of the body: the rest stays queued and counted against the
-/// budget while the socket is slow, instead of piling up in the HTTP write buffer.
-const CHUNK_BYTES: usize = 64 * 1024;
+impl Drop for OutboxReceiver {
+    /// The connection is gone (or finished): later pushes fail with `Closed`.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Most bytes encoded in one go: the rest stays queued and counted against the budget while
+/// the socket is slow, instead of piling up in a write buffer.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Largest control frame payload (RFC 6455); a close frame spends 2 bytes on its code.
 const MAX_CONTROL_PAYLOAD: usize = 125;
 
-/// The response body of an upgraded connection, replacing actix-ws's writer path (a writer
-/// task per session, then a 32-frame channel to the body). The HTTP dispatcher polls this
-/// directly: a push wakes the connection's own task, and everything queued by then is
-/// encoded into one chunk, so a burst of updates costs one socket write.
-pub struct OutboxBody {
+/// Encodes a session's queued items into WebSocket frames for whichever writer owns the
+/// socket. Everything queued by the time it runs goes into one buffer, so a burst of updates
+/// costs one wake and one socket write.
+#[derive(Debug)]
+pub struct OutboxDrain {
     receiver: OutboxReceiver,
     codec: ws::Codec,
-    buf: BytesMut,
     low_water: usize,
-    /// A close frame was encoded, or every producer is gone: end after the last chunk.
+    /// A close frame was encoded: nothing follows it.
     done: bool,
-    /// actix-ws's body, never polled: dropping it ends the client's message stream, which
-    /// must happen when the connection goes, not when the upgrade handler returns.
-    _upgrade_body: BoxBody,
 }
 
-impl OutboxBody {
-    fn encode(&mut self, message: ws::Message) {
-        if let Err(e) = self.codec.encode(message, &mut self.buf) {
+impl OutboxDrain {
+    /// Encodes queued items into `buf` until it holds [`CHUNK_BYTES`] or the queue is empty
+    /// (then the waker is stored and the next push wakes it).
+    pub fn fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) {
+        let mut text_bytes = 0;
+        while !self.done && buf.len() < CHUNK_BYTES {
+            match self.receiver.poll_recv(cx) {
+                Poll::Ready(Outgoing::Text(frame)) => {
+                    text_bytes += frame.len();
+                    self.encode(ws::Message::Text(frame), buf);
+                }
+                Poll::Ready(Outgoing::Pong(mut bytes)) => {
+                    bytes.truncate(MAX_CONTROL_PAYLOAD);
+                    self.encode(ws::Message::Pong(bytes), buf);
+                }
+                Poll::Ready(Outgoing::Close(mut reason)) => {
+                    if let Some(description) = reason.as_mut().and_then(|r| r.description.as_mut())
+                    {
+                        let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
+                        while !description.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        description.truncate(end);
+                    }
+                    self.encode(ws::Message::Close(reason), buf);
+                    self.finish();
+                }
+                Poll::Pending => break,
+            }
+        }
+        if text_bytes > 0 {
+            let shared = &self.receiver.shared;
+            let left = shared.queued_bytes.fetch_sub(text_bytes, Ordering::AcqRel) - text_bytes;
+            if left <= self.low_water
+                && shared.congested.load(Ordering::Acquire)
+                && !shared.drained_sent.swap(true, Ordering::AcqRel)
+            {
+                shared.signal(Signal::Drained);
+            }
+        }
+    }
+
+    /// Whether the close frame has been encoded (or the writer gave up): once the buffer is
+    /// written, the connection is finished.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn encode(&mut self, message: ws::Message, buf: &mut BytesMut) {
+        if let Err(e) = self.codec.encode(message, buf) {
             // The server-side codec only fails on frames it cannot express; end the
             // connection rather than send a corrupt stream.
             log::warn!("encoding a WebSocket frame failed: {e}");
@@ -321,14 +469,23 @@ impl OutboxBody {
         }
     }
 
-    fn finish(&mut self) {
+    /// Nothing more will be written: later pushes fail with `Closed`.
+    pub fn finish(&mut self) {
         self.done = true;
-        self.receiver.shared.closed.store(true, Ordering::Release);
-        self.receiver
-            .shared
-            .writer_done
-            .store(true, Ordering::Release);
+        self.receiver.finish();
     }
+}
+
+/// The response body of a connection upgraded by `actix_ws::handle` (the route mounted with
+/// [`crate::RecordServer::configure`] in an app's own actix-web server). The HTTP dispatcher
+/// polls it directly: a push wakes the connection's own task.
+pub struct OutboxBody {
+    drain: OutboxDrain,
+    buf: BytesMut,
+    /// actix-ws's body, never polled: dropping it ends the client's message stream, which
+    /// must happen when the connection goes, not when the upgrade handler returns.
+    _upgrade_body: BoxBody,
+    _slot: Box<dyn std::any::Any>,
 }
 
 impl MessageBody for OutboxBody {
@@ -343,40 +500,7 @@ impl MessageBody for OutboxBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        let mut text_bytes = 0;
-        while !this.done && this.buf.len() < CHUNK_BYTES {
-            match this.receiver.rx.poll_recv(cx) {
-                Poll::Ready(Some(Outgoing::Text(frame))) => {
-                    text_bytes += frame.len();
-                    this.encode(ws::Message::Text(frame));
-                }
-                Poll::Ready(Some(Outgoing::Pong(mut bytes))) => {
-                    bytes.truncate(MAX_CONTROL_PAYLOAD);
-                    this.encode(ws::Message::Pong(bytes));
-                }
-                Poll::Ready(Some(Outgoing::Close(mut reason))) => {
-                    if let Some(description) = reason.as_mut().and_then(|r| r.description.as_mut())
-                    {
-                        let mut end = description.len().min(MAX_CONTROL_PAYLOAD - 2);
-                        while !description.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        description.truncate(end);
-                    }
-                    this.encode(ws::Message::Close(reason));
-                    this.finish();
-                }
-                Poll::Ready(None) => this.finish(),
-                Poll::Pending => break,
-            }
-        }
-        if text_bytes > 0 {
-            let shared = &this.receiver.shared;
-            let left = shared.queued_bytes.fetch_sub(text_bytes, Ordering::AcqRel) - text_bytes;
-            if left <= this.low_water && shared.congested.load(Ordering::Acquire) {
-                shared.drained.notify_one();
-            }
-        }
+        this.drain.fill(cx, &mut this.buf);
         if !this.buf.is_empty() {
             // `split` leaves the spare capacity for the next chunk (reclaimed once the
             // dispatcher has copied this one); a buffer grown by a huge frame is let go.
@@ -387,18 +511,11 @@ impl MessageBody for OutboxBody {
             };
             return Poll::Ready(Some(Ok(chunk.freeze())));
         }
-        if this.done {
+        if this.drain.is_done() {
             Poll::Ready(None)
         } else {
             Poll::Pending
         }
-    }
-}
-
-impl Drop for OutboxBody {
-    /// The connection is gone (or finished): later pushes fail with `Closed`.
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 
@@ -429,7 +546,7 @@ mod tests {
 
     #[test]
     fn resync_sends_the_full_value_once_and_ends_staleness() {
-        let (outbox, mut rx) = Outbox::new(10);
+        let (outbox, rx) = Outbox::new(10);
         let a = id("a");
         outbox.push_update(&a, Frame::from("123456")).unwrap();
         outbox.push_update(&a, Frame::from("123456")).unwrap();
@@ -437,7 +554,7 @@ mod tests {
         outbox.resync(&a, Frame::from("full!")).unwrap();
         assert_eq!(outbox.stale_records().len(), 1);
         // The body drains, then the resync fits.
-        let _ = rx.rx.try_recv();
+        let _ = rx.shared.queue().items.pop_front();
         outbox.shared.queued_bytes.fetch_sub(6, Ordering::AcqRel);
         outbox.resync(&a, Frame::from("full!")).unwrap();
         assert!(outbox.stale_records().is_empty());

@@ -5,7 +5,7 @@ use crate::access::Exposure;
 use crate::actors::record::{ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, WriteOutcome};
 use crate::actors::registry::{AddExposure, RegistryActor, send_to_record};
 use crate::actors::session::{SessionActor, SessionServices, SessionSettings};
-use crate::auth::{AuthRejection, Authenticator};
+use crate::auth::{AuthRejection, Authenticator, UpgradeRequest};
 use crate::commands::{CommandContext, CommandRequest, CommandResult, Commands};
 use crate::config::{Config, StoreBackend};
 use crate::connection::{Connection, ConnectionIds};
@@ -475,9 +475,37 @@ impl RecordServer {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn session_ended(&self) {
-        self.inner.connections.fetch_sub(1, Ordering::Relaxed);
-        crate::metrics::metrics().connections.dec();
+    /// Takes a place under `max_connections` for a new connection, if one is free.
+    pub(crate) fn try_acquire_slot(&self) -> Option<ConnectionSlot> {
+        // Counted first, so concurrent upgrades cannot exceed the limit.
+        if self.inner.connections.fetch_add(1, Ordering::AcqRel) >= self.inner.max_connections {
+            self.inner.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        crate::metrics::metrics().connections.inc();
+        Some(ConnectionSlot {
+            server: self.clone(),
+        })
+    }
+
+    pub(crate) fn ws_path(&self) -> &str {
+        &self.inner.ws_path
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        self.inner.max_frame_bytes
+    }
+
+    pub(crate) fn max_outbound_bytes(&self) -> usize {
+        self.inner.max_outbound_bytes
     }
 
     /// Mounts the WebSocket route, `GET /health` and, when an admin token is set, the admin
@@ -511,34 +539,29 @@ impl RecordServer {
         }
     }
 
-    /// Upgrades one request to a WebSocket session.
+    /// Upgrades one request to a WebSocket session through actix-ws: the path of an app that
+    /// mounts [`RecordServer::configure`] in its own actix-web server. [`start`] serves the
+    /// upgrade itself instead (`crate::ws`), with far less memory per connection.
     async fn upgrade(
         &self,
         req: HttpRequest,
         body: web::Payload,
     ) -> actix_web::Result<HttpResponse> {
-        if *self.inner.shutdown.borrow() {
+        if self.is_shutting_down() {
             return Ok(HttpResponse::ServiceUnavailable().body("shutting down"));
         }
-        let grant = match self.inner.authenticator.authenticate(&req).await {
+        let request = UpgradeRequest::new(req.head());
+        let grant = match self.inner.authenticator.authenticate(&request).await {
             Ok(grant) => grant,
             Err(AuthRejection(why)) => {
                 return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
             }
         };
-        // Count the connection first, so concurrent upgrades cannot exceed the limit.
-        if self.inner.connections.fetch_add(1, Ordering::AcqRel) >= self.inner.max_connections {
-            self.inner.connections.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = self.try_acquire_slot() else {
             let body = json!({ "error": "too many connections" });
             return Ok(HttpResponse::ServiceUnavailable().json(body));
-        }
-        let (response, session, stream) = match actix_ws::handle(&req, body) {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                self.inner.connections.fetch_sub(1, Ordering::AcqRel);
-                return Err(e);
-            }
         };
+        let (response, session, stream) = actix_ws::handle(&req, body)?;
         let max = self.inner.max_frame_bytes;
         let stream = stream
             .max_frame_size(max)
@@ -549,8 +572,27 @@ impl RecordServer {
         drop(session);
         let (outbox, receiver) = Outbox::new(self.inner.max_outbound_bytes);
         let response = response
-            .map_body(|_, upgrade_body| receiver.into_body(upgrade_body))
+            .map_body(|_, upgrade_body| receiver.into_body(upgrade_body, slot))
             .map_into_boxed_body();
+        let socket = req.conn_data::<ConnectionSocket>().copied();
+        self.start_session(grant, outbox, stream, socket);
+        Ok(response)
+    }
+
+    /// Starts the session actor of an upgraded connection, reading client frames from
+    /// `frames` (gated by `max_in_flight_requests`) and answering through `outbox`.
+    pub(crate) fn start_session<S>(
+        &self,
+        grant: crate::auth::Grant,
+        outbox: Outbox,
+        frames: S,
+        socket: Option<ConnectionSocket>,
+    ) where
+        S: futures_util::Stream<
+                Item = Result<actix_ws::AggregatedMessage, actix_ws::ProtocolError>,
+            > + Unpin
+            + 'static,
+    {
         let (number, id) = self.inner.ids.next();
         let services = SessionServices {
             registry: self.inner.registry.clone(),
@@ -561,16 +603,13 @@ impl RecordServer {
             shutdown: self.inner.shutdown.subscribe(),
             authenticator: self.inner.authenticator.clone(),
         };
-        let socket = req.conn_data::<ConnectionSocket>().copied();
         let token = crate::auth::SessionToken::new(&grant);
         let connection = Connection::new(id, grant.metadata);
-        crate::metrics::metrics().connections.inc();
         let max_in_flight = self.inner.session_settings.max_in_flight_requests;
         SessionActor::create(|ctx| {
-            ctx.add_stream(crate::inflight::Gated::new(stream, max_in_flight));
+            ctx.add_stream(crate::inflight::Gated::new(frames, max_in_flight));
             SessionActor::new(number, connection, outbox, services, socket).with_token(token)
         });
-        Ok(response)
     }
 
     /// Closes every session with "going away" and refuses new ones; waits up to `grace` for
@@ -594,6 +633,20 @@ impl RecordServer {
         for arbiter in arbiters {
             arbiter.stop();
         }
+    }
+}
+
+/// One connection's place under `max_connections`, given back when dropped (when the
+/// connection's socket is closed, not when its session ends: a closing connection still holds
+/// a descriptor). Also the `connections` gauge.
+pub(crate) struct ConnectionSlot {
+    server: RecordServer,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.server.inner.connections.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::metrics().connections.dec();
     }
 }
 
@@ -670,23 +723,13 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
         ))
     })?;
     let records = builder.build().await?;
-    let app_records = records.clone();
     let workers = match s.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let http = actix_web::HttpServer::new(move || {
-        let records = app_records.clone();
-        actix_web::App::new().configure(move |cfg| records.configure(cfg))
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(http_shutdown_secs(s.shutdown_timeout()))
-    .on_connect(crate::socket::on_connect)
-    .listen(listener)
-    .map_err(|e| Error::Config(format!("server.host/server.port: cannot listen: {e}")))?;
-    let addr = http.addrs().first().copied().ok_or(Error::Internal)?;
-    let server = http.run();
+    let shutdown_secs = http_shutdown_secs(s.shutdown_timeout());
+    let (addr, server) =
+        crate::ws::serve::http_server(records.clone(), listener, workers, shutdown_secs)?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
     Ok(RunningServer {

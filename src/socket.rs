@@ -1,7 +1,7 @@
 //! Ending a TCP connection whose peer stopped reading.
 //!
-//! Closing an actix-ws session queues a close frame behind everything the peer has not read,
-//! so the connection would stay established. Shutting the socket down ends it at once. We note
+//! Closing a session queues a close frame behind everything the peer has not read, so the
+//! connection would stay established. Shutting the socket down ends it at once. We note
 //! the socket's descriptor and inode when the connection is accepted (no duplicate descriptor:
 //! that would halve how many connections fit under the descriptor limit) and check the inode
 //! again before shutting down, so a reused descriptor number is never touched.
@@ -30,7 +30,8 @@ impl ConnectionSocket {
     /// A plain shutdown is not enough for a peer that stopped reading: its receive window is
     /// zero, so the FIN queued behind megabytes of unsent data never leaves and the connection
     /// sat in FIN-WAIT-1 (measured). With a zero linger time, the close that follows (the
-    /// dispatcher sees end-of-stream after `SHUT_RD` and drops the socket) sends a reset.
+    /// socket's reader sees end-of-stream after `SHUT_RD`, its writer a failed write, and the
+    /// last of them drops the socket; on the actix-ws path, the dispatcher) sends a reset.
     ///
     /// Call it only from the connection's own worker thread (where its session runs): the
     /// descriptor is closed on that thread, so it cannot change between the check and the call.
@@ -56,7 +57,7 @@ impl ConnectionSocket {
     }
 }
 
-/// Pass to `HttpServer::on_connect`: turns off Nagle's algorithm (pushes go out at once) and
+/// Pass to `HttpServer::on_connect` (`start` installs it itself): turns off Nagle's algorithm (pushes go out at once) and
 /// lets sessions cut off clients that stop reading.
 /// Without it, such clients are still dropped from every record, but their TCP connection
 /// lingers until the kernel gives up on it.

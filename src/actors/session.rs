@@ -12,7 +12,9 @@
 //!   carry the request id).
 //! - The subscribe reply is queued by the record actor itself, before any push that follows it.
 //! - Nothing here blocks on the socket: frames go to the outbox, which the connection's
-//!   response body drains.
+//!   writer drains (`ws::writer`, or the response body on the actix-ws path).
+//! - The connection's place under `max_connections` is held by its socket, not by the session
+//!   (`server::ConnectionSlot`): it is given back when the socket closes.
 //! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
 //! - A connection whose token expires (`exp` plus leeway) is closed with 4001 unless it sent
 //!   `mesh/refresh-token` first; a refresh takes effect before the next request is read.
@@ -25,7 +27,7 @@ use crate::commands::{CommandContext, Commands};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::inflight::Permit;
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Signal};
 use crate::protocol::{self, Command, Request, commands};
 use crate::record::{Mode, RecordId, Strategy};
 use crate::server::{MetadataHook, RecordServer};
@@ -524,11 +526,10 @@ impl SessionActor {
                 }
             },
         );
-        self.wait_for_congestion(ctx);
     }
 
     /// The queue drained: resync every record whose updates were skipped.
-    fn on_drained(&mut self, ctx: &mut Context<Self>) {
+    fn on_drained(&mut self) {
         self.congestion_epoch += 1;
         self.outbox.clear_congestion();
         for record_id in self.outbox.stale_records() {
@@ -544,23 +545,6 @@ impl SessionActor {
                 }
             });
         }
-        self.wait_for_drain(ctx);
-    }
-
-    fn wait_for_congestion(&mut self, ctx: &mut Context<Self>) {
-        let outbox = self.outbox.clone();
-        async move { outbox.congested().await }
-            .into_actor(self)
-            .map(|_, act, ctx| act.on_congested(ctx))
-            .spawn(ctx);
-    }
-
-    fn wait_for_drain(&mut self, ctx: &mut Context<Self>) {
-        let outbox = self.outbox.clone();
-        async move { outbox.drained().await }
-            .into_actor(self)
-            .map(|_, act, ctx| act.on_drained(ctx))
-            .spawn(ctx);
     }
 
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
@@ -599,20 +583,8 @@ impl Actor for SessionActor {
         ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
         self.arm_token_expiry(ctx);
 
-        let outbox = self.outbox.clone();
-        async move { outbox.overflowed().await }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                log::info!(
-                    "session {}: outbound queue overflowed, disconnecting",
-                    act.number
-                );
-                let code = CloseCode::Other(CLOSE_SLOW_CONSUMER);
-                act.close(ctx, code, "slow consumer", true);
-            })
-            .spawn(ctx);
-        self.wait_for_congestion(ctx);
-        self.wait_for_drain(ctx);
+        // Congestion, drain and overflow arrive as `Signal` messages.
+        self.outbox.signal_to(ctx.address().recipient());
 
         let mut shutdown = self.services.shutdown.clone();
         async move {
@@ -634,7 +606,6 @@ impl Actor for SessionActor {
                 session: self.number,
             });
         }
-        self.services.records.session_ended();
     }
 }
 
@@ -680,6 +651,25 @@ impl SessionActor {
             Err(e) => {
                 log::debug!("session {}: protocol error: {e}", self.number);
                 self.close(ctx, CloseCode::Protocol, "protocol error", false);
+            }
+        }
+    }
+}
+
+impl Handler<Signal> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, signal: Signal, ctx: &mut Context<Self>) {
+        match signal {
+            Signal::Congested => self.on_congested(ctx),
+            Signal::Drained => self.on_drained(),
+            Signal::Overflowed => {
+                log::info!(
+                    "session {}: outbound queue overflowed, disconnecting",
+                    self.number
+                );
+                let code = CloseCode::Other(CLOSE_SLOW_CONSUMER);
+                self.close(ctx, code, "slow consumer", true);
             }
         }
     }

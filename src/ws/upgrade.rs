@@ -1,0 +1,106 @@
+//! The upgrade service: checks a WebSocket upgrade from its request head, answers it, and
+//! hands the socket to the session (see the module docs of `ws`).
+
+use super::LeanSocket;
+use super::reader::SocketFrames;
+use super::writer::Writer;
+use crate::auth::{AuthRejection, UpgradeRequest};
+use crate::outbox::Outbox;
+use crate::server::RecordServer;
+use crate::socket::ConnectionSocket;
+use actix_codec::{Encoder as _, Framed};
+use actix_http::body::{BodySize, BoxBody};
+use actix_http::{Request, Response, StatusCode, h1, ws};
+use actix_web::rt::net::TcpStream;
+use actix_web::web::{Bytes, BytesMut};
+use serde_json::json;
+use std::rc::Rc;
+
+/// Serves one upgrade request the HTTP/1 dispatcher handed over with its connection. Every
+/// refusal is an HTTP answer after which the connection is closed: 404 off the WebSocket path,
+/// 400/405 for a malformed handshake, 503 while shutting down or over `max_connections`,
+/// 401 when authentication fails.
+pub(crate) async fn serve(
+    records: RecordServer,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), std::convert::Infallible> {
+    let parts = framed.into_parts();
+    let (io, mut codec, early) = (parts.io, parts.codec, parts.read_buf);
+    let refuse = |status: StatusCode, error: &str| (status, json!({ "error": error }).to_string());
+    let admitted = async {
+        if req.path() != records.ws_path() {
+            return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+        }
+        if records.is_shutting_down() {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned()));
+        }
+        if let Err(e) = ws::verify_handshake(req.head()) {
+            let status = Response::<BoxBody>::from(&e).status();
+            return Err(refuse(status, &e.to_string()));
+        }
+        let metadata = records
+            .authenticator()
+            .authenticate(&UpgradeRequest::new(req.head()))
+            .await
+            .map_err(|AuthRejection(why)| refuse(StatusCode::UNAUTHORIZED, &why))?;
+        // Counted before the answer, so concurrent upgrades cannot exceed the limit.
+        let slot = records
+            .try_acquire_slot()
+            .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections"))?;
+        Ok((metadata, slot))
+    };
+    let (metadata, slot) = match admitted.await {
+        Ok(admitted) => admitted,
+        Err((status, body)) => {
+            let mut response = Response::with_body(status, ());
+            response
+                .head_mut()
+                .set_connection_type(actix_http::ConnectionType::Close);
+            let content_type = if body.starts_with('{') {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            response.headers_mut().insert(
+                actix_http::header::CONTENT_TYPE,
+                actix_http::header::HeaderValue::from_static(content_type),
+            );
+            let body = Bytes::from(body);
+            let mut out = BytesMut::new();
+            let head = h1::Message::Item((response, BodySize::Sized(body.len() as u64)));
+            if codec.encode(head, &mut out).is_ok() {
+                out.extend_from_slice(&body);
+                let _ = write_all(&io, &out).await;
+            }
+            return Ok(());
+        }
+    };
+    let response = ws::handshake_response(req.head()).finish().drop_body();
+    let mut out = BytesMut::new();
+    let head = h1::Message::Item((response, BodySize::None));
+    if codec.encode(head, &mut out).is_err() || write_all(&io, &out).await.is_err() {
+        return Ok(());
+    }
+    let socket = req.conn_data::<ConnectionSocket>().copied();
+    let io = Rc::new(LeanSocket::new(io, slot));
+    let (outbox, receiver) = Outbox::new(records.max_outbound_bytes());
+    actix_web::rt::spawn(Writer::new(Rc::clone(&io), receiver.into_drain()));
+    // The dispatcher's 8 KiB read buffer is dropped here; early frames are copied out.
+    let frames = SocketFrames::new(io, &early, records.max_frame_bytes());
+    records.start_session(metadata, outbox, frames, socket);
+    Ok(())
+}
+
+/// Writes all of `bytes` (a handshake answer: small, so normally one call).
+async fn write_all(io: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        io.writable().await?;
+        match io.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
