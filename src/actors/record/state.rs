@@ -42,6 +42,11 @@ pub(crate) const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 pub(crate) const CHECK_DEADLINE: Duration = Duration::from_secs(3);
 /// Pause between two such questions.
 pub(crate) const CHECK_RETRY: Duration = Duration::from_millis(250);
+/// How far a write-back after data loss moves the version on. Another instance may have been
+/// further ahead than we are when the store lost the record (it had applied versions we never
+/// heard of); writing ours back at our own version would let the next write reuse one of
+/// those versions for another value. A version after the jump was never shown by anyone.
+pub(crate) const WRITE_BACK_JUMP: Version = 1_000_000;
 /// Pause before reading the store again after a failed reload.
 pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(1);
 
@@ -193,8 +198,8 @@ enum Phase<R> {
     },
     /// Reading the store (after a gap, a reconnect or a race that could not be followed).
     Loading,
-    /// Writing our state back to a store that lost it.
-    WritingBack,
+    /// Writing our state back, at `record`'s version, to a store that lost it.
+    WritingBack { record: Stored },
     /// Lost a race: applying the published versions up to `target` before retrying.
     CatchingUp { target: Version },
 }
@@ -330,7 +335,7 @@ impl<R> Core<R> {
     fn busy(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Calling(_) | Phase::Checking { .. } | Phase::Loading | Phase::WritingBack
+            Phase::Calling(_) | Phase::Checking { .. } | Phase::Loading | Phase::WritingBack { .. }
         )
     }
 
@@ -663,16 +668,24 @@ impl<R> Core<R> {
     /// The answer to [`Effect::WriteBack`]: how many records were written (0 or 1).
     pub fn written_back(&mut self, result: Result<usize, StoreError>) -> Effects<R> {
         let mut out = Vec::new();
-        if !matches!(self.phase, Phase::WritingBack) {
+        let Phase::WritingBack { record } = std::mem::replace(&mut self.phase, Phase::Ready) else {
             log::error!(
                 "record {}: a write-back answer with none in flight",
                 self.id
             );
             return out;
-        }
-        self.set_phase(Phase::Ready);
+        };
+        self.epoch += 1;
         match result {
-            Ok(1) => {}
+            Ok(1) => {
+                // Subscribers move to the new version with the value they have (a resync).
+                self.record = record;
+                self.forget_history();
+                if let Some(value) = &self.record.value {
+                    let (value, version) = (Arc::clone(value), self.record.version);
+                    out.push(Effect::Resync { value, version });
+                }
+            }
             // The store has something as new meanwhile: read it.
             Ok(_) => self.reload(&mut out),
             Err(e) => {
@@ -835,9 +848,18 @@ impl<R> Core<R> {
                 current.version,
                 ours.version
             );
-            out.push(Effect::WriteBack(ours.clone()));
-            self.set_phase(Phase::WritingBack);
+            let back = Stored {
+                value: ours.value.clone(),
+                version: ours.version.saturating_add(WRITE_BACK_JUMP),
+            };
+            self.write_back(back, out);
         }
+    }
+
+    /// Writes `record` to a store that lost ours (see [`WRITE_BACK_JUMP`]).
+    fn write_back(&mut self, record: Stored, out: &mut Effects<R>) {
+        out.push(Effect::WriteBack(record.clone()));
+        self.set_phase(Phase::WritingBack { record });
     }
 
     /// The record is gone as of `version`.
@@ -860,8 +882,7 @@ impl<R> Core<R> {
     /// and the tombstone written back so versions stay unique.
     fn deleted_over_lost_data(&mut self, reply: R, version: Version, out: &mut Effects<R>) {
         self.delete_applied(reply, version, out);
-        out.push(Effect::WriteBack(Stored::absent(version)));
-        self.set_phase(Phase::WritingBack);
+        self.write_back(Stored::absent(version.saturating_add(WRITE_BACK_JUMP)), out);
     }
 
     /// The store accepted the batch: apply each value in turn, persist, reply.

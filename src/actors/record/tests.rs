@@ -2,7 +2,7 @@
 //! by [`FakeStore`], which can lose answers, fail, or be changed behind the core's back the way
 //! another instance would; the test decides which published changes reach the core.
 
-use super::state::{Answer, Core, CoreLimits, Effect, Timer};
+use super::state::{Answer, Core, CoreLimits, Effect, Timer, WRITE_BACK_JUMP};
 use super::writes::{BatchLimits, Change, QueuedWrite};
 use crate::record::{RecordId, Strategy, Version};
 use crate::store::{
@@ -454,11 +454,24 @@ fn a_store_that_lost_everything_gets_our_state_back() {
     let mut h = Harness::new(live(json!({"x": 5}), 5));
     h.store.record = Stored::default();
     h.deliver(RemoteChange::Resync);
-    assert!(
-        h.take_seen().is_empty(),
-        "subscribers already hold version 5"
+    // Past any version another instance may have shown before the loss.
+    let back = 5 + WRITE_BACK_JUMP;
+    assert_eq!(h.take_seen(), vec![Seen::Resync(back, json!({"x": 5}))]);
+    assert_eq!(h.store.record, live(json!({"x": 5}), back));
+    h.write(1, json!({"x": 6}), Strategy::Replace);
+    assert_eq!(h.store.record, live(json!({"x": 6}), back + 1));
+}
+
+#[test]
+fn a_write_back_that_finds_a_newer_state_takes_it() {
+    // Another instance, further ahead, wrote its copy back first.
+    let mut h = Harness::new(live(json!(10), 10));
+    h.store.record = live(json!(11), 11 + WRITE_BACK_JUMP);
+    h.deliver(RemoteChange::Resync);
+    assert_eq!(
+        h.take_seen(),
+        vec![Seen::Resync(11 + WRITE_BACK_JUMP, json!(11))]
     );
-    assert_eq!(h.store.record, live(json!({"x": 5}), 5));
 }
 
 #[test]
@@ -729,10 +742,10 @@ fn a_delete_when_the_store_lost_the_record_deletes_it_and_keeps_the_tombstone() 
             reply(1, "deleted v26")
         ]
     );
-    assert_eq!(h.store.record, Stored::absent(26));
+    assert_eq!(h.store.record, Stored::absent(26 + WRITE_BACK_JUMP));
     // And a new record continues after it.
     h.write(2, json!("new"), Strategy::Replace);
-    assert_eq!(h.store.record, live(json!("new"), 27));
+    assert_eq!(h.store.record, live(json!("new"), 27 + WRITE_BACK_JUMP));
 }
 
 #[test]
@@ -754,7 +767,7 @@ fn a_delete_whose_answer_was_lost_while_the_store_lost_everything_still_deletes(
     );
     assert_eq!(
         h.store.record,
-        Stored::absent(211),
+        Stored::absent(211 + WRITE_BACK_JUMP),
         "not written back as live"
     );
 }
