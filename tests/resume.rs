@@ -431,3 +431,53 @@ async fn history_lost_with_redis_is_never_resumed_across() {
     a.stop().await;
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn eight_conditional_writers_on_two_instances_exactly_one_wins() {
+    let prefix = unique_prefix("conditional");
+    let toml = format!("[store]\nkey_prefix = \"{prefix}\"\n{OPEN}");
+    let a = start(Backend::Redis, &toml).await;
+    let b = start(Backend::Redis, &toml).await;
+    put(&a, "doc:race", json!({"n": 0})).await;
+    // Both instances hold version 1 before the race.
+    assert_eq!(
+        b.records()
+            .get_record("doc:race")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    for round in 0..5u64 {
+        let expected = round + 1;
+        let mut writers = Vec::new();
+        for n in 0..8 {
+            let server = if n % 2 == 0 { &a } else { &b };
+            writers.push(server.client().await);
+        }
+        for (n, writer) in writers.iter_mut().enumerate() {
+            writer
+                .send_json(&json!({"id": 1, "command": "mesh/publish-record-update",
+                    "payload": {"recordId": "doc:race", "newValue": {"writer": n, "round": round},
+                                "options": {"expectedVersion": expected}}}))
+                .await;
+        }
+        let mut wins = Vec::new();
+        for (n, writer) in writers.iter_mut().enumerate() {
+            let reply = writer.reply_to(1).await["payload"].clone();
+            if reply == json!({"success": true}) {
+                wins.push(n);
+            } else {
+                assert_eq!(reply["code"], "EVERSION", "{reply}");
+                assert_eq!(reply["version"], expected + 1, "{reply}");
+            }
+        }
+        assert_eq!(wins.len(), 1, "round {round}: winners {wins:?}");
+        let stored = a.records().get_record("doc:race").await.unwrap().unwrap();
+        assert_eq!(stored.version, expected + 1);
+        assert_eq!(*stored.value, json!({"writer": wins[0], "round": round}));
+    }
+    a.stop().await;
+    b.stop().await;
+}
