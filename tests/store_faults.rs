@@ -34,6 +34,22 @@ writable = true
     )
 }
 
+/// Persists `doc:` records to the SQLite file `db` (flushed every 50 ms).
+fn sqlite_rule(db: &std::path::Path) -> String {
+    format!(
+        r#"
+[persistence]
+sqlite_path = "{}"
+
+[[records.persist]]
+write_pattern = "^doc:"
+restore_pattern = "doc:%"
+flush_interval_ms = 50
+"#,
+        db.display()
+    )
+}
+
 async fn instance(toml: &str) -> TestServer {
     let config = common::test_config(toml);
     let running = mesh_records::start(config.clone())
@@ -190,18 +206,7 @@ async fn a_write_whose_answer_timed_out_is_acknowledged_pushed_and_persisted() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("records.db");
     let prefix = unique_prefix("faults-stall");
-    let persisted = format!(
-        r#"
-[persistence]
-sqlite_path = "{}"
-
-[[records.persist]]
-write_pattern = "^doc:"
-restore_pattern = "doc:%"
-flush_interval_ms = 50
-"#,
-        db.display()
-    );
+    let persisted = sqlite_rule(&db);
     let a = instance(&config(&prefix, &redis.url(), &persisted)).await;
     let b = instance(&config(&prefix, &redis.url(), "")).await;
     let (mut on_a, mut on_b) = (a.client().await, b.client().await);
@@ -265,18 +270,7 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("records.db");
     let prefix = unique_prefix("faults-restore");
-    let persisted = format!(
-        r#"
-[persistence]
-sqlite_path = "{}"
-
-[[records.persist]]
-write_pattern = "^doc:"
-restore_pattern = "doc:%"
-flush_interval_ms = 50
-"#,
-        db.display()
-    );
+    let persisted = sqlite_rule(&db);
     let a = instance(&config(&prefix, &redis.url(), &persisted)).await;
     a.records()
         .write_record("doc:gone", json!({"x": 1}), Strategy::Replace)

@@ -5,11 +5,11 @@
 //! record keeps its recent history (patches) within the limits each write passes.
 
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, Store,
-    StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId,
+    Store, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::record::{RecordId, Version};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One record's entry: its state, its recent history and the last operation applied to it.
@@ -17,43 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 struct Entry {
     stored: Stored,
     last_op: Option<OpId>,
-    history: VecDeque<(Change, usize)>,
-    history_bytes: usize,
-}
-
-impl Entry {
-    /// Appends the change leading to `version`, then trims to `limits`.
-    fn remember(
-        &mut self,
-        version: Version,
-        patch: &std::sync::Arc<serde_json::Value>,
-        limits: HistoryLimits,
-    ) {
-        if limits.versions == 0 {
-            self.forget_history();
-            return;
-        }
-        let size = crate::record::serialized_len(patch);
-        self.history.push_back((
-            Change {
-                version,
-                patch: std::sync::Arc::clone(patch),
-            },
-            size,
-        ));
-        self.history_bytes += size;
-        while self.history.len() > limits.versions || self.history_bytes > limits.bytes {
-            match self.history.pop_front() {
-                Some((_, size)) => self.history_bytes -= size,
-                None => break,
-            }
-        }
-    }
-
-    fn forget_history(&mut self) {
-        self.history.clear();
-        self.history_bytes = 0;
-    }
+    history: History,
 }
 
 /// Records in a map guarded by a mutex; every call completes at once.
@@ -91,8 +55,7 @@ impl Store for MemoryStore {
         let Some(entry) = map.get(id) else {
             return ready(Ok((Stored::default(), Vec::new())));
         };
-        let history = entry.history.iter().map(|(c, _)| c.clone()).collect();
-        ready(Ok((entry.stored.clone(), history)))
+        ready(Ok((entry.stored.clone(), entry.history.all())))
     }
 
     fn write(
@@ -113,10 +76,7 @@ impl Store for MemoryStore {
         let mut version = expected.version;
         for new in values {
             version += 1;
-            match &new.patch {
-                Some(patch) => entry.remember(version, patch, history),
-                None => entry.forget_history(),
-            }
+            entry.history.record(version, new.patch.as_ref(), history);
             entry.stored = Stored::live(new.value, version);
             entry.last_op = Some(op);
         }
@@ -147,7 +107,7 @@ impl Store for MemoryStore {
         if entry.stored.value.take().is_none() {
             return ready(Ok(DeleteResult::Absent { version }));
         }
-        entry.forget_history();
+        entry.history.clear();
         entry.last_op = Some(op);
         ready(Ok(DeleteResult::Deleted { version }))
     }
@@ -169,7 +129,7 @@ impl Store for MemoryStore {
             if entry.stored.version < record.version {
                 entry.stored = record;
                 entry.last_op = None;
-                entry.forget_history();
+                entry.history.clear();
                 written += 1;
             }
         }

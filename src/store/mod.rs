@@ -12,17 +12,20 @@
 //! - `keys`: [`RedisKeys`], every Redis key and channel name.
 //! - `redis`: [`RedisStore`], the shared store for any number of instances, with its Lua
 //!   scripts in `lua/`.
+//! - `history`: [`History`], a record's recent changes bounded in count and bytes.
 //! - `changes`: the JSON published on a record's channel, parsed into [`RemoteChange`].
 //! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`].
 //! - `subscriptions`: the router's table of channels and sinks (pure data).
 
 mod changes;
+mod history;
 mod keys;
 mod memory;
 mod redis;
 mod router;
 mod subscriptions;
 
+pub use history::History;
 pub use keys::{DEFAULT_KEY_PREFIX, RedisKeys};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;

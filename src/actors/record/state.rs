@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::metrics::{Outcome as Counted, metrics};
 use crate::record::{RecordId, Version};
 use crate::store::{
-    Change, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RemoteChange,
+    Change, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId, RemoteChange,
     StoreError, Stored, WriteResult,
 };
 use serde_json::Value;
@@ -227,10 +227,9 @@ pub(crate) struct Core<R> {
     /// A reload failed: subscribers may be behind, so read again soon.
     stale: bool,
     limits: CoreLimits,
-    /// The changes leading to `record.version`, oldest first, contiguous, within
-    /// `limits.history`: what a resuming subscriber can be sent.
-    history: VecDeque<(Change, usize)>,
-    history_bytes: usize,
+    /// The changes leading to `record.version`, within `limits.history`: what a resuming
+    /// subscriber can be sent.
+    history: History,
 }
 
 /// What a subscriber that holds `since` can be sent.
@@ -255,8 +254,7 @@ impl<R> Core<R> {
             epoch: 0,
             stale: false,
             limits,
-            history: VecDeque::new(),
-            history_bytes: 0,
+            history: History::default(),
         };
         for change in history {
             core.remember(Some(change.patch), change.version);
@@ -273,47 +271,21 @@ impl<R> Core<R> {
         if since == current {
             return Resume::Changes(Vec::new());
         }
-        match self.history.front() {
-            Some((first, _)) if first.version <= since + 1 => Resume::Changes(
-                self.history
-                    .iter()
-                    .filter(|(c, _)| c.version > since)
-                    .map(|(c, _)| c.clone())
-                    .collect(),
-            ),
-            _ => Resume::Full,
+        match self.history.since(since) {
+            Some(changes) => Resume::Changes(changes),
+            None => Resume::Full,
         }
     }
 
     /// Records the change that led to `version` (the record's new version); without a patch
     /// the history restarts: nothing before this version can be resumed from.
     fn remember(&mut self, patch: Option<Arc<Value>>, version: Version) {
-        let limits = self.limits.history;
-        let (Some(patch), true) = (patch, limits.versions > 0) else {
-            self.forget_history();
-            return;
-        };
-        if self
-            .history
-            .back()
-            .is_some_and(|(c, _)| c.version + 1 != version)
-        {
-            self.forget_history();
-        }
-        let size = crate::record::serialized_len(&patch);
-        self.history.push_back((Change { version, patch }, size));
-        self.history_bytes += size;
-        while self.history.len() > limits.versions || self.history_bytes > limits.bytes {
-            match self.history.pop_front() {
-                Some((_, size)) => self.history_bytes -= size,
-                None => break,
-            }
-        }
+        self.history
+            .record(version, patch.as_ref(), self.limits.history);
     }
 
     fn forget_history(&mut self) {
         self.history.clear();
-        self.history_bytes = 0;
     }
 
     /// The record as this instance knows it.
