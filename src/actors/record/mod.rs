@@ -20,7 +20,8 @@
 //!
 //! # Layout
 //! - `messages`: what the actor handles, its settings and environment.
-//! - `state`: the synchronisation state machine.
+//! - `state`: the synchronisation state machine (its types and requests; `state/answers.rs` the
+//!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `writes`: planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
 
