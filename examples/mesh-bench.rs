@@ -16,6 +16,7 @@
 //! - `probe`: /proc readings: CPU seconds and resident memory of a process.
 //! - `stats`: per-thread counters, latency histograms, the once-a-second progress line.
 //! - `control`: worker threads (one actix-rt System each) and the phases they follow.
+//! - `openloop`: fanout's `--rate` writer, sending at fixed times whatever the acks.
 //! - `fanout`, `records`, `idle`, `race`, `reconnect`: the scenarios, each ending in a `report::Report`.
 //! - `window`: warmup and measurement window, shared by fanout and records.
 //! - `report`: the human summary and the one-line JSON.
@@ -35,6 +36,8 @@ mod control;
 mod fanout;
 #[path = "mesh-bench/idle.rs"]
 mod idle;
+#[path = "mesh-bench/openloop.rs"]
+mod openloop;
 #[path = "mesh-bench/probe.rs"]
 mod probe;
 #[path = "mesh-bench/race.rs"]

@@ -13,6 +13,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 const MAX_WARMUP: Duration = Duration::from_secs(60);
 /// Most publishes one fanout writer keeps in flight.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Highest open-loop rate: a write every 50 µs, already finer than the writer's sleeps.
+const MAX_RATE: usize = 20_000;
 /// Largest pad: the server refuses values above `max_value_bytes` (1 MiB by default).
 const MAX_PAD: usize = 512 * 1024;
 /// Most publishes one race writer makes.
@@ -37,6 +39,11 @@ scenarios:
        writes/s, deliveries/s, write-to-delivery latency, gaps.
          --subscribers S (100)  --mode patch|full (patch)  --in-flight W (16)
          --pad BYTES (100)  --record ID (default: a fresh bench:fanout:<n>)
+         --rate N  open loop instead: N writes per second at fixed, evenly spaced
+           times whatever the acks (--in-flight ignored), from a writer on its own
+           thread. Latency counts from each write's scheduled time, so a server (or
+           tool) that falls behind shows as latency, not as fewer samples. Also
+           reports writes sent more than 1 ms late (missed schedule) and the send lag.
   records  C connections, each writing its own record in a closed loop (publish, wait
        for its own push, repeat); writes/s and write-to-push latency.
          --connections C (100)  --pad BYTES (100)
@@ -123,6 +130,8 @@ pub struct Options {
     pub subscribers: usize,
     pub mode: Mode,
     pub in_flight: usize,
+    /// `fanout`: open loop at this many writes per second instead of `in_flight`.
+    pub rate: Option<usize>,
     pub pad: usize,
     pub connections: usize,
     pub hold: Duration,
@@ -145,6 +154,7 @@ impl Options {
             subscribers: 100,
             mode: Mode::Patch,
             in_flight: 16,
+            rate: None,
             record: None,
             pad: 100,
             connections: if scenario == Scenario::Idle {
@@ -228,6 +238,7 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--connections" => options.connections = bounded(name, value, 1, MAX_CONNECTIONS)?,
         "--writers" => options.writers = bounded(name, value, 1, MAX_CONNECTIONS)?,
         "--in-flight" => options.in_flight = bounded(name, value, 1, MAX_IN_FLIGHT)?,
+        "--rate" => options.rate = Some(bounded(name, value, 1, MAX_RATE)?),
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
         "--record" => options.record = Some(value.to_owned()),
@@ -250,6 +261,9 @@ fn check(options: &Options, allow_remote: bool) -> Result<(), String> {
         return Err(format!(
             "this run would open {total} connections; the cap is {MAX_CONNECTIONS}"
         ));
+    }
+    if options.rate.is_some() && options.scenario != Scenario::Fanout {
+        return Err("--rate is a fanout option".into());
     }
     if options.scenario != Scenario::Race && options.urls.len() > 1 {
         return Err("only race takes several --url".into());
@@ -354,6 +368,9 @@ mod tests {
         assert!(run(&["records", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).is_err());
         let race = run(&["race", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).unwrap();
         assert_eq!(race.urls.len(), 2);
+        assert_eq!(run(&["fanout", "--rate", "1000"]).unwrap().rate, Some(1000));
+        assert!(run(&["fanout", "--rate", "0"]).is_err());
+        assert!(run(&["records", "--rate", "10"]).is_err());
         assert!(run(&["bogus"]).is_err());
         assert!(run(&["records", "--nope", "1"]).is_err());
     }

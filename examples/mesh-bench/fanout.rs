@@ -3,10 +3,12 @@
 use crate::args::{Mode, Options};
 use crate::conn::Conn;
 use crate::control::{self, Control, Phase, Worker, spawn_workers};
+use crate::openloop::{self, Schedule};
 use crate::report::{Report, rate};
-use crate::stats::{Ctr, Monitor, check_sequence};
+use crate::stats::{Ctr, Latency, Monitor, Snapshot, check_sequence, new_latency};
 use crate::wire::{self, Incoming, Payload};
-use std::sync::Arc;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
 
 /// What every thread needs to know.
 struct Plan {
@@ -16,7 +18,23 @@ struct Plan {
     subscribers: usize,
     threads: usize,
     in_flight: usize,
+    /// Open loop at this many writes per second; the writer then has thread 0 to itself.
+    rate: Option<usize>,
     pad: String,
+    /// Open loop: how late each measured write went out.
+    send_lag: Mutex<Latency>,
+}
+
+impl Plan {
+    /// Worker threads: the subscribers' `threads`, plus the open-loop writer's own.
+    fn all_threads(&self) -> usize {
+        self.threads + usize::from(self.rate.is_some())
+    }
+
+    /// The first thread that hosts subscribers.
+    fn first_subscriber_thread(&self) -> usize {
+        usize::from(self.rate.is_some())
+    }
 }
 
 /// Runs the scenario; fails when a connection cannot be set up.
@@ -31,12 +49,14 @@ pub fn run(options: &Options) -> Result<Report, String> {
         subscribers: options.subscribers,
         threads: options.threads,
         in_flight: options.in_flight,
+        rate: options.rate,
         pad: "x".repeat(options.pad),
+        send_lag: Mutex::new(new_latency()),
     });
     let ctl = Control::new();
     let thread_plan = plan.clone();
     let workers = spawn_workers(
-        options.threads,
+        plan.all_threads(),
         options.connect_concurrency,
         &ctl,
         move |w| start_thread(w, thread_plan.clone()),
@@ -49,6 +69,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
             Ctr::Gaps,
             Ctr::FullPushes,
             Ctr::WriteErrors,
+            Ctr::LateWrites,
             Ctr::Closed,
         ],
     );
@@ -73,12 +94,15 @@ fn summarize(
     let seconds = measured.cpu.seconds;
     let (acked, deliveries) = (counts.get(Ctr::WritesAcked), counts.get(Ctr::Deliveries));
     let mut report = Report::new(options.scenario.name());
+    let load = match plan.rate {
+        Some(rate) => format!("open loop at {rate} writes/s"),
+        None => format!("{} writes in flight", plan.in_flight),
+    };
     report.line(format!(
-        "{} {} subscribers on {}, {} writes in flight, pad {} B, {:.1} s measured",
+        "{} {} subscribers on {}, {load}, pad {} B, {:.1} s measured",
         plan.subscribers,
         plan.mode.as_str(),
         plan.record,
-        plan.in_flight,
         options.pad,
         seconds
     ));
@@ -96,6 +120,9 @@ fn summarize(
         counts.get(Ctr::Closed),
         counts.get(Ctr::BadFrames)
     ));
+    if let Some(rate) = plan.rate {
+        open_loop_lines(&mut report, rate, counts, seconds, plan);
+    }
     report.latency("latency", "write->delivery latency", latency);
     report.cpu(
         &measured.cpu,
@@ -103,7 +130,11 @@ fn summarize(
     );
     report.set("subscribers", plan.subscribers);
     report.set("mode", plan.mode.as_str());
-    report.set("in_flight", plan.in_flight);
+    report.set(
+        "in_flight",
+        plan.rate.map_or(plan.in_flight.into(), |_| Value::Null),
+    );
+    report.set("rate", plan.rate);
     report.set("pad", options.pad);
     report.set("threads", options.threads);
     report.set("writes_per_s", rate(acked, seconds));
@@ -113,10 +144,31 @@ fn summarize(
     report
 }
 
-/// Spawns this thread's share of the subscribers, and the writer on thread 0.
+/// What only the open loop reports: the schedule kept, and how late writes went out.
+fn open_loop_lines(report: &mut Report, rate: usize, counts: Snapshot, seconds: f64, plan: &Plan) {
+    let sent = counts.get(Ctr::WritesSent);
+    let late = counts.get(Ctr::LateWrites);
+    report.line(format!(
+        "open loop: {sent} writes sent of {:.0} scheduled ({:.0}/s), missed schedule \
+         (sent > {} ms late) {late}",
+        rate as f64 * seconds,
+        rate as f64,
+        openloop::LATE.as_millis()
+    ));
+    report.set("writes_sent_per_s", crate::report::rate(sent, seconds));
+    report.set("late_writes", late);
+    if let Ok(send_lag) = plan.send_lag.lock() {
+        report.latency("send_lag", "send lag behind schedule", &send_lag);
+    }
+}
+
+/// Spawns this thread's share of the subscribers, and the writer on thread 0 (alone
+/// there in open loop).
 async fn start_thread(w: Worker, plan: Arc<Plan>) {
-    for _ in (w.index..plan.subscribers).step_by(plan.threads) {
-        w.spawn(subscriber(w.clone(), plan.clone()));
+    if let Some(first) = w.index.checked_sub(plan.first_subscriber_thread()) {
+        for _ in (first..plan.subscribers).step_by(plan.threads) {
+            w.spawn(subscriber(w.clone(), plan.clone()));
+        }
     }
     if w.index == 0 {
         w.spawn(writer(w.clone(), plan));
@@ -188,7 +240,19 @@ async fn writer(w: Worker, plan: Arc<Plan>) {
     };
     w.counters.bump(Ctr::Ready);
     w.ctl.reached(Phase::Warmup).await;
-    if let Err(e) = write_loop(&w, &plan, &mut conn).await {
+    let written = match plan.rate {
+        Some(rate) => {
+            let schedule = Schedule {
+                rate,
+                record: &plan.record,
+                pad: &plan.pad,
+                send_lag: &plan.send_lag,
+            };
+            openloop::write(&w, &schedule, &mut conn).await
+        }
+        None => write_loop(&w, &plan, &mut conn).await,
+    };
+    if let Err(e) = written {
         w.ctl.note_error(format!("writer: {e}"));
     }
     w.counters.bump(Ctr::Closed);

@@ -40,9 +40,11 @@ pub enum Ctr {
     WritersDone,
     /// The server's `ping` pushes answered.
     Pings,
+    /// Open-loop writes sent more than `openloop::LATE` after their scheduled time.
+    LateWrites,
 }
 
-const COUNTERS: usize = 15;
+const COUNTERS: usize = 16;
 
 impl Ctr {
     const ALL: [Ctr; COUNTERS] = [
@@ -61,6 +63,7 @@ impl Ctr {
         Ctr::BadFrames,
         Ctr::WritersDone,
         Ctr::Pings,
+        Ctr::LateWrites,
     ];
 
     /// The counter's name in progress lines and JSON.
@@ -81,6 +84,7 @@ impl Ctr {
             Ctr::BadFrames => "bad_frames",
             Ctr::WritersDone => "writers_done",
             Ctr::Pings => "pings",
+            Ctr::LateWrites => "late_writes",
         }
     }
 }
