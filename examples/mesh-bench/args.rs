@@ -75,7 +75,8 @@ Connections per run are capped at 19000 (the descriptor limit here is 20000).";
 /// What the command line asks for.
 pub enum Command {
     Help,
-    Run(Options),
+    /// Boxed: the options are far larger than `Help`.
+    Run(Box<Options>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +220,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         options.urls.push("ws://127.0.0.1:3000/ws".into());
     }
     check(&options, allow_remote)?;
-    Ok(Command::Run(options))
+    Ok(Command::Run(Box::new(options)))
 }
 
 /// Sets one `--name value` option.
@@ -345,7 +346,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Options, String> {
         match parse(args.iter().map(|a| a.to_string()))? {
-            Command::Run(options) => Ok(options),
+            Command::Run(options) => Ok(*options),
             Command::Help => Err("help".into()),
         }
     }
