@@ -1,8 +1,9 @@
 //! A server-side producer: writes a `dashboard:live` record 10 times a second (merge strategy),
 //! which clients watch in patch mode — only the changed fields travel.
 //!
-//! Run: `cargo run --example dashboard`, then subscribe to `dashboard:live` at
-//! ws://127.0.0.1:3000/ws (for example with the demo's client, or websocat). Stops on Ctrl-C.
+//! Run: `cargo run --example dashboard` (port 3000; `MESH_PORT=3100 cargo run --example
+//! dashboard` picks another), then subscribe to `dashboard:live` at the URL it prints (for
+//! example with the demo's client, or websocat). Stops on Ctrl-C.
 
 use mesh_records::{Config, Exposure, Strategy};
 use serde_json::json;
@@ -12,7 +13,10 @@ use std::time::{Duration, Instant};
 async fn main() -> std::io::Result<()> {
     env_logger::init();
     let mut config = Config::default();
-    config.server.port = 3000;
+    // MESH_PORT (and the other MESH_* variables) as for the binary; port 3000 without it.
+    config
+        .apply_env(|key| std::env::var(key).ok())
+        .map_err(std::io::Error::other)?;
     let builder = mesh_records::RecordServer::builder(config.clone())
         // Clients may read the dashboard; only this process writes it.
         .expose(Exposure::id("dashboard:live"));
@@ -20,7 +24,7 @@ async fn main() -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)?;
     println!(
-        "serving ws://{}/ws; writing dashboard:live 10 times a second",
+        "serving ws://{}/ws; writing dashboard:live 10 times a second (Ctrl-C stops)",
         running.addr
     );
 

@@ -1,8 +1,9 @@
 //! Embedding mesh-records in an existing actix-web app, with a guard written in Rust and a
 //! custom command served by an actor of the app's own.
 //!
-//! Run: `cargo run --example embed`, then connect a Mesh client to ws://127.0.0.1:8080/records
-//! with `?user=alice` (this example's toy authentication) and call `chat/post`.
+//! Run: `cargo run --example embed`; once it prints its URL, connect a Mesh client to
+//! ws://127.0.0.1:8080/records?user=alice (`?user=` is this example's toy authentication) and
+//! call `chat/post`.
 
 use actix::prelude::*;
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -94,7 +95,7 @@ async fn main() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
 
     let app_records = records.clone();
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         let records = app_records.clone();
         App::new()
             .route(
@@ -105,9 +106,15 @@ async fn main() -> std::io::Result<()> {
     })
     // Lets sessions cut off clients that stop reading (see mesh_records::socket).
     .on_connect(mesh_records::on_connect)
-    .bind(("127.0.0.1", 8080))?
-    .run()
-    .await
+    .bind(("127.0.0.1", 8080))?;
+    // Bound and accepting: say where to connect.
+    for addr in server.addrs() {
+        println!(
+            "serving ws://{addr}/records?user=alice (chat/post, chat:lobby, notes:alice) and \
+             http://{addr}/hello; Ctrl-C stops"
+        );
+    }
+    server.run().await
 }
 
 fn is_owner(conn: &mesh_records::Connection, id: &mesh_records::RecordId) -> bool {

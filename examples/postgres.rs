@@ -45,7 +45,13 @@ async fn main() -> std::io::Result<()> {
         .get_record("doc:1")
         .await
         .map_err(std::io::Error::other)?;
-    println!("doc:1 at startup: {before:?}");
+    match before {
+        Some(doc) => println!(
+            "doc:1 at startup: version {}, restored from PostgreSQL: {}",
+            doc.version, doc.value
+        ),
+        None => println!("doc:1 at startup: not stored yet (first run, or the table was emptied)"),
+    }
     let outcome = records
         .write_record(
             "doc:1",
@@ -55,8 +61,9 @@ async fn main() -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)?;
     println!(
-        "wrote doc:1, now version {}; Ctrl-C stops and flushes",
-        outcome.version
+        "wrote doc:1, now at version {}; serving ws://{}/ws (Ctrl-C stops and flushes to \
+         PostgreSQL; run again to see doc:1 come back)",
+        outcome.version, running.addr
     );
     let _ = tokio::signal::ctrl_c().await;
     running.stop().await;

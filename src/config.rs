@@ -379,8 +379,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut config =
-            Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut config = Self::parse(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), detail(e))))?;
         config.apply_env(|key| std::env::var(key).ok())?;
         config.validate()?;
         Ok(config)
@@ -391,7 +391,8 @@ impl Config {
         toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
     }
 
-    /// Applies `MESH_PORT`, `MESH_REDIS_URL`, `MESH_JWT_SECRET`, `MESH_ADMIN_TOKEN`.
+    /// Applies the environment overrides listed in [`ENV_VARS`] (`MESH_PORT`, `MESH_REDIS_URL`,
+    /// `MESH_JWT_SECRET`, `MESH_ADMIN_TOKEN`, `MESH_POSTGRES_URL`, `MESH_POSTGRES_PASSWORD`).
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(port) = var("MESH_PORT") {
             self.server.port = port
@@ -485,8 +486,11 @@ impl Config {
             let at = |key: &str| format!("records.persist[{n}].{key}");
             match (&rule.write_pattern, &rule.write_id) {
                 (Some(pattern), None) => {
-                    regex::Regex::new(pattern).map_err(|_| {
-                        Error::Config(format!("{}: invalid regex", at("write_pattern")))
+                    regex::Regex::new(pattern).map_err(|e| {
+                        Error::Config(format!(
+                            "{}: invalid regex {pattern:?}: {e}",
+                            at("write_pattern")
+                        ))
                     })?;
                 }
                 (None, Some(id)) if !id.is_empty() => {}
@@ -523,12 +527,33 @@ impl Config {
     }
 }
 
+/// The environment variables [`Config::apply_env`] reads, with the setting each overrides
+/// (shown by `mesh-records --help`).
+pub const ENV_VARS: [(&str, &str); 6] = [
+    ("MESH_PORT", "server.port"),
+    ("MESH_REDIS_URL", "store.redis_url"),
+    ("MESH_JWT_SECRET", "auth.jwt_secret"),
+    ("MESH_ADMIN_TOKEN", "admin.token"),
+    ("MESH_POSTGRES_URL", "persistence.postgres_url"),
+    ("MESH_POSTGRES_PASSWORD", "persistence.postgres_password"),
+];
+
+/// The message of a config error without its `config: ` prefix, for wrapping in another one
+/// (so nothing reads `config: …: config: …`).
+fn detail(e: Error) -> String {
+    match e {
+        Error::Config(message) => message,
+        other => other.to_string(),
+    }
+}
+
 impl ExposeConfig {
     fn to_exposure(&self) -> std::result::Result<Exposure, String> {
         let mut exposure = match (&self.id, &self.pattern) {
             (Some(id), None) if !id.is_empty() => Exposure::id(id.clone()),
-            (None, Some(pattern)) => Exposure::pattern(pattern)
-                .map_err(|_| format!("pattern: invalid regex {pattern:?}"))?,
+            (None, Some(pattern)) => {
+                Exposure::pattern(pattern).map_err(|e| format!("pattern: {}", detail(e)))?
+            }
             _ => return Err("id / pattern: give exactly one, non-empty".into()),
         };
         exposure.writable = self.writable;
@@ -656,6 +681,53 @@ mod tests {
         .unwrap();
         config.validate().unwrap();
         assert!(config.auth.jwt_verifier().is_some());
+    }
+
+    #[test]
+    fn regex_errors_give_the_reason_and_the_pattern() {
+        let config = Config::parse("[[records.expose]]\npattern = \"(\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("config: records.expose[0].pattern: invalid regex \"(\""),
+            "{err}"
+        );
+        assert!(err.contains("unclosed group"), "{err}");
+        assert_eq!(err.matches("config:").count(), 1, "{err}");
+        let config = Config::parse(
+            "[[records.persist]]\nwrite_pattern = \"^todo:[\"\nrestore_pattern = \"todo:%\"\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("records.persist[0].write_pattern: invalid regex \"^todo:[\""),
+            "{err}"
+        );
+        assert!(err.contains("unclosed character class"), "{err}");
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_once_and_says_config_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("config: {}: ", path.display())),
+            "{err}"
+        );
+        assert_eq!(err.matches("config:").count(), 1, "{err}");
+    }
+
+    #[test]
+    fn every_listed_env_var_overrides_its_setting() {
+        let before = format!("{:?}", Config::default());
+        for (name, key) in ENV_VARS {
+            let mut config = Config::default();
+            config
+                .apply_env(|k| (k == name).then(|| "4001".to_string()))
+                .unwrap();
+            assert_ne!(format!("{config:?}"), before, "{name} did not change {key}");
+        }
     }
 
     #[test]

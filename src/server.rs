@@ -322,14 +322,22 @@ impl RecordServer {
     /// Returns how many persisted records were not written.
     pub async fn close_within(&self, limit: Duration) -> usize {
         use crate::actors::persistence::{Abandon, Shutdown};
-        let handles = self.inner.persist.actors();
-        let flushes = futures_util::future::join_all(handles.iter().map(|handle| async {
-            match handle.addr.send(Shutdown).await {
-                Ok(Ok(rows)) => log::info!("final persistence flush: {rows} rows"),
-                Ok(Err(e)) => log::error!("final persistence flush failed: {e}"),
-                Err(_) => {}
-            }
-        }));
+        let named = self.inner.persist.named_actors();
+        let handles: Vec<_> = named.iter().map(|(_, handle)| handle.clone()).collect();
+        let flushes =
+            futures_util::future::join_all(named.iter().map(|(rule, handle)| async move {
+                match handle.addr.send(Shutdown).await {
+                    Ok(Ok(0)) => {
+                        log::info!("final persistence flush ({rule}): nothing left to write")
+                    }
+                    Ok(Ok(1)) => log::info!("final persistence flush ({rule}): 1 record written"),
+                    Ok(Ok(n)) => {
+                        log::info!("final persistence flush ({rule}): {n} records written")
+                    }
+                    Ok(Err(e)) => log::error!("final persistence flush ({rule}) failed: {e}"),
+                    Err(_) => {}
+                }
+            }));
         if tokio::time::timeout(limit, flushes).await.is_err() {
             log::error!("the final persistence flush did not finish within {limit:?}");
         }
@@ -536,6 +544,15 @@ impl RecordServer {
         }
         if self.inner.demo {
             crate::demo::configure(cfg);
+            // A first visit to the bare address lands on the demo rather than a 404.
+            cfg.route(
+                "/",
+                web::get().to(|| async {
+                    HttpResponse::Found()
+                        .insert_header(("location", "/demo/"))
+                        .finish()
+                }),
+            );
         }
     }
 
@@ -746,7 +763,16 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
 /// Fails when the server cannot start; the report says what the stop left unwritten.
 pub async fn run(config: Config) -> Result<StopReport> {
     let running = start(config).await?;
-    log::info!("mesh-records listening on {}", running.addr);
+    let addr = running.addr;
+    log::info!("mesh-records listening on {addr}");
+    // Where a newcomer goes next, with the real bound address.
+    log::info!(
+        "WebSocket endpoint: ws://{addr}{}",
+        running.records.ws_path()
+    );
+    if running.records.inner.demo {
+        log::info!("demo page: http://{addr}/demo/ (open it in two tabs)");
+    }
     wait_for_signal().await;
     log::info!("stopping");
     Ok(running.stop().await)

@@ -21,6 +21,32 @@ fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mesh-records"))
 }
 
+/// Stops the child with SIGTERM and returns what it wrote to stderr (it must exit 0).
+fn stop_and_read_stderr(child: std::process::Child) -> String {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "exit {}: {stderr}", output.status);
+    stderr
+}
+
+/// `GET path` without following redirects: (status, location header).
+async fn get(port: u16, path: &str) -> (u16, Option<String>) {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let response = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), location)
+}
+
 #[actix_web::test]
 async fn binary_serves_and_stops_promptly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,9 +101,16 @@ fn bad_configs_fail_at_startup_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     for (text, key) in [
         ("[server]\nprot = 1\n", "prot"),
+        ("[server\n", "TOML parse error"),
         (
             "[[records.expose]]\npattern = \"(\"\n",
-            "records.expose[0].pattern",
+            "records.expose[0].pattern: invalid regex \"(\"",
+        ),
+        // The regex crate's reason, not just "invalid".
+        ("[[records.expose]]\npattern = \"(\"\n", "unclosed group"),
+        (
+            "[[records.persist]]\nwrite_pattern = \"[\"\nrestore_pattern = \"%\"\n",
+            "records.persist[0].write_pattern: invalid regex \"[\"",
         ),
         ("[auth]\nrequired = true\n", "auth.required"),
     ] {
@@ -86,6 +119,8 @@ fn bad_configs_fail_at_startup_naming_the_key() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "stderr for {text:?}: {stderr}");
+        // Said once, not `config: …: config: …`.
+        assert_eq!(stderr.matches("config:").count(), 1, "stderr: {stderr}");
     }
     let output = binary()
         .arg("--config")
@@ -206,4 +241,104 @@ restore_pattern = "todo:%"
         "the database was opened before the port was ours"
     );
     drop(taken);
+}
+
+#[test]
+fn help_exits_zero_and_lists_every_environment_variable() {
+    for flag in ["--help", "-h"] {
+        let output = binary().arg(flag).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{flag}: {stdout}");
+        assert!(stdout.contains("--config PATH"), "{stdout}");
+        for (name, key) in mesh_records::config::ENV_VARS {
+            assert!(
+                stdout.contains(name) && stdout.contains(key),
+                "{name}: {stdout}"
+            );
+        }
+    }
+    // A wrong argument is still a usage error.
+    let output = binary().arg("--confg").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[actix_web::test]
+async fn the_startup_log_says_where_to_go_and_the_root_leads_to_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = dir.path().join("records.db");
+    let path = write_config(
+        &dir,
+        &format!(
+            "[server]\nport = {port}\ndemo = true\n\n[persistence]\nsqlite_path = \"{}\"\n\n\
+             [[records.persist]]\nwrite_pattern = \"^todo:\"\nrestore_pattern = \"todo:%\"\n\n\
+             [[records.persist]]\nwrite_id = \"settings\"\nrestore_pattern = \"settings\"\n",
+            db.display()
+        ),
+    );
+    let child = binary()
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_health(port).await;
+    assert_eq!(get(port, "/").await, (302, Some("/demo/".to_owned())));
+    assert_eq!(get(port, "/demo/").await.0, 200);
+    let stderr = stop_and_read_stderr(child);
+    assert!(
+        stderr.contains(&format!("ws://127.0.0.1:{port}/ws")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/demo/")),
+        "{stderr}"
+    );
+    // One final-flush line per rule, each naming its rule.
+    assert!(
+        stderr.contains(r#"final persistence flush (write_pattern "^todo:")"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"final persistence flush (write_id "settings")"#),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0 rows"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn without_a_config_file_the_warning_says_what_is_off_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = binary()
+        .current_dir(dir.path())
+        .env("MESH_PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_health(port).await;
+    // Demo off: the root stays a 404, and nothing is exposed.
+    assert_eq!(get(port, "/").await.0, 404);
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
+    assert_eq!(
+        client.subscribe("todo:1", "patch").await,
+        json!({"success": false})
+    );
+    client.close().await;
+    let stderr = stop_and_read_stderr(child);
+    for words in [
+        "no records are exposed",
+        "demo page is off",
+        "--config",
+        "create ./config.toml",
+    ] {
+        assert!(stderr.contains(words), "{words:?} missing: {stderr}");
+    }
+    assert!(!stderr.contains("/demo/"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ws://127.0.0.1:{port}/ws")),
+        "{stderr}"
+    );
 }

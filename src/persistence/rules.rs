@@ -47,9 +47,11 @@ impl PersistRule {
         match (&rule.write_pattern, &rule.write_id) {
             (Some(pattern), None) => Self::pattern(pattern, rule.restore_pattern.clone()),
             (None, Some(id)) => Ok(Self::id(id.clone(), rule.restore_pattern.clone())),
-            _ => Err(Error::Config(
-                "records.persist: give exactly one of write_pattern and write_id".into(),
-            )),
+            _ => Err(Error::Config(format!(
+                "records.persist (restore_pattern {:?}): give exactly one of write_pattern and \
+                 write_id",
+                rule.restore_pattern
+            ))),
         }
     }
 }
@@ -144,6 +146,25 @@ impl PersistRoutes {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         routes.iter().map(|(_, handle)| handle.clone()).collect()
+    }
+
+    /// Every persistence actor with its rule as config spells it (`write_pattern "^todo:"`),
+    /// so the final flush log says which rule each line is about.
+    pub fn named_actors(&self) -> Vec<(String, PersistenceHandle)> {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes
+            .iter()
+            .map(|(matcher, handle)| {
+                let rule = match matcher {
+                    Matcher::Pattern(re) => format!("write_pattern {:?}", re.as_str()),
+                    Matcher::Exact(id) => format!("write_id {id:?}"),
+                };
+                (rule, handle.clone())
+            })
+            .collect()
     }
 }
 
