@@ -1,6 +1,7 @@
 //! Record behaviour over real WebSocket connections: exposure, writes, deletes, gets,
 //! subscriptions and pushes. Every test runs on each store backend.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Client, eventually, start, start_with};
@@ -22,17 +23,6 @@ pattern = "^ro:"
 id = "exact:1"
 writable = true
 "#;
-
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Memory).await })*
-        }
-        mod redis {
-            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Redis).await })*
-        }
-    };
-}
 
 on_every_store!(
     records_are_invisible_unless_exposed,

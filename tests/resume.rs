@@ -1,6 +1,7 @@
 //! Beyond Mesh: resuming a subscription from a version, conditional writes, and the history
 //! behind both, over real WebSockets, on the memory store and on two instances sharing Redis.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, Client, TestServer, start, unique_prefix};
@@ -16,17 +17,6 @@ token = "admin-secret"
 pattern = "^doc:"
 writable = true
 "#;
-
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Memory).await })*
-        }
-        mod redis {
-            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Redis).await })*
-        }
-    };
-}
 
 on_every_store!(
     a_patch_subscriber_resumes_from_the_version_it_holds,

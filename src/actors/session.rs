@@ -404,7 +404,7 @@ impl SessionActor {
         const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
         let max = self.services.settings.max_value_bytes;
         // A value is never larger than the frame that carried it.
-        if self.frame_len > max && serialized_len(&value) > max {
+        if self.frame_len > max && crate::record::serialized_len(&value) > max {
             let error = Error::Limit(format!("newValue exceeds {max} bytes"));
             crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
             return self.reply(&id, CMD, Err(error));
@@ -565,10 +565,6 @@ impl SessionActor {
         self.awaiting_pong = true;
         self.send(protocol::push_frame(commands::PING, &json!({})));
     }
-}
-
-fn serialized_len(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 impl Actor for SessionActor {

@@ -2,6 +2,20 @@
 #![allow(dead_code)]
 
 pub mod own_redis;
+
+/// Declares each named `async fn(Backend)` test once per store: `memory::name` and
+/// `redis::name` (used with `#[macro_use] mod common;`).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Memory).await })*
+        }
+        mod redis {
+            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Redis).await })*
+        }
+    };
+}
 pub mod proxy;
 
 use actix_codec::Framed;
