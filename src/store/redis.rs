@@ -210,20 +210,12 @@ impl Store for RedisStore {
             .arg(history.bytes);
         let mut version = expected.version;
         for new in &values {
-            // `serde_json::Value` always serializes (its map keys are strings), so a failure
-            // here would be a serde_json bug; report it rather than panic.
-            let json = match serde_json::to_string(&*new.value) {
-                Ok(json) => json,
-                Err(err) => return ready(Err(corrupt(id, &format!("unserializable: {err}")))),
-            };
-            let patch = match &new.patch {
-                None => String::new(),
-                Some(patch) => match serde_json::to_string(&**patch) {
-                    Ok(json) => json,
-                    Err(err) => {
-                        return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
-                    }
-                },
+            let (json, patch) = match (
+                json_text(id, Some(&new.value)),
+                json_text(id, new.patch.as_ref()),
+            ) {
+                (Ok(json), Ok(patch)) => (json, patch),
+                (Err(e), _) | (_, Err(e)) => return ready(Err(e)),
             };
             version = match version.checked_add(1) {
                 Some(next) => next,
@@ -304,14 +296,9 @@ impl Store for RedisStore {
         for chunk in records.chunks(RESTORE_CHUNK) {
             let mut invocation = RESTORE_SCRIPT.prepare_invoke();
             for (id, record) in chunk {
-                let json = match &record.value {
-                    None => String::new(),
-                    Some(value) => match serde_json::to_string(&**value) {
-                        Ok(json) => json,
-                        Err(err) => {
-                            return ready(Err(corrupt(id, &format!("unserializable: {err}"))));
-                        }
-                    },
+                let json = match json_text(id, record.value.as_ref()) {
+                    Ok(json) => json,
+                    Err(e) => return ready(Err(e)),
                 };
                 invocation
                     .key(self.keys.value(id))
@@ -407,6 +394,18 @@ fn parse_value(id: &RecordId, raw: &[u8]) -> Result<Arc<Value>, StoreError> {
     serde_json::from_slice(raw)
         .map(Arc::new)
         .map_err(|err| corrupt(id, &format!("value is not JSON: {err}")))
+}
+
+/// A value as the scripts take it: JSON text, or "" for none (a tombstone, a creation's patch).
+///
+/// `serde_json::Value` always serializes (its map keys are strings), so a failure would be a
+/// serde_json bug; it is reported rather than panicking.
+fn json_text(id: &RecordId, value: Option<&Arc<Value>>) -> Result<String, StoreError> {
+    match value {
+        None => Ok(String::new()),
+        Some(value) => serde_json::to_string(&**value)
+            .map_err(|err| corrupt(id, &format!("unserializable: {err}"))),
+    }
 }
 
 /// A record's state from its two keys: a value without a version is no record, a version
