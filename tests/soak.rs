@@ -123,10 +123,17 @@ writable = true
         rss_after < 256 * 1024,
         "RSS {rss_after} KiB is over the 256 MiB bound"
     );
+    // The allocator's footprint rises steeply and then flattens (measured in a debug build:
+    // +91 MiB in the first 30 s, +8 MiB in the next 30 s, flat at ~118 MiB from then on); a
+    // faster machine runs more waves and is still on the shoulder at half time. A leak grows
+    // with every wave instead, so the second half may add at most a quarter of what the first
+    // added (or 16 MiB, whichever is more).
     let rss_half = rss_half.unwrap_or(rss_after);
+    let allowed = (rss_half.saturating_sub(rss_before) / 4).max(16 * 1024);
     assert!(
-        rss_after <= rss_half + 16 * 1024,
-        "RSS kept growing: {rss_half} KiB at half time, {rss_after} KiB at the end"
+        rss_after <= rss_half + allowed,
+        "RSS kept growing: {rss_before} KiB at the start, {rss_half} KiB at half time, \
+         {rss_after} KiB at the end (allowed +{allowed} KiB in the second half)"
     );
     server.stop().await;
 }
