@@ -15,7 +15,7 @@ cargo clippy --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 cargo test --doc 2>&1 | tee -a "$log" || status=$?
 # The JavaScript client and the demo page in two headless Chromium pages, against the server
 # binary just built.
