@@ -75,7 +75,7 @@ mod tests {
         let running = mesh_records::start_with(config.clone(), builder(config))
             .await
             .unwrap();
-        let records = running.records.clone();
+        let records = running.records.records().clone();
         let calls = (0..50).map(|_| {
             let context = CommandContext {
                 connection: mesh_records::Connection::new("test", Value::Null),

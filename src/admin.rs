@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::record::Strategy;
-use crate::server::RecordServer;
+use crate::records::Records;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 struct AdminState {
-    records: RecordServer,
+    records: Records,
     token: Arc<str>,
 }
 
@@ -28,7 +28,7 @@ struct HistoryQuery {
 }
 
 /// Adds the admin routes.
-pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: RecordServer, token: String) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: Records, token: String) {
     let state = AdminState {
         records,
         token: token.into(),

@@ -2,7 +2,7 @@
 
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::server::RecordServer;
+use crate::records::Records;
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ pub struct CommandContext {
     /// The calling connection (id and metadata; server code may change the metadata).
     pub connection: Connection,
     /// The server, to read and write records.
-    pub records: RecordServer,
+    pub records: Records,
 }
 
 /// A request for a user actor that serves a command (see [`Commands::actor`]).

@@ -1,6 +1,10 @@
-//! A connection as guards and command handlers see it: its id and its metadata.
+//! A connection as guards and command handlers see it: its id and its metadata, and the
+//! hook that decides what a client may set its own metadata to.
 
+use crate::error::Result;
 use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -84,5 +88,26 @@ impl ConnectionIds {
     pub fn next(&self) -> (u64, String) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         (n, format!("{:012x}-{n:x}", self.prefix & 0xffff_ffff_ffff))
+    }
+}
+
+type HookFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+
+/// Decides whether a client may change its own metadata, and to what.
+#[derive(Clone)]
+pub struct MetadataHook(Arc<dyn Fn(Connection, Value) -> HookFuture + Send + Sync>);
+
+impl MetadataHook {
+    /// A hook from an async function (connection, proposed metadata) → metadata to set.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn(Connection, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value>> + Send + 'static,
+    {
+        MetadataHook(Arc::new(move |conn, value| Box::pin(f(conn, value))))
+    }
+
+    pub(crate) fn check(&self, conn: Connection, value: Value) -> HookFuture {
+        (self.0)(conn, value)
     }
 }

@@ -35,7 +35,9 @@ pub mod outbox;
 pub mod persistence;
 pub mod protocol;
 pub mod record;
+pub mod records;
 pub mod server;
+mod session;
 pub mod socket;
 pub mod store;
 mod ws;
@@ -46,8 +48,15 @@ pub use auth::{AuthRejection, Authenticator, UpgradeRequest};
 pub use commands::{CommandContext, CommandRequest, CommandResult};
 pub use config::Config;
 pub use connection::Connection;
+pub use connection::MetadataHook;
 pub use error::{Error, Result};
 pub use persistence::{PersistOptions, PersistRule};
 pub use record::{Mode, RecordId, Strategy, Version, Versioned};
-pub use server::{MetadataHook, RecordServer, RunningServer, StopReport, run, start, start_with};
+pub use records::Records;
+pub use server::{RecordServer, RunningServer, StopReport, run, start, start_with};
 pub use socket::on_connect;
+
+/// The README's Rust snippets, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

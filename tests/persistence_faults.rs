@@ -9,11 +9,11 @@ use actix::Actor;
 use common::proxy::{Proxy, Scope};
 use common::{Client, free_port, wait_for_health};
 use mesh_records::actors::persistence::{
-    Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
+    Flush, GetStatus, Persist, PersistRoutes, PersistenceActor, PersistenceOptions,
 };
 use mesh_records::persistence::{
-    PersistRoutes, PersistRule, PersistedRecord, PersistenceAdapter, PersistenceError,
-    PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
+    PersistRule, PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture,
+    PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
 };
 use mesh_records::record::RecordId;
 use persistence_support::{TestSchema, all_rows, postgres_params, row};

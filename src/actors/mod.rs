@@ -4,4 +4,3 @@
 pub mod persistence;
 pub mod record;
 pub mod registry;
-pub mod session;

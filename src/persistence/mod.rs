@@ -13,15 +13,17 @@
 //! - `load_matching` pages through ids in byte order with a raw SQL `LIKE` pattern whose escape
 //!   character is `\` on both backends.
 
+mod batching;
 pub(crate) mod buffer;
 mod postgres;
 mod restore;
 mod rules;
 mod sqlite;
 
+pub use batching::PersistenceOptions;
 pub use postgres::{PostgresAdapter, PostgresConfig, PostgresOptions};
 pub use restore::{RestoreReport, restore};
-pub use rules::{PersistOptions, PersistRoutes, PersistRule, adapter_from_config};
+pub use rules::{PersistOptions, PersistRule, adapter_from_config};
 pub use sqlite::{SqliteAdapter, SqliteOptions};
 
 use std::collections::HashMap;

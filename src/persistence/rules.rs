@@ -1,16 +1,13 @@
 //! Which records are persisted, where, and how they come back at startup.
 
 use super::{
-    PersistenceError, PostgresAdapter, PostgresConfig, PostgresOptions, SharedAdapter,
-    SqliteAdapter,
+    PersistenceError, PersistenceOptions, PostgresAdapter, PostgresConfig, PostgresOptions,
+    SharedAdapter, SqliteAdapter,
 };
 use crate::access::Matcher;
-use crate::actors::persistence::{PersistenceActor, PersistenceHandle, PersistenceOptions};
 use crate::config::{PersistConfig, PersistenceBackend, PersistenceConfig};
 use crate::error::{Error, Result};
-use actix::Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A persistence rule: writes to records matching `write` are persisted; rows matching the
@@ -41,9 +38,13 @@ impl PersistRule {
             restore_pattern: restore_pattern.into(),
         }
     }
+}
+
+impl TryFrom<&PersistConfig> for PersistRule {
+    type Error = Error;
 
     /// The rule a `[[records.persist]]` entry describes (validated by `Config::validate`).
-    pub fn from_config(rule: &PersistConfig) -> Result<Self> {
+    fn try_from(rule: &PersistConfig) -> Result<Self> {
         match (&rule.write_pattern, &rule.write_id) {
             (Some(pattern), None) => Self::pattern(pattern, rule.restore_pattern.clone()),
             (None, Some(id)) => Ok(Self::id(id.clone(), rule.restore_pattern.clone())),
@@ -66,9 +67,9 @@ pub struct PersistOptions {
     pub adapter: Option<SharedAdapter>,
 }
 
-impl PersistOptions {
+impl From<&PersistConfig> for PersistOptions {
     /// The options of a `[[records.persist]]` entry.
-    pub fn from_config(rule: &PersistConfig) -> Self {
+    fn from(rule: &PersistConfig) -> Self {
         PersistOptions {
             batching: PersistenceOptions {
                 flush_interval: Duration::from_millis(rule.flush_interval_ms),
@@ -77,94 +78,6 @@ impl PersistOptions {
             },
             adapter: None,
         }
-    }
-}
-
-/// The live rules: record id → the `PersistenceActor` its writes go to. Record actors look
-/// their route up once and again only when `generation` changes.
-#[derive(Default)]
-pub struct PersistRoutes {
-    routes: RwLock<Vec<(Matcher, PersistenceHandle)>>,
-    generation: AtomicU64,
-}
-
-impl PersistRoutes {
-    /// Adds a route after the existing ones (the first matching rule wins).
-    pub fn add(&self, write: Matcher, handle: PersistenceHandle) {
-        self.routes
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push((write, handle));
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Changes whenever a route is added.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The actor persisting `id`, if a rule covers it.
-    pub fn route(&self, id: &str) -> Option<Addr<PersistenceActor>> {
-        self.handle(id).map(|handle| handle.addr)
-    }
-
-    /// The actor persisting `id` with its buffer counter, if a rule covers it.
-    pub fn handle(&self, id: &str) -> Option<PersistenceHandle> {
-        let routes = self
-            .routes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes
-            .iter()
-            .find(|(matcher, _)| matcher.matches(id))
-            .map(|(_, handle)| handle.clone())
-    }
-
-    /// Whether a write to `id` may be applied: `Ok` when `id` is not persisted or its rule's
-    /// buffer has room; otherwise [`Error::Unavailable`] (counted in
-    /// `mesh_persistence_refused_writes_total`), and the write must not be applied, since it
-    /// could not be persisted. Record actors call this before applying a write.
-    pub fn admit(&self, id: &str) -> Result<()> {
-        match self.handle(id) {
-            Some(handle) if !handle.has_room() => {
-                crate::metrics::metrics().persistence_refused.inc();
-                // Debug only: during an outage this runs for every refused write.
-                log::debug!(
-                    "refusing a write to {id}: {} records wait for the persistence database",
-                    handle.held()
-                );
-                Err(Error::Unavailable)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Every persistence actor, for the final flush.
-    pub fn actors(&self) -> Vec<PersistenceHandle> {
-        let routes = self
-            .routes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes.iter().map(|(_, handle)| handle.clone()).collect()
-    }
-
-    /// Every persistence actor with its rule as config spells it (`write_pattern "^todo:"`),
-    /// so the final flush log says which rule each line is about.
-    pub fn named_actors(&self) -> Vec<(String, PersistenceHandle)> {
-        let routes = self
-            .routes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes
-            .iter()
-            .map(|(matcher, handle)| {
-                let rule = match matcher {
-                    Matcher::Pattern(re) => format!("write_pattern {:?}", re.as_str()),
-                    Matcher::Exact(id) => format!("write_id {id:?}"),
-                };
-                (rule, handle.clone())
-            })
-            .collect()
     }
 }
 

@@ -12,26 +12,30 @@
 //! - [`writer::Writer`], a spawned task draining the session's outbox into the socket.
 //!
 //! actix-server neither counts these connections nor waits for them at shutdown: the socket
-//! holds a [`crate::server::ConnectionSlot`] (the server's own count and limit) and sessions
+//! holds a `session::ConnectionPermit` (the server's own count and limit) and sessions
 //! close on the server's shutdown signal.
 
 pub(crate) mod reader;
-pub(crate) mod serve;
 pub(crate) mod upgrade;
+
+pub(crate) use upgrade::serve as serve_upgrade;
 pub(crate) mod writer;
 
-use crate::server::ConnectionSlot;
+use crate::session::ConnectionPermit;
 use actix_web::rt::net::TcpStream;
 
 /// A taken-over connection's socket, shared by its reader and its writer; the connection's
-/// slot is given back when both are gone (and the descriptor closed).
+/// permit is given back when both are gone (and the descriptor closed).
 pub(crate) struct LeanSocket {
     pub(crate) io: TcpStream,
-    _slot: ConnectionSlot,
+    _permit: ConnectionPermit,
 }
 
 impl LeanSocket {
-    pub(crate) fn new(io: TcpStream, slot: ConnectionSlot) -> Self {
-        LeanSocket { io, _slot: slot }
+    pub(crate) fn new(io: TcpStream, permit: ConnectionPermit) -> Self {
+        LeanSocket {
+            io,
+            _permit: permit,
+        }
     }
 }

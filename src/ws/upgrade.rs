@@ -6,7 +6,7 @@ use super::reader::SocketFrames;
 use super::writer::Writer;
 use crate::auth::{AuthRejection, UpgradeRequest};
 use crate::outbox::Outbox;
-use crate::server::RecordServer;
+use crate::session::Sessions;
 use crate::socket::ConnectionSocket;
 use actix_codec::{Encoder as _, Framed};
 use actix_http::body::{BodySize, BoxBody};
@@ -21,7 +21,7 @@ use std::rc::Rc;
 /// 400/405 for a malformed handshake, 503 while shutting down or over `max_connections`,
 /// 401 when authentication fails.
 pub(crate) async fn serve(
-    records: RecordServer,
+    sessions: Sessions,
     req: Request,
     framed: Framed<TcpStream, h1::Codec>,
 ) -> Result<(), std::convert::Infallible> {
@@ -29,28 +29,28 @@ pub(crate) async fn serve(
     let (io, mut codec, early) = (parts.io, parts.codec, parts.read_buf);
     let refuse = |status: StatusCode, error: &str| (status, json!({ "error": error }).to_string());
     let admitted = async {
-        if req.path() != records.ws_path() {
+        if req.path() != sessions.ws_path() {
             return Err(refuse(StatusCode::NOT_FOUND, "not found"));
         }
-        if records.is_shutting_down() {
+        if sessions.is_shutting_down() {
             return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned()));
         }
         if let Err(e) = ws::verify_handshake(req.head()) {
             let status = Response::<BoxBody>::from(&e).status();
             return Err(refuse(status, &e.to_string()));
         }
-        let metadata = records
+        let metadata = sessions
             .authenticator()
             .authenticate(&UpgradeRequest::new(req.head()))
             .await
             .map_err(|AuthRejection(why)| refuse(StatusCode::UNAUTHORIZED, &why))?;
         // Counted before the answer, so concurrent upgrades cannot exceed the limit.
-        let slot = records
-            .try_acquire_slot()
+        let permit = sessions
+            .try_admit()
             .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections"))?;
-        Ok((metadata, slot))
+        Ok((metadata, permit))
     };
-    let (metadata, slot) = match admitted.await {
+    let (metadata, permit) = match admitted.await {
         Ok(admitted) => admitted,
         Err((status, body)) => {
             let mut response = Response::with_body(status, ());
@@ -83,12 +83,12 @@ pub(crate) async fn serve(
         return Ok(());
     }
     let socket = req.conn_data::<ConnectionSocket>().copied();
-    let io = Rc::new(LeanSocket::new(io, slot));
-    let (outbox, receiver) = Outbox::new(records.max_outbound_bytes());
+    let io = Rc::new(LeanSocket::new(io, permit));
+    let (outbox, receiver) = Outbox::new(sessions.max_outbound_bytes());
     actix_web::rt::spawn(Writer::new(Rc::clone(&io), receiver.into_drain()));
     // The dispatcher's 8 KiB read buffer is dropped here; early frames are copied out.
-    let frames = SocketFrames::new(io, &early, records.max_frame_bytes());
-    records.start_session(metadata, outbox, frames, socket);
+    let frames = SocketFrames::new(io, &early, sessions.max_frame_bytes());
+    sessions.start(metadata, outbox, frames, socket);
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-use super::super::session::SubscriptionEnded;
+use super::messages::SubscriptionEnded;
 
 /// One session's subscription.
 pub(super) struct Subscriber {

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::outbox::Outbox;
-use crate::record::{Mode, Strategy, Version, Versioned};
+use crate::record::{Mode, RecordId, Strategy, Version, Versioned};
 use crate::store::{RemoteChange, SharedStore};
 use actix::prelude::*;
 use serde_json::Value;
@@ -12,13 +12,12 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::super::registry::{RecordActorStopped, RetireRecordActor};
-use super::super::session::SubscriptionEnded;
 
 /// Settings every `RecordActor` follows.
 #[derive(Clone)]
 pub struct RecordSettings {
     /// Where writes of persisted records go.
-    pub persist: Arc<crate::persistence::PersistRoutes>,
+    pub persist: Arc<crate::actors::persistence::PersistRoutes>,
     /// How long an unused actor stays alive.
     pub linger: Duration,
     /// Largest value a merge may produce, serialized.
@@ -31,6 +30,25 @@ pub struct RecordSettings {
     pub max_pending_writes: usize,
     /// How much history each record keeps (resume, the admin API's history).
     pub history: crate::store::HistoryLimits,
+}
+
+impl RecordSettings {
+    /// The settings `config` gives, with the live persistence routes.
+    pub fn from_config(
+        config: &crate::config::Config,
+        persist: Arc<crate::actors::persistence::PersistRoutes>,
+    ) -> Self {
+        let s = &config.server;
+        RecordSettings {
+            persist,
+            linger: s.record_linger(),
+            max_value_bytes: s.max_value_bytes,
+            max_write_batch: s.max_write_batch,
+            max_write_batch_bytes: s.max_write_batch_bytes,
+            max_pending_writes: s.max_pending_writes,
+            history: config.records.history(),
+        }
+    }
 }
 
 /// What every `RecordActor` shares: the store, settings and counters.
@@ -149,3 +167,13 @@ pub struct ResyncSubscriber {
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Versioned>, Error>")]
 pub struct GetSnapshot;
+
+/// Tells a session that a record actor ended its subscription (the record was deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscriptionEnded {
+    /// The record.
+    pub record_id: RecordId,
+    /// The token of the subscription that ended.
+    pub token: u64,
+}

@@ -34,7 +34,7 @@ mod writes;
 
 pub use messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
-    ResyncSubscriber, Subscribe, Unsubscribe, UpdateRecord, WriteOutcome,
+    ResyncSubscriber, Subscribe, SubscriptionEnded, Unsubscribe, UpdateRecord, WriteOutcome,
 };
 pub use writes::UpdateFn;
 

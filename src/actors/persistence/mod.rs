@@ -1,4 +1,4 @@
-//! `PersistenceActor`: one per process; writes records to the persistence database in batches.
+//! `PersistenceActor`: one per persistence rule; writes records to its database in batches.
 //!
 //! Owns the write buffer (the newest pending operation of each record id, see
 //! `persistence::buffer` for the ordering rules), the one flush in flight, the retry
@@ -28,136 +28,23 @@
 
 use crate::persistence::buffer::{PendingOp, WriteBuffer, to_rows};
 use crate::persistence::{PersistenceError, SharedAdapter};
-use crate::record::{RecordId, Version};
+use crate::record::RecordId;
 use actix::prelude::*;
-use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Buffers a record's new value; it reaches the database with the next flush unless a newer
-/// version replaces it first.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub struct Persist {
-    /// The record.
-    pub id: RecordId,
-    /// The version `value` has.
-    pub version: Version,
-    /// The value (shared with the store; serialized only when flushed).
-    pub value: Arc<Value>,
-}
+mod messages;
+mod routes;
 
-/// Buffers the deletion of a record, so it never comes back at restore.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub struct PersistDeletion {
-    /// The record.
-    pub id: RecordId,
-    /// The version the record had when it was deleted.
-    pub version: Version,
-}
-
-/// Flushes now, ignoring any backoff. Answers the number of rows the answering flush wrote;
-/// `Ok` means everything buffered before this message has landed.
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "Result<usize, PersistenceError>")]
-pub struct Flush;
-
-/// Final flush at process stop: flushes until the buffer is empty (`Ok` with the rows written
-/// meanwhile) or `shutdown_retries` retries failed (`Err` with the last error; what was still
-/// buffered is logged as lost), then stops the actor. Later messages are refused.
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "Result<usize, PersistenceError>")]
-pub struct Shutdown;
-
-/// Stops now without waiting for the database (the stop deadline passed). What is buffered or
-/// in flight is logged as not persisted (count at error level, ids at debug level); answers
-/// that count.
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "usize")]
-pub struct Abandon;
-
-/// Reports the buffer and retry state, for health checks and tests.
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "PersistenceStatus")]
-pub struct GetStatus;
-
-/// The answer to [`GetStatus`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PersistenceStatus {
-    /// Records waiting in the buffer.
-    pub buffered: usize,
-    /// Records in the flush in flight (0 when none is).
-    pub in_flight: usize,
-    /// Flushes failed in a row (0 when the database is healthy).
-    pub consecutive_failures: u32,
-    /// When the current outage started, if one is going on.
-    pub failing_since: Option<Instant>,
-    /// Rows written since the actor started.
-    pub rows_landed: u64,
-}
-
-/// How the actor batches and retries.
-#[derive(Debug, Clone)]
-pub struct PersistenceOptions {
-    /// Longest time a buffered write waits before a flush starts. Default 500 ms. Also the
-    /// first retry delay after a failure.
-    pub flush_interval: Duration,
-    /// A flush starts as soon as this many records are buffered. Default 100.
-    pub max_buffer_size: usize,
-    /// The retry delay doubles per failure up to this. Default 30 s.
-    pub max_retry_delay: Duration,
-    /// Retries `Shutdown` makes after its first attempt fails; its delays restart at
-    /// `flush_interval`, so with the defaults it gives up after about 3.5 s plus the attempts'
-    /// own time. Default 3.
-    pub shutdown_retries: u32,
-    /// Records held unwritten (buffered plus in flight) at which
-    /// [`PersistenceHandle::has_room`] turns false. Default 100,000.
-    pub max_buffered_records: usize,
-}
-
-impl Default for PersistenceOptions {
-    fn default() -> Self {
-        PersistenceOptions {
-            flush_interval: Duration::from_millis(500),
-            max_buffer_size: 100,
-            max_retry_delay: Duration::from_secs(30),
-            shutdown_retries: 3,
-            max_buffered_records: 100_000,
-        }
-    }
-}
+pub use crate::persistence::PersistenceOptions;
+pub use messages::{
+    Abandon, Flush, GetStatus, Persist, PersistDeletion, PersistenceStatus, Shutdown,
+};
+pub use routes::{PersistRoutes, PersistenceHandle};
 
 type Reply = oneshot::Sender<Result<usize, PersistenceError>>;
-
-/// A started [`PersistenceActor`] with the counter record actors read before a persisted
-/// write. Cheap to clone.
-#[derive(Clone)]
-pub struct PersistenceHandle {
-    /// The actor.
-    pub addr: Addr<PersistenceActor>,
-    /// Records held unwritten (buffered plus in flight); after the actor stopped, those lost.
-    held: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl PersistenceHandle {
-    /// Whether a write of a persisted record may be applied now: false while the actor holds
-    /// `max_buffered_records` unwritten (the database has been unreachable for a while). A
-    /// caller that gets false must refuse the write (nothing applied) rather than apply a
-    /// change that might never be persisted. Soft limit: writers checking at the same moment
-    /// may overshoot it by their number.
-    pub fn has_room(&self) -> bool {
-        self.held.load(Ordering::Relaxed) < self.max
-    }
-
-    /// Records held unwritten; once the actor has stopped, the number it could not write.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-}
 
 /// A `Shutdown` in progress.
 struct Stopping {

@@ -1,0 +1,124 @@
+//! Which `PersistenceActor` a record's writes go to: one actor per rule, the first matching
+//! rule wins. Record actors read the routes before each persisted write (`admit`).
+
+use super::PersistenceActor;
+use crate::access::Matcher;
+use crate::error::{Error, Result};
+use actix::Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// A started [`PersistenceActor`] with the counter record actors read before a persisted
+/// write. Cheap to clone.
+#[derive(Clone)]
+pub struct PersistenceHandle {
+    /// The actor.
+    pub addr: Addr<PersistenceActor>,
+    /// Records held unwritten (buffered plus in flight); after the actor stopped, those lost.
+    pub(super) held: Arc<AtomicUsize>,
+    pub(super) max: usize,
+}
+
+impl PersistenceHandle {
+    /// Whether a write of a persisted record may be applied now: false while the actor holds
+    /// `max_buffered_records` unwritten (the database has been unreachable for a while). A
+    /// caller that gets false must refuse the write (nothing applied) rather than apply a
+    /// change that might never be persisted. Soft limit: writers checking at the same moment
+    /// may overshoot it by their number.
+    pub fn has_room(&self) -> bool {
+        self.held.load(Ordering::Relaxed) < self.max
+    }
+
+    /// Records held unwritten; once the actor has stopped, the number it could not write.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// The live rules: record id → the `PersistenceActor` its writes go to. Record actors look
+/// their route up once and again only when `generation` changes.
+#[derive(Default)]
+pub struct PersistRoutes {
+    routes: RwLock<Vec<(Matcher, PersistenceHandle)>>,
+    generation: AtomicU64,
+}
+
+impl PersistRoutes {
+    /// Adds a route after the existing ones (the first matching rule wins).
+    pub fn add(&self, write: Matcher, handle: PersistenceHandle) {
+        self.routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((write, handle));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes whenever a route is added.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The actor persisting `id`, if a rule covers it.
+    pub fn route(&self, id: &str) -> Option<Addr<PersistenceActor>> {
+        self.handle(id).map(|handle| handle.addr)
+    }
+
+    /// The actor persisting `id` with its buffer counter, if a rule covers it.
+    pub fn handle(&self, id: &str) -> Option<PersistenceHandle> {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes
+            .iter()
+            .find(|(matcher, _)| matcher.matches(id))
+            .map(|(_, handle)| handle.clone())
+    }
+
+    /// Whether a write to `id` may be applied: `Ok` when `id` is not persisted or its rule's
+    /// buffer has room; otherwise [`Error::Unavailable`] (counted in
+    /// `mesh_persistence_refused_writes_total`), and the write must not be applied, since it
+    /// could not be persisted. Record actors call this before applying a write.
+    pub fn admit(&self, id: &str) -> Result<()> {
+        match self.handle(id) {
+            Some(handle) if !handle.has_room() => {
+                crate::metrics::metrics().persistence_refused.inc();
+                // Debug only: during an outage this runs for every refused write.
+                log::debug!(
+                    "refusing a write to {id}: {} records wait for the persistence database",
+                    handle.held()
+                );
+                Err(Error::Unavailable)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every persistence actor, for the final flush.
+    pub fn actors(&self) -> Vec<PersistenceHandle> {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.iter().map(|(_, handle)| handle.clone()).collect()
+    }
+
+    /// Every persistence actor with its rule as config spells it (`write_pattern "^todo:"`),
+    /// so the final flush log says which rule each line is about.
+    pub fn named_actors(&self) -> Vec<(String, PersistenceHandle)> {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes
+            .iter()
+            .map(|(matcher, handle)| {
+                let rule = match matcher {
+                    Matcher::Pattern(re) => format!("write_pattern {:?}", re.as_str()),
+                    Matcher::Exact(id) => format!("write_id {id:?}"),
+                };
+                (rule, handle.clone())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! Parsing, environment overrides and validation of configurations.
+
+use super::*;
+
+#[test]
+fn defaults_parse_from_nothing() {
+    let config = Config::parse("").unwrap();
+    assert_eq!(config.server.port, 3000);
+    assert_eq!(config.store.key_prefix, "mesh:");
+    config.validate().unwrap();
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = Config::parse("[server]\nprot = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prot"), "{err}");
+}
+
+#[test]
+fn bad_rules_are_named() {
+    let config = Config::parse("[[records.expose]]\npattern = \"(\"\n").unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("records.expose[0].pattern"), "{err}");
+    let config = Config::parse("[auth]\nrequired = true\n").unwrap();
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("auth.required")
+    );
+    let config = Config::parse(
+        "[[records.expose]]\npattern = \"^u:(\\\\d+)$\"\nwritable = true\nwrite_guard = { metadata_equals_capture = { key = \"userId\", group = 2 } }\n",
+    )
+    .unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("records.expose[0].write_guard.metadata_equals_capture.group"),
+        "{err}"
+    );
+}
+
+#[test]
+fn auth_leeway_defaults_to_five_and_aud_iss_need_a_secret() {
+    assert_eq!(Config::default().auth.leeway_seconds, 5);
+    let config = Config::parse("[auth]\naudience = \"app\"\n").unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.audience"), "{err}");
+    let config = Config::parse("[auth]\njwt_secret = \"s\"\nissuer = \"\"\n").unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("auth.issuer"), "{err}");
+    let config = Config::parse(
+        "[auth]\njwt_secret = \"s\"\nleeway_seconds = 0\naudience = \"app\"\nissuer = \"idp\"\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert!(config.auth.jwt_verifier().is_some());
+}
+
+#[test]
+fn regex_errors_give_the_reason_and_the_pattern() {
+    let config = Config::parse("[[records.expose]]\npattern = \"(\"\n").unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.starts_with("config: records.expose[0].pattern: invalid regex \"(\""),
+        "{err}"
+    );
+    assert!(err.contains("unclosed group"), "{err}");
+    assert_eq!(err.matches("config:").count(), 1, "{err}");
+    let config = Config::parse(
+        "[[records.persist]]\nwrite_pattern = \"^todo:[\"\nrestore_pattern = \"todo:%\"\n",
+    )
+    .unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("records.persist[0].write_pattern: invalid regex \"^todo:[\""),
+        "{err}"
+    );
+    assert!(err.contains("unclosed character class"), "{err}");
+}
+
+#[test]
+fn a_file_error_names_the_file_once_and_says_config_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server\n").unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("config: {}: ", path.display())),
+        "{err}"
+    );
+    assert_eq!(err.matches("config:").count(), 1, "{err}");
+}
+
+#[test]
+fn every_listed_env_var_overrides_its_setting() {
+    let before = format!("{:?}", Config::default());
+    for (name, key) in ENV_VARS {
+        let mut config = Config::default();
+        config
+            .apply_env(|k| (k == name).then(|| "4001".to_string()))
+            .unwrap();
+        assert_ne!(format!("{config:?}"), before, "{name} did not change {key}");
+    }
+}
+
+#[test]
+fn env_overrides_apply() {
+    let mut config = Config::default();
+    config
+        .apply_env(|k| (k == "MESH_PORT").then(|| "4001".to_string()))
+        .unwrap();
+    assert_eq!(config.server.port, 4001);
+    assert!(config.apply_env(|_| Some("x".into())).is_err());
+}

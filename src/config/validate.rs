@@ -1,0 +1,203 @@
+//! Checking a configuration before anything starts: every limit, path and secret, and the
+//! `[[records.expose]]` rules turned into exposures with their guards.
+
+use super::{Config, ExposeConfig, GuardConfig};
+use crate::access::{Exposure, Guard, Matcher};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use serde_json::Value;
+
+impl Config {
+    /// Checks everything that can be checked before starting.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.server;
+        if !s.ws_path.starts_with('/') {
+            return Err(Error::Config("server.ws_path must start with '/'".into()));
+        }
+        for (key, value) in [
+            ("server.ping_interval_ms", s.ping_interval_ms as usize),
+            ("server.max_frame_bytes", s.max_frame_bytes),
+            ("server.max_outbound_bytes", s.max_outbound_bytes),
+            ("server.max_record_id_bytes", s.max_record_id_bytes),
+            ("server.max_value_bytes", s.max_value_bytes),
+            (
+                "server.max_subscriptions_per_connection",
+                s.max_subscriptions_per_connection,
+            ),
+            ("server.max_connections", s.max_connections),
+            ("server.max_write_batch", s.max_write_batch),
+            ("server.max_write_batch_bytes", s.max_write_batch_bytes),
+            ("server.max_pending_writes", s.max_pending_writes),
+            ("server.max_in_flight_requests", s.max_in_flight_requests),
+            ("server.shutdown_timeout_ms", s.shutdown_timeout_ms as usize),
+            (
+                "persistence.postgres_statement_timeout_ms",
+                self.persistence.postgres_statement_timeout_ms as usize,
+            ),
+            (
+                "persistence.postgres_connect_timeout_ms",
+                self.persistence.postgres_connect_timeout_ms as usize,
+            ),
+            (
+                "persistence.max_buffered_records",
+                self.persistence.max_buffered_records,
+            ),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{key} must be greater than 0")));
+            }
+        }
+        if self.auth.required && self.auth.jwt_secret.as_deref().unwrap_or("").is_empty() {
+            return Err(Error::Config(
+                "auth.required = true needs auth.jwt_secret (or MESH_JWT_SECRET)".into(),
+            ));
+        }
+        if self.auth.jwt_secret.as_deref() == Some("") {
+            return Err(Error::Config("auth.jwt_secret must not be empty".into()));
+        }
+        for (key, value) in [
+            ("auth.audience", &self.auth.audience),
+            ("auth.issuer", &self.auth.issuer),
+        ] {
+            match value.as_deref() {
+                Some("") => return Err(Error::Config(format!("{key} must not be empty"))),
+                // Checked only on tokens: without a secret it would silently check nothing.
+                Some(_) if self.auth.jwt_secret.is_none() => {
+                    return Err(Error::Config(format!(
+                        "{key} needs auth.jwt_secret (or MESH_JWT_SECRET)"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if self.admin.token.as_deref() == Some("") {
+            return Err(Error::Config("admin.token must not be empty".into()));
+        }
+        for (n, rule) in self.records.persist.iter().enumerate() {
+            let at = |key: &str| format!("records.persist[{n}].{key}");
+            match (&rule.write_pattern, &rule.write_id) {
+                (Some(pattern), None) => {
+                    regex::Regex::new(pattern).map_err(|e| {
+                        Error::Config(format!(
+                            "{}: invalid regex {pattern:?}: {e}",
+                            at("write_pattern")
+                        ))
+                    })?;
+                }
+                (None, Some(id)) if !id.is_empty() => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{}: give exactly one of write_pattern and write_id",
+                        at("write_pattern")
+                    )));
+                }
+            }
+            if rule.flush_interval_ms == 0 || rule.max_buffer_size == 0 {
+                return Err(Error::Config(format!(
+                    "{}: flush_interval_ms and max_buffer_size must be greater than 0",
+                    at("flush_interval_ms")
+                )));
+            }
+        }
+        self.exposures().map(|_| ())
+    }
+
+    /// The `[[records.expose]]` rules as exposures with their config guards.
+    ///
+    /// Fails with [`Error::Config`] naming the rule (`records.expose[N]`) at fault.
+    pub fn exposures(&self) -> Result<Vec<Exposure>> {
+        self.records
+            .expose
+            .iter()
+            .enumerate()
+            .map(|(n, rule)| {
+                rule.to_exposure()
+                    .map_err(|e| Error::Config(format!("records.expose[{n}].{e}")))
+            })
+            .collect()
+    }
+}
+
+/// The message of a config error without its `config: ` prefix, for wrapping in another one
+/// (so nothing reads `config: …: config: …`).
+pub(super) fn detail(e: Error) -> String {
+    match e {
+        Error::Config(message) => message,
+        other => other.to_string(),
+    }
+}
+
+impl ExposeConfig {
+    fn to_exposure(&self) -> std::result::Result<Exposure, String> {
+        let mut exposure = match (&self.id, &self.pattern) {
+            (Some(id), None) if !id.is_empty() => Exposure::id(id.clone()),
+            (None, Some(pattern)) => {
+                Exposure::pattern(pattern).map_err(|e| format!("pattern: {}", detail(e)))?
+            }
+            _ => return Err("id / pattern: give exactly one, non-empty".into()),
+        };
+        exposure.writable = self.writable;
+        if let Some(guard) = &self.guard {
+            exposure.guard = Some(
+                guard
+                    .to_guard(&exposure.matcher)
+                    .map_err(|e| format!("guard.{e}"))?,
+            );
+        }
+        if let Some(guard) = &self.write_guard {
+            if !self.writable {
+                return Err("write_guard: the exposure is not writable".into());
+            }
+            exposure.write_guard = Some(
+                guard
+                    .to_guard(&exposure.matcher)
+                    .map_err(|e| format!("write_guard.{e}"))?,
+            );
+        }
+        Ok(exposure)
+    }
+}
+
+impl GuardConfig {
+    fn to_guard(&self, matcher: &Matcher) -> std::result::Result<Guard, String> {
+        if self.require_metadata.is_none() && self.metadata_equals_capture.is_none() {
+            return Err("require_metadata: a guard needs at least one condition".into());
+        }
+        if let Some(rule) = &self.metadata_equals_capture {
+            let groups = match matcher {
+                Matcher::Pattern(re) => re.captures_len(),
+                Matcher::Exact(_) => 1,
+            };
+            if rule.group >= groups {
+                return Err(format!(
+                    "metadata_equals_capture.group: the pattern has no group {}",
+                    rule.group
+                ));
+            }
+        }
+        let required = self.require_metadata.clone();
+        let capture = self.metadata_equals_capture.clone();
+        let matcher = matcher.clone();
+        Ok(Guard::sync(move |conn: &Connection, id| {
+            let missing = |key: &String| conn.metadata_field(key).is_none_or(|v| v.is_null());
+            if required.as_ref().is_some_and(missing) {
+                return false;
+            }
+            if let Some(rule) = &capture {
+                let Some(expected) = matcher.capture(id.as_str(), rule.group) else {
+                    return false;
+                };
+                let actual = match conn.metadata_field(&rule.key) {
+                    Some(Value::String(s)) => s,
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Bool(b)) => b.to_string(),
+                    _ => return false,
+                };
+                if actual != expected {
+                    return false;
+                }
+            }
+            true
+        }))
+    }
+}

@@ -1,0 +1,175 @@
+//! [`Records`]: the record API as server code sees it — command handlers, the admin API, an
+//! embedding app. A thin handle on the registry: each call resolves the record's actor and
+//! sends it one message, so server-side writes are serialized, versioned, pushed and
+//! persisted exactly like a client's.
+//!
+//! It sits below sessions, commands, the admin API and the server: they hold a `Records`, and
+//! nothing here knows about HTTP, sockets or the builder.
+
+use crate::access::Exposure;
+use crate::actors::record::{
+    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, UpdateRecord, WriteOutcome,
+};
+use crate::actors::registry::{AddExposure, RegistryActor, send_to_record};
+use crate::error::{Error, Result};
+use crate::record::{RecordId, Strategy, Version, Versioned};
+use actix::Addr;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The server-side record API. Cheap to clone. No exposure or guard applies to its calls:
+/// code that acts for a client (a custom command) checks what that client may touch.
+#[derive(Clone)]
+pub struct Records {
+    registry: Addr<RegistryActor>,
+    max_record_id_bytes: usize,
+    live_records: Arc<AtomicUsize>,
+}
+
+impl Records {
+    pub(crate) fn new(
+        registry: Addr<RegistryActor>,
+        max_record_id_bytes: usize,
+        live_records: Arc<AtomicUsize>,
+    ) -> Self {
+        Records {
+            registry,
+            max_record_id_bytes,
+            live_records,
+        }
+    }
+
+    /// The registry, for the sessions that resolve access through it.
+    pub(crate) fn registry(&self) -> &Addr<RegistryActor> {
+        &self.registry
+    }
+
+    /// Longest record id accepted (`[server] max_record_id_bytes`).
+    pub fn max_record_id_bytes(&self) -> usize {
+        self.max_record_id_bytes
+    }
+
+    fn record_id(&self, id: &str) -> Result<RecordId> {
+        RecordId::parse(id, self.max_record_id_bytes)
+    }
+
+    /// Writes a record as the server.
+    ///
+    /// Returns the new version and whether anything changed; fails with
+    /// [`Error::Unavailable`] when the store cannot be reached (nothing was written).
+    pub async fn write_record(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+    ) -> Result<WriteOutcome> {
+        self.write(id, value, strategy, None).await
+    }
+
+    /// Writes a record only if it is at `expected_version` (0: only if it does not exist);
+    /// otherwise fails with [`Error::VersionMismatch`] carrying the current version, and
+    /// nothing is written. Checked atomically with the write, also across instances.
+    pub async fn write_record_if(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+        expected_version: Version,
+    ) -> Result<WriteOutcome> {
+        self.write(id, value, strategy, Some(expected_version))
+            .await
+    }
+
+    async fn write(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+        expected_version: Option<Version>,
+    ) -> Result<WriteOutcome> {
+        if value.is_null() {
+            return Err(Error::invalid("a record value must not be null"));
+        }
+        let id = self.record_id(id)?;
+        let msg = ApplyWrite {
+            value: Arc::new(value),
+            strategy,
+            expected_version,
+        };
+        send_to_record(&self.registry, &id, None, msg).await?
+    }
+
+    /// Changes a record with a function of its current value (`None` when it does not exist),
+    /// atomically: the function runs inside the record's actor, so no other write lands in
+    /// between, and runs again on the fresh value if another instance wrote first. Returning an
+    /// error refuses the write. The result is versioned, pushed and persisted like any write.
+    ///
+    /// ```no_run
+    /// # async fn demo(records: mesh_records::Records) -> mesh_records::Result<()> {
+    /// // An atomic counter.
+    /// records
+    ///     .update_record("counter:visits", |current| {
+    ///         Ok(serde_json::json!(current.and_then(|v| v.as_i64()).unwrap_or(0) + 1))
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn update_record<F>(&self, id: &str, update: F) -> Result<WriteOutcome>
+    where
+        F: Fn(Option<&Value>) -> Result<Value> + Send + Sync + 'static,
+    {
+        let id = self.record_id(id)?;
+        let msg = UpdateRecord {
+            update: Arc::new(update),
+            expected_version: None,
+        };
+        send_to_record(&self.registry, &id, None, msg).await?
+    }
+
+    /// The record's value and version, or `None` when absent.
+    pub async fn get_record(&self, id: &str) -> Result<Option<Versioned>> {
+        let id = self.record_id(id)?;
+        send_to_record(&self.registry, &id, None, GetSnapshot).await?
+    }
+
+    /// Deletes a record; returns its last version, or `None` when it did not exist (no-op).
+    pub async fn delete_record(&self, id: &str) -> Result<Option<Version>> {
+        let id = self.record_id(id)?;
+        let msg = DeleteRecord::default();
+        send_to_record(&self.registry, &id, None, msg).await?
+    }
+
+    /// Deletes a record only if it exists at `version`; otherwise fails with
+    /// [`Error::VersionMismatch`] (current version, 0 when absent) and nothing changes.
+    pub async fn delete_record_if(&self, id: &str, version: Version) -> Result<Option<Version>> {
+        let id = self.record_id(id)?;
+        let msg = DeleteRecord {
+            if_version: Some(version),
+        };
+        send_to_record(&self.registry, &id, None, msg).await?
+    }
+
+    /// The record's changes after version `since` as RFC 6902 patches, oldest first, with the
+    /// current version; `None` when the history does not reach back to `since` (or the record
+    /// does not exist).
+    pub async fn record_history(
+        &self,
+        id: &str,
+        since: Version,
+    ) -> Result<Option<(Version, Vec<crate::store::Change>)>> {
+        let id = self.record_id(id)?;
+        send_to_record(&self.registry, &id, None, GetHistory { since }).await?
+    }
+
+    /// Adds an exposure at runtime, after all existing ones.
+    pub fn expose(&self, exposure: Exposure) {
+        self.registry.do_send(AddExposure { exposure });
+    }
+
+    /// How many `RecordActor`s are alive.
+    pub fn live_record_actors(&self) -> usize {
+        self.live_records.load(Ordering::Relaxed)
+    }
+}

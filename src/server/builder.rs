@@ -1,0 +1,192 @@
+//! [`RecordServerBuilder`]: from a [`Config`] plus what the embedding app adds (exposures,
+//! commands, a store, authentication, persistence rules) to a started [`RecordServer`].
+
+use super::{Inner, RecordServer};
+use crate::access::{Exposure, ExposureTable};
+use crate::actors::persistence::PersistRoutes;
+use crate::actors::record::RecordSettings;
+use crate::actors::registry::RegistryActor;
+use crate::auth::Authenticator;
+use crate::commands::{CommandContext, CommandRequest, CommandResult, Commands};
+use crate::config::{Config, StoreBackend};
+use crate::connection::MetadataHook;
+use crate::error::{Error, Result};
+use crate::persistence::{PersistOptions, PersistRule};
+use crate::records::Records;
+use crate::session::{Sessions, SessionsConfig};
+use crate::store::{MemoryStore, SharedStore};
+use actix::prelude::*;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+/// Builds a [`RecordServer`]; see [`RecordServer::builder`].
+pub struct RecordServerBuilder {
+    config: Config,
+    exposures: Vec<Exposure>,
+    store: Option<SharedStore>,
+    commands: Commands,
+    authenticator: Option<Authenticator>,
+    metadata_hook: Option<MetadataHook>,
+    record_threads: usize,
+    persist: Vec<(PersistRule, PersistOptions)>,
+}
+
+impl RecordServerBuilder {
+    pub(super) fn new(config: Config) -> Self {
+        RecordServerBuilder {
+            config,
+            exposures: Vec::new(),
+            store: None,
+            commands: Commands::default(),
+            authenticator: None,
+            metadata_hook: None,
+            record_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            persist: Vec::new(),
+        }
+    }
+
+    /// Adds an exposure after those from the config.
+    pub fn expose(mut self, exposure: Exposure) -> Self {
+        self.exposures.push(exposure);
+        self
+    }
+
+    /// Uses this store instead of the one the config names.
+    pub fn store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Registers a custom command served by an async function.
+    pub fn command<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(CommandContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CommandResult> + Send + 'static,
+    {
+        self.commands.register(name, handler);
+        self
+    }
+
+    /// Registers a custom command served by a user actor (one `M` message per request).
+    pub fn actor_command<A, M>(mut self, name: impl Into<String>, addr: Addr<A>) -> Self
+    where
+        A: Actor + Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        M: Message<Result = CommandResult> + From<CommandRequest> + Send + 'static,
+    {
+        self.commands.actor::<A, M>(name, addr);
+        self
+    }
+
+    /// Replaces the config's authentication (JWT or anonymous) with the app's own.
+    pub fn authenticate(mut self, authenticator: Authenticator) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Lets clients change their metadata through this hook (refused without one).
+    pub fn on_set_metadata(mut self, hook: MetadataHook) -> Self {
+        self.metadata_hook = Some(hook);
+        self
+    }
+
+    /// Persists writes matching the rule and restores its rows before the server starts
+    /// (after the config's `[[records.persist]]` rules).
+    pub fn persist(mut self, rule: PersistRule, options: PersistOptions) -> Self {
+        self.persist.push((rule, options));
+        self
+    }
+
+    /// Threads (arbiters) record actors are spread over; default: one per core.
+    pub fn record_threads(mut self, threads: usize) -> Self {
+        self.record_threads = threads.max(1);
+        self
+    }
+
+    /// Starts the actors. Call inside an actix system (for example in `#[actix_web::main]`).
+    ///
+    /// Fails with [`Error::Config`] on an invalid config or when the store cannot be reached.
+    pub async fn build(self) -> Result<RecordServer> {
+        self.config.validate()?;
+        let mut exposures = self.config.exposures()?;
+        exposures.extend(self.exposures);
+        let store = match self.store {
+            Some(store) => store,
+            None => store_from_config(&self.config).await?,
+        };
+        let s = &self.config.server;
+        let arbiters: Vec<Arbiter> = (0..self.record_threads).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let live_records = Arc::new(AtomicUsize::new(0));
+        let persist = Arc::new(PersistRoutes::default());
+        let mut persist_rules = Vec::new();
+        for rule in &self.config.records.persist {
+            let mut options = PersistOptions::from(rule);
+            options.batching.max_buffered_records = self.config.persistence.max_buffered_records;
+            persist_rules.push((PersistRule::try_from(rule)?, options));
+        }
+        persist_rules.extend(self.persist);
+        let registry = RegistryActor::new(
+            ExposureTable::new(exposures),
+            Arc::clone(&store),
+            handles,
+            RecordSettings::from_config(&self.config, Arc::clone(&persist)),
+            Arc::clone(&live_records),
+        )
+        .start();
+        let records = Records::new(registry, s.max_record_id_bytes, live_records);
+        let authenticator =
+            self.authenticator
+                .unwrap_or_else(|| match self.config.auth.jwt_verifier() {
+                    Some(verifier) => Authenticator::with_jwt(verifier, self.config.auth.required),
+                    None => Authenticator::anonymous(),
+                });
+        let sessions = Sessions::new(SessionsConfig {
+            records: records.clone(),
+            settings: s.into(),
+            commands: self.commands,
+            metadata_hook: self.metadata_hook,
+            authenticator,
+            ws_path: s.ws_path.clone(),
+            max_connections: s.max_connections,
+            max_frame_bytes: s.max_frame_bytes,
+            max_outbound_bytes: s.max_outbound_bytes,
+        });
+        let server = RecordServer {
+            inner: Arc::new(Inner {
+                records,
+                sessions,
+                store,
+                persist,
+                persistence_config: self.config.persistence.clone(),
+                default_adapter: tokio::sync::OnceCell::new(),
+                admin_token: self.config.admin.token.clone(),
+                demo: s.demo,
+                arbiters: Mutex::new(arbiters),
+            }),
+        };
+        // Restore runs before anything can connect: the HTTP server starts after `build`.
+        for (rule, options) in persist_rules {
+            server.enable_record_persistence(rule, options).await?;
+        }
+        Ok(server)
+    }
+}
+
+/// The store the config names.
+pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
+    match config.store.backend {
+        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Redis => {
+            let store = crate::store::RedisStore::connect(
+                &config.store.redis_url,
+                &config.store.key_prefix,
+            )
+            .await
+            .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
+            Ok(Arc::new(store))
+        }
+    }
+}

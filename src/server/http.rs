@@ -1,0 +1,148 @@
+//! HTTP: the routes a [`RecordServer`] mounts (`configure`), the actix-ws upgrade for apps
+//! that serve it from their own actix-web `HttpServer`, and the HTTP server of
+//! [`crate::start`]: actix-http's service with the WebSocket upgrade taken off the dispatcher
+//! (`crate::ws`) and every other request served by the actix-web `App`. It stands in for
+//! `actix_web::HttpServer`, which has no way to install an upgrade service.
+
+use super::RecordServer;
+use crate::auth::{AuthRejection, UpgradeRequest};
+use crate::error::{Error, Result};
+use crate::outbox::Outbox;
+use crate::session::Sessions;
+use crate::socket::ConnectionSocket;
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+/// Pending connections the kernel queues for accept, as actix-web's own default.
+const BACKLOG: i32 = 1024;
+
+impl RecordServer {
+    /// Mounts the WebSocket route, `GET /health` and, when an admin token is set, the admin
+    /// API. Use as `App::new().configure(|cfg| records.configure(cfg))`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let sessions = self.inner.sessions.clone();
+        cfg.route(
+            self.inner.sessions.ws_path(),
+            web::get().to(move |req: HttpRequest, body: web::Payload| {
+                let sessions = sessions.clone();
+                async move { upgrade(&sessions, req, body).await }
+            }),
+        );
+        cfg.route(
+            "/health",
+            web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+        );
+        cfg.route(
+            "/metrics",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    .body(crate::metrics::metrics().render())
+            }),
+        );
+        if let Some(token) = &self.inner.admin_token {
+            crate::admin::configure(cfg, self.records().clone(), token.clone());
+        }
+        if self.inner.demo {
+            crate::demo::configure(cfg);
+            // A first visit to the bare address lands on the demo rather than a 404.
+            cfg.route(
+                "/",
+                web::get().to(|| async {
+                    HttpResponse::Found()
+                        .insert_header(("location", "/demo/"))
+                        .finish()
+                }),
+            );
+        }
+    }
+}
+
+/// Upgrades one request to a WebSocket session through actix-ws: the path of an app that
+/// mounts [`RecordServer::configure`] in its own actix-web server. [`crate::start`] serves the
+/// upgrade itself instead (`crate::ws`), with far less memory per connection.
+async fn upgrade(
+    sessions: &Sessions,
+    req: HttpRequest,
+    body: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    if sessions.is_shutting_down() {
+        return Ok(HttpResponse::ServiceUnavailable().body("shutting down"));
+    }
+    let request = UpgradeRequest::new(req.head());
+    let grant = match sessions.authenticator().authenticate(&request).await {
+        Ok(grant) => grant,
+        Err(AuthRejection(why)) => {
+            return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
+        }
+    };
+    let Some(permit) = sessions.try_admit() else {
+        let body = json!({ "error": "too many connections" });
+        return Ok(HttpResponse::ServiceUnavailable().json(body));
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let max = sessions.max_frame_bytes();
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    // actix-ws's `Session` (a writer task per connection feeding a 32-frame channel) is
+    // not used: the body drains the outbox itself, one wake and one write per burst.
+    drop(session);
+    let (outbox, receiver) = Outbox::new(sessions.max_outbound_bytes());
+    let response = response
+        .map_body(|_, upgrade_body| receiver.into_body(upgrade_body, permit))
+        .map_into_boxed_body();
+    let socket = req.conn_data::<ConnectionSocket>().copied();
+    sessions.start(grant, outbox, stream, socket);
+    Ok(response)
+}
+
+/// Builds (not yet runs) the server on `listener` with `workers` threads; actix-server waits
+/// up to `shutdown_secs` for HTTP requests in progress when stopped.
+pub(super) fn http_server(
+    records: RecordServer,
+    listener: std::net::TcpListener,
+    workers: usize,
+    shutdown_secs: u64,
+) -> Result<(SocketAddr, actix_web::dev::Server)> {
+    let cannot_listen =
+        |e: std::io::Error| Error::Config(format!("server.host/server.port: cannot listen: {e}"));
+    // std listens with a backlog of 128; a burst of connecting clients needs more.
+    // SAFETY: the descriptor is the listening socket we were given; listen() only changes
+    // its backlog.
+    unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
+    let addr = listener.local_addr().map_err(cannot_listen)?;
+    let server = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .listen("mesh-records", listener, move || {
+            let app_records = records.clone();
+            let app = actix_web::App::new()
+                .configure(move |cfg| app_records.configure(cfg))
+                .into_factory()
+                .map_err(|e: actix_web::Error| e.error_response());
+            let sessions = records.inner.sessions.clone();
+            let upgrade = fn_service(move |(req, framed)| {
+                crate::ws::serve_upgrade(sessions.clone(), req, framed)
+            });
+            HttpService::build()
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(addr)
+                .on_connect_ext(|io: &_, data: &mut _| {
+                    crate::socket::on_connect(io as &dyn std::any::Any, data)
+                })
+                .upgrade(upgrade)
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .map_err(cannot_listen)?
+        .run();
+    Ok((addr, server))
+}

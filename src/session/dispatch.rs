@@ -1,0 +1,289 @@
+//! Client requests: parsing a frame, checking it, and sending it on to the registry, a record
+//! actor or a command handler. Each request that is answered later takes the frame's in-flight
+//! permit along and drops it with its reply (`crate::inflight`).
+
+use super::{ActiveSubscription, SessionActor};
+use crate::access::Operation;
+use crate::actors::record::{ApplyWrite, Subscribe, Unsubscribe};
+use crate::actors::registry::{Leased, ResolveAccess, send_to_record};
+use crate::commands::{CommandContext, Commands};
+use crate::error::Error;
+use crate::inflight::Permit;
+use crate::protocol::{self, Command, Request, commands};
+use crate::record::{Mode, RecordId, Strategy};
+use actix::prelude::*;
+use serde_json::{Number, Value, json};
+use std::sync::Arc;
+
+impl SessionActor {
+    pub(super) fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        self.frame_len = text.len();
+        match protocol::parse_request(text) {
+            Ok(request) => self.dispatch(request, ctx),
+            Err(bad) => match bad.id {
+                Some(id) => {
+                    let command = bad.command.unwrap_or_default();
+                    self.send(protocol::error_frame(
+                        &id,
+                        &command,
+                        &Error::Invalid(bad.reason),
+                    ));
+                }
+                None => log::debug!("session {}: dropped frame: {}", self.number, bad.reason),
+            },
+        }
+    }
+
+    fn dispatch(&mut self, request: Request, ctx: &mut Context<Self>) {
+        let Request {
+            id,
+            command,
+            payload,
+        } = request;
+        if protocol::is_keepalive(&command) {
+            self.awaiting_pong = false;
+            self.missed_pongs = 0;
+            return;
+        }
+        if !self.limiter.allow() {
+            return self.reply(&id, &command, Err(Error::RateLimited));
+        }
+        let max_id = self.services.settings.max_record_id_bytes;
+        let name = command;
+        match protocol::decode_command(&name, payload, max_id) {
+            Err(e) => self.reply(&id, &name, Err(e)),
+            Ok(Command::Noop) => self.reply(&id, &name, Ok(Value::Bool(true))),
+            Ok(Command::Subscribe {
+                record_id,
+                mode,
+                since,
+            }) => self.subscribe(id, record_id, mode, since, ctx),
+            Ok(Command::Unsubscribe { record_id }) => self.unsubscribe(id, record_id),
+            Ok(Command::Publish {
+                record_id,
+                value,
+                strategy,
+                expected_version,
+            }) => self.publish(id, record_id, value, (strategy, expected_version), ctx),
+            Ok(Command::GetMetadata) => {
+                let metadata = self.connection.metadata();
+                self.reply(&id, &name, Ok(json!({ "metadata": metadata })));
+            }
+            Ok(Command::SetMetadata(proposed)) => self.set_metadata(id, proposed, ctx),
+            Ok(Command::RefreshToken { token }) => self.refresh_token(id, &token, ctx),
+            Ok(Command::Custom(payload)) => self.custom_command(id, name, payload, ctx),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<Number>,
+        record_id: RecordId,
+        mode: Mode,
+        since: Option<Option<u64>>,
+        ctx: &mut Context<Self>,
+    ) {
+        const CMD: &str = commands::SUBSCRIBE_RECORD;
+        let max = self.services.settings.max_subscriptions;
+        if !self.subscriptions.contains_key(&record_id)
+            && self.subscriptions.len() + self.pending_subscribes >= max
+        {
+            let error = Error::Limit(format!("a connection may watch at most {max} records"));
+            return self.reply(&id, CMD, Err(error));
+        }
+        self.pending_subscribes += 1;
+        let permit = self.permit.take();
+        let resolve = self.services.records.registry().send(ResolveAccess {
+            id: record_id.clone(),
+            op: Operation::Read,
+            connection: self.connection.clone(),
+        });
+        resolve
+            .into_actor(self)
+            .map(move |resolved, act, ctx| {
+                let result = match resolved {
+                    Ok(Ok(leased)) => {
+                        let request = (id, record_id, mode, since);
+                        return act.finish_subscribe(request, leased, permit, ctx);
+                    }
+                    Ok(Err(Error::Forbidden)) => Ok(json!({ "success": false })),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::Internal),
+                };
+                act.pending_subscribes -= 1;
+                act.reply(&id, CMD, result);
+            })
+            .wait(ctx);
+    }
+
+    fn finish_subscribe(
+        &mut self,
+        (request_id, record_id, mode, since): (Option<Number>, RecordId, Mode, Option<Option<u64>>),
+        leased: Leased,
+        permit: Option<Permit>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.next_token += 1;
+        let token = self.next_token;
+        let message = Subscribe {
+            session: self.number,
+            mode,
+            outbox: self.outbox.clone(),
+            token,
+            ended: ctx.address().recipient(),
+            reply_to: request_id.clone(),
+            since,
+        };
+        let registry = self.services.records.registry().clone();
+        let addr = leased.addr.clone();
+        let id = record_id.clone();
+        async move { send_to_record(&registry, &id, Some(leased), message).await }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                drop(permit);
+                act.pending_subscribes -= 1;
+                match result {
+                    Ok(Ok(_)) => {
+                        act.subscriptions
+                            .insert(record_id, ActiveSubscription { addr, token });
+                    }
+                    Ok(Err(e)) | Err(e) => {
+                        act.reply(&request_id, commands::SUBSCRIBE_RECORD, Err(e))
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn unsubscribe(&mut self, id: Option<Number>, record_id: RecordId) {
+        let was_subscribed = match self.subscriptions.remove(&record_id) {
+            Some(active) => {
+                active.addr.do_send(Unsubscribe {
+                    session: self.number,
+                });
+                true
+            }
+            None => false,
+        };
+        self.reply(
+            &id,
+            commands::UNSUBSCRIBE_RECORD,
+            Ok(Value::Bool(was_subscribed)),
+        );
+    }
+
+    fn publish(
+        &mut self,
+        id: Option<Number>,
+        record_id: RecordId,
+        value: Value,
+        (strategy, expected_version): (Strategy, Option<u64>),
+        ctx: &mut Context<Self>,
+    ) {
+        const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
+        let max = self.services.settings.max_value_bytes;
+        // A value is never larger than the frame that carried it.
+        if self.frame_len > max && crate::record::serialized_len(&value) > max {
+            let error = Error::Limit(format!("newValue exceeds {max} bytes"));
+            crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+            return self.reply(&id, CMD, Err(error));
+        }
+        let permit = self.permit.take();
+        let resolve = self.services.records.registry().send(ResolveAccess {
+            id: record_id.clone(),
+            op: Operation::Write,
+            connection: self.connection.clone(),
+        });
+        resolve
+            .into_actor(self)
+            .map(move |resolved, act, ctx| {
+                let leased = match resolved {
+                    Ok(Ok(leased)) => leased,
+                    Ok(Err(e)) => {
+                        crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                        return act.reply(&id, CMD, Err(e));
+                    }
+                    Err(_) => return act.reply(&id, CMD, Err(Error::Internal)),
+                };
+                let message = ApplyWrite {
+                    value: Arc::new(value),
+                    strategy,
+                    expected_version,
+                };
+                // Enqueue now, before the next request is read, to keep this client's order.
+                // The lease keeps the actor from stopping until it has answered, so the
+                // message cannot be dropped and resent behind a later one.
+                let Leased { addr, lease } = leased;
+                let first = addr.send(message.clone());
+                let registry = act.services.records.registry().clone();
+                async move {
+                    let result = match first.await {
+                        Ok(result) => Ok(result),
+                        Err(_) => send_to_record(&registry, &record_id, None, message).await,
+                    };
+                    drop(lease);
+                    result
+                }
+                .into_actor(act)
+                .map(move |result, act, _| {
+                    let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
+                    act.reply(&id, CMD, result);
+                    drop(permit);
+                })
+                .spawn(ctx);
+            })
+            .wait(ctx);
+    }
+
+    fn set_metadata(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
+        const CMD: &str = commands::SET_METADATA;
+        let Some(hook) = self.services.metadata_hook.clone() else {
+            return self.reply(
+                &id,
+                CMD,
+                Err(Error::command(
+                    "EFORBIDDEN",
+                    "connection metadata can only be set by the server",
+                )),
+            );
+        };
+        let connection = self.connection.clone();
+        let permit = self.permit.take();
+        async move {
+            let accepted = hook.check(connection.clone(), payload).await?;
+            connection.set_metadata(accepted);
+            Ok(json!({ "success": true }))
+        }
+        .into_actor(self)
+        .map(move |result, act, _| {
+            act.reply(&id, CMD, result);
+            drop(permit);
+        })
+        .spawn(ctx);
+    }
+
+    fn custom_command(
+        &mut self,
+        id: Option<Number>,
+        command: String,
+        payload: Value,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(handler) = self.services.commands.get(&command) else {
+            let error = Error::UnknownCommand(command.clone());
+            return self.reply(&id, &command, Err(error));
+        };
+        let context = CommandContext {
+            connection: self.connection.clone(),
+            records: self.services.records.clone(),
+        };
+        let permit = self.permit.take();
+        Commands::call(handler, context, payload)
+            .into_actor(self)
+            .map(move |result, act, _| {
+                act.reply(&id, &command, result);
+                drop(permit);
+            })
+            .spawn(ctx);
+    }
+}

@@ -1,0 +1,176 @@
+//! [`Sessions`]: the server's WebSocket connections — admitting them under `max_connections`,
+//! starting their session actors, and closing them all at shutdown.
+//!
+//! Lifecycle by ownership: each admitted connection holds a [`ConnectionPermit`] until its
+//! socket is closed. The permit is a place in a semaphore (the limit and the count) and a
+//! clone of a channel sender. Shutdown drops the hub's own sender and waits on the receiver,
+//! which yields `None` exactly when the last permit is gone — no counter kept by hand, no
+//! polling.
+
+use super::{SessionActor, SessionServices, SessionSettings};
+use crate::auth::{Authenticator, Grant, SessionToken};
+use crate::commands::Commands;
+use crate::connection::{Connection, ConnectionIds, MetadataHook};
+use crate::inflight::Gated;
+use crate::outbox::Outbox;
+use crate::records::Records;
+use crate::socket::ConnectionSocket;
+use actix::prelude::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+/// What the hub is built from.
+pub(crate) struct SessionsConfig {
+    pub records: Records,
+    pub settings: SessionSettings,
+    pub commands: Commands,
+    pub metadata_hook: Option<MetadataHook>,
+    pub authenticator: Authenticator,
+    pub ws_path: String,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_outbound_bytes: usize,
+}
+
+/// The server's connections (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Sessions {
+    hub: Arc<Hub>,
+}
+
+struct Hub {
+    services: SessionServices,
+    ws_path: String,
+    max_frame_bytes: usize,
+    max_outbound_bytes: usize,
+    ids: ConnectionIds,
+    places: Arc<Semaphore>,
+    max_connections: usize,
+    shutdown: watch::Sender<bool>,
+    /// Cloned into every permit; taken (dropped) at shutdown so `all_closed` can end.
+    open: Mutex<Option<mpsc::Sender<()>>>,
+    /// Yields `None` once the hub's sender and every permit's clone are dropped.
+    all_closed: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+/// One connection's place under `max_connections`, given back when dropped (when the
+/// connection's socket is closed, not when its session ends: a closing connection still holds
+/// a descriptor). Also the `connections` gauge.
+pub(crate) struct ConnectionPermit {
+    _place: OwnedSemaphorePermit,
+    _open: mpsc::Sender<()>,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        crate::metrics::metrics().connections.dec();
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(config: SessionsConfig) -> Self {
+        let max_connections = config.max_connections.min(Semaphore::MAX_PERMITS);
+        let (open, all_closed) = mpsc::channel(1);
+        let shutdown = watch::channel(false).0;
+        Sessions {
+            hub: Arc::new(Hub {
+                services: SessionServices {
+                    records: config.records,
+                    settings: Arc::new(config.settings),
+                    commands: Arc::new(config.commands),
+                    metadata_hook: config.metadata_hook,
+                    shutdown: shutdown.subscribe(),
+                    authenticator: config.authenticator,
+                },
+                ws_path: config.ws_path,
+                max_frame_bytes: config.max_frame_bytes,
+                max_outbound_bytes: config.max_outbound_bytes,
+                ids: ConnectionIds::default(),
+                places: Arc::new(Semaphore::new(max_connections)),
+                max_connections,
+                shutdown,
+                open: Mutex::new(Some(open)),
+                all_closed: tokio::sync::Mutex::new(all_closed),
+            }),
+        }
+    }
+
+    /// Takes a place under `max_connections` for a new connection, if one is free and the
+    /// server is not shutting down.
+    pub(crate) fn try_admit(&self) -> Option<ConnectionPermit> {
+        let open = lock(&self.hub.open).clone()?;
+        let place = Arc::clone(&self.hub.places).try_acquire_owned().ok()?;
+        crate::metrics::metrics().connections.inc();
+        Some(ConnectionPermit {
+            _place: place,
+            _open: open,
+        })
+    }
+
+    /// How many connections hold a place.
+    pub(crate) fn count(&self) -> usize {
+        self.hub.max_connections - self.hub.places.available_permits()
+    }
+
+    pub(crate) fn ws_path(&self) -> &str {
+        &self.hub.ws_path
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.hub.shutdown.borrow()
+    }
+
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.hub.services.authenticator
+    }
+
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        self.hub.max_frame_bytes
+    }
+
+    pub(crate) fn max_outbound_bytes(&self) -> usize {
+        self.hub.max_outbound_bytes
+    }
+
+    /// Starts the session actor of an upgraded connection, reading client frames from
+    /// `frames` (gated by `max_in_flight_requests`) and answering through `outbox`.
+    pub(crate) fn start<S>(
+        &self,
+        grant: Grant,
+        outbox: Outbox,
+        frames: S,
+        socket: Option<ConnectionSocket>,
+    ) where
+        S: futures_util::Stream<
+                Item = Result<actix_ws::AggregatedMessage, actix_ws::ProtocolError>,
+            > + Unpin
+            + 'static,
+    {
+        let (number, id) = self.hub.ids.next();
+        let services = self.hub.services.clone();
+        let token = SessionToken::new(&grant);
+        let connection = Connection::new(id, grant.metadata);
+        let max_in_flight = services.settings.max_in_flight_requests;
+        SessionActor::create(|ctx| {
+            ctx.add_stream(Gated::new(frames, max_in_flight));
+            SessionActor::new(number, connection, outbox, services, socket).with_token(token)
+        });
+    }
+
+    /// Closes every session with "going away" and refuses new connections; waits up to
+    /// `grace` for the last connection to be gone.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        let _ = self.hub.shutdown.send(true);
+        drop(lock(&self.hub.open).take());
+        let mut all_closed = self.hub.all_closed.lock().await;
+        // Nothing is ever sent: `recv` ends when every sender is dropped.
+        let _ = tokio::time::timeout(grace, all_closed.recv()).await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,313 @@
+//! `SessionActor`: one per WebSocket connection, and [`Sessions`], the server's connections.
+//!
+//! The session owns the connection (id, metadata), the producer side of its outbound queue,
+//! and its subscriptions (record id → actor and token). Talks to: the registry
+//! (`ResolveAccess`), record actors (subscribe, unsubscribe, write), custom command handlers.
+//! Receives the client's frames as a stream, `SubscriptionEnded` from record actors and
+//! `Signal`s from its outbox. Its parts: [`dispatch`] (requests), [`flow`] (rate limit and
+//! congestion), [`keepalive`] (pings and token expiry), [`hub`] (starting sessions, the
+//! connection limit, shutdown).
+//!
+//! Invariants:
+//! - Access checks of one connection run in arrival order (`ctx.wait`), and the message to the
+//!   record actor is enqueued before the next request is looked at, so one client's writes to
+//!   a record apply in the order it sent them. Replies may still overtake each other (they
+//!   carry the request id).
+//! - The subscribe reply is queued by the record actor itself, before any push that follows it.
+//! - Nothing here blocks on the socket: frames go to the outbox, which the connection's
+//!   writer drains (`ws::writer`, or the response body on the actix-ws path).
+//! - The connection's place under `max_connections` is held by its socket, not by the session
+//!   ([`ConnectionPermit`]): it is given back when the socket closes.
+//! - A client that misses pongs or cannot keep up is disconnected and its socket shut down.
+//! - A connection whose token expires (`exp` plus leeway) is closed with 4001 unless it sent
+//!   `mesh/refresh-token` first; a refresh takes effect before the next request is read.
+
+mod dispatch;
+mod flow;
+mod hub;
+mod keepalive;
+
+pub(crate) use hub::{ConnectionPermit, Sessions, SessionsConfig};
+
+use crate::actors::record::{RecordActor, SubscriptionEnded, Unsubscribe};
+use crate::auth::{Authenticator, SessionToken};
+use crate::commands::Commands;
+use crate::config::ServerConfig;
+use crate::connection::{Connection, MetadataHook};
+use crate::error::Error;
+use crate::inflight::Permit;
+use crate::outbox::{Outbox, Outgoing};
+use crate::protocol::{self, commands};
+use crate::record::RecordId;
+use crate::records::Records;
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use flow::RateLimiter;
+use serde_json::{Number, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// WebSocket close code sent to a client that could not keep up with its updates.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// WebSocket close code sent to a client that stopped answering pings.
+pub const CLOSE_PING_TIMEOUT: u16 = 4000;
+/// WebSocket close code sent when the connection's token expired without a refresh.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+/// How long a closing connection may take to send its close frame before its socket is shut.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Settings every session shares.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// Consecutive unanswered pings tolerated before closing.
+    pub max_missed_pongs: u32,
+    /// Longest record id accepted.
+    pub max_record_id_bytes: usize,
+    /// Largest value a client may write, serialized.
+    pub max_value_bytes: usize,
+    /// Records one connection may watch at once.
+    pub max_subscriptions: usize,
+    /// Requests per second (burst: one second's worth); 0 = unlimited.
+    pub max_requests_per_second: u32,
+    /// How long a congested connection may take to drain before it is cut off.
+    pub slow_consumer_timeout: Duration,
+    /// Requests worked on at once; the socket is not read while this many are.
+    pub max_in_flight_requests: usize,
+}
+
+impl From<&ServerConfig> for SessionSettings {
+    fn from(s: &ServerConfig) -> Self {
+        SessionSettings {
+            ping_interval: s.ping_interval(),
+            max_missed_pongs: s.max_missed_pongs,
+            max_record_id_bytes: s.max_record_id_bytes,
+            max_value_bytes: s.max_value_bytes,
+            max_subscriptions: s.max_subscriptions_per_connection,
+            max_requests_per_second: s.max_requests_per_second,
+            slow_consumer_timeout: Duration::from_millis(s.slow_consumer_timeout_ms),
+            max_in_flight_requests: s.max_in_flight_requests,
+        }
+    }
+}
+
+/// What a session needs from the server.
+#[derive(Clone)]
+pub(crate) struct SessionServices {
+    /// The record API: its registry resolves access; command handlers get a clone.
+    pub records: Records,
+    /// Shared settings.
+    pub settings: Arc<SessionSettings>,
+    /// Custom commands.
+    pub commands: Arc<Commands>,
+    /// Validates `mesh/set-my-connection-metadata`; none = refuse.
+    pub metadata_hook: Option<MetadataHook>,
+    /// Flips to true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Checks tokens sent with `mesh/refresh-token`.
+    pub authenticator: Authenticator,
+}
+
+struct ActiveSubscription {
+    addr: Addr<RecordActor>,
+    token: u64,
+}
+
+/// The session (see the module docs).
+pub(crate) struct SessionActor {
+    number: u64,
+    connection: Connection,
+    outbox: Outbox,
+    services: SessionServices,
+    socket: Option<crate::socket::ConnectionSocket>,
+    subscriptions: HashMap<RecordId, ActiveSubscription>,
+    /// Subscribes sent to record actors and not yet answered (they count toward the limit).
+    pending_subscribes: usize,
+    limiter: RateLimiter,
+    /// Length of the frame being handled, to skip measuring values in small frames.
+    frame_len: usize,
+    /// Bumped whenever congestion ends, so an older slow-consumer deadline does nothing.
+    congestion_epoch: u64,
+    next_token: u64,
+    awaiting_pong: bool,
+    missed_pongs: u32,
+    /// The in-flight permit of the frame being handled; a request answered later takes it
+    /// along and drops it with its reply.
+    permit: Option<Permit>,
+    /// The credential's deadline and identity (see [`SessionActor::with_token`]).
+    token: SessionToken,
+}
+
+impl SessionActor {
+    /// A session for an upgraded connection. `socket` (from [`crate::socket::on_connect`])
+    /// lets it really end the TCP connection of a client that stopped reading.
+    pub(crate) fn new(
+        number: u64,
+        connection: Connection,
+        outbox: Outbox,
+        services: SessionServices,
+        socket: Option<crate::socket::ConnectionSocket>,
+    ) -> Self {
+        let rate = services.settings.max_requests_per_second;
+        SessionActor {
+            number,
+            connection,
+            outbox,
+            services,
+            socket,
+            subscriptions: HashMap::new(),
+            pending_subscribes: 0,
+            limiter: RateLimiter::new(rate),
+            frame_len: 0,
+            congestion_epoch: 0,
+            next_token: 0,
+            awaiting_pong: false,
+            missed_pongs: 0,
+            permit: None,
+            token: SessionToken::default(),
+        }
+    }
+
+    fn send(&self, frame: crate::record::Frame) {
+        // A refused push raises the overflow signal; the policy runs in `slow_consumer`.
+        let _ = self.outbox.push(frame);
+    }
+
+    fn reply(&self, id: &Option<Number>, command: &str, result: Result<Value, Error>) {
+        let Some(id) = id else { return };
+        let frame = match result {
+            Ok(payload) => protocol::reply_frame(id, command, &payload),
+            Err(error) => protocol::error_frame(id, command, &error),
+        };
+        self.send(frame);
+    }
+
+    /// Closes the connection with a close frame. `abrupt` shuts the socket down at once, for
+    /// peers that are not reading (the frame would sit behind their unread data forever);
+    /// otherwise the socket is shut down only if the close frame has not gone out after
+    /// [`CLOSE_GRACE`].
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str, abrupt: bool) {
+        self.outbox.close(Some(CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        if let Some(socket) = self.socket {
+            if abrupt {
+                socket.shutdown();
+            } else {
+                // Runs on this worker thread, where the socket lives (see `socket`).
+                let outbox = self.outbox.clone();
+                actix_web::rt::spawn(async move {
+                    actix::clock::sleep(CLOSE_GRACE).await;
+                    if !outbox.writer_done() {
+                        socket.shutdown();
+                    }
+                });
+            }
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The session's own mailbox only carries rare notices; frames never pass through it.
+        self.send(protocol::push_frame(
+            commands::ASSIGN_ID,
+            &self.connection.id(),
+        ));
+        ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
+        self.arm_token_expiry(ctx);
+
+        // Congestion, drain and overflow arrive as `Signal` messages.
+        self.outbox.signal_to(ctx.address().recipient());
+
+        let mut shutdown = self.services.shutdown.clone();
+        async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        .into_actor(self)
+        .map(|_, act, ctx| act.close(ctx, CloseCode::Away, "server shutting down", false))
+        .spawn(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.outbox.close(None);
+        for (_, active) in self.subscriptions.drain() {
+            active.addr.do_send(Unsubscribe {
+                session: self.number,
+            });
+        }
+    }
+}
+
+impl StreamHandler<(Result<AggregatedMessage, ProtocolError>, Permit)> for SessionActor {
+    fn handle(
+        &mut self,
+        (item, permit): (Result<AggregatedMessage, ProtocolError>, Permit),
+        ctx: &mut Context<Self>,
+    ) {
+        // Requests answered later take the permit; for the rest it is dropped below.
+        self.permit = Some(permit);
+        self.handle_frame(item, ctx);
+        self.permit = None;
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl SessionActor {
+    fn handle_frame(
+        &mut self,
+        item: Result<AggregatedMessage, ProtocolError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+                // Mesh servers read binary frames holding JSON too; so do we.
+                Ok(text) => self.handle_text(text, ctx),
+                Err(_) => log::debug!("session {}: dropped non-UTF-8 binary frame", self.number),
+            },
+            Ok(AggregatedMessage::Ping(bytes)) => self.outbox.push_control(Outgoing::Pong(bytes)),
+            Ok(AggregatedMessage::Pong(_)) => {
+                self.awaiting_pong = false;
+                self.missed_pongs = 0;
+            }
+            Ok(AggregatedMessage::Close(_)) => self.close(ctx, CloseCode::Normal, "bye", false),
+            Err(ProtocolError::Overflow) => {
+                self.close(ctx, CloseCode::Size, "frame too large", false);
+            }
+            Err(e) => {
+                log::debug!("session {}: protocol error: {e}", self.number);
+                self.close(ctx, CloseCode::Protocol, "protocol error", false);
+            }
+        }
+    }
+}
+
+impl Handler<SubscriptionEnded> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscriptionEnded, _ctx: &mut Context<Self>) {
+        if self
+            .subscriptions
+            .get(&msg.record_id)
+            .is_some_and(|active| active.token == msg.token)
+        {
+            self.subscriptions.remove(&msg.record_id);
+        }
+    }
+}
