@@ -11,6 +11,7 @@ scripts/services.sh
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

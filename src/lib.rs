@@ -1,24 +1,26 @@
 //! mesh-records: versioned JSON records that many WebSocket clients watch and edit in real
 //! time, speaking the Mesh client protocol.
 //!
-//! # Layout
-//! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
+//! # Layout (from the bottom up; `tests/layout.rs` keeps the dependencies one way)
 //! - [`error`]: the one error type and its stable wire codes.
-//! - [`protocol`]: request/reply/push frames of the Mesh wire protocol.
 //! - [`record`]: ids, versions, write strategies, push frames (pure code).
-//! - [`access`]: exposure rules and guards (pure code).
-//! - [`connection`]: a connection's id and metadata as guards and handlers see them.
+//! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the
+//!   [`MetadataHook`].
 //! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
-//! - [`commands`]: custom commands registered by the embedding app.
-//! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
-//! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
-//! - [`inflight`]: back-pressure on a connection's requests in flight.
-//! - [`outbox`]: each session's byte-bounded outbound queue and the response body draining it.
-//! - [`socket`]: cutting off TCP connections whose peer stopped reading.
-//! - [`actors`]: `SessionActor`, `RecordActor`, `RegistryActor`, `PersistenceActor`.
-//! - `admin`: the bearer-token admin HTTP API; `demo`: the demo page's files.
-//! - [`server`]: the `RecordServer` handle, its builder, routes, start and stop.
+//! - `protocol` (request/reply/push frames), `inflight` (back-pressure on a connection's
+//!   requests in flight), `outbox` (each session's byte-bounded outbound queue), `socket`
+//!   (cutting off TCP connections whose peer stopped reading): internal.
+//! - [`access`]: exposure rules and guards (pure code).
+//! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
+//! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
+//! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
+//! - [`actors`]: `RecordActor`, `RegistryActor`, `PersistenceActor` (the engine).
+//! - [`records`]: [`Records`], the record API server code holds.
+//! - [`commands`]: custom commands registered by the embedding app.
+//! - `admin` (the bearer-token admin HTTP API), `demo` (the demo page's files), `session`
+//!   (`SessionActor` and the server's connections), `ws` (the lean WebSocket path): internal.
+//! - [`server`]: [`RecordServer`], its builder, routes, start and stop.
 
 pub mod access;
 pub mod actors;
@@ -29,16 +31,18 @@ pub mod config;
 pub mod connection;
 mod demo;
 pub mod error;
-pub mod inflight;
+mod inflight;
 pub mod metrics;
+// Public only for the outbox micro-benchmark (benches/hot_path.rs); not an extension point.
+#[doc(hidden)]
 pub mod outbox;
 pub mod persistence;
-pub mod protocol;
+mod protocol;
 pub mod record;
 pub mod records;
 pub mod server;
 mod session;
-pub mod socket;
+mod socket;
 pub mod store;
 mod ws;
 

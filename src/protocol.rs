@@ -27,10 +27,6 @@ pub mod commands {
     pub const UNSUBSCRIBE_RECORD: &str = "mesh/unsubscribe-record";
     /// Write a record.
     pub const PUBLISH_RECORD_UPDATE: &str = "mesh/publish-record-update";
-    /// Push: a record changed.
-    pub const RECORD_UPDATE: &str = "mesh/record-update";
-    /// Push: a record was deleted.
-    pub const RECORD_DELETED: &str = "mesh/record-deleted";
     /// Read the connection's metadata.
     pub const GET_METADATA: &str = "mesh/get-my-connection-metadata";
     /// Ask to change the connection's metadata (refused unless the app installs a hook).

@@ -36,7 +36,8 @@ fn record_update(
     finish(out)
 }
 
-/// `mesh/record-update` carrying the whole value.
+/// `mesh/record-update` carrying the whole value (push frames are built here, byte by byte,
+/// which is why their command names are spelled out rather than taken from `protocol`).
 pub fn full_frame(id: &RecordId, value: &Value, version: Version) -> Frame {
     record_update(id, "full", value, version)
 }

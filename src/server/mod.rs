@@ -2,10 +2,10 @@
 //! dereferences to), persistence rules, the actix-web routes — and starting and stopping a
 //! whole HTTP server for the binary and the tests.
 //!
-//! - [`builder`]: config and app extensions → a started `RecordServer`;
-//! - [`http`]: the routes (`configure`), the actix-ws upgrade for apps with their own
+//! - `builder`: config and app extensions → a started `RecordServer`;
+//! - `http`: the routes (`configure`), the actix-ws upgrade for apps with their own
 //!   `HttpServer`, and the lean HTTP server of [`start`];
-//! - [`run`]: [`start`], [`run`], and the bounded stop.
+//! - `run`: [`start`], [`run`], and the bounded stop.
 //!
 //! Nothing below this module imports it: sessions, commands and the admin API hold a
 //! [`Records`], the WebSocket path a `session::Sessions`.

@@ -36,7 +36,6 @@ pub use messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
     ResyncSubscriber, Subscribe, SubscriptionEnded, Unsubscribe, UpdateRecord, WriteOutcome,
 };
-pub use writes::UpdateFn;
 
 use crate::error::Error;
 use crate::metrics::metrics;
