@@ -50,8 +50,20 @@ pub fn shared_cluster_url() -> String {
 }
 
 impl OwnCluster {
-    /// Starts six nodes and joins them: three masters, each with one replica.
+    /// Starts six nodes and joins them: three masters, each with one replica. A port taken
+    /// by someone else between choosing and binding it fails an attempt: up to three.
     pub fn start() -> OwnCluster {
+        let mut failure = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(why) => failure = why,
+            }
+        }
+        panic!("could not start a test cluster: {failure}");
+    }
+
+    fn try_start() -> Result<OwnCluster, String> {
         let dir = std::env::temp_dir().join(format!(
             "mesh-records-cluster-{}-{}",
             std::process::id(),
@@ -63,10 +75,19 @@ impl OwnCluster {
             nodes: Vec::new(),
             watchdog: None,
         };
-        for _ in 0..6 {
+        // Twelve distinct ports: every listener is held until all are chosen.
+        let listeners: Vec<std::net::TcpListener> = (0..12)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(listeners);
+        for pair in ports.chunks(2) {
             cluster.nodes.push(Node {
-                port: super::free_port(),
-                bus: super::free_port(),
+                port: pair[0],
+                bus: pair[1],
                 child: None,
             });
         }
@@ -79,17 +100,22 @@ impl OwnCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let status = Command::new("redis-cli")
+        let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .expect("redis-cli is installed");
-        assert!(status.success(), "redis-cli --cluster create failed");
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         cluster.wait_healthy(Duration::from_secs(30));
-        cluster
+        Ok(cluster)
     }
 
     /// The URL of node `index`.
