@@ -24,8 +24,8 @@
 //! rename every key (existing data would no longer be found), so the layout is a choice:
 //! [`KeyLayout::Flat`] (Mesh's, the default, for one Redis node) or [`KeyLayout::Tagged`] (for a
 //! cluster), where the id is wrapped in a `{...}` hash tag, as in `mesh:record:{user:1}`. Every
-//! name of one record then carries the same tag and lands in one slot. `mesh-records
-//! migrate-keys` copies records from one layout to the other.
+//! name of one record then carries the same tag and lands in one slot.
+//! `scripts/migrate-keys.sh` copies records from one layout to the other.
 
 use crate::record::RecordId;
 
