@@ -2,9 +2,53 @@
 # Makes sure the services the tests use are up: Redis on 127.0.0.1:6379 and PostgreSQL on
 # 127.0.0.1:5432 (user postgres, trust auth). Starts them when installed and down; installs
 # them with apt-get when missing (a clean Debian box). Safe to run again.
+#
+# `services.sh cluster-start [dir]` starts a local Redis Cluster (3 masters + 3 replicas on
+# free ports, files in dir, default /tmp/mesh-records-cluster) and prints the URL of one node;
+# `services.sh cluster-stop [dir]` stops it and removes dir. The tests do not need it: each
+# test binary starts a private cluster of its own (tests/common/own_cluster.rs). It is for
+# trying the redis-cluster backend by hand, or running the tests against one cluster:
+#   MESH_TEST_REDIS_CLUSTER_URL=$(scripts/services.sh cluster-start) cargo test
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+if [ "${1:-}" = cluster-start ]; then
+  dir=${2:-/tmp/mesh-records-cluster}
+  mkdir -p "$dir"
+  nodes=()
+  for _ in 1 2 3 4 5 6; do
+    port=$(free_port); bus=$(free_port)
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+      --cluster-port "$bus" --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 2000 \
+      --save "" --appendonly no --dir "$dir" --pidfile "$dir/redis-$port.pid" \
+      --logfile "$dir/redis-$port.log"
+    nodes+=("127.0.0.1:$port")
+  done
+  for node in "${nodes[@]}"; do
+    for _ in $(seq 1 50); do redis-cli -p "${node#*:}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log"
+  for _ in $(seq 1 100); do
+    redis-cli -p "${nodes[0]#*:}" cluster info | grep -q cluster_state:ok && break
+    sleep 0.2
+  done
+  log "Redis Cluster up in $dir: ${nodes[*]}"
+  echo "redis://${nodes[0]}"
+  exit 0
+fi
+if [ "${1:-}" = cluster-stop ]; then
+  dir=${2:-/tmp/mesh-records-cluster}
+  for pidfile in "$dir"/redis-*.pid; do
+    [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  sleep 0.5
+  rm -rf "$dir"
+  log "Redis Cluster in $dir stopped"
+  exit 0
+fi
 
 port_open() { timeout 1 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 

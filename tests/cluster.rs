@@ -1,5 +1,5 @@
-//! Several server instances sharing one Redis: cross-instance fan-out, concurrent writers with
-//! no lost, duplicated or reordered versions, and Redis outages.
+//! Several server instances sharing one Redis (or one Redis Cluster): cross-instance fan-out,
+//! concurrent writers with no lost, duplicated or reordered versions, and Redis outages.
 
 mod common;
 
@@ -25,12 +25,31 @@ writable = true
     )
 }
 
-async fn two_instances(extra: &str) -> (TestServer, TestServer) {
+async fn two_instances(backend: Backend, extra: &str) -> (TestServer, TestServer) {
     let prefix = unique_prefix("cluster");
-    let a = start(Backend::Redis, &config(&prefix, extra)).await;
-    let b = start(Backend::Redis, &config(&prefix, extra)).await;
+    let a = start(backend, &config(&prefix, extra)).await;
+    let b = start(backend, &config(&prefix, extra)).await;
     (a, b)
 }
+
+/// The cross-instance tests, on one Redis and on a Redis Cluster (the test binary's own).
+macro_rules! on_both_redis_backends {
+    ($($name:ident),* $(,)?) => {
+        mod redis {
+            $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Redis).await })*
+        }
+        mod redis_cluster {
+            $(#[actix_web::test] async fn $name() {
+                super::$name(super::Backend::RedisCluster).await
+            })*
+        }
+    };
+}
+
+on_both_redis_backends!(
+    writes_on_one_instance_reach_subscribers_on_the_other,
+    concurrent_writers_on_two_instances_lose_nothing,
+);
 
 /// Follows a subscription: checks every push is exactly the next version and keeps the value.
 struct Follower {
@@ -72,9 +91,8 @@ impl Follower {
     }
 }
 
-#[actix_web::test]
-async fn writes_on_one_instance_reach_subscribers_on_the_other() {
-    let (a, b) = two_instances("").await;
+async fn writes_on_one_instance_reach_subscribers_on_the_other(backend: Backend) {
+    let (a, b) = two_instances(backend, "").await;
     let mut full = Follower::subscribe(&b, "doc:x", "full").await;
     let mut patch = Follower::subscribe(&b, "doc:x", "patch").await;
     let mut writer = a.client().await;
@@ -112,11 +130,10 @@ async fn writes_on_one_instance_reach_subscribers_on_the_other() {
     b.stop().await;
 }
 
-#[actix_web::test]
-async fn concurrent_writers_on_two_instances_lose_nothing() {
+async fn concurrent_writers_on_two_instances_lose_nothing(backend: Backend) {
     const WRITERS: u64 = 8;
     const WRITES: u64 = 500;
-    let (a, b) = two_instances("").await;
+    let (a, b) = two_instances(backend, "").await;
     let mut followers = Vec::new();
     for server in [&a, &b] {
         for mode in ["full", "patch"] {

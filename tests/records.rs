@@ -25,6 +25,7 @@ writable = true
 "#;
 
 on_every_store!(
+    with_cluster:
     records_are_invisible_unless_exposed,
     exact_ids_are_not_prefixes,
     read_only_exposures_refuse_writes,

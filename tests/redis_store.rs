@@ -5,10 +5,9 @@
 //! awaited with timeouts; nothing sleeps and hopes.
 
 use futures_util::future::join_all;
-use mesh_records::RecordId;
 use mesh_records::store::{
-    ChangeSink, DeleteResult, Expect, HistoryLimits, MemoryStore, NewVersion, OpId, RedisStore,
-    RemoteChange, Store, StoreError, Stored, WriteResult,
+    ChangeSink, DeleteResult, MemoryStore, OpId, RedisStore, RemoteChange, Store, StoreError,
+    Stored, WriteResult,
 };
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -18,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+
+#[path = "common/scenario.rs"]
+mod scenario;
+use scenario::*;
 
 /// Longest wait for an event that should come promptly.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,14 +38,6 @@ fn unique_prefix(test: &str) -> String {
         .as_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("test:{test}:{}-{nanos}-{n}:", std::process::id())
-}
-
-fn id(raw: &str) -> RecordId {
-    RecordId::parse(raw, 256).expect("valid id")
-}
-
-fn value(v: Value) -> Arc<Value> {
-    Arc::new(v)
 }
 
 /// A store on the shared Redis under a fresh prefix, plus a raw connection for setup and
@@ -130,133 +125,6 @@ fn updated(version: u64, v: Value) -> RemoteChange {
         value: Arc::new(v),
         patch: None,
     }
-}
-
-/// A compare-and-set expectation: the record live at `version`.
-fn live(version: u64) -> Expect {
-    Expect {
-        version,
-        exists: true,
-    }
-}
-
-/// A compare-and-set expectation: no record, with this tombstone (0 = never written).
-fn absent(version: u64) -> Expect {
-    Expect {
-        version,
-        exists: false,
-    }
-}
-
-/// No history kept: these tests are about values and versions.
-const NO_HISTORY: HistoryLimits = HistoryLimits {
-    versions: 0,
-    bytes: 0,
-};
-
-fn vals(values: Vec<Arc<Value>>) -> Vec<NewVersion> {
-    values.into_iter().map(NewVersion::value).collect()
-}
-
-fn restored(v: Value, version: u64) -> Stored {
-    Stored::live(value(v), version)
-}
-
-/// One scenario of every operation, with each outcome written down, so two stores can be
-/// compared step by step.
-async fn scenario(store: &dyn Store) -> Vec<String> {
-    let a = id("a");
-    let b = id("b");
-    let op = OpId(7);
-    let mut log = Vec::new();
-    macro_rules! step {
-        ($e:expr) => {
-            log.push(format!("{:?}", $e.await.map_err(|e| e.to_string())))
-        };
-    }
-    step!(store.load(&a));
-    step!(store.write(&a, live(1), vals(vec![value(json!(1))]), op, NO_HISTORY));
-    step!(store.write(&a, live(0), vals(vec![value(json!(1))]), op, NO_HISTORY));
-    step!(store.write(&a, absent(0), vals(vec![]), op, NO_HISTORY));
-    step!(store.load(&a));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!({"x": 1}))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.check(&a, op));
-    step!(store.check(&a, OpId(8)));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!({"x": 2}))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.write(
-        &a,
-        live(1),
-        vals(vec![value(json!(null)), value(json!([1, "two"]))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.load(&a));
-    step!(store.write(&a, live(3), vals(vec![]), op, NO_HISTORY));
-    step!(store.write(
-        &a,
-        live(2),
-        vals(vec![value(json!("stale"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.delete(&a, OpId(9), None));
-    step!(store.check(&a, OpId(9)));
-    step!(store.delete(&a, op, None));
-    step!(store.load(&a));
-    // Deleted at 3: a write expecting the live record fails, and so does one expecting a
-    // record that never existed; the re-created record continues at 4.
-    step!(store.write(
-        &a,
-        live(3),
-        vals(vec![value(json!("gone"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!("again"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.write(
-        &a,
-        absent(3),
-        vals(vec![value(json!("again"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.load(&a));
-    step!(store.restore(vec![
-        (a.clone(), restored(json!("old"), 1)),
-        (b.clone(), restored(json!("b5"), 5)),
-        (b.clone(), restored(json!("b4"), 4)),
-        (b.clone(), restored(json!("b6"), 6)),
-    ]));
-    step!(store.load(&a));
-    step!(store.load(&b));
-    step!(store.restore(vec![(a.clone(), restored(json!("newer"), 9))]));
-    step!(store.load(&a));
-    step!(store.write(&a, live(9), vals(vec![value(json!(true))]), op, NO_HISTORY));
-    step!(store.load(&a));
-    // A tombstone restored over an older record deletes it; an older one changes nothing.
-    step!(store.restore(vec![(b.clone(), Stored::absent(7))]));
-    step!(store.load(&b));
-    step!(store.restore(vec![(b.clone(), restored(json!("b7"), 7))]));
-    step!(store.load(&b));
-    log
 }
 
 #[actix_rt::test]

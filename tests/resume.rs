@@ -19,6 +19,7 @@ writable = true
 "#;
 
 on_every_store!(
+    with_cluster:
     a_patch_subscriber_resumes_from_the_version_it_holds,
     resume_falls_back_to_a_snapshot_when_it_cannot_follow,
     history_is_trimmed_by_count_and_by_bytes,

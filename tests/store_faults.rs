@@ -61,6 +61,7 @@ async fn instance(toml: &str) -> TestServer {
         http: format!("http://{addr}"),
         running,
         redis_prefix: None,
+        on_cluster: false,
     }
 }
 

@@ -131,16 +131,21 @@ pub enum StoreBackend {
     Memory,
     /// Redis; any number of instances.
     Redis,
+    /// Redis Cluster (sharded pub/sub, hash-tagged keys); any number of instances.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 /// `[store]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `memory` or `redis`.
+    /// `memory`, `redis` or `redis-cluster`.
     pub backend: StoreBackend,
-    /// Redis URL (env `MESH_REDIS_URL`).
+    /// Redis URL (env `MESH_REDIS_URL`); with `redis-cluster`, any one node.
     pub redis_url: String,
+    /// With `redis-cluster`: more nodes to try when `redis_url` does not answer at startup.
+    pub redis_cluster_urls: Vec<String>,
     /// Prefix of every Redis key and channel.
     pub key_prefix: String,
 }
@@ -150,6 +155,7 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: StoreBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster_urls: Vec::new(),
             key_prefix: "mesh:".into(),
         }
     }

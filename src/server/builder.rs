@@ -188,5 +188,14 @@ pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
             .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
             Ok(Arc::new(store))
         }
+        StoreBackend::RedisCluster => Ok(Arc::new(
+            crate::store::RedisStore::connect_cluster(
+                &config.store.redis_url,
+                &config.store.redis_cluster_urls,
+                &config.store.key_prefix,
+            )
+            .await
+            .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?,
+        )),
     }
 }

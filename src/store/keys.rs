@@ -17,33 +17,86 @@
 //! Changes are published on `<prefix>record-updates:<id>`, one channel per record, so an
 //! instance only receives the records its sessions watch.
 //!
-//! # Why the two keys are not forced into one Cluster hash slot
+//! # Redis Cluster
 //!
-//! The write script touches both keys of a record, which Redis Cluster only allows when they
-//! hash to the same slot. The usual fix is a `{...}` hash tag around the id, but Mesh's key
-//! names have none, and adding one here would rename every key: existing Mesh data would no
-//! longer be found. This store talks to a single Redis node through one
-//! `ConnectionManager`, so slots never matter to it, and Redis Cluster is not supported.
-//! Ids that already contain a `{tag}` (say `{user:1}:profile`) hash on that tag in both keys
-//! and so land in one slot anyway.
+//! The scripts touch every key of a record and publish on its channel, which Redis Cluster only
+//! allows when they all hash to one slot. Mesh's names have no hash tag, and adding one would
+//! rename every key (existing data would no longer be found), so the layout is a choice:
+//! [`KeyLayout::Flat`] (Mesh's, the default, for one Redis node) or [`KeyLayout::Tagged`] (for a
+//! cluster), where the id is wrapped in a `{...}` hash tag, as in `mesh:record:{user:1}`. Every
+//! name of one record then carries the same tag and lands in one slot.
+//! `scripts/migrate-keys.sh` copies records from one layout to the other.
 
 use crate::record::RecordId;
 
 /// Prefix Mesh uses, kept as the default so existing data is found.
 pub const DEFAULT_KEY_PREFIX: &str = "mesh:";
 
+/// How a record id is placed in its key and channel names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// `<prefix>record:<id>`: Mesh's names, for one Redis node.
+    #[default]
+    Flat,
+    /// `<prefix>record:{<id>}`: every name of a record in one Redis Cluster hash slot.
+    Tagged,
+}
+
 /// Builds key and channel names under one prefix, so instances that share a Redis can be
 /// kept apart (or made to share records) by configuration alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisKeys {
     prefix: String,
+    layout: KeyLayout,
 }
 
 impl RedisKeys {
-    /// Names under `prefix`, used verbatim (include any separator, as in `"mesh:"`).
+    /// Names under `prefix`, used verbatim (include any separator, as in `"mesh:"`), in Mesh's
+    /// flat layout.
     pub fn new(prefix: impl Into<String>) -> Self {
+        Self::with_layout(prefix, KeyLayout::Flat)
+    }
+
+    /// Names under `prefix` in the given layout.
+    pub fn with_layout(prefix: impl Into<String>, layout: KeyLayout) -> Self {
         RedisKeys {
             prefix: prefix.into(),
+            layout,
+        }
+    }
+
+    /// The layout of the names.
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
+    /// Why these names cannot keep a record in one cluster slot, if they cannot: a brace in
+    /// the prefix would become (part of) the hash tag, and an id starting with `}` makes an
+    /// empty tag, which Redis ignores (it then hashes the whole name).
+    pub fn slot_problem(&self, id: Option<&RecordId>) -> Option<String> {
+        if self.layout == KeyLayout::Flat {
+            return None;
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Some(format!(
+                "key prefix {:?} contains a brace, which Redis Cluster would take as the hash tag",
+                self.prefix
+            ));
+        }
+        match id {
+            Some(id) if id.as_str().starts_with('}') => Some(format!(
+                "record id {id:?} starts with '}}', which Redis Cluster cannot keep in one slot"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The original id of a value key name in this layout (for tools that scan keys).
+    pub fn id_of_value_key<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("record:")?;
+        match self.layout {
+            KeyLayout::Flat => Some(rest),
+            KeyLayout::Tagged => rest.strip_prefix('{')?.strip_suffix('}'),
         }
     }
 
@@ -84,10 +137,17 @@ impl RedisKeys {
 
     fn build(&self, kind: &str, id: &RecordId) -> String {
         let id = id.as_str();
-        let mut name = String::with_capacity(self.prefix.len() + kind.len() + id.len());
+        let mut name = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 2);
         name.push_str(&self.prefix);
         name.push_str(kind);
-        name.push_str(id);
+        match self.layout {
+            KeyLayout::Flat => name.push_str(id),
+            KeyLayout::Tagged => {
+                name.push('{');
+                name.push_str(id);
+                name.push('}');
+            }
+        }
         name
     }
 }
@@ -150,6 +210,35 @@ mod tests {
         let rid = id("{user:1}:profile");
         assert_eq!(keys.value(&rid), "mesh:record:{user:1}:profile");
         assert_eq!(keys.version(&rid), "mesh:record-version:{user:1}:profile");
+    }
+
+    #[test]
+    fn tagged_layout_puts_a_record_in_one_slot() {
+        let keys = RedisKeys::with_layout("mesh:", KeyLayout::Tagged);
+        let rid = id("user:1");
+        assert_eq!(keys.value(&rid), "mesh:record:{user:1}");
+        assert_eq!(keys.version(&rid), "mesh:record-version:{user:1}");
+        assert_eq!(keys.channel(&rid), "mesh:record-updates:{user:1}");
+        let slot = super::super::slot::of(&keys.value(&rid));
+        for name in [
+            keys.version(&rid),
+            keys.last_op(&rid),
+            keys.history(&rid),
+            keys.history_bytes(&rid),
+            keys.channel(&rid),
+        ] {
+            assert_eq!(super::super::slot::of(&name), slot, "{name}");
+        }
+        assert_eq!(keys.id_of_value_key("mesh:record:{user:1}"), Some("user:1"));
+        assert_eq!(keys.id_of_value_key("mesh:record-version:{user:1}"), None);
+        assert_eq!(keys.slot_problem(Some(&rid)), None);
+        assert!(keys.slot_problem(Some(&id("}x"))).is_some());
+        assert!(
+            RedisKeys::with_layout("a{", KeyLayout::Tagged)
+                .slot_problem(None)
+                .is_some()
+        );
+        assert_eq!(RedisKeys::new("a{").slot_problem(Some(&id("}x"))), None);
     }
 
     #[test]

@@ -9,24 +9,31 @@
 //!
 //! # Layout
 //! - `memory`: [`MemoryStore`], the embedded single-instance store.
-//! - `keys`: [`RedisKeys`], every Redis key and channel name.
+//! - `keys`: [`RedisKeys`], every Redis key and channel name, in one of two [`KeyLayout`]s.
 //! - `redis`: [`RedisStore`], the shared store for any number of instances, with its Lua
-//!   scripts in `lua/`.
+//!   scripts in `lua/`; `transport` sends its commands to one node or a cluster.
+//! - `cluster`: connecting a [`RedisStore`] to a Redis Cluster; `cluster_router` its sharded
+//!   pub/sub task; `slot` computes hash slots.
 //! - `history`: [`History`], a record's recent changes bounded in count and bytes.
 //! - `changes`: the JSON published on a record's channel, parsed into [`RemoteChange`].
-//! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`].
+//! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`] (one
+//!   node).
 //! - `subscriptions`: the router's table of channels and sinks (pure data).
 
 mod changes;
+mod cluster;
+mod cluster_router;
 mod history;
 mod keys;
 mod memory;
 mod redis;
 mod router;
+pub(crate) mod slot;
 mod subscriptions;
+mod transport;
 
 pub use history::History;
-pub use keys::{DEFAULT_KEY_PREFIX, RedisKeys};
+pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 

@@ -2,25 +2,28 @@
 //!
 //! Every change is one Lua script (`lua/*.lua`), so the version check, the write and the
 //! publish happen atomically in Redis and concurrent writers on any instance can never reuse
-//! a version. Commands go through one `ConnectionManager` (cheap to clone, reconnects by
-//! itself); changes of watched records arrive over a separate pub/sub connection owned by
-//! the [`router`](super::router) task.
+//! a version. Commands go through a [`Transport`]: one `ConnectionManager` (cheap to clone,
+//! reconnects by itself) on a single node, or a cluster connection (see
+//! [`cluster`](super::cluster)); changes of watched records arrive over separate pub/sub
+//! connections owned by a router task ([`router`](super::router) on one node,
+//! [`cluster_router`](super::cluster_router) on a cluster).
 //!
-//! Key names come from [`RedisKeys`]; see there for the layout and why Redis Cluster is not
-//! supported.
+//! Key names come from [`RedisKeys`]; see there for the two layouts.
 
 use super::router::Router;
+use super::transport::Transport;
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RedisKeys,
-    Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, KeyLayout, NewVersion, OpId,
+    RedisKeys, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::record::{RecordId, Version};
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
+use redis::{Client, ErrorKind, RedisError};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest wait for a TCP connection to Redis. Connections are local or nearby: a longer
@@ -35,25 +38,18 @@ pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// round trips, small enough that one call does not block Redis for long.
 const RESTORE_CHUNK: usize = 500;
 
-/// Prepended to every script: the version helpers they share.
-macro_rules! lua {
-    ($file:literal) => {
-        concat!(include_str!("lua/common.lua"), include_str!($file))
-    };
-}
+/// On a cluster, how many slot groups a restore writes at once.
+const RESTORE_CONCURRENCY: usize = 16;
 
-static WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/write.lua")));
-static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/delete.lua")));
-static RESTORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(lua!("lua/restore.lua")));
-
-/// The store for running several instances on one Redis node. Cheap to clone: clones share
-/// the connections and the pub/sub router, which stops when the last clone is dropped.
+/// The store for running several instances on one Redis node or one Redis Cluster. Cheap to
+/// clone: clones share the connections and the pub/sub router, which stops when the last clone
+/// is dropped.
 #[derive(Clone)]
 pub struct RedisStore {
     /// Commands and scripts; multiplexed, so concurrent calls never wait for each other.
-    commands: ConnectionManager,
-    keys: Arc<RedisKeys>,
-    router: Router,
+    pub(super) commands: Transport,
+    pub(super) keys: Arc<RedisKeys>,
+    pub(super) router: Router,
 }
 
 impl RedisStore {
@@ -80,6 +76,7 @@ impl RedisStore {
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|err| unavailable("connect", &err))?;
+        let commands = Transport::Node(commands);
         let router = Router::start(client).await?;
         Ok(RedisStore {
             commands,
@@ -106,15 +103,12 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Reads value, version and last operation in one MGET (scripts change them together).
     async fn read(
-        conn: &ConnectionManager,
+        conn: &Transport,
         cmd: &redis::Cmd,
         id: &RecordId,
     ) -> Result<(Stored, Option<String>), StoreError> {
-        let (value, version, op): (Option<Vec<u8>>, Option<String>, Option<String>) =
-            retry_refused(
-                conn,
-                |mut conn| async move { cmd.query_async(&mut conn).await },
-            )
+        let (value, version, op): (Option<Vec<u8>>, Option<String>, Option<String>) = conn
+            .query(cmd)
             .await
             .map_err(|err| unavailable("load", &err))?;
         let stored = match (value, version) {
@@ -153,12 +147,10 @@ impl Store for RedisStore {
         let id = id.clone();
         Box::pin(async move {
             type Read = ((Option<Vec<u8>>, Option<String>), Vec<Vec<u8>>);
-            let pipe = &pipe;
-            let ((value, version), entries): Read = retry_refused(&conn, |mut conn| async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await
-            .map_err(|err| unavailable("load", &err))?;
+            let ((value, version), entries): Read = conn
+                .pipe(&pipe)
+                .await
+                .map_err(|err| unavailable("load", &err))?;
             let record = stored(&id, value, version)?;
             Ok((
                 record.clone(),
@@ -195,7 +187,10 @@ impl Store for RedisStore {
         op: OpId,
         history: HistoryLimits,
     ) -> StoreFuture<WriteResult> {
-        let mut invocation = WRITE_SCRIPT.prepare_invoke();
+        if let Some(problem) = self.keys.slot_problem(Some(id)) {
+            return ready(Err(StoreError::Unavailable(problem)));
+        }
+        let mut invocation = self.commands.scripts().write.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
@@ -226,10 +221,10 @@ impl Store for RedisStore {
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version, value): (i64, String, Option<Vec<u8>>) =
-                invoke(&conn, &invocation)
-                    .await
-                    .map_err(|err| outcome_unknown("write", &err))?;
+            let (status, version, value): (i64, String, Option<Vec<u8>>) = conn
+                .invoke(&invocation)
+                .await
+                .map_err(|err| outcome_unknown("write", &err))?;
             match status {
                 1 => Ok(WriteResult::Applied {
                     version: parse_version(&id, &version)?,
@@ -253,7 +248,10 @@ impl Store for RedisStore {
         op: OpId,
         if_version: Option<Version>,
     ) -> StoreFuture<DeleteResult> {
-        let mut invocation = DELETE_SCRIPT.prepare_invoke();
+        if let Some(problem) = self.keys.slot_problem(Some(id)) {
+            return ready(Err(StoreError::Unavailable(problem)));
+        }
+        let mut invocation = self.commands.scripts().delete.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
@@ -266,10 +264,10 @@ impl Store for RedisStore {
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            let (status, version, value): (i64, String, Option<Vec<u8>>) =
-                invoke(&conn, &invocation)
-                    .await
-                    .map_err(|err| outcome_unknown("delete", &err))?;
+            let (status, version, value): (i64, String, Option<Vec<u8>>) = conn
+                .invoke(&invocation)
+                .await
+                .map_err(|err| outcome_unknown("delete", &err))?;
             match status {
                 1 => Ok(DeleteResult::Deleted {
                     version: parse_version(&id, &version)?,
@@ -291,10 +289,26 @@ impl Store for RedisStore {
     }
 
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize> {
+        // One script call touches one slot on a cluster: group the records per slot, keeping
+        // their order within each group (one node needs no groups).
+        let groups = match self.keys.layout() {
+            KeyLayout::Flat => vec![records],
+            KeyLayout::Tagged => {
+                let mut by_slot: HashMap<u16, Vec<(RecordId, Stored)>> = HashMap::new();
+                for (id, record) in records {
+                    if let Some(problem) = self.keys.slot_problem(Some(&id)) {
+                        return ready(Err(StoreError::Unavailable(problem)));
+                    }
+                    let slot = super::slot::of(&self.keys.version(&id));
+                    by_slot.entry(slot).or_default().push((id, record));
+                }
+                by_slot.into_values().collect()
+            }
+        };
         // Serialize up front, so the future holds only text and the calls only send.
-        let mut chunks = Vec::with_capacity(records.len().div_ceil(RESTORE_CHUNK));
-        for chunk in records.chunks(RESTORE_CHUNK) {
-            let mut invocation = RESTORE_SCRIPT.prepare_invoke();
+        let mut chunks = Vec::new();
+        for chunk in groups.iter().flat_map(|group| group.chunks(RESTORE_CHUNK)) {
+            let mut invocation = self.commands.scripts().restore.prepare_invoke();
             for (id, record) in chunk {
                 let json = match json_text(id, record.value.as_ref()) {
                     Ok(json) => json,
@@ -312,15 +326,30 @@ impl Store for RedisStore {
             chunks.push(invocation);
         }
         let conn = self.commands.clone();
+        // One chunk after another on one node: a record that appears twice keeps the newest
+        // version, whichever chunks the two land in. On a cluster, slot groups run side by side;
+        // both copies of a record are in one group, and the script keeps the newer either way.
+        let concurrency = match self.keys.layout() {
+            KeyLayout::Flat => 1,
+            KeyLayout::Tagged => RESTORE_CONCURRENCY,
+        };
+        // Each call owns its clone of the connection and its invocation.
+        let calls: Vec<_> = chunks
+            .into_iter()
+            .map(|invocation| {
+                let conn = conn.clone();
+                async move {
+                    conn.invoke::<usize>(&invocation)
+                        .await
+                        .map_err(|err| outcome_unknown("restore", &err))
+                }
+            })
+            .collect();
         Box::pin(async move {
+            let mut counts = futures_util::stream::iter(calls).buffered(concurrency);
             let mut written = 0;
-            // One chunk after another: a record that appears twice keeps the newest version,
-            // whichever chunks the two land in.
-            for invocation in chunks {
-                let count: usize = invoke(&conn, &invocation)
-                    .await
-                    .map_err(|err| outcome_unknown("restore", &err))?;
-                written += count;
+            while let Some(count) = counts.next().await {
+                written += count?;
             }
             Ok(written)
         })
@@ -334,34 +363,6 @@ impl Store for RedisStore {
 
     fn unwatch(&self, id: &RecordId, token: WatchToken) {
         self.router.unwatch(self.keys.channel(id), token);
-    }
-}
-
-/// Runs a script (EVALSHA, loading it on NOSCRIPT) through [`retry_refused`].
-async fn invoke<T: FromRedisValue>(
-    conn: &ConnectionManager,
-    invocation: &ScriptInvocation<'_>,
-) -> RedisResult<T> {
-    retry_refused(conn, |mut conn| async move {
-        invocation.invoke_async(&mut conn).await
-    })
-    .await
-}
-
-/// Runs `request`, and once more if it failed because no connection could be opened.
-///
-/// While Redis is down, the manager keeps the failed connection attempt and only starts a
-/// new one when a call fails on it, so without this the first call after Redis returns
-/// would still fail. A refused connection means nothing was sent, so a second try cannot
-/// apply a write twice; every other error is returned as it is.
-async fn retry_refused<T, F, Fut>(conn: &ConnectionManager, request: F) -> RedisResult<T>
-where
-    F: Fn(ConnectionManager) -> Fut,
-    Fut: Future<Output = RedisResult<T>>,
-{
-    match request(conn.clone()).await {
-        Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
-        other => other,
     }
 }
 

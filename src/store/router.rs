@@ -52,8 +52,8 @@ pub(super) struct Router {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-/// What the store asks of the task.
-enum Command {
+/// What the store asks of the task (of either router: this one or the cluster's).
+pub(super) enum Command {
     /// Register a sink and confirm its channel's subscription.
     Watch {
         channel: String,
@@ -75,6 +75,11 @@ enum Ended {
 }
 
 impl Router {
+    /// A handle on a task that serves `commands` (the cluster router's).
+    pub(super) fn new(commands: mpsc::UnboundedSender<Command>) -> Router {
+        Router { commands }
+    }
+
     /// Opens the pub/sub connection and spawns the task on the current tokio runtime.
     ///
     /// Fails with [`StoreError::Unavailable`] when Redis cannot be reached.
@@ -115,7 +120,7 @@ impl Router {
     }
 }
 
-fn stopped() -> StoreError {
+pub(super) fn stopped() -> StoreError {
     StoreError::Unavailable("redis pub/sub router has stopped".into())
 }
 
@@ -129,7 +134,7 @@ async fn open(client: &Client) -> Result<PubSub, String> {
 }
 
 /// Runs `request` within [`RESPONSE_TIMEOUT`], flattening both failures into log text.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     what: &str,
     request: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, String> {
@@ -141,7 +146,7 @@ async fn bounded<T>(
 }
 
 /// Hands one change to one sink; a panicking sink loses the change but not the router.
-fn deliver(sink: &ChangeSink, change: RemoteChange) {
+pub(super) fn deliver(sink: &ChangeSink, change: RemoteChange) {
     if catch_unwind(AssertUnwindSafe(|| sink(change))).is_err() {
         log::error!("a record change sink panicked; the change was dropped for it");
     }

@@ -67,6 +67,21 @@ impl Subscriptions {
         self.sinks.keys().cloned().collect()
     }
 
+    /// Whether `channel` has a sink.
+    pub fn is_wanted(&self, channel: &str) -> bool {
+        self.sinks.contains_key(channel)
+    }
+
+    /// Every channel that has a sink but no confirmed subscription (the cluster router's
+    /// repair list).
+    pub fn unconfirmed(&self) -> Vec<String> {
+        self.sinks
+            .keys()
+            .filter(|channel| !self.confirmed.contains(*channel))
+            .cloned()
+            .collect()
+    }
+
     /// What Redis must be told so that, for each of `touched`, the channel is subscribed
     /// exactly when it has a sink.
     pub fn plan(&self, touched: impl IntoIterator<Item = String>) -> Plan {

@@ -1,12 +1,22 @@
 //! Test harness: a real server on a free port and a WebSocket client speaking the Mesh protocol.
 #![allow(dead_code)]
 
+pub mod own_cluster;
 pub mod own_redis;
 
 /// Declares each named `async fn(Backend)` test once per store: `memory::name` and
-/// `redis::name` (used with `#[macro_use] mod common;`).
+/// `redis::name` (used with `#[macro_use] mod common;`). Starting the list with
+/// `with_cluster:` adds `redis_cluster::name`, on the test binary's own Redis Cluster.
 #[macro_export]
 macro_rules! on_every_store {
+    (with_cluster: $($name:ident),* $(,)?) => {
+        on_every_store!($($name),*);
+        mod redis_cluster {
+            $(#[actix_web::test] async fn $name() {
+                super::$name(super::Backend::RedisCluster).await
+            })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[actix_web::test] async fn $name() { super::$name(super::Backend::Memory).await })*
@@ -36,6 +46,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub enum Backend {
     Memory,
     Redis,
+    /// The test binary's own Redis Cluster (see `own_cluster`).
+    RedisCluster,
 }
 
 /// The Redis the tests use (`MESH_TEST_REDIS_URL` overrides).
@@ -79,6 +91,8 @@ pub struct TestServer {
     pub http: String,
     /// The Redis key prefix to clean up, if on Redis.
     pub redis_prefix: Option<String>,
+    /// Whether that prefix is on the shared Redis Cluster rather than the shared Redis.
+    pub on_cluster: bool,
 }
 
 impl TestServer {
@@ -92,8 +106,12 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.running.stop().await;
-        if let Some(prefix) = &self.redis_prefix {
-            delete_redis_prefix(&redis_url(), prefix).await;
+        match &self.redis_prefix {
+            Some(prefix) if self.on_cluster => {
+                own_cluster::delete_prefix(&own_cluster::shared_cluster_url(), prefix).await
+            }
+            Some(prefix) => delete_redis_prefix(&redis_url(), prefix).await,
+            None => {}
         }
     }
 }
@@ -121,8 +139,25 @@ pub async fn start_with(
 ) -> TestServer {
     let mut config = test_config(toml);
     let mut redis_prefix = None;
+    let mut on_cluster = false;
     match backend {
         Backend::Memory => {}
+        Backend::RedisCluster => {
+            let prefix = if config.store.key_prefix.starts_with("test:") {
+                config.store.key_prefix.clone()
+            } else {
+                unique_prefix("server")
+            };
+            config.store.key_prefix = prefix.clone();
+            // A config naming the cluster backend brings its own (private) cluster, which
+            // goes with its keys; otherwise the binary's shared cluster, cleaned up on stop.
+            if config.store.backend != mesh_records::config::StoreBackend::RedisCluster {
+                config.store.backend = mesh_records::config::StoreBackend::RedisCluster;
+                config.store.redis_url = own_cluster::shared_cluster_url();
+                redis_prefix = Some(prefix);
+            }
+            on_cluster = true;
+        }
         Backend::Redis => {
             let prefix = if config.store.key_prefix.starts_with("test:") {
                 config.store.key_prefix.clone()
@@ -145,6 +180,7 @@ pub async fn start_with(
         http: format!("http://{addr}"),
         running,
         redis_prefix,
+        on_cluster,
     }
 }
 

@@ -1,4 +1,5 @@
--- Shared by every script below (prepended in Rust).
+-- Shared by every script below (prepended in Rust, after `local PUBLISH = ...`: 'PUBLISH' on one
+-- Redis node, 'SPUBLISH' on a Redis Cluster, where a record's channel shares its keys' slot).
 --
 -- Versions travel and are stored as decimal strings and are compared as strings, so they stay
 -- exact over the whole u64 range: Lua numbers are doubles and would round above 2^53.

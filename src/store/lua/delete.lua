@@ -23,14 +23,21 @@ if not version then
 end
 if ARGV[3] ~= '' then
   local value = redis.call('GET', KEYS[1])
+  if not value and version == ARGV[3] and redis.call('GET', KEYS[3]) == ARGV[2] then
+    return {1, version, false}
+  end
   if not value or version ~= ARGV[3] then
     return {2, version, value or false}
   end
 end
 if redis.call('DEL', KEYS[1]) == 0 then
+  -- A resent copy of this very delete (see write.lua) reports what the first copy did.
+  if redis.call('GET', KEYS[3]) == ARGV[2] then
+    return {1, version, false}
+  end
   return {0, version, false}
 end
 redis.call('DEL', KEYS[4], KEYS[5])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', OP_TTL_MS)
-redis.call('PUBLISH', ARGV[1], '{"version":' .. version .. ',"deleted":true}')
+redis.call(PUBLISH, ARGV[1], '{"version":' .. version .. ',"deleted":true}')
 return {1, version, false}

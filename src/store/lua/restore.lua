@@ -18,10 +18,10 @@ for i = 1, #KEYS / 4 do
   if not current or less(current, incoming) then
     if json == '' then
       redis.call('DEL', value_key)
-      redis.call('PUBLISH', channel, '{"version":' .. incoming .. ',"deleted":true}')
+      redis.call(PUBLISH, channel, '{"version":' .. incoming .. ',"deleted":true}')
     else
       redis.call('SET', value_key, json)
-      redis.call('PUBLISH', channel, '{"version":' .. incoming .. ',"value":' .. json .. '}')
+      redis.call(PUBLISH, channel, '{"version":' .. incoming .. ',"value":' .. json .. '}')
     end
     redis.call('SET', version_key, incoming)
     redis.call('DEL', KEYS[4 * i - 1], KEYS[4 * i])

@@ -9,6 +9,9 @@
 -- value, versions consecutive from ARGV[1] + 1. An empty patch (a creation) restarts the
 -- history: it must never lead from a deleted record's value to a new one.
 --
+-- A copy of an operation that was applied already (same ARGV[4], its last version and value
+-- current) reports it as applied instead of as a conflict with itself.
+--
 -- Returns {1, version, false} when applied (version = the last one, or ARGV[1] if no values),
 -- {0, current version, current value or false} on a conflict, {-1, raw version, false} when
 -- the stored version is not a number.
@@ -22,14 +25,20 @@ if raw then
   end
   exists = redis.call('EXISTS', KEYS[1]) == 1
 end
+local n = #ARGV
 if current ~= ARGV[1] or exists ~= (ARGV[2] == '1') then
+  -- This very operation was applied already (a client resent it after losing the answer, as a
+  -- cluster client does on a dropped connection): report what the first copy did.
   local value = false
   if exists then
     value = redis.call('GET', KEYS[1])
+    if n >= 9 and current == ARGV[n - 2] and value == ARGV[n - 1]
+        and redis.call('GET', KEYS[3]) == ARGV[4] then
+      return {1, current, false}
+    end
   end
   return {0, current, value}
 end
-local n = #ARGV
 if n < 9 then
   return {1, current, false}
 end
@@ -41,9 +50,9 @@ for i = 7, n, 3 do
     redis.call('DEL', KEYS[4], KEYS[5])
   end
   if patch == '' then
-    redis.call('PUBLISH', ARGV[3], '{"version":' .. version .. ',"value":' .. value .. '}')
+    redis.call(PUBLISH, ARGV[3], '{"version":' .. version .. ',"value":' .. value .. '}')
   else
-    redis.call('PUBLISH', ARGV[3],
+    redis.call(PUBLISH, ARGV[3],
       '{"version":' .. version .. ',"patch":' .. patch .. ',"value":' .. value .. '}')
     if keep > 0 then
       local entry = '{"version":' .. version .. ',"patch":' .. patch .. '}'

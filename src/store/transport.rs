@@ -1,0 +1,125 @@
+//! How [`RedisStore`](super::RedisStore) sends its commands: to one Redis node through a
+//! `ConnectionManager`, or to a Redis Cluster through the `redis` crate's cluster connection,
+//! which routes each command by its key's slot and follows `MOVED`/`ASK` itself. Everything
+//! above this (scripts, key names, parsing answers) is the same for both.
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation};
+use std::future::Future;
+use std::sync::LazyLock;
+
+/// Where commands go. Cheap to clone: clones share the connections.
+#[derive(Clone)]
+pub(super) enum Transport {
+    /// One Redis node.
+    Node(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+/// The Lua scripts, built for one way of publishing.
+pub(super) struct Scripts {
+    pub write: Script,
+    pub delete: Script,
+    pub restore: Script,
+}
+
+/// Each script: which publish command to use, then the shared helpers, then the script.
+macro_rules! lua {
+    ($publish:literal, $file:literal) => {
+        Script::new(concat!(
+            "local PUBLISH = '",
+            $publish,
+            "'\n",
+            include_str!("lua/common.lua"),
+            include_str!($file)
+        ))
+    };
+}
+
+/// Scripts that `PUBLISH` (one node: every subscriber is on it).
+static NODE_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    write: lua!("PUBLISH", "lua/write.lua"),
+    delete: lua!("PUBLISH", "lua/delete.lua"),
+    restore: lua!("PUBLISH", "lua/restore.lua"),
+});
+
+/// Scripts that `SPUBLISH` (a cluster: the message stays on the shard owning the record).
+static CLUSTER_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    write: lua!("SPUBLISH", "lua/write.lua"),
+    delete: lua!("SPUBLISH", "lua/delete.lua"),
+    restore: lua!("SPUBLISH", "lua/restore.lua"),
+});
+
+impl Transport {
+    /// The scripts that publish the way this transport's subscribers listen.
+    pub fn scripts(&self) -> &'static Scripts {
+        match self {
+            Transport::Node(_) => &NODE_SCRIPTS,
+            Transport::Cluster(_) => &CLUSTER_SCRIPTS,
+        }
+    }
+
+    /// Runs one command.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Transport::Node(conn) => {
+                retry_refused(
+                    conn,
+                    |mut conn| async move { cmd.query_async(&mut conn).await },
+                )
+                .await
+            }
+            Transport::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// Runs a pipeline (on a cluster, every key in it must share one slot).
+    pub async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
+        match self {
+            Transport::Node(conn) => {
+                retry_refused(
+                    conn,
+                    |mut conn| async move { pipe.query_async(&mut conn).await },
+                )
+                .await
+            }
+            Transport::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// Runs a script (EVALSHA, loading it on NOSCRIPT). On a cluster it is routed by its first
+    /// key; all its keys must share that slot.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        match self {
+            Transport::Node(conn) => {
+                retry_refused(conn, |mut conn| async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await
+            }
+            Transport::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        }
+    }
+}
+
+/// Runs `request`, and once more if it failed because no connection could be opened.
+///
+/// While Redis is down, the manager keeps the failed connection attempt and only starts a
+/// new one when a call fails on it, so without this the first call after Redis returns
+/// would still fail. A refused connection means nothing was sent, so a second try cannot
+/// apply a write twice; every other error is returned as it is.
+async fn retry_refused<T, F, Fut>(conn: &ConnectionManager, request: F) -> RedisResult<T>
+where
+    F: Fn(ConnectionManager) -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    match request(conn.clone()).await {
+        Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
+        other => other,
+    }
+}
