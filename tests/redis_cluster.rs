@@ -427,3 +427,57 @@ async fn a_master_failover_mid_writes_resumes_and_resyncs_every_instance() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `scripts/migrate-keys.sh` moves records (value, version, tombstones) from the single-node
+/// layout to the cluster's and back.
+#[actix_rt::test]
+async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
+    let single = "redis://127.0.0.1:6379";
+    let back = "redis://127.0.0.1:6379/1";
+    let prefix = unique_prefix("migrate");
+    let flat = RedisStore::connect(single, &prefix).await.unwrap();
+    put(&flat, "doc:1", json!({"v": 1}), EVENT).await;
+    put(&flat, "doc:1", json!({"v": 2}), EVENT).await;
+    put(&flat, "doc:gone", json!("soon deleted"), EVENT).await;
+    let deleted = flat
+        .delete(&id("doc:gone"), mesh_records::store::OpId::next(), None)
+        .await
+        .unwrap();
+    let mesh_records::store::DeleteResult::Deleted { version: tombstone } = deleted else {
+        panic!("doc:gone was not deleted: {deleted:?}");
+    };
+
+    let migrate = |args: &[&str]| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/migrate-keys.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .status()
+            .expect("runs the script");
+        assert!(status.success(), "migrate-keys {args:?} failed");
+    };
+    let cluster_url = shared_cluster_url();
+    migrate(&[single, &cluster_url, &prefix]);
+    let tagged = store(&cluster_url, &prefix).await;
+    assert_eq!(
+        tagged.load(&id("doc:1")).await.unwrap(),
+        restored(json!({"v": 2}), 2)
+    );
+    let gone = tagged.load(&id("doc:gone")).await.unwrap();
+    assert_eq!(
+        (gone.value, gone.version),
+        (None, tombstone),
+        "the tombstone came along"
+    );
+
+    migrate(&["--to-flat", &cluster_url, back, &prefix]);
+    let flat_again = RedisStore::connect(back, &prefix).await.unwrap();
+    assert_eq!(
+        flat_again.load(&id("doc:1")).await.unwrap(),
+        restored(json!({"v": 2}), 2)
+    );
+    let gone = flat_again.load(&id("doc:gone")).await.unwrap();
+    assert_eq!((gone.value, gone.version), (None, tombstone));
+    common::delete_redis_prefix(single, &prefix).await;
+    common::delete_redis_prefix(back, &prefix).await;
+}
