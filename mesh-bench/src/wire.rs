@@ -1,14 +1,88 @@
-//! The frames the tool reads, reduced to the fields it looks at, and the frames it writes.
+//! The Mesh protocol as a client speaks it.
+//!
+//! Two ways in, for two kinds of reader. The load tool reads thousands of frames a second on
+//! cores it shares with the server: [`Incoming`] parses a frame into a small struct whose
+//! strings borrow from the frame, skipping what the tool does not look at, and the writers
+//! ([`subscribe`], [`publish`]) append straight into a string. The mesh-records tests and the
+//! chaos checker care for every field instead: they build requests from JSON values with
+//! [`request`] and read frames as `serde_json::Value`s ([`is_ping`], [`error_code`]). Both
+//! start with [`assigned_id`] and answer pings with [`PONG`].
 
-use crate::args::Mode;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 
+/// The server's first frame on every connection; its payload is the connection's id.
+pub const ASSIGN_ID: &str = "mesh/assign-id";
+/// Subscribe to a record (`recordId`, `mode`, optionally `sinceVersion`).
+pub const SUBSCRIBE: &str = "mesh/subscribe-record";
+/// Write a record (`recordId`, `newValue`, optionally `options`).
+pub const PUBLISH: &str = "mesh/publish-record-update";
+/// The push of a new version: `full` (the value) or `patch` (RFC 6902), and `version`.
+pub const RECORD_UPDATE: &str = "mesh/record-update";
+/// The server's keepalive push; a client that does not answer [`PONG`] is disconnected.
+pub const PING: &str = "ping";
+
 /// The keepalive answer to the server's `ping` push.
 pub const PONG: &str = r#"{"command":"pong","payload":{}}"#;
+
+/// Subscription mode, as the protocol spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Patch,
+}
+
+impl Mode {
+    /// The protocol's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Patch => "patch",
+        }
+    }
+}
+
+/// The connection id the server's first frame assigns; an error naming what came instead
+/// of a `mesh/assign-id` with a string payload.
+pub fn assigned_id(first: &[u8]) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct First<'a> {
+        #[serde(borrow)]
+        command: Cow<'a, str>,
+        #[serde(default)]
+        payload: serde_json::Value,
+    }
+    let frame: First =
+        serde_json::from_slice(first).map_err(|e| format!("unreadable first frame: {e}"))?;
+    match (&*frame.command, frame.payload) {
+        (ASSIGN_ID, serde_json::Value::String(id)) => Ok(id),
+        (ASSIGN_ID, other) => Err(format!(
+            "{ASSIGN_ID} with a payload that is not a string: {other}"
+        )),
+        (command, _) => Err(format!("first frame is {command}, not {ASSIGN_ID}")),
+    }
+}
+
+/// A request frame: `{"id", "command", "payload"}`; its reply carries the same id.
+pub fn request(id: u64, command: &str, payload: &serde_json::Value) -> String {
+    serde_json::json!({"id": id, "command": command, "payload": payload}).to_string()
+}
+
+/// Whether a frame is the server's keepalive `ping` push (to answer with [`PONG`]).
+pub fn is_ping(frame: &serde_json::Value) -> bool {
+    frame["command"] == PING && frame.get("id").is_none()
+}
+
+/// The code of an error payload (`{"error", "code", "name"}`; `ERROR` when it has none), or
+/// `None` when the payload is not an error.
+pub fn error_code(payload: &serde_json::Value) -> Option<String> {
+    payload
+        .get("error")
+        .map(|_| payload["code"].as_str().unwrap_or("ERROR").to_owned())
+}
 
 /// An incoming frame. Strings borrow from the frame's bytes, so parsing a push allocates
 /// nothing in the common case.
@@ -214,15 +288,17 @@ impl<'de> Visitor<'de> for NumberVisitor {
     ignore!('de, Number(None); bool f64 str unit seq map);
 }
 
-/// `mesh/subscribe-record`. Record ids are the bench's own ASCII names: no escaping needed.
+/// `mesh/subscribe-record`. Record ids are the bench's own ASCII names: no escaping needed
+/// (a test with any id uses [`request`]).
 pub fn subscribe(id: u64, record: &str, mode: Mode) -> String {
     format!(
-        r#"{{"id":{id},"command":"mesh/subscribe-record","payload":{{"recordId":"{record}","mode":"{}"}}}}"#,
+        r#"{{"id":{id},"command":"{SUBSCRIBE}","payload":{{"recordId":"{record}","mode":"{}"}}}}"#,
         mode.as_str()
     )
 }
 
-/// `mesh/publish-record-update`; `value` appends the new value as JSON.
+/// `mesh/publish-record-update`; `value` appends the new value as JSON. Like [`subscribe`],
+/// for the bench's own record ids.
 pub fn publish(id: u64, record: &str, value: impl FnOnce(&mut String)) -> String {
     let mut out = String::with_capacity(128);
     out.push_str(r#"{"id":"#);
@@ -308,6 +384,36 @@ mod tests {
         );
         assert_eq!(reply.id, Some(4));
         assert_eq!(reply.payload.0.unwrap().describe(), "EFORBIDDEN: no");
+    }
+
+    #[test]
+    fn the_first_frame_assigns_an_id() {
+        let frame = br#"{"command":"mesh/assign-id","payload":"c-1"}"#;
+        assert_eq!(assigned_id(frame).unwrap(), "c-1");
+        let frame = br#"{"command":"ping","payload":{}}"#;
+        assert_eq!(
+            assigned_id(frame).unwrap_err(),
+            "first frame is ping, not mesh/assign-id"
+        );
+        assert!(assigned_id(b"not json").is_err());
+    }
+
+    #[test]
+    fn value_helpers_read_what_the_server_sends() {
+        let ping: serde_json::Value =
+            serde_json::from_str(PONG.replace("pong", "ping").as_str()).unwrap();
+        assert!(is_ping(&ping));
+        assert!(!is_ping(&serde_json::json!({"id": 1, "command": "ping"})));
+        let error =
+            serde_json::json!({"error": "no", "code": "EFORBIDDEN", "name": "CommandError"});
+        assert_eq!(error_code(&error).as_deref(), Some("EFORBIDDEN"));
+        assert_eq!(error_code(&serde_json::json!({"success": true})), None);
+        let text = request(7, SUBSCRIBE, &serde_json::json!({"recordId": "a\"b"}));
+        let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (frame["id"].as_u64(), frame["payload"]["recordId"].as_str()),
+            (Some(7), Some("a\"b"))
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: scenario, options, their defaults and caps.
 
+pub use crate::wire::Mode;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -97,23 +98,6 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Race => "race",
             Scenario::Reconnect => "reconnect",
-        }
-    }
-}
-
-/// Subscription mode, as the protocol spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Full,
-    Patch,
-}
-
-impl Mode {
-    /// The protocol's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Full => "full",
-            Mode::Patch => "patch",
         }
     }
 }

@@ -3,11 +3,12 @@
 //! client, what a Mesh client does) and resuming with `sinceVersion` (one patch per client).
 //! Reports the bytes each way received and the time until every client was up to date.
 
-use crate::args::{Mode, Options};
+use crate::args::Options;
 use crate::conn::{Conn, http_client};
 use crate::report::Report;
-use crate::wire::Incoming;
+use crate::wire::{self, Incoming, Mode};
 use futures_util::future::join_all;
+use serde_json::json;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,13 @@ async fn measure(options: &Options) -> Result<Report, String> {
     let record = format!("bench:reconnect:{:x}", rand_seed());
     let mut writer = Conn::open(&client, &url).await?;
     let blob = "x".repeat(options.pad);
-    let value = format!(r#"{{"n":0,"blob":"{blob}"}}"#);
-    request(&mut writer, &record, &value, "replace").await?;
+    request(
+        &mut writer,
+        &record,
+        json!({"n": 0, "blob": blob}),
+        "replace",
+    )
+    .await?;
 
     // The clients subscribe, holding the record at its version...
     let clients = options.connections;
@@ -45,7 +51,7 @@ async fn measure(options: &Options) -> Result<Report, String> {
         held = conn.subscribe(&record, Mode::Patch).await?;
     }
     // ... drop their connections (the conns are gone), and miss one small change.
-    request(&mut writer, &record, r#"{"n":1}"#, "merge").await?;
+    request(&mut writer, &record, json!({"n": 1}), "merge").await?;
 
     let full = catch_up(options, &client, &url, &record, held, false).await?;
     let resumed = catch_up(options, &client, &url, &record, held, true).await?;
@@ -86,12 +92,16 @@ fn rand_seed() -> u64 {
 }
 
 /// Publishes and waits for the reply.
-async fn request(conn: &mut Conn, record: &str, value: &str, strategy: &str) -> Result<(), String> {
+async fn request(
+    conn: &mut Conn,
+    record: &str,
+    value: serde_json::Value,
+    strategy: &str,
+) -> Result<(), String> {
     let id = conn.next_id();
-    conn.send(format!(
-        r#"{{"id":{id},"command":"mesh/publish-record-update","payload":{{"recordId":"{record}","newValue":{value},"options":{{"strategy":"{strategy}"}}}}}}"#
-    ))
-    .await?;
+    let payload = json!({"recordId": record, "newValue": value, "options": {"strategy": strategy}});
+    conn.send(wire::request(id, wire::PUBLISH, &payload))
+        .await?;
     loop {
         let bytes = conn.recv().await.ok_or("closed while writing")?;
         let frame: Incoming = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
@@ -144,15 +154,12 @@ async fn catch_up(
     let tasks = conns.into_iter().map(|mut conn| {
         let record = record.to_owned();
         async move {
-            let since = if resume {
-                format!(r#","sinceVersion":{held}"#)
-            } else {
-                String::new()
-            };
-            conn.send(format!(
-                r#"{{"id":1,"command":"mesh/subscribe-record","payload":{{"recordId":"{record}","mode":"patch"{since}}}}}"#
-            ))
-            .await?;
+            let mut payload = json!({"recordId": record, "mode": Mode::Patch.as_str()});
+            if resume {
+                payload["sinceVersion"] = held.into();
+            }
+            conn.send(wire::request(1, wire::SUBSCRIBE, &payload))
+                .await?;
             let (mut bytes, mut frames, mut resumed) = (0u64, 0u64, false);
             let mut version = 0;
             while version < target {
@@ -167,7 +174,7 @@ async fn catch_up(
                     if !resumed {
                         version = payload["version"].as_u64().unwrap_or(0);
                     }
-                } else if parsed["command"] == "mesh/record-update" {
+                } else if parsed["command"] == wire::RECORD_UPDATE {
                     version = payload["version"].as_u64().unwrap_or(0);
                 }
             }

@@ -92,7 +92,7 @@ async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<(), String> {
         };
         if frame.id.is_some() {
             w.count_ack(frame.payload.0.as_ref());
-        } else if frame.command == "ping" {
+        } else if frame.command == wire::PING {
             w.pong(conn).await?;
         }
     }

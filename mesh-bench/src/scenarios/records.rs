@@ -1,11 +1,12 @@
 //! `records`: every connection writes its own record in a closed loop.
 
-use crate::args::{Mode, Options};
+use crate::args::Options;
 use crate::conn::Conn;
-use crate::control::{self, Control, Phase, Worker, spawn_workers};
+use crate::control::{Phase, Worker};
 use crate::report::{Report, rate};
-use crate::stats::{Ctr, Monitor, check_sequence};
-use crate::wire::{self, Incoming};
+use crate::runner::{Progress, Run};
+use crate::stats::{Ctr, check_sequence};
+use crate::wire::{self, Incoming, Mode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,23 +28,14 @@ pub fn run(options: &Options) -> Result<Report, String> {
         threads: options.threads,
         pad: "x".repeat(options.pad),
     });
-    let ctl = Control::new();
-    let thread_plan = plan.clone();
-    let workers = spawn_workers(
-        options.threads,
-        options.connect_concurrency,
-        &ctl,
-        move |w| start_thread(w, thread_plan.clone()),
-    );
-    let mut monitor = Monitor::new(
-        workers.counters.clone(),
-        &[Ctr::WritesAcked, Ctr::Deliveries],
-        &[Ctr::Ready, Ctr::Gaps, Ctr::WriteErrors, Ctr::Closed],
-    );
-    let (workers, setup) = crate::window::set_up(&ctl, &mut monitor, workers, plan.connections)?;
-    let measured = crate::window::measure(&ctl, &mut monitor, options);
-    ctl.set(Phase::Done);
-    let latency = workers.finish(control::STOP_LIMIT);
+    let progress = Progress {
+        rates: &[Ctr::WritesAcked, Ctr::Deliveries],
+        totals: &[Ctr::Ready, Ctr::Gaps, Ctr::WriteErrors, Ctr::Closed],
+    };
+    let mut run = Run::start(options, options.threads, &plan, start_thread, progress);
+    let setup = run.set_up(plan.connections)?;
+    let measured = run.measure(options);
+    let latency = run.stop();
 
     let counts = measured.counts;
     let seconds = measured.cpu.seconds;
@@ -74,7 +66,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     report.set("threads", options.threads);
     report.set("writes_per_s", rate(acked, seconds));
     report.set("counts", counts.to_json());
-    report.set("first_error", ctl.first_error());
+    report.set("first_error", run.ctl.first_error());
     Ok(report)
 }
 
@@ -142,7 +134,7 @@ async fn own_push(w: &Worker, conn: &mut Conn, id: u64, seq: u64, last: &mut u64
             continue;
         }
         match (&*frame.command, payload) {
-            ("mesh/record-update", Some(p)) => {
+            (wire::RECORD_UPDATE, Some(p)) => {
                 w.counters.bump(Ctr::Deliveries);
                 check_sequence(&w.counters, last, p.version.unwrap_or(0));
                 if let Some(full) = p.full.0
@@ -154,7 +146,7 @@ async fn own_push(w: &Worker, conn: &mut Conn, id: u64, seq: u64, last: &mut u64
                     return Outcome::Pushed;
                 }
             }
-            ("ping", _) if w.pong(conn).await.is_err() => return Outcome::Closed,
+            (wire::PING, _) if w.pong(conn).await.is_err() => return Outcome::Closed,
             _ => {}
         }
     }

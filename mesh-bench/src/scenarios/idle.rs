@@ -1,11 +1,12 @@
 //! `idle`: many subscribed connections held open; server memory per connection.
 
-use crate::args::{Mode, Options};
-use crate::control::{self, Control, Phase, Worker, spawn_workers};
+use crate::args::Options;
+use crate::control::{Phase, Worker};
 use crate::probe::{self, CpuSample};
 use crate::report::{Report, rate, round};
-use crate::stats::{Ctr, Monitor};
-use crate::wire::Incoming;
+use crate::runner::{Progress, Run};
+use crate::stats::Ctr;
+use crate::wire::{self, Incoming, Mode};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,44 +29,32 @@ pub fn run(options: &Options) -> Result<Report, String> {
     });
     let pid = options.server_pids.first().copied();
     let rss_before = pid.and_then(|p| probe::rss_bytes(Some(p)));
-    let ctl = Control::new();
-    let thread_plan = plan.clone();
     let started = Instant::now();
-    let workers = spawn_workers(
-        options.threads,
-        options.connect_concurrency,
-        &ctl,
-        move |w| start_thread(w, thread_plan.clone()),
-    );
-    let mut monitor = Monitor::new(
-        workers.counters.clone(),
-        &[Ctr::Ready],
-        &[
+    let progress = Progress {
+        rates: &[Ctr::Ready],
+        totals: &[
             Ctr::Ready,
             Ctr::ConnectFailed,
             Ctr::Closed,
             Ctr::Pings,
             Ctr::Deliveries,
         ],
-    );
-    let expected = plan.connections as u64;
-    monitor.wait("setup", control::setup_limit(plan.connections), |s| {
-        s.get(Ctr::Ready) + s.get(Ctr::ConnectFailed) >= expected
-    });
+    };
+    let mut run = Run::start(options, options.threads, &plan, start_thread, progress);
+    run.wait_for_setup(plan.connections);
     let setup_seconds = started.elapsed().as_secs_f64();
-    let setup = monitor.snapshot();
+    let setup = run.monitor.snapshot();
     // Let the server settle (buffers freed after the handshakes) before reading RSS.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let rss_after = pid.and_then(|p| probe::rss_bytes(Some(p)));
     let cpu_before = CpuSample::take(&options.server_pids);
-    ctl.set(Phase::Measuring);
-    monitor.wait("holding", options.hold, |_| false);
+    run.ctl.set(Phase::Measuring);
+    run.monitor.wait("holding", options.hold, |_| false);
     let cpu = CpuSample::take(&options.server_pids).since(&cpu_before);
     let rss_end = pid.and_then(|p| probe::rss_bytes(Some(p)));
-    let held = monitor.snapshot();
+    let held = run.monitor.snapshot();
     let tool_rss = probe::rss_bytes(None);
-    ctl.set(Phase::Done);
-    workers.finish(control::STOP_LIMIT);
+    run.stop();
 
     let ready = setup.get(Ctr::Ready);
     let per_connection = match (rss_before, rss_after) {
@@ -112,7 +101,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         per_connection.map(f64::round),
     );
     report.set("tool_rss_bytes", tool_rss);
-    report.set("first_error", ctl.first_error());
+    report.set("first_error", run.ctl.first_error());
     Ok(report)
 }
 
@@ -130,12 +119,12 @@ async fn hold(w: Worker, plan: Arc<Plan>, index: usize) {
     };
     while let Some(bytes) = conn.recv().await {
         match serde_json::from_slice::<Incoming>(&bytes) {
-            Ok(frame) if frame.command == "ping" => {
+            Ok(frame) if frame.command == wire::PING => {
                 if w.pong(&mut conn).await.is_err() {
                     break;
                 }
             }
-            Ok(frame) if frame.command == "mesh/record-update" => w.counters.bump(Ctr::Deliveries),
+            Ok(frame) if frame.command == wire::RECORD_UPDATE => w.counters.bump(Ctr::Deliveries),
             Ok(_) => {}
             Err(_) => w.counters.bump(Ctr::BadFrames),
         }

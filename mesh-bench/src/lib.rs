@@ -6,19 +6,23 @@
 //!
 //! ```text
 //! target/release/mesh-records --config bench/config.toml &
-//! cargo run --release --example mesh-bench -- fanout --subscribers 1000 --server-pid $!
+//! cargo run --release -p mesh-bench -- fanout --subscribers 1000 --server-pid $!
 //! ```
 //!
-//! Layout (one file per module under `examples/mesh-bench/`):
+//! The binary is this library's [`run`]; `cargo install --path mesh-bench` installs it.
+//!
+//! Layout:
+//! - [`wire`]: the protocol as a client speaks it: the frames the tool writes, the replies and
+//!   pushes it reads (borrowed, lenient), and the few JSON-value helpers the mesh-records tests
+//!   and the chaos checker share with it.
+//! - [`conn`]: one WebSocket connection: open with a timeout, send, receive, answer pings.
 //! - `args`: the command line, every count and duration capped, and the loopback check.
-//! - `wire`: the few frame shapes the tool reads (borrowed, lenient) and the frames it writes.
-//! - `conn`: one WebSocket connection: open with a timeout, send, receive, answer pings.
 //! - `probe`: /proc readings: CPU seconds and resident memory of a process.
 //! - `stats`: per-thread counters, latency histograms, the once-a-second progress line.
 //! - `control`: worker threads (one actix-rt System each) and the phases they follow.
-//! - `openloop`: fanout's `--rate` writer, sending at fixed times whatever the acks.
-//! - `fanout`, `records`, `idle`, `race`, `reconnect`: the scenarios, each ending in a `report::Report`.
-//! - `window`: warmup and measurement window, shared by fanout and records.
+//! - `runner`: what the load scenarios share: start the workers, set up, warm up, measure, stop.
+//! - `scenarios`: `fanout` (with `openloop`, its `--rate` writer), `records`, `idle`, `race`,
+//!   `reconnect`; each ends in a `report::Report`.
 //! - `report`: the human summary and the one-line JSON.
 //!
 //! The tool shares the machine's cores with the server, so it keeps its per-frame work small:
@@ -26,39 +30,22 @@
 //! own counters. Every run is bounded: counts are capped, each phase has a time limit, and the
 //! process ends by itself.
 
-#[path = "mesh-bench/args.rs"]
 mod args;
-#[path = "mesh-bench/conn.rs"]
-mod conn;
-#[path = "mesh-bench/control.rs"]
+pub mod conn;
 mod control;
-#[path = "mesh-bench/fanout.rs"]
-mod fanout;
-#[path = "mesh-bench/idle.rs"]
-mod idle;
-#[path = "mesh-bench/openloop.rs"]
-mod openloop;
-#[path = "mesh-bench/probe.rs"]
 mod probe;
-#[path = "mesh-bench/race.rs"]
-mod race;
-#[path = "mesh-bench/reconnect.rs"]
-mod reconnect;
-#[path = "mesh-bench/records.rs"]
-mod records;
-#[path = "mesh-bench/report.rs"]
 mod report;
-#[path = "mesh-bench/stats.rs"]
+mod runner;
+mod scenarios;
 mod stats;
-#[path = "mesh-bench/window.rs"]
-mod window;
-#[path = "mesh-bench/wire.rs"]
-mod wire;
+pub mod wire;
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let options = match args::parse(std::env::args().skip(1)) {
+/// Runs the tool on the arguments after the program name: parses them, runs the scenario and
+/// prints its report. Exit status 2 for a bad command line, 1 when the run fails.
+pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let options = match args::parse(args) {
         Ok(args::Command::Help) => {
             println!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -70,14 +57,7 @@ fn main() -> ExitCode {
         }
     };
     probe::raise_fd_limit();
-    let outcome = match options.scenario {
-        args::Scenario::Fanout => fanout::run(&options),
-        args::Scenario::Records => records::run(&options),
-        args::Scenario::Idle => idle::run(&options),
-        args::Scenario::Race => race::run(&options),
-        args::Scenario::Reconnect => reconnect::run(&options),
-    };
-    match outcome {
+    match scenarios::run(&options) {
         Ok(report) => {
             report.print();
             ExitCode::SUCCESS

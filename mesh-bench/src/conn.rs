@@ -1,15 +1,14 @@
 //! One client WebSocket connection speaking the Mesh protocol.
 
-use crate::args::Mode;
-use crate::wire::{self, Incoming};
+use crate::wire::{self, Incoming, Mode};
 use actix_codec::Framed;
 use actix_rt::net::TcpStream;
 use actix_service::ServiceExt;
 use actix_tls::connect::Connection as TcpConnection;
-use actix_web::web::Bytes;
 use awc::BoxedSocket;
 use awc::http::Uri;
 use awc::ws::{Codec, Frame, Message};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 
@@ -27,6 +26,12 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux), and the
 /// tool would measure its own delay.
 pub fn http_client() -> awc::Client {
+    http_client_with(CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+}
+
+/// [`http_client`] with other limits: `connect` for the TCP connect, `request` for an HTTP
+/// request or a WebSocket upgrade.
+pub fn http_client_with(connect: Duration, request: Duration) -> awc::Client {
     let tcp = actix_tls::connect::Connector::default().service().map(
         |connection: TcpConnection<Uri, TcpStream>| {
             // Best effort: a socket without the option only measures a little slower.
@@ -37,10 +42,10 @@ pub fn http_client() -> awc::Client {
     let connector = awc::Connector::new()
         .connector(tcp)
         .limit(0)
-        .timeout(CONNECT_TIMEOUT);
+        .timeout(connect);
     awc::Client::builder()
         .connector(connector)
-        .timeout(CONNECT_TIMEOUT)
+        .timeout(request)
         .finish()
 }
 
@@ -67,14 +72,7 @@ impl Conn {
             .map_err(|e| format!("connect: {e}"))?;
         let mut conn = Conn { framed, next_id: 0 };
         let first = conn.recv().await.ok_or("closed before mesh/assign-id")?;
-        let frame: Incoming =
-            serde_json::from_slice(&first).map_err(|e| format!("unreadable first frame: {e}"))?;
-        if frame.command != "mesh/assign-id" {
-            return Err(format!(
-                "first frame is {}, not mesh/assign-id",
-                frame.command
-            ));
-        }
+        wire::assigned_id(&first)?;
         Ok(conn)
     }
 
@@ -145,7 +143,7 @@ impl Conn {
                     None => Err("subscribe refused".into()),
                 };
             }
-            if frame.id.is_none() && frame.command == "ping" {
+            if frame.id.is_none() && frame.command == wire::PING {
                 self.pong().await?;
             }
         }

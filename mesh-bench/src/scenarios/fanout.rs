@@ -1,12 +1,13 @@
 //! `fanout`: many subscribers on one record, one pipelined writer.
 
-use crate::args::{Mode, Options};
+use super::openloop::{self, Schedule};
+use crate::args::Options;
 use crate::conn::Conn;
-use crate::control::{self, Control, Phase, Worker, spawn_workers};
-use crate::openloop::{self, Schedule};
+use crate::control::{self, Control, Phase, Worker};
 use crate::report::{Report, rate};
-use crate::stats::{Ctr, Latency, Monitor, Snapshot, check_sequence, new_latency};
-use crate::wire::{self, Incoming, Payload};
+use crate::runner::{Measured, Progress, Run};
+use crate::stats::{Ctr, Latency, Snapshot, check_sequence, new_latency};
+use crate::wire::{self, Incoming, Mode, Payload};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
@@ -53,18 +54,9 @@ pub fn run(options: &Options) -> Result<Report, String> {
         pad: "x".repeat(options.pad),
         send_lag: Mutex::new(new_latency()),
     });
-    let ctl = Control::new();
-    let thread_plan = plan.clone();
-    let workers = spawn_workers(
-        plan.all_threads(),
-        options.connect_concurrency,
-        &ctl,
-        move |w| start_thread(w, thread_plan.clone()),
-    );
-    let mut monitor = Monitor::new(
-        workers.counters.clone(),
-        &[Ctr::WritesAcked, Ctr::Deliveries],
-        &[
+    let progress = Progress {
+        rates: &[Ctr::WritesAcked, Ctr::Deliveries],
+        totals: &[
             Ctr::Ready,
             Ctr::Gaps,
             Ctr::FullPushes,
@@ -72,13 +64,12 @@ pub fn run(options: &Options) -> Result<Report, String> {
             Ctr::LateWrites,
             Ctr::Closed,
         ],
-    );
-    let (workers, setup) =
-        crate::window::set_up(&ctl, &mut monitor, workers, plan.subscribers + 1)?;
-    let measured = crate::window::measure(&ctl, &mut monitor, options);
-    ctl.set(Phase::Done);
-    let latency = workers.finish(control::STOP_LIMIT);
-    let mut report = summarize(options, &plan, measured, &latency, &ctl);
+    };
+    let mut run = Run::start(options, plan.all_threads(), &plan, start_thread, progress);
+    let setup = run.set_up(plan.subscribers + 1)?;
+    let measured = run.measure(options);
+    let latency = run.stop();
+    let mut report = summarize(options, &plan, measured, &latency, &run.ctl);
     report.set("connections_ready", setup.get(Ctr::Ready));
     Ok(report)
 }
@@ -86,8 +77,8 @@ pub fn run(options: &Options) -> Result<Report, String> {
 fn summarize(
     options: &Options,
     plan: &Plan,
-    measured: crate::window::Measured,
-    latency: &crate::stats::Latency,
+    measured: Measured,
+    latency: &Latency,
     ctl: &Control,
 ) -> Report {
     let counts = measured.counts;
@@ -190,8 +181,8 @@ async fn subscriber(w: Worker, plan: Arc<Plan>) {
             continue;
         };
         match (&*frame.command, frame.payload.0) {
-            ("mesh/record-update", Some(payload)) => state.on_update(&w, plan.mode, &payload),
-            ("ping", _) if w.pong(&mut conn).await.is_err() => break,
+            (wire::RECORD_UPDATE, Some(payload)) => state.on_update(&w, plan.mode, &payload),
+            (wire::PING, _) if w.pong(&mut conn).await.is_err() => break,
             _ => {}
         }
     }
@@ -285,7 +276,7 @@ async fn write_loop(w: &Worker, plan: &Plan, conn: &mut Conn) -> Result<(), Stri
         if frame.id.is_some() {
             in_flight = in_flight.saturating_sub(1);
             w.count_ack(frame.payload.0.as_ref());
-        } else if frame.command == "ping" {
+        } else if frame.command == wire::PING {
             w.pong(conn).await?;
         }
     }

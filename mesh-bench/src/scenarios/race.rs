@@ -1,12 +1,13 @@
 //! `race`: concurrent writers on one record, possibly through several server instances.
 
-use crate::args::{Mode, Options};
+use crate::args::Options;
 use crate::conn::{self, Conn};
-use crate::control::{self, Control, Phase, Worker, spawn_workers};
+use crate::control::{self, Phase, Worker};
 use crate::probe::CpuSample;
 use crate::report::{Report, rate};
-use crate::stats::{Ctr, Monitor, check_sequence};
-use crate::wire::{self, Incoming};
+use crate::runner::{Progress, Run};
+use crate::stats::{Ctr, check_sequence};
+use crate::wire::{self, Incoming, Mode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,49 +42,39 @@ pub fn run(options: &Options) -> Result<Report, String> {
         first_version: options.urls.iter().map(|_| AtomicU64::new(0)).collect(),
         last_version: options.urls.iter().map(|_| AtomicU64::new(0)).collect(),
     });
-    let ctl = Control::new();
-    let thread_plan = plan.clone();
-    let workers = spawn_workers(
-        options.threads,
-        options.connect_concurrency,
-        &ctl,
-        move |w| start_thread(w, thread_plan.clone()),
-    );
-    let mut monitor = Monitor::new(
-        workers.counters.clone(),
-        &[Ctr::WritesAcked, Ctr::Deliveries],
-        &[
+    let progress = Progress {
+        rates: &[Ctr::WritesAcked, Ctr::Deliveries],
+        totals: &[
             Ctr::WritersDone,
             Ctr::WriteErrors,
             Ctr::Gaps,
             Ctr::Duplicates,
             Ctr::OutOfOrder,
         ],
-    );
-    let (workers, setup) =
-        crate::window::set_up(&ctl, &mut monitor, workers, plan.writers + plan.urls.len())?;
+    };
+    let mut run = Run::start(options, options.threads, &plan, start_thread, progress);
+    let setup = run.set_up(plan.writers + plan.urls.len())?;
 
     let cpu_before = CpuSample::take(&options.server_pids);
     let started = Instant::now();
-    ctl.set(Phase::Measuring);
+    run.ctl.set(Phase::Measuring);
     let writers = plan.writers as u64;
-    let finished = monitor.wait("writing", options.duration, |s| {
+    let finished = run.monitor.wait("writing", options.duration, |s| {
         s.get(Ctr::WritersDone) >= writers
     });
     let write_seconds = started.elapsed().as_secs_f64();
     let finals = final_versions(&plan.urls, &plan.record);
     let final_version = finals.iter().filter_map(|v| v.as_ref().ok()).copied().max();
     if let Some(target) = final_version {
-        monitor.wait("catch-up", CATCH_UP, |_| {
+        run.monitor.wait("catch-up", CATCH_UP, |_| {
             plan.last_version
                 .iter()
                 .all(|v| v.load(Ordering::Relaxed) >= target)
         });
     }
     let cpu = CpuSample::take(&options.server_pids).since(&cpu_before);
-    let counts = monitor.snapshot().since(&setup);
-    ctl.set(Phase::Done);
-    workers.finish(control::STOP_LIMIT);
+    let counts = run.monitor.snapshot().since(&setup);
+    run.stop();
 
     let acked = counts.get(Ctr::WritesAcked);
     let first = plan.first_version[0].load(Ordering::Relaxed);
@@ -140,7 +131,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     );
     report.set("lost_updates", lost);
     report.set("counts", counts.to_json());
-    report.set("first_error", ctl.first_error());
+    report.set("first_error", run.ctl.first_error());
     Ok(report)
 }
 
@@ -185,7 +176,7 @@ async fn subscriber(w: Worker, plan: Arc<Plan>, u: usize) {
             continue;
         };
         match (&*frame.command, frame.payload.0) {
-            ("mesh/record-update", Some(p)) => {
+            (wire::RECORD_UPDATE, Some(p)) => {
                 w.counters.bump(Ctr::Deliveries);
                 if plan.mode == Mode::Patch && p.full.0.is_some() {
                     w.counters.bump(Ctr::FullPushes);
@@ -193,7 +184,7 @@ async fn subscriber(w: Worker, plan: Arc<Plan>, u: usize) {
                 check_sequence(&w.counters, &mut last, p.version.unwrap_or(0));
                 plan.last_version[u].store(last, Ordering::Relaxed);
             }
-            ("ping", _) if w.pong(&mut conn).await.is_err() => break,
+            (wire::PING, _) if w.pong(&mut conn).await.is_err() => break,
             _ => {}
         }
     }
@@ -242,7 +233,7 @@ async fn write_all(w: &Worker, plan: &Plan, conn: &mut Conn, index: usize) -> Re
         if frame.id.is_some() {
             answered += 1;
             w.count_ack(frame.payload.0.as_ref());
-        } else if frame.command == "ping" {
+        } else if frame.command == wire::PING {
             w.pong(conn).await?;
         }
     }

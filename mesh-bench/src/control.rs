@@ -127,7 +127,7 @@ impl Worker {
         &self,
         url: &str,
         record: &str,
-        mode: crate::args::Mode,
+        mode: crate::wire::Mode,
     ) -> Option<(Conn, u64)> {
         let _slot = self.connect_slots.acquire().await.ok()?;
         let mut conn = self.counted(Conn::open(&self.client, url).await)?;
