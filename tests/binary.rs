@@ -2,30 +2,15 @@
 
 mod common;
 
+use common::process::{mesh_records, serve, sigterm, write_config};
 use common::{Client, free_port, wait_for_health};
 use serde_json::json;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.path().join("config.toml");
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
-}
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mesh-records"))
-}
 
 /// Stops the child with SIGTERM and returns what it wrote to stderr (it must exit 0).
 fn stop_and_read_stderr(child: std::process::Child) -> String {
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm(&child);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "exit {}: {stderr}", output.status);
@@ -52,18 +37,12 @@ async fn binary_serves_and_stops_promptly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let path = write_config(
-        &dir,
+        dir.path(),
         &format!(
             "[server]\nport = {port}\n\n[admin]\ntoken = \"t\"\n\n[[records.expose]]\npattern = \"^todo:\"\nwritable = true\n"
         ),
     );
-    let mut child = binary()
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve(&path);
     wait_for_health(port).await;
     let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
     assert_eq!(client.subscribe("todo:1", "patch").await["version"], 0);
@@ -74,9 +53,7 @@ async fn binary_serves_and_stops_promptly_on_sigterm() {
     assert_eq!(client.next_push().await["payload"]["version"], 1);
     // An idle WebSocket stays open while we stop the server: it must not wait 30 s.
     let started = Instant::now();
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm(&child);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -114,15 +91,15 @@ fn bad_configs_fail_at_startup_naming_the_key() {
         ),
         ("[auth]\nrequired = true\n", "auth.required"),
     ] {
-        let path = write_config(&dir, text);
-        let output = binary().arg("--config").arg(&path).output().unwrap();
+        let path = write_config(dir.path(), text);
+        let output = mesh_records().arg("--config").arg(&path).output().unwrap();
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "stderr for {text:?}: {stderr}");
         // Said once, not `config: …: config: …`.
         assert_eq!(stderr.matches("config:").count(), 1, "stderr: {stderr}");
     }
-    let output = binary()
+    let output = mesh_records()
         .arg("--config")
         .arg(dir.path().join("missing.toml"))
         .output()
@@ -136,7 +113,7 @@ async fn a_write_acknowledged_right_before_sigterm_is_in_the_database() {
     let port = free_port();
     let db = dir.path().join("data").join("records.db");
     let path = write_config(
-        &dir,
+        dir.path(),
         &format!(
             r#"
 [server]
@@ -157,13 +134,7 @@ writable = true
             db.display()
         ),
     );
-    let mut child = binary()
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve(&path);
     wait_for_health(port).await;
     let mut client = Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await;
     for n in 1..=3 {
@@ -172,9 +143,7 @@ writable = true
             json!({"success": true})
         );
     }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
     let adapter = mesh_records::persistence::SqliteAdapter::open(&db)
@@ -203,7 +172,7 @@ fn a_taken_port_fails_cleanly_before_any_database_is_touched() {
     let port = taken.local_addr().unwrap().port();
     let db = dir.path().join("data").join("records.db");
     let path = write_config(
-        &dir,
+        dir.path(),
         &format!(
             r#"
 [server]
@@ -219,7 +188,7 @@ restore_pattern = "todo:%"
             db.display()
         ),
     );
-    let output = binary()
+    let output = mesh_records()
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
@@ -246,7 +215,7 @@ restore_pattern = "todo:%"
 #[test]
 fn help_exits_zero_and_lists_every_environment_variable() {
     for flag in ["--help", "-h"] {
-        let output = binary().arg(flag).output().unwrap();
+        let output = mesh_records().arg(flag).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(0), "{flag}: {stdout}");
         assert!(stdout.contains("--config PATH"), "{stdout}");
@@ -258,7 +227,7 @@ fn help_exits_zero_and_lists_every_environment_variable() {
         }
     }
     // A wrong argument is still a usage error.
-    let output = binary().arg("--confg").output().unwrap();
+    let output = mesh_records().arg("--confg").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -268,7 +237,7 @@ async fn the_startup_log_says_where_to_go_and_the_root_leads_to_the_demo() {
     let port = free_port();
     let db = dir.path().join("records.db");
     let path = write_config(
-        &dir,
+        dir.path(),
         &format!(
             "[server]\nport = {port}\ndemo = true\n\n[persistence]\nsqlite_path = \"{}\"\n\n\
              [[records.persist]]\nwrite_pattern = \"^todo:\"\nrestore_pattern = \"todo:%\"\n\n\
@@ -276,7 +245,7 @@ async fn the_startup_log_says_where_to_go_and_the_root_leads_to_the_demo() {
             db.display()
         ),
     );
-    let child = binary()
+    let child = mesh_records()
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
@@ -311,7 +280,7 @@ async fn the_startup_log_says_where_to_go_and_the_root_leads_to_the_demo() {
 async fn without_a_config_file_the_warning_says_what_is_off_and_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = binary()
+    let child = mesh_records()
         .current_dir(dir.path())
         .env("MESH_PORT", port.to_string())
         .env("RUST_LOG", "info")

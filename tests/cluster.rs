@@ -5,6 +5,7 @@ mod common;
 
 use common::own_redis::OwnRedis;
 use common::{Backend, Client, TestServer, start, unique_prefix};
+use mesh_bench::wire::PUBLISH;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -135,12 +136,8 @@ async fn concurrent_writers_on_two_instances_lose_nothing() {
             // Pipelined, 16 in flight, as a busy client would.
             let mut acknowledged = 0;
             for k in 0..WRITES {
-                client
-                    .send_json(
-                        &json!({"id": k + 1, "command": "mesh/publish-record-update",
-                        "payload": {"recordId": "doc:hot", "newValue": {"writer": w, "seq": k}}}),
-                    )
-                    .await;
+                let write = json!({"recordId": "doc:hot", "newValue": {"writer": w, "seq": k}});
+                client.send_request(k + 1, PUBLISH, write).await;
                 if k >= 16 {
                     let reply = client.reply_to(k + 1 - 16).await;
                     assert_eq!(reply["payload"], json!({"success": true}), "{reply}");

@@ -2,23 +2,12 @@
 
 mod common;
 
+use common::process::{serve, write_config};
 use common::{Client, free_port, wait_for_health};
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn spawn_server(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mesh-records"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 async fn flushed_versions(db: &std::path::Path) -> HashMap<String, u64> {
     let adapter = SqliteAdapter::open(db).await.unwrap();
@@ -36,12 +25,10 @@ async fn sigkill_loses_nothing_that_was_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("records.db");
     let port = free_port();
-    let config = dir.path().join("config.toml");
-    std::fs::File::create(&config)
-        .unwrap()
-        .write_all(
-            format!(
-                r#"
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
 [server]
 port = {port}
 max_requests_per_second = 0
@@ -58,12 +45,10 @@ flush_interval_ms = 50
 pattern = "^doc:"
 writable = true
 "#,
-                db.display()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-    let mut server = spawn_server(&config);
+            db.display()
+        ),
+    );
+    let mut server = serve(&config);
     wait_for_health(port).await;
     let url = format!("ws://127.0.0.1:{port}/ws");
 
@@ -104,7 +89,7 @@ writable = true
         acked.extend(writer.await.unwrap());
     }
 
-    let mut server = spawn_server(&config);
+    let mut server = serve(&config);
     wait_for_health(port).await;
     let mut client = Client::connect(&url).await;
     for (id, version) in &flushed {

@@ -215,7 +215,7 @@ async fn a_connection_counts_until_its_socket_closes() {
     assert_eq!(server.records().connection_count(), 1);
     drop(client);
     let records = server.records().clone();
-    eventually("the slot to be given back", || {
+    eventually("the slot to be given back", common::WAIT, async || {
         records.connection_count() == 0
     })
     .await;

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Backend, Client, ConnectError, start};
+use mesh_bench::wire::PUBLISH;
 use serde_json::json;
 
 const EXPOSE: &str = "[[records.expose]]\npattern = \"^doc:\"\nwritable = true\n";
@@ -94,10 +95,8 @@ async fn requests_per_second_are_bounded() {
     .await;
     let mut client = server.client().await;
     for n in 1..=20u64 {
-        client
-            .send_json(&json!({"id": n, "command": "mesh/publish-record-update",
-                "payload": {"recordId": "doc:rate", "newValue": {"n": n}}}))
-            .await;
+        let write = json!({"recordId": "doc:rate", "newValue": {"n": n}});
+        client.send_request(n, PUBLISH, write).await;
     }
     let mut accepted = 0;
     for n in 1..=20u64 {
@@ -133,7 +132,10 @@ async fn total_connections_are_bounded() {
     ));
     a.close().await;
     let records = server.records().clone();
-    common::eventually("a slot to free up", || records.connection_count() < 2).await;
+    common::eventually("a slot to free up", common::WAIT, async || {
+        records.connection_count() < 2
+    })
+    .await;
     let mut c = server.client().await;
     assert_eq!(c.request("mesh/noop", json!({})).await, json!(true));
     server.stop().await;

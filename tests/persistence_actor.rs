@@ -2,9 +2,11 @@
 //! deletions, outages (SQLite locked by another connection, PostgreSQL going down and up, a
 //! PostgreSQL table made unusable) and the final flush at shutdown.
 
-mod persistence_support;
+mod common;
 
 use actix::prelude::*;
+use common::eventually;
+use common::persistence::{PgProxy, TestSchema, all_rows, postgres_params, postgres_url};
 use mesh_records::RecordId;
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistDeletion, PersistenceActor, PersistenceOptions, Shutdown,
@@ -12,7 +14,6 @@ use mesh_records::actors::persistence::{
 use mesh_records::persistence::{
     PersistenceAdapter, PostgresAdapter, SharedAdapter, SqliteAdapter, SqliteOptions,
 };
-use persistence_support::{PgProxy, TestSchema, all_rows, postgres_params, postgres_url, wait_for};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ async fn flushes_when_the_interval_elapses() {
             .await
             .expect("send");
     }
-    wait_for("the interval flush", WAIT, || async {
+    eventually("the interval flush", WAIT, || async {
         count(&*adapter).await == 3
     })
     .await;
@@ -104,7 +105,7 @@ async fn flushes_when_the_buffer_is_full() {
         .expect("send");
     assert_eq!(actor.send(GetStatus).await.expect("status").buffered, 9);
     actor.send(persist("s:9", 1, json!(9))).await.expect("send");
-    wait_for("the size flush", WAIT, || async {
+    eventually("the size flush", WAIT, || async {
         count(&*adapter).await == 10
     })
     .await;
@@ -212,7 +213,7 @@ async fn outage_scenario(
     reader: &dyn PersistenceAdapter,
     mut database_up: impl AsyncFnMut(bool),
 ) {
-    persistence_support::init_logging();
+    common::persistence::init_logging();
     for n in 0..20 {
         actor
             .send(persist(&format!("o:{n:02}"), 1, json!({"n": n, "v": 1})))
@@ -228,7 +229,7 @@ async fn outage_scenario(
             .await
             .expect("send");
     }
-    wait_for("repeated failures", WAIT, || async {
+    eventually("repeated failures", WAIT, || async {
         actor
             .send(GetStatus)
             .await
@@ -256,7 +257,7 @@ async fn outage_scenario(
     assert_eq!(status.buffered + status.in_flight, 40);
 
     database_up(true).await;
-    wait_for("recovery", WAIT, || async {
+    eventually("recovery", WAIT, || async {
         let status = actor.send(GetStatus).await.expect("status");
         status.consecutive_failures == 0 && status.buffered == 0 && status.in_flight == 0
     })
@@ -398,7 +399,7 @@ async fn shutdown_flushes_everything_then_stops() {
         31
     );
     assert_eq!(count(&*adapter).await, 30);
-    wait_for("the actor to stop", WAIT, || async { !actor.connected() }).await;
+    eventually("the actor to stop", WAIT, || async { !actor.connected() }).await;
     assert!(actor.send(persist("late", 1, json!(0))).await.is_err());
 }
 
@@ -431,5 +432,5 @@ async fn shutdown_gives_up_after_bounded_retries() {
     assert!(result.is_err(), "{result:?}");
     // 3 attempts with 20 + 40 ms between them, each waiting 10 ms for the lock.
     assert!(started.elapsed() < Duration::from_secs(5));
-    wait_for("the actor to stop", WAIT, || async { !actor.connected() }).await;
+    eventually("the actor to stop", WAIT, || async { !actor.connected() }).await;
 }

@@ -4,14 +4,14 @@
 //! Every rule is checked by one backend-neutral function run on both adapters, so the two
 //! stay interchangeable.
 
-mod persistence_support;
+mod common;
 
+use common::persistence::{TestSchema, all_rows, postgres_url, row};
 use mesh_records::persistence::{
     PersistenceAdapter, PostgresAdapter, SqliteAdapter, like_prefix, restore,
 };
 use mesh_records::store::{MemoryStore, Store};
 use mesh_records::{RecordId, Versioned};
-use persistence_support::{TestSchema, all_rows, postgres_url, row};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -390,7 +390,7 @@ async fn postgres_stores_jsonb_and_connects_twice() {
 async fn postgres_connect_with_params_and_unreachable_server_fails() {
     let schema = TestSchema::new("params");
     let adapter = PostgresAdapter::connect(
-        persistence_support::postgres_params(5432),
+        common::persistence::postgres_params(5432),
         Some(&schema.name),
     )
     .await
@@ -400,7 +400,7 @@ async fn postgres_connect_with_params_and_unreachable_server_fails() {
         .await
         .expect("store");
     // Nothing listens on port 1.
-    let err = PostgresAdapter::connect(persistence_support::postgres_params(1), None)
+    let err = PostgresAdapter::connect(common::persistence::postgres_params(1), None)
         .await
         .expect_err("no server on port 1");
     assert!(

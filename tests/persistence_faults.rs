@@ -3,9 +3,10 @@
 //! without blocking the rest, and a long outage is bounded in memory.
 
 mod common;
-mod persistence_support;
 
 use actix::Actor;
+use common::persistence::{TestSchema, all_rows, postgres_params, row};
+use common::process::{mesh_records, sigterm};
 use common::proxy::{Proxy, Scope};
 use common::{Client, free_port, wait_for_health};
 use mesh_records::actors::persistence::{
@@ -16,10 +17,9 @@ use mesh_records::persistence::{
     PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
 };
 use mesh_records::record::RecordId;
-use persistence_support::{TestSchema, all_rows, postgres_params, row};
 use serde_json::json;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ fn id(s: &str) -> RecordId {
 
 #[actix_web::test]
 async fn a_hung_postgres_link_fails_calls_within_the_statement_timeout_and_recovers() {
-    persistence_support::init_logging();
+    common::persistence::init_logging();
     let schema = TestSchema::new("hung_call");
     let proxy = Proxy::start(postgres_addr()).await;
     let options = PostgresOptions {
@@ -114,7 +114,7 @@ writable = true
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-records"))
+    let mut child = mesh_records()
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "error")
@@ -130,9 +130,7 @@ writable = true
     }
     proxy.hang(Scope::OpenAndNew);
     let started = Instant::now();
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm(&child);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
@@ -209,7 +207,7 @@ async fn rejected_rows_are_dropped_and_the_rest_lands(adapter: SharedAdapter) {
 #[actix_web::test]
 async fn postgres_rows_violating_a_constraint_are_dropped_alone() {
     let schema = TestSchema::new("rejected");
-    let adapter = PostgresAdapter::connect(persistence_support::postgres_url(), Some(&schema.name))
+    let adapter = PostgresAdapter::connect(common::persistence::postgres_url(), Some(&schema.name))
         .await
         .unwrap();
     schema
@@ -359,10 +357,10 @@ writable = true
         .write_record("doc:gone", json!({"x": 1}), mesh_records::Strategy::Replace)
         .await
         .unwrap();
-    let check = PostgresAdapter::connect(persistence_support::postgres_url(), Some(&schema.name))
+    let check = PostgresAdapter::connect(common::persistence::postgres_url(), Some(&schema.name))
         .await
         .unwrap();
-    persistence_support::wait_for("the row of doc:gone", Duration::from_secs(5), || async {
+    common::eventually("the row of doc:gone", common::WAIT, || async {
         all_rows(&check, "doc:%").await.len() == 1
     })
     .await;

@@ -2,12 +2,11 @@
 //! startup on both stores, deletions, newer store versions, PostgreSQL, and SIGTERM.
 
 mod common;
-mod persistence_support;
 
-use common::{Backend, TestServer, start, start_with, unique_prefix};
+use common::persistence::{TestSchema, all_rows};
+use common::{Backend, TestServer, WAIT, eventually, start, start_with, unique_prefix};
 use mesh_records::Strategy;
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
-use persistence_support::{TestSchema, all_rows, wait_for};
 use serde_json::json;
 use std::time::Duration;
 
@@ -81,15 +80,9 @@ async fn only_matching_records_are_persisted_and_exact_ids_are_not_prefixes() {
         .write_record("doc:1", json!({"id": "doc:1", "v": 2}), Strategy::Replace)
         .await
         .unwrap();
-    let path2 = path.clone();
-    wait_for(
-        "doc:1 v2 and cfg in the database",
-        Duration::from_secs(5),
-        || {
-            let path = path2.clone();
-            async move { rows(&path, "%").await.len() == 2 }
-        },
-    )
+    eventually("doc:1 v2 and cfg in the database", WAIT, async || {
+        rows(&path, "%").await.len() == 2
+    })
     .await;
     let stored = rows(&path, "%").await;
     assert_eq!(
@@ -112,10 +105,8 @@ async fn a_full_buffer_flushes_before_the_interval() {
         let id = format!("doc:{n}");
         put(&server, &id, json!(n)).await;
     }
-    let path2 = path.clone();
-    wait_for("three rows", Duration::from_secs(5), || {
-        let path = path2.clone();
-        async move { rows(&path, "doc:%").await.len() == 3 }
+    eventually("three rows", WAIT, async || {
+        rows(&path, "doc:%").await.len() == 3
     })
     .await;
     server.stop().await;
@@ -215,7 +206,7 @@ postgres_schema = "{}"
 
 {DOC_RULE}
 "#,
-        persistence_support::postgres_url(),
+        common::persistence::postgres_url(),
         schema.name
     );
     let first = start(Backend::Memory, &config).await;
@@ -259,10 +250,8 @@ async fn library_rules_persist_at_runtime() {
         .await
         .unwrap();
     put(&server, "doc:lib1", json!(true)).await;
-    let path2 = path.clone();
-    wait_for("the runtime rule's row", Duration::from_secs(5), || {
-        let path = path2.clone();
-        async move { rows(&path, "doc:lib%").await.len() == 1 }
+    eventually("the runtime rule's row", WAIT, async || {
+        rows(&path, "doc:lib%").await.len() == 1
     })
     .await;
     server.stop().await;

@@ -1,11 +1,11 @@
 //! Starting up next to others: several processes opening one fresh SQLite file at the same
 //! moment must all succeed (the lock is waited for, the schema creation may race).
 
-mod persistence_support;
+mod common;
 
+use common::persistence::{all_rows, row};
 use futures_util::future::join_all;
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
-use persistence_support::{all_rows, row};
 
 #[actix_web::test]
 async fn adapters_opening_one_fresh_sqlite_file_at_once_all_succeed() {

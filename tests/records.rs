@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Backend, Client, eventually, start, start_with};
+use mesh_bench::wire::PUBLISH;
 use mesh_records::{Exposure, Guard, Strategy};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -501,11 +502,14 @@ async fn unsubscribe_and_disconnect_drop_subscriptions(backend: Backend) {
     other.close().await;
     client.close().await;
     let records = server.records().clone();
-    eventually("record actors to stop", || {
+    eventually("record actors to stop", common::WAIT, async || {
         records.live_record_actors() == 0
     })
     .await;
-    eventually("sessions to end", || records.connection_count() == 0).await;
+    eventually("sessions to end", common::WAIT, async || {
+        records.connection_count() == 0
+    })
+    .await;
     server.stop().await;
 }
 
@@ -582,12 +586,8 @@ async fn one_clients_writes_apply_in_order(backend: Backend) {
     client.subscribe("doc:order", "full").await;
     // Pipelined: send all, then read all replies.
     for n in 1..=50u64 {
-        client
-            .send_json(
-                &json!({"id": 1000 + n, "command": "mesh/publish-record-update",
-                "payload": {"recordId": "doc:order", "newValue": {"n": n}}}),
-            )
-            .await;
+        let write = json!({"recordId": "doc:order", "newValue": {"n": n}});
+        client.send_request(1000 + n, PUBLISH, write).await;
     }
     for n in 1..=50u64 {
         assert_eq!(
@@ -615,12 +615,8 @@ async fn pipelined_writes_keep_their_order_while_record_actors_retire(backend: B
         for n in 0..4u64 {
             next_id += 1;
             let value = json!({"round": round, "n": n});
-            client
-                .send_json(
-                    &json!({"id": next_id, "command": "mesh/publish-record-update",
-                    "payload": {"recordId": record, "newValue": value}}),
-                )
-                .await;
+            let write = json!({"recordId": record, "newValue": value});
+            client.send_request(next_id, PUBLISH, write).await;
             last.insert(record.clone(), value);
         }
         for id in next_id - 3..=next_id {

@@ -4,6 +4,10 @@
 //! Each test works under its own key prefix and deletes its keys at the end. Events are
 //! awaited with timeouts; nothing sleeps and hopes.
 
+mod common;
+
+use common::own_redis::OwnRedis;
+use common::{WAIT, free_port, redis_url, unique_prefix};
 use futures_util::future::join_all;
 use mesh_records::RecordId;
 use mesh_records::store::{
@@ -11,31 +15,10 @@ use mesh_records::store::{
     RemoteChange, Store, StoreError, Stored, WriteResult,
 };
 use serde_json::{Value, json};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-
-/// Longest wait for an event that should come promptly.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn redis_url() -> String {
-    std::env::var("MESH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A prefix no other test run uses: test name, process, time and a counter.
-fn unique_prefix(test: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("test:{test}:{}-{nanos}-{n}:", std::process::id())
-}
 
 fn id(raw: &str) -> RecordId {
     RecordId::parse(raw, 256).expect("valid id")
@@ -118,7 +101,7 @@ fn channel_sink() -> (ChangeSink, mpsc::UnboundedReceiver<RemoteChange>) {
 }
 
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<RemoteChange>) -> RemoteChange {
-    timeout(EVENT_TIMEOUT, rx.recv())
+    timeout(WAIT, rx.recv())
         .await
         .expect("a change within the timeout")
         .expect("sink still registered")
@@ -711,81 +694,10 @@ async fn connect_fails_fast_when_redis_is_unreachable() {
     );
 }
 
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A `redis-server` child process without persistence; killed on drop.
-struct OwnRedis {
-    child: Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let server = OwnRedis { child };
-        wait_until_ready(port).await;
-        server
-    }
-
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    /// Freezes (`STOP`) or thaws (`CONT`) the server: connections stay open but nothing
-    /// answers, like a hung host.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Waits until the server at `port` answers PING.
-async fn wait_until_ready(port: u16) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-            let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-            if pong.is_ok() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on {port} did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let server = OwnRedis::start(port).await;
+    let mut redis = OwnRedis::start();
+    let url = redis.url();
     let store = RedisStore::connect(&url, "restart:")
         .await
         .expect("connect");
@@ -804,7 +716,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
 
-    server.kill();
+    redis.kill();
     for _ in 0..3 {
         let started = Instant::now();
         let result = store
@@ -847,7 +759,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     // connection's own reconnect attempt (one retry, at most 200 ms apart), so the first
     // write after the restart meets a failed attempt, as after any real outage.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let _server = OwnRedis::start(port).await;
+    redis.restart();
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     // The restarted server is empty; a writer that reloaded starts again from version 0.
     let result = store
@@ -868,9 +780,8 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
 
 #[actix_rt::test]
 async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let _server = OwnRedis::start(port).await;
+    let redis = OwnRedis::start();
+    let url = redis.url();
     let store = RedisStore::connect(&url, "kill:").await.expect("connect");
     let (rid, other) = (id("a"), id("b"));
     let (sink, mut rx) = channel_sink();
@@ -921,15 +832,14 @@ async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
 
 #[actix_rt::test]
 async fn a_hung_redis_times_out_then_resyncs_watchers() {
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let server = OwnRedis::start(port).await;
+    let redis = OwnRedis::start();
+    let url = redis.url();
     let store = RedisStore::connect(&url, "hung:").await.expect("connect");
     let rid = id("r");
     let (sink, mut rx) = channel_sink();
     store.watch(&rid, sink).await.expect("watch");
 
-    server.signal("STOP");
+    redis.signal(libc::SIGSTOP);
     let frozen = Instant::now();
     // Another record: Redis may still run these writes once it thaws, and their messages
     // must not mix with the watched record's.
@@ -960,7 +870,7 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     // 5 s, answered within 2 s) to find the connection dead.
     let outage = Duration::from_millis(7500);
     tokio::time::sleep(outage.saturating_sub(frozen.elapsed())).await;
-    server.signal("CONT");
+    redis.signal(libc::SIGCONT);
 
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     assert_eq!(

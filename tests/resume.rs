@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Backend, Client, TestServer, start, unique_prefix};
+use mesh_bench::wire::PUBLISH;
 use mesh_records::Strategy;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -231,8 +232,7 @@ async fn conditional_writes_apply_only_at_the_expected_version(backend: Backend)
     }
     for (n, writer) in writers.iter_mut().enumerate() {
         writer
-            .send_json(&json!({"id": 1, "command": "mesh/publish-record-update",
-                "payload": write(json!({"writer": n}), json!(2))}))
+            .send_request(1, PUBLISH, write(json!({"writer": n}), json!(2)))
             .await;
     }
     let mut wins = 0;
@@ -399,19 +399,15 @@ async fn history_lost_with_redis_is_never_resumed_across() {
     run(&mut raw, &["FLUSHALL"]).await;
     run(&mut raw, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
     let version_key = format!("{prefix}record-version:doc:l");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually("the write-back", Duration::from_secs(10), async || {
         let version: Option<String> = ::redis::cmd("GET")
             .arg(&version_key)
             .query_async(&mut raw)
             .await
             .unwrap();
-        if version.as_deref() == Some("1000003") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never written back");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+        version.as_deref() == Some("1000003")
+    })
+    .await;
     // A second instance loads from Redis: there is no history to resume from.
     let (b, b_ws) = start_own().await;
     let mut client = Client::connect(&b_ws).await;
@@ -447,11 +443,9 @@ async fn eight_conditional_writers_on_two_instances_exactly_one_wins() {
             writers.push(server.client().await);
         }
         for (n, writer) in writers.iter_mut().enumerate() {
-            writer
-                .send_json(&json!({"id": 1, "command": "mesh/publish-record-update",
-                    "payload": {"recordId": "doc:race", "newValue": {"writer": n, "round": round},
-                                "options": {"expectedVersion": expected}}}))
-                .await;
+            let payload = json!({"recordId": "doc:race", "newValue": {"writer": n, "round": round},
+                                 "options": {"expectedVersion": expected}});
+            writer.send_request(1, PUBLISH, payload).await;
         }
         let mut wins = Vec::new();
         for (n, writer) in writers.iter_mut().enumerate() {

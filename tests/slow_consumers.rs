@@ -63,7 +63,7 @@ async fn a_client_that_never_reads_is_cut_off_and_others_get_everything() {
     assert_eq!(value, big_value(writes));
     // The stuck client is cut off once its timeout passes; the healthy one stays.
     let records = server.records().clone();
-    eventually("the stuck client to be cut off", || {
+    eventually("the stuck client to be cut off", common::WAIT, async || {
         records.connection_count() == 1
     })
     .await;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::own_redis::{OwnRedis, run};
-use common::{Client, TestServer, WAIT, unique_prefix};
+use common::{Client, TestServer, WAIT, eventually, unique_prefix};
 use mesh_records::Strategy;
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
 use serde_json::{Value, json};
@@ -246,19 +246,12 @@ async fn a_write_whose_answer_timed_out_is_acknowledged_pushed_and_persisted() {
     push_at(&mut on_b, 2).await;
 
     // And the instance that made it persisted it.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("version 2 of doc:z in the database", WAIT, async || {
         let adapter = SqliteAdapter::open(&db).await.unwrap();
         let rows = adapter.load_matching("doc:%", None, 10).await.unwrap();
-        if rows.iter().any(|r| r.id == "doc:z" && r.version == 2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "version 2 never persisted: {rows:?}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+        rows.iter().any(|r| r.id == "doc:z" && r.version == 2)
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 }
@@ -276,20 +269,12 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
         .write_record("doc:gone", json!({"x": 1}), Strategy::Replace)
         .await
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("doc:gone in the database", WAIT, async || {
         let adapter = SqliteAdapter::open(&db).await.unwrap();
-        if !adapter
-            .load_matching("doc:gone", None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never persisted");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+        let rows = adapter.load_matching("doc:gone", None, 10).await.unwrap();
+        !rows.is_empty()
+    })
+    .await;
     // B deletes it, but its deletion never reaches the database (as when B's database link
     // hangs): the row stays.
     let b = instance(&config(&prefix, &redis.url(), "")).await;

@@ -1,14 +1,10 @@
-//! Helpers shared by the persistence test files: waiting for conditions, a throw-away
-//! PostgreSQL schema, and a TCP proxy that plays a PostgreSQL server going down and up.
-
-// Each test binary uses only some of these helpers.
-#![allow(dead_code)]
+//! Helpers for the persistence test files: rows, a throw-away PostgreSQL schema, and a TCP
+//! proxy that plays a PostgreSQL server going down and up.
 
 use mesh_records::persistence::{PersistedRecord, PersistenceAdapter, PostgresConfig};
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -22,22 +18,6 @@ pub fn postgres_url() -> String {
 /// Sends the crate's log lines to the test output (`RUST_LOG=info` to see them).
 pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
-}
-
-/// Polls `check` every 10 ms until it holds; panics naming `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A row to store.

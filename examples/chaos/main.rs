@@ -11,7 +11,8 @@
 //! chaos: PASS|FAIL minutes=M writes=W acked=A faults=F lost=L resurrected=R behind=B regressions=G forks=K crashes=C
 //! ```
 //!
-//! Layout (one file per module under `examples/chaos/`):
+//! Layout (this file and one file per module beside it; the protocol frames and the HTTP
+//! client come from the `mesh-bench` library's `wire` and `conn`):
 //! - `args`: the command line, every count and duration capped.
 //! - `procs`: starting, killing and restarting Redis and the instances; pid files.
 //! - `faults`: the fault kinds and the thread that injects them.
@@ -24,27 +25,16 @@
 //! - `verdict`: the final comparisons and the report.
 //! - `rng`: a small seeded random generator.
 
-#[path = "chaos/args.rs"]
 mod args;
-#[path = "chaos/client.rs"]
 mod client;
-#[path = "chaos/faults.rs"]
 mod faults;
-#[path = "chaos/follow.rs"]
 mod follow;
-#[path = "chaos/ledger.rs"]
 mod ledger;
-#[path = "chaos/procs.rs"]
 mod procs;
-#[path = "chaos/rng.rs"]
 mod rng;
-#[path = "chaos/store.rs"]
 mod store;
-#[path = "chaos/subscriber.rs"]
 mod subscriber;
-#[path = "chaos/verdict.rs"]
 mod verdict;
-#[path = "chaos/workload.rs"]
 mod workload;
 
 use std::cell::RefCell;
