@@ -3,7 +3,7 @@
 //! client speaks the protocol by hand here, so every byte on the wire is under the test's
 //! control.
 
-mod common;
+use crate::common;
 
 use common::{Backend, eventually, start};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! keeps the connection (same subject only), guards see refreshed claims, `aud`/`iss` and the
 //! leeway apply at the upgrade, and the Bearer scheme is matched in any case.
 
-mod common;
+use crate::common;
 
 use common::{Backend, Client, ConnectError, TestServer, WAIT, start};
 use futures_util::StreamExt;

@@ -1,7 +1,7 @@
 //! Starting up next to others: several processes opening one fresh SQLite file at the same
 //! moment must all succeed (the lock is waited for, the schema creation may race).
 
-mod common;
+use crate::common;
 
 use common::persistence::{all_rows, row};
 use futures_util::future::join_all;

@@ -4,7 +4,7 @@
 //! Each test works under its own key prefix and deletes its keys at the end. Events are
 //! awaited with timeouts; nothing sleeps and hopes.
 
-mod common;
+use crate::common;
 
 use common::own_redis::OwnRedis;
 use common::{WAIT, free_port, redis_url, unique_prefix};

@@ -2,7 +2,7 @@
 //! proxy): a hung link bounds every call and the stop, rows the database rejects are dropped
 //! without blocking the rest, and a long outage is bounded in memory.
 
-mod common;
+use crate::common;
 
 use actix::Actor;
 use common::persistence::{TestSchema, all_rows, postgres_params, row};

@@ -1,6 +1,6 @@
 //! The `mesh-records` binary: serves from a config file, refuses bad configs, stops promptly.
 
-mod common;
+use crate::common;
 
 use common::process::{mesh_records, serve, sigterm, write_config};
 use common::{Client, free_port, wait_for_health};

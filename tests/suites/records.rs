@@ -1,8 +1,7 @@
 //! Record behaviour over real WebSocket connections: exposure, writes, deletes, gets,
 //! subscriptions and pushes. Every test runs on each store backend.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{Backend, Client, eventually, start, start_with};
 use mesh_bench::wire::PUBLISH;

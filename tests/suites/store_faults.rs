@@ -4,7 +4,7 @@
 //!
 //! Each test names the promise it checks (see README "What the server promises").
 
-mod common;
+use crate::common;
 
 use common::own_redis::{OwnRedis, run};
 use common::{Client, TestServer, WAIT, eventually, unique_prefix};

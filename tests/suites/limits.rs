@@ -1,6 +1,6 @@
 //! Every configured limit: exceeding it gives a clear error and changes nothing.
 
-mod common;
+use crate::common;
 
 use common::{Backend, Client, ConnectError, start};
 use mesh_bench::wire::PUBLISH;

@@ -1,7 +1,7 @@
 //! Several server instances sharing one Redis: cross-instance fan-out, concurrent writers with
 //! no lost, duplicated or reordered versions, and Redis outages.
 
-mod common;
+use crate::common;
 
 use common::own_redis::OwnRedis;
 use common::{Backend, Client, TestServer, start, unique_prefix};

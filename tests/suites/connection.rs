@@ -1,7 +1,7 @@
 //! Connection behaviour over real WebSockets: id assignment, keepalive, malformed input,
 //! frame limits, authentication, connection metadata and config guards.
 
-mod common;
+use crate::common;
 
 use common::{Backend, Client, ConnectError, start, start_with};
 use mesh_records::auth::sign_hs256;

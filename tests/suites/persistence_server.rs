@@ -1,7 +1,7 @@
 //! Persistence through the whole server: which writes are persisted, flushes, restore at
 //! startup on both stores, deletions, newer store versions, PostgreSQL, and SIGTERM.
 
-mod common;
+use crate::common;
 
 use common::persistence::{TestSchema, all_rows};
 use common::{Backend, TestServer, WAIT, eventually, start, start_with, unique_prefix};

@@ -2,7 +2,7 @@
 //! deletions, outages (SQLite locked by another connection, PostgreSQL going down and up, a
 //! PostgreSQL table made unusable) and the final flush at shutdown.
 
-mod common;
+use crate::common;
 
 use actix::prelude::*;
 use common::eventually;

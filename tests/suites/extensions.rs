@@ -1,6 +1,6 @@
 //! Library extension points: custom commands served by functions and by user actors.
 
-mod common;
+use crate::common;
 
 use actix::prelude::*;
 use common::{Backend, start_with};

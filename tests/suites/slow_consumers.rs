@@ -1,6 +1,6 @@
 //! Clients that read slowly or not at all: bounded queues, coalesced resyncs, cut-off.
 
-mod common;
+use crate::common;
 
 use common::{Backend, StuckClient, eventually, start};
 use mesh_records::Strategy;

@@ -1,8 +1,7 @@
 //! Beyond Mesh: resuming a subscription from a version, conditional writes, and the history
 //! behind both, over real WebSockets, on the memory store and on two instances sharing Redis.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{Backend, Client, TestServer, start, unique_prefix};
 use mesh_bench::wire::PUBLISH;

@@ -1,6 +1,6 @@
 //! The admin HTTP API and the health route.
 
-mod common;
+use crate::common;
 
 use common::{Backend, start};
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! Every rule is checked by one backend-neutral function run on both adapters, so the two
 //! stay interchangeable.
 
-mod common;
+use crate::common;
 
 use common::persistence::{TestSchema, all_rows, postgres_url, row};
 use mesh_records::persistence::{

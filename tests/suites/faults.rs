@@ -1,6 +1,6 @@
 //! Faults: the server killed with SIGKILL while writes flow with persistence on.
 
-mod common;
+use crate::common;
 
 use common::process::{serve, write_config};
 use common::{Client, free_port, wait_for_health};
