@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/mesh-records
-bench=target/release/examples/mesh-bench
-[ -x "$bin" ] && [ -x "$bench" ] || cargo build --release --bin mesh-records --example mesh-bench
+bench=target/release/mesh-bench
+[ -x "$bin" ] && [ -x "$bench" ] || cargo build --release -p mesh-records -p mesh-bench
 port=3195
 for batch in 64 1; do
   config=$(mktemp --suffix=.toml)

@@ -10,8 +10,8 @@ in_flight=${1:-4}
 seconds=${2:-20}
 port=3190
 bin=target/release/mesh-records
-bench=target/release/examples/mesh-bench
-[ -x "$bin" ] && [ -x "$bench" ] || cargo build --release --bin mesh-records --example mesh-bench
+bench=target/release/mesh-bench
+[ -x "$bin" ] && [ -x "$bench" ] || cargo build --release -p mesh-records -p mesh-bench
 
 peak_rss() { # pid, seconds → prints the peak VmRSS in KiB seen while sampling
   local peak=0 rss

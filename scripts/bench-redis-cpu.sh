@@ -16,7 +16,7 @@ cpu() { for p in "$@"; do awk '{print $14+$15}' /proc/$p/stat; done | paste -sd'
 calls() { for p in $PORTS; do redis-cli -p $p info commandstats | tr -d '\r' | grep -E "^cmdstat_$1:" | sed 's/^[^=]*=\([0-9]*\).*/\1/'; done | paste -sd' '; }
 for p in $PORTS; do redis-cli -p $p config resetstat >/dev/null; done
 before=$(cpu "$@")
-$T/examples/mesh-bench records --url ws://127.0.0.1:$port/ws --connections 200 --duration 20 --server-pid $srv > ${TMPDIR:-/tmp}/bench-$backend.out 2>&1 || true
+$T/mesh-bench records --url ws://127.0.0.1:$port/ws --connections 200 --duration 20 --server-pid $srv > ${TMPDIR:-/tmp}/bench-$backend.out 2>&1 || true
 after=$(cpu "$@")
 echo "evalsha per node: $(calls evalsha)"; echo "publish per node: $(calls publish) spublish: $(calls spublish)"
 kill $srv; wait $srv 2>/dev/null || true

@@ -7,7 +7,7 @@
 #
 #   scripts/chaos.sh MINUTES [options for the driver, e.g. --faults debug-sleep,pubsub-kill]
 #
-# The driver is examples/chaos.rs (`--help` lists its options); see bench/README.md.
+# The driver is examples/chaos/ (main.rs and its modules) (`--help` lists its options); see bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # The one test command: starts what the tests need, checks formatting and lints, runs every
-# test (unit, integration over real WebSockets, real Redis / PostgreSQL / SQLite, the JS client
-# and the demo in headless Chromium), then prints
-# one summary line.
+# test of the workspace (mesh-records and the mesh-bench load tool: unit, integration over real
+# WebSockets, real Redis / PostgreSQL / SQLite, the JS client and the demo in headless
+# Chromium), then prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
-cargo test --doc 2>&1 | tee -a "$log" || status=$?
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 # The JavaScript client and the demo page in two headless Chromium pages, against the server
 # binary just built.
 MESH_RECORDS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mesh-records" bash scripts/js-test.sh 2>&1 \

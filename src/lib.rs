@@ -1,7 +1,7 @@
 //! mesh-records: versioned JSON records that many WebSocket clients watch and edit in real
 //! time, speaking the Mesh client protocol.
 //!
-//! # Layout (from the bottom up; `tests/layout.rs` keeps the dependencies one way)
+//! # Layout (from the bottom up; `tests/suites/layout.rs` keeps the dependencies one way)
 //! - [`error`]: the one error type and its stable wire codes.
 //! - [`record`]: ids, versions, write strategies, push frames (pure code).
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the

@@ -77,7 +77,10 @@ async fn counters_move_with_activity() {
     full.close().await;
     patch.close().await;
     let records = records.clone();
-    common::eventually("sessions to end", || records.connection_count() == 0).await;
+    common::eventually("sessions to end", common::WAIT, async || {
+        records.connection_count() == 0
+    })
+    .await;
     let after = scrape(&server.http).await;
     assert_eq!(
         get(&after, "mesh_connections"),

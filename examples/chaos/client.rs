@@ -6,10 +6,10 @@
 //! its replies from the event channel; the writers use [`Client::request`] and get their
 //! replies directly.
 
-use actix_web::web::Bytes;
 use awc::ws::{Frame, Message};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use mesh_bench::wire::{self, error_code};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -64,9 +64,9 @@ impl Client {
             .map_err(|e| format!("connect: {e}"))?;
         let (mut sink, mut stream) = framed.split();
         match stream.next().await {
-            Some(Ok(Frame::Text(bytes))) if command_of(&bytes) == "mesh/assign-id" => {}
+            Some(Ok(Frame::Text(bytes))) => wire::assigned_id(&bytes)?,
             _ => return Err("no mesh/assign-id".into()),
-        }
+        };
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let shared = Rc::new(Shared {
@@ -98,9 +98,8 @@ impl Client {
                 let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
                     continue;
                 };
-                if value["command"] == "ping" && value.get("id").is_none() {
-                    let pong = json!({"command": "pong", "payload": {}}).to_string();
-                    let _ = reader.out.send(Message::Text(pong.into()));
+                if wire::is_ping(&value) {
+                    let _ = reader.out.send(Message::Text(wire::PONG.into()));
                     continue;
                 }
                 let waiter = value["id"]
@@ -134,7 +133,7 @@ impl Client {
     pub fn send(&self, command: &str, payload: Value) -> Option<u64> {
         let id = self.0.next_id.get() + 1;
         self.0.next_id.set(id);
-        let frame = json!({"id": id, "command": command, "payload": payload}).to_string();
+        let frame = wire::request(id, command, &payload);
         (self.is_open() && self.0.out.send(Message::Text(frame.into())).is_ok()).then_some(id)
     }
 
@@ -169,27 +168,8 @@ impl Client {
     }
 }
 
-/// The code of an error payload (`{"error", "code", "name"}`), if it is one.
-pub fn error_code(payload: &Value) -> Option<String> {
-    if payload.get("error").is_some() {
-        Some(payload["code"].as_str().unwrap_or("ERROR").to_owned())
-    } else {
-        None
-    }
-}
-
-fn command_of(bytes: &Bytes) -> String {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|v| v["command"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// An HTTP client for the run's WebSockets and admin calls.
+/// An HTTP client for the run's WebSockets and admin calls (mesh-bench's, with this run's
+/// connect timeout).
 pub fn http_client() -> awc::Client {
-    let connector = awc::Connector::new().limit(0).timeout(CONNECT_TIMEOUT);
-    awc::Client::builder()
-        .connector(connector)
-        .timeout(Duration::from_secs(10))
-        .finish()
+    mesh_bench::conn::http_client_with(CONNECT_TIMEOUT, Duration::from_secs(10))
 }

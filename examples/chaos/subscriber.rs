@@ -2,9 +2,10 @@
 //! push (see `follow`), resubscribes after a deletion or a broken view, and reconnects when
 //! the connection drops (every record is then subscribed afresh).
 
-use crate::client::{Client, error_code};
+use crate::client::Client;
 use crate::follow::{Applied, Finding, Follow, View};
 use crate::store::{record_id, record_index};
+use mesh_bench::wire::{self, error_code};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -130,7 +131,7 @@ pub async fn run(
 
 fn subscribe(client: &Client, mode: &str, index: usize, asked: &mut HashMap<u64, usize>) {
     let payload = json!({"recordId": record_id(index), "mode": mode});
-    if let Some(id) = client.send("mesh/subscribe-record", payload) {
+    if let Some(id) = client.send(wire::SUBSCRIBE, payload) {
         asked.insert(id, index);
     }
 }
@@ -165,7 +166,7 @@ fn handle(
     let follow = sub.follows.get_mut(index)?;
     let version = payload["version"].as_u64().unwrap_or(0);
     let (applied, ended) = match event["command"].as_str()? {
-        "mesh/record-update" => {
+        wire::RECORD_UPDATE => {
             let applied = if let Some(full) = payload.get("full") {
                 follow.full(full.clone(), version)
             } else {

@@ -9,6 +9,7 @@ use crate::ledger::{Ledgers, Op};
 use crate::procs::{ADMIN_TOKEN, NAMES};
 use crate::rng::Rng;
 use crate::store::record_id;
+use mesh_bench::wire;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -135,7 +136,7 @@ async fn write(work: &Workload, index: usize, id: &str, n: u64, rng: &mut Rng) {
     };
     let payload = json!({"recordId": id, "newValue": value, "options": {"strategy": strategy}});
     let reply = client
-        .request("mesh/publish-record-update", payload, REQUEST_TIMEOUT)
+        .request(wire::PUBLISH, payload, REQUEST_TIMEOUT)
         .await;
     let op = Op::Write { n };
     let mut ledgers = work.ledgers.borrow_mut();

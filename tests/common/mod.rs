@@ -3,6 +3,8 @@
 
 pub mod own_cluster;
 pub mod own_redis;
+pub mod persistence;
+pub mod process;
 
 /// Declares each named `async fn(Backend)` test once per store: `memory::name` and
 /// `redis::name` (used with `#[macro_use] mod common;`). Starting the list with
@@ -27,11 +29,14 @@ macro_rules! on_every_store {
     };
 }
 pub mod proxy;
+pub mod scenario;
 
 use actix_codec::Framed;
+use actix_web::web::Bytes;
 use awc::BoxedSocket;
 use awc::ws::{Codec, Frame, Message};
 use futures_util::{SinkExt, StreamExt};
+use mesh_bench::wire;
 use mesh_records::server::{RecordServerBuilder, RunningServer};
 use mesh_records::{Config, RecordServer};
 use serde_json::{Value, json};
@@ -210,10 +215,12 @@ pub async fn wait_for_health(port: u16) {
     }
 }
 
-/// Waits until `check` holds, polling; fails the test after [`WAIT`].
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !check() {
+/// Polls `check` every 10 ms until it holds; fails the test naming `what` after `within`
+/// (usually [`WAIT`]). The one polling helper: `async || cond` for a plain condition,
+/// `|| async { ... }` for one that awaits.
+pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting for {what}"
@@ -267,12 +274,12 @@ impl Client {
             replies: VecDeque::new(),
             auto_pong: true,
         };
-        let first = client.next_frame().await.expect("assign-id arrives");
-        assert_eq!(first["command"], "mesh/assign-id", "first frame: {first}");
-        client.id = first["payload"]
-            .as_str()
-            .expect("id is a string")
-            .to_owned();
+        let first = tokio::time::timeout(WAIT, client.read_bytes())
+            .await
+            .ok()
+            .flatten()
+            .expect("assign-id arrives");
+        client.id = wire::assigned_id(&first).expect("the first frame assigns an id");
         Ok(client)
     }
 
@@ -294,12 +301,22 @@ impl Client {
         self.send_text(&value.to_string()).await;
     }
 
+    /// Sends a request with the given id without waiting for its reply (pipelining);
+    /// [`Client::reply_to`] reads the reply.
+    pub async fn send_request(&mut self, id: u64, command: &str, payload: Value) {
+        self.send_text(&wire::request(id, command, &payload)).await;
+    }
+
+    /// An id no earlier request of this client's own numbering used.
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
     /// Sends a request and returns its whole reply frame.
     pub async fn request_frame(&mut self, command: &str, payload: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send_json(&json!({"id": id, "command": command, "payload": payload}))
-            .await;
+        let id = self.fresh_id();
+        self.send_request(id, command, payload).await;
         self.reply_to(id).await
     }
 
@@ -310,9 +327,8 @@ impl Client {
 
     /// Sends a request and returns its reply payload, or `None` if the connection ends first.
     pub async fn try_request(&mut self, command: &str, payload: Value) -> Option<Value> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let frame = json!({"id": id, "command": command, "payload": payload}).to_string();
+        let id = self.fresh_id();
+        let frame = wire::request(id, command, &payload);
         self.framed.send(Message::Text(frame.into())).await.ok()?;
         loop {
             let mut frame = self.next_frame().await?;
@@ -349,16 +365,13 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, record: &str, mode: &str) -> Value {
-        self.request(
-            "mesh/subscribe-record",
-            json!({"recordId": record, "mode": mode}),
-        )
-        .await
+        self.request(wire::SUBSCRIBE, json!({"recordId": record, "mode": mode}))
+            .await
     }
 
     pub async fn publish(&mut self, record: &str, value: Value) -> Value {
         self.request(
-            "mesh/publish-record-update",
+            wire::PUBLISH,
             json!({"recordId": record, "newValue": value}),
         )
         .await
@@ -419,19 +432,21 @@ impl Client {
             .flatten()
     }
 
+    /// The next text (or binary) frame parsed as JSON, answering a `ping` push if asked to.
     async fn read_text(&mut self) -> Option<Value> {
+        let bytes = self.read_bytes().await?;
+        let frame: Value = serde_json::from_slice(&bytes).expect("server sends JSON");
+        if self.auto_pong && wire::is_ping(&frame) {
+            let _ = self.framed.send(Message::Text(wire::PONG.into())).await;
+        }
+        Some(frame)
+    }
+
+    /// The next text (or binary) frame as sent; `None` once the connection has ended.
+    async fn read_bytes(&mut self) -> Option<Bytes> {
         loop {
             match self.framed.next().await? {
-                Ok(Frame::Text(bytes)) | Ok(Frame::Binary(bytes)) => {
-                    let frame: Value = serde_json::from_slice(&bytes).expect("server sends JSON");
-                    if self.auto_pong && frame["command"] == "ping" && frame.get("id").is_none() {
-                        let _ = self
-                            .framed
-                            .send(Message::Text(r#"{"command":"pong","payload":{}}"#.into()))
-                            .await;
-                    }
-                    return Some(frame);
-                }
+                Ok(Frame::Text(bytes)) | Ok(Frame::Binary(bytes)) => return Some(bytes),
                 Ok(Frame::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             }
@@ -476,9 +491,11 @@ impl StuckClient {
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         socket.write_all(handshake.as_bytes()).await.unwrap();
-        let request = json!({"id": 1, "command": "mesh/subscribe-record",
-            "payload": {"recordId": record, "mode": "patch"}})
-        .to_string();
+        let request = wire::request(
+            1,
+            wire::SUBSCRIBE,
+            &json!({"recordId": record, "mode": "patch"}),
+        );
         socket
             .write_all(&masked_text_frame(request.as_bytes()))
             .await

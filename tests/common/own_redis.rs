@@ -1,5 +1,6 @@
 //! A `redis-server` of the test's own on a free port, for tests that break Redis: kill and
-//! restart it (empty), stall it (`DEBUG SLEEP`), cut or refuse connections.
+//! restart it (empty), stall it (`DEBUG SLEEP`) or freeze it (`SIGSTOP`), cut or refuse
+//! connections.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +46,15 @@ impl OwnRedis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` to the server: `SIGSTOP` freezes it (connections stay open but
+    /// nothing answers, like a hung host), `SIGCONT` thaws it.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        // SAFETY: kill only sends a signal to our own child process.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill({signal})");
     }
 
     /// A connection of the test's own, for commands such as `CLIENT KILL`.

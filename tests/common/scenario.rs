@@ -1,6 +1,5 @@
 //! One scenario of every store operation, run against the memory store and a Redis store so
 //! their outcomes can be compared step by step (shared by redis_store.rs and redis_cluster.rs).
-#![allow(dead_code)]
 
 use mesh_records::RecordId;
 use mesh_records::store::{Expect, HistoryLimits, NewVersion, OpId, Store, Stored};
