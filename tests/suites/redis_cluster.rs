@@ -405,8 +405,23 @@ async fn a_master_failover_mid_writes_resumes_and_resyncs_every_instance() {
     let last = json!({"n": n});
     let stored = a.records().get_record(record).await.unwrap().unwrap();
     assert_eq!(*stored.value, last);
-    let on_b = b.records().get_record(record).await.unwrap().unwrap();
-    assert_eq!(on_b.version, stored.version);
+    // B hears of the last writes once its subscription on the promoted replica is back (on
+    // the disconnect, or at the latest at the once-a-second slot check) and it has reloaded.
+    let deadline = Instant::now() + EVENT * 2;
+    loop {
+        let on_b = b.records().get_record(record).await.unwrap().unwrap();
+        if on_b.version == stored.version {
+            assert_eq!(*on_b.value, last);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance B stayed at v{} (A at v{})",
+            on_b.version,
+            stored.version
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut shown: HashMap<u64, Value> = HashMap::new();
     for watcher in &mut watchers {
         watcher.follow_to(stored.version, &last).await;
