@@ -3,13 +3,13 @@
 # runs hits both alike. Runs the records (C=100) and fan-out (S=1000 patch) scenarios ROUNDS
 # times per binary on the memory store and prints one line per run:
 #   bench/ab.sh BASE_BINARY NEW_BINARY [ROUNDS]
-# The loader is target/release/mesh-bench (build it with `cargo build --release -p
+# The loader is $MESH_BENCH, default target/release/mesh-bench (build it with `cargo build --release -p
 # mesh-bench`). CONFIG_BASE / CONFIG_NEW choose each side's config (default
 # bench/config.toml), e.g. to compare one binary with history on and off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=$1 new=$2 rounds=${3:-2}
-bench=target/release/mesh-bench
+bench=${MESH_BENCH:-target/release/mesh-bench}
 port=${MESH_PORT:-3190}
 
 run() { # label binary config scenario args...
