@@ -23,7 +23,7 @@
 
 use super::changes::parse_change;
 use super::cluster::{SlotOwners, push_text};
-use super::router::{Command, Router, bounded, deliver};
+use super::router::{Command, Router, bounded, deliver, take_commands};
 use super::subscriptions::Subscriptions;
 use super::{RemoteChange, StoreError, slot};
 use futures_util::{StreamExt, stream};
@@ -133,26 +133,7 @@ impl ClusterRouter {
     /// confirmed, an error (and the sink removed) when its slot's master refused or did not
     /// answer.
     async fn apply(&mut self, batch: Vec<Command>) {
-        let mut touched = Vec::with_capacity(batch.len());
-        let mut waiting = Vec::new();
-        for command in batch {
-            match command {
-                Command::Watch {
-                    channel,
-                    token,
-                    sink,
-                    done,
-                } => {
-                    self.table.add(channel.clone(), token, sink);
-                    touched.push(channel.clone());
-                    waiting.push((channel, token, done));
-                }
-                Command::Unwatch { channel, token } => {
-                    self.table.remove(&channel, token);
-                    touched.push(channel);
-                }
-            }
-        }
+        let (touched, waiting) = take_commands(&mut self.table, batch);
         let plan = self.table.plan(touched);
         self.unsubscribe(plan.unsubscribe).await;
         let mut failed = HashMap::new();

@@ -66,6 +66,39 @@ pub(super) enum Command {
     Unwatch { channel: String, token: WatchToken },
 }
 
+/// A watch waiting for its channel's confirmation.
+pub(super) type Waiting = (String, WatchToken, oneshot::Sender<Result<(), StoreError>>);
+
+/// Applies a batch of commands to the table of wanted channels; answers the channels they
+/// touched (for the table's plan) and the watches waiting for a confirmation. Shared by the
+/// single-node and the cluster router.
+pub(super) fn take_commands(
+    table: &mut Subscriptions,
+    batch: impl IntoIterator<Item = Command>,
+) -> (Vec<String>, Vec<Waiting>) {
+    let mut touched = Vec::new();
+    let mut waiting = Vec::new();
+    for command in batch {
+        match command {
+            Command::Watch {
+                channel,
+                token,
+                sink,
+                done,
+            } => {
+                table.add(channel.clone(), token, sink);
+                touched.push(channel.clone());
+                waiting.push((channel, token, done));
+            }
+            Command::Unwatch { channel, token } => {
+                table.remove(&channel, token);
+                touched.push(channel);
+            }
+        }
+    }
+    (touched, waiting)
+}
+
 /// Why [`RouterTask::serve`] returned.
 enum Ended {
     /// Every store handle is gone: stop.
@@ -250,26 +283,7 @@ impl RouterTask {
     ) -> Result<(), String> {
         // Loops only to clean up after watches whose callers went away meanwhile.
         loop {
-            let mut touched = Vec::with_capacity(batch.len());
-            let mut waiting = Vec::new();
-            for command in batch.drain(..) {
-                match command {
-                    Command::Watch {
-                        channel,
-                        token,
-                        sink,
-                        done,
-                    } => {
-                        self.table.add(channel.clone(), token, sink);
-                        touched.push(channel.clone());
-                        waiting.push((channel, token, done));
-                    }
-                    Command::Unwatch { channel, token } => {
-                        self.table.remove(&channel, token);
-                        touched.push(channel);
-                    }
-                }
-            }
+            let (touched, waiting) = take_commands(&mut self.table, batch.drain(..));
             let plan = self.table.plan(touched);
             let outcome = self.execute(conn, &plan).await;
             let failed: HashSet<&String> = match outcome {

@@ -52,6 +52,38 @@ async fn wait_for_value(rx: &mut mpsc::UnboundedReceiver<RemoteChange>, want: &V
     }
 }
 
+/// Waits until the watcher knows of `want` for `record`: an update carrying it, or a resync
+/// after which a load finds it (a publish made while the channel was being subscribed again
+/// is missed by design; the resync that follows the new subscription tells the watcher to
+/// reload, which is what a record actor does).
+async fn wait_until_known(
+    rx: &mut mpsc::UnboundedReceiver<RemoteChange>,
+    watcher: &RedisStore,
+    record: &str,
+    want: &Value,
+) {
+    let deadline = tokio::time::Instant::now() + EVENT;
+    loop {
+        let change = timeout(deadline - tokio::time::Instant::now(), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("neither an update to {want} nor a resync in time"))
+            .expect("sink registered");
+        match change {
+            RemoteChange::Updated { value, .. } if *value == *want => return,
+            RemoteChange::Resync => {
+                let loaded = watcher
+                    .load(&id(record))
+                    .await
+                    .expect("loads after a resync");
+                if loaded.value.as_deref() == Some(want) {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Writes `value` on top of whatever the store holds, retrying while the cluster heals.
 async fn put(store: &RedisStore, record: &str, value: Value, within: Duration) -> u64 {
     let deadline = Instant::now() + within;
@@ -223,8 +255,8 @@ async fn two_watched_slots_on_one_node_survive_its_restart() {
     let writer = store(&url, &prefix).await;
     put(&writer, &first, json!("a after restart"), EVENT * 2).await;
     put(&writer, &second, json!("b after restart"), EVENT * 2).await;
-    wait_for_value(&mut rx_a, &json!("a after restart")).await;
-    wait_for_value(&mut rx_b, &json!("b after restart")).await;
+    wait_until_known(&mut rx_a, &watcher, &first, &json!("a after restart")).await;
+    wait_until_known(&mut rx_b, &watcher, &second, &json!("b after restart")).await;
 }
 
 #[actix_rt::test]
@@ -293,7 +325,7 @@ async fn a_migrated_slot_keeps_its_subscribers() {
     for n in 0..3 {
         put(&writer, record, json!({"after": n}), EVENT).await;
     }
-    wait_for_value(&mut rx, &json!({"after": 2})).await;
+    wait_until_known(&mut rx, &watcher, record, &json!({"after": 2})).await;
 }
 
 /// A config for a server instance on a private cluster.
