@@ -23,7 +23,7 @@
 
 use super::changes::parse_change;
 use super::cluster::{SlotOwners, push_text};
-use super::router::{Command, Router, bounded, deliver, take_commands};
+use super::router::{Command, Router, bounded, deliver, take_batch, take_commands};
 use super::subscriptions::Subscriptions;
 use super::{RemoteChange, StoreError, slot};
 use futures_util::{StreamExt, stream};
@@ -40,8 +40,6 @@ pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// First wait before retrying a failed resubscription; doubled up to [`MAX_RETRY`].
 const MIN_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
-/// Most queued commands handled together.
-const BATCH: usize = 256;
 /// Most slots (un)subscribed at once: one command per slot, so a batch of watches or a
 /// resubscription after a failover must not wait for each slot in turn.
 const PARALLEL: usize = 128;
@@ -101,7 +99,7 @@ impl ClusterRouter {
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return };
-                    let batch = self.take_batch(command);
+                    let batch = take_batch(&mut self.commands, command);
                     self.apply(batch).await;
                 }
                 push = self.pushes.recv() => match push {
@@ -115,18 +113,6 @@ impl ClusterRouter {
                 }
             }
         }
-    }
-
-    /// `first` plus whatever else is already queued, up to [`BATCH`].
-    fn take_batch(&mut self, first: Command) -> Vec<Command> {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match self.commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
-        }
-        batch
     }
 
     /// Applies watches and unwatches, then answers the watches: `Ok` once their channel is

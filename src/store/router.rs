@@ -44,7 +44,7 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// command.
 const SUBSCRIBE_CHUNK: usize = 1000;
 /// Most queued commands handled together; their SUBSCRIBEs share one round trip.
-const BATCH: usize = 256;
+pub(super) const BATCH: usize = 256;
 
 /// Handle on the router task; clones share it. The task ends when the last clone is dropped.
 #[derive(Clone)]
@@ -64,6 +64,22 @@ pub(super) enum Command {
     },
     /// Remove one sink; the channel goes when its last sink does.
     Unwatch { channel: String, token: WatchToken },
+}
+
+/// `first` plus whatever else is already queued, up to [`BATCH`] (both routers apply
+/// commands in batches, so a burst of watches costs one round of subscribes).
+pub(super) fn take_batch(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    first: Command,
+) -> Vec<Command> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match commands.try_recv() {
+            Ok(command) => batch.push(command),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// A watch waiting for its channel's confirmation.
@@ -242,7 +258,7 @@ impl RouterTask {
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ended::Closed };
-                    let batch = self.take_batch(command);
+                    let batch = take_batch(&mut self.commands, command);
                     if let Err(reason) = self.apply(&mut conn, batch).await {
                         return Ended::Lost(reason);
                     }
@@ -258,18 +274,6 @@ impl RouterTask {
                 }
             }
         }
-    }
-
-    /// `first` plus whatever else is already queued, up to [`BATCH`].
-    fn take_batch(&mut self, first: Command) -> Vec<Command> {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match self.commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
-        }
-        batch
     }
 
     /// Applies a batch of commands to the table and to Redis, then answers the watches.
