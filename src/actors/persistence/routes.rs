@@ -33,6 +33,23 @@ impl PersistenceHandle {
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
+
+    /// Whether a write to `id`, which this actor persists, may be applied: `Ok` while the
+    /// buffer has room; otherwise [`Error::Unavailable`] (counted in
+    /// `mesh_persistence_refused_writes_total`), and the write must not be applied, since it
+    /// could not be persisted.
+    pub fn admit(&self, id: &str) -> Result<()> {
+        if self.has_room() {
+            return Ok(());
+        }
+        crate::metrics::metrics().persistence_refused.inc();
+        // Debug only: during an outage this runs for every refused write.
+        log::debug!(
+            "refusing a write to {id}: {} records wait for the persistence database",
+            self.held()
+        );
+        Err(Error::Unavailable)
+    }
 }
 
 /// The live rules: record id → the `PersistenceActor` its writes go to. Record actors look
@@ -58,11 +75,6 @@ impl PersistRoutes {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// The actor persisting `id`, if a rule covers it.
-    pub fn route(&self, id: &str) -> Option<Addr<PersistenceActor>> {
-        self.handle(id).map(|handle| handle.addr)
-    }
-
     /// The actor persisting `id` with its buffer counter, if a rule covers it.
     pub fn handle(&self, id: &str) -> Option<PersistenceHandle> {
         let routes = self
@@ -75,32 +87,11 @@ impl PersistRoutes {
             .map(|(_, handle)| handle.clone())
     }
 
-    /// Whether a write to `id` may be applied: `Ok` when `id` is not persisted or its rule's
-    /// buffer has room; otherwise [`Error::Unavailable`] (counted in
-    /// `mesh_persistence_refused_writes_total`), and the write must not be applied, since it
-    /// could not be persisted. Record actors call this before applying a write.
+    /// Whether a write to `id` may be applied: `Ok` when `id` is not persisted, otherwise
+    /// its rule's [`PersistenceHandle::admit`]. Record actors keep their handle and ask it
+    /// directly.
     pub fn admit(&self, id: &str) -> Result<()> {
-        match self.handle(id) {
-            Some(handle) if !handle.has_room() => {
-                crate::metrics::metrics().persistence_refused.inc();
-                // Debug only: during an outage this runs for every refused write.
-                log::debug!(
-                    "refusing a write to {id}: {} records wait for the persistence database",
-                    handle.held()
-                );
-                Err(Error::Unavailable)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Every persistence actor, for the final flush.
-    pub fn actors(&self) -> Vec<PersistenceHandle> {
-        let routes = self
-            .routes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        routes.iter().map(|(_, handle)| handle.clone()).collect()
+        self.handle(id).map_or(Ok(()), |handle| handle.admit(id))
     }
 
     /// Every persistence actor with its rule as config spells it (`write_pattern "^todo:"`),

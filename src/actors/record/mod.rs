@@ -153,14 +153,14 @@ impl RecordActor {
     /// Refuses a write that could not be persisted: the record's persistence buffer is full
     /// (its database has been unreachable for long). Nothing is applied then.
     fn admit(&mut self) -> Result<(), Error> {
-        match self.persistence() {
-            Some(handle) if !handle.has_room() => {
-                metrics().persistence_refused.inc();
-                metrics().write(crate::metrics::Outcome::Refused);
-                Err(Error::Unavailable)
-            }
-            _ => Ok(()),
+        let id = self.id.clone();
+        let admitted = self
+            .persistence()
+            .map_or(Ok(()), |handle| handle.admit(id.as_str()));
+        if admitted.is_err() {
+            metrics().write(crate::metrics::Outcome::Refused);
         }
+        admitted
     }
 
     fn is_idle(&self) -> bool {
