@@ -5,7 +5,6 @@
 //! `actix_web::HttpServer`, which has no way to install an upgrade service.
 
 use super::RecordServer;
-use crate::auth::{AuthRejection, UpgradeRequest};
 use crate::error::{Error, Result};
 use crate::outbox::Outbox;
 use crate::session::Sessions;
@@ -14,7 +13,6 @@ use actix_http::HttpService;
 use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
 use actix_web::dev::AppConfig;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -71,19 +69,18 @@ async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
-    if sessions.is_shutting_down() {
-        return Ok(HttpResponse::ServiceUnavailable().body("shutting down"));
-    }
-    let request = UpgradeRequest::new(req.head());
-    let grant = match sessions.authenticator().authenticate(&request).await {
-        Ok(grant) => grant,
-        Err(AuthRejection(why)) => {
-            return Ok(HttpResponse::Unauthorized().json(json!({ "error": why })));
+    let (grant, permit) = match sessions.admit(req.head()).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let content_type = if refusal.body.starts_with('{') {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            return Ok(HttpResponse::build(refusal.status)
+                .content_type(content_type)
+                .body(refusal.body));
         }
-    };
-    let Some(permit) = sessions.try_admit() else {
-        let body = json!({ "error": "too many connections" });
-        return Ok(HttpResponse::ServiceUnavailable().json(body));
     };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let max = sessions.max_frame_bytes();

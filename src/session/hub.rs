@@ -8,7 +8,7 @@
 //! polling.
 
 use super::{SessionActor, SessionServices, SessionSettings};
-use crate::auth::{Authenticator, Grant, SessionToken};
+use crate::auth::{AuthRejection, Authenticator, Grant, SessionToken, UpgradeRequest};
 use crate::commands::Commands;
 use crate::connection::{Connection, ConnectionIds, MetadataHook};
 use crate::inflight::Gated;
@@ -16,6 +16,7 @@ use crate::outbox::Outbox;
 use crate::records::Records;
 use crate::socket::ConnectionSocket;
 use actix::prelude::*;
+use actix_http::{RequestHead, StatusCode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -68,6 +69,20 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// Why an upgrade was refused: the HTTP status and body to answer with (JSON, or plain text
+/// for "shutting down").
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+impl Refusal {
+    fn json(status: StatusCode, error: &str) -> Self {
+        let body = serde_json::json!({ "error": error }).to_string();
+        Refusal { status, body }
+    }
+}
+
 impl Sessions {
     pub(crate) fn new(config: SessionsConfig) -> Self {
         let max_connections = config.max_connections.min(Semaphore::MAX_PERMITS);
@@ -108,6 +123,34 @@ impl Sessions {
         })
     }
 
+    /// Admits an upgrade request, for both WebSocket paths: refused with 503 while shutting
+    /// down or over `max_connections`, 401 when authentication fails; otherwise the grant and
+    /// the connection's permit (taken before the answer, so concurrent upgrades cannot exceed
+    /// the limit).
+    pub(crate) async fn admit(
+        &self,
+        head: &RequestHead,
+    ) -> Result<(Grant, ConnectionPermit), Refusal> {
+        if self.is_shutting_down() {
+            let body = "shutting down".to_owned();
+            return Err(Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body,
+            });
+        }
+        let grant = self
+            .hub
+            .services
+            .authenticator
+            .authenticate(&UpgradeRequest::new(head))
+            .await
+            .map_err(|AuthRejection(why)| Refusal::json(StatusCode::UNAUTHORIZED, &why))?;
+        let permit = self.try_admit().ok_or_else(|| {
+            Refusal::json(StatusCode::SERVICE_UNAVAILABLE, "too many connections")
+        })?;
+        Ok((grant, permit))
+    }
+
     /// How many connections hold a place.
     pub(crate) fn count(&self) -> usize {
         self.hub.max_connections - self.hub.places.available_permits()
@@ -119,10 +162,6 @@ impl Sessions {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.hub.shutdown.borrow()
-    }
-
-    pub(crate) fn authenticator(&self) -> &Authenticator {
-        &self.hub.services.authenticator
     }
 
     pub(crate) fn max_frame_bytes(&self) -> usize {

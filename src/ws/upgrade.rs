@@ -4,7 +4,6 @@
 use super::LeanSocket;
 use super::reader::SocketFrames;
 use super::writer::Writer;
-use crate::auth::{AuthRejection, UpgradeRequest};
 use crate::outbox::Outbox;
 use crate::session::Sessions;
 use crate::socket::ConnectionSocket;
@@ -32,23 +31,14 @@ pub(crate) async fn serve(
         if req.path() != sessions.ws_path() {
             return Err(refuse(StatusCode::NOT_FOUND, "not found"));
         }
-        if sessions.is_shutting_down() {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned()));
-        }
         if let Err(e) = ws::verify_handshake(req.head()) {
             let status = Response::<BoxBody>::from(&e).status();
             return Err(refuse(status, &e.to_string()));
         }
-        let metadata = sessions
-            .authenticator()
-            .authenticate(&UpgradeRequest::new(req.head()))
+        sessions
+            .admit(req.head())
             .await
-            .map_err(|AuthRejection(why)| refuse(StatusCode::UNAUTHORIZED, &why))?;
-        // Counted before the answer, so concurrent upgrades cannot exceed the limit.
-        let permit = sessions
-            .try_admit()
-            .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections"))?;
-        Ok((metadata, permit))
+            .map_err(|refusal| (refusal.status, refusal.body))
     };
     let (metadata, permit) = match admitted.await {
         Ok(admitted) => admitted,
