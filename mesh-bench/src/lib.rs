@@ -18,7 +18,8 @@
 //! - [`conn`]: one WebSocket connection: open with a timeout, send, receive, answer pings.
 //! - `args`: the command line, every count and duration capped, and the loopback check.
 //! - `probe`: /proc readings: CPU seconds and resident memory of a process.
-//! - `stats`: per-thread counters, latency histograms, the once-a-second progress line.
+//! - `stats`: per-thread counters and latency histograms.
+//! - `progress`: the once-a-second progress line.
 //! - `control`: worker threads (one actix-rt System each) and the phases they follow.
 //! - `runner`: what the load scenarios share: start the workers, set up, warm up, measure, stop.
 //! - `scenarios`: `fanout` (with `openloop`, its `--rate` writer), `records`, `idle`, `race`,
@@ -34,6 +35,7 @@ mod args;
 pub mod conn;
 mod control;
 mod probe;
+mod progress;
 mod report;
 mod runner;
 mod scenarios;

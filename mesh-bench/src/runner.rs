@@ -5,7 +5,8 @@
 use crate::args::Options;
 use crate::control::{self, Control, Phase, Worker, Workers, spawn_workers};
 use crate::probe::{CpuSample, CpuWindow};
-use crate::stats::{Ctr, Latency, Monitor, Snapshot, new_latency};
+use crate::progress::Monitor;
+use crate::stats::{Ctr, Latency, Snapshot, new_latency};
 use std::future::Future;
 use std::sync::Arc;
 
