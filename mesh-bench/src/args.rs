@@ -33,7 +33,8 @@ Load test for a mesh-records server. Run the server with the per-connection rate
 (max_requests_per_second = 0), e.g. `mesh-records --config bench/config.toml` (memory store) or
 bench/config-redis.toml (Redis store); both expose ^bench: records as writable.
 
-Every scenario prints a progress line every second, then a summary, then one line of JSON.
+Every scenario prints a progress line every second, then a summary, then one line of JSON;
+--report FILE.html also writes them as one page with charts.
 
 scenarios:
   fanout   S subscribers on one record, one writer keeping W publishes in flight;
@@ -68,6 +69,10 @@ common options:
   --duration SECS      measured period (10; at most 600)
   --warmup SECS        unmeasured load before measuring (1)
   --threads N          client threads, each with its own event loop (2)
+  --report FILE.html   also write the run as one self-contained HTML page (opens offline):
+                   command line, summary, and charts of throughput and p50/p99 latency
+                   per second, the latency histogram, and the CPU and memory of the
+                   tool and of each --server-pid per second
   --connect-concurrency N  handshakes in progress at once (200)
   -h, --help           this text
 
@@ -124,6 +129,8 @@ pub struct Options {
     pub writes: usize,
     /// `fanout`: the record id to use instead of a fresh one (so another client can join it).
     pub record: Option<String>,
+    /// Where to write the HTML report.
+    pub report: Option<String>,
 }
 
 impl Options {
@@ -141,6 +148,7 @@ impl Options {
             in_flight: 16,
             rate: None,
             record: None,
+            report: None,
             pad: 100,
             connections: if scenario == Scenario::Idle {
                 1000
@@ -227,6 +235,7 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
         "--record" => options.record = Some(value.to_owned()),
+        "--report" => options.report = Some(value.to_owned()),
         "--mode" => {
             options.mode = match value {
                 "full" => Mode::Full,
@@ -354,6 +363,9 @@ mod tests {
         let race = run(&["race", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).unwrap();
         assert_eq!(race.urls.len(), 2);
         assert_eq!(run(&["fanout", "--rate", "1000"]).unwrap().rate, Some(1000));
+        let report = run(&["idle", "--report", "/tmp/r.html"]).unwrap().report;
+        assert_eq!(report.as_deref(), Some("/tmp/r.html"));
+        assert!(run(&["idle", "--report"]).is_err());
         assert!(run(&["fanout", "--rate", "0"]).is_err());
         assert!(run(&["records", "--rate", "10"]).is_err());
         assert!(run(&["bogus"]).is_err());

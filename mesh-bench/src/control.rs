@@ -1,7 +1,7 @@
 //! Worker threads and the phases the main thread walks them through.
 
 use crate::conn::{self, Conn};
-use crate::stats::{Counters, Ctr, Latency, LocalLatency, new_latency};
+use crate::stats::{Counters, Ctr, Latency, LocalLatency, RecentLatency, new_latency};
 use crate::wire::Payload;
 use std::cell::RefCell;
 use std::future::Future;
@@ -104,6 +104,8 @@ pub struct Worker {
     pub ctl: Arc<Control>,
     pub counters: Arc<Counters>,
     pub latency: LocalLatency,
+    /// This second's latencies, emptied by the main thread at each progress tick.
+    pub recent: Arc<RecentLatency>,
     client: awc::Client,
     /// Bounds the handshakes in progress, so thousands of connections open smoothly.
     connect_slots: Rc<Semaphore>,
@@ -184,6 +186,7 @@ impl Worker {
         if self.ctl.measuring() {
             let us = self.ctl.now_us().saturating_sub(sent_us).max(1);
             self.latency.borrow_mut().saturating_record(us);
+            self.recent.record(us);
         }
     }
 }
@@ -191,6 +194,8 @@ impl Worker {
 /// The worker threads of a run.
 pub struct Workers {
     pub counters: Vec<Arc<Counters>>,
+    /// Each thread's latencies since the last progress tick.
+    pub recent: Vec<Arc<RecentLatency>>,
     handles: Vec<JoinHandle<Latency>>,
 }
 
@@ -209,26 +214,34 @@ where
 {
     let body = Arc::new(body);
     let counters: Vec<Arc<Counters>> = (0..threads).map(|_| Arc::default()).collect();
+    let recent: Vec<Arc<RecentLatency>> = (0..threads).map(|_| Arc::default()).collect();
     let slots = connect_concurrency.div_ceil(threads);
     let handles = (0..threads)
         .map(|index| {
-            let (body, ctl, counters) = (body.clone(), ctl.clone(), counters[index].clone());
+            let (body, ctl) = (body.clone(), ctl.clone());
+            let (counters, recent) = (counters[index].clone(), recent[index].clone());
             std::thread::Builder::new()
                 .name(format!("bench-{index}"))
                 .spawn(move || {
-                    actix_rt::System::new().block_on(run_thread(index, ctl, counters, slots, body))
+                    let thread = run_thread(index, ctl, counters, recent, slots, body);
+                    actix_rt::System::new().block_on(thread)
                 })
                 // Setup: without its threads the tool cannot run at all.
                 .expect("spawn a worker thread")
         })
         .collect();
-    Workers { counters, handles }
+    Workers {
+        counters,
+        recent,
+        handles,
+    }
 }
 
 async fn run_thread<F, Fut>(
     index: usize,
     ctl: Arc<Control>,
     counters: Arc<Counters>,
+    recent: Arc<RecentLatency>,
     slots: usize,
     body: Arc<F>,
 ) -> Latency
@@ -241,6 +254,7 @@ where
         ctl: ctl.clone(),
         counters,
         latency: Rc::new(RefCell::new(new_latency())),
+        recent,
         client: conn::http_client(),
         connect_slots: Rc::new(Semaphore::new(slots)),
         tasks: Rc::default(),

@@ -25,6 +25,9 @@
 //! - `scenarios`: `fanout` (with `openloop`, its `--rate` writer), `records`, `idle`, `race`,
 //!   `reconnect`; each ends in a `report::Report`.
 //! - `report`: the human summary and the one-line JSON.
+//! - `timeline`: the run second by second (rates, latency percentiles, CPU and memory),
+//!   sampled at the progress line's tick.
+//! - `html`: the `--report` page: the summary and SVG charts of the timeline, in one file.
 //!
 //! The tool shares the machine's cores with the server, so it keeps its per-frame work small:
 //! frames are parsed into small structs with borrowed fields, and each thread counts into its
@@ -34,12 +37,14 @@
 mod args;
 pub mod conn;
 mod control;
+mod html;
 mod probe;
 mod progress;
 mod report;
 mod runner;
 mod scenarios;
 mod stats;
+mod timeline;
 pub mod wire;
 
 use std::process::ExitCode;
@@ -47,7 +52,8 @@ use std::process::ExitCode;
 /// Runs the tool on the arguments after the program name: parses them, runs the scenario and
 /// prints its report. Exit status 2 for a bad command line, 1 when the run fails.
 pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let options = match args::parse(args) {
+    let args: Vec<String> = args.into_iter().collect();
+    let options = match args::parse(args.iter().cloned()) {
         Ok(args::Command::Help) => {
             println!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -58,15 +64,30 @@ pub fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &options.report
+        && let Err(message) = html::check_writable(path)
+    {
+        eprintln!("mesh-bench: {message}");
+        return ExitCode::from(2);
+    }
     probe::raise_fd_limit();
-    match scenarios::run(&options) {
-        Ok(report) => {
-            report.print();
-            ExitCode::SUCCESS
-        }
+    let report = match scenarios::run(&options) {
+        Ok(report) => report,
         Err(message) => {
             eprintln!("mesh-bench: {message}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    report.print();
+    if let Some(path) = &options.report {
+        // On stderr: the JSON stays the last line of stdout, for scripts.
+        match html::write(path, &report, &html::command_line(&args)) {
+            Ok(()) => eprintln!("mesh-bench: report written to {path}"),
+            Err(message) => {
+                eprintln!("mesh-bench: {message}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }

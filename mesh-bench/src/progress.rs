@@ -1,6 +1,9 @@
 //! The progress line: printed every second while the main thread waits for a phase to end.
+//! The same tick takes the run's per-second samples (`timeline`), so the report's charts
+//! show the seconds the lines printed.
 
-use crate::stats::{Counters, Ctr, Snapshot};
+use crate::stats::{Counters, Ctr, RecentLatency, Snapshot};
+use crate::timeline::{Sampler, Timeline};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,9 @@ pub struct Monitor {
     next_line: Instant,
     last: Snapshot,
     last_at: Instant,
+    /// The phase of the last wait, for the lines and samples at the window's edges.
+    phase: String,
+    sampler: Sampler,
     /// Shown as per-second rates.
     rates: &'static [Ctr],
     /// Shown as running totals (errors and anomalies).
@@ -19,10 +25,17 @@ pub struct Monitor {
 
 /// How often a waiting phase checks its end condition.
 const POLL: Duration = Duration::from_millis(20);
+/// The shortest part-second before the measurement window worth a line and a sample: a rate
+/// over a few milliseconds is noise.
+const SHORTEST: Duration = Duration::from_millis(250);
 
 impl Monitor {
+    /// `counters` and `recent` are the worker threads'; `server_pids` the processes whose CPU
+    /// and memory are sampled.
     pub fn new(
         counters: Vec<Arc<Counters>>,
+        recent: Vec<Arc<RecentLatency>>,
+        server_pids: &[u32],
         rates: &'static [Ctr],
         totals: &'static [Ctr],
     ) -> Monitor {
@@ -33,6 +46,8 @@ impl Monitor {
             next_line: now + Duration::from_secs(1),
             last: Snapshot::default(),
             last_at: now,
+            phase: String::new(),
+            sampler: Sampler::new(now, rates, server_pids, recent),
             rates,
             totals,
         }
@@ -46,6 +61,7 @@ impl Monitor {
     /// Waits until `done` holds or `limit` has passed, printing progress; true if `done`.
     pub fn wait(&mut self, phase: &str, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> bool {
         let until = Instant::now() + limit;
+        phase.clone_into(&mut self.phase);
         loop {
             let snapshot = self.snapshot();
             if done(&snapshot) {
@@ -56,16 +72,48 @@ impl Monitor {
                 return false;
             }
             if now >= self.next_line {
-                self.print(phase, snapshot, now);
+                self.tick(phase, snapshot, now);
                 self.next_line = (self.next_line + Duration::from_secs(1)).max(now);
             }
             std::thread::sleep(POLL.min(until - now).min(self.next_line - now));
         }
     }
 
-    fn print(&mut self, phase: &str, snapshot: Snapshot, now: Instant) {
+    /// Starts the measurement window. The part-second since the last line gets its line and
+    /// sample (or is dropped when too short for a rate), and the lines start over from here,
+    /// so the window's samples are whole seconds.
+    pub fn begin_window(&mut self) {
+        let now = Instant::now();
+        let snapshot = self.snapshot();
+        if now - self.last_at >= SHORTEST {
+            self.tick(&self.phase.clone(), snapshot, now);
+        } else {
+            self.sampler.skip();
+            self.last = snapshot;
+            self.last_at = now;
+        }
+        self.sampler.window_started(now);
+        self.next_line = now + Duration::from_secs(1);
+    }
+
+    /// Ends the measurement window: its last second (or part of one) gets its line and sample.
+    pub fn end_window(&mut self) {
+        let now = Instant::now();
+        self.tick(&self.phase.clone(), self.snapshot(), now);
+        self.sampler.window_ended(now);
+        self.next_line = now + Duration::from_secs(1);
+    }
+
+    /// The samples taken so far.
+    pub fn take_timeline(&mut self) -> Timeline {
+        self.sampler.take()
+    }
+
+    /// Prints the line for the interval since the last one, and samples it.
+    fn tick(&mut self, phase: &str, snapshot: Snapshot, now: Instant) {
         let seconds = (now - self.last_at).as_secs_f64().max(1e-9);
         let delta = snapshot.since(&self.last);
+        self.sampler.sample(phase, &delta, seconds, now);
         let mut line = format!("[{:6.1}s {phase:>9}]", (now - self.started).as_secs_f64());
         for &c in self.rates {
             line += &format!(" {} {:.0}/s", c.name(), delta.get(c) as f64 / seconds);

@@ -2,12 +2,17 @@
 
 use crate::probe::CpuWindow;
 use crate::stats::Latency;
+use crate::timeline::Timeline;
 use serde_json::{Map, Value, json};
 
-/// What a scenario prints at the end.
+/// What a scenario prints at the end, and what the `--report` page draws besides.
 pub struct Report {
     pub lines: Vec<String>,
     pub json: Map<String, Value>,
+    /// Every latency summarized by [`Report::latency`], with its label.
+    pub histograms: Vec<(String, Latency)>,
+    /// The per-second samples; `None` for a scenario without the progress tick.
+    pub timeline: Option<Timeline>,
 }
 
 impl Report {
@@ -18,6 +23,8 @@ impl Report {
         Report {
             lines: vec![format!("== {scenario} ==")],
             json,
+            histograms: Vec::new(),
+            timeline: None,
         }
     }
 
@@ -66,6 +73,7 @@ impl Report {
                 "mean": h.mean().round(),
             }),
         );
+        self.histograms.push((label.to_owned(), h.clone()));
     }
 
     /// CPU seconds and the per-server-CPU-second figures for `counts`.

@@ -52,7 +52,13 @@ impl Run {
         let workers = spawn_workers(threads, options.connect_concurrency, &ctl, move |w| {
             thread(w, plan.clone())
         });
-        let monitor = Monitor::new(workers.counters.clone(), progress.rates, progress.totals);
+        let monitor = Monitor::new(
+            workers.counters.clone(),
+            workers.recent.clone(),
+            &options.server_pids,
+            progress.rates,
+            progress.totals,
+        );
         Run {
             ctl,
             monitor,
@@ -95,11 +101,13 @@ impl Run {
         let (ctl, monitor) = (&self.ctl, &mut self.monitor);
         ctl.set(Phase::Warmup);
         monitor.wait("warmup", options.warmup, |_| false);
+        monitor.begin_window();
         let (counts_before, cpu_before) =
             (monitor.snapshot(), CpuSample::take(&options.server_pids));
         ctl.set(Phase::Measuring);
         monitor.wait("measuring", options.duration, |_| false);
         ctl.set(Phase::Draining);
+        monitor.end_window();
         let (counts_after, cpu_after) = (monitor.snapshot(), CpuSample::take(&options.server_pids));
         Measured {
             counts: counts_after.since(&counts_before),

@@ -3,8 +3,8 @@
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What the tool counts. Each thread has its own set; the main thread adds them up.
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +153,34 @@ pub fn new_latency() -> Latency {
 
 /// The histogram the connection tasks of one thread record into.
 pub type LocalLatency = Rc<RefCell<Latency>>;
+
+/// The latencies one thread recorded since the last progress tick, for the per-second
+/// percentiles. A mutex rather than the whole-run `RefCell` because the main thread empties it
+/// once a second; the thread's own locks are otherwise uncontended.
+pub struct RecentLatency(Mutex<Latency>);
+
+impl Default for RecentLatency {
+    fn default() -> RecentLatency {
+        RecentLatency(Mutex::new(new_latency()))
+    }
+}
+
+impl RecentLatency {
+    pub fn record(&self, us: u64) {
+        if let Ok(mut h) = self.0.lock() {
+            h.saturating_record(us);
+        }
+    }
+
+    /// Adds what was recorded since the last call to `into`, and starts over.
+    pub fn drain_into(&self, into: &mut Latency) {
+        if let Ok(mut h) = self.0.lock() {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = into.add(&*h);
+            h.reset();
+        }
+    }
+}
 
 /// Version bookkeeping for one subscriber: pushed versions must go up by exactly one.
 pub fn check_sequence(counters: &Counters, last: &mut u64, version: u64) {

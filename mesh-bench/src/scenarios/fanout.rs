@@ -71,6 +71,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     let latency = run.stop();
     let mut report = summarize(options, &plan, measured, &latency, &run.ctl);
     report.set("connections_ready", setup.get(Ctr::Ready));
+    report.timeline = Some(run.monitor.take_timeline());
     Ok(report)
 }
 

@@ -47,9 +47,11 @@ pub fn run(options: &Options) -> Result<Report, String> {
     // Let the server settle (buffers freed after the handshakes) before reading RSS.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let rss_after = pid.and_then(|p| probe::rss_bytes(Some(p)));
+    run.monitor.begin_window();
     let cpu_before = CpuSample::take(&options.server_pids);
     run.ctl.set(Phase::Measuring);
     run.monitor.wait("holding", options.hold, |_| false);
+    run.monitor.end_window();
     let cpu = CpuSample::take(&options.server_pids).since(&cpu_before);
     let rss_end = pid.and_then(|p| probe::rss_bytes(Some(p)));
     let held = run.monitor.snapshot();
@@ -102,6 +104,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     );
     report.set("tool_rss_bytes", tool_rss);
     report.set("first_error", run.ctl.first_error());
+    report.timeline = Some(run.monitor.take_timeline());
     Ok(report)
 }
 

@@ -55,6 +55,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     let mut run = Run::start(options, options.threads, &plan, start_thread, progress);
     let setup = run.set_up(plan.writers + plan.urls.len())?;
 
+    run.monitor.begin_window();
     let cpu_before = CpuSample::take(&options.server_pids);
     let started = Instant::now();
     run.ctl.set(Phase::Measuring);
@@ -62,6 +63,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     let finished = run.monitor.wait("writing", options.duration, |s| {
         s.get(Ctr::WritersDone) >= writers
     });
+    run.monitor.end_window();
     let write_seconds = started.elapsed().as_secs_f64();
     let finals = final_versions(&plan.urls, &plan.record);
     let final_version = finals.iter().filter_map(|v| v.as_ref().ok()).copied().max();
@@ -132,6 +134,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     report.set("lost_updates", lost);
     report.set("counts", counts.to_json());
     report.set("first_error", run.ctl.first_error());
+    report.timeline = Some(run.monitor.take_timeline());
     Ok(report)
 }
 

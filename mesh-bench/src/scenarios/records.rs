@@ -67,6 +67,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     report.set("writes_per_s", rate(acked, seconds));
     report.set("counts", counts.to_json());
     report.set("first_error", run.ctl.first_error());
+    report.timeline = Some(run.monitor.take_timeline());
     Ok(report)
 }
 
