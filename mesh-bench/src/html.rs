@@ -280,10 +280,10 @@ fn no_data(why: &str) -> String {
 
 /// The drawing area of every chart, in SVG units (scaled to the page width).
 const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 250.0;
+const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 26.0;
+const TOP: f64 = 36.0;
 const BOTTOM: f64 = 34.0;
 const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
 const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
@@ -315,9 +315,15 @@ fn time_chart(chart: &TimeChart) -> String {
     if samples.is_empty() || values().next().is_none() {
         return caption + &no_data(chart.empty) + "</figure>\n";
     }
+    // The axis ends with the data; its ticks are round.
     let end = samples.iter().map(|s| s.at).fold(0.0, f64::max);
-    let end = chart.timeline.window.1.map_or(end, |w| end.max(w));
-    let (step_x, end) = nice_scale(end);
+    let end = chart
+        .timeline
+        .window
+        .1
+        .map_or(end, |w| end.max(w))
+        .max(1e-3);
+    let (step_x, _) = nice_scale(end);
     let (step_y, top) = nice_scale(values().copied().fold(0.0, f64::max));
     let x = |t: f64| LEFT + t / end * PLOT_W;
     let y = |v: f64| TOP + PLOT_H - v / top * PLOT_H;
@@ -331,8 +337,8 @@ fn time_chart(chart: &TimeChart) -> String {
              <text x=\"{:.1}\" y=\"{:.1}\" fill-opacity=\"0.7\">measured</text>",
             x(from),
             (x(to) - x(from)).max(0.0),
-            x(from) + 4.0,
-            TOP + 14.0
+            x(from) + 2.0,
+            TOP - 5.0
         );
     }
     svg += &y_grid(step_y, top, chart.unit, &|v| y(v), &short);
@@ -350,7 +356,13 @@ fn time_chart(chart: &TimeChart) -> String {
         let mut text = format!("{:.1}–{:.1} s, {}", s.from(), s.at, s.phase);
         for line in &chart.lines {
             if let Some(Some(v)) = line.values.get(k) {
-                let _ = write!(text, "\n{}: {} {}", line.name, grouped(*v), chart.unit);
+                let _ = write!(
+                    text,
+                    "\n{}: {}{}",
+                    line.name,
+                    grouped(*v),
+                    spaced(chart.unit)
+                );
             }
         }
         if chart.unit == "ms"
@@ -508,7 +520,7 @@ fn x_axis_seconds(step: f64, end: f64, x: &dyn Fn(f64) -> f64) -> String {
         "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{bottom:.1}\" y2=\"{bottom:.1}\"/>\n",
         LEFT + PLOT_W
     );
-    let ticks = (end / step).round() as usize;
+    let ticks = (end / step + 1e-9).floor() as usize;
     for i in 0..=ticks {
         let t = step * i as f64;
         let _ = writeln!(
@@ -643,10 +655,19 @@ fn short(v: f64) -> String {
     format!("{text}{suffix}")
 }
 
-/// A value in hover text: thousands grouped for large numbers, two significant decimals for
-/// small ones.
+/// A unit after a number: "/s" sticks to it, words get a space.
+fn spaced(unit: &str) -> String {
+    if unit.starts_with('/') {
+        unit.to_owned()
+    } else {
+        format!(" {unit}")
+    }
+}
+
+/// A value in hover text: whole numbers as integers, thousands grouped for large numbers,
+/// two decimals for small ones.
 fn grouped(v: f64) -> String {
-    if v.abs() >= 100.0 {
+    if v.abs() >= 100.0 || v.fract() == 0.0 {
         let digits = format!("{:.0}", v.abs());
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
@@ -832,9 +853,11 @@ mod tests {
         assert!(!page.contains("no data"), "{page}");
         assert!(page.contains("<path d=\"M"));
         assert!(page.contains("class=\"window\""));
+        // The time axis ends with the data (7 s): ticks every 2 s up to 6 s.
+        assert!(page.contains(">6 s</text>") && !page.contains(">8 s</text>"));
         assert!(page.contains("server 4242"));
         // Hover text of a measured second, and the histogram's caption.
-        assert!(page.contains("6.0–7.0 s, measuring\np50: 0.87 ms\np99: 4.00 ms\nmax: 9.00 ms"));
+        assert!(page.contains("6.0–7.0 s, measuring\np50: 0.87 ms\np99: 4 ms\nmax: 9 ms"));
         let caption = page
             .lines()
             .find(|l| l.contains("<figcaption>write-"))
@@ -896,6 +919,7 @@ mod tests {
         assert_eq!(short(0.25), "0.25");
         assert_eq!(grouped(1_234_567.4), "1,234,567");
         assert_eq!(grouped(999.6), "1,000");
+        assert_eq!((grouped(96.0), grouped(2.5)), ("96".into(), "2.50".into()));
         assert_eq!(duration_us(850.0), "850 µs");
         assert_eq!(duration_us(1_250.0), "1.25 ms");
         assert_eq!(duration_us(2_000_000.0), "2 s");

@@ -25,8 +25,8 @@ pub struct Monitor {
 
 /// How often a waiting phase checks its end condition.
 const POLL: Duration = Duration::from_millis(20);
-/// The shortest part-second before the measurement window worth a line and a sample: a rate
-/// over a few milliseconds is noise.
+/// The shortest part-second at an edge of the measurement window worth a line and a sample:
+/// a rate over a few milliseconds is noise.
 const SHORTEST: Duration = Duration::from_millis(250);
 
 impl Monitor {
@@ -79,10 +79,27 @@ impl Monitor {
         }
     }
 
-    /// Starts the measurement window. The part-second since the last line gets its line and
-    /// sample (or is dropped when too short for a rate), and the lines start over from here,
-    /// so the window's samples are whole seconds.
+    /// Starts the measurement window: the lines start over from here, so the window's samples
+    /// are whole seconds. The part-second before gets its line and sample, unless too short.
     pub fn begin_window(&mut self) {
+        let now = self.close_interval();
+        self.sampler.window_started(now);
+        self.next_line = now + Duration::from_secs(1);
+    }
+
+    /// Ends the measurement window: its last part-second gets its line and sample, unless too
+    /// short. (A window of whole seconds ends just after its last tick: the wait's deadline
+    /// is set a little after `begin_window`.)
+    pub fn end_window(&mut self) {
+        let now = self.close_interval();
+        self.sampler.window_ended(now);
+        self.next_line = now + Duration::from_secs(1);
+    }
+
+    /// Ends the interval since the last line now: a line and a sample, or nothing when it is
+    /// shorter than `SHORTEST` (its counts are then left out of the lines and samples; the
+    /// summary counts on its own).
+    fn close_interval(&mut self) -> Instant {
         let now = Instant::now();
         let snapshot = self.snapshot();
         if now - self.last_at >= SHORTEST {
@@ -92,16 +109,7 @@ impl Monitor {
             self.last = snapshot;
             self.last_at = now;
         }
-        self.sampler.window_started(now);
-        self.next_line = now + Duration::from_secs(1);
-    }
-
-    /// Ends the measurement window: its last second (or part of one) gets its line and sample.
-    pub fn end_window(&mut self) {
-        let now = Instant::now();
-        self.tick(&self.phase.clone(), self.snapshot(), now);
-        self.sampler.window_ended(now);
-        self.next_line = now + Duration::from_secs(1);
+        now
     }
 
     /// The samples taken so far.
