@@ -149,8 +149,8 @@ fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String
 /// One chart per rate of the progress line: their scales differ (a fanout delivers
 /// subscribers times more than it writes).
 fn throughput(timeline: &Timeline) -> String {
-    if timeline.rate_names.is_empty() {
-        return no_data("this scenario takes no per-second samples");
+    if timeline.samples.is_empty() {
+        return no_data(NO_SAMPLES);
     }
     let mut out = String::new();
     for (i, name) in timeline.rate_names.iter().enumerate() {
@@ -247,7 +247,7 @@ fn resources(timeline: &Timeline) -> String {
         unit: "cores",
         timeline,
         lines: cpu,
-        empty: "no per-second samples in this run",
+        empty: "/proc could not be read",
     }) + &time_chart(&TimeChart {
         title: "Server resident memory",
         unit: "MiB",
@@ -273,6 +273,11 @@ fn histograms(histograms: &[(String, Latency)]) -> String {
     }
     drawn.concat()
 }
+
+/// Why a run has no timeline: reconnect runs without the progress line; a race can end
+/// before the first tick.
+const NO_SAMPLES: &str = "no per-second samples (this scenario prints no progress lines, \
+                          or the run was shorter than a second)";
 
 fn no_data(why: &str) -> String {
     format!("<p class=\"no-data\">no data: {}</p>\n", escape(why))
@@ -312,7 +317,10 @@ fn time_chart(chart: &TimeChart) -> String {
     let samples = &chart.timeline.samples;
     let caption = format!("<figure><figcaption>{}</figcaption>\n", escape(chart.title));
     let values = || chart.lines.iter().flat_map(|l| l.values.iter().flatten());
-    if samples.is_empty() || values().next().is_none() {
+    if samples.is_empty() {
+        return caption + &no_data(NO_SAMPLES) + "</figure>\n";
+    }
+    if values().next().is_none() {
         return caption + &no_data(chart.empty) + "</figure>\n";
     }
     // The axis ends with the data; its ticks are round.
@@ -883,6 +891,7 @@ mod tests {
         assert_self_contained(&page);
         assert!(!page.contains("<svg"), "{page}");
         assert_eq!(page.matches("no data").count(), 5, "{page}");
+        assert_eq!(page.matches("no data: no per-second samples").count(), 4);
 
         // Samples, but no latency and no --server-pid (idle without a pid).
         let mut idle = timeline();
