@@ -170,6 +170,7 @@ fn throughput(timeline: &Timeline) -> String {
             timeline,
             lines: vec![line],
             empty: "no samples",
+            details: no_details,
         });
     }
     out
@@ -202,6 +203,14 @@ fn latency_over_time(timeline: &Timeline) -> String {
             },
         ],
         empty: "no latency was recorded in any second of this run",
+        details: |s| match &s.latency {
+            Some(l) => format!(
+                "\nmax: {} ms\nsamples: {}",
+                grouped(l.max as f64 / 1000.0),
+                grouped(l.samples as f64)
+            ),
+            None => String::new(),
+        },
     })
 }
 
@@ -248,12 +257,14 @@ fn resources(timeline: &Timeline) -> String {
         timeline,
         lines: cpu,
         empty: "/proc could not be read",
+        details: no_details,
     }) + &time_chart(&TimeChart {
         title: "Server resident memory",
         unit: "MiB",
         timeline,
         lines: rss,
         empty: no_server,
+        details: no_details,
     })
 }
 
@@ -309,6 +320,12 @@ struct TimeChart<'a> {
     lines: Vec<Line>,
     /// Why there is nothing to draw, when no line has a value.
     empty: &'a str,
+    /// More lines for a sample's hover text, after the lines' values.
+    details: fn(&Sample) -> String,
+}
+
+fn no_details(_: &Sample) -> String {
+    String::new()
 }
 
 /// A chart over the run's seconds: x is seconds since the start, each sample drawn at the
@@ -349,7 +366,7 @@ fn time_chart(chart: &TimeChart) -> String {
             TOP - 5.0
         );
     }
-    svg += &y_grid(step_y, top, chart.unit, &|v| y(v), &short);
+    svg += &y_grid(step_y, top, chart.unit, &|v| y(v));
     svg += &x_axis_seconds(step_x, end, &|t| x(t));
     for (i, line) in chart.lines.iter().enumerate() {
         let points: Vec<Option<(f64, f64)>> = samples
@@ -359,7 +376,13 @@ fn time_chart(chart: &TimeChart) -> String {
             .collect();
         svg += &polyline(&points, COLORS[i % COLORS.len()], line.dashed);
     }
-    svg += &legend(chart.lines.iter().map(|l| (l.name.as_str(), l.dashed)));
+    let entries: Vec<(&str, &str, bool)> = chart
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), COLORS[i % COLORS.len()], l.dashed))
+        .collect();
+    svg += &legend(&entries);
     for (k, s) in samples.iter().enumerate() {
         let mut text = format!("{:.1}–{:.1} s, {}", s.from(), s.at, s.phase);
         for line in &chart.lines {
@@ -373,16 +396,7 @@ fn time_chart(chart: &TimeChart) -> String {
                 );
             }
         }
-        if chart.unit == "ms"
-            && let Some(l) = &s.latency
-        {
-            let _ = write!(
-                text,
-                "\nmax: {} ms\nsamples: {}",
-                grouped(l.max as f64 / 1000.0),
-                l.samples
-            );
-        }
+        text += &(chart.details)(s);
         svg += &hover_area(x(s.from()), x(s.at), &text);
     }
     caption + &svg + "</svg></figure>\n"
@@ -420,7 +434,7 @@ fn histogram_chart(label: &str, h: &Latency) -> String {
         grouped(h.len() as f64)
     );
     let mut svg = svg_open();
-    svg += &y_grid(step_y, top, "% of samples", &|v| y(v), &short);
+    svg += &y_grid(step_y, top, "% of samples", &|v| y(v));
     // Ticks at 1, 2 and 5 of each decade, or only at decades when the range is wide.
     let multiples: &[f64] = if hi - lo > 30.0 {
         &[1.0]
@@ -469,16 +483,21 @@ fn histogram_chart(label: &str, h: &Latency) -> String {
         );
         svg += &hover_area(from, to, &text);
     }
-    for (us, color) in [(p50, COLORS[2]), (p99, COLORS[1]), (max, COLORS[5])] {
+    let markers = [
+        ("p50", COLORS[2], true),
+        ("p99", COLORS[1], true),
+        ("max", COLORS[5], true),
+    ];
+    for ((_, color, _), us) in markers.iter().zip([p50, p99, max]) {
         let at = x_us(us);
         let _ = writeln!(
             svg,
-            "<line x1=\"{at:.1}\" x2=\"{at:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"{color}\" \
-             stroke-dasharray=\"4 3\"/>",
-            TOP + PLOT_H
+            "<line x1=\"{at:.1}\" x2=\"{at:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"{color}\"{}/>",
+            TOP + PLOT_H,
+            dash(true)
         );
     }
-    svg += &legend_colored(&[("p50", COLORS[2]), ("p99", COLORS[1]), ("max", COLORS[5])]);
+    svg += &legend(&markers);
     caption + &svg + "</svg></figure>\n"
 }
 
@@ -489,13 +508,7 @@ fn svg_open() -> String {
 }
 
 /// Horizontal grid lines and their labels at every `step` up to `top`, and the unit.
-fn y_grid(
-    step: f64,
-    top: f64,
-    unit: &str,
-    y: &dyn Fn(f64) -> f64,
-    label: &dyn Fn(f64) -> String,
-) -> String {
+fn y_grid(step: f64, top: f64, unit: &str, y: &dyn Fn(f64) -> f64) -> String {
     let mut out = String::new();
     let ticks = (top / step).round() as usize;
     for i in 0..=ticks {
@@ -508,7 +521,7 @@ fn y_grid(
             LEFT + PLOT_W,
             LEFT - 6.0,
             at + 4.0,
-            label(v)
+            short(v)
         );
     }
     let _ = writeln!(
@@ -558,14 +571,10 @@ fn polyline(points: &[Option<(f64, f64)>], color: &str, dashed: bool) -> String 
             None => pen_down = false,
         }
     }
-    let dash = if dashed {
-        " stroke-dasharray=\"6 4\""
-    } else {
-        ""
-    };
     let mut out = format!(
-        "<path d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.8\"{dash}/>\n",
-        d.trim_end()
+        "<path d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.8\"{}/>\n",
+        d.trim_end(),
+        dash(dashed)
     );
     if points.len() <= 120 {
         for (px, py) in points.iter().flatten() {
@@ -579,22 +588,17 @@ fn polyline(points: &[Option<(f64, f64)>], color: &str, dashed: bool) -> String 
     out
 }
 
-/// The names of the lines across the top, in line order.
-fn legend<'a>(lines: impl Iterator<Item = (&'a str, bool)>) -> String {
+/// Each entry's name, color and dash across the top, in order.
+fn legend(entries: &[(&str, &str, bool)]) -> String {
     let mut out = String::new();
     let mut at = LEFT;
-    for (i, (name, dashed)) in lines.enumerate() {
-        let dash = if dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        };
+    for &(name, color, dashed) in entries {
         let _ = writeln!(
             out,
-            "<line x1=\"{at:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"10\" stroke=\"{}\" stroke-width=\"2.5\"{dash}/>\
-             <text x=\"{:.1}\" y=\"14\">{}</text>",
+            "<line x1=\"{at:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"10\" stroke=\"{color}\" \
+             stroke-width=\"2.5\"{}/><text x=\"{:.1}\" y=\"14\">{}</text>",
             at + 22.0,
-            COLORS[i % COLORS.len()],
+            dash(dashed),
             at + 27.0,
             escape(name)
         );
@@ -603,21 +607,12 @@ fn legend<'a>(lines: impl Iterator<Item = (&'a str, bool)>) -> String {
     out
 }
 
-fn legend_colored(entries: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    let mut at = LEFT;
-    for (name, color) in entries {
-        let _ = writeln!(
-            out,
-            "<line x1=\"{at:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"10\" stroke=\"{color}\" stroke-width=\"2\" \
-             stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"14\">{}</text>",
-            at + 22.0,
-            at + 27.0,
-            escape(name)
-        );
-        at += 40.0 + 7.0 * name.chars().count() as f64;
+fn dash(dashed: bool) -> &'static str {
+    if dashed {
+        " stroke-dasharray=\"6 4\""
+    } else {
+        ""
     }
-    out
 }
 
 /// A transparent band over the plot's height between `from` and `to` whose `<title>` the

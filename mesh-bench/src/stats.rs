@@ -166,6 +166,7 @@ impl Default for RecentLatency {
 }
 
 impl RecentLatency {
+    /// Records one latency; the whole-run histogram gets it too (the caller records both).
     pub fn record(&self, us: u64) {
         if let Ok(mut h) = self.0.lock() {
             h.saturating_record(us);
