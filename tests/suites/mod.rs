@@ -10,6 +10,7 @@ mod faults;
 mod layout;
 mod lean_socket;
 mod limits;
+mod load_report;
 mod persistence_actor;
 mod persistence_adapters;
 mod persistence_faults;

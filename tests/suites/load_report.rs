@@ -1,0 +1,59 @@
+//! The load tool's `--report FILE.html` against the real server binary: a fanout run writes one
+//! self-contained page with every chart drawn, the server's CPU and memory included.
+
+use crate::common::process::{serve, sigterm, write_config};
+use crate::common::{free_port, wait_for_health};
+use std::process::ExitCode;
+
+#[actix_web::test]
+async fn a_fanout_run_writes_a_self_contained_page_with_every_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nport = {port}\nmax_requests_per_second = 0\n\n\
+             [[records.expose]]\npattern = \"^bench:\"\nwritable = true\n"
+        ),
+    );
+    let mut server = serve(&config);
+    wait_for_health(port).await;
+    let page_path = dir.path().join("report.html");
+    let args: Vec<String> = [
+        "fanout",
+        "--subscribers",
+        "20",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--server-pid",
+        &server.id().to_string(),
+        "--report",
+        page_path.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    // The tool runs its own runtimes: give it a thread of its own.
+    let status = std::thread::spawn(move || mesh_bench::run(args))
+        .join()
+        .expect("mesh-bench does not panic");
+    sigterm(&server);
+    let _ = server.wait();
+
+    assert_eq!(status, ExitCode::SUCCESS);
+    let page = std::fs::read_to_string(&page_path).expect("the report is written");
+    assert!(page.contains("<h1>mesh-bench fanout</h1>"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page must not load anything from elsewhere"
+    );
+    // Write and delivery rates, latency per second, the histogram, CPU and memory.
+    assert_eq!(page.matches("<svg ").count(), 6, "{page}");
+    assert!(!page.contains("no data"), "every chart has data: {page}");
+    // Both measured seconds are on the time charts.
+    let measured = page.matches(" s, measuring\n").count();
+    assert!(measured >= 2, "{measured} measured seconds in hover texts");
+}
