@@ -10,7 +10,7 @@ use crate::access::Exposure;
 use crate::actors::record::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, UpdateRecord, WriteOutcome,
 };
-use crate::actors::registry::{AddExposure, RegistryActor, send_to_record};
+use crate::actors::registry::{Directory, RegistryActor, send_to_record};
 use crate::error::{Error, Result};
 use crate::record::{RecordId, Strategy, Version, Versioned};
 use actix::Addr;
@@ -23,18 +23,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Clone)]
 pub struct Records {
     registry: Addr<RegistryActor>,
+    directory: Arc<Directory>,
     max_record_id_bytes: usize,
     live_records: Arc<AtomicUsize>,
 }
 
 impl Records {
     pub(crate) fn new(
-        registry: Addr<RegistryActor>,
+        (registry, directory): (Addr<RegistryActor>, Arc<Directory>),
         max_record_id_bytes: usize,
         live_records: Arc<AtomicUsize>,
     ) -> Self {
         Records {
             registry,
+            directory,
             max_record_id_bytes,
             live_records,
         }
@@ -43,6 +45,11 @@ impl Records {
     /// The registry, for the sessions that resolve access through it.
     pub(crate) fn registry(&self) -> &Addr<RegistryActor> {
         &self.registry
+    }
+
+    /// Where sessions resolve access without a message when no guard has to run.
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// Longest record id accepted (`[server] max_record_id_bytes`).
@@ -97,7 +104,7 @@ impl Records {
             strategy,
             expected_version,
         };
-        send_to_record(&self.registry, &id, None, msg).await?
+        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
     }
 
     /// Changes a record with a function of its current value (`None` when it does not exist),
@@ -125,20 +132,20 @@ impl Records {
             update: Arc::new(update),
             expected_version: None,
         };
-        send_to_record(&self.registry, &id, None, msg).await?
+        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
     }
 
     /// The record's value and version, or `None` when absent.
     pub async fn get_record(&self, id: &str) -> Result<Option<Versioned>> {
         let id = self.record_id(id)?;
-        send_to_record(&self.registry, &id, None, GetSnapshot).await?
+        send_to_record(&self.registry, &id, self.directory.lease(&id), GetSnapshot).await?
     }
 
     /// Deletes a record; returns its last version, or `None` when it did not exist (no-op).
     pub async fn delete_record(&self, id: &str) -> Result<Option<Version>> {
         let id = self.record_id(id)?;
         let msg = DeleteRecord::default();
-        send_to_record(&self.registry, &id, None, msg).await?
+        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
     }
 
     /// Deletes a record only if it exists at `version`; otherwise fails with
@@ -148,7 +155,7 @@ impl Records {
         let msg = DeleteRecord {
             if_version: Some(version),
         };
-        send_to_record(&self.registry, &id, None, msg).await?
+        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
     }
 
     /// The record's changes after version `since` as RFC 6902 patches, oldest first, with the
@@ -160,12 +167,18 @@ impl Records {
         since: Version,
     ) -> Result<Option<(Version, Vec<crate::store::Change>)>> {
         let id = self.record_id(id)?;
-        send_to_record(&self.registry, &id, None, GetHistory { since }).await?
+        send_to_record(
+            &self.registry,
+            &id,
+            self.directory.lease(&id),
+            GetHistory { since },
+        )
+        .await?
     }
 
     /// Adds an exposure at runtime, after all existing ones.
     pub fn expose(&self, exposure: Exposure) {
-        self.registry.do_send(AddExposure { exposure });
+        self.directory.expose(exposure);
     }
 
     /// How many `RecordActor`s are alive.

@@ -1,7 +1,7 @@
 //! `RegistryActor`: the exposure table and the directory of live `RecordActor`s.
 //!
 //! Talks to: sessions (`ResolveAccess`), the server API (`GetRecordActor`), record actors
-//! (`RecordActorStopped`).
+//! (`RecordActorStopped`, `RetireRecordActor`).
 //!
 //! Invariants:
 //! - At most one live `RecordActor` per id is handed out; a stopped one is replaced on demand.
@@ -13,6 +13,9 @@
 //! - Guards run as futures outside the mailbox, so a slow guard delays only its own request.
 //! - A record actor is started only after access was granted, so refused requests cost nothing.
 //! - Record actors are spread over several arbiters (threads) by id hash.
+//! - Sessions resolve the common case without a message: an exposure with no guard and a
+//!   live actor are looked up in the shared [`Directory`] on the session's own thread. Only a
+//!   guard, or an actor to start, costs a round trip through the registry's mailbox.
 
 use super::record::{RecordActor, RecordEnv, RecordSettings};
 use crate::access::{Decision, Exposure, ExposureTable, Operation};
@@ -23,8 +26,8 @@ use crate::store::SharedStore;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// A handed-out record actor address: the actor does not stop while its lease is held.
@@ -93,24 +96,82 @@ pub struct RetireRecordActor {
     pub addr: Addr<RecordActor>,
 }
 
-/// Adds an exposure at runtime, after the existing ones.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddExposure {
-    /// The rule.
-    pub exposure: Exposure,
-}
-
 /// A live record actor and the count of leases out on it.
 struct Live {
     addr: Addr<RecordActor>,
     leases: Arc<AtomicUsize>,
 }
 
+/// The exposure table and the live record actors, shared by the registry and the sessions.
+///
+/// Only the registry starts or forgets an actor. A lease is taken and a retirement decided
+/// under the same lock, so an actor that agreed to stop is never handed out again.
+pub struct Directory {
+    exposures: RwLock<ExposureTable>,
+    live: Mutex<HashMap<RecordId, Live>>,
+}
+
+impl Directory {
+    fn new(exposures: ExposureTable) -> Self {
+        Directory {
+            exposures: RwLock::new(exposures),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<RecordId, Live>> {
+        // Every change to the map is a single insert or remove: a poisoned lock is consistent.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn decide(&self, id: &RecordId, op: Operation) -> Decision {
+        let exposures = self.exposures.read();
+        let exposures = exposures
+            .as_ref()
+            .unwrap_or_else(|poisoned| poisoned.get_ref());
+        exposures.decide(id.as_str(), op)
+    }
+
+    /// Adds an exposure after the existing ones; requests resolved from now on see it.
+    pub(crate) fn expose(&self, exposure: Exposure) {
+        let mut exposures = self.exposures.write();
+        let exposures = exposures
+            .as_mut()
+            .unwrap_or_else(|poisoned| poisoned.get_mut());
+        exposures.push(exposure);
+    }
+
+    /// The record's live actor with a lease, if one is running.
+    pub(crate) fn lease(&self, id: &RecordId) -> Option<Leased> {
+        let live = self.live();
+        let found = live.get(id).filter(|live| live.addr.connected())?;
+        Some(Leased {
+            addr: found.addr.clone(),
+            lease: Lease::new(&found.leases),
+        })
+    }
+
+    /// Access to a record decided without the registry, when that is possible: `None` when a
+    /// guard has to run or no actor is live, and the registry must be asked
+    /// ([`ResolveAccess`]).
+    pub(crate) fn resolve_now(
+        &self,
+        id: &RecordId,
+        op: Operation,
+    ) -> Option<Result<Leased, Error>> {
+        match self.decide(id, op) {
+            Decision::NotExposed => Some(Err(Error::Forbidden)),
+            Decision::Guarded(_) => None,
+            Decision::Allowed => self.lease(id).map(Ok),
+        }
+    }
+}
+
 /// The registry (see the module docs).
 pub struct RegistryActor {
-    exposures: ExposureTable,
-    records: HashMap<RecordId, Live>,
+    directory: Arc<Directory>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     store: SharedStore,
@@ -129,8 +190,7 @@ impl RegistryActor {
         live: Arc<AtomicUsize>,
     ) -> Self {
         RegistryActor {
-            exposures,
-            records: HashMap::new(),
+            directory: Arc::new(Directory::new(exposures)),
             arbiters,
             hasher: Default::default(),
             store,
@@ -140,11 +200,17 @@ impl RegistryActor {
         }
     }
 
+    /// The directory sessions resolve through (share it before the registry starts).
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory)
+    }
+
     fn record(&mut self, id: &RecordId) -> Leased {
-        if let Some(live) = self.records.get(id).filter(|live| live.addr.connected()) {
+        let mut live = self.directory.live();
+        if let Some(found) = live.get(id).filter(|found| found.addr.connected()) {
             return Leased {
-                addr: live.addr.clone(),
-                lease: Lease::new(&live.leases),
+                addr: found.addr.clone(),
+                lease: Lease::new(&found.leases),
             };
         }
         let Some(env) = self.env.clone() else {
@@ -160,7 +226,7 @@ impl RegistryActor {
         });
         let leases = Arc::new(AtomicUsize::new(0));
         let lease = Lease::new(&leases);
-        self.records.insert(
+        live.insert(
             id.clone(),
             Live {
                 addr: addr.clone(),
@@ -190,7 +256,7 @@ impl Handler<ResolveAccess> for RegistryActor {
     type Result = ResponseActFuture<Self, Result<Leased, Error>>;
 
     fn handle(&mut self, msg: ResolveAccess, _ctx: &mut Context<Self>) -> Self::Result {
-        match self.exposures.decide(msg.id.as_str(), msg.op) {
+        match self.directory.decide(&msg.id, msg.op) {
             Decision::NotExposed => Box::pin(fut::ready(Err(Error::Forbidden))),
             Decision::Allowed => Box::pin(fut::ready(Ok(self.record(&msg.id)))),
             Decision::Guarded(guard) => {
@@ -224,13 +290,14 @@ impl Handler<RetireRecordActor> for RegistryActor {
     type Result = bool;
 
     fn handle(&mut self, msg: RetireRecordActor, _ctx: &mut Context<Self>) -> bool {
-        let Some(live) = self.records.get(&msg.id) else {
+        let mut live = self.directory.live();
+        let Some(found) = live.get(&msg.id) else {
             return false;
         };
-        if live.addr != msg.addr || live.leases.load(Ordering::Acquire) != 0 {
+        if found.addr != msg.addr || found.leases.load(Ordering::Acquire) != 0 {
             return false;
         }
-        self.records.remove(&msg.id);
+        live.remove(&msg.id);
         true
     }
 }
@@ -239,21 +306,13 @@ impl Handler<RecordActorStopped> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordActorStopped, _ctx: &mut Context<Self>) {
-        if self
-            .records
+        let mut live = self.directory.live();
+        if live
             .get(&msg.id)
-            .is_some_and(|live| live.addr == msg.addr)
+            .is_some_and(|found| found.addr == msg.addr)
         {
-            self.records.remove(&msg.id);
+            live.remove(&msg.id);
         }
-    }
-}
-
-impl Handler<AddExposure> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: AddExposure, _ctx: &mut Context<Self>) {
-        self.exposures.push(msg.exposure);
     }
 }
 

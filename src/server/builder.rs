@@ -134,9 +134,13 @@ impl RecordServerBuilder {
             handles,
             RecordSettings::from_config(&self.config, Arc::clone(&persist)),
             Arc::clone(&live_records),
-        )
-        .start();
-        let records = Records::new(registry, s.max_record_id_bytes, live_records);
+        );
+        let directory = registry.directory();
+        let records = Records::new(
+            (registry.start(), directory),
+            s.max_record_id_bytes,
+            live_records,
+        );
         let authenticator =
             self.authenticator
                 .unwrap_or_else(|| match self.config.auth.jwt_verifier() {

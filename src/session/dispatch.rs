@@ -93,27 +93,39 @@ impl SessionActor {
         }
         self.pending_subscribes += 1;
         let permit = self.permit.take();
+        let request = (id, record_id, mode, since);
+        let directory = self.services.records.directory();
+        if let Some(resolved) = directory.resolve_now(&request.1, Operation::Read) {
+            return self.subscribe_resolved(request, resolved, permit, ctx);
+        }
         let resolve = self.services.records.registry().send(ResolveAccess {
-            id: record_id.clone(),
+            id: request.1.clone(),
             op: Operation::Read,
             connection: self.connection.clone(),
         });
         resolve
             .into_actor(self)
             .map(move |resolved, act, ctx| {
-                let result = match resolved {
-                    Ok(Ok(leased)) => {
-                        let request = (id, record_id, mode, since);
-                        return act.finish_subscribe(request, leased, permit, ctx);
-                    }
-                    Ok(Err(Error::Forbidden)) => Ok(json!({ "success": false })),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Error::Internal),
-                };
-                act.pending_subscribes -= 1;
-                act.reply(&id, CMD, result);
+                let resolved = resolved.unwrap_or(Err(Error::Internal));
+                act.subscribe_resolved(request, resolved, permit, ctx);
             })
             .wait(ctx);
+    }
+
+    fn subscribe_resolved(
+        &mut self,
+        request: (Option<Number>, RecordId, Mode, Option<Option<u64>>),
+        resolved: Result<Leased, Error>,
+        permit: Option<Permit>,
+        ctx: &mut Context<Self>,
+    ) {
+        let result = match resolved {
+            Ok(leased) => return self.finish_subscribe(request, leased, permit, ctx),
+            Err(Error::Forbidden) => Ok(json!({ "success": false })),
+            Err(e) => Err(e),
+        };
+        self.pending_subscribes -= 1;
+        self.reply(&request.0, commands::SUBSCRIBE_RECORD, result);
     }
 
     fn finish_subscribe(
@@ -189,50 +201,66 @@ impl SessionActor {
             return self.reply(&id, CMD, Err(error));
         }
         let permit = self.permit.take();
+        let message = ApplyWrite {
+            value: Arc::new(value),
+            strategy,
+            expected_version,
+        };
+        let request = (id, record_id, message);
+        let directory = self.services.records.directory();
+        if let Some(resolved) = directory.resolve_now(&request.1, Operation::Write) {
+            return self.publish_resolved(request, resolved, permit, ctx);
+        }
         let resolve = self.services.records.registry().send(ResolveAccess {
-            id: record_id.clone(),
+            id: request.1.clone(),
             op: Operation::Write,
             connection: self.connection.clone(),
         });
         resolve
             .into_actor(self)
-            .map(move |resolved, act, ctx| {
-                let leased = match resolved {
-                    Ok(Ok(leased)) => leased,
-                    Ok(Err(e)) => {
-                        crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
-                        return act.reply(&id, CMD, Err(e));
-                    }
-                    Err(_) => return act.reply(&id, CMD, Err(Error::Internal)),
-                };
-                let message = ApplyWrite {
-                    value: Arc::new(value),
-                    strategy,
-                    expected_version,
-                };
-                // Enqueue now, before the next request is read, to keep this client's order.
-                // The lease keeps the actor from stopping until it has answered, so the
-                // message cannot be dropped and resent behind a later one.
-                let Leased { addr, lease } = leased;
-                let first = addr.send(message.clone());
-                let registry = act.services.records.registry().clone();
-                async move {
-                    let result = match first.await {
-                        Ok(result) => Ok(result),
-                        Err(_) => send_to_record(&registry, &record_id, None, message).await,
-                    };
-                    drop(lease);
-                    result
-                }
-                .into_actor(act)
-                .map(move |result, act, _| {
-                    let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
-                    act.reply(&id, CMD, result);
-                    drop(permit);
-                })
-                .spawn(ctx);
+            .map(move |resolved, act, ctx| match resolved {
+                Ok(resolved) => act.publish_resolved(request, resolved, permit, ctx),
+                Err(_) => act.reply(&request.0, CMD, Err(Error::Internal)),
             })
             .wait(ctx);
+    }
+
+    fn publish_resolved(
+        &mut self,
+        (id, record_id, message): (Option<Number>, RecordId, ApplyWrite),
+        resolved: Result<Leased, Error>,
+        permit: Option<Permit>,
+        ctx: &mut Context<Self>,
+    ) {
+        const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
+        let leased = match resolved {
+            Ok(leased) => leased,
+            Err(e) => {
+                crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                return self.reply(&id, CMD, Err(e));
+            }
+        };
+        // Enqueue now, before the next request is read, to keep this client's order.
+        // The lease keeps the actor from stopping until it has answered, so the message
+        // cannot be dropped and resent behind a later one.
+        let Leased { addr, lease } = leased;
+        let first = addr.send(message.clone());
+        let registry = self.services.records.registry().clone();
+        async move {
+            let result = match first.await {
+                Ok(result) => Ok(result),
+                Err(_) => send_to_record(&registry, &record_id, None, message).await,
+            };
+            drop(lease);
+            result
+        }
+        .into_actor(self)
+        .map(move |result, act, _| {
+            let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
+            act.reply(&id, CMD, result);
+            drop(permit);
+        })
+        .spawn(ctx);
     }
 
     fn set_metadata(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {
