@@ -102,6 +102,7 @@ impl SessionActor {
             id: request.1.clone(),
             op: Operation::Read,
             connection: self.connection.clone(),
+            near: Some(Arbiter::current()),
         });
         resolve
             .into_actor(self)
@@ -215,6 +216,7 @@ impl SessionActor {
             id: request.1.clone(),
             op: Operation::Write,
             connection: self.connection.clone(),
+            near: Some(Arbiter::current()),
         });
         resolve
             .into_actor(self)

@@ -634,3 +634,24 @@ async fn pipelined_writes_keep_their_order_while_record_actors_retire(backend: B
     }
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn an_exposure_added_at_runtime_applies_to_the_next_request() {
+    let server = start(Backend::Memory, OPEN).await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client.subscribe("late:1", "full").await,
+        json!({"success": false})
+    );
+    server
+        .records()
+        .expose(Exposure::pattern("^late:").unwrap().writable());
+    // No delay: the session sees the new rule on its very next request.
+    assert_eq!(client.subscribe("late:1", "full").await["success"], true);
+    assert_eq!(
+        client.publish("late:1", json!({"x": 1})).await,
+        json!({"success": true})
+    );
+    assert_eq!(client.next_push().await["payload"]["version"], 1);
+    server.stop().await;
+}
