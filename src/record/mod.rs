@@ -70,22 +70,42 @@ pub struct Versioned {
 }
 
 /// The length of `value` serialized as JSON, without building the text.
-pub fn serialized_len(value: &Value) -> usize {
-    struct ByteCounter(usize);
-    impl std::io::Write for ByteCounter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = ByteCounter(0);
-    // Counting bytes cannot fail: the writer never errors.
+pub fn serialized_len(value: &impl serde::Serialize) -> usize {
+    let mut counter = ByteCounter {
+        count: 0,
+        limit: usize::MAX,
+    };
+    // Counting bytes cannot fail below the limit: the writer never errors.
     let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
+    counter.count
+}
+
+/// Whether `value` serialized as JSON is longer than `limit` bytes. Stops counting once past
+/// the limit, so asking about a large value costs about `limit`, not its whole size.
+pub fn serializes_longer_than(value: &impl serde::Serialize, limit: usize) -> bool {
+    let mut counter = ByteCounter { count: 0, limit };
+    // The counter errors exactly when the limit is passed.
+    serde_json::to_writer(&mut counter, value).is_err()
+}
+
+/// Counts bytes written to it; fails once more than `limit` have been written.
+struct ByteCounter {
+    count: usize,
+    limit: usize,
+}
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.count += buf.len();
+        if self.count > self.limit {
+            return Err(std::io::Error::other("limit passed"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How a subscriber wants updates.
@@ -97,4 +117,20 @@ pub enum Mode {
     Full,
     /// An RFC 6902 patch from the previous version.
     Patch,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lengths_are_counted_as_serialized() {
+        let value = json!({"name": "Ada", "tags": ["a", "é"], "n": 12.5});
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(serialized_len(&value), text.len());
+        assert!(serializes_longer_than(&value, text.len() - 1));
+        assert!(!serializes_longer_than(&value, text.len()));
+        assert!(!serializes_longer_than(&json!(null), 4));
+    }
 }

@@ -46,22 +46,16 @@ pub fn apply_strategy(
     let Value::Object(old_fields) = current.as_ref() else {
         return Arc::clone(incoming);
     };
-    let mut merged = old_fields.clone();
-    match strategy {
+    let mut merged = match strategy {
+        // Before any copy: replacing an object must not clone the old one.
         Strategy::Replace => return Arc::clone(incoming),
-        Strategy::Merge => {
-            for (key, value) in new_fields {
+        Strategy::Merge | Strategy::DeepMerge => old_fields.clone(),
+    };
+    for (key, value) in new_fields {
+        match (strategy, merged.get_mut(key)) {
+            (Strategy::DeepMerge, Some(existing)) => deep_merge_into(existing, value),
+            _ => {
                 merged.insert(key.clone(), value.clone());
-            }
-        }
-        Strategy::DeepMerge => {
-            for (key, value) in new_fields {
-                match merged.get_mut(key) {
-                    Some(existing) => deep_merge_into(existing, value),
-                    None => {
-                        merged.insert(key.clone(), value.clone());
-                    }
-                }
             }
         }
     }

@@ -3,7 +3,10 @@
 
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, PushError};
-use crate::record::{Frame, Mode, RecordId, Version, deleted_frame, full_frame, patch_frame};
+use crate::record::{
+    Frame, Mode, RecordId, Version, deleted_frame, full_frame, patch_frame, serialized_len,
+    serializes_longer_than,
+};
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -127,23 +130,33 @@ impl UpdateFrames<'_> {
     }
 
     /// The patch frame, or the full frame when the patch would be larger (the client takes a
-    /// full value as a resync, and it costs fewer bytes).
+    /// full value as a resync, and it costs fewer bytes). The sizes are compared by counting,
+    /// so the full frame is only built when it is sent.
     fn patch(&mut self) -> Frame {
         if let Some(frame) = &self.patch {
             return frame.clone();
         }
-        let mut frame = match self.computed {
-            Some(patch) => patch_frame(self.id, patch, self.version),
+        let (frame, patch_len) = match self.computed {
+            Some(patch) => (
+                patch_frame(self.id, patch, self.version),
+                serialized_len(patch),
+            ),
             None => {
                 let empty = Value::Object(Default::default());
                 let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
-                patch_frame(self.id, &patch, self.version)
+                (
+                    patch_frame(self.id, &patch, self.version),
+                    serialized_len(&patch),
+                )
             }
         };
-        let full = self.full();
-        if frame.len() > full.len() {
-            frame = full;
-        }
+        // The frames differ only in `"patch":<patch>` against `"full":<value>`: the patch
+        // frame is the longer one exactly when the value is no longer than the patch.
+        let frame = if serializes_longer_than(self.current, patch_len) {
+            frame
+        } else {
+            self.full()
+        };
         self.patch = Some(frame.clone());
         frame
     }

@@ -133,7 +133,7 @@ pub(crate) fn plan<R>(
         };
         let computed = write.change.computed();
         let size = if computed || measure {
-            serialized_len(&next)
+            serialized_len(next.as_ref())
         } else {
             0
         };
