@@ -99,7 +99,9 @@ impl RecordServerBuilder {
         self
     }
 
-    /// Threads (arbiters) record actors are spread over; default: one per core.
+    /// Threads (arbiters) for the record actors that server-side calls start (`Records`, the
+    /// admin API), spread by id hash; default: one per core. A record actor that a client's
+    /// request starts runs on that client's HTTP worker instead.
     pub fn record_threads(mut self, threads: usize) -> Self {
         self.record_threads = threads.max(1);
         self
