@@ -10,13 +10,14 @@ use crate::access::Exposure;
 use crate::actors::record::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, UpdateRecord, WriteOutcome,
 };
-use crate::actors::registry::{Directory, RegistryActor, send_to_record};
+use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers, send_to_record};
 use crate::error::{Error, Result};
 use crate::record::{RecordId, Strategy, Version, Versioned};
 use actix::Addr;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The server-side record API. Cheap to clone. No exposure or guard applies to its calls:
 /// code that acts for a client (a custom command) checks what that client may touch.
@@ -179,6 +180,24 @@ impl Records {
     /// Adds an exposure at runtime, after all existing ones.
     pub fn expose(&self, exposure: Exposure) {
         self.directory.expose(exposure);
+    }
+
+    /// Moves record actors off the HTTP workers before they stop (see `ReleaseWorkers`):
+    /// waits up to `within` for those living there to finish what they are doing and retire.
+    /// Returns how many were still there at the deadline.
+    pub(crate) async fn release_workers(&self, within: Duration) -> usize {
+        let Ok(leaving) = self.registry.send(ReleaseWorkers).await else {
+            return 0;
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let staying = leaving.iter().filter(|addr| addr.connected()).count();
+            if staying == 0 || tokio::time::Instant::now() >= deadline {
+                return staying;
+            }
+            // Shutdown only: a short poll is simpler than a stop signal from every actor.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// How many `RecordActor`s are alive.

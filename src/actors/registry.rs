@@ -16,12 +16,13 @@
 //!   session's requests and the actor's replies and pushes to it never cross threads (in a
 //!   100-writer benchmark this raised writes per CPU-second by 60%: each hop to another thread
 //!   is a wake-up in the kernel). Actors started for server-side calls are spread over the
-//!   record arbiters by id hash.
+//!   record arbiters by id hash. An HTTP worker's actors would die with it: at shutdown
+//!   ([`ReleaseWorkers`]) they retire as soon as idle, the usual way, before the workers stop.
 //! - Sessions resolve the common case without a message: an exposure with no guard and a
 //!   live actor are looked up in the shared [`Directory`] on the session's own thread. Only a
 //!   guard, or an actor to start, costs a round trip through the registry's mailbox.
 
-use super::record::{RecordActor, RecordEnv, RecordSettings};
+use super::record::{RecordActor, RecordEnv, RecordSettings, RetireWhenIdle};
 use crate::access::{Decision, Exposure, ExposureTable, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
@@ -107,7 +108,16 @@ pub struct RetireRecordActor {
 struct Live {
     addr: Addr<RecordActor>,
     leases: Arc<AtomicUsize>,
+    /// Started on a session's thread (an HTTP worker), not on a record arbiter.
+    on_worker: bool,
 }
+
+/// The server is stopping its HTTP workers: from now on record actors start on the record
+/// arbiters, and those living on workers retire as soon as they are idle. Answers with the
+/// actors asked to leave, so the caller can wait for them before the workers stop.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<RecordActor>>")]
+pub struct ReleaseWorkers;
 
 /// The exposure table and the live record actors, shared by the registry and the sessions.
 ///
@@ -185,6 +195,9 @@ pub struct RegistryActor {
     settings: RecordSettings,
     live: Arc<AtomicUsize>,
     env: Option<Arc<RecordEnv>>,
+    /// Whether a session's request may start an actor on the session's thread (until the
+    /// workers are released at shutdown).
+    place_near: bool,
 }
 
 impl RegistryActor {
@@ -204,6 +217,7 @@ impl RegistryActor {
             settings,
             live,
             env: None,
+            place_near: true,
         }
     }
 
@@ -224,6 +238,7 @@ impl RegistryActor {
             unreachable!("env is set in started() before any message is handled");
         };
         let hashed = &self.arbiters[self.hasher.hash_one(id) as usize % self.arbiters.len()];
+        let near = near.filter(|_| self.place_near);
         let arbiter = near.unwrap_or(hashed);
         let record_id = id.clone();
         let addr = RecordActor::start_in_arbiter(arbiter, move |ctx| {
@@ -239,6 +254,7 @@ impl RegistryActor {
             Live {
                 addr: addr.clone(),
                 leases,
+                on_worker: near.is_some(),
             },
         );
         Leased { addr, lease }
@@ -311,6 +327,24 @@ impl Handler<RetireRecordActor> for RegistryActor {
         }
         live.remove(&msg.id);
         true
+    }
+}
+
+impl Handler<ReleaseWorkers> for RegistryActor {
+    type Result = MessageResult<ReleaseWorkers>;
+
+    fn handle(&mut self, _: ReleaseWorkers, _ctx: &mut Context<Self>) -> Self::Result {
+        self.place_near = false;
+        let live = self.directory.live();
+        let leaving: Vec<_> = live
+            .values()
+            .filter(|found| found.on_worker && found.addr.connected())
+            .map(|found| found.addr.clone())
+            .collect();
+        for addr in &leaving {
+            addr.do_send(RetireWhenIdle);
+        }
+        MessageResult(leaving)
     }
 }
 

@@ -158,9 +158,16 @@ impl RecordServer {
     }
 
     /// Closes every session with "going away" and refuses new ones; waits up to `grace` for
-    /// their connections to be gone.
+    /// their connections to be gone, then up to `grace` again for the record actors living on
+    /// the HTTP workers to finish their work and retire (actors started from now on run on
+    /// the record threads). Call it before stopping the HTTP server: a worker's actors die with
+    /// it.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.sessions.shutdown(grace).await;
+        let staying = self.inner.records.release_workers(grace).await;
+        if staying > 0 {
+            log::warn!("{staying} record actors were still busy when the HTTP workers stopped");
+        }
     }
 
     fn stop_arbiters(&self) {

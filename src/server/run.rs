@@ -28,8 +28,9 @@ pub struct StopReport {
 }
 
 impl RunningServer {
-    /// Closes sessions, stops the HTTP server, flushes persistence and stops the record
-    /// threads, within `[server] shutdown_timeout_ms` even when a database hangs.
+    /// Closes sessions, lets the record actors on the HTTP workers retire, stops the HTTP
+    /// server, flushes persistence and stops the record threads, within
+    /// `[server] shutdown_timeout_ms` even when a database hangs.
     pub async fn stop(self) -> StopReport {
         let deadline = Instant::now() + self.shutdown_timeout;
         // Sessions and HTTP get a short share; the final flush gets the rest.

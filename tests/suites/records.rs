@@ -655,3 +655,30 @@ async fn an_exposure_added_at_runtime_applies_to_the_next_request() {
     assert_eq!(client.next_push().await["payload"]["version"], 1);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn record_actors_leave_the_http_workers_before_they_stop() {
+    // A client's record actor runs on the client's HTTP worker; stopping the server must let
+    // it finish and retire before the worker goes, and later server-side calls still work.
+    let server = start(Backend::Memory, OPEN).await;
+    let mut client = server.client().await;
+    client.subscribe("doc:1", "full").await;
+    assert_eq!(
+        client.publish("doc:1", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    assert_eq!(server.records().live_record_actors(), 1);
+    server.records().shutdown(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.records().live_record_actors(),
+        0,
+        "the worker's record actor retired during shutdown"
+    );
+    let outcome = server
+        .records()
+        .write_record("doc:1", json!({"n": 2}), Strategy::Replace)
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 2);
+    server.stop().await;
+}

@@ -177,3 +177,9 @@ pub struct SubscriptionEnded {
     /// The token of the subscription that ended.
     pub token: u64,
 }
+
+/// Stop as soon as nothing is queued or in flight (the registry still has to agree): the
+/// thread this actor runs on is about to stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetireWhenIdle;

@@ -34,7 +34,8 @@ mod writes;
 
 pub use messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
-    ResyncSubscriber, Subscribe, SubscriptionEnded, Unsubscribe, UpdateRecord, WriteOutcome,
+    ResyncSubscriber, RetireWhenIdle, Subscribe, SubscriptionEnded, Unsubscribe, UpdateRecord,
+    WriteOutcome,
 };
 
 use crate::error::Error;
@@ -105,7 +106,12 @@ pub struct RecordActor {
     persist_route: Option<(u64, Option<PersistenceHandle>)>,
     /// Asked the registry whether it may stop; waiting for the answer.
     retiring: bool,
+    /// Its thread is stopping ([`RetireWhenIdle`]): retire as soon as idle, linger or not.
+    leaving: bool,
 }
+
+/// How often a leaving actor checks whether it is idle.
+const LEAVING_CHECK: Duration = Duration::from_millis(10);
 
 impl RecordActor {
     /// An actor for `id`; it loads the record when it starts.
@@ -119,6 +125,7 @@ impl RecordActor {
             watch: None,
             persist_route: None,
             retiring: false,
+            leaving: false,
         }
     }
 
@@ -161,6 +168,30 @@ impl RecordActor {
             metrics().write(crate::metrics::Outcome::Refused);
         }
         admitted
+    }
+
+    /// Asks the registry whether this actor may stop, and stops if it agrees. Only the
+    /// registry knows whether someone is about to send it a message.
+    fn ask_to_retire(&mut self, ctx: &mut Context<Self>) {
+        if self.retiring {
+            return;
+        }
+        self.retiring = true;
+        let ask = RetireRecordActor {
+            id: self.id.clone(),
+            addr: ctx.address(),
+        };
+        self.env
+            .retire
+            .send(ask)
+            .into_actor(self)
+            .map(|granted, act, ctx| {
+                act.retiring = false;
+                if matches!(granted, Ok(true)) {
+                    ctx.stop();
+                }
+            })
+            .spawn(ctx);
     }
 
     fn is_idle(&self) -> bool {
@@ -302,24 +333,8 @@ impl Actor for RecordActor {
             act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
             if act.used_since_tick || !act.is_idle() {
                 act.used_since_tick = false;
-            } else if !act.retiring {
-                // Only the registry knows whether someone is about to send us a message.
-                act.retiring = true;
-                let ask = RetireRecordActor {
-                    id: act.id.clone(),
-                    addr: ctx.address(),
-                };
-                act.env
-                    .retire
-                    .send(ask)
-                    .into_actor(act)
-                    .map(|granted, act, ctx| {
-                        act.retiring = false;
-                        if matches!(granted, Ok(true)) {
-                            ctx.stop();
-                        }
-                    })
-                    .spawn(ctx);
+            } else {
+                act.ask_to_retire(ctx);
             }
         });
     }
@@ -531,5 +546,23 @@ impl Handler<GetSnapshot> for RecordActor {
             Some(core) => Ok(core.record().versioned()),
             None => Err(Error::Unavailable),
         }
+    }
+}
+
+impl Handler<RetireWhenIdle> for RecordActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RetireWhenIdle, ctx: &mut Context<Self>) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        // Closed sessions' subscriptions go at once; then retire at the first idle moment.
+        ctx.run_interval(LEAVING_CHECK, |act, ctx| {
+            act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+            if act.is_idle() {
+                act.ask_to_retire(ctx);
+            }
+        });
     }
 }
