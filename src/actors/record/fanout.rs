@@ -130,34 +130,32 @@ impl UpdateFrames<'_> {
     }
 
     /// The patch frame, or the full frame when the patch would be larger (the client takes a
-    /// full value as a resync, and it costs fewer bytes). The sizes are compared by counting,
-    /// so the full frame is only built when it is sent.
+    /// full value as a resync, and it costs fewer bytes).
     fn patch(&mut self) -> Frame {
         if let Some(frame) = &self.patch {
             return frame.clone();
         }
-        let (frame, patch_len) = match self.computed {
-            Some(patch) => (
-                patch_frame(self.id, patch, self.version),
-                serialized_len(patch),
-            ),
+        let frame = match self.computed {
+            Some(patch) => self.smaller(patch),
             None => {
                 let empty = Value::Object(Default::default());
                 let patch = json_patch::diff(self.previous.unwrap_or(&empty), self.current);
-                (
-                    patch_frame(self.id, &patch, self.version),
-                    serialized_len(&patch),
-                )
+                self.smaller(&patch)
             }
-        };
-        // The frames differ only in `"patch":<patch>` against `"full":<value>`: the patch
-        // frame is the longer one exactly when the value is no longer than the patch.
-        let frame = if serializes_longer_than(self.current, patch_len) {
-            frame
-        } else {
-            self.full()
         };
         self.patch = Some(frame.clone());
         frame
+    }
+
+    /// The smaller of the patch and the full frame, decided by counting so that only the
+    /// frame sent is built. The frames differ only in `"patch":<patch>` against
+    /// `"full":<value>`: the patch frame is the longer one exactly when the value is no
+    /// longer than the patch.
+    fn smaller(&mut self, patch: &impl serde::Serialize) -> Frame {
+        if serializes_longer_than(self.current, serialized_len(patch)) {
+            patch_frame(self.id, patch, self.version)
+        } else {
+            self.full()
+        }
     }
 }
