@@ -32,7 +32,7 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// A handed-out record actor address: the actor does not stop while its lease is held.
@@ -121,25 +121,35 @@ pub struct ReleaseWorkers;
 
 /// The exposure table and the live record actors, shared by the registry and the sessions.
 ///
-/// Only the registry starts or forgets an actor. A lease is taken and a retirement decided
-/// under the same lock, so an actor that agreed to stop is never handed out again.
+/// Only the registry starts or forgets an actor. Leases are taken under the read lock (many
+/// sessions at once: the count is atomic) and a retirement is decided under the write lock,
+/// so no lease can be taken while the count is checked and the actor forgotten: an actor that
+/// agreed to stop is never handed out again.
 pub struct Directory {
     exposures: RwLock<ExposureTable>,
-    live: Mutex<HashMap<RecordId, Live>>,
+    live: RwLock<HashMap<RecordId, Live>>,
 }
 
 impl Directory {
     fn new(exposures: ExposureTable) -> Self {
         Directory {
             exposures: RwLock::new(exposures),
-            live: Mutex::new(HashMap::new()),
+            live: RwLock::new(HashMap::new()),
         }
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<RecordId, Live>> {
+    /// For handing out leases.
+    fn live(&self) -> RwLockReadGuard<'_, HashMap<RecordId, Live>> {
         // Every change to the map is a single insert or remove: a poisoned lock is consistent.
         self.live
-            .lock()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// For starting, retiring and forgetting actors (the registry only).
+    fn live_mut(&self) -> RwLockWriteGuard<'_, HashMap<RecordId, Live>> {
+        self.live
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -227,7 +237,7 @@ impl RegistryActor {
     }
 
     fn record(&mut self, id: &RecordId, near: Option<&ArbiterHandle>) -> Leased {
-        let mut live = self.directory.live();
+        let mut live = self.directory.live_mut();
         if let Some(found) = live.get(id).filter(|found| found.addr.connected()) {
             return Leased {
                 addr: found.addr.clone(),
@@ -318,7 +328,7 @@ impl Handler<RetireRecordActor> for RegistryActor {
     type Result = bool;
 
     fn handle(&mut self, msg: RetireRecordActor, _ctx: &mut Context<Self>) -> bool {
-        let mut live = self.directory.live();
+        let mut live = self.directory.live_mut();
         let Some(found) = live.get(&msg.id) else {
             return false;
         };
@@ -352,7 +362,7 @@ impl Handler<RecordActorStopped> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordActorStopped, _ctx: &mut Context<Self>) {
-        let mut live = self.directory.live();
+        let mut live = self.directory.live_mut();
         if live
             .get(&msg.id)
             .is_some_and(|found| found.addr == msg.addr)
