@@ -72,13 +72,8 @@ async fn upgrade(
     let (grant, permit) = match sessions.admit(req.head()).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            let content_type = if refusal.body.starts_with('{') {
-                "application/json"
-            } else {
-                "text/plain; charset=utf-8"
-            };
             return Ok(HttpResponse::build(refusal.status)
-                .content_type(content_type)
+                .content_type(refusal.content_type)
                 .body(refusal.body));
         }
     };

@@ -69,17 +69,29 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Why an upgrade was refused: the HTTP status and body to answer with (JSON, or plain text
-/// for "shutting down").
+/// Why an upgrade was refused: the HTTP status and body to answer with.
 pub(crate) struct Refusal {
     pub status: StatusCode,
     pub body: String,
+    pub content_type: &'static str,
 }
 
 impl Refusal {
-    fn json(status: StatusCode, error: &str) -> Self {
-        let body = serde_json::json!({ "error": error }).to_string();
-        Refusal { status, body }
+    /// `{"error": <error>}`.
+    pub(crate) fn json(status: StatusCode, error: &str) -> Self {
+        Refusal {
+            status,
+            body: serde_json::json!({ "error": error }).to_string(),
+            content_type: "application/json",
+        }
+    }
+
+    fn text(status: StatusCode, text: &str) -> Self {
+        Refusal {
+            status,
+            body: text.to_owned(),
+            content_type: "text/plain; charset=utf-8",
+        }
     }
 }
 
@@ -132,11 +144,10 @@ impl Sessions {
         head: &RequestHead,
     ) -> Result<(Grant, ConnectionPermit), Refusal> {
         if self.is_shutting_down() {
-            let body = "shutting down".to_owned();
-            return Err(Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body,
-            });
+            return Err(Refusal::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down",
+            ));
         }
         let grant = self
             .hub

@@ -27,7 +27,7 @@ mod flow;
 mod hub;
 mod keepalive;
 
-pub(crate) use hub::{ConnectionPermit, Sessions, SessionsConfig};
+pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};
 
 use crate::actors::record::{RecordActor, SubscriptionEnded, Unsubscribe};
 use crate::auth::{Authenticator, SessionToken};

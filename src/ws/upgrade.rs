@@ -5,14 +5,13 @@ use super::LeanSocket;
 use super::reader::SocketFrames;
 use super::writer::Writer;
 use crate::outbox::Outbox;
-use crate::session::Sessions;
+use crate::session::{Refusal, Sessions};
 use crate::socket::ConnectionSocket;
 use actix_codec::{Encoder as _, Framed};
 use actix_http::body::{BodySize, BoxBody};
 use actix_http::{Request, Response, StatusCode, h1, ws};
 use actix_web::rt::net::TcpStream;
 use actix_web::web::{Bytes, BytesMut};
-use serde_json::json;
 use std::rc::Rc;
 
 /// Serves one upgrade request the HTTP/1 dispatcher handed over with its connection. Every
@@ -26,37 +25,28 @@ pub(crate) async fn serve(
 ) -> Result<(), std::convert::Infallible> {
     let parts = framed.into_parts();
     let (io, mut codec, early) = (parts.io, parts.codec, parts.read_buf);
-    let refuse = |status: StatusCode, error: &str| (status, json!({ "error": error }).to_string());
     let admitted = async {
         if req.path() != sessions.ws_path() {
-            return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+            return Err(Refusal::json(StatusCode::NOT_FOUND, "not found"));
         }
         if let Err(e) = ws::verify_handshake(req.head()) {
             let status = Response::<BoxBody>::from(&e).status();
-            return Err(refuse(status, &e.to_string()));
+            return Err(Refusal::json(status, &e.to_string()));
         }
-        sessions
-            .admit(req.head())
-            .await
-            .map_err(|refusal| (refusal.status, refusal.body))
+        sessions.admit(req.head()).await
     };
     let (metadata, permit) = match admitted.await {
         Ok(admitted) => admitted,
-        Err((status, body)) => {
-            let mut response = Response::with_body(status, ());
+        Err(refusal) => {
+            let mut response = Response::with_body(refusal.status, ());
             response
                 .head_mut()
                 .set_connection_type(actix_http::ConnectionType::Close);
-            let content_type = if body.starts_with('{') {
-                "application/json"
-            } else {
-                "text/plain; charset=utf-8"
-            };
             response.headers_mut().insert(
                 actix_http::header::CONTENT_TYPE,
-                actix_http::header::HeaderValue::from_static(content_type),
+                actix_http::header::HeaderValue::from_static(refusal.content_type),
             );
-            let body = Bytes::from(body);
+            let body = Bytes::from(refusal.body);
             let mut out = BytesMut::new();
             let head = h1::Message::Item((response, BodySize::Sized(body.len() as u64)));
             if codec.encode(head, &mut out).is_ok() {
