@@ -58,6 +58,17 @@ impl Records {
         self.max_record_id_bytes
     }
 
+    /// Sends `msg` to the record's actor: the live one straight from the directory, or one
+    /// the registry starts.
+    async fn send<M>(&self, id: &RecordId, msg: M) -> Result<M::Result>
+    where
+        M: actix::Message + Clone + Send + 'static,
+        M::Result: Send,
+        crate::actors::record::RecordActor: actix::Handler<M>,
+    {
+        send_to_record(&self.registry, id, self.directory.lease(id), msg).await
+    }
+
     fn record_id(&self, id: &str) -> Result<RecordId> {
         RecordId::parse(id, self.max_record_id_bytes)
     }
@@ -105,7 +116,7 @@ impl Records {
             strategy,
             expected_version,
         };
-        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
+        self.send(&id, msg).await?
     }
 
     /// Changes a record with a function of its current value (`None` when it does not exist),
@@ -133,20 +144,20 @@ impl Records {
             update: Arc::new(update),
             expected_version: None,
         };
-        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
+        self.send(&id, msg).await?
     }
 
     /// The record's value and version, or `None` when absent.
     pub async fn get_record(&self, id: &str) -> Result<Option<Versioned>> {
         let id = self.record_id(id)?;
-        send_to_record(&self.registry, &id, self.directory.lease(&id), GetSnapshot).await?
+        self.send(&id, GetSnapshot).await?
     }
 
     /// Deletes a record; returns its last version, or `None` when it did not exist (no-op).
     pub async fn delete_record(&self, id: &str) -> Result<Option<Version>> {
         let id = self.record_id(id)?;
         let msg = DeleteRecord::default();
-        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
+        self.send(&id, msg).await?
     }
 
     /// Deletes a record only if it exists at `version`; otherwise fails with
@@ -156,7 +167,7 @@ impl Records {
         let msg = DeleteRecord {
             if_version: Some(version),
         };
-        send_to_record(&self.registry, &id, self.directory.lease(&id), msg).await?
+        self.send(&id, msg).await?
     }
 
     /// The record's changes after version `since` as RFC 6902 patches, oldest first, with the
@@ -168,13 +179,7 @@ impl Records {
         since: Version,
     ) -> Result<Option<(Version, Vec<crate::store::Change>)>> {
         let id = self.record_id(id)?;
-        send_to_record(
-            &self.registry,
-            &id,
-            self.directory.lease(&id),
-            GetHistory { since },
-        )
-        .await?
+        self.send(&id, GetHistory { since }).await?
     }
 
     /// Adds an exposure at runtime, after all existing ones.

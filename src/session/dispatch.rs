@@ -93,23 +93,39 @@ impl SessionActor {
         }
         self.pending_subscribes += 1;
         let permit = self.permit.take();
-        let request = (id, record_id, mode, since);
+        let request = (id, record_id.clone(), mode, since);
+        self.resolve_access(
+            &record_id,
+            Operation::Read,
+            ctx,
+            move |act, resolved, ctx| act.subscribe_resolved(request, resolved, permit, ctx),
+        );
+    }
+
+    /// Resolves access to `record_id` for `op` and hands the outcome to `then`: at once when
+    /// the directory can decide, otherwise when the registry answers (a guard runs, or the
+    /// actor starts on this thread), holding the session's later frames meanwhile so that its
+    /// requests keep their order. A registry that does not answer is [`Error::Internal`].
+    fn resolve_access(
+        &mut self,
+        record_id: &RecordId,
+        op: Operation,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<Leased, Error>, &mut Context<Self>) + 'static,
+    ) {
         let directory = self.services.records.directory();
-        if let Some(resolved) = directory.resolve_now(&request.1, Operation::Read) {
-            return self.subscribe_resolved(request, resolved, permit, ctx);
+        if let Some(resolved) = directory.resolve_now(record_id, op) {
+            return then(self, resolved, ctx);
         }
         let resolve = self.services.records.registry().send(ResolveAccess {
-            id: request.1.clone(),
-            op: Operation::Read,
+            id: record_id.clone(),
+            op,
             connection: self.connection.clone(),
             near: Some(Arbiter::current()),
         });
         resolve
             .into_actor(self)
-            .map(move |resolved, act, ctx| {
-                let resolved = resolved.unwrap_or(Err(Error::Internal));
-                act.subscribe_resolved(request, resolved, permit, ctx);
-            })
+            .map(move |resolved, act, ctx| then(act, resolved.unwrap_or(Err(Error::Internal)), ctx))
             .wait(ctx);
     }
 
@@ -196,7 +212,7 @@ impl SessionActor {
         const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
         let max = self.services.settings.max_value_bytes;
         // A value is never larger than the frame that carried it.
-        if self.frame_len > max && crate::record::serialized_len(&value) > max {
+        if self.frame_len > max && crate::record::serializes_longer_than(&value, max) {
             let error = Error::Limit(format!("newValue exceeds {max} bytes"));
             crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
             return self.reply(&id, CMD, Err(error));
@@ -207,24 +223,13 @@ impl SessionActor {
             strategy,
             expected_version,
         };
-        let request = (id, record_id, message);
-        let directory = self.services.records.directory();
-        if let Some(resolved) = directory.resolve_now(&request.1, Operation::Write) {
-            return self.publish_resolved(request, resolved, permit, ctx);
-        }
-        let resolve = self.services.records.registry().send(ResolveAccess {
-            id: request.1.clone(),
-            op: Operation::Write,
-            connection: self.connection.clone(),
-            near: Some(Arbiter::current()),
-        });
-        resolve
-            .into_actor(self)
-            .map(move |resolved, act, ctx| match resolved {
-                Ok(resolved) => act.publish_resolved(request, resolved, permit, ctx),
-                Err(_) => act.reply(&request.0, CMD, Err(Error::Internal)),
-            })
-            .wait(ctx);
+        let request = (id, record_id.clone(), message);
+        self.resolve_access(
+            &record_id,
+            Operation::Write,
+            ctx,
+            move |act, resolved, ctx| act.publish_resolved(request, resolved, permit, ctx),
+        );
     }
 
     fn publish_resolved(
@@ -238,7 +243,10 @@ impl SessionActor {
         let leased = match resolved {
             Ok(leased) => leased,
             Err(e) => {
-                crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                // A registry that did not answer refused nothing.
+                if !matches!(e, Error::Internal) {
+                    crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                }
                 return self.reply(&id, CMD, Err(e));
             }
         };

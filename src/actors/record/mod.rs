@@ -194,6 +194,12 @@ impl RecordActor {
             .spawn(ctx);
     }
 
+    /// A session that ended while its subscribe was in flight never sent Unsubscribe; its
+    /// closed outbox says it is gone even if no update has tried it since.
+    fn forget_closed_subscribers(&mut self) {
+        self.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+    }
+
     fn is_idle(&self) -> bool {
         self.subscribers.0.is_empty() && self.core.as_ref().is_none_or(Core::is_idle)
     }
@@ -328,9 +334,7 @@ impl Actor for RecordActor {
         .wait(ctx);
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
         ctx.run_interval(tick, |act, ctx| {
-            // A session that ended while its subscribe was in flight never sent Unsubscribe;
-            // its closed outbox says it is gone even if no update has tried it since.
-            act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+            act.forget_closed_subscribers();
             if act.used_since_tick || !act.is_idle() {
                 act.used_since_tick = false;
             } else {
@@ -557,9 +561,8 @@ impl Handler<RetireWhenIdle> for RecordActor {
             return;
         }
         self.leaving = true;
-        // Closed sessions' subscriptions go at once; then retire at the first idle moment.
         ctx.run_interval(LEAVING_CHECK, |act, ctx| {
-            act.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+            act.forget_closed_subscribers();
             if act.is_idle() {
                 act.ask_to_retire(ctx);
             }
