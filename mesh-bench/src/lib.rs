@@ -27,7 +27,8 @@
 //! - `report`: the human summary and the one-line JSON.
 //! - `timeline`: the run second by second (rates, latency percentiles, CPU and memory),
 //!   sampled at the progress line's tick.
-//! - `html`: the `--report` page: the summary and SVG charts of the timeline, in one file.
+//! - `html`: the `--report` page (`mod`), its SVG charts (`charts`) and text formatting
+//!   (`text`): the summary and the timeline in one file.
 //!
 //! The tool shares the machine's cores with the server, so it keeps its per-frame work small:
 //! frames are parsed into small structs with borrowed fields, and each thread counts into its
