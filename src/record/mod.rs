@@ -1,8 +1,10 @@
 //! Records as pure data: ids, versions, write strategies and push frames. No actix here.
 
+mod diff;
 mod frames;
 mod strategy;
 
+pub use diff::{bounded_diff, change_patch, replace_all};
 pub use frames::{Frame, deleted_frame, full_frame, patch_frame};
 pub use strategy::{Strategy, apply_strategy};
 

@@ -7,6 +7,7 @@ mod cluster;
 mod connection;
 mod extensions;
 mod faults;
+mod hostile;
 mod layout;
 mod lean_socket;
 mod limits;

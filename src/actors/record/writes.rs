@@ -2,7 +2,9 @@
 //! limits that refuse a write, and the batch's size limits. Pure code.
 
 use crate::error::Error;
-use crate::record::{Strategy, Version, apply_strategy, serialized_len};
+use crate::record::{
+    Strategy, Version, apply_strategy, change_patch, serialized_len, serializes_longer_than,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,18 +42,6 @@ impl Change {
             },
         }
     }
-
-    /// Whether the result may differ in size from what the client sent (checked against
-    /// `max_value_bytes` here; a replaced value was checked when it arrived).
-    fn computed(&self) -> bool {
-        !matches!(
-            self,
-            Change::Value {
-                strategy: Strategy::Replace,
-                ..
-            }
-        )
-    }
 }
 
 /// A write waiting in the record's queue.
@@ -73,7 +63,7 @@ pub(crate) struct BatchLimits {
     pub max_writes: usize,
     /// Most bytes of serialized values in one store call (at least one value always goes).
     pub max_bytes: usize,
-    /// Largest value a merge may produce.
+    /// Largest value stored, serialized.
     pub max_value_bytes: usize,
     /// Compute each new version's patch (for the history).
     pub patches: bool,
@@ -131,20 +121,21 @@ pub(crate) fn plan<R>(
                 continue;
             }
         };
-        let computed = write.change.computed();
-        let size = if computed || measure {
-            serialized_len(next.as_ref())
-        } else {
-            0
-        };
-        if computed && size > limits.max_value_bytes {
+        // What is stored is checked, not what was sent: a merge grows a value, and numbers
+        // such as 1e15 serialize longer than they were written. Counting stops at the limit.
+        if serializes_longer_than(next.as_ref(), limits.max_value_bytes) {
             plan.outcomes.push(Err(Error::Limit(format!(
-                "the merged value would exceed {} bytes",
+                "the value would be larger than {} bytes as stored",
                 limits.max_value_bytes
             ))));
             plan.writes.push(write);
             continue;
         }
+        let size = if measure {
+            serialized_len(next.as_ref())
+        } else {
+            0
+        };
         let changed = base.as_deref() != Some(next.as_ref());
         if changed {
             if !plan.values.is_empty() && bytes + size > limits.max_bytes {
@@ -155,11 +146,7 @@ pub(crate) fn plan<R>(
             bytes += size;
             version += 1;
             let patch = match &base {
-                Some(previous) if limits.patches => {
-                    let patch = json_patch::diff(previous, &next);
-                    // A patch is a list of operations: it always serializes.
-                    serde_json::to_value(patch).ok().map(Arc::new)
-                }
+                Some(previous) if limits.patches => Some(Arc::new(change_patch(previous, &next))),
                 _ => None,
             };
             plan.values.push(NewVersion {
