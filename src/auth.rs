@@ -25,10 +25,11 @@ pub struct AuthRejection(pub String);
 pub enum Credential {
     /// No token (anonymous), or an app's own authentication: nothing to refresh.
     Untokened,
-    /// A JWT. A refresh must carry the same `sub` claim (absent counts as a value), so a
-    /// connection can renew its access but never become somebody else.
+    /// A JWT. A refresh must carry the same identity claim (`sub` unless configured, see
+    /// [`JwtVerifier::identity_claim`]), so a connection can renew its access but never become
+    /// somebody else; a token without that claim cannot be refreshed at all.
     Token {
-        /// The `sub` claim, if any.
+        /// The identity claim's value, if the token had one (null counts as none).
         subject: Option<Value>,
     },
 }
@@ -234,11 +235,18 @@ impl SessionToken {
             (Credential::Token { .. }, Credential::Untokened) => {
                 Err(AuthRejection("a refresh needs a token".into()))
             }
+            (Credential::Token { subject: None }, _) => Err(AuthRejection(
+                "this connection's token has no identity claim, so it cannot be refreshed; \
+                 reconnect with a new token"
+                    .into(),
+            )),
             (Credential::Token { subject: old }, Credential::Token { subject: new })
                 if old != new =>
             {
                 Err(AuthRejection(
-                    "the token is for another subject (sub); reconnect to change identity".into(),
+                    "the token is for another identity (or has none); reconnect to change \
+                     identity"
+                        .into(),
                 ))
             }
             (Credential::Token { .. }, Credential::Token { .. }) => {
@@ -307,6 +315,7 @@ fn unix_seconds(at: SystemTime) -> u64 {
 #[derive(Clone)]
 pub struct JwtVerifier {
     secret: Arc<[u8]>,
+    identity_claim: Arc<str>,
     leeway_seconds: u64,
     audience: Option<String>,
     issuer: Option<String>,
@@ -328,6 +337,7 @@ impl JwtVerifier {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
         JwtVerifier {
             secret: secret.into().into(),
+            identity_claim: "sub".into(),
             leeway_seconds: 0,
             audience: None,
             issuer: None,
@@ -338,6 +348,13 @@ impl JwtVerifier {
     /// a connection open this long after its token's `exp`.
     pub fn leeway_seconds(mut self, seconds: u64) -> Self {
         self.leeway_seconds = seconds;
+        self
+    }
+
+    /// The claim that says who the connection is (default `sub`): a refresh must carry the
+    /// same value, and a token without it cannot refresh.
+    pub fn identity_claim(mut self, claim: impl Into<String>) -> Self {
+        self.identity_claim = claim.into().into();
         self
     }
 
@@ -431,7 +448,10 @@ impl JwtVerifier {
             .and_then(|since_epoch| SystemTime::UNIX_EPOCH.checked_add(since_epoch));
         Ok(Grant {
             credential: Credential::Token {
-                subject: claims.get("sub").cloned(),
+                subject: claims
+                    .get(&*self.identity_claim)
+                    .filter(|value| !value.is_null())
+                    .cloned(),
             },
             closes_at,
             metadata: claims,
@@ -561,6 +581,30 @@ mod tests {
         let mut anonymous = SessionToken::new(&Grant::untokened(json!(null)));
         assert!(anonymous.refresh(grant(Some("a"), 50)).is_err());
         assert_eq!(anonymous.remaining(at(0)), None);
+
+        // No identity, no refresh: {userId: "a"} must not become {userId: "b"}.
+        let mut nobody = SessionToken::new(&grant(None, 10));
+        assert!(nobody.refresh(grant(None, 50)).is_err());
+        assert_eq!(nobody.closes_at(), Some(at(10)));
+    }
+
+    #[test]
+    fn the_identity_claim_is_configurable_and_null_is_none() {
+        let verifier = JwtVerifier::new(SECRET).identity_claim("userId");
+        let now = SystemTime::UNIX_EPOCH;
+        let subject = |claims: Value| match verifier.grant(&sign_hs256(&claims, SECRET), now) {
+            Ok(Grant {
+                credential: Credential::Token { subject },
+                ..
+            }) => subject,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            subject(json!({"userId": "a", "sub": "x"})),
+            Some(json!("a"))
+        );
+        assert_eq!(subject(json!({"sub": "x"})), None);
+        assert_eq!(subject(json!({"userId": null})), None);
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::sync::{Arc, RwLock};
 pub struct Connection {
     id: Arc<str>,
     metadata: Arc<RwLock<Value>>,
+    /// How many times the metadata was replaced: the session runs the read guards of its
+    /// subscriptions again when this moves.
+    changes: Arc<AtomicU64>,
 }
 
 impl Connection {
@@ -21,6 +24,7 @@ impl Connection {
         Connection {
             id: id.into(),
             metadata: Arc::new(RwLock::new(metadata)),
+            changes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -49,11 +53,19 @@ impl Connection {
     }
 
     /// Replaces the metadata. Only server-side code calls this: clients cannot (see PROTOCOL).
+    /// The connection's subscriptions are then checked against their read guards again, and
+    /// those no longer allowed end (`mesh/subscription-ended`).
     pub fn set_metadata(&self, metadata: Value) {
         *self
             .metadata
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = metadata;
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with every [`Connection::set_metadata`].
+    pub fn metadata_changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 }
 

@@ -33,6 +33,9 @@ pub mod commands {
     pub const SET_METADATA: &str = "mesh/set-my-connection-metadata";
     /// Replace the connection's token (and metadata) before the old one expires.
     pub const REFRESH_TOKEN: &str = "mesh/refresh-token";
+    /// Pushed when the server ends a subscription the client did not end (its read guard no
+    /// longer allows it after a metadata change).
+    pub const SUBSCRIPTION_ENDED: &str = "mesh/subscription-ended";
 }
 
 /// A request frame that parsed.

@@ -153,7 +153,8 @@ impl Directory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn decide(&self, id: &RecordId, op: Operation) -> Decision {
+    /// What the exposures say about `op` on `id`, before any guard runs.
+    pub(crate) fn decide(&self, id: &RecordId, op: Operation) -> Decision {
         let exposures = self.exposures.read();
         let exposures = exposures
             .as_ref()

@@ -175,6 +175,9 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// Required `iss` claim; unset = not checked.
     pub issuer: Option<String>,
+    /// The claim that is the connection's identity: a refresh must carry the same value, and
+    /// a token without it cannot refresh.
+    pub identity_claim: String,
 }
 
 impl Default for AuthConfig {
@@ -185,6 +188,7 @@ impl Default for AuthConfig {
             leeway_seconds: 5,
             audience: None,
             issuer: None,
+            identity_claim: "sub".into(),
         }
     }
 }
@@ -193,8 +197,9 @@ impl AuthConfig {
     /// The JWT checks these settings ask for, when a secret is set.
     pub fn jwt_verifier(&self) -> Option<crate::auth::JwtVerifier> {
         let secret = self.jwt_secret.as_deref()?;
-        let mut verifier =
-            crate::auth::JwtVerifier::new(secret.as_bytes()).leeway_seconds(self.leeway_seconds);
+        let mut verifier = crate::auth::JwtVerifier::new(secret.as_bytes())
+            .leeway_seconds(self.leeway_seconds)
+            .identity_claim(self.identity_claim.as_str());
         if let Some(audience) = &self.audience {
             verifier = verifier.audience(audience.as_str());
         }

@@ -60,6 +60,11 @@ impl Config {
                 "auth.required = true needs auth.jwt_secret (or MESH_JWT_SECRET)".into(),
             ));
         }
+        if self.auth.identity_claim.is_empty() {
+            return Err(Error::Config(
+                "auth.identity_claim must not be empty".into(),
+            ));
+        }
         if self.auth.jwt_secret.as_deref() == Some("") {
             return Err(Error::Config("auth.jwt_secret must not be empty".into()));
         }

@@ -166,15 +166,21 @@ impl SessionActor {
         let registry = self.services.records.registry().clone();
         let addr = leased.addr.clone();
         let id = record_id.clone();
+        // The metadata the read guard just ran with; if it changes before the subscription is
+        // in place, the recheck of the others would miss this one.
+        let seen = self.connection.metadata_changes();
         async move { send_to_record(&registry, &id, Some(leased), message).await }
             .into_actor(self)
-            .map(move |result, act, _| {
+            .map(move |result, act, ctx| {
                 drop(permit);
                 act.pending_subscribes -= 1;
                 match result {
                     Ok(Ok(_)) => {
                         act.subscriptions
-                            .insert(record_id, ActiveSubscription { addr, token });
+                            .insert(record_id.clone(), ActiveSubscription { addr, token });
+                        if act.connection.metadata_changes() != seen {
+                            act.check_read_access(vec![(record_id, token)], ctx);
+                        }
                     }
                     Ok(Err(e)) | Err(e) => {
                         act.reply(&request_id, commands::SUBSCRIBE_RECORD, Err(e))
@@ -189,6 +195,7 @@ impl SessionActor {
             Some(active) => {
                 active.addr.do_send(Unsubscribe {
                     session: self.number,
+                    farewell: None,
                 });
                 true
             }
@@ -293,9 +300,10 @@ impl SessionActor {
             Ok(json!({ "success": true }))
         }
         .into_actor(self)
-        .map(move |result, act, _| {
+        .map(move |result, act, ctx| {
             act.reply(&id, CMD, result);
             drop(permit);
+            act.recheck_access(ctx);
         })
         .spawn(ctx);
     }
@@ -318,9 +326,11 @@ impl SessionActor {
         let permit = self.permit.take();
         Commands::call(handler, context, payload)
             .into_actor(self)
-            .map(move |result, act, _| {
+            .map(move |result, act, ctx| {
                 act.reply(&id, &command, result);
                 drop(permit);
+                // A handler may have changed the connection's metadata.
+                act.recheck_access(ctx);
             })
             .spawn(ctx);
     }

@@ -31,6 +31,8 @@ impl SessionActor {
         }
         self.awaiting_pong = true;
         self.send(protocol::push_frame(commands::PING, &json!({})));
+        // Metadata changed by app code outside any request is noticed here at the latest.
+        self.recheck_access(ctx);
     }
 
     /// The token the connection authenticated with (untokened by default: never expires).
@@ -79,6 +81,7 @@ impl SessionActor {
             Ok(metadata) => {
                 self.connection.set_metadata(metadata);
                 self.arm_token_expiry(ctx);
+                self.recheck_access(ctx);
                 self.reply(&id, commands::REFRESH_TOKEN, Ok(json!({ "success": true })));
             }
             Err(rejection) => {

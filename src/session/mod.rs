@@ -26,6 +26,7 @@ mod dispatch;
 mod flow;
 mod hub;
 mod keepalive;
+mod revoke;
 
 pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};
 
@@ -140,6 +141,8 @@ pub(crate) struct SessionActor {
     permit: Option<Permit>,
     /// The credential's deadline and identity (see [`SessionActor::with_token`]).
     token: SessionToken,
+    /// The connection's metadata generation the subscriptions' read guards last ran with.
+    access_checked_at: u64,
 }
 
 impl SessionActor {
@@ -153,6 +156,7 @@ impl SessionActor {
         socket: Option<crate::socket::ConnectionSocket>,
     ) -> Self {
         let rate = services.settings.max_requests_per_second;
+        let access_checked_at = connection.metadata_changes();
         SessionActor {
             number,
             connection,
@@ -169,6 +173,7 @@ impl SessionActor {
             missed_pongs: 0,
             permit: None,
             token: SessionToken::default(),
+            access_checked_at,
         }
     }
 
@@ -246,6 +251,7 @@ impl Actor for SessionActor {
         for (_, active) in self.subscriptions.drain() {
             active.addr.do_send(Unsubscribe {
                 session: self.number,
+                farewell: None,
             });
         }
     }

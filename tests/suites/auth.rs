@@ -293,3 +293,60 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
     assert_eq!(refused.status().as_u16(), 401);
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn a_token_without_the_identity_claim_cannot_refresh_into_someone_else() {
+    // Opened as {userId: "a"} with no `sub`: refreshing to {userId: "b"} swapped identities.
+    let server = start(Backend::Memory, &config("")).await;
+    let mut client = connect(&server, &token(json!({"userId": "a", "exp": at(60)}))).await;
+    let reply = refresh(&mut client, &token(json!({"userId": "b", "exp": at(60)}))).await;
+    assert_eq!(reply["code"], "EAUTH", "{reply}");
+    let reply = client
+        .request("mesh/get-my-connection-metadata", json!({}))
+        .await;
+    assert_eq!(reply["metadata"]["userId"], "a");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn the_identity_claim_is_configurable() {
+    let server = start(Backend::Memory, &config("identity_claim = \"userId\"")).await;
+    let mut client = connect(&server, &token(json!({"userId": "a", "exp": at(60)}))).await;
+    let same = token(json!({"userId": "a", "sub": "other", "exp": at(90)}));
+    assert_eq!(refresh(&mut client, &same).await, json!({"success": true}));
+    let other = token(json!({"userId": "b", "exp": at(90)}));
+    assert_eq!(refresh(&mut client, &other).await["code"], "EAUTH");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_subscription_the_new_claims_may_not_read_ends_with_a_push() {
+    let guarded = "[[records.expose]]\npattern = \"^secret:\"\nguard = { require_metadata = \"clearance\" }\n";
+    let server = start(Backend::Memory, &format!("{}\n{guarded}", config(""))).await;
+    let cleared = token(json!({"sub": "alice", "clearance": true, "exp": at(60)}));
+    let mut client = connect(&server, &cleared).await;
+    assert_eq!(client.subscribe("secret:1", "full").await["success"], true);
+    assert_eq!(client.subscribe("doc:open", "full").await["success"], true);
+    let records = server.records();
+    let write = |id: &'static str, n: i64| {
+        records.write_record(id, json!({ "n": n }), mesh_records::Strategy::Replace)
+    };
+    write("secret:1", 1).await.unwrap();
+    assert_eq!(client.next_push().await["payload"]["recordId"], "secret:1");
+
+    let plain = token(json!({"sub": "alice", "exp": at(60)}));
+    assert_eq!(refresh(&mut client, &plain).await, json!({"success": true}));
+    let ended = client.next_push_of("mesh/subscription-ended").await;
+    assert_eq!(
+        ended["payload"],
+        json!({"recordId": "secret:1", "reason": "forbidden"})
+    );
+    // Nothing more of the secret; the open record still streams.
+    write("secret:1", 2).await.unwrap();
+    write("doc:open", 1).await.unwrap();
+    let next = client.next_push_of("mesh/record-update").await;
+    assert_eq!(next["payload"]["recordId"], "doc:open");
+    // Resubscribing is refused like any subscribe the guard refuses.
+    assert_eq!(client.subscribe("secret:1", "full").await["success"], false);
+    server.stop().await;
+}

@@ -101,6 +101,9 @@ pub struct Subscribe {
 pub struct Unsubscribe {
     /// The session's numeric id.
     pub session: u64,
+    /// Pushed to the session right after its subscription is removed, so that it is the
+    /// last frame of the subscription (no update of this record follows it).
+    pub farewell: Option<crate::record::Frame>,
 }
 
 /// Writes a value with a strategy.

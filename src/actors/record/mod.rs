@@ -443,7 +443,14 @@ impl Handler<Unsubscribe> for RecordActor {
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) -> bool {
         self.used_since_tick = true;
-        self.subscribers.0.remove(&msg.session).is_some()
+        let Some(subscriber) = self.subscribers.0.remove(&msg.session) else {
+            return false;
+        };
+        if let Some(frame) = msg.farewell {
+            subscriber.outbox.forget_stale(&self.id);
+            let _ = subscriber.outbox.push(frame);
+        }
+        true
     }
 }
 

@@ -1,0 +1,95 @@
+//! Access that changes under a connection. When its metadata changes (a token refresh, the
+//! metadata hook, app code), each subscription's read guard runs again with the new metadata,
+//! and a subscription no longer allowed ends with a `mesh/subscription-ended` push: guards
+//! that ran only at subscribe time would let a connection keep what it may no longer read.
+
+use super::SessionActor;
+use crate::access::{Decision, Operation};
+use crate::actors::record::Unsubscribe;
+use crate::protocol::{self, commands};
+use crate::record::RecordId;
+use actix::prelude::*;
+use serde_json::json;
+
+/// A subscription to check: its record and the token that names this subscription of it.
+type Checked = (RecordId, u64);
+
+impl SessionActor {
+    /// Runs the read guards of every subscription again if the metadata changed since they
+    /// last ran. Called after every request that can change metadata, and on each ping.
+    pub(super) fn recheck_access(&mut self, ctx: &mut Context<Self>) {
+        let changes = self.connection.metadata_changes();
+        if changes == self.access_checked_at {
+            return;
+        }
+        self.access_checked_at = changes;
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|(id, active)| (id.clone(), active.token))
+            .collect();
+        self.check_read_access(subscriptions, ctx);
+    }
+
+    /// Ends those of `subscriptions` whose read guard (run now, with the current metadata)
+    /// refuses them.
+    pub(super) fn check_read_access(
+        &mut self,
+        subscriptions: Vec<Checked>,
+        ctx: &mut Context<Self>,
+    ) {
+        let directory = self.services.records.directory();
+        let mut refused = Vec::new();
+        let mut guarded = Vec::new();
+        for (id, token) in subscriptions {
+            match directory.decide(&id, Operation::Read) {
+                Decision::Allowed => {}
+                Decision::NotExposed => refused.push((id, token)),
+                Decision::Guarded(guard) => guarded.push((id, token, guard)),
+            }
+        }
+        self.end_refused(refused);
+        if guarded.is_empty() {
+            return;
+        }
+        let connection = self.connection.clone();
+        async move {
+            let mut refused = Vec::new();
+            for (id, token, guard) in guarded {
+                if !guard.allows(connection.clone(), id.clone()).await {
+                    refused.push((id, token));
+                }
+            }
+            refused
+        }
+        .into_actor(self)
+        .map(|refused, act, _| act.end_refused(refused))
+        .spawn(ctx);
+    }
+
+    /// Ends each subscription still current (same token); the record actor pushes the notice
+    /// after removing it, so no update of that record follows it.
+    fn end_refused(&mut self, refused: Vec<Checked>) {
+        for (id, token) in refused {
+            if !self
+                .subscriptions
+                .get(&id)
+                .is_some_and(|a| a.token == token)
+            {
+                continue;
+            }
+            let Some(active) = self.subscriptions.remove(&id) else {
+                continue;
+            };
+            crate::metrics::metrics().guard_denials.inc();
+            let notice = protocol::push_frame(
+                commands::SUBSCRIPTION_ENDED,
+                &json!({ "recordId": id.as_str(), "reason": "forbidden" }),
+            );
+            active.addr.do_send(Unsubscribe {
+                session: self.number,
+                farewell: Some(notice),
+            });
+        }
+    }
+}
