@@ -89,6 +89,10 @@ pub struct Metrics {
     pub persistence_rejected: Counter,
     /// Writes to persisted records refused because the persistence buffer was full.
     pub persistence_refused: Counter,
+    /// Writes the memory store refused: they would pass `[store] max_memory_bytes`.
+    pub store_full_refusals: Counter,
+    /// Bytes the memory store counts against `[store] max_memory_bytes`.
+    pub store_memory_bytes: Gauge,
     /// Redis commands that failed.
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
@@ -115,6 +119,8 @@ impl Metrics {
             persistence_flush_failures: Counter::default(),
             persistence_rejected: Counter::default(),
             persistence_refused: Counter::default(),
+            store_full_refusals: Counter::default(),
+            store_memory_bytes: Gauge::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             write_counters: Vec::new(),
@@ -186,6 +192,16 @@ impl Metrics {
             "persistence_refused_writes",
             "Writes to persisted records refused while the persistence buffer was full",
             m.persistence_refused.clone(),
+        );
+        registry.register(
+            "store_full_refused_writes",
+            "Writes the memory store refused because they would pass [store] max_memory_bytes",
+            m.store_full_refusals.clone(),
+        );
+        registry.register(
+            "store_memory_bytes",
+            "Bytes of records, history and tombstones the memory store counts against its budget",
+            m.store_memory_bytes.clone(),
         );
         registry.register(
             "redis_errors",

@@ -148,6 +148,27 @@ pub struct StoreConfig {
     pub redis_cluster_urls: Vec<String>,
     /// Prefix of every Redis key and channel.
     pub key_prefix: String,
+    /// With `memory`: most bytes of records it holds before refusing writes that grow it
+    /// (`ELIMIT`); 0 = half of the machine's memory (or of the cgroup's limit, if lower).
+    pub max_memory_bytes: usize,
+    /// With `memory`: most tombstones (deleted records' last versions) kept; the oldest go
+    /// first, and such a record, written again, starts over at version 1.
+    pub max_tombstones: usize,
+}
+
+impl StoreConfig {
+    /// The memory store's budget: `max_memory_bytes`, or half of what the machine (or its
+    /// cgroup) allows.
+    pub fn memory_limits(&self) -> crate::store::MemoryLimits {
+        let max_bytes = match self.max_memory_bytes {
+            0 => crate::store::default_memory_budget(),
+            bytes => bytes,
+        };
+        crate::store::MemoryLimits {
+            max_bytes,
+            max_tombstones: self.max_tombstones,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -157,6 +178,8 @@ impl Default for StoreConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster_urls: Vec::new(),
             key_prefix: "mesh:".into(),
+            max_memory_bytes: 0,
+            max_tombstones: 100_000,
         }
     }
 }

@@ -184,7 +184,14 @@ impl RecordServerBuilder {
 /// The store the config names.
 pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
     match config.store.backend {
-        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Memory => {
+            let limits = config.store.memory_limits();
+            log::info!(
+                "memory store: at most {} bytes of records",
+                limits.max_bytes
+            );
+            Ok(Arc::new(MemoryStore::with_limits(limits)))
+        }
         StoreBackend::Redis => {
             let store = crate::store::RedisStore::connect(
                 &config.store.redis_url,

@@ -46,6 +46,11 @@ impl History {
         self.bytes = 0;
     }
 
+    /// Bytes of serialized patches kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The version of the newest change kept.
     pub fn last_version(&self) -> Option<Version> {
         self.changes.back().map(|(c, _)| c.version)

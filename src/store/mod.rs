@@ -34,7 +34,7 @@ mod transport;
 
 pub use history::History;
 pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
-pub use memory::MemoryStore;
+pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
 pub use redis::RedisStore;
 
 use crate::record::{RecordId, Version, Versioned};
@@ -57,6 +57,9 @@ pub enum StoreError {
     /// may or may not have been applied. Find out with [`Store::check`].
     #[error("store outcome unknown: {0}")]
     Indeterminate(String),
+    /// The store has no room for the write (the memory store's budget): nothing was changed.
+    #[error("store full: {0}")]
+    Full(String),
     /// A stored value could not be read back.
     #[error("record {id} is corrupt in the store: {detail}")]
     Corrupt {

@@ -95,3 +95,53 @@ async fn values_are_counted_as_stored_not_as_sent() {
     assert!(written.await.is_err());
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn the_memory_store_keeps_its_budget_and_says_so() {
+    // One anonymous connection writing 64 KB values to new ids stored ~64 MB/s until the
+    // machine ran out of memory.
+    let server = start(
+        Backend::Memory,
+        &format!("[store]\nmax_memory_bytes = 2000000\n\n{EXPOSE}"),
+    )
+    .await;
+    let mut client = server.client().await;
+    let value = json!({ "blob": "x".repeat(64 * 1024) });
+    let mut stored = 0;
+    let refusal = loop {
+        let reply = client
+            .publish(&format!("doc:{stored}"), value.clone())
+            .await;
+        if reply != json!({"success": true}) {
+            break reply;
+        }
+        stored += 1;
+        assert!(stored < 100, "the budget never refused a write");
+    };
+    assert_eq!(refusal["code"], "ELIMIT", "{refusal}");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_memory_bytes")
+    );
+    assert!(
+        (20..=31).contains(&stored),
+        "{stored} values of 64 KB fit in 2 MB"
+    );
+    // Nothing of the refused write is there; the server goes on serving.
+    let refused_id = format!("doc:{stored}");
+    assert_eq!(
+        server.records().get_record(&refused_id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        client.publish("doc:0", json!({"small": true})).await,
+        json!({"success": true})
+    );
+    assert_eq!(
+        client.publish(&refused_id, value).await,
+        json!({"success": true})
+    );
+    server.stop().await;
+}

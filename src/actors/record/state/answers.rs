@@ -39,6 +39,10 @@ impl<R> Core<R> {
                 });
                 return out;
             }
+            Err(StoreError::Full(reason)) => {
+                log::debug!("write of {} refused: {reason}", self.id);
+                fail_writes(plan, Error::Limit(reason), &mut out);
+            }
             Err(e) => {
                 log::warn!("write of {} failed: {e}", self.id);
                 fail_writes(plan, Error::Unavailable, &mut out);
