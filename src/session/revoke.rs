@@ -71,11 +71,7 @@ impl SessionActor {
     /// after removing it, so no update of that record follows it.
     fn end_refused(&mut self, refused: Vec<Checked>) {
         for (id, token) in refused {
-            if !self
-                .subscriptions
-                .get(&id)
-                .is_some_and(|a| a.token == token)
-            {
+            if self.subscriptions.get(&id).is_none_or(|a| a.token != token) {
                 continue;
             }
             let Some(active) = self.subscriptions.remove(&id) else {
