@@ -2,7 +2,7 @@
 //! `Content-Length` when that is already over, and otherwise never buffered past the limit
 //! (a chunked body is cut off at the chunk that would cross it).
 
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
@@ -21,7 +21,7 @@ pub(super) async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(limit));
+        return Err(too_large(limit, payload));
     }
     let mut body = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
     while let Some(chunk) = payload.next().await {
@@ -29,16 +29,16 @@ pub(super) async fn read_limited(
             HttpResponse::BadRequest().json(json!({ "error": format!("reading the body: {e}") }))
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
+            return Err(too_large(limit, payload));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
 }
 
-fn too_large(limit: usize) -> HttpResponse {
+/// 413, closing the connection rather than draining the rest of the body (`refusal`).
+fn too_large(limit: usize, unread: web::Payload) -> HttpResponse {
     crate::metrics::metrics().admin_refusals.inc();
-    HttpResponse::PayloadTooLarge().json(json!({
-        "error": format!("the body is over {limit} bytes (admin.max_body_bytes)")
-    }))
+    let error = format!("the body is over {limit} bytes (admin.max_body_bytes)");
+    super::refusal::refuse(StatusCode::PAYLOAD_TOO_LARGE, &error, unread.into_inner())
 }

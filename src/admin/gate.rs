@@ -2,16 +2,16 @@
 //! from the request head, before any handler (and any body extractor) runs, so a client
 //! without the token costs the server one request head — never a body.
 //!
-//! The refused request's body is not read: actix-http then answers with `Connection: close`
-//! and shuts the connection after a short linger (a chunked body it discards instead, without
-//! keeping it).
+//! The refused request's body is not read, and its connection is closed after the answer
+//! (`refusal`), so a client cannot keep the server reading a body it never sends.
 
 use super::AdminState;
+use super::refusal::refuse;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
-use serde_json::json;
+use actix_web::{Error, web};
 
 /// Passes the request on only with `Authorization: Bearer <[admin] token>` (the scheme in any
 /// case); otherwise 401 with a JSON error.
@@ -29,9 +29,13 @@ pub(super) async fn require_token<B: MessageBody>(
             .map(ServiceResponse::map_into_left_body);
     }
     crate::metrics::metrics().admin_refusals.inc();
-    let refused =
-        HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong admin token" }));
-    Ok(req.into_response(refused).map_into_right_body())
+    let (req, unread) = req.into_parts();
+    let refused = refuse(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token",
+        unread,
+    );
+    Ok(ServiceResponse::new(req, refused).map_into_right_body())
 }
 
 fn presents(req: &ServiceRequest, token: &str) -> bool {

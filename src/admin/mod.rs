@@ -3,10 +3,12 @@
 //!
 //! - `gate`: every route requires `Authorization: Bearer` (the scheme in any case), checked
 //!   from the request head before anything reads a body;
-//! - `body`: a PUT's body, read only then and only up to `[admin] max_body_bytes`.
+//! - `body`: a PUT's body, read only then and only up to `[admin] max_body_bytes`;
+//! - `refusal`: answers that close the connection instead of draining an unread body.
 
 mod body;
 mod gate;
+mod refusal;
 
 use crate::error::Error;
 use crate::record::Strategy;
