@@ -60,9 +60,7 @@ impl RecordServer {
             );
         }
     }
-}
 
-impl RecordServer {
     /// Mounts the admin API alone (nothing when no admin token is set): what [`crate::start`]
     /// serves on `[admin] bind`, for an app that serves that address from its own `HttpServer`.
     pub fn configure_admin(&self, cfg: &mut web::ServiceConfig) {
