@@ -12,6 +12,8 @@
 //!   requests in flight), `outbox` (each session's byte-bounded outbound queue), `socket`
 //!   (cutting off TCP connections whose peer stopped reading): internal.
 //! - [`access`]: exposure rules and guards (pure code).
+//! - `origin`: which web pages may open a WebSocket (`[server] allowed_origins`; pure code,
+//!   internal).
 //! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
 //! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
 //! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
@@ -34,6 +36,7 @@ pub mod error;
 mod inflight;
 pub mod metrics;
 // Public only for the outbox micro-benchmark (benches/hot_path.rs); not an extension point.
+mod origin;
 #[doc(hidden)]
 pub mod outbox;
 pub mod persistence;

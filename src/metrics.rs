@@ -97,6 +97,11 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
     pub redis_reconnects: Counter,
+    /// WebSocket upgrades refused for their `Origin` (`[server] allowed_origins`).
+    pub origin_refusals: Counter,
+    /// Admin API requests refused for a missing or wrong token, or a body over
+    /// `[admin] max_body_bytes`.
+    pub admin_refusals: Counter,
     /// `writes` for each [`Outcome`], indexed by its discriminant.
     write_counters: Vec<Counter>,
     registry: Registry,
@@ -123,6 +128,8 @@ impl Metrics {
             store_memory_bytes: Gauge::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
+            origin_refusals: Counter::default(),
+            admin_refusals: Counter::default(),
             write_counters: Vec::new(),
             registry: Registry::default(),
         };
@@ -212,6 +219,16 @@ impl Metrics {
             "redis_reconnects",
             "Redis pub/sub reconnections",
             m.redis_reconnects.clone(),
+        );
+        registry.register(
+            "origin_refusals",
+            "WebSocket upgrades refused for their Origin",
+            m.origin_refusals.clone(),
+        );
+        registry.register(
+            "admin_refusals",
+            "Admin API requests refused (token, body size)",
+            m.admin_refusals.clone(),
         );
         Metrics {
             registry,

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// Longest time a stop (SIGTERM, `RunningServer::stop`) takes, even with a hung database;
     /// persisted records still unwritten then are logged as lost.
     pub shutdown_timeout_ms: u64,
+    /// Origins (`https://app.example.com`) whose pages may open a WebSocket; `"*"` allows any.
+    /// Empty: the request's own host and loopback pages. Requests without `Origin` (clients
+    /// that are not browsers) are always allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +105,7 @@ impl Default for ServerConfig {
             max_in_flight_requests: 64,
             demo: false,
             shutdown_timeout_ms: 10_000,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -234,11 +239,28 @@ impl AuthConfig {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Bearer token for `/api/records` (env `MESH_ADMIN_TOKEN`); unset = admin API off.
     pub token: Option<String>,
+    /// Largest request body the admin API reads (HTTP 413 above it); a body is held whole
+    /// while it is parsed, so this bounds one admin request's memory.
+    pub max_body_bytes: usize,
+    /// `host:port` the admin API listens on, alone; unset = on the public listener.
+    pub bind: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            // Twice the default `server.max_value_bytes`: a value at the clients' limit still
+            // fits when pretty-printed or escaped.
+            max_body_bytes: 2 * 1024 * 1024,
+            bind: None,
+        }
+    }
 }
 
 /// `[records]`

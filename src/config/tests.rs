@@ -115,3 +115,34 @@ fn env_overrides_apply() {
     assert_eq!(config.server.port, 4001);
     assert!(config.apply_env(|_| Some("x".into())).is_err());
 }
+
+#[test]
+fn admin_listener_and_origins_are_checked() {
+    for (toml, key) in [
+        ("[admin]\nmax_body_bytes = 0\n", "admin.max_body_bytes"),
+        ("[admin]\ntoken = \"t\"\nbind = \"3001\"\n", "admin.bind"),
+        (
+            "[admin]\ntoken = \"t\"\nbind = \"localhost:http\"\n",
+            "admin.bind",
+        ),
+        ("[admin]\nbind = \"127.0.0.1:3001\"\n", "admin.token"),
+        (
+            "[server]\nallowed_origins = [\"https://app.example.com/\"]\n",
+            "server.allowed_origins",
+        ),
+    ] {
+        let err = Config::parse(toml)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+    let config = Config::parse(
+        "[server]\nallowed_origins = [\"*\", \"https://app.example.com\"]\n\
+         [admin]\ntoken = \"t\"\nbind = \"127.0.0.1:3001\"\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.admin.max_body_bytes, 2 * 1024 * 1024);
+}

@@ -8,6 +8,39 @@ use crate::error::{Error, Result};
 use serde_json::Value;
 
 impl Config {
+    /// `[admin] max_body_bytes` and `bind`, `[server] allowed_origins`.
+    fn validate_admin_and_origins(&self) -> Result<()> {
+        if self.admin.max_body_bytes == 0 {
+            return Err(Error::Config(
+                "admin.max_body_bytes must be greater than 0".into(),
+            ));
+        }
+        if let Some(bind) = &self.admin.bind {
+            if self.admin.token.is_none() {
+                return Err(Error::Config(
+                    "admin.bind needs admin.token (or MESH_ADMIN_TOKEN)".into(),
+                ));
+            }
+            let port = bind
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+                return Err(Error::Config(format!(
+                    "admin.bind: {bind:?} is not host:port (such as \"127.0.0.1:3001\")"
+                )));
+            }
+        }
+        self.origin_policy().map(|_| ())
+    }
+
+    /// The parsed `[server] allowed_origins`.
+    ///
+    /// Fails with [`Error::Config`] naming an entry that is not an origin.
+    pub(crate) fn origin_policy(&self) -> Result<crate::origin::OriginPolicy> {
+        crate::origin::OriginPolicy::new(&self.server.allowed_origins)
+            .map_err(|e| Error::Config(format!("server.allowed_origins: {e}")))
+    }
+
     /// Checks everything that can be checked before starting.
     pub fn validate(&self) -> Result<()> {
         let s = &self.server;
@@ -86,6 +119,7 @@ impl Config {
         if self.admin.token.as_deref() == Some("") {
             return Err(Error::Config("admin.token must not be empty".into()));
         }
+        self.validate_admin_and_origins()?;
         for (n, rule) in self.records.persist.iter().enumerate() {
             let at = |key: &str| format!("records.persist[{n}].{key}");
             match (&rule.write_pattern, &rule.write_id) {

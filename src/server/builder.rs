@@ -159,20 +159,28 @@ impl RecordServerBuilder {
             max_connections: s.max_connections,
             max_frame_bytes: s.max_frame_bytes,
             max_outbound_bytes: s.max_outbound_bytes,
+            origins: self.config.origin_policy()?,
         });
-        let server = RecordServer {
-            inner: Arc::new(Inner {
-                records,
-                sessions,
-                store,
-                persist,
-                persistence_config: self.config.persistence.clone(),
-                default_adapter: tokio::sync::OnceCell::new(),
-                admin_token: self.config.admin.token.clone(),
-                demo: s.demo,
-                arbiters: Mutex::new(arbiters),
-            }),
-        };
+        let server =
+            RecordServer {
+                inner: Arc::new(Inner {
+                    records,
+                    sessions,
+                    store,
+                    persist,
+                    persistence_config: self.config.persistence.clone(),
+                    default_adapter: tokio::sync::OnceCell::new(),
+                    admin: self.config.admin.token.clone().map(|token| {
+                        crate::admin::AdminSettings {
+                            token,
+                            max_body_bytes: self.config.admin.max_body_bytes,
+                        }
+                    }),
+                    admin_apart: self.config.admin.bind.is_some(),
+                    demo: s.demo,
+                    arbiters: Mutex::new(arbiters),
+                }),
+            };
         // Restore runs before anything can connect: the HTTP server starts after `build`.
         for (rule, options) in persist_rules {
             server.enable_record_persistence(rule, options).await?;

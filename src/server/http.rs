@@ -20,8 +20,9 @@ use std::os::fd::AsRawFd;
 const BACKLOG: i32 = 1024;
 
 impl RecordServer {
-    /// Mounts the WebSocket route, `GET /health` and, when an admin token is set, the admin
-    /// API. Use as `App::new().configure(|cfg| records.configure(cfg))`.
+    /// Mounts the WebSocket route, `GET /health` and, when an admin token is set and
+    /// `[admin] bind` is not, the admin API. Use as
+    /// `App::new().configure(|cfg| records.configure(cfg))`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let sessions = self.inner.sessions.clone();
         cfg.route(
@@ -43,8 +44,8 @@ impl RecordServer {
                     .body(crate::metrics::metrics().render())
             }),
         );
-        if let Some(token) = &self.inner.admin_token {
-            crate::admin::configure(cfg, self.records().clone(), token.clone());
+        if !self.inner.admin_apart {
+            self.configure_admin(cfg);
         }
         if self.inner.demo {
             crate::demo::configure(cfg);
@@ -57,6 +58,14 @@ impl RecordServer {
                         .finish()
                 }),
             );
+        }
+    }
+
+    /// Mounts the admin API alone (nothing when no admin token is set): what [`crate::start`]
+    /// serves on `[admin] bind`, for an app that serves that address from its own `HttpServer`.
+    pub fn configure_admin(&self, cfg: &mut web::ServiceConfig) {
+        if let Some(settings) = &self.inner.admin {
+            crate::admin::configure(cfg, self.records().clone(), settings);
         }
     }
 }
@@ -95,25 +104,66 @@ async fn upgrade(
     Ok(response)
 }
 
-/// Builds (not yet runs) the server on `listener` with `workers` threads; actix-server waits
-/// up to `shutdown_secs` for HTTP requests in progress when stopped.
+/// The listeners [`http_server`] serves.
+pub(super) struct Listeners {
+    /// `[server] host`/`port`: WebSockets and every route of [`RecordServer::configure`].
+    pub public: std::net::TcpListener,
+    /// `[admin] bind`: the admin API alone.
+    pub admin: Option<std::net::TcpListener>,
+}
+
+/// Where a built server listens.
+pub(super) struct Bound {
+    pub public: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+/// Builds (not yet runs) the server on `listeners` with `workers` threads (shared by both
+/// listeners); actix-server waits up to `shutdown_secs` for HTTP requests in progress when
+/// stopped.
 pub(super) fn http_server(
     records: RecordServer,
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     workers: usize,
     shutdown_secs: u64,
-) -> Result<(SocketAddr, actix_web::dev::Server)> {
+) -> Result<(Bound, actix_web::dev::Server)> {
     let cannot_listen =
         |e: std::io::Error| Error::Config(format!("server.host/server.port: cannot listen: {e}"));
+    let listener = listeners.public;
     // std listens with a backlog of 128; a burst of connecting clients needs more.
     // SAFETY: the descriptor is the listening socket we were given; listen() only changes
     // its backlog.
     unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
     let addr = listener.local_addr().map_err(cannot_listen)?;
-    let server = actix_server::Server::build()
+    let mut builder = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(shutdown_secs)
+        .shutdown_timeout(shutdown_secs);
+    let mut bound = Bound {
+        public: addr,
+        admin: None,
+    };
+    if let Some(admin) = listeners.admin {
+        let cannot_listen =
+            |e: std::io::Error| Error::Config(format!("admin.bind: cannot listen: {e}"));
+        bound.admin = Some(admin.local_addr().map_err(cannot_listen)?);
+        let records = records.clone();
+        // Plain HTTP with the admin API alone: no WebSocket upgrade, no other route.
+        builder = builder
+            .listen("mesh-records-admin", admin, move || {
+                let records = records.clone();
+                let app = actix_web::App::new()
+                    .configure(move |cfg| records.configure_admin(cfg))
+                    .into_factory()
+                    .map_err(|e: actix_web::Error| e.error_response());
+                HttpService::build()
+                    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })
+            .map_err(cannot_listen)?;
+    }
+    let server = builder
         .listen("mesh-records", listener, move || {
             let app_records = records.clone();
             let app = actix_web::App::new()
@@ -136,5 +186,5 @@ pub(super) fn http_server(
         })
         .map_err(cannot_listen)?
         .run();
-    Ok((addr, server))
+    Ok((bound, server))
 }

@@ -39,7 +39,10 @@ struct Inner {
     persist: Arc<PersistRoutes>,
     persistence_config: crate::config::PersistenceConfig,
     default_adapter: tokio::sync::OnceCell<SharedAdapter>,
-    admin_token: Option<String>,
+    /// The admin API's settings when `[admin] token` is set.
+    admin: Option<crate::admin::AdminSettings>,
+    /// `[admin] bind` is set: the admin API is served on its own listener, not in `configure`.
+    admin_apart: bool,
     demo: bool,
     arbiters: Mutex<Vec<Arbiter>>,
 }

@@ -14,6 +14,8 @@ pub struct RunningServer {
     pub records: RecordServer,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where the admin API listens when `[admin] bind` is set.
+    pub admin_addr: Option<SocketAddr>,
     http: actix_web::dev::ServerHandle,
     task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     /// `[server] shutdown_timeout_ms`: the whole of `stop` fits in it.
@@ -81,19 +83,31 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
             s.host, s.port
         ))
     })?;
+    let admin = match &config.admin.bind {
+        Some(bind) if config.admin.token.is_some() => Some(
+            std::net::TcpListener::bind(bind.as_str())
+                .map_err(|e| Error::Config(format!("admin.bind: cannot bind {bind}: {e}")))?,
+        ),
+        _ => None,
+    };
     let records = builder.build().await?;
     let workers = match s.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
     let shutdown_secs = http_shutdown_secs(s.shutdown_timeout());
-    let (addr, server) =
-        super::http::http_server(records.clone(), listener, workers, shutdown_secs)?;
+    let listeners = super::http::Listeners {
+        public: listener,
+        admin,
+    };
+    let (bound, server) =
+        super::http::http_server(records.clone(), listeners, workers, shutdown_secs)?;
     let handle = server.handle();
     let task = actix_web::rt::spawn(server);
     Ok(RunningServer {
         records,
-        addr,
+        addr: bound.public,
+        admin_addr: bound.admin,
         http: handle,
         task,
         shutdown_timeout: s.shutdown_timeout(),
@@ -107,6 +121,9 @@ pub async fn run(config: Config) -> Result<StopReport> {
     let running = start(config).await?;
     let addr = running.addr;
     log::info!("mesh-records listening on {addr}");
+    if let Some(admin) = running.admin_addr {
+        log::info!("admin API listening on {admin}");
+    }
     // Where a newcomer goes next, with the real bound address.
     log::info!(
         "WebSocket endpoint: ws://{addr}{}",

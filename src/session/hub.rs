@@ -12,11 +12,12 @@ use crate::auth::{AuthRejection, Authenticator, Grant, SessionToken, UpgradeRequ
 use crate::commands::Commands;
 use crate::connection::{Connection, ConnectionIds, MetadataHook};
 use crate::inflight::Gated;
+use crate::origin::OriginPolicy;
 use crate::outbox::Outbox;
 use crate::records::Records;
 use crate::socket::ConnectionSocket;
 use actix::prelude::*;
-use actix_http::{RequestHead, StatusCode};
+use actix_http::{RequestHead, StatusCode, header};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -32,6 +33,8 @@ pub(crate) struct SessionsConfig {
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     pub max_outbound_bytes: usize,
+    /// `[server] allowed_origins`, checked before authentication.
+    pub origins: OriginPolicy,
 }
 
 /// The server's connections (see the module docs). Cheap to clone.
@@ -45,6 +48,7 @@ struct Hub {
     ws_path: String,
     max_frame_bytes: usize,
     max_outbound_bytes: usize,
+    origins: OriginPolicy,
     ids: ConnectionIds,
     places: Arc<Semaphore>,
     max_connections: usize,
@@ -113,6 +117,7 @@ impl Sessions {
                 ws_path: config.ws_path,
                 max_frame_bytes: config.max_frame_bytes,
                 max_outbound_bytes: config.max_outbound_bytes,
+                origins: config.origins,
                 ids: ConnectionIds::default(),
                 places: Arc::new(Semaphore::new(max_connections)),
                 max_connections,
@@ -136,7 +141,8 @@ impl Sessions {
     }
 
     /// Admits an upgrade request, for both WebSocket paths: refused with 503 while shutting
-    /// down or over `max_connections`, 401 when authentication fails; otherwise the grant and
+    /// down or over `max_connections`, 403 when its `Origin` is not allowed (before the
+    /// authenticator runs), 401 when authentication fails; otherwise the grant and
     /// the connection's permit (taken before the answer, so concurrent upgrades cannot exceed
     /// the limit).
     pub(crate) async fn admit(
@@ -149,6 +155,7 @@ impl Sessions {
                 "shutting down",
             ));
         }
+        self.check_origin(head)?;
         let grant = self
             .hub
             .services
@@ -160,6 +167,27 @@ impl Sessions {
             Refusal::json(StatusCode::SERVICE_UNAVAILABLE, "too many connections")
         })?;
         Ok((grant, permit))
+    }
+
+    /// Refuses (403) a request whose `Origin` header names a page `allowed_origins` does not
+    /// allow; a request without one is not from a browser page and passes.
+    fn check_origin(&self, head: &RequestHead) -> Result<(), Refusal> {
+        let Some(origin) = head.headers().get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or_default();
+        let host = match head.headers().get(header::HOST) {
+            Some(host) => host.to_str().ok(),
+            None => head.uri.authority().map(|a| a.as_str()),
+        };
+        if self.hub.origins.allows(origin, host) {
+            return Ok(());
+        }
+        crate::metrics::metrics().origin_refusals.inc();
+        Err(Refusal::json(
+            StatusCode::FORBIDDEN,
+            &format!("origin {origin:?} is not allowed here (see server.allowed_origins)"),
+        ))
     }
 
     /// How many connections hold a place.

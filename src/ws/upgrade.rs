@@ -17,7 +17,7 @@ use std::rc::Rc;
 /// Serves one upgrade request the HTTP/1 dispatcher handed over with its connection. Every
 /// refusal is an HTTP answer after which the connection is closed: 404 off the WebSocket path,
 /// 400/405 for a malformed handshake, 503 while shutting down or over `max_connections`,
-/// 401 when authentication fails.
+/// 403 for an `Origin` not in `allowed_origins`, 401 when authentication fails.
 pub(crate) async fn serve(
     sessions: Sessions,
     req: Request,

@@ -29,6 +29,7 @@ macro_rules! on_every_store {
     };
 }
 pub mod proxy;
+pub mod raw_http;
 pub mod scenario;
 
 use actix_codec::Framed;

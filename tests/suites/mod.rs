@@ -12,6 +12,7 @@ mod layout;
 mod lean_socket;
 mod limits;
 mod load_report;
+mod origin;
 mod persistence_actor;
 mod persistence_adapters;
 mod persistence_faults;

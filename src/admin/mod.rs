@@ -1,20 +1,39 @@
 //! The admin HTTP API: server-side get/put/delete of records for services that are not Rust.
-//! Mounted only when `[admin] token` is set; every route requires `Authorization: Bearer`
-//! (the scheme in any case).
+//! Mounted only when `[admin] token` is set, on the public listener or alone on `[admin] bind`.
+//!
+//! - `gate`: every route requires `Authorization: Bearer` (the scheme in any case), checked
+//!   from the request head before anything reads a body;
+//! - `body`: a PUT's body, read only then and only up to `[admin] max_body_bytes`;
+//! - `refusal`: answers that close the connection instead of draining an unread body.
+
+mod body;
+mod gate;
+mod refusal;
 
 use crate::error::Error;
 use crate::record::Strategy;
 use crate::records::Records;
 use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// What the admin API is configured with (`[admin]`).
+#[derive(Clone, Debug)]
+pub(crate) struct AdminSettings {
+    /// The bearer token every request must present.
+    pub token: String,
+    /// Largest body read (413 above it).
+    pub max_body_bytes: usize,
+}
+
 #[derive(Clone)]
 struct AdminState {
     records: Records,
     token: Arc<str>,
+    max_body_bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -27,48 +46,29 @@ struct HistoryQuery {
     since: u64,
 }
 
-/// Adds the admin routes.
-pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: Records, token: String) {
+/// Adds the admin routes, each behind the token check (`gate`).
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: Records, settings: &AdminSettings) {
     let state = AdminState {
         records,
-        token: token.into(),
+        token: settings.token.as_str().into(),
+        max_body_bytes: settings.max_body_bytes,
     };
     let data = web::Data::new(state);
     // Before the record route, which would take `…/history` as part of the id.
     cfg.service(
         web::resource("/api/records/{id:.*}/history")
             .app_data(data.clone())
+            .wrap(from_fn(gate::require_token))
             .route(web::get().to(get_history)),
     );
     cfg.service(
         web::resource("/api/records/{id:.*}")
             .app_data(data)
-            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+            .wrap(from_fn(gate::require_token))
             .route(web::get().to(get_record))
             .route(web::put().to(put_record))
             .route(web::delete().to(delete_record)),
     );
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), Box<HttpResponse>> {
-    let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(crate::auth::bearer_token)
-        .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), state.token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Box::new(
-            HttpResponse::Unauthorized().json(json!({ "error": "missing or wrong admin token" })),
-        ))
-    }
 }
 
 fn error_response(error: &Error) -> HttpResponse {
@@ -102,14 +102,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, Error> {
     })
 }
 
-async fn get_record(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Err(refused) = authorized(&req, &state) {
-        return *refused;
-    }
+async fn get_record(id: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
     match state.records.get_record(&id).await {
         Ok(Some(record)) => HttpResponse::Ok()
             .insert_header((
@@ -128,16 +121,17 @@ async fn put_record(
     req: HttpRequest,
     id: web::Path<String>,
     query: web::Query<PutQuery>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AdminState>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&req, &state) {
-        return *refused;
-    }
     let strategy = match query.strategy.as_deref().map(str::parse::<Strategy>) {
         None => Strategy::Replace,
         Some(Ok(strategy)) => strategy,
         Some(Err(e)) => return error_response(&e),
+    };
+    let body = match body::read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let value = match serde_json::from_slice(&body) {
         Ok(value) => value,
@@ -166,9 +160,6 @@ async fn delete_record(
     id: web::Path<String>,
     state: web::Data<AdminState>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&req, &state) {
-        return *refused;
-    }
     let deleted = match if_match(&req) {
         Err(e) => return error_response(&e),
         Ok(None) => state.records.delete_record(&id).await,
@@ -182,14 +173,10 @@ async fn delete_record(
 }
 
 async fn get_history(
-    req: HttpRequest,
     id: web::Path<String>,
     query: web::Query<HistoryQuery>,
     state: web::Data<AdminState>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&req, &state) {
-        return *refused;
-    }
     match state.records.get_record(&id).await {
         Ok(Some(_)) => {}
         Ok(None) => return HttpResponse::NotFound().json(json!({ "error": "no such record" })),
