@@ -1,0 +1,152 @@
+//! Redis at its memory limit, on a Redis of the test's own: a write Redis refuses for memory
+//! changes nothing anywhere and is reported as such, and an evicting `maxmemory-policy` stops
+//! the server at start unless the config accepts it (then an evicted value reads as a
+//! deletion, as docs/deployment.md says).
+
+use crate::common;
+
+use common::own_redis::{OwnRedis, run};
+use common::{Client, TestServer, WAIT};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+fn config(prefix: &str, redis_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+max_requests_per_second = 0
+record_linger_ms = 60000
+
+[store]
+backend = "redis"
+redis_url = "{redis_url}"
+key_prefix = "{prefix}"
+{extra}
+
+[[records.expose]]
+pattern = "^doc:"
+writable = true
+"#
+    )
+}
+
+async fn instance(toml: &str) -> TestServer {
+    let running = mesh_records::start(common::test_config(toml))
+        .await
+        .expect("server starts");
+    let addr = running.addr;
+    TestServer {
+        ws: format!("ws://{addr}/ws"),
+        http: format!("http://{addr}"),
+        running,
+        redis_prefix: None,
+        on_cluster: false,
+    }
+}
+
+/// The next record push of `client`, skipping pings.
+async fn next_update(client: &mut Client) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let push = client.try_next_push(remaining).await.expect("a push");
+        if push["command"] != "ping" {
+            return push;
+        }
+    }
+}
+
+async fn redis_get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(raw).await.unwrap()
+}
+
+/// How many filler keys [`fill`] adds, 64 KiB each: 2 MiB, four times what Redis is put over
+/// its limit by.
+const FILLERS: usize = 32;
+
+/// Puts Redis over its `maxmemory`, with `noeviction`: adds filler keys (`filler:<n>`), then
+/// sets the limit 512 KiB below what Redis then uses, and checks that it refuses a `SET`.
+async fn fill(raw: &mut redis::aio::MultiplexedConnection) {
+    run(raw, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+    let filler = "x".repeat(64 * 1024);
+    for n in 0..FILLERS {
+        run(raw, &["SET", &format!("filler:{n}"), &filler]).await;
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(raw)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("used_memory in INFO");
+    let limit = (used - 512 * 1024).to_string();
+    run(raw, &["CONFIG", "SET", "maxmemory", &limit]).await;
+    let probe: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("filler:probe")
+        .arg("x")
+        .query_async(raw)
+        .await;
+    let err = probe.expect_err("Redis is over its maxmemory");
+    assert!(err.to_string().contains("OOM"), "{err}");
+}
+
+/// Deletes the filler keys [`fill`] added.
+async fn free(raw: &mut redis::aio::MultiplexedConnection) {
+    let keys: Vec<String> = (0..FILLERS).map(|n| format!("filler:{n}")).collect();
+    let _: () = redis::cmd("DEL").arg(keys).query_async(raw).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
+    let redis = OwnRedis::start();
+    let mut raw = redis.connect().await;
+    let prefix = common::unique_prefix("redis-oom");
+    let toml = config(&prefix, &redis.url(), "");
+    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    // A subscriber on the writer's instance and one on another instance.
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    on_a.subscribe("doc:m", "full").await;
+    on_b.subscribe("doc:m", "full").await;
+    let mut writer = a.client().await;
+    assert_eq!(
+        writer.publish("doc:m", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(next_update(client).await["payload"]["version"], 1);
+    }
+
+    fill(&mut raw).await;
+    let refused = writer.publish("doc:m", json!({"n": 2})).await;
+    assert_eq!(refused["code"], "EUNAVAILABLE", "{refused}");
+    let version_key = format!("{prefix}record-version:doc:m");
+    let value_key = format!("{prefix}record:doc:m");
+    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("1"));
+    assert_eq!(
+        redis_get(&mut raw, &value_key).await.as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+
+    // Memory freed, the next write takes the next version, and it is the first change either
+    // subscriber hears of: the refused value was never published.
+    free(&mut raw).await;
+    assert_eq!(
+        writer.publish("doc:m", json!({"n": 3})).await,
+        json!({"success": true})
+    );
+    for client in [&mut on_a, &mut on_b] {
+        let push = next_update(client).await;
+        assert_eq!(push["payload"]["version"], 2, "{push}");
+        assert_eq!(push["payload"]["full"], json!({"n": 3}), "{push}");
+    }
+    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("2"));
+    for server in [&a, &b] {
+        let record = server.records().get_record("doc:m").await.unwrap().unwrap();
+        assert_eq!((record.version, &*record.value), (2, &json!({"n": 3})));
+    }
+    a.stop().await;
+    b.stop().await;
+}
