@@ -19,17 +19,31 @@ pub(super) enum Transport {
 }
 
 /// The Lua scripts, built for one way of publishing.
+///
+/// Which may run while Redis is over `maxmemory` (`noeviction`) is set by each one's shebang:
 pub(super) struct Scripts {
+    /// Refused up front when Redis is full (the caller gets `Unavailable`, nothing changed).
     pub write: Script,
+    /// Runs when Redis is full (`allow-oom`): it frees the value and the history and adds only
+    /// the last-operation key, so it is how a full Redis gets room again through the server.
     pub delete: Script,
+    /// Refused up front when Redis is full, like `write`.
     pub restore: Script,
 }
 
-/// Each script: which publish command to use, then the shared helpers, then the script.
+/// Each script: its shebang, which publish command to use, then the shared helpers, then the
+/// script.
+///
+/// The shebang must be the very first line. With it (Redis 7 script flags), a script without
+/// `allow-oom` is refused whole, before it runs, while Redis is over `maxmemory`; without one,
+/// Redis would run it and refuse only its first command that may grow memory, after any
+/// command before it had taken effect. Every key a script touches is passed in `KEYS`, which
+/// is what flagged scripts must do on a cluster.
 macro_rules! lua {
-    ($publish:literal, $file:literal) => {
+    ($shebang:literal, $publish:literal, $file:literal) => {
         Script::new(concat!(
-            "local PUBLISH = '",
+            $shebang,
+            "\nlocal PUBLISH = '",
             $publish,
             "'\n",
             include_str!("lua/common.lua"),
@@ -40,16 +54,16 @@ macro_rules! lua {
 
 /// Scripts that `PUBLISH` (one node: every subscriber is on it).
 static NODE_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    write: lua!("PUBLISH", "lua/write.lua"),
-    delete: lua!("PUBLISH", "lua/delete.lua"),
-    restore: lua!("PUBLISH", "lua/restore.lua"),
+    write: lua!("#!lua", "PUBLISH", "lua/write.lua"),
+    delete: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/delete.lua"),
+    restore: lua!("#!lua", "PUBLISH", "lua/restore.lua"),
 });
 
 /// Scripts that `SPUBLISH` (a cluster: the message stays on the shard owning the record).
 static CLUSTER_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    write: lua!("SPUBLISH", "lua/write.lua"),
-    delete: lua!("SPUBLISH", "lua/delete.lua"),
-    restore: lua!("SPUBLISH", "lua/restore.lua"),
+    write: lua!("#!lua", "SPUBLISH", "lua/write.lua"),
+    delete: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/delete.lua"),
+    restore: lua!("#!lua", "SPUBLISH", "lua/restore.lua"),
 });
 
 impl Transport {

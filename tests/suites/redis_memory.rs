@@ -150,3 +150,32 @@ async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
     a.stop().await;
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn a_delete_runs_while_redis_is_full_and_makes_room() {
+    let redis = OwnRedis::start();
+    let mut raw = redis.connect().await;
+    let prefix = common::unique_prefix("redis-oom-delete");
+    let toml = config(&prefix, &redis.url(), "");
+    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let mut on_b = b.client().await;
+    on_b.subscribe("doc:d", "full").await;
+    let mut writer = a.client().await;
+    assert_eq!(
+        writer.publish("doc:d", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    assert_eq!(next_update(&mut on_b).await["payload"]["version"], 1);
+
+    fill(&mut raw).await;
+    // Deleting frees memory, so Redis being full does not stop it; the tombstone stays.
+    assert_eq!(a.records().delete_record("doc:d").await.unwrap(), Some(1));
+    let push = next_update(&mut on_b).await;
+    assert_eq!(push["command"], "mesh/record-deleted", "{push}");
+    assert_eq!(push["payload"]["version"], 1, "{push}");
+    let version_key = format!("{prefix}record-version:doc:d");
+    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("1"));
+    assert_eq!(b.records().get_record("doc:d").await.unwrap(), None);
+    a.stop().await;
+    b.stop().await;
+}
