@@ -148,6 +148,9 @@ pub struct StoreConfig {
     pub redis_cluster_urls: Vec<String>,
     /// Prefix of every Redis key and channel.
     pub key_prefix: String,
+    /// Start on a Redis whose `maxmemory-policy` evicts keys (anything but `noeviction`), with
+    /// a warning, instead of refusing to: an evicted record then reads as deleted.
+    pub allow_evicting_policy: bool,
 }
 
 impl Default for StoreConfig {
@@ -157,6 +160,7 @@ impl Default for StoreConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster_urls: Vec::new(),
             key_prefix: "mesh:".into(),
+            allow_evicting_policy: false,
         }
     }
 }

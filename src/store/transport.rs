@@ -5,7 +5,8 @@
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation, Value};
 use std::future::Future;
 use std::sync::LazyLock;
 
@@ -117,6 +118,34 @@ impl Transport {
                 .await
             }
             Transport::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        }
+    }
+}
+
+impl Transport {
+    /// Runs `cmd` on every master (one node: on it, named `None`), each answer beside the
+    /// master's address. Fails as a whole only when no node could be asked.
+    pub async fn on_every_master(
+        &self,
+        cmd: &Cmd,
+    ) -> RedisResult<Vec<(Option<String>, RedisResult<Value>)>> {
+        match self {
+            Transport::Node(_) => Ok(vec![(None, self.query(cmd).await)]),
+            Transport::Cluster(conn) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                // Without a response policy the answers come back as a map: address → answer.
+                let answers = conn.clone().route_command(cmd.clone(), routing).await?;
+                let Value::Map(answers) = answers else {
+                    return Ok(vec![(None, Ok(answers))]);
+                };
+                Ok(answers
+                    .into_iter()
+                    .map(|(node, answer)| {
+                        let node = String::from_redis_value(node).ok();
+                        (node, answer.extract_error())
+                    })
+                    .collect())
+            }
         }
     }
 }

@@ -124,7 +124,10 @@ async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
     assert_eq!(refused["code"], "EUNAVAILABLE", "{refused}");
     let version_key = format!("{prefix}record-version:doc:m");
     let value_key = format!("{prefix}record:doc:m");
-    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("1"));
+    assert_eq!(
+        redis_get(&mut raw, &version_key).await.as_deref(),
+        Some("1")
+    );
     assert_eq!(
         redis_get(&mut raw, &value_key).await.as_deref(),
         Some(r#"{"n":1}"#)
@@ -142,7 +145,10 @@ async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
         assert_eq!(push["payload"]["version"], 2, "{push}");
         assert_eq!(push["payload"]["full"], json!({"n": 3}), "{push}");
     }
-    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("2"));
+    assert_eq!(
+        redis_get(&mut raw, &version_key).await.as_deref(),
+        Some("2")
+    );
     for server in [&a, &b] {
         let record = server.records().get_record("doc:m").await.unwrap().unwrap();
         assert_eq!((record.version, &*record.value), (2, &json!({"n": 3})));
@@ -174,8 +180,115 @@ async fn a_delete_runs_while_redis_is_full_and_makes_room() {
     assert_eq!(push["command"], "mesh/record-deleted", "{push}");
     assert_eq!(push["payload"]["version"], 1, "{push}");
     let version_key = format!("{prefix}record-version:doc:d");
-    assert_eq!(redis_get(&mut raw, &version_key).await.as_deref(), Some("1"));
+    assert_eq!(
+        redis_get(&mut raw, &version_key).await.as_deref(),
+        Some("1")
+    );
     assert_eq!(b.records().get_record("doc:d").await.unwrap(), None);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Starting on `policy` fails with the message; the error text.
+async fn refused_start(redis: &OwnRedis, policy: &str) -> String {
+    let mut raw = redis.connect().await;
+    run(&mut raw, &["CONFIG", "SET", "maxmemory-policy", policy]).await;
+    let prefix = common::unique_prefix("redis-policy");
+    let toml = config(&prefix, &redis.url(), "");
+    match mesh_records::start(common::test_config(&toml)).await {
+        Ok(running) => {
+            running.stop().await;
+            panic!("started on maxmemory-policy {policy}")
+        }
+        Err(err) => err.to_string(),
+    }
+}
+
+#[actix_web::test]
+async fn an_evicting_policy_stops_the_server_at_start_unless_allowed() {
+    let redis = OwnRedis::start();
+    let refused = refused_start(&redis, "allkeys-lru").await;
+    assert!(
+        refused.contains("maxmemory-policy allkeys-lru"),
+        "{refused}"
+    );
+    assert!(refused.contains("reads as a deletion"), "{refused}");
+    assert!(
+        refused.contains("allow_evicting_policy = true"),
+        "{refused}"
+    );
+    let refused = refused_start(&redis, "volatile-lru").await;
+    assert!(
+        refused.contains("volatile-* policies evict only"),
+        "{refused}"
+    );
+
+    // Told to, it runs (with a warning in the log) and serves.
+    let mut raw = redis.connect().await;
+    run(
+        &mut raw,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
+    let prefix = common::unique_prefix("redis-policy");
+    let server = instance(&config(
+        &prefix,
+        &redis.url(),
+        "allow_evicting_policy = true",
+    ))
+    .await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client.publish("doc:p", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_evicted_value_reads_as_a_deletion_when_evicting_is_allowed() {
+    let redis = OwnRedis::start();
+    let mut raw = redis.connect().await;
+    run(
+        &mut raw,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
+    let prefix = common::unique_prefix("redis-evicted");
+    let toml = config(&prefix, &redis.url(), "allow_evicting_policy = true");
+    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let mut on_a = a.client().await;
+    on_a.subscribe("doc:e", "full").await;
+    let mut writer = a.client().await;
+    assert_eq!(
+        writer.publish("doc:e", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    assert_eq!(next_update(&mut on_a).await["payload"]["version"], 1);
+
+    // Redis evicts the value key: it removes the key and tells nobody, as DEL does here (which
+    // key LRU picks under real memory pressure is not up to the test).
+    run(&mut raw, &["DEL", &format!("{prefix}record:doc:e")]).await;
+    // An instance that loads the record now finds the tombstone: deleted at version 1.
+    let mut on_b = b.client().await;
+    assert_eq!(
+        on_b.subscribe("doc:e", "full").await,
+        json!({"success": true, "record": null, "version": 1})
+    );
+    // The instance that held the value learns it at its next write: its subscribers get the
+    // deletion, and a merge lands on nothing (the evicted fields are gone for good).
+    let merged = writer
+        .request(
+            "mesh/publish-record-update",
+            json!({"recordId": "doc:e", "newValue": {"m": 1}, "options": {"strategy": "merge"}}),
+        )
+        .await;
+    assert_eq!(merged, json!({"success": true}));
+    let push = next_update(&mut on_a).await;
+    assert_eq!(push["command"], "mesh/record-deleted", "{push}");
+    assert_eq!(push["payload"]["version"], 1, "{push}");
+    let record = b.records().get_record("doc:e").await.unwrap().unwrap();
+    assert_eq!((record.version, &*record.value), (2, &json!({"m": 1})));
     a.stop().await;
     b.stop().await;
 }
