@@ -292,3 +292,48 @@ async fn an_evicted_value_reads_as_a_deletion_when_evicting_is_allowed() {
     a.stop().await;
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn on_a_cluster_every_masters_policy_is_checked() {
+    let cluster = common::own_cluster::OwnCluster::start();
+    // One master evicts; the server is pointed at another node.
+    let masters = cluster.masters();
+    let evicting = *masters.last().unwrap();
+    cluster.cli(
+        evicting,
+        &["config", "set", "maxmemory-policy", "allkeys-lfu"],
+    );
+    let entry = (0..6).find(|&i| i != evicting).unwrap();
+    let prefix = common::unique_prefix("redis-policy-cluster");
+    let toml = format!(
+        r#"
+[store]
+backend = "redis-cluster"
+redis_url = "{}"
+key_prefix = "{prefix}"
+"#,
+        cluster.url(entry)
+    );
+    let refused = match mesh_records::start(common::test_config(&toml)).await {
+        Ok(running) => {
+            running.stop().await;
+            panic!("started with an evicting master")
+        }
+        Err(err) => err.to_string(),
+    };
+    let node = format!("Redis on 127.0.0.1:{}", cluster.port(evicting));
+    assert!(refused.contains(&node), "{refused}");
+    assert!(
+        refused.contains("maxmemory-policy allkeys-lfu"),
+        "{refused}"
+    );
+
+    cluster.cli(
+        evicting,
+        &["config", "set", "maxmemory-policy", "noeviction"],
+    );
+    let running = mesh_records::start(common::test_config(&toml))
+        .await
+        .expect("starts once every master keeps its keys");
+    running.stop().await;
+}
