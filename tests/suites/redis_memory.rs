@@ -64,13 +64,14 @@ async fn redis_get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Op
 /// its limit by.
 const FILLERS: usize = 32;
 
-/// Puts Redis over its `maxmemory`, with `noeviction`: adds filler keys (`filler:<n>`), then
+/// Puts Redis over its `maxmemory`, with `noeviction`: adds filler keys (`<filler><n>`), then
 /// sets the limit 512 KiB below what Redis then uses, and checks that it refuses a `SET`.
-async fn fill(raw: &mut redis::aio::MultiplexedConnection) {
+/// On a cluster node, `filler` carries a hash tag of a slot the node serves.
+async fn fill(raw: &mut redis::aio::MultiplexedConnection, filler_key: &str) {
     run(raw, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
     let filler = "x".repeat(64 * 1024);
     for n in 0..FILLERS {
-        run(raw, &["SET", &format!("filler:{n}"), &filler]).await;
+        run(raw, &["SET", &format!("{filler_key}{n}"), &filler]).await;
     }
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -85,7 +86,7 @@ async fn fill(raw: &mut redis::aio::MultiplexedConnection) {
     let limit = (used - 512 * 1024).to_string();
     run(raw, &["CONFIG", "SET", "maxmemory", &limit]).await;
     let probe: redis::RedisResult<()> = redis::cmd("SET")
-        .arg("filler:probe")
+        .arg(format!("{filler_key}probe"))
         .arg("x")
         .query_async(raw)
         .await;
@@ -94,8 +95,8 @@ async fn fill(raw: &mut redis::aio::MultiplexedConnection) {
 }
 
 /// Deletes the filler keys [`fill`] added.
-async fn free(raw: &mut redis::aio::MultiplexedConnection) {
-    let keys: Vec<String> = (0..FILLERS).map(|n| format!("filler:{n}")).collect();
+async fn free(raw: &mut redis::aio::MultiplexedConnection, filler_key: &str) {
+    let keys: Vec<String> = (0..FILLERS).map(|n| format!("{filler_key}{n}")).collect();
     let _: () = redis::cmd("DEL").arg(keys).query_async(raw).await.unwrap();
 }
 
@@ -119,7 +120,7 @@ async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
         assert_eq!(next_update(client).await["payload"]["version"], 1);
     }
 
-    fill(&mut raw).await;
+    fill(&mut raw, "filler:").await;
     let refused = writer.publish("doc:m", json!({"n": 2})).await;
     assert_eq!(refused["code"], "EUNAVAILABLE", "{refused}");
     let version_key = format!("{prefix}record-version:doc:m");
@@ -135,7 +136,7 @@ async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
 
     // Memory freed, the next write takes the next version, and it is the first change either
     // subscriber hears of: the refused value was never published.
-    free(&mut raw).await;
+    free(&mut raw, "filler:").await;
     assert_eq!(
         writer.publish("doc:m", json!({"n": 3})).await,
         json!({"success": true})
@@ -173,7 +174,7 @@ async fn a_delete_runs_while_redis_is_full_and_makes_room() {
     );
     assert_eq!(next_update(&mut on_b).await["payload"]["version"], 1);
 
-    fill(&mut raw).await;
+    fill(&mut raw, "filler:").await;
     // Deleting frees memory, so Redis being full does not stop it; the tombstone stays.
     assert_eq!(a.records().delete_record("doc:d").await.unwrap(), Some(1));
     let push = next_update(&mut on_b).await;
@@ -336,4 +337,75 @@ key_prefix = "{prefix}"
         .await
         .expect("starts once every master keeps its keys");
     running.stop().await;
+}
+
+#[actix_web::test]
+async fn on_a_cluster_a_write_refused_for_memory_changes_nothing_anywhere() {
+    let cluster = common::own_cluster::OwnCluster::start();
+    let prefix = common::unique_prefix("redis-oom-cluster");
+    let toml = format!(
+        r#"
+[server]
+max_requests_per_second = 0
+record_linger_ms = 60000
+
+[store]
+backend = "redis-cluster"
+redis_url = "{}"
+key_prefix = "{prefix}"
+
+[[records.expose]]
+pattern = "^doc:"
+writable = true
+"#,
+        cluster.url(0)
+    );
+    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    on_a.subscribe("doc:c", "full").await;
+    on_b.subscribe("doc:c", "full").await;
+    let mut writer = a.client().await;
+    assert_eq!(
+        writer.publish("doc:c", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(next_update(client).await["payload"]["version"], 1);
+    }
+
+    // The master owning the record's slot is full; fillers share the slot (same hash tag).
+    let slot: u16 = cluster
+        .cli(0, &["cluster", "keyslot", "doc:c"])
+        .trim()
+        .parse()
+        .unwrap();
+    let master = cluster
+        .master_of(slot, 0)
+        .expect("a master serves the slot");
+    let mut raw = redis::Client::open(cluster.url(master))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    fill(&mut raw, "{doc:c}filler:").await;
+    let refused = writer.publish("doc:c", json!({"n": 2})).await;
+    assert_eq!(refused["code"], "EUNAVAILABLE", "{refused}");
+    let version_key = format!("{prefix}record-version:{{doc:c}}");
+    assert_eq!(
+        redis_get(&mut raw, &version_key).await.as_deref(),
+        Some("1")
+    );
+
+    free(&mut raw, "{doc:c}filler:").await;
+    assert_eq!(
+        writer.publish("doc:c", json!({"n": 3})).await,
+        json!({"success": true})
+    );
+    for client in [&mut on_a, &mut on_b] {
+        let push = next_update(client).await;
+        assert_eq!(push["payload"]["version"], 2, "{push}");
+        assert_eq!(push["payload"]["full"], json!({"n": 3}), "{push}");
+    }
+    a.stop().await;
+    b.stop().await;
 }
