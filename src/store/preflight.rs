@@ -43,19 +43,42 @@ impl RedisStore {
     /// [`Unsuitable::EvictingPolicy`] on an evicting policy unless `allow_evicting` (then it
     /// logs a warning). A question Redis does not answer is logged as a warning and skipped.
     pub async fn check_suitable(&self, allow_evicting: bool) -> Result<(), Unsuitable> {
+        self.check_version().await?;
+        self.check_policy(allow_evicting).await
+    }
+
+    /// Redis 7 or later on every master (the scripts' shebangs need it).
+    async fn check_version(&self) -> Result<(), Unsuitable> {
         let info = redis::cmd("INFO").arg("server").clone();
         for (node, answer) in self.ask_every_master(&info).await {
-            match answer.map(|text| redis_version(&text)) {
-                Ok(Some(version)) if major(&version) < 7 => {
-                    return Err(Unsuitable::TooOld { version, node });
+            let version = match answer.map(|reply| redis_version(&reply)) {
+                Ok(Some(version)) => version,
+                Ok(None) => {
+                    log::warn!("no redis_version in INFO server{}", on(node.as_deref()));
+                    continue;
                 }
-                Ok(_) => {}
-                Err(err) => log::warn!(
-                    "could not read the Redis version{}: {err}",
+                Err(err) => {
+                    log::warn!(
+                        "could not read the Redis version{}: {err}",
+                        on(node.as_deref())
+                    );
+                    continue;
+                }
+            };
+            match major(&version) {
+                Some(major) if major >= 7 => {}
+                Some(_) => return Err(Unsuitable::TooOld { version, node }),
+                None => log::warn!(
+                    "unreadable Redis version {version:?}{}",
                     on(node.as_deref())
                 ),
             }
         }
+        Ok(())
+    }
+
+    /// `noeviction` on every master, or a warning when evicting is allowed.
+    async fn check_policy(&self, allow_evicting: bool) -> Result<(), Unsuitable> {
         let policy = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
@@ -80,8 +103,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The answer of every master to `cmd`, as text; a failure to ask at all is one failed
-    /// answer.
+    /// The answer of every master to `cmd`; a failure to ask at all is one failed answer.
     async fn ask_every_master(
         &self,
         cmd: &redis::Cmd,
@@ -141,13 +163,9 @@ fn redis_version(reply: &Value) -> Option<String> {
         .map(|version| version.trim().to_string())
 }
 
-/// The major number of a version such as "7.0.15" (0 when unreadable: too old to trust).
-fn major(version: &str) -> u32 {
-    version
-        .split('.')
-        .next()
-        .and_then(|major| major.parse().ok())
-        .unwrap_or(0)
+/// The major number of a version such as "7.0.15".
+fn major(version: &str) -> Option<u32> {
+    version.split('.').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -171,9 +189,9 @@ mod tests {
     fn reads_the_version_from_info() {
         let info = bulk("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n");
         assert_eq!(redis_version(&info).as_deref(), Some("7.0.15"));
-        assert_eq!(major("7.0.15"), 7);
-        assert_eq!(major("6.2.14"), 6);
-        assert_eq!(major("unknown"), 0);
+        assert_eq!(major("7.0.15"), Some(7));
+        assert_eq!(major("6.2.14"), Some(6));
+        assert_eq!(major("unknown"), None);
     }
 
     #[test]
