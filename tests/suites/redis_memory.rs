@@ -409,3 +409,66 @@ writable = true
     a.stop().await;
     b.stop().await;
 }
+
+#[actix_web::test]
+async fn a_restore_redis_refuses_for_memory_stores_and_publishes_nothing() {
+    use common::scenario::{id, restored};
+    use mesh_records::store::{ChangeSink, RedisStore, RemoteChange, Store, StoreError};
+    use std::sync::Arc;
+
+    let redis = OwnRedis::start();
+    let mut raw = redis.connect().await;
+    let prefix = common::unique_prefix("redis-oom-restore");
+    let store = RedisStore::connect(&redis.url(), &prefix).await.unwrap();
+    let rid = id("doc:r");
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let sink: ChangeSink = Arc::new(move |change| {
+        let _ = tx.send(change);
+    });
+    store.watch(&rid, sink).await.expect("watch");
+
+    fill(&mut raw, "filler:").await;
+    let refused = store
+        .restore(vec![(rid.clone(), restored(json!("x"), 5))])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    let version_key = format!("{prefix}record-version:doc:r");
+    assert_eq!(redis_get(&mut raw, &version_key).await, None);
+
+    free(&mut raw, "filler:").await;
+    let written = store
+        .restore(vec![(rid.clone(), restored(json!("y"), 6))])
+        .await;
+    assert_eq!(written.unwrap(), 1);
+    // The first change published is the restore that was stored.
+    let first = tokio::time::timeout(WAIT, changes.recv()).await.unwrap();
+    assert_eq!(
+        first,
+        Some(RemoteChange::Updated {
+            version: 6,
+            value: Arc::new(json!("y")),
+            patch: None
+        })
+    );
+}
+
+#[actix_web::test]
+async fn a_redis_that_refuses_config_is_used_with_a_warning() {
+    let redis = OwnRedis::start();
+    let mut raw = redis.connect().await;
+    // An evicting policy the server would refuse, but CONFIG is not allowed (as on managed
+    // Redis services), so it cannot read it: it starts, with a warning.
+    run(&mut raw, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).await;
+    run(&mut raw, &["ACL", "SETUSER", "default", "-config"]).await;
+    let prefix = common::unique_prefix("redis-no-config");
+    let server = instance(&config(&prefix, &redis.url(), "")).await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client.publish("doc:q", json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    server.stop().await;
+}
