@@ -1,7 +1,8 @@
-//! Redis at its memory limit, on a Redis of the test's own: a write Redis refuses for memory
-//! changes nothing anywhere and is reported as such, and an evicting `maxmemory-policy` stops
-//! the server at start unless the config accepts it (then an evicted value reads as a
-//! deletion, as docs/deployment.md says).
+//! Redis at its memory limit, on a Redis (or Redis Cluster) of the test's own: a write or a
+//! restore Redis refuses for memory changes nothing anywhere and is reported as such, while a
+//! delete still runs; an evicting `maxmemory-policy` stops the server at start unless the config
+//! accepts it (then an evicted value reads as a deletion, as docs/deployment.md says), and a
+//! Redis that will not tell its policy is used with a warning.
 
 use crate::common;
 
@@ -461,7 +462,11 @@ async fn a_redis_that_refuses_config_is_used_with_a_warning() {
     let mut raw = redis.connect().await;
     // An evicting policy the server would refuse, but CONFIG is not allowed (as on managed
     // Redis services), so it cannot read it: it starts, with a warning.
-    run(&mut raw, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).await;
+    run(
+        &mut raw,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
     run(&mut raw, &["ACL", "SETUSER", "default", "-config"]).await;
     let prefix = common::unique_prefix("redis-no-config");
     let server = instance(&config(&prefix, &redis.url(), "")).await;
