@@ -159,6 +159,9 @@ pub struct StoreConfig {
     /// With `memory`: most tombstones (deleted records' last versions) kept; the oldest go
     /// first, and such a record, written again, starts over at version 1.
     pub max_tombstones: usize,
+    /// Start on a Redis whose `maxmemory-policy` evicts keys (anything but `noeviction`), with
+    /// a warning, instead of refusing to: an evicted record then reads as deleted.
+    pub allow_evicting_policy: bool,
 }
 
 impl StoreConfig {
@@ -185,6 +188,7 @@ impl Default for StoreConfig {
             key_prefix: "mesh:".into(),
             max_memory_bytes: 0,
             max_tombstones: 100_000,
+            allow_evicting_policy: false,
         }
     }
 }

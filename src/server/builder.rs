@@ -190,33 +190,36 @@ impl RecordServerBuilder {
 }
 
 /// The store the config names.
+///
+/// Fails with [`Error::Config`] when Redis cannot be reached, or is unsuitable (an evicting
+/// `maxmemory-policy` without `[store] allow_evicting_policy`, a version before 7).
 pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
-    match config.store.backend {
+    let store = match config.store.backend {
         StoreBackend::Memory => {
             let limits = config.store.memory_limits();
             log::info!(
                 "memory store: at most {} bytes of records",
                 limits.max_bytes
             );
-            Ok(Arc::new(MemoryStore::with_limits(limits)))
+            return Ok(Arc::new(MemoryStore::with_limits(limits)));
         }
         StoreBackend::Redis => {
-            let store = crate::store::RedisStore::connect(
-                &config.store.redis_url,
-                &config.store.key_prefix,
-            )
-            .await
-            .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
-            Ok(Arc::new(store))
+            crate::store::RedisStore::connect(&config.store.redis_url, &config.store.key_prefix)
+                .await
         }
-        StoreBackend::RedisCluster => Ok(Arc::new(
+        StoreBackend::RedisCluster => {
             crate::store::RedisStore::connect_cluster(
                 &config.store.redis_url,
                 &config.store.redis_cluster_urls,
                 &config.store.key_prefix,
             )
             .await
-            .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?,
-        )),
+        }
     }
+    .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
+    store
+        .check_suitable(config.store.allow_evicting_policy)
+        .await
+        .map_err(|e| Error::Config(format!("store: {e}")))?;
+    Ok(Arc::new(store))
 }

@@ -14,6 +14,8 @@
 //!   scripts in `lua/`; `transport` sends its commands to one node or a cluster.
 //! - `cluster`: connecting a [`RedisStore`] to a Redis Cluster; `cluster_router` its sharded
 //!   pub/sub task; `slot` computes hash slots.
+//! - `preflight`: the checks made once at start on the Redis a [`RedisStore`] uses (it keeps
+//!   keys when full, it is Redis 7+); [`Unsuitable`] says why a Redis is refused.
 //! - `history`: [`History`], a record's recent changes bounded in count and bytes.
 //! - `changes`: the JSON published on a record's channel, parsed into [`RemoteChange`].
 //! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`] (one
@@ -26,6 +28,7 @@ mod cluster_router;
 mod history;
 mod keys;
 mod memory;
+mod preflight;
 mod redis;
 mod router;
 pub(crate) mod slot;
@@ -35,6 +38,7 @@ mod transport;
 pub use history::History;
 pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
 pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
+pub use preflight::Unsuitable;
 pub use redis::RedisStore;
 
 use crate::record::{RecordId, Version, Versioned};

@@ -5,7 +5,8 @@
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation, Value};
 use std::future::Future;
 use std::sync::LazyLock;
 
@@ -19,17 +20,31 @@ pub(super) enum Transport {
 }
 
 /// The Lua scripts, built for one way of publishing.
+///
+/// Which may run while Redis is over `maxmemory` (`noeviction`) is set by each one's shebang:
 pub(super) struct Scripts {
+    /// Refused up front when Redis is full (the caller gets `Unavailable`, nothing changed).
     pub write: Script,
+    /// Runs when Redis is full (`allow-oom`): it frees the value and the history and adds only
+    /// the last-operation key, so it is how a full Redis gets room again through the server.
     pub delete: Script,
+    /// Refused up front when Redis is full, like `write`.
     pub restore: Script,
 }
 
-/// Each script: which publish command to use, then the shared helpers, then the script.
+/// Each script: its shebang, which publish command to use, then the shared helpers, then the
+/// script.
+///
+/// The shebang must be the very first line. With it (Redis 7 script flags), a script without
+/// `allow-oom` is refused whole, before it runs, while Redis is over `maxmemory`; without one,
+/// Redis would run it and refuse only its first command that may grow memory, after any
+/// command before it had taken effect. Every key a script touches is passed in `KEYS`, which
+/// is what flagged scripts must do on a cluster.
 macro_rules! lua {
-    ($publish:literal, $file:literal) => {
+    ($shebang:literal, $publish:literal, $file:literal) => {
         Script::new(concat!(
-            "local PUBLISH = '",
+            $shebang,
+            "\nlocal PUBLISH = '",
             $publish,
             "'\n",
             include_str!("lua/common.lua"),
@@ -40,16 +55,16 @@ macro_rules! lua {
 
 /// Scripts that `PUBLISH` (one node: every subscriber is on it).
 static NODE_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    write: lua!("PUBLISH", "lua/write.lua"),
-    delete: lua!("PUBLISH", "lua/delete.lua"),
-    restore: lua!("PUBLISH", "lua/restore.lua"),
+    write: lua!("#!lua", "PUBLISH", "lua/write.lua"),
+    delete: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/delete.lua"),
+    restore: lua!("#!lua", "PUBLISH", "lua/restore.lua"),
 });
 
 /// Scripts that `SPUBLISH` (a cluster: the message stays on the shard owning the record).
 static CLUSTER_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    write: lua!("SPUBLISH", "lua/write.lua"),
-    delete: lua!("SPUBLISH", "lua/delete.lua"),
-    restore: lua!("SPUBLISH", "lua/restore.lua"),
+    write: lua!("#!lua", "SPUBLISH", "lua/write.lua"),
+    delete: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/delete.lua"),
+    restore: lua!("#!lua", "SPUBLISH", "lua/restore.lua"),
 });
 
 impl Transport {
@@ -103,6 +118,34 @@ impl Transport {
                 .await
             }
             Transport::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        }
+    }
+}
+
+impl Transport {
+    /// Runs `cmd` on every master (one node: on it, named `None`), each answer beside the
+    /// master's address. Fails as a whole only when no node could be asked.
+    pub async fn on_every_master(
+        &self,
+        cmd: &Cmd,
+    ) -> RedisResult<Vec<(Option<String>, RedisResult<Value>)>> {
+        match self {
+            Transport::Node(_) => Ok(vec![(None, self.query(cmd).await)]),
+            Transport::Cluster(conn) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                // Without a response policy the answers come back as a map: address → answer.
+                let answers = conn.clone().route_command(cmd.clone(), routing).await?;
+                let Value::Map(answers) = answers else {
+                    return Ok(vec![(None, Ok(answers))]);
+                };
+                Ok(answers
+                    .into_iter()
+                    .map(|(node, answer)| {
+                        let node = String::from_redis_value(node).ok();
+                        (node, answer.extract_error())
+                    })
+                    .collect())
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ mod persistence_server;
 mod persistence_startup;
 mod records;
 mod redis_cluster;
+mod redis_memory;
 mod redis_store;
 mod resume;
 mod slow_consumers;

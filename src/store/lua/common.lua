@@ -1,5 +1,11 @@
--- Shared by every script below (prepended in Rust, after `local PUBLISH = ...`: 'PUBLISH' on one
--- Redis node, 'SPUBLISH' on a Redis Cluster, where a record's channel shares its keys' slot).
+-- Shared by every script below (prepended in Rust, after the script's `#!lua` shebang line and
+-- `local PUBLISH = ...`: 'PUBLISH' on one Redis node, 'SPUBLISH' on a Redis Cluster, where a
+-- record's channel shares its keys' slot).
+--
+-- Every write comes before any PUBLISH: a script that stops half-way (an error Redis raises in
+-- a command) must never have announced a version it did not store. Redis refuses a flagged
+-- script that may not run out of memory before its first command, so memory is not such an
+-- error; this order covers the others.
 --
 -- Versions travel and are stored as decimal strings and are compared as strings, so they stay
 -- exact over the whole u64 range: Lua numbers are doubles and would round above 2^53.

@@ -1,5 +1,6 @@
 -- Deletes one record, keeping its version key as the tombstone and dropping its history, and
--- publishes the deletion.
+-- publishes the deletion. It runs even while Redis is over `maxmemory` (see transport.rs): it
+-- frees more than the one small key it adds.
 --
 -- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
 -- KEYS[5] history size. ARGV[1] the record's channel, ARGV[2] this operation's id, ARGV[3] the

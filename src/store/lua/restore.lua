@@ -10,22 +10,28 @@
 -- deleted. Its history goes: it would not lead to the restored value. Returns how many were
 -- written.
 local written = 0
+-- Published once everything is stored (see common.lua): channel, message, channel, message...
+local messages = {}
 for i = 1, #KEYS / 4 do
   local value_key, version_key = KEYS[4 * i - 3], KEYS[4 * i - 2]
   local incoming, json, channel = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local raw = redis.call('GET', version_key)
   local current = raw and canonical(raw)
   if not current or less(current, incoming) then
+    messages[#messages + 1] = channel
     if json == '' then
       redis.call('DEL', value_key)
-      redis.call(PUBLISH, channel, '{"version":' .. incoming .. ',"deleted":true}')
+      messages[#messages + 1] = '{"version":' .. incoming .. ',"deleted":true}'
     else
       redis.call('SET', value_key, json)
-      redis.call(PUBLISH, channel, '{"version":' .. incoming .. ',"value":' .. json .. '}')
+      messages[#messages + 1] = '{"version":' .. incoming .. ',"value":' .. json .. '}'
     end
     redis.call('SET', version_key, incoming)
     redis.call('DEL', KEYS[4 * i - 1], KEYS[4 * i])
     written = written + 1
   end
+end
+for i = 1, #messages, 2 do
+  redis.call(PUBLISH, messages[i], messages[i + 1])
 end
 return written

@@ -43,17 +43,19 @@ if n < 9 then
   return {1, current, false}
 end
 local keep, keep_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
--- The values are JSON already, so messages are built by concatenation, never re-encoded.
+-- The values are JSON already, so messages are built by concatenation, never re-encoded. They
+-- are published once everything is stored (see common.lua).
+local messages = {}
 for i = 7, n, 3 do
   local version, value, patch = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if patch == '' or keep == 0 then
     redis.call('DEL', KEYS[4], KEYS[5])
   end
   if patch == '' then
-    redis.call(PUBLISH, ARGV[3], '{"version":' .. version .. ',"value":' .. value .. '}')
+    messages[#messages + 1] = '{"version":' .. version .. ',"value":' .. value .. '}'
   else
-    redis.call(PUBLISH, ARGV[3],
-      '{"version":' .. version .. ',"patch":' .. patch .. ',"value":' .. value .. '}')
+    messages[#messages + 1] =
+      '{"version":' .. version .. ',"patch":' .. patch .. ',"value":' .. value .. '}'
     if keep > 0 then
       local entry = '{"version":' .. version .. ',"patch":' .. patch .. '}'
       redis.call('RPUSH', KEYS[4], entry)
@@ -75,4 +77,7 @@ end
 redis.call('SET', KEYS[1], ARGV[n - 1])
 redis.call('SET', KEYS[2], ARGV[n - 2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', OP_TTL_MS)
+for _, message in ipairs(messages) do
+  redis.call(PUBLISH, ARGV[3], message)
+end
 return {1, ARGV[n - 2], false}
