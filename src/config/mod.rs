@@ -164,6 +164,15 @@ pub struct StoreConfig {
     pub allow_evicting_policy: bool,
 }
 
+impl ServerConfig {
+    /// The largest value stored: `max_value_bytes`, but never more than `max_frame_bytes`.
+    /// Every value reaches subscribers in one frame, so this bounds every frame the server
+    /// sends (a patch is sent only when shorter than the value).
+    pub fn value_limit(&self) -> usize {
+        self.max_value_bytes.min(self.max_frame_bytes)
+    }
+}
+
 impl StoreConfig {
     /// The memory store's budget: `max_memory_bytes`, or half of what the machine (or its
     /// cgroup) allows.

@@ -80,14 +80,6 @@ impl Config {
                 return Err(Error::Config(format!("{key} must be greater than 0")));
             }
         }
-        if s.max_value_bytes > s.max_frame_bytes {
-            // Every value reaches subscribers in one frame: bounding values by the frame limit
-            // bounds every frame the server sends (a patch is sent only when shorter).
-            return Err(Error::Config(format!(
-                "server.max_value_bytes ({}) must not exceed server.max_frame_bytes ({})",
-                s.max_value_bytes, s.max_frame_bytes
-            )));
-        }
         if self.auth.required && self.auth.jwt_secret.as_deref().unwrap_or("").is_empty() {
             return Err(Error::Config(
                 "auth.required = true needs auth.jwt_secret (or MESH_JWT_SECRET)".into(),

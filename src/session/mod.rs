@@ -87,7 +87,7 @@ impl From<&ServerConfig> for SessionSettings {
             ping_interval: s.ping_interval(),
             max_missed_pongs: s.max_missed_pongs,
             max_record_id_bytes: s.max_record_id_bytes,
-            max_value_bytes: s.max_value_bytes,
+            max_value_bytes: s.value_limit(),
             max_subscriptions: s.max_subscriptions_per_connection,
             max_requests_per_second: s.max_requests_per_second,
             slow_consumer_timeout: Duration::from_millis(s.slow_consumer_timeout_ms),

@@ -42,7 +42,7 @@ impl RecordSettings {
         RecordSettings {
             persist,
             linger: s.record_linger(),
-            max_value_bytes: s.max_value_bytes,
+            max_value_bytes: s.value_limit(),
             max_write_batch: s.max_write_batch,
             max_write_batch_bytes: s.max_write_batch_bytes,
             max_pending_writes: s.max_pending_writes,
