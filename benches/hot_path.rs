@@ -4,7 +4,7 @@
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mesh_records::access::{Exposure, ExposureTable, Operation};
 use mesh_records::outbox::Outbox;
-use mesh_records::record::{RecordId, full_frame, patch_frame};
+use mesh_records::record::{RecordId, change_patch, full_frame, patch_frame};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -19,7 +19,7 @@ fn diff_and_frames(c: &mut Criterion) {
         let (old, new) = (value(1, pad), value(2, pad));
         group.bench_with_input(BenchmarkId::new("diff+patch_frame", pad), &pad, |b, _| {
             b.iter(|| {
-                let patch = json_patch::diff(black_box(&old), black_box(&new));
+                let patch = change_patch(black_box(&old), black_box(&new));
                 patch_frame(&id, &patch, 2)
             })
         });
@@ -27,6 +27,25 @@ fn diff_and_frames(c: &mut Criterion) {
             b.iter(|| full_frame(&id, black_box(&new), 2))
         });
     }
+    group.finish();
+}
+
+/// A board of 200 cards, one of which changes: the bounded diff against json-patch's.
+fn diff_kinds(c: &mut Criterion) {
+    let board = |changed: u64| {
+        let cards: Vec<Value> = (0..200u64)
+            .map(|i| json!({"id": i, "title": format!("card {i}"), "done": i == changed, "tags": ["a", "b"]}))
+            .collect();
+        json!({"name": "board", "cards": cards})
+    };
+    let (old, new) = (board(1), board(2));
+    let mut group = c.benchmark_group("diff");
+    group.bench_function("change_patch/board", |b| {
+        b.iter(|| change_patch(black_box(&old), black_box(&new)))
+    });
+    group.bench_function("json_patch::diff/board", |b| {
+        b.iter(|| json_patch::diff(black_box(&old), black_box(&new)))
+    });
     group.finish();
 }
 
@@ -80,5 +99,11 @@ fn exposure_matching(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, diff_and_frames, fan_out, exposure_matching);
+criterion_group!(
+    benches,
+    diff_and_frames,
+    diff_kinds,
+    fan_out,
+    exposure_matching
+);
 criterion_main!(benches);
