@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::persistence::{TestSchema, all_rows, postgres_url, row};
+use common::persistence::{TestSchema, all_rows, deletion, postgres_url, row};
 use mesh_records::persistence::{
     PersistenceAdapter, PostgresAdapter, SqliteAdapter, like_prefix, restore,
 };
@@ -128,7 +128,11 @@ async fn check_delete(adapter: &dyn PersistenceAdapter) {
         .await
         .expect("store");
     adapter
-        .delete_batch(vec!["d:1".into(), "d:3".into(), "d:missing".into()])
+        .delete_batch(vec![
+            deletion("d:1", 1),
+            deletion("d:3", 1),
+            deletion("d:missing", 1),
+        ])
         .await
         .expect("delete");
     let ids: Vec<String> = all_rows(adapter, "d:%")
@@ -143,6 +147,40 @@ async fn check_delete(adapter: &dyn PersistenceAdapter) {
         .await
         .expect("store again");
     assert_eq!(get(adapter, "d:1").await, Some((1, json!(10))));
+}
+
+/// Instance A deleted the record at v3, instance B re-created it (v4, after the tombstone) and
+/// its row landed first: A's late deletion must leave B's row alone, and remove only what is
+/// not newer than itself.
+async fn check_late_delete_keeps_newer_row(adapter: &dyn PersistenceAdapter) {
+    adapter
+        .store_batch(vec![row("late", 4, r#"{"life":2}"#, false)])
+        .await
+        .expect("re-created by B");
+    adapter
+        .delete_batch(vec![deletion("late", 3)])
+        .await
+        .expect("A's late deletion");
+    assert_eq!(get(adapter, "late").await, Some((4, json!({"life": 2}))));
+    // A deletion at the row's own version, or later, removes it.
+    adapter
+        .delete_batch(vec![deletion("late", 4)])
+        .await
+        .expect("deletion at v4");
+    assert_eq!(get(adapter, "late").await, None);
+    adapter
+        .store_batch(vec![
+            row("late:a", 2, "2", false),
+            row("late:b", 9, "9", false),
+        ])
+        .await
+        .expect("store two");
+    adapter
+        .delete_batch(vec![deletion("late:a", 5), deletion("late:b", 5)])
+        .await
+        .expect("one batch, one older and one newer row");
+    assert_eq!(get(adapter, "late:a").await, None);
+    assert_eq!(get(adapter, "late:b").await, Some((9, json!(9))));
 }
 
 async fn check_load_matching(adapter: &dyn PersistenceAdapter) {
@@ -284,6 +322,12 @@ async fn sqlite_delete_removes_rows() {
 }
 
 #[actix_rt::test]
+async fn sqlite_late_delete_keeps_a_newer_row() {
+    let (_dir, adapter) = sqlite().await;
+    check_late_delete_keeps_newer_row(&adapter).await;
+}
+
+#[actix_rt::test]
 async fn sqlite_load_matching_paginates_with_like() {
     let (_dir, adapter) = sqlite().await;
     check_load_matching(&adapter).await;
@@ -349,6 +393,12 @@ async fn postgres_replaces_deleted_overrides_version() {
 async fn postgres_delete_removes_rows() {
     let (_schema, adapter) = postgres("delete").await;
     check_delete(&adapter).await;
+}
+
+#[actix_rt::test]
+async fn postgres_late_delete_keeps_a_newer_row() {
+    let (_schema, adapter) = postgres("late_delete").await;
+    check_late_delete_keeps_newer_row(&adapter).await;
 }
 
 #[actix_rt::test]

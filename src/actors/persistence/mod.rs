@@ -190,7 +190,7 @@ impl PersistenceActor {
         let adapter = Arc::clone(&self.adapter);
         async move {
             let deleted =
-                write_isolating_rejects(deletions, String::clone, |ids| adapter.delete_batch(ids))
+                write_isolating_rejects(deletions, |d| d.id.clone(), |d| adapter.delete_batch(d))
                     .await;
             let stored = write_isolating_rejects(
                 upserts,
