@@ -89,6 +89,9 @@ pub struct Metrics {
     pub persistence_rejected: Counter,
     /// Writes to persisted records refused because the persistence buffer was full.
     pub persistence_refused: Counter,
+    /// Writes answered `EUNKNOWN` under `ack = "flushed"`: applied, but the database did not
+    /// confirm them in time.
+    pub persistence_unconfirmed: Counter,
     /// Redis commands that failed.
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
@@ -115,6 +118,7 @@ impl Metrics {
             persistence_flush_failures: Counter::default(),
             persistence_rejected: Counter::default(),
             persistence_refused: Counter::default(),
+            persistence_unconfirmed: Counter::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             write_counters: Vec::new(),
@@ -186,6 +190,12 @@ impl Metrics {
             "persistence_refused_writes",
             "Writes to persisted records refused while the persistence buffer was full",
             m.persistence_refused.clone(),
+        );
+        registry.register(
+            "persistence_unconfirmed_writes",
+            "Writes applied but answered EUNKNOWN: the database did not confirm them in time \
+             (ack = \"flushed\")",
+            m.persistence_unconfirmed.clone(),
         );
         registry.register(
             "redis_errors",

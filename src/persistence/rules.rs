@@ -5,7 +5,7 @@ use super::{
     SharedAdapter, SqliteAdapter,
 };
 use crate::access::Matcher;
-use crate::config::{PersistConfig, PersistenceBackend, PersistenceConfig};
+use crate::config::{PersistAck, PersistConfig, PersistenceBackend, PersistenceConfig};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,8 @@ impl From<&PersistConfig> for PersistOptions {
             batching: PersistenceOptions {
                 flush_interval: Duration::from_millis(rule.flush_interval_ms),
                 max_buffer_size: rule.max_buffer_size,
+                confirm_within: (rule.ack == PersistAck::Flushed)
+                    .then(|| Duration::from_millis(rule.ack_timeout_ms)),
                 ..PersistenceOptions::default()
             },
             adapter: None,

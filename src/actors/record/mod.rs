@@ -24,7 +24,9 @@
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `writes`: planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
+//! - `durable`: replies held until the database confirms (`ack = "flushed"`).
 
+mod durable;
 mod fanout;
 mod messages;
 mod state;
@@ -52,10 +54,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use writes::{BatchLimits, Change, QueuedWrite};
+use writes::{BatchLimits, Change, QueuedWrite, UpdateFn};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use super::registry::{RecordActorStopped, RetireRecordActor};
+use durable::Held;
 
 /// Where a request's answer goes.
 enum Reply {
@@ -158,12 +161,28 @@ impl RecordActor {
     }
 
     /// Refuses a write that could not be persisted: the record's persistence buffer is full
-    /// (its database has been unreachable for long). Nothing is applied then.
-    fn admit(&mut self) -> Result<(), Error> {
+    /// (its database has been unreachable for long), or its value holds what the database
+    /// cannot store (U+0000 in PostgreSQL; an update's result is checked when computed).
+    /// Nothing is applied then.
+    fn admit(&mut self, change: &mut Change) -> Result<(), Error> {
         let id = self.id.clone();
-        let admitted = self
-            .persistence()
-            .map_or(Ok(()), |handle| handle.admit(id.as_str()));
+        let Some(handle) = self.persistence() else {
+            return Ok(());
+        };
+        let admitted = handle.admit(id.as_str()).and_then(|()| match change {
+            Change::Value { value, .. } => handle.admit_value(value),
+            Change::Update(update) if handle.refuses_nul() => {
+                let (inner, handle) = (Arc::clone(update), handle.clone());
+                let checked: UpdateFn = Arc::new(move |base| {
+                    let next = inner(base)?;
+                    handle.admit_value(&next)?;
+                    Ok(next)
+                });
+                *update = checked;
+                Ok(())
+            }
+            Change::Update(_) => Ok(()),
+        });
         if admitted.is_err() {
             metrics().write(crate::metrics::Outcome::Refused);
         }
@@ -214,12 +233,14 @@ impl RecordActor {
             return;
         };
         let effects = event(core, Instant::now());
+        let mut held = Held::default();
         for effect in effects {
-            self.carry_out(effect, ctx);
+            self.carry_out(effect, &mut held, ctx);
         }
+        held.release();
     }
 
-    fn carry_out(&mut self, effect: Effect<Reply>, ctx: &mut Context<Self>) {
+    fn carry_out(&mut self, effect: Effect<Reply>, held: &mut Held, ctx: &mut Context<Self>) {
         let store = &self.env.store;
         match effect {
             Effect::Load => store
@@ -278,16 +299,28 @@ impl RecordActor {
             Effect::Persist { value, version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    handle.addr.do_send(Persist { id, version, value });
+                    let message = Persist { id, version, value };
+                    match handle.confirm_within() {
+                        Some(within) => held.wait_for(handle.persist_confirmed(message), within),
+                        None => handle.addr.do_send(message),
+                    }
                 }
             }
             Effect::PersistDeletion { version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    handle.addr.do_send(PersistDeletion { id, version });
+                    let message = PersistDeletion { id, version };
+                    match handle.confirm_within() {
+                        Some(within) => held.wait_for(handle.persist_confirmed(message), within),
+                        None => handle.addr.do_send(message),
+                    }
                 }
             }
-            Effect::Reply(reply, answer) => reply.send(answer),
+            Effect::Reply(reply, answer) => {
+                if let Some((reply, answer)) = held.hold(reply, answer) {
+                    reply.send(answer);
+                }
+            }
         }
     }
 }
@@ -451,12 +484,12 @@ impl RecordActor {
     /// Queues a write; the answer comes when the store has taken it (or refused).
     fn queue_write(
         &mut self,
-        change: Change,
+        mut change: Change,
         expected_version: Option<Version>,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<WriteOutcome, Error>> {
         self.used_since_tick = true;
-        if let Err(refused) = self.admit() {
+        if let Err(refused) = self.admit(&mut change) {
             return Box::pin(std::future::ready(Err(refused)));
         }
         let (reply, outcome) = oneshot::channel();

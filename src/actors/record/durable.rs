@@ -1,0 +1,94 @@
+//! Replies held until the database confirms (`[[records.persist]] ack = "flushed"`).
+//!
+//! In one step of the core, a persist effect comes before the replies it covers (`commit`,
+//! `delete_applied`). When the record's rule asks for flushed acknowledgements, the actor sends
+//! the persist as a `ConfirmWhenLanded` and holds every reply that follows it in the step; one
+//! task then waits for the landing, bounded by `ack_timeout_ms`, and sends them in order. The
+//! actor itself does not wait: the record's next writes proceed meanwhile and land in the next
+//! batch (group commit).
+//!
+//! What a held success becomes:
+//! - the batch committed: the reply as planned;
+//! - the database refused the row, did not commit within the deadline, or the persistence
+//!   actor stopped: [`Error::NotDurable`] (`EUNKNOWN`): the change is applied in the store and
+//!   subscribers have it, but it is not known to be in the database.
+//!
+//! Refusals (`Err` replies) are sent unchanged: nothing was written for them.
+
+use super::Reply;
+use super::state::Answer;
+use crate::error::Error;
+use crate::persistence::PersistenceError;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The answer of the persistence actor for one confirmed operation.
+pub(super) type Landing = oneshot::Receiver<Result<(), PersistenceError>>;
+
+/// The replies of one step that wait for a landing.
+#[derive(Default)]
+pub(super) struct Held {
+    landing: Option<(Landing, Duration)>,
+    replies: Vec<(Reply, Answer)>,
+}
+
+impl Held {
+    /// The replies that follow wait for `landing`, at most `within`. A later persist in the same
+    /// step replaces an earlier one: its landing implies the earlier one's (the newer state
+    /// of the record is what the database holds then).
+    pub fn wait_for(&mut self, landing: Landing, within: Duration) {
+        self.landing = Some((landing, within));
+    }
+
+    /// Holds `reply` if a landing is awaited; otherwise gives it back to be sent now.
+    pub fn hold(&mut self, reply: Reply, answer: Answer) -> Option<(Reply, Answer)> {
+        if self.landing.is_none() {
+            return Some((reply, answer));
+        }
+        self.replies.push((reply, answer));
+        None
+    }
+
+    /// Sends the held replies once the landing is known (on the current arbiter, so they go
+    /// out even if the record actor stops meanwhile).
+    pub fn release(self) {
+        let Some((landing, within)) = self.landing else {
+            return;
+        };
+        if self.replies.is_empty() {
+            return;
+        }
+        let replies = self.replies;
+        actix::spawn(async move {
+            let durable = match tokio::time::timeout(within, landing).await {
+                Ok(Ok(Ok(()))) => true,
+                Ok(Ok(Err(e))) => {
+                    log::warn!("a flushed acknowledgement failed: {e}");
+                    false
+                }
+                Ok(Err(_)) => {
+                    log::warn!("the persistence actor stopped before confirming a write");
+                    false
+                }
+                Err(_) => false,
+            };
+            if !durable {
+                crate::metrics::metrics()
+                    .persistence_unconfirmed
+                    .inc_by(replies.len() as u64);
+            }
+            for (reply, answer) in replies {
+                reply.send(if durable { answer } else { not_durable(answer) });
+            }
+        });
+    }
+}
+
+/// A success becomes [`Error::NotDurable`]; a refusal stays what it was.
+fn not_durable(answer: Answer) -> Answer {
+    match answer {
+        Answer::Write(Ok(_)) => Answer::Write(Err(Error::NotDurable)),
+        Answer::Delete(Ok(_)) => Answer::Delete(Err(Error::NotDurable)),
+        refused => refused,
+    }
+}
