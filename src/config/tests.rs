@@ -115,3 +115,28 @@ fn env_overrides_apply() {
     assert_eq!(config.server.port, 4001);
     assert!(config.apply_env(|_| Some("x".into())).is_err());
 }
+
+#[test]
+fn persist_ack_defaults_to_stored_and_flushed_carries_its_timeout() {
+    let rule = "[[records.persist]]\nwrite_pattern = \"^todo:\"\nrestore_pattern = \"todo:%\"\n";
+    let config = Config::parse(rule).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.records.persist[0].ack, PersistAck::Stored);
+    let options = crate::persistence::PersistOptions::from(&config.records.persist[0]);
+    assert_eq!(options.batching.confirm_within, None);
+    let config =
+        Config::parse(&format!("{rule}ack = \"flushed\"\nack_timeout_ms = 250\n")).unwrap();
+    config.validate().unwrap();
+    let options = crate::persistence::PersistOptions::from(&config.records.persist[0]);
+    assert_eq!(
+        options.batching.confirm_within,
+        Some(std::time::Duration::from_millis(250))
+    );
+    let err = Config::parse(&format!("{rule}ack = \"synced\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("synced"), "{err}");
+    let config = Config::parse(&format!("{rule}ack = \"flushed\"\nack_timeout_ms = 0\n")).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("records.persist[0].ack_timeout_ms"), "{err}");
+}
