@@ -410,3 +410,110 @@ async fn flushed_ack_answers_eunknown_when_the_database_does_not_confirm_in_time
     );
     server.stop().await;
 }
+
+/// An adapter whose batches wait for the test: each call reports its rows, then waits for a
+/// permit; it fails while `failing`.
+struct Gated {
+    entered: tokio::sync::mpsc::UnboundedSender<Vec<(String, u64)>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    failing: Arc<AtomicBool>,
+}
+
+impl PersistenceAdapter for Gated {
+    fn store_batch(&self, records: Vec<PersistedRecord>) -> PersistenceFuture<()> {
+        let mut rows: Vec<_> = records.iter().map(|r| (r.id.clone(), r.version)).collect();
+        rows.sort();
+        let _ = self.entered.send(rows);
+        let permits = Arc::clone(&self.permits);
+        let failing = Arc::clone(&self.failing);
+        Box::pin(async move {
+            permits.acquire().await.unwrap().forget();
+            if failing.load(Ordering::SeqCst) {
+                Err(PersistenceError::Unavailable("down".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn delete_batch(&self, _deletions: Vec<PersistedDeletion>) -> PersistenceFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn load_matching(
+        &self,
+        _like_pattern: &str,
+        _after_id: Option<&str>,
+        _limit: usize,
+    ) -> PersistenceFuture<Vec<PersistedRecord>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// Group commit, step by step: a confirmed write starts a flush at once (no interval); writes
+/// arriving while it is in flight wait for the next one, which starts as soon as it lands and
+/// holds them all; a failed flush keeps its waiters until the retry lands.
+#[actix_web::test]
+async fn confirmations_follow_their_batch_and_writes_during_a_flush_make_the_next_one() {
+    use mesh_records::actors::persistence::{Persist, PersistenceActor, PersistenceOptions};
+    use tokio::sync::oneshot::error::TryRecvError;
+    let (entered, mut batches) = tokio::sync::mpsc::unbounded_channel();
+    let adapter = Arc::new(Gated {
+        entered,
+        permits: Arc::new(tokio::sync::Semaphore::new(0)),
+        failing: Arc::new(AtomicBool::new(false)),
+    });
+    let options = PersistenceOptions {
+        flush_interval: Duration::from_secs(3600),
+        max_retry_delay: Duration::from_millis(20),
+        confirm_within: Some(Duration::from_secs(5)),
+        ..PersistenceOptions::default()
+    };
+    let handle = PersistenceActor::new(adapter.clone(), options).spawn();
+    let persist = |id: &str, version: u64| Persist {
+        id: mesh_records::RecordId::parse(id, 64).unwrap(),
+        version,
+        value: Arc::new(json!(version)),
+    };
+    let mut a1 = handle.persist_confirmed(persist("a", 1));
+    let first = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    assert_eq!(first, Some(vec![("a".into(), 1)]), "flushed at once");
+    let mut b1 = handle.persist_confirmed(persist("b", 1));
+    let mut a2 = handle.persist_confirmed(persist("a", 2));
+    // Both wait behind the flush in flight; nothing has landed.
+    handle
+        .addr
+        .send(mesh_records::actors::persistence::GetStatus)
+        .await
+        .unwrap();
+    assert!(matches!(a1.try_recv(), Err(TryRecvError::Empty)));
+    adapter.permits.add_permits(1);
+    assert!(matches!(
+        tokio::time::timeout(WAIT, &mut a1).await,
+        Ok(Ok(Ok(())))
+    ));
+    let second = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    assert_eq!(
+        second,
+        Some(vec![("a".into(), 2), ("b".into(), 1)]),
+        "the writes that arrived during the first flush, in one batch"
+    );
+    assert!(matches!(b1.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(a2.try_recv(), Err(TryRecvError::Empty)));
+    // That batch fails: its waiters stay until the retry lands.
+    adapter.failing.store(true, Ordering::SeqCst);
+    adapter.permits.add_permits(1);
+    let retry = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    assert_eq!(retry, Some(vec![("a".into(), 2), ("b".into(), 1)]));
+    assert!(matches!(b1.try_recv(), Err(TryRecvError::Empty)));
+    adapter.failing.store(false, Ordering::SeqCst);
+    adapter.permits.add_permits(1);
+    assert!(matches!(
+        tokio::time::timeout(WAIT, &mut b1).await,
+        Ok(Ok(Ok(())))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(WAIT, &mut a2).await,
+        Ok(Ok(Ok(())))
+    ));
+}
