@@ -117,21 +117,17 @@ fn env_overrides_apply() {
 }
 
 #[test]
-fn persist_ack_defaults_to_stored_and_flushed_carries_its_timeout() {
+fn persist_ack_defaults_to_stored_and_its_timeout_must_be_positive() {
     let rule = "[[records.persist]]\nwrite_pattern = \"^todo:\"\nrestore_pattern = \"todo:%\"\n";
     let config = Config::parse(rule).unwrap();
     config.validate().unwrap();
     assert_eq!(config.records.persist[0].ack, PersistAck::Stored);
-    let options = crate::persistence::PersistOptions::from(&config.records.persist[0]);
-    assert_eq!(options.batching.confirm_within, None);
+    assert_eq!(config.records.persist[0].ack_timeout_ms, 5_000);
     let config =
         Config::parse(&format!("{rule}ack = \"flushed\"\nack_timeout_ms = 250\n")).unwrap();
     config.validate().unwrap();
-    let options = crate::persistence::PersistOptions::from(&config.records.persist[0]);
-    assert_eq!(
-        options.batching.confirm_within,
-        Some(std::time::Duration::from_millis(250))
-    );
+    assert_eq!(config.records.persist[0].ack, PersistAck::Flushed);
+    assert_eq!(config.records.persist[0].ack_timeout_ms, 250);
     let err = Config::parse(&format!("{rule}ack = \"synced\"\n"))
         .unwrap_err()
         .to_string();

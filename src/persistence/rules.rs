@@ -119,3 +119,23 @@ pub async fn adapter_from_config(config: &PersistenceConfig) -> Result<SharedAda
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushed_acks_carry_their_timeout_into_the_options() {
+        let rule = "[[records.persist]]\nwrite_pattern = \"^t:\"\nrestore_pattern = \"t:%\"\n";
+        let stored = crate::config::Config::parse(rule).expect("parses");
+        let options = PersistOptions::from(&stored.records.persist[0]);
+        assert_eq!(options.batching.confirm_within, None);
+        let flushed =
+            crate::config::Config::parse(&format!("{rule}ack = \"flushed\"\n")).expect("parses");
+        let options = PersistOptions::from(&flushed.records.persist[0]);
+        assert_eq!(
+            options.batching.confirm_within,
+            Some(Duration::from_millis(5_000))
+        );
+    }
+}

@@ -24,11 +24,11 @@
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `writes`: planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
-//! - `durable`: replies held until the database confirms (`ack = "flushed"`).
+//! - `persisted`: values the database cannot hold, replies held until it confirms.
 
-mod durable;
 mod fanout;
 mod messages;
+mod persisted;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -54,11 +54,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use writes::{BatchLimits, Change, QueuedWrite, UpdateFn};
+use writes::{BatchLimits, Change, QueuedWrite};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use super::registry::{RecordActorStopped, RetireRecordActor};
-use durable::Held;
+use persisted::Held;
 
 /// Where a request's answer goes.
 enum Reply {
@@ -169,20 +169,9 @@ impl RecordActor {
         let Some(handle) = self.persistence() else {
             return Ok(());
         };
-        let admitted = handle.admit(id.as_str()).and_then(|()| match change {
-            Change::Value { value, .. } => handle.admit_value(value),
-            Change::Update(update) if handle.refuses_nul() => {
-                let (inner, handle) = (Arc::clone(update), handle.clone());
-                let checked: UpdateFn = Arc::new(move |base| {
-                    let next = inner(base)?;
-                    handle.admit_value(&next)?;
-                    Ok(next)
-                });
-                *update = checked;
-                Ok(())
-            }
-            Change::Update(_) => Ok(()),
-        });
+        let admitted = handle
+            .admit(id.as_str())
+            .and_then(|()| persisted::admit_change(handle, change));
         if admitted.is_err() {
             metrics().write(crate::metrics::Outcome::Refused);
         }
@@ -299,21 +288,13 @@ impl RecordActor {
             Effect::Persist { value, version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    let message = Persist { id, version, value };
-                    match handle.confirm_within() {
-                        Some(within) => held.wait_for(handle.persist_confirmed(message), within),
-                        None => handle.addr.do_send(message),
-                    }
+                    persisted::persist(handle, Persist { id, version, value }, held);
                 }
             }
             Effect::PersistDeletion { version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    let message = PersistDeletion { id, version };
-                    match handle.confirm_within() {
-                        Some(within) => held.wait_for(handle.persist_confirmed(message), within),
-                        None => handle.addr.do_send(message),
-                    }
+                    persisted::persist(handle, PersistDeletion { id, version }, held);
                 }
             }
             Effect::Reply(reply, answer) => {

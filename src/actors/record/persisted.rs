@@ -1,6 +1,12 @@
-//! Replies held until the database confirms (`[[records.persist]] ack = "flushed"`).
+//! What a record actor does for a persisted record besides telling its persistence actor:
+//! refusing values the database cannot hold, and holding replies until the database confirms
+//! (`[[records.persist]] ack = "flushed"`).
 //!
-//! In one step of the core, a persist effect comes before the replies it covers (`commit`,
+//! Admission: a client's value is checked when it arrives (before any merge: merging values
+//! without U+0000 gives none), an update's result when it is computed; refused writes change
+//! nothing.
+//!
+//! Held replies: in one step of the core, a persist effect comes before the replies it covers (`commit`,
 //! `delete_applied`). When the record's rule asks for flushed acknowledgements, the actor sends
 //! the persist as a `ConfirmWhenLanded` and holds every reply that follows it in the step; one
 //! task then waits for the landing, bounded by `ack_timeout_ms`, and sends them in order. The
@@ -17,10 +23,46 @@
 
 use super::Reply;
 use super::state::Answer;
+use super::writes::{Change, UpdateFn};
+use crate::actors::persistence::{ConfirmWhenLanded, PersistenceActor, PersistenceHandle};
 use crate::error::Error;
 use crate::persistence::PersistenceError;
+use actix::Handler;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// Refuses a write `handle`'s database could not store (see the module docs); an update is
+/// wrapped so that its result is checked when computed.
+pub(super) fn admit_change(handle: &PersistenceHandle, change: &mut Change) -> Result<(), Error> {
+    match change {
+        Change::Value { value, .. } => handle.admit_value(value),
+        Change::Update(update) if handle.refuses_nul() => {
+            let (inner, handle) = (Arc::clone(update), handle.clone());
+            let checked: UpdateFn = Arc::new(move |base| {
+                let next = inner(base)?;
+                handle.admit_value(&next)?;
+                Ok(next)
+            });
+            *update = checked;
+            Ok(())
+        }
+        Change::Update(_) => Ok(()),
+    }
+}
+
+/// Sends `message` (a `Persist` or `PersistDeletion`): plainly under `ack = "stored"`; under
+/// `ack = "flushed"` so that the replies after it in this step wait for its landing.
+pub(super) fn persist<M>(handle: &PersistenceHandle, message: M, held: &mut Held)
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+    PersistenceActor: Handler<M> + Handler<ConfirmWhenLanded<M>>,
+{
+    match handle.confirm_within() {
+        Some(within) => held.wait_for(handle.persist_confirmed(message), within),
+        None => handle.addr.do_send(message),
+    }
+}
 
 /// The answer of the persistence actor for one confirmed operation.
 pub(super) type Landing = oneshot::Receiver<Result<(), PersistenceError>>;
