@@ -10,7 +10,8 @@
 //! `jsonb` cannot hold U+0000 in a string or key. The adapter says so
 //! ([`PersistenceAdapter::refuses_nul`]) and record actors refuse such writes when they arrive
 //! (`EINVALID`); a value that still reaches a batch (stored before a rule covered its record)
-//! is left out of it with an error log, so it cannot block every batch behind it.
+//! makes the batch fail as `Rejected`, so the actor lands the other rows one by one and drops
+//! only that one (it cannot block every batch behind it).
 //!
 //! `record_id` uses the `"C"` collation: ids sort in byte order as in SQLite, which keeps
 //! keyset pagination identical on both backends, and `LIKE 'prefix%'` can use the primary-key
@@ -283,23 +284,16 @@ impl PersistenceAdapter for PostgresAdapter {
         let sql = Arc::clone(&self.sql);
         let answer_within = self.answer_within;
         Box::pin(async move {
-            let rows: Vec<PersistedRecord> = newest_per_id(records)
-                .into_iter()
-                .filter(|row| {
-                    // jsonb cannot hold U+0000; one such value must not block every batch
-                    // behind it forever, so it is left out, loudly.
-                    let storable = !has_nul_escape(&row.value_json);
-                    if !storable {
-                        log::error!(
-                            "record {} v{} contains \\u0000, which PostgreSQL jsonb cannot \
-                             store; this version is not persisted",
-                            row.id,
-                            row.version
-                        );
-                    }
-                    storable
-                })
-                .collect();
+            let rows: Vec<PersistedRecord> = newest_per_id(records);
+            // jsonb cannot hold U+0000. Such a row is refused as the rows' own fault, so the
+            // actor retries the batch row by row, lands the others and drops only it (logged,
+            // counted, and an `ack = "flushed"` write of it is answered as not durable).
+            if let Some(row) = rows.iter().find(|row| has_nul_escape(&row.value_json)) {
+                return Err(PersistenceError::Rejected(format!(
+                    "record {} v{} contains \\u0000, which PostgreSQL jsonb cannot store",
+                    row.id, row.version
+                )));
+            }
             if rows.is_empty() {
                 return Ok(());
             }

@@ -8,7 +8,7 @@ use crate::common;
 
 use common::persistence::{TestSchema, all_rows, deletion, postgres_url, row};
 use mesh_records::persistence::{
-    PersistenceAdapter, PostgresAdapter, SqliteAdapter, like_prefix, restore,
+    PersistenceAdapter, PersistenceError, PostgresAdapter, SqliteAdapter, like_prefix, restore,
 };
 use mesh_records::store::{MemoryStore, Store};
 use mesh_records::{RecordId, Versioned};
@@ -416,18 +416,22 @@ async fn postgres_restore_into_memory_store() {
 #[actix_rt::test]
 async fn postgres_stores_jsonb_and_connects_twice() {
     let (schema, adapter) = postgres("jsonb").await;
-    adapter
-        .store_batch(vec![
-            row("j", 1, r#"{"b":[1,2.5,"x"],"a":{"n":null}}"#, false),
-            row("nul", 1, r#"{"s":"a\u0000b"}"#, false),
-        ])
-        .await
-        .expect("store");
+    let j = row("j", 1, r#"{"b":[1,2.5,"x"],"a":{"n":null}}"#, false);
+    // jsonb cannot hold U+0000: the batch is refused as the rows' own fault (the actor then
+    // lands the others one by one and drops only that row), and nothing of it is written.
+    let refused = adapter
+        .store_batch(vec![j.clone(), row("nul", 1, r#"{"s":"a\u0000b"}"#, false)])
+        .await;
+    assert!(
+        matches!(&refused, Err(PersistenceError::Rejected(e)) if e.contains("nul v1")),
+        "{refused:?}"
+    );
+    assert_eq!(get(&adapter, "j").await, None);
+    adapter.store_batch(vec![j]).await.expect("store");
     assert_eq!(
         get(&adapter, "j").await,
         Some((1, json!({"a": {"n": null}, "b": [1, 2.5, "x"]})))
     );
-    // jsonb cannot hold U+0000: that row is left out instead of failing the batch.
     assert_eq!(get(&adapter, "nul").await, None);
     // A second adapter on the same schema finds the table (creation is idempotent).
     let second = PostgresAdapter::connect(postgres_url(), Some(&schema.name))

@@ -135,6 +135,59 @@ writable = true
     again.stop().await;
 }
 
+/// The edge the admission cannot see: a value with U+0000 stored before a rule covered its
+/// record, then merged with a clean value. PostgreSQL refuses that row alone; the other rows
+/// of the batch land, and under `ack = "flushed"` the write is told it is not durable.
+#[actix_web::test]
+async fn postgres_drops_only_an_old_nul_value_and_a_flushed_ack_says_so() {
+    let schema = TestSchema::new("nul_edge");
+    let config = format!(
+        "[persistence]\nadapter = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{}\"\n\n\
+         [[records.expose]]\npattern = \"^doc:\"\nwritable = true\n",
+        postgres_url(),
+        schema.name
+    );
+    let server = start(Backend::Memory, &config).await;
+    let mut client = server.client().await;
+    // Not persisted yet: accepted.
+    assert_eq!(
+        client.publish("doc:old", json!({"s": "a\u{0}b"})).await,
+        json!({"success": true})
+    );
+    let mut options = PersistOptions::default();
+    options.batching.flush_interval = Duration::from_millis(20);
+    options.batching.confirm_within = Some(Duration::from_secs(5));
+    server
+        .records()
+        .enable_record_persistence(PersistRule::pattern("^doc:", "doc:%").unwrap(), options)
+        .await
+        .unwrap();
+    let rejected = mesh_records::metrics::metrics().persistence_rejected.get();
+    let id = 900;
+    let merge = |record: &str, value: Value| json!({"recordId": record, "newValue": value, "options": {"strategy": "merge"}});
+    client
+        .send_request(id, PUBLISH, merge("doc:old", json!({"t": 1})))
+        .await;
+    client
+        .send_request(id + 1, PUBLISH, merge("doc:fine", json!({"t": 1})))
+        .await;
+    let old = client.reply_to(id).await;
+    assert_eq!(old["payload"]["code"], "EUNKNOWN", "{old}");
+    assert_eq!(
+        client.reply_to(id + 1).await["payload"],
+        json!({"success": true})
+    );
+    assert!(mesh_records::metrics::metrics().persistence_rejected.get() > rejected);
+    let adapter = PostgresAdapter::connect(postgres_url(), Some(&schema.name))
+        .await
+        .unwrap();
+    assert_eq!(
+        parsed(all_rows(&adapter, "doc:%").await),
+        vec![("doc:fine".into(), 1, json!({"t": 1}))]
+    );
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn sqlite_keeps_nul_losslessly() {
     let dir = tempfile::tempdir().unwrap();
