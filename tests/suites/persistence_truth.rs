@@ -411,8 +411,9 @@ impl PersistenceAdapter for Switchable {
 }
 
 /// While the database is down, a flushed write is applied (subscribers get it) but answered
-/// `EUNKNOWN` after `ack_timeout`; once it is back, writes are answered `success` again, and
-/// the one that timed out lands with them.
+/// `EUNKNOWN` after `ack_timeout`, and so is a retry of it that changes nothing; once the
+/// database is back, the same retry is answered `success` (its state landed), and so are new
+/// writes.
 #[actix_web::test]
 async fn flushed_ack_answers_eunknown_when_the_database_does_not_confirm_in_time() {
     let config = "[[records.expose]]\npattern = \"^doc:\"\nwritable = true\n";
@@ -452,7 +453,15 @@ async fn flushed_ack_answers_eunknown_when_the_database_does_not_confirm_in_time
     assert_eq!(watcher.next_push().await["payload"]["version"], 1);
     let current = server.records().get_record("doc:d").await.unwrap().unwrap();
     assert_eq!(*current.value, json!({"n": 1}));
+    // Retrying the same write changes nothing, and must not vouch for a state the database
+    // does not have either.
+    let retried = client.publish("doc:d", json!({"n": 1})).await;
+    assert_eq!(retried["code"], "EUNKNOWN", "{retried}");
     adapter.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        client.publish("doc:d", json!({"n": 1})).await,
+        json!({"success": true})
+    );
     assert_eq!(
         client.publish("doc:d", json!({"n": 2})).await,
         json!({"success": true})

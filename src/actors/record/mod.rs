@@ -298,6 +298,13 @@ impl RecordActor {
                 }
             }
             Effect::Reply(reply, answer) => {
+                if !held.waiting() && persisted::changed_nothing(&answer) {
+                    // Vouches for the current state, which may not have landed yet.
+                    let (id, record) = (self.id.clone(), self.core.as_ref().map(Core::record));
+                    if let (Some(record), Some(handle)) = (record.cloned(), self.persistence()) {
+                        persisted::confirm_current(handle, id, record, held);
+                    }
+                }
                 if let Some((reply, answer)) = held.hold(reply, answer) {
                     reply.send(answer);
                 }

@@ -22,15 +22,52 @@
 //! Refusals (`Err` replies) are sent unchanged: nothing was written for them.
 
 use super::Reply;
+use super::messages::WriteOutcome;
 use super::state::Answer;
 use super::writes::{Change, UpdateFn};
-use crate::actors::persistence::{ConfirmWhenLanded, PersistenceActor, PersistenceHandle};
+use crate::actors::persistence::{
+    ConfirmWhenLanded, Persist, PersistDeletion, PersistenceActor, PersistenceHandle,
+};
 use crate::error::Error;
 use crate::persistence::PersistenceError;
+use crate::record::RecordId;
+use crate::store::Stored;
 use actix::Handler;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// A success that persisted nothing of its own: a write that left the value as it was, a
+/// delete of an absent record. Under `ack = "flushed"` it vouches for the record's current
+/// state, which may still be on its way to the database (a client retrying a write that was
+/// answered `EUNKNOWN` gets here), so it waits for that state too ([`confirm_current`]).
+pub(super) fn changed_nothing(answer: &Answer) -> bool {
+    matches!(
+        answer,
+        Answer::Write(Ok(WriteOutcome { changed: false, .. })) | Answer::Delete(Ok(None))
+    )
+}
+
+/// Under `ack = "flushed"`, persists `record` (its current state) again so that the replies
+/// after it in this step wait for it to be in the database. Harmless when it is already: the
+/// database keeps a row at an equal version, and a deletion removes only up to its version.
+pub(super) fn confirm_current(
+    handle: &PersistenceHandle,
+    id: RecordId,
+    record: Stored,
+    held: &mut Held,
+) {
+    if handle.confirm_within().is_none() {
+        return;
+    }
+    let version = record.version;
+    match record.value {
+        Some(value) => persist(handle, Persist { id, version, value }, held),
+        None if version > 0 => persist(handle, PersistDeletion { id, version }, held),
+        // Never written: nothing to vouch for.
+        None => {}
+    }
+}
 
 /// Refuses a write `handle`'s database could not store (see the module docs); an update is
 /// wrapped so that its result is checked when computed.
@@ -80,6 +117,11 @@ impl Held {
     /// of the record is what the database holds then).
     pub fn wait_for(&mut self, landing: Landing, within: Duration) {
         self.landing = Some((landing, within));
+    }
+
+    /// Whether the replies that follow wait for a landing.
+    pub fn waiting(&self) -> bool {
+        self.landing.is_some()
     }
 
     /// Holds `reply` if a landing is awaited; otherwise gives it back to be sent now.
