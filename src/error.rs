@@ -24,6 +24,14 @@ pub enum Error {
     /// may not have been applied. Subscribers will see the record's real state.
     #[error("the record store did not answer in time; the change may or may not have been applied")]
     Unknown,
+    /// The change was applied in the store (subscribers see it), but with `ack = "flushed"`
+    /// the persistence database did not confirm it in time, or refused it: it is durable only
+    /// once a later flush writes it, and lost if every server stops before that.
+    #[error(
+        "the change was applied, but the database did not confirm it in time; it is lost if \
+         the server stops before writing it"
+    )]
+    NotDurable,
     /// A conditional write or delete found the record at another version; nothing changed.
     #[error("the record is at version {current}, not the expected one")]
     VersionMismatch {
@@ -80,7 +88,7 @@ impl Error {
             Error::Forbidden => "EFORBIDDEN",
             Error::UnknownCommand(_) => "ENOTFOUND",
             Error::Unavailable => "EUNAVAILABLE",
-            Error::Unknown => "EUNKNOWN",
+            Error::Unknown | Error::NotDurable => "EUNKNOWN",
             Error::VersionMismatch { .. } => "EVERSION",
             Error::Conflict => "ECONFLICT",
             Error::Limit(_) => "ELIMIT",
@@ -98,7 +106,7 @@ impl Error {
             Error::Invalid(_) => "ValidationError",
             Error::Forbidden => "ForbiddenError",
             Error::Unavailable => "UnavailableError",
-            Error::Unknown => "UnknownOutcomeError",
+            Error::Unknown | Error::NotDurable => "UnknownOutcomeError",
             Error::VersionMismatch { .. } => "VersionMismatchError",
             Error::Conflict => "ConflictError",
             Error::Limit(_) => "LimitError",

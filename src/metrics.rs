@@ -93,6 +93,9 @@ pub struct Metrics {
     pub store_full_refusals: Counter,
     /// Bytes the memory store counts against `[store] max_memory_bytes`.
     pub store_memory_bytes: Gauge,
+    /// Writes answered `EUNKNOWN` under `ack = "flushed"`: applied, but the database did not
+    /// confirm them in time.
+    pub persistence_unconfirmed: Counter,
     /// Redis commands that failed.
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
@@ -126,6 +129,7 @@ impl Metrics {
             persistence_refused: Counter::default(),
             store_full_refusals: Counter::default(),
             store_memory_bytes: Gauge::default(),
+            persistence_unconfirmed: Counter::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             origin_refusals: Counter::default(),
@@ -209,6 +213,12 @@ impl Metrics {
             "store_memory_bytes",
             "Bytes of records, history and tombstones the memory store counts against its budget",
             m.store_memory_bytes.clone(),
+        );
+        registry.register(
+            "persistence_unconfirmed_writes",
+            "Writes applied but answered EUNKNOWN: the database did not confirm them in time \
+             (ack = \"flushed\")",
+            m.persistence_unconfirmed.clone(),
         );
         registry.register(
             "redis_errors",

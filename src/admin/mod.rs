@@ -75,7 +75,7 @@ fn error_response(error: &Error) -> HttpResponse {
     let status = match error {
         Error::Invalid(_) => StatusCode::BAD_REQUEST,
         Error::Forbidden => StatusCode::FORBIDDEN,
-        Error::Unavailable | Error::Unknown => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable | Error::Unknown | Error::NotDurable => StatusCode::SERVICE_UNAVAILABLE,
         Error::Conflict => StatusCode::CONFLICT,
         Error::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         Error::Limit(_) => StatusCode::PAYLOAD_TOO_LARGE,

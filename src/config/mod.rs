@@ -392,6 +392,31 @@ pub struct PersistConfig {
     /// A flush starts as soon as this many records are buffered.
     #[serde(default = "default_max_buffer_size")]
     pub max_buffer_size: usize,
+    /// When a write (or delete) of a matching record is answered: once the store has it
+    /// (`stored`), or once the database committed it too (`flushed`).
+    #[serde(default)]
+    pub ack: PersistAck,
+    /// With `ack = "flushed"`: how long a reply waits for the database before it is
+    /// `EUNKNOWN` (applied in the store, not confirmed durable).
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+/// When the answer to a persisted write is sent (`[[records.persist]] ack`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersistAck {
+    /// Once the store applied it and it is queued for the database (a crash before the next
+    /// flush loses it from the database, not from a shared store).
+    #[default]
+    Stored,
+    /// Once the database transaction holding it committed (group commit: writes arriving
+    /// during a flush go in the next one, started as soon as it ends).
+    Flushed,
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_flush_interval_ms() -> u64 {

@@ -146,3 +146,24 @@ fn admin_listener_and_origins_are_checked() {
     config.validate().unwrap();
     assert_eq!(config.admin.max_body_bytes, 2 * 1024 * 1024);
 }
+
+#[test]
+fn persist_ack_defaults_to_stored_and_its_timeout_must_be_positive() {
+    let rule = "[[records.persist]]\nwrite_pattern = \"^todo:\"\nrestore_pattern = \"todo:%\"\n";
+    let config = Config::parse(rule).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.records.persist[0].ack, PersistAck::Stored);
+    assert_eq!(config.records.persist[0].ack_timeout_ms, 5_000);
+    let config =
+        Config::parse(&format!("{rule}ack = \"flushed\"\nack_timeout_ms = 250\n")).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.records.persist[0].ack, PersistAck::Flushed);
+    assert_eq!(config.records.persist[0].ack_timeout_ms, 250);
+    let err = Config::parse(&format!("{rule}ack = \"synced\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("synced"), "{err}");
+    let config = Config::parse(&format!("{rule}ack = \"flushed\"\nack_timeout_ms = 0\n")).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("records.persist[0].ack_timeout_ms"), "{err}");
+}

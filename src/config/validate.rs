@@ -137,6 +137,12 @@ impl Config {
                     at("flush_interval_ms")
                 )));
             }
+            if rule.ack_timeout_ms == 0 {
+                return Err(Error::Config(format!(
+                    "{} must be greater than 0",
+                    at("ack_timeout_ms")
+                )));
+            }
         }
         self.exposures().map(|_| ())
     }

@@ -19,6 +19,10 @@ pub struct PersistenceOptions {
     /// Records held unwritten (buffered plus in flight) at which
     /// `PersistenceHandle::has_room` (in the actor) turns false. Default 100,000.
     pub max_buffered_records: usize,
+    /// `ack = "flushed"`: a write is answered only once the batch holding it committed, and
+    /// waits for that at most this long (then `EUNKNOWN`). `None` (the default, `ack =
+    /// "stored"`): answered once queued for the database.
+    pub confirm_within: Option<Duration>,
 }
 
 impl Default for PersistenceOptions {
@@ -29,6 +33,7 @@ impl Default for PersistenceOptions {
             max_retry_delay: Duration::from_secs(30),
             shutdown_retries: 3,
             max_buffered_records: 100_000,
+            confirm_within: None,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! - Operations arrive in order from the one `RecordActor` of a record; the rules only have to
 //!   keep a late duplicate or a put-back batch from going backwards.
 
-use super::PersistedRecord;
+use super::{PersistedDeletion, PersistedRecord};
 use crate::record::{RecordId, Version};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -166,11 +166,11 @@ impl WriteBuffer {
     }
 }
 
-/// Rows ready for `store_batch`, and the ids for `delete_batch`, from taken operations.
+/// Rows ready for `store_batch`, and the deletions for `delete_batch`, from taken operations.
 ///
 /// A value that cannot be serialized is logged and left out (a `serde_json::Value` always
 /// serializes, so this does not happen in practice).
-pub fn to_rows(ops: &[(RecordId, PendingOp)]) -> (Vec<PersistedRecord>, Vec<String>) {
+pub fn to_rows(ops: &[(RecordId, PendingOp)]) -> (Vec<PersistedRecord>, Vec<PersistedDeletion>) {
     let mut upserts = Vec::new();
     let mut deletions = Vec::new();
     for (id, op) in ops {
@@ -188,7 +188,10 @@ pub fn to_rows(ops: &[(RecordId, PendingOp)]) -> (Vec<PersistedRecord>, Vec<Stri
                 }),
                 Err(e) => log::error!("cannot serialize record {id} for persistence: {e}"),
             },
-            PendingOp::Delete { .. } => deletions.push(id.as_str().to_owned()),
+            PendingOp::Delete { version } => deletions.push(PersistedDeletion {
+                id: id.as_str().to_owned(),
+                version: *version,
+            }),
         }
     }
     (upserts, deletions)
@@ -305,6 +308,12 @@ mod tests {
         let (upserts, deletions) = to_rows(&ops);
         assert_eq!(upserts.len(), 1);
         assert_eq!(&*upserts[0].value_json, r#"{"x":1}"#);
-        assert_eq!(deletions, vec!["b".to_owned()]);
+        assert_eq!(
+            deletions,
+            vec![PersistedDeletion {
+                id: "b".to_owned(),
+                version: 2
+            }]
+        );
     }
 }

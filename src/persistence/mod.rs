@@ -9,6 +9,9 @@
 //! the same rules so the two backends are interchangeable:
 //! - a row is only replaced by a higher version, unless the incoming row says it
 //!   [replaces a deleted record](PersistedRecord::replaces_deleted) (versions restart at 1);
+//! - a deletion removes a row only if the row's version is not newer than the deletion's: a
+//!   late deletion from one instance never removes the row of a record another instance
+//!   re-created since (re-creation continues after the tombstone's version);
 //! - each batch is one transaction: all of it lands or none of it;
 //! - `load_matching` pages through ids in byte order with a raw SQL `LIKE` pattern whose escape
 //!   character is `\` on both backends.
@@ -84,6 +87,16 @@ pub struct PersistedRecord {
     pub replaces_deleted: bool,
 }
 
+/// The deletion of one record, as adapters apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistedDeletion {
+    /// The record id, as text.
+    pub id: String,
+    /// The version the record had when it was deleted: a row at a higher version belongs to a
+    /// later life of the record (re-created, maybe by another instance) and is kept.
+    pub version: u64,
+}
+
 /// A durable table of records. Implementations must make each batch one transaction.
 pub trait PersistenceAdapter: Send + Sync + 'static {
     /// Upserts `records` in one transaction: a row is written where the stored version is lower
@@ -93,10 +106,18 @@ pub trait PersistenceAdapter: Send + Sync + 'static {
     /// Fails when the database is unreachable or refuses the statement; nothing is written then.
     fn store_batch(&self, records: Vec<PersistedRecord>) -> PersistenceFuture<()>;
 
-    /// Removes the rows of `ids` in one transaction (absent ids are fine).
+    /// Removes, in one transaction, the row of each deletion whose stored version is at most
+    /// the deletion's (absent ids are fine; a newer row is left alone).
     ///
     /// Fails when the database is unreachable or refuses the statement; nothing is removed then.
-    fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()>;
+    fn delete_batch(&self, deletions: Vec<PersistedDeletion>) -> PersistenceFuture<()>;
+
+    /// Whether this database cannot hold the character U+0000 in a string or key
+    /// (PostgreSQL's `jsonb`). Writes of such values to records it persists are refused when
+    /// they arrive ([`has_nul`]) rather than acknowledged and then left out of the database.
+    fn refuses_nul(&self) -> bool {
+        false
+    }
 
     /// Up to `limit` rows whose id matches the SQL `LIKE` pattern (escape character `\`) and
     /// sorts after `after_id` in byte order, ordered by id: keyset pagination that stays
@@ -141,6 +162,29 @@ pub fn newest_per_id(records: Vec<PersistedRecord>) -> Vec<PersistedRecord> {
     let mut out: Vec<PersistedRecord> = newest.into_values().collect();
     out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     out
+}
+
+/// Whether `value` holds U+0000 in a string or an object key, which PostgreSQL `jsonb` cannot
+/// store. Walks the value once with its own stack (no recursion, whatever the depth).
+pub fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if key.contains('\0') {
+                        return true;
+                    }
+                    stack.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A `LIKE` pattern matching every id that starts with `prefix` (its `%`, `_` and `\` escaped).
@@ -247,6 +291,22 @@ mod tests {
         // A lower version after the re-creation is stale within the new life.
         let out = newest_per_id(vec![rec("a", 3, "x", true), rec("a", 2, "y", false)]);
         assert_eq!(out, vec![rec("a", 3, "x", true)]);
+    }
+
+    #[test]
+    fn has_nul_looks_in_strings_and_keys_at_any_depth() {
+        use serde_json::json;
+        assert!(!has_nul(&json!({"a": ["b", 1, null, {"c": "d"}]})));
+        assert!(has_nul(&json!("a\u{0}b")));
+        assert!(has_nul(&json!({"a": [1, {"b": "\u{0}"}]})));
+        assert!(has_nul(&json!({"a": {"k\u{0}": 1}})));
+        // The six characters `\u0000` are not the character.
+        assert!(!has_nul(&json!("\\u0000")));
+        let mut deep = json!("\u{0}");
+        for _ in 0..1_000 {
+            deep = json!([deep]);
+        }
+        assert!(has_nul(&deep));
     }
 
     #[test]

@@ -4,15 +4,22 @@
 //! arrays that `UNNEST` turns back into rows, and `ON CONFLICT ... WHERE records.version <
 //! EXCLUDED.version` keeps the newest version even when several instances write the same
 //! record (measured: 1,000 rows in about 10 ms). Rows that replace a deleted record are first
-//! deleted by a second statement in the same transaction.
+//! deleted by a second statement in the same transaction. Deletions travel the same way and
+//! remove a row only up to their own version.
+//!
+//! `jsonb` cannot hold U+0000 in a string or key. The adapter says so
+//! ([`PersistenceAdapter::refuses_nul`]) and record actors refuse such writes when they arrive
+//! (`EINVALID`); a value that still reaches a batch (stored before a rule covered its record)
+//! makes the batch fail as `Rejected`, so the actor lands the other rows one by one and drops
+//! only that one (it cannot block every batch behind it).
 //!
 //! `record_id` uses the `"C"` collation: ids sort in byte order as in SQLite, which keeps
 //! keyset pagination identical on both backends, and `LIKE 'prefix%'` can use the primary-key
 //! index.
 
 use super::{
-    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, like_literal_prefix,
-    newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
+    PersistedDeletion, PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture,
+    like_literal_prefix, newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
 };
 use deadpool_postgres::{
     ManagerConfig, Pool, PoolConfig, PoolError, RecyclingMethod, Runtime, Timeouts,
@@ -108,6 +115,9 @@ impl Default for PostgresOptions {
 #[derive(Debug)]
 struct Statements {
     upsert: String,
+    /// Removes rows whatever their version (before re-inserting a re-created record).
+    delete_replaced: String,
+    /// Removes each row only up to the deletion's version.
     delete: String,
     /// `load_matching` for [lower bound inclusive or not][bounded above or not].
     load: [[String; 2]; 2],
@@ -141,7 +151,12 @@ impl Statements {
                      updated_at = EXCLUDED.updated_at
                  WHERE records.version < EXCLUDED.version"
             ),
-            delete: format!("DELETE FROM {table} WHERE record_id = ANY($1::text[])"),
+            delete_replaced: format!("DELETE FROM {table} WHERE record_id = ANY($1::text[])"),
+            delete: format!(
+                "DELETE FROM {table} AS records
+                 USING UNNEST($1::text[], $2::int8[]) AS d(id, version)
+                 WHERE records.record_id = d.id AND records.version <= d.version"
+            ),
             load: [
                 [load(false, false), load(false, true)],
                 [load(true, false), load(true, true)],
@@ -269,23 +284,16 @@ impl PersistenceAdapter for PostgresAdapter {
         let sql = Arc::clone(&self.sql);
         let answer_within = self.answer_within;
         Box::pin(async move {
-            let rows: Vec<PersistedRecord> = newest_per_id(records)
-                .into_iter()
-                .filter(|row| {
-                    // jsonb cannot hold U+0000; one such value must not block every batch
-                    // behind it forever, so it is left out, loudly.
-                    let storable = !has_nul_escape(&row.value_json);
-                    if !storable {
-                        log::error!(
-                            "record {} v{} contains \\u0000, which PostgreSQL jsonb cannot \
-                             store; this version is not persisted",
-                            row.id,
-                            row.version
-                        );
-                    }
-                    storable
-                })
-                .collect();
+            let rows: Vec<PersistedRecord> = newest_per_id(records);
+            // jsonb cannot hold U+0000. Such a row is refused as the rows' own fault, so the
+            // actor retries the batch row by row, lands the others and drops only it (logged,
+            // counted, and an `ack = "flushed"` write of it is answered as not durable).
+            if let Some(row) = rows.iter().find(|row| has_nul_escape(&row.value_json)) {
+                return Err(PersistenceError::Rejected(format!(
+                    "record {} v{} contains \\u0000, which PostgreSQL jsonb cannot store",
+                    row.id, row.version
+                )));
+            }
             if rows.is_empty() {
                 return Ok(());
             }
@@ -305,7 +313,10 @@ impl PersistenceAdapter for PostgresAdapter {
             bounded(client, answer_within, async |client| {
                 let tx = client.transaction().await.map_err(pg_error)?;
                 if !replaced.is_empty() {
-                    let delete = tx.prepare_cached(&sql.delete).await.map_err(pg_error)?;
+                    let delete = tx
+                        .prepare_cached(&sql.delete_replaced)
+                        .await
+                        .map_err(pg_error)?;
                     tx.execute(&delete, &[&replaced]).await.map_err(pg_error)?;
                 }
                 let upsert = tx.prepare_cached(&sql.upsert).await.map_err(pg_error)?;
@@ -318,23 +329,36 @@ impl PersistenceAdapter for PostgresAdapter {
         })
     }
 
-    fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()> {
+    fn delete_batch(&self, deletions: Vec<PersistedDeletion>) -> PersistenceFuture<()> {
         let pool = self.pool.clone();
         let sql = Arc::clone(&self.sql);
         let answer_within = self.answer_within;
         Box::pin(async move {
-            if ids.is_empty() {
+            if deletions.is_empty() {
                 return Ok(());
+            }
+            let mut ids = Vec::with_capacity(deletions.len());
+            let mut versions = Vec::with_capacity(deletions.len());
+            for deletion in &deletions {
+                ids.push(deletion.id.as_str());
+                versions.push(version_to_db(&deletion.id, deletion.version)?);
             }
             // One statement is one transaction.
             let client = pool.get().await.map_err(pool_error)?;
             bounded(client, answer_within, async |client| {
                 let delete = client.prepare_cached(&sql.delete).await.map_err(pg_error)?;
-                client.execute(&delete, &[&ids]).await.map_err(pg_error)?;
+                client
+                    .execute(&delete, &[&ids, &versions])
+                    .await
+                    .map_err(pg_error)?;
                 Ok(())
             })
             .await
         })
+    }
+
+    fn refuses_nul(&self) -> bool {
+        true
     }
 
     fn load_matching(

@@ -5,7 +5,7 @@ use super::{
     SharedAdapter, SqliteAdapter,
 };
 use crate::access::Matcher;
-use crate::config::{PersistConfig, PersistenceBackend, PersistenceConfig};
+use crate::config::{PersistAck, PersistConfig, PersistenceBackend, PersistenceConfig};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,8 @@ impl From<&PersistConfig> for PersistOptions {
             batching: PersistenceOptions {
                 flush_interval: Duration::from_millis(rule.flush_interval_ms),
                 max_buffer_size: rule.max_buffer_size,
+                confirm_within: (rule.ack == PersistAck::Flushed)
+                    .then(|| Duration::from_millis(rule.ack_timeout_ms)),
                 ..PersistenceOptions::default()
             },
             adapter: None,
@@ -115,5 +117,25 @@ pub async fn adapter_from_config(config: &PersistenceConfig) -> Result<SharedAda
                     .map_err(|e| describe("postgres_url", e))?;
             Ok(Arc::new(adapter))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushed_acks_carry_their_timeout_into_the_options() {
+        let rule = "[[records.persist]]\nwrite_pattern = \"^t:\"\nrestore_pattern = \"t:%\"\n";
+        let stored = crate::config::Config::parse(rule).expect("parses");
+        let options = PersistOptions::from(&stored.records.persist[0]);
+        assert_eq!(options.batching.confirm_within, None);
+        let flushed =
+            crate::config::Config::parse(&format!("{rule}ack = \"flushed\"\n")).expect("parses");
+        let options = PersistOptions::from(&flushed.records.persist[0]);
+        assert_eq!(
+            options.batching.confirm_within,
+            Some(Duration::from_millis(5_000))
+        );
     }
 }

@@ -11,8 +11,8 @@
 //! use the primary-key index for prefix patterns.
 
 use super::{
-    PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture, like_literal_prefix,
-    newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
+    PersistedDeletion, PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture,
+    like_literal_prefix, newest_per_id, prefix_upper_bound, version_from_db, version_to_db,
 };
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -37,7 +37,8 @@ const REPLACE: &str = "INSERT INTO records (record_id, version, value, updated_a
     VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (record_id) DO UPDATE SET
         version = excluded.version, value = excluded.value, updated_at = excluded.updated_at";
-const DELETE: &str = "DELETE FROM records WHERE record_id = ?1";
+/// A deletion removes the row only up to its own version: a newer row is a later life.
+const DELETE: &str = "DELETE FROM records WHERE record_id = ?1 AND version <= ?2";
 
 /// The `load_matching` query for a lower bound that is inclusive or not and an upper bound
 /// that exists or not. The range comes from the pattern's literal prefix and the last id
@@ -181,8 +182,8 @@ impl PersistenceAdapter for SqliteAdapter {
         })
     }
 
-    fn delete_batch(&self, ids: Vec<String>) -> PersistenceFuture<()> {
-        if ids.is_empty() {
+    fn delete_batch(&self, deletions: Vec<PersistedDeletion>) -> PersistenceFuture<()> {
+        if deletions.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
         self.call(move |conn| {
@@ -191,8 +192,11 @@ impl PersistenceAdapter for SqliteAdapter {
                 .map_err(db_error)?;
             {
                 let mut delete = tx.prepare_cached(DELETE).map_err(db_error)?;
-                for id in &ids {
-                    delete.execute([id]).map_err(db_error)?;
+                for deletion in &deletions {
+                    let version = version_to_db(&deletion.id, deletion.version)?;
+                    delete
+                        .execute(params![deletion.id, version])
+                        .map_err(db_error)?;
                 }
             }
             tx.commit().map_err(db_error)

@@ -1,7 +1,9 @@
 //! Helpers for the persistence test files: rows, a throw-away PostgreSQL schema, and a TCP
 //! proxy that plays a PostgreSQL server going down and up.
 
-use mesh_records::persistence::{PersistedRecord, PersistenceAdapter, PostgresConfig};
+use mesh_records::persistence::{
+    PersistedDeletion, PersistedRecord, PersistenceAdapter, PostgresConfig,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +29,14 @@ pub fn row(id: &str, version: u64, value: &str, replaces_deleted: bool) -> Persi
         version,
         value_json: Arc::from(value),
         replaces_deleted,
+    }
+}
+
+/// A deletion of `id`, which was at `version`.
+pub fn deletion(id: &str, version: u64) -> PersistedDeletion {
+    PersistedDeletion {
+        id: id.to_owned(),
+        version,
     }
 }
 

@@ -18,6 +18,7 @@ mod persistence_adapters;
 mod persistence_faults;
 mod persistence_server;
 mod persistence_startup;
+mod persistence_truth;
 mod records;
 mod redis_cluster;
 mod redis_memory;

@@ -6,9 +6,9 @@
 
 use crate::common;
 
-use common::persistence::{TestSchema, all_rows, postgres_url, row};
+use common::persistence::{TestSchema, all_rows, deletion, postgres_url, row};
 use mesh_records::persistence::{
-    PersistenceAdapter, PostgresAdapter, SqliteAdapter, like_prefix, restore,
+    PersistenceAdapter, PersistenceError, PostgresAdapter, SqliteAdapter, like_prefix, restore,
 };
 use mesh_records::store::{MemoryStore, Store};
 use mesh_records::{RecordId, Versioned};
@@ -128,7 +128,11 @@ async fn check_delete(adapter: &dyn PersistenceAdapter) {
         .await
         .expect("store");
     adapter
-        .delete_batch(vec!["d:1".into(), "d:3".into(), "d:missing".into()])
+        .delete_batch(vec![
+            deletion("d:1", 1),
+            deletion("d:3", 1),
+            deletion("d:missing", 1),
+        ])
         .await
         .expect("delete");
     let ids: Vec<String> = all_rows(adapter, "d:%")
@@ -143,6 +147,40 @@ async fn check_delete(adapter: &dyn PersistenceAdapter) {
         .await
         .expect("store again");
     assert_eq!(get(adapter, "d:1").await, Some((1, json!(10))));
+}
+
+/// Instance A deleted the record at v3, instance B re-created it (v4, after the tombstone) and
+/// its row landed first: A's late deletion must leave B's row alone, and remove only what is
+/// not newer than itself.
+async fn check_late_delete_keeps_newer_row(adapter: &dyn PersistenceAdapter) {
+    adapter
+        .store_batch(vec![row("late", 4, r#"{"life":2}"#, false)])
+        .await
+        .expect("re-created by B");
+    adapter
+        .delete_batch(vec![deletion("late", 3)])
+        .await
+        .expect("A's late deletion");
+    assert_eq!(get(adapter, "late").await, Some((4, json!({"life": 2}))));
+    // A deletion at the row's own version, or later, removes it.
+    adapter
+        .delete_batch(vec![deletion("late", 4)])
+        .await
+        .expect("deletion at v4");
+    assert_eq!(get(adapter, "late").await, None);
+    adapter
+        .store_batch(vec![
+            row("late:a", 2, "2", false),
+            row("late:b", 9, "9", false),
+        ])
+        .await
+        .expect("store two");
+    adapter
+        .delete_batch(vec![deletion("late:a", 5), deletion("late:b", 5)])
+        .await
+        .expect("one batch, one older and one newer row");
+    assert_eq!(get(adapter, "late:a").await, None);
+    assert_eq!(get(adapter, "late:b").await, Some((9, json!(9))));
 }
 
 async fn check_load_matching(adapter: &dyn PersistenceAdapter) {
@@ -284,6 +322,12 @@ async fn sqlite_delete_removes_rows() {
 }
 
 #[actix_rt::test]
+async fn sqlite_late_delete_keeps_a_newer_row() {
+    let (_dir, adapter) = sqlite().await;
+    check_late_delete_keeps_newer_row(&adapter).await;
+}
+
+#[actix_rt::test]
 async fn sqlite_load_matching_paginates_with_like() {
     let (_dir, adapter) = sqlite().await;
     check_load_matching(&adapter).await;
@@ -352,6 +396,12 @@ async fn postgres_delete_removes_rows() {
 }
 
 #[actix_rt::test]
+async fn postgres_late_delete_keeps_a_newer_row() {
+    let (_schema, adapter) = postgres("late_delete").await;
+    check_late_delete_keeps_newer_row(&adapter).await;
+}
+
+#[actix_rt::test]
 async fn postgres_load_matching_paginates_with_like() {
     let (_schema, adapter) = postgres("load").await;
     check_load_matching(&adapter).await;
@@ -366,18 +416,22 @@ async fn postgres_restore_into_memory_store() {
 #[actix_rt::test]
 async fn postgres_stores_jsonb_and_connects_twice() {
     let (schema, adapter) = postgres("jsonb").await;
-    adapter
-        .store_batch(vec![
-            row("j", 1, r#"{"b":[1,2.5,"x"],"a":{"n":null}}"#, false),
-            row("nul", 1, r#"{"s":"a\u0000b"}"#, false),
-        ])
-        .await
-        .expect("store");
+    let j = row("j", 1, r#"{"b":[1,2.5,"x"],"a":{"n":null}}"#, false);
+    // jsonb cannot hold U+0000: the batch is refused as the rows' own fault (the actor then
+    // lands the others one by one and drops only that row), and nothing of it is written.
+    let refused = adapter
+        .store_batch(vec![j.clone(), row("nul", 1, r#"{"s":"a\u0000b"}"#, false)])
+        .await;
+    assert!(
+        matches!(&refused, Err(PersistenceError::Rejected(e)) if e.contains("nul v1")),
+        "{refused:?}"
+    );
+    assert_eq!(get(&adapter, "j").await, None);
+    adapter.store_batch(vec![j]).await.expect("store");
     assert_eq!(
         get(&adapter, "j").await,
         Some((1, json!({"a": {"n": null}, "b": [1, 2.5, "x"]})))
     );
-    // jsonb cannot hold U+0000: that row is left out instead of failing the batch.
     assert_eq!(get(&adapter, "nul").await, None);
     // A second adapter on the same schema finds the table (creation is idempotent).
     let second = PostgresAdapter::connect(postgres_url(), Some(&schema.name))

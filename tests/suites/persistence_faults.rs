@@ -13,8 +13,8 @@ use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistRoutes, PersistenceActor, PersistenceOptions,
 };
 use mesh_records::persistence::{
-    PersistRule, PersistedRecord, PersistenceAdapter, PersistenceError, PersistenceFuture,
-    PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
+    PersistRule, PersistedDeletion, PersistedRecord, PersistenceAdapter, PersistenceError,
+    PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
 };
 use mesh_records::record::RecordId;
 use serde_json::json;
@@ -252,7 +252,7 @@ impl PersistenceAdapter for Switchable {
         })
     }
 
-    fn delete_batch(&self, _ids: Vec<String>) -> PersistenceFuture<()> {
+    fn delete_batch(&self, _deletions: Vec<PersistedDeletion>) -> PersistenceFuture<()> {
         self.store_batch(Vec::new())
     }
 

@@ -1,5 +1,6 @@
-//! The messages a `PersistenceActor` takes: from record actors (`Persist`, `PersistDeletion`)
-//! and from the server (`Flush`, `Shutdown`, `Abandon`, `GetStatus`).
+//! The messages a `PersistenceActor` takes: from record actors (`Persist`, `PersistDeletion`,
+//! either one wrapped in `ConfirmWhenLanded` for `ack = "flushed"`) and from the server
+//! (`Flush`, `Shutdown`, `Abandon`, `GetStatus`).
 
 use crate::persistence::PersistenceError;
 use crate::record::{RecordId, Version};
@@ -7,6 +8,8 @@ use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::oneshot;
+
 /// Buffers a record's new value; it reaches the database with the next flush unless a newer
 /// version replaces it first.
 #[derive(Message, Clone, Debug)]
@@ -28,6 +31,26 @@ pub struct PersistDeletion {
     pub id: RecordId,
     /// The version the record had when it was deleted.
     pub version: Version,
+}
+
+/// Where the news that an operation is in the database goes: `Ok` once a flush committed it
+/// (or a newer state of its record); `Err(Rejected)` when the database refused its row for
+/// good. Dropped unanswered when the actor stops first.
+pub type Landed = oneshot::Sender<Result<(), PersistenceError>>;
+
+/// `message` (a [`Persist`] or [`PersistDeletion`]), answered on `landed` once the batch
+/// holding it committed. One message, so the operation and its waiter enter the buffer
+/// together: no flush can take the one without the other.
+#[derive(Debug)]
+pub struct ConfirmWhenLanded<M> {
+    /// What to persist.
+    pub message: M,
+    /// Where to say it landed.
+    pub landed: Landed,
+}
+
+impl<M> Message for ConfirmWhenLanded<M> {
+    type Result = ();
 }
 
 /// Flushes now, ignoring any backoff. Answers the number of rows the answering flush wrote;

@@ -25,11 +25,20 @@
 //! - The records held (buffered plus in flight) are published in a shared counter, so record
 //!   actors can check [`PersistenceHandle::has_room`] before applying a persisted write and
 //!   refuse it while `max_buffered_records` are held (a long database outage).
+//! - `ack = "flushed"` (`ConfirmWhenLanded`): the operation is buffered and its waiter noted
+//!   in one handler, with a sequence number. A flush covers every waiter numbered before it
+//!   started (their operation, or a newer state of the record, is in it); when it lands those
+//!   waiters hear `Ok` (`Err` for a row the database rejected), when it fails they wait for
+//!   the retry. While any waiter waits, a flush starts as soon as none is in flight (no
+//!   interval): group commit, the writes that arrived during one flush make the next. Waiters
+//!   whose record actor gave up (closed) are dropped whenever their record gets a new one, so
+//!   they are bounded by the records with a pending operation.
 
 use crate::persistence::buffer::{PendingOp, WriteBuffer, to_rows};
 use crate::persistence::{PersistenceError, SharedAdapter};
 use crate::record::RecordId;
 use actix::prelude::*;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +49,8 @@ mod routes;
 
 pub use crate::persistence::PersistenceOptions;
 pub use messages::{
-    Abandon, Flush, GetStatus, Persist, PersistDeletion, PersistenceStatus, Shutdown,
+    Abandon, ConfirmWhenLanded, Flush, GetStatus, Landed, Persist, PersistDeletion,
+    PersistenceStatus, Shutdown,
 };
 pub use routes::{PersistRoutes, PersistenceHandle};
 
@@ -80,6 +90,10 @@ pub struct PersistenceActor {
     in_flight_ids: Vec<RecordId>,
     /// The loss was logged already (by `Abandon`).
     loss_reported: bool,
+    /// `ack = "flushed"` callers per record, with their sequence numbers.
+    waiters: HashMap<RecordId, Vec<(u64, Landed)>>,
+    /// The sequence number the next waiter gets.
+    next_waiter: u64,
 }
 
 impl PersistenceActor {
@@ -101,6 +115,8 @@ impl PersistenceActor {
             held: Arc::new(AtomicUsize::new(0)),
             in_flight_ids: Vec::new(),
             loss_reported: false,
+            waiters: HashMap::new(),
+            next_waiter: 0,
         }
     }
 
@@ -108,10 +124,14 @@ impl PersistenceActor {
     pub fn spawn(self) -> PersistenceHandle {
         let held = Arc::clone(&self.held);
         let max = self.options.max_buffered_records;
+        let confirm_within = self.options.confirm_within;
+        let refuses_nul = self.adapter.refuses_nul();
         PersistenceHandle {
             addr: self.start(),
             held,
             max,
+            confirm_within,
+            refuses_nul,
         }
     }
 
@@ -155,6 +175,7 @@ impl PersistenceActor {
         }
         if self.stopping.is_some()
             || self.interval_due
+            || !self.waiters.is_empty()
             || self.buffer.len() >= self.options.max_buffer_size
         {
             self.start_flush(ctx);
@@ -187,10 +208,12 @@ impl PersistenceActor {
         self.in_flight_ids = ops.iter().map(|(id, _)| id.clone()).collect();
         self.report_buffer();
         let started = Instant::now();
+        // Every waiter numbered below this has its operation in this flush.
+        let covered = self.next_waiter;
         let adapter = Arc::clone(&self.adapter);
         async move {
             let deleted =
-                write_isolating_rejects(deletions, String::clone, |ids| adapter.delete_batch(ids))
+                write_isolating_rejects(deletions, |d| d.id.clone(), |d| adapter.delete_batch(d))
                     .await;
             let stored = write_isolating_rejects(
                 upserts,
@@ -208,7 +231,7 @@ impl PersistenceActor {
             if deleted.is_err() || stored.is_err() {
                 m.persistence_flush_failures.inc();
             }
-            act.finish_flush(ops, waiters, deleted, stored, ctx);
+            act.finish_flush(ops, waiters, covered, deleted, stored, ctx);
             act.report_buffer();
         })
         .spawn(ctx);
@@ -218,6 +241,7 @@ impl PersistenceActor {
         &mut self,
         ops: Vec<(RecordId, PendingOp)>,
         waiters: Vec<Reply>,
+        covered: u64,
         deleted: Result<Vec<String>, PersistenceError>,
         stored: Result<Vec<String>, PersistenceError>,
         ctx: &mut Context<Self>,
@@ -244,6 +268,18 @@ impl PersistenceActor {
         let (deleted, stored) = (deleted.map(drop), stored.map(drop));
         let total = ops.len();
         let (deletes_failed, upserts_failed) = (deleted.is_err(), stored.is_err());
+        if !self.waiters.is_empty() {
+            let rejected: HashSet<&str> = rejected.iter().map(String::as_str).collect();
+            for (id, op) in &ops {
+                let failed = match op {
+                    PendingOp::Delete { .. } => deletes_failed,
+                    PendingOp::Upsert { .. } => upserts_failed,
+                };
+                if !failed {
+                    self.confirm(id, covered, rejected.contains(id.as_str()));
+                }
+            }
+        }
         let failed: Vec<_> = ops
             .into_iter()
             .filter(|(_, op)| match op {
@@ -284,6 +320,37 @@ impl PersistenceActor {
             }
         }
         self.failed(&error, ctx);
+    }
+
+    /// Answers the waiters of `id` the landed flush covered (numbered below `covered`).
+    fn confirm(&mut self, id: &RecordId, covered: u64, rejected: bool) {
+        let Some(list) = self.waiters.get_mut(id) else {
+            return;
+        };
+        let waiting = std::mem::take(list);
+        for (seq, landed) in waiting {
+            if seq >= covered {
+                list.push((seq, landed));
+            } else if rejected {
+                let error = PersistenceError::Rejected(format!("the database rejected {id}"));
+                let _ = landed.send(Err(error));
+            } else {
+                let _ = landed.send(Ok(()));
+            }
+        }
+        if list.is_empty() {
+            self.waiters.remove(id);
+        }
+    }
+
+    /// Notes a waiter for the operation of `id` just buffered.
+    fn wait_for(&mut self, id: RecordId, landed: Landed) {
+        let seq = self.next_waiter;
+        self.next_waiter += 1;
+        let list = self.waiters.entry(id).or_default();
+        // Callers that stopped waiting (timed out) are forgotten here.
+        list.retain(|(_, w)| !w.is_closed());
+        list.push((seq, landed));
     }
 
     /// Records a failure: logs the start of an outage once and schedules the retry.
@@ -416,6 +483,30 @@ impl Handler<PersistDeletion> for PersistenceActor {
 
     fn handle(&mut self, msg: PersistDeletion, ctx: &mut Context<Self>) {
         self.buffer.delete(msg.id, msg.version);
+        self.report_buffer();
+        self.pump(ctx);
+    }
+}
+
+impl Handler<ConfirmWhenLanded<Persist>> for PersistenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfirmWhenLanded<Persist>, ctx: &mut Context<Self>) {
+        let Persist { id, version, value } = msg.message;
+        self.buffer.persist(id.clone(), version, value);
+        self.wait_for(id, msg.landed);
+        self.report_buffer();
+        self.pump(ctx);
+    }
+}
+
+impl Handler<ConfirmWhenLanded<PersistDeletion>> for PersistenceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConfirmWhenLanded<PersistDeletion>, ctx: &mut Context<Self>) {
+        let PersistDeletion { id, version } = msg.message;
+        self.buffer.delete(id.clone(), version);
+        self.wait_for(id, msg.landed);
         self.report_buffer();
         self.pump(ctx);
     }

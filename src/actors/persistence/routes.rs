@@ -1,12 +1,16 @@
 //! Which `PersistenceActor` a record's writes go to: one actor per rule, the first matching
 //! rule wins. Record actors read the routes before each persisted write (`admit`).
 
-use super::PersistenceActor;
+use super::{ConfirmWhenLanded, PersistenceActor};
 use crate::access::Matcher;
 use crate::error::{Error, Result};
-use actix::Addr;
+use crate::persistence::{PersistenceError, has_nul};
+use actix::{Addr, Handler};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// A started [`PersistenceActor`] with the counter record actors read before a persisted
 /// write. Cheap to clone.
@@ -17,6 +21,10 @@ pub struct PersistenceHandle {
     /// Records held unwritten (buffered plus in flight); after the actor stopped, those lost.
     pub(super) held: Arc<AtomicUsize>,
     pub(super) max: usize,
+    /// `ack = "flushed"`: how long a reply waits for the database.
+    pub(super) confirm_within: Option<Duration>,
+    /// The database cannot hold U+0000 (PostgreSQL).
+    pub(super) refuses_nul: bool,
 }
 
 impl PersistenceHandle {
@@ -49,6 +57,47 @@ impl PersistenceHandle {
             self.held()
         );
         Err(Error::Unavailable)
+    }
+
+    /// Whether `value` (what a client sent, or what an update computed) can be persisted:
+    /// [`Error::Invalid`] when it holds U+0000 and the database cannot store that
+    /// (PostgreSQL). Refused here, before anything is applied, rather than acknowledged and
+    /// then missing from the database. Costs one walk over the value.
+    pub fn admit_value(&self, value: &Value) -> Result<()> {
+        if self.refuses_nul && has_nul(value) {
+            return Err(Error::invalid(
+                "this record is persisted to PostgreSQL, which cannot store the character \
+                 U+0000 (\\u0000) in a string or key; nothing was written",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether values written through this handle are checked by [`Self::admit_value`].
+    pub fn refuses_nul(&self) -> bool {
+        self.refuses_nul
+    }
+
+    /// With `ack = "flushed"`, how long a reply waits for the database to confirm a write;
+    /// `None` with `ack = "stored"`.
+    pub fn confirm_within(&self) -> Option<Duration> {
+        self.confirm_within
+    }
+
+    /// Sends `message` (a `Persist` or `PersistDeletion`) so that the answer comes once the
+    /// batch holding it committed (see [`ConfirmWhenLanded`]). The receiver fails if the
+    /// actor stops first.
+    pub fn persist_confirmed<M>(
+        &self,
+        message: M,
+    ) -> oneshot::Receiver<std::result::Result<(), PersistenceError>>
+    where
+        M: Send + 'static,
+        PersistenceActor: Handler<ConfirmWhenLanded<M>>,
+    {
+        let (landed, answer) = oneshot::channel();
+        self.addr.do_send(ConfirmWhenLanded { message, landed });
+        answer
     }
 }
 

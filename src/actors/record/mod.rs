@@ -24,9 +24,11 @@
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `writes`: planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
+//! - `persisted`: values the database cannot hold, replies held until it confirms.
 
 mod fanout;
 mod messages;
+mod persisted;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -56,6 +58,7 @@ use writes::{BatchLimits, Change, QueuedWrite};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use super::registry::{RecordActorStopped, RetireRecordActor};
+use persisted::Held;
 
 /// Where a request's answer goes.
 enum Reply {
@@ -158,12 +161,17 @@ impl RecordActor {
     }
 
     /// Refuses a write that could not be persisted: the record's persistence buffer is full
-    /// (its database has been unreachable for long). Nothing is applied then.
-    fn admit(&mut self) -> Result<(), Error> {
+    /// (its database has been unreachable for long), or its value holds what the database
+    /// cannot store (U+0000 in PostgreSQL; an update's result is checked when computed).
+    /// Nothing is applied then.
+    fn admit(&mut self, change: &mut Change) -> Result<(), Error> {
         let id = self.id.clone();
-        let admitted = self
-            .persistence()
-            .map_or(Ok(()), |handle| handle.admit(id.as_str()));
+        let Some(handle) = self.persistence() else {
+            return Ok(());
+        };
+        let admitted = handle
+            .admit(id.as_str())
+            .and_then(|()| persisted::admit_change(handle, change));
         if admitted.is_err() {
             metrics().write(crate::metrics::Outcome::Refused);
         }
@@ -214,12 +222,14 @@ impl RecordActor {
             return;
         };
         let effects = event(core, Instant::now());
+        let mut held = Held::default();
         for effect in effects {
-            self.carry_out(effect, ctx);
+            self.carry_out(effect, &mut held, ctx);
         }
+        held.release();
     }
 
-    fn carry_out(&mut self, effect: Effect<Reply>, ctx: &mut Context<Self>) {
+    fn carry_out(&mut self, effect: Effect<Reply>, held: &mut Held, ctx: &mut Context<Self>) {
         let store = &self.env.store;
         match effect {
             Effect::Load => store
@@ -278,16 +288,27 @@ impl RecordActor {
             Effect::Persist { value, version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    handle.addr.do_send(Persist { id, version, value });
+                    persisted::persist(handle, Persist { id, version, value }, held);
                 }
             }
             Effect::PersistDeletion { version } => {
                 let id = self.id.clone();
                 if let Some(handle) = self.persistence() {
-                    handle.addr.do_send(PersistDeletion { id, version });
+                    persisted::persist(handle, PersistDeletion { id, version }, held);
                 }
             }
-            Effect::Reply(reply, answer) => reply.send(answer),
+            Effect::Reply(reply, answer) => {
+                if !held.waiting() && persisted::changed_nothing(&answer) {
+                    // Vouches for the current state, which may not have landed yet.
+                    let (id, record) = (self.id.clone(), self.core.as_ref().map(Core::record));
+                    if let (Some(record), Some(handle)) = (record.cloned(), self.persistence()) {
+                        persisted::confirm_current(handle, id, record, held);
+                    }
+                }
+                if let Some((reply, answer)) = held.hold(reply, answer) {
+                    reply.send(answer);
+                }
+            }
         }
     }
 }
@@ -458,12 +479,12 @@ impl RecordActor {
     /// Queues a write; the answer comes when the store has taken it (or refused).
     fn queue_write(
         &mut self,
-        change: Change,
+        mut change: Change,
         expected_version: Option<Version>,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<WriteOutcome, Error>> {
         self.used_since_tick = true;
-        if let Err(refused) = self.admit() {
+        if let Err(refused) = self.admit(&mut change) {
             return Box::pin(std::future::ready(Err(refused)));
         }
         let (reply, outcome) = oneshot::channel();
