@@ -208,7 +208,7 @@ fn parse_frame(frame: &str) -> Value {
     serde_json::from_str(frame).expect("a push frame is JSON")
 }
 
-/// The value a write should produce, written from the protocol's definition (docs/protocol.md)
+/// The value a write should produce, written from `Strategy`'s documented meaning and
 /// independently of `apply_strategy`: replace takes the new value; merge overwrites top-level
 /// keys; deepMerge merges objects key by key at every depth. A side that is not an object
 /// (or an absent record) means the new value replaces.

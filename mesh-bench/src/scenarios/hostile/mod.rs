@@ -98,6 +98,8 @@ pub fn run(options: &Options) -> Result<Report, String> {
         over_limit.get()
     });
     let latency = run.stop();
+    // The hostile clients start in the warmup: their counts are the whole run's.
+    let totals = run.monitor.snapshot();
     let rss_end = max_rss(&options.server_pids);
     let up = server_up(&plan.url, &options.server_pids);
 
@@ -130,11 +132,11 @@ pub fn run(options: &Options) -> Result<Report, String> {
         counts.get(Ctr::Closed)
     ));
     report.line(format!(
-        "hostile: connections {}, frames {}, refused {}, cut off {}",
-        counts.get(Ctr::HostileConnects),
-        counts.get(Ctr::HostileFrames),
-        counts.get(Ctr::HostileRefused),
-        counts.get(Ctr::HostileCutOff)
+        "hostile (warmup included): connections {}, frames {}, error replies {}, cut off {}",
+        totals.get(Ctr::HostileConnects),
+        totals.get(Ctr::HostileFrames),
+        totals.get(Ctr::HostileRefused),
+        totals.get(Ctr::HostileCutOff)
     ));
     report.latency("latency", "write->delivery latency", &latency);
     report.cpu(&measured.cpu, &[("deliveries", deliveries)]);
@@ -180,6 +182,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     report.set("rss_limit_passed", over_limit.get());
     report.set("server_up", up.is_ok());
     report.set("counts", counts.to_json());
+    report.set("totals", totals.to_json());
     report.set("first_error", run.ctl.first_error());
     report.timeline = Some(timeline);
     Ok(report)
