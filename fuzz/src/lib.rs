@@ -9,9 +9,9 @@ use mesh_records::record::{RecordId, Strategy, apply_strategy, full_frame, patch
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 
-/// Deepest nesting the generator builds: the wire parser (serde_json) refuses deeper than 128,
-/// so a client cannot send more than this.
-pub const MAX_DEPTH: usize = 130;
+/// Deepest value the generator builds: the deepest `newValue` a request frame can carry (the
+/// server's parser stops at 128 levels, two of them the frame's own).
+pub const MAX_DEPTH: usize = 126;
 
 /// Longest key or string the generator builds. Long enough to show a cost that grows with
 /// key length × array length, short enough that one input stays fast under json_patch::diff.
@@ -204,8 +204,14 @@ pub fn check_write(current: Option<&Arc<Value>>, incoming: Arc<Value>, strategy:
     );
 }
 
+/// Parses a push frame without serde_json's 128-level limit: a patch frame nests its values
+/// up to four levels below the frame (`payload`, `patch`, the operation, `value`), two more
+/// than a request, so a value the server accepted can come back deeper than serde_json's
+/// default limit. JSON itself has no limit (browsers parse far deeper).
 fn parse_frame(frame: &str) -> Value {
-    serde_json::from_str(frame).expect("a push frame is JSON")
+    let mut reader = serde_json::Deserializer::from_str(frame);
+    reader.disable_recursion_limit();
+    serde::Deserialize::deserialize(&mut reader).expect("a push frame is JSON")
 }
 
 /// The value a write should produce, written from `Strategy`'s documented meaning and
