@@ -29,7 +29,9 @@ fuzz_target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
     -- -D warnings &&
   cargo build --manifest-path fuzz/Cargo.toml --target-dir "$fuzz_target_dir" &&
   for target in frames patch config; do
-    "$fuzz_target_dir/debug/$target" -runs=0 "fuzz/seeds/$target" || exit 1
+    mkdir -p "fuzz/artifacts/$target"
+    "$fuzz_target_dir/debug/$target" -runs=0 -artifact_prefix="fuzz/artifacts/$target/" \
+      "fuzz/seeds/$target" || exit 1
   done
 } 2>&1 | tee -a "$log" || status=$?
 # The JavaScript client and the demo page in two headless Chromium pages, against the server
