@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Runs the frame/command fuzzer for a bounded time (default 60 s): `scripts/fuzz.sh [seconds]`.
-# Needs cargo-fuzz (installed here if missing). cargo-fuzz wants nightly compiler flags; on the
-# stable toolchain RUSTC_BOOTSTRAP=1 enables them for this build only.
+# Fuzzes each target for a bounded time: `scripts/fuzz.sh [seconds] [target...]` (default 60 s
+# each; targets frames, patch, config: see fuzz/fuzz_targets/). Needs cargo-fuzz (installed
+# here if missing). cargo-fuzz wants nightly compiler flags: the nightly toolchain is used when
+# installed, else the stable one with RUSTC_BOOTSTRAP=1 for this build only.
+# Starts from the committed seeds (fuzz/seeds/<target>) and the local corpus it grows
+# (fuzz/corpus/<target>, not committed); a crash is saved in fuzz/artifacts/<target>/ and
+# ends the run with a non-zero status. `scripts/test.sh` only builds the targets and replays
+# the seeds, on stable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(frames patch config)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-mkdir -p fuzz/corpus/frames
-# A few seeds so the fuzzer starts from real frames.
-printf '%s' '{"id":1,"command":"mesh/publish-record-update","payload":{"recordId":"a","newValue":{"x":[1]},"options":{"strategy":"deepMerge"}}}' > fuzz/corpus/frames/publish
-printf '%s' '{"id":2,"command":"mesh/subscribe-record","payload":{"recordId":"a","mode":"patch"}}' > fuzz/corpus/frames/subscribe
-printf '%s' 'null' > fuzz/corpus/frames/null
-RUSTC_BOOTSTRAP=1 cargo fuzz run frames fuzz/corpus/frames -- -max_total_time="$seconds" -max_len=4096
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz=(cargo +nightly fuzz)
+else
+  fuzz=(env RUSTC_BOOTSTRAP=1 cargo fuzz)
+fi
+for target in "${targets[@]}"; do
+  # Config files are longer than frames: the shipped config.toml is ~9 KB.
+  case $target in config) max_len=16384 ;; *) max_len=4096 ;; esac
+  mkdir -p "fuzz/corpus/$target"
+  echo "== $target: ${seconds} s"
+  "${fuzz[@]}" run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+    -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1
+done

@@ -40,7 +40,9 @@ mod origin;
 #[doc(hidden)]
 pub mod outbox;
 pub mod persistence;
-mod protocol;
+// Public only for the fuzz targets (fuzz/fuzz_targets/frames.rs); not an extension point.
+#[doc(hidden)]
+pub mod protocol;
 pub mod record;
 pub mod records;
 pub mod server;

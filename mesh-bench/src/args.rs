@@ -24,6 +24,11 @@ const MAX_WRITES: usize = 1_000_000;
 const MAX_THREADS: usize = 16;
 /// Most connection handshakes in progress at once.
 const MAX_CONNECT_CONCURRENCY: usize = 2_000;
+/// Most hostile connections (each kind's rate is fixed; this bounds their sum).
+const MAX_HOSTILE: usize = 200;
+/// Longest diff-bomb key (and zeros): the filled frame is about 3 bytes per unit, so this
+/// stays under the shipped `max_frame_bytes` (1 MiB).
+const MAX_BOMB: usize = 300_000;
 
 /// The `--help` text; also the documentation of every option and default.
 pub const USAGE: &str = "\
@@ -60,6 +65,23 @@ scenarios:
        bytes and time to catch up by resubscribing (full snapshot) vs resuming
        (sinceVersion, one patch).
          --connections C (100)  --pad BYTES (100)
+  hostile  well-behaved clients beside hostile ones: W writers, each writing its own
+       record at --rate writes/s (open loop, stamped with the due time), and S patch
+       subscribers spread over those records; write-to-delivery latency p50/p99,
+       throughput, the server's RSS over time and its peak (needs --server-pid),
+       whether the server still answers afterwards. M hostile connections (loopback
+       only) take these kinds in turn, each at a fixed rate, from the warmup on:
+       diff-bomb ({K: []} then {K: [0,...]}, 1/s), numbers (~1 MB of 1e15, 1/s,
+       following its own record), deep (deepMerge 120 levels, 5/s; every tenth 5,000,
+       refused), stalled (subscribes to every record and never reads; 15 s, again),
+       flood (5,000 requests/s), oversized (a 2 MiB frame on a new connection, 1/s),
+       garbage (50 refusable frames/s), churn (10 connect-subscribe-drop/s).
+       Run the server with bench/config-hostile.toml (shipped limits, ^bench: writable).
+         --writers W (4)  --subscribers S (200)  --rate N (50)  --pad BYTES (100)
+         --hostile M (16)  --baseline  the same run without hostile clients (M = 0)
+         --bomb LEN (20000)  diff-bomb key length and zeros
+         --rss-limit MIB (4096)  end the run early when a --server-pid's RSS passes it
+           (reported; protects a shared machine from a server without bounds)
 
 common options:
   --url URL            server WebSocket URL (ws://127.0.0.1:3000/ws); race takes several
@@ -92,6 +114,7 @@ pub enum Scenario {
     Idle,
     Race,
     Reconnect,
+    Hostile,
 }
 
 impl Scenario {
@@ -103,6 +126,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Race => "race",
             Scenario::Reconnect => "reconnect",
+            Scenario::Hostile => "hostile",
         }
     }
 }
@@ -131,6 +155,12 @@ pub struct Options {
     pub record: Option<String>,
     /// Where to write the HTML report.
     pub report: Option<String>,
+    /// `hostile`: hostile connections (0: the baseline).
+    pub hostile: usize,
+    /// `hostile`: the diff bomb's key length and zeros.
+    pub bomb: usize,
+    /// `hostile`: end the run once a server's RSS passes this many bytes.
+    pub rss_limit: u64,
 }
 
 impl Options {
@@ -143,7 +173,11 @@ impl Options {
             duration: Duration::from_secs(if scenario == Scenario::Race { 60 } else { 10 }),
             threads: 2,
             connect_concurrency: 200,
-            subscribers: 100,
+            subscribers: if scenario == Scenario::Hostile {
+                200
+            } else {
+                100
+            },
             mode: Mode::Patch,
             in_flight: 16,
             rate: None,
@@ -156,8 +190,11 @@ impl Options {
                 100
             },
             hold: Duration::from_secs(10),
-            writers: 8,
+            writers: if scenario == Scenario::Hostile { 4 } else { 8 },
             writes: 500,
+            hostile: 16,
+            bomb: 20_000,
+            rss_limit: 4096 << 20,
         }
     }
 
@@ -173,6 +210,8 @@ impl Options {
             Scenario::Records | Scenario::Idle => self.connections,
             Scenario::Reconnect => self.connections + 1,
             Scenario::Race => self.writers + 2 * self.urls.len(),
+            // Churn and oversized open a connection per attempt, closed at once.
+            Scenario::Hostile => self.writers + self.subscribers + self.hostile,
         }
     }
 }
@@ -187,6 +226,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Some("idle") => Scenario::Idle,
         Some("race") => Scenario::Race,
         Some("reconnect") => Scenario::Reconnect,
+        Some("hostile") => Scenario::Hostile,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut options = Options::defaults(scenario);
@@ -199,6 +239,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--allow-remote" => allow_remote = true,
+            "--baseline" => options.hostile = 0,
             _ => {
                 let value = match inline {
                     Some(value) => value,
@@ -235,6 +276,11 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
         "--record" => options.record = Some(value.to_owned()),
+        "--hostile" => options.hostile = bounded(name, value, 0, MAX_HOSTILE)?,
+        "--bomb" => options.bomb = bounded(name, value, 1, MAX_BOMB)?,
+        "--rss-limit" => {
+            options.rss_limit = bounded(name, value, 1, 1 << 20)? as u64 * (1 << 20);
+        }
         "--report" => options.report = Some(value.to_owned()),
         "--mode" => {
             options.mode = match value {
@@ -256,8 +302,11 @@ fn check(options: &Options, allow_remote: bool) -> Result<(), String> {
             "this run would open {total} connections; the cap is {MAX_CONNECTIONS}"
         ));
     }
-    if options.rate.is_some() && options.scenario != Scenario::Fanout {
-        return Err("--rate is a fanout option".into());
+    if options.rate.is_some() && !matches!(options.scenario, Scenario::Fanout | Scenario::Hostile) {
+        return Err("--rate is a fanout and hostile option".into());
+    }
+    if options.scenario == Scenario::Hostile && allow_remote {
+        return Err("hostile runs against loopback only (--allow-remote refused)".into());
     }
     if options.scenario != Scenario::Race && options.urls.len() > 1 {
         return Err("only race takes several --url".into());
@@ -368,6 +417,19 @@ mod tests {
         assert!(run(&["idle", "--report"]).is_err());
         assert!(run(&["fanout", "--rate", "0"]).is_err());
         assert!(run(&["records", "--rate", "10"]).is_err());
+        let hostile = run(&["hostile", "--rate", "20"]).unwrap();
+        assert_eq!(
+            (hostile.writers, hostile.subscribers, hostile.hostile),
+            (4, 200, 16)
+        );
+        assert_eq!(hostile.rate, Some(20));
+        assert_eq!(run(&["hostile", "--baseline"]).unwrap().hostile, 0);
+        assert_eq!(
+            run(&["hostile", "--rss-limit", "100"]).unwrap().rss_limit,
+            100 << 20
+        );
+        assert!(run(&["hostile", "--hostile", "201"]).is_err());
+        assert!(run(&["hostile", "--url", "ws://10.0.0.1/ws", "--allow-remote"]).is_err());
         assert!(run(&["bogus"]).is_err());
         assert!(run(&["records", "--nope", "1"]).is_err());
     }

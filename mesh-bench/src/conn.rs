@@ -90,6 +90,14 @@ impl Conn {
             .map_err(|e| format!("send: {e}"))
     }
 
+    /// Sends one binary frame (the protocol has none: the hostile scenario's garbage).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        self.framed
+            .send(Message::Binary(bytes.into()))
+            .await
+            .map_err(|e| format!("send: {e}"))
+    }
+
     /// Queues one text frame without flushing: a batch then goes out in one write.
     pub async fn feed(&mut self, text: String) -> Result<(), String> {
         self.framed

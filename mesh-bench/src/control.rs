@@ -124,6 +124,12 @@ impl Worker {
         self.counted(Conn::open(&self.client, url).await)
     }
 
+    /// Opens a connection outside the setup counts and the handshake slots (the hostile
+    /// clients: their failures are what they measure, not a failed setup).
+    pub async fn dial(&self, url: &str) -> Result<Conn, String> {
+        Conn::open(&self.client, url).await
+    }
+
     /// Opens a connection and subscribes; returns it with the subscribed version.
     pub async fn open_subscribed(
         &self,

@@ -98,14 +98,24 @@ impl Run {
 
     /// Runs the warmup and the measurement window, then lets the load drain.
     pub fn measure(&mut self, options: &Options) -> Measured {
+        self.measure_until(options, |_| false)
+    }
+
+    /// [`Run::measure`], ending the warmup or the window early once `stop` holds (checked
+    /// every few milliseconds).
+    pub fn measure_until(
+        &mut self,
+        options: &Options,
+        stop: impl Fn(&Snapshot) -> bool,
+    ) -> Measured {
         let (ctl, monitor) = (&self.ctl, &mut self.monitor);
         ctl.set(Phase::Warmup);
-        monitor.wait("warmup", options.warmup, |_| false);
+        monitor.wait("warmup", options.warmup, &stop);
         monitor.begin_window();
         let (counts_before, cpu_before) =
             (monitor.snapshot(), CpuSample::take(&options.server_pids));
         ctl.set(Phase::Measuring);
-        monitor.wait("measuring", options.duration, |_| false);
+        monitor.wait("measuring", options.duration, &stop);
         ctl.set(Phase::Draining);
         monitor.end_window();
         let (counts_after, cpu_after) = (monitor.snapshot(), CpuSample::take(&options.server_pids));

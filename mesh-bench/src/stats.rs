@@ -41,9 +41,17 @@ pub enum Ctr {
     Pings,
     /// Open-loop writes sent more than `openloop::LATE` after their scheduled time.
     LateWrites,
+    /// `hostile`: connections the hostile clients opened.
+    HostileConnects,
+    /// `hostile`: frames the hostile clients sent.
+    HostileFrames,
+    /// `hostile`: error replies the hostile clients got.
+    HostileRefused,
+    /// `hostile`: hostile connections the server closed or refused.
+    HostileCutOff,
 }
 
-const COUNTERS: usize = 16;
+const COUNTERS: usize = 20;
 
 impl Ctr {
     const ALL: [Ctr; COUNTERS] = [
@@ -63,6 +71,10 @@ impl Ctr {
         Ctr::WritersDone,
         Ctr::Pings,
         Ctr::LateWrites,
+        Ctr::HostileConnects,
+        Ctr::HostileFrames,
+        Ctr::HostileRefused,
+        Ctr::HostileCutOff,
     ];
 
     /// The counter's name in progress lines and JSON.
@@ -84,6 +96,10 @@ impl Ctr {
             Ctr::WritersDone => "writers_done",
             Ctr::Pings => "pings",
             Ctr::LateWrites => "late_writes",
+            Ctr::HostileConnects => "hostile_connects",
+            Ctr::HostileFrames => "hostile_frames",
+            Ctr::HostileRefused => "hostile_refused",
+            Ctr::HostileCutOff => "hostile_cut_off",
         }
     }
 }

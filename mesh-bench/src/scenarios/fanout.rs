@@ -173,8 +173,13 @@ async fn start_thread(w: Worker, plan: Arc<Plan>) {
 }
 
 async fn subscriber(w: Worker, plan: Arc<Plan>) {
-    let Some((mut conn, version)) = w.open_subscribed(&plan.url, &plan.record, plan.mode).await
-    else {
+    follow(w, &plan.url, &plan.record, plan.mode).await;
+}
+
+/// One subscriber of `record` until the run ends: deliveries, version sequence and
+/// write-to-delivery latency (`hostile` runs the same ones beside its attacks).
+pub(super) async fn follow(w: Worker, url: &str, record: &str, mode: Mode) {
+    let Some((mut conn, version)) = w.open_subscribed(url, record, mode).await else {
         return;
     };
     let mut state = SubscriberState {
@@ -187,7 +192,7 @@ async fn subscriber(w: Worker, plan: Arc<Plan>) {
             continue;
         };
         match (&*frame.command, frame.payload.0) {
-            (wire::RECORD_UPDATE, Some(payload)) => state.on_update(&w, plan.mode, &payload),
+            (wire::RECORD_UPDATE, Some(payload)) => state.on_update(&w, mode, &payload),
             (wire::PING, _) if w.pong(&mut conn).await.is_err() => break,
             _ => {}
         }

@@ -1,7 +1,9 @@
-//! The scenarios, one file each. `fanout`, `records`, `idle` and `race` drive many connections
-//! through `runner::Run`; `reconnect` measures two ways of catching up on one event loop.
+//! The scenarios, one file each (`hostile` a folder). `fanout`, `records`, `idle`, `race` and
+//! `hostile` drive many connections through `runner::Run`; `reconnect` measures two ways of
+//! catching up on one event loop.
 
 mod fanout;
+mod hostile;
 mod idle;
 mod openloop;
 mod race;
@@ -19,5 +21,6 @@ pub fn run(options: &Options) -> Result<Report, String> {
         Scenario::Idle => idle::run(options),
         Scenario::Race => race::run(options),
         Scenario::Reconnect => reconnect::run(options),
+        Scenario::Hostile => hostile::run(options),
     }
 }

@@ -81,7 +81,7 @@ async fn wait_until(w: &Worker, conn: &mut Conn, due_us: u64) -> Result<Option<u
 }
 
 /// Counts every reply already received, without waiting for more.
-async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<(), String> {
+pub(super) async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<(), String> {
     // `recv` keeps partial frames in the connection's buffer, so giving up on a pending
     // poll loses nothing.
     while let Some(next) = conn.recv().now_or_never() {
