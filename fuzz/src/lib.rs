@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub const MAX_DEPTH: usize = 126;
 
 /// Longest key or string the generator builds. Long enough to show a cost that grows with
-/// key length × array length, short enough that one input stays fast under json_patch::diff.
+/// key length × array length (the bounded diff must not; json_patch::diff did).
 pub const MAX_LONG: usize = 2_000;
 
 /// Longest array the generator builds.
@@ -152,16 +152,17 @@ fn long_text(u: &mut Unstructured) -> arbitrary::Result<String> {
 }
 
 /// The patch sent to patch-mode subscribers for `old` → `new`, or `None` when it would be
-/// longer than `max_bytes` (then the full value is sent instead).
+/// longer than `max_bytes` (then the full value is sent instead): the server's bounded diff.
 pub fn diff_within(old: &Value, new: &Value, max_bytes: usize) -> Option<Value> {
-    // TODO: call mesh_records::record::bounded_diff(old, new, max_bytes) once it is merged.
-    let patch = json_patch::diff(old, new);
-    let patch = serde_json::to_value(patch).expect("a JSON Patch serializes");
-    (serde_json::to_vec(&patch)
+    let patch = mesh_records::record::bounded_diff(old, new, max_bytes)?;
+    let len = serde_json::to_vec(&patch)
         .expect("a JSON value serializes")
-        .len()
-        <= max_bytes)
-        .then_some(patch)
+        .len();
+    assert!(
+        len <= max_bytes,
+        "a bounded patch of {len} bytes passed its budget of {max_bytes}"
+    );
+    Some(patch)
 }
 
 /// Everything a write of `incoming` over `current` with `strategy` must satisfy: the strategy
