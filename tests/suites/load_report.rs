@@ -57,3 +57,68 @@ async fn a_fanout_run_writes_a_self_contained_page_with_every_chart() {
     let measured = page.matches(" s, measuring\n").count();
     assert!(measured >= 2, "{measured} measured seconds in hover texts");
 }
+
+/// `mesh-bench hostile` against the real server binary with the shipped limits: a short run
+/// with every hostile kind (a small diff bomb) completes, the hostile clients got error replies,
+/// and the page reports the server up afterwards and its memory.
+#[actix_web::test]
+async fn a_hostile_run_reports_the_hostile_clients_and_a_live_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nport = {port}\n\n[[records.expose]]\npattern = \"^bench:\"\nwritable = true\n"
+        ),
+    );
+    let mut server = serve(&config);
+    wait_for_health(port).await;
+    let page_path = dir.path().join("hostile.html");
+    let args: Vec<String> = [
+        "hostile",
+        "--writers",
+        "2",
+        "--subscribers",
+        "10",
+        "--hostile",
+        "8",
+        "--bomb",
+        "200",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--server-pid",
+        &server.id().to_string(),
+        "--report",
+        page_path.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    let status = std::thread::spawn(move || mesh_bench::run(args))
+        .join()
+        .expect("mesh-bench does not panic");
+    sigterm(&server);
+    let _ = server.wait();
+
+    assert_eq!(status, ExitCode::SUCCESS);
+    let page = std::fs::read_to_string(&page_path).expect("the report is written");
+    assert!(
+        page.contains("1 diff-bomb, 1 numbers, 1 deep, 1 stalled"),
+        "{page}"
+    );
+    assert!(page.contains("server up after the run: yes"), "{page}");
+    assert!(page.contains("server RSS (MiB): start "), "{page}");
+    let refused = page
+        .split("error replies ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the hostile line");
+    assert!(
+        refused > 0,
+        "the garbage and the flood got error replies: {page}"
+    );
+}
