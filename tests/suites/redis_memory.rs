@@ -289,8 +289,13 @@ async fn an_evicted_value_reads_as_a_deletion_when_evicting_is_allowed() {
     let push = next_update(&mut on_a).await;
     assert_eq!(push["command"], "mesh/record-deleted", "{push}");
     assert_eq!(push["payload"]["version"], 1, "{push}");
-    let record = b.records().get_record("doc:e").await.unwrap().unwrap();
-    assert_eq!((record.version, &*record.value), (2, &json!({"m": 1})));
+    // The other instance hears of version 2 through pub/sub, a moment later.
+    let records = b.records();
+    common::eventually("instance b sees version 2", WAIT, async || {
+        let record = records.get_record("doc:e").await.unwrap();
+        record.is_some_and(|r| r.version == 2 && *r.value == json!({"m": 1}))
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 }
