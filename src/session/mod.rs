@@ -143,6 +143,8 @@ pub(crate) struct SessionActor {
     token: SessionToken,
     /// The connection's metadata generation the subscriptions' read guards last ran with.
     access_checked_at: u64,
+    /// A pass of guards is running (see `revoke.rs`).
+    rechecking: bool,
 }
 
 impl SessionActor {
@@ -174,6 +176,7 @@ impl SessionActor {
             permit: None,
             token: SessionToken::default(),
             access_checked_at,
+            rechecking: false,
         }
     }
 

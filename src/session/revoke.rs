@@ -17,9 +17,11 @@ type Checked = (RecordId, u64);
 impl SessionActor {
     /// Runs the read guards of every subscription again if the metadata changed since they
     /// last ran. Called after every request that can change metadata, and on each ping.
+    /// One pass runs at a time: a client that refreshes faster than its guards answer gets
+    /// one more pass when the current one ends, not a pile of them.
     pub(super) fn recheck_access(&mut self, ctx: &mut Context<Self>) {
         let changes = self.connection.metadata_changes();
-        if changes == self.access_checked_at {
+        if changes == self.access_checked_at || self.rechecking {
             return;
         }
         self.access_checked_at = changes;
@@ -53,6 +55,7 @@ impl SessionActor {
             return;
         }
         let connection = self.connection.clone();
+        self.rechecking = true;
         async move {
             let mut refused = Vec::new();
             for (id, token, guard) in guarded {
@@ -63,7 +66,12 @@ impl SessionActor {
             refused
         }
         .into_actor(self)
-        .map(|refused, act, _| act.end_refused(refused))
+        .map(|refused, act, ctx| {
+            act.rechecking = false;
+            act.end_refused(refused);
+            // Metadata that changed meanwhile gets its own pass.
+            act.recheck_access(ctx);
+        })
         .spawn(ctx);
     }
 
