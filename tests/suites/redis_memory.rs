@@ -101,25 +101,31 @@ async fn free(raw: &mut redis::aio::MultiplexedConnection, filler_key: &str) {
     let _: () = redis::cmd("DEL").arg(keys).query_async(raw).await.unwrap();
 }
 
+/// Two instances on one store, a subscriber on each, and `id` written once through the first
+/// (both subscribers saw version 1): (instance a, instance b, writer on a, on_a, on_b).
+async fn written_once(toml: &str, id: &str) -> (TestServer, TestServer, Client, Client, Client) {
+    let (a, b) = (instance(toml).await, instance(toml).await);
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    on_a.subscribe(id, "full").await;
+    on_b.subscribe(id, "full").await;
+    let mut writer = a.client().await;
+    assert_eq!(
+        writer.publish(id, json!({"n": 1})).await,
+        json!({"success": true})
+    );
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(next_update(client).await["payload"]["version"], 1);
+    }
+    (a, b, writer, on_a, on_b)
+}
+
 #[actix_web::test]
 async fn a_write_redis_refuses_for_memory_changes_nothing_anywhere() {
     let redis = OwnRedis::start();
     let mut raw = redis.connect().await;
     let prefix = common::unique_prefix("redis-oom");
     let toml = config(&prefix, &redis.url(), "");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
-    // A subscriber on the writer's instance and one on another instance.
-    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
-    on_a.subscribe("doc:m", "full").await;
-    on_b.subscribe("doc:m", "full").await;
-    let mut writer = a.client().await;
-    assert_eq!(
-        writer.publish("doc:m", json!({"n": 1})).await,
-        json!({"success": true})
-    );
-    for client in [&mut on_a, &mut on_b] {
-        assert_eq!(next_update(client).await["payload"]["version"], 1);
-    }
+    let (a, b, mut writer, mut on_a, mut on_b) = written_once(&toml, "doc:m").await;
 
     fill(&mut raw, "filler:").await;
     let refused = writer.publish("doc:m", json!({"n": 2})).await;
@@ -366,18 +372,7 @@ writable = true
 "#,
         cluster.url(0)
     );
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
-    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
-    on_a.subscribe("doc:c", "full").await;
-    on_b.subscribe("doc:c", "full").await;
-    let mut writer = a.client().await;
-    assert_eq!(
-        writer.publish("doc:c", json!({"n": 1})).await,
-        json!({"success": true})
-    );
-    for client in [&mut on_a, &mut on_b] {
-        assert_eq!(next_update(client).await["payload"]["version"], 1);
-    }
+    let (a, b, mut writer, mut on_a, mut on_b) = written_once(&toml, "doc:c").await;
 
     // The master owning the record's slot is full; fillers share the slot (same hash tag).
     let slot: u16 = cluster
