@@ -5,46 +5,57 @@ use crate::common::process::{serve, sigterm, write_config};
 use crate::common::{free_port, wait_for_health};
 use std::process::ExitCode;
 
-#[actix_web::test]
-async fn a_fanout_run_writes_a_self_contained_page_with_every_chart() {
+/// Runs `mesh-bench <args>` with `--report` against the server binary started with `server`
+/// lines under `[server]` (the port is added) and `^bench:` records writable; returns the page.
+async fn report_of(server: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(
         dir.path(),
         &format!(
-            "[server]\nport = {port}\nmax_requests_per_second = 0\n\n\
+            "[server]\nport = {port}\n{server}\n\
              [[records.expose]]\npattern = \"^bench:\"\nwritable = true\n"
         ),
     );
-    let mut server = serve(&config);
+    let mut child = serve(&config);
     wait_for_health(port).await;
     let page_path = dir.path().join("report.html");
-    let args: Vec<String> = [
-        "fanout",
-        "--subscribers",
-        "20",
-        "--duration",
-        "2",
-        "--warmup",
-        "0.5",
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let pid = child.id().to_string();
+    let target = [
         "--url",
-        &format!("ws://127.0.0.1:{port}/ws"),
+        &url,
         "--server-pid",
-        &server.id().to_string(),
+        &pid,
         "--report",
         page_path.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .into();
+    ];
+    let args: Vec<String> = args.iter().chain(&target).map(|a| a.to_string()).collect();
     // The tool runs its own runtimes: give it a thread of its own.
     let status = std::thread::spawn(move || mesh_bench::run(args))
         .join()
         .expect("mesh-bench does not panic");
-    sigterm(&server);
-    let _ = server.wait();
-
+    sigterm(&child);
+    let _ = child.wait();
     assert_eq!(status, ExitCode::SUCCESS);
-    let page = std::fs::read_to_string(&page_path).expect("the report is written");
+    std::fs::read_to_string(&page_path).expect("the report is written")
+}
+
+#[actix_web::test]
+async fn a_fanout_run_writes_a_self_contained_page_with_every_chart() {
+    let page = report_of(
+        "max_requests_per_second = 0",
+        &[
+            "fanout",
+            "--subscribers",
+            "20",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+        ],
+    )
+    .await;
     assert!(page.contains("<h1>mesh-bench fanout</h1>"));
     assert!(
         !page.contains("http://") && !page.contains("https://"),
@@ -63,48 +74,25 @@ async fn a_fanout_run_writes_a_self_contained_page_with_every_chart() {
 /// and the page reports the server up afterwards and its memory.
 #[actix_web::test]
 async fn a_hostile_run_reports_the_hostile_clients_and_a_live_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nport = {port}\n\n[[records.expose]]\npattern = \"^bench:\"\nwritable = true\n"
-        ),
-    );
-    let mut server = serve(&config);
-    wait_for_health(port).await;
-    let page_path = dir.path().join("hostile.html");
-    let args: Vec<String> = [
-        "hostile",
-        "--writers",
-        "2",
-        "--subscribers",
-        "10",
-        "--hostile",
-        "8",
-        "--bomb",
-        "200",
-        "--duration",
-        "2",
-        "--warmup",
-        "1",
-        "--url",
-        &format!("ws://127.0.0.1:{port}/ws"),
-        "--server-pid",
-        &server.id().to_string(),
-        "--report",
-        page_path.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .into();
-    let status = std::thread::spawn(move || mesh_bench::run(args))
-        .join()
-        .expect("mesh-bench does not panic");
-    sigterm(&server);
-    let _ = server.wait();
-
-    assert_eq!(status, ExitCode::SUCCESS);
-    let page = std::fs::read_to_string(&page_path).expect("the report is written");
+    let page = report_of(
+        "",
+        &[
+            "hostile",
+            "--writers",
+            "2",
+            "--subscribers",
+            "10",
+            "--hostile",
+            "8",
+            "--bomb",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    )
+    .await;
     assert!(
         page.contains("1 diff-bomb, 1 numbers, 1 deep, 1 stalled"),
         "{page}"
