@@ -28,9 +28,15 @@ pub fn bounded_diff(old: &Value, new: &Value, max_bytes: usize) -> Option<Value>
 /// than `next` itself, else a single `replace` of the whole document (RFC 6902 allows the
 /// empty path), so history and resume work the same either way.
 pub fn change_patch(previous: &Value, next: &Value) -> Value {
+    shorter_patch(previous, next).unwrap_or_else(|| replace_all(next))
+}
+
+/// The element-wise patch from `previous` to `next` if it is no longer than `next` itself
+/// (the one pass measuring `next` gives the budget too).
+pub fn shorter_patch(previous: &Value, next: &Value) -> Option<Value> {
     let mut sizes = HashMap::new();
     let whole = measure(next, &mut sizes);
-    diff_within(previous, next, sizes, whole).unwrap_or_else(|| replace_all(next))
+    diff_within(previous, next, sizes, whole)
 }
 
 /// One operation replacing the whole document.

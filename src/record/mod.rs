@@ -4,7 +4,7 @@ mod diff;
 mod frames;
 mod strategy;
 
-pub use diff::{bounded_diff, change_patch, replace_all};
+pub use diff::{bounded_diff, change_patch, replace_all, shorter_patch};
 pub use frames::{Frame, deleted_frame, full_frame, patch_frame};
 pub use strategy::{Strategy, apply_strategy};
 

@@ -4,8 +4,8 @@
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, PushError};
 use crate::record::{
-    Frame, Mode, RecordId, Version, bounded_diff, deleted_frame, full_frame, patch_frame,
-    serialized_len, serializes_longer_than,
+    Frame, Mode, RecordId, Version, deleted_frame, full_frame, patch_frame, serialized_len,
+    serializes_longer_than, shorter_patch,
 };
 use actix::prelude::*;
 use serde_json::Value;
@@ -141,7 +141,7 @@ impl UpdateFrames<'_> {
                 let empty = Value::Object(Default::default());
                 let previous = self.previous.unwrap_or(&empty);
                 // Bounded by the value's length: a longer patch would not be sent anyway.
-                match bounded_diff(previous, self.current, serialized_len(self.current)) {
+                match shorter_patch(previous, self.current) {
                     Some(patch) => self.smaller(&patch),
                     None => self.full(),
                 }
