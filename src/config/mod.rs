@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub max_subscriptions_per_connection: usize,
     /// Requests per second one connection may make (burst: one second's worth); 0 = no limit.
     pub max_requests_per_second: u32,
+    /// Bytes per second one connection may send (burst: one second's worth, at least one
+    /// frame); past it the socket is not read until the budget refills; 0 = no limit.
+    pub max_inbound_bytes_per_second: u64,
     /// Open WebSocket connections; more are refused with HTTP 503 at the upgrade.
     pub max_connections: usize,
     /// How long a record's actor stays in memory unused.
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             max_value_bytes: 1024 * 1024,
             max_subscriptions_per_connection: 1000,
             max_requests_per_second: 1000,
+            max_inbound_bytes_per_second: 4 * 1024 * 1024,
             max_connections: 10_000,
             record_linger_ms: 5_000,
             max_write_batch: 64,

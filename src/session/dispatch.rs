@@ -2,6 +2,7 @@
 //! actor or a command handler. Each request that is answered later takes the frame's in-flight
 //! permit along and drops it with its reply (`crate::inflight`).
 
+use super::large::ValueSize;
 use super::{ActiveSubscription, SessionActor};
 use crate::access::Operation;
 use crate::actors::record::{ApplyWrite, Subscribe, Unsubscribe};
@@ -9,7 +10,7 @@ use crate::actors::registry::{Leased, ResolveAccess, send_to_record};
 use crate::commands::{CommandContext, Commands};
 use crate::error::Error;
 use crate::inflight::Permit;
-use crate::protocol::{self, Command, Request, commands};
+use crate::protocol::{self, BadFrame, Command, Request, commands};
 use crate::record::{Mode, RecordId, Strategy};
 use actix::prelude::*;
 use serde_json::{Number, Value, json};
@@ -17,8 +18,19 @@ use std::sync::Arc;
 
 impl SessionActor {
     pub(super) fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        self.frame_len = text.len();
-        match protocol::parse_request(text) {
+        self.value_size = ValueSize::Unmeasured {
+            frame_len: text.len(),
+        };
+        self.handle_parsed(protocol::parse_request(text), ctx);
+    }
+
+    /// Handles a parsed frame; `value_size` says what is known of its value's size.
+    pub(super) fn handle_parsed(
+        &mut self,
+        parsed: Result<Request, BadFrame>,
+        ctx: &mut Context<Self>,
+    ) {
+        match parsed {
             Ok(request) => self.dispatch(request, ctx),
             Err(bad) => match bad.id {
                 Some(id) => {
@@ -218,8 +230,7 @@ impl SessionActor {
     ) {
         const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
         let max = self.services.settings.max_value_bytes;
-        // A value is never larger than the frame that carried it.
-        if self.frame_len > max && crate::record::serializes_longer_than(&value, max) {
+        if self.value_size.exceeds(&value, max) {
             let error = Error::Limit(format!("newValue exceeds {max} bytes"));
             crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
             return self.reply(&id, CMD, Err(error));

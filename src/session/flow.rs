@@ -1,4 +1,4 @@
-//! Flow control: the request-rate limit, and what a session does when its outbound queue
+//! Flow control: the request-rate and inbound-bytes limits, and what a session does when its outbound queue
 //! congests (a deadline to catch up), drains (resync the records whose updates were skipped)
 //! or overflows (cut off).
 
@@ -8,32 +8,40 @@ use crate::actors::registry::send_to_record;
 use crate::outbox::Signal;
 use actix::prelude::*;
 use actix_ws::CloseCode;
+use std::time::{Duration, Instant};
 
-/// A token bucket: `rate` tokens per second, holding at most `rate`.
-pub(super) struct RateLimiter {
+/// A token bucket: `rate` tokens per second, holding at most `burst`. A rate of 0 never
+/// limits.
+pub(super) struct TokenBucket {
     rate: f64,
+    burst: f64,
     tokens: f64,
-    last: std::time::Instant,
+    last: Instant,
 }
 
-impl RateLimiter {
-    pub(super) fn new(rate: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: std::time::Instant::now(),
+impl TokenBucket {
+    pub(super) fn new(rate: u64, burst: u64) -> Self {
+        TokenBucket {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: Instant::now(),
         }
     }
 
-    /// Takes one token if there is one. A rate of 0 never limits.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes one token if there is one.
     pub(super) fn allow(&mut self) -> bool {
         if self.rate == 0.0 {
             return true;
         }
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.last = now;
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -41,9 +49,32 @@ impl RateLimiter {
             false
         }
     }
+
+    /// Takes `n` tokens, going into debt if need be; how long until the debt is paid.
+    pub(super) fn take(&mut self, n: u64) -> Duration {
+        if self.rate == 0.0 || n == 0 {
+            return Duration::ZERO;
+        }
+        self.refill();
+        self.tokens -= n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
 }
 
 impl SessionActor {
+    /// Counts a frame of `len` bytes against the inbound budget; past it, the socket is not
+    /// read (the session handles nothing more) until the budget has refilled.
+    pub(super) fn pace_inbound(&mut self, len: u64, ctx: &mut Context<Self>) {
+        let pause = self.inbound.take(len);
+        if !pause.is_zero() {
+            actix::clock::sleep(pause).into_actor(self).wait(ctx);
+        }
+    }
+
     /// Updates are being skipped: the client has `slow_consumer_timeout` to catch up.
     pub(super) fn on_congested(&mut self, ctx: &mut Context<Self>) {
         let epoch = self.congestion_epoch;
@@ -100,5 +131,27 @@ impl Handler<Signal> for SessionActor {
                 self.close(ctx, code, "slow consumer", true);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_lends_past_its_burst_and_says_how_long_the_debt_takes() {
+        let mut bytes = TokenBucket::new(1000, 1000);
+        assert_eq!(bytes.take(1000), Duration::ZERO);
+        let pause = bytes.take(500);
+        assert!(pause > Duration::from_millis(400) && pause <= Duration::from_millis(500));
+        assert!(!bytes.allow());
+    }
+
+    #[test]
+    fn a_rate_of_zero_never_limits() {
+        let mut unlimited = TokenBucket::new(0, 0);
+        assert!(unlimited.allow());
+        assert_eq!(unlimited.take(u64::MAX), Duration::ZERO);
     }
 }

@@ -26,6 +26,7 @@ mod dispatch;
 mod flow;
 mod hub;
 mod keepalive;
+mod large;
 mod revoke;
 
 pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};
@@ -43,7 +44,7 @@ use crate::record::RecordId;
 use crate::records::Records;
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use flow::RateLimiter;
+use flow::TokenBucket;
 use serde_json::{Number, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +76,10 @@ pub struct SessionSettings {
     pub max_subscriptions: usize,
     /// Requests per second (burst: one second's worth); 0 = unlimited.
     pub max_requests_per_second: u32,
+    /// Inbound bytes per second (burst: one second's worth, at least one frame); 0 = unlimited.
+    pub max_inbound_bytes_per_second: u64,
+    /// Largest inbound frame.
+    pub max_frame_bytes: usize,
     /// How long a congested connection may take to drain before it is cut off.
     pub slow_consumer_timeout: Duration,
     /// Requests worked on at once; the socket is not read while this many are.
@@ -90,6 +95,8 @@ impl From<&ServerConfig> for SessionSettings {
             max_value_bytes: s.value_limit(),
             max_subscriptions: s.max_subscriptions_per_connection,
             max_requests_per_second: s.max_requests_per_second,
+            max_inbound_bytes_per_second: s.max_inbound_bytes_per_second,
+            max_frame_bytes: s.max_frame_bytes,
             slow_consumer_timeout: Duration::from_millis(s.slow_consumer_timeout_ms),
             max_in_flight_requests: s.max_in_flight_requests,
         }
@@ -128,9 +135,12 @@ pub(crate) struct SessionActor {
     subscriptions: HashMap<RecordId, ActiveSubscription>,
     /// Subscribes sent to record actors and not yet answered (they count toward the limit).
     pending_subscribes: usize,
-    limiter: RateLimiter,
-    /// Length of the frame being handled, to skip measuring values in small frames.
-    frame_len: usize,
+    /// Requests per second.
+    limiter: TokenBucket,
+    /// Inbound bytes per second.
+    inbound: TokenBucket,
+    /// What is known of the size of the value in the frame being handled.
+    value_size: large::ValueSize,
     /// Bumped whenever congestion ends, so an older slow-consumer deadline does nothing.
     congestion_epoch: u64,
     next_token: u64,
@@ -157,7 +167,10 @@ impl SessionActor {
         services: SessionServices,
         socket: Option<crate::socket::ConnectionSocket>,
     ) -> Self {
-        let rate = services.settings.max_requests_per_second;
+        let settings = &services.settings;
+        let rate = u64::from(settings.max_requests_per_second);
+        let bytes = settings.max_inbound_bytes_per_second;
+        let byte_burst = bytes.max(settings.max_frame_bytes as u64);
         let access_checked_at = connection.metadata_changes();
         SessionActor {
             number,
@@ -167,8 +180,9 @@ impl SessionActor {
             socket,
             subscriptions: HashMap::new(),
             pending_subscribes: 0,
-            limiter: RateLimiter::new(rate),
-            frame_len: 0,
+            limiter: TokenBucket::new(rate, rate),
+            inbound: TokenBucket::new(bytes, byte_burst),
+            value_size: large::ValueSize::Unmeasured { frame_len: 0 },
             congestion_epoch: 0,
             next_token: 0,
             awaiting_pong: false,
@@ -266,10 +280,16 @@ impl StreamHandler<(Result<AggregatedMessage, ProtocolError>, Permit)> for Sessi
         (item, permit): (Result<AggregatedMessage, ProtocolError>, Permit),
         ctx: &mut Context<Self>,
     ) {
+        let len = match &item {
+            Ok(AggregatedMessage::Text(text)) => text.len(),
+            Ok(AggregatedMessage::Binary(bytes)) => bytes.len(),
+            _ => 0,
+        };
         // Requests answered later take the permit; for the rest it is dropped below.
         self.permit = Some(permit);
         self.handle_frame(item, ctx);
         self.permit = None;
+        self.pace_inbound(len as u64, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
@@ -284,10 +304,14 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) {
         match item {
+            Ok(AggregatedMessage::Text(text)) if text.len() > large::LARGE_FRAME_BYTES => {
+                self.handle_large(text, ctx)
+            }
             Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
-            Ok(AggregatedMessage::Binary(bytes)) => match std::str::from_utf8(&bytes) {
-                // Mesh servers read binary frames holding JSON too; so do we.
-                Ok(text) => self.handle_text(text, ctx),
+            // Mesh servers read binary frames holding JSON too; so do we.
+            Ok(AggregatedMessage::Binary(bytes)) => match bytestring::ByteString::try_from(bytes) {
+                Ok(text) if text.len() > large::LARGE_FRAME_BYTES => self.handle_large(text, ctx),
+                Ok(text) => self.handle_text(&text, ctx),
                 Err(_) => log::debug!("session {}: dropped non-UTF-8 binary frame", self.number),
             },
             Ok(AggregatedMessage::Ping(bytes)) => self.outbox.push_control(Outgoing::Pong(bytes)),
