@@ -1,17 +1,19 @@
-//! Large frames are read off the worker thread.
+//! Large frames are read off the worker thread, at low priority.
 //!
 //! Parsing a 1 MiB frame and measuring its value takes milliseconds; done on the worker it
 //! delays every other session that thread serves. A frame above [`LARGE_FRAME_BYTES`] is
-//! parsed, and its `newValue` measured against the value limit, on the blocking pool, at most
-//! [`parallel_jobs`] at a time; a value over the limit is dropped there too. The session
-//! waits for its own frame (`ctx.wait`), so its requests keep their order.
+//! parsed, and its `newValue` measured against the value limit, on a small pool of threads
+//! of their own (one per core) running at a lower CPU priority (nice 10), so the workers
+//! take the cores first when both want them; a value over the limit is dropped there too.
+//! The session waits for its own frame (`ctx.wait`), so its requests keep their order.
 
 use super::SessionActor;
 use crate::protocol::{self, BadFrame, Request};
 use actix::prelude::*;
 use serde_json::Value;
-use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::oneshot;
 
 /// Frames longer than this are parsed on the blocking pool.
 pub(super) const LARGE_FRAME_BYTES: usize = 64 * 1024;
@@ -40,14 +42,66 @@ impl ValueSize {
     }
 }
 
-/// Large frames parsed at once, server-wide: the machine's cores (hostile senders of big
-/// frames then queue behind each other, not in front of everyone else).
-fn parallel_jobs() -> &'static Arc<Semaphore> {
-    static JOBS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-    JOBS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Arc::new(Semaphore::new(cores))
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The CPU priority of the pool's threads (a nice value: 0 is normal, 19 lowest).
+const POOL_NICE: i32 = 10;
+
+/// The pool's queue; its threads start on first use.
+fn pool() -> &'static Mutex<Sender<Job>> {
+    static POOL: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for n in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("mesh-large-frames-{n}"))
+                .spawn(move || work(&queue));
+            if let Err(e) = spawned {
+                log::error!("cannot start a large-frame thread: {e}");
+            }
+        }
+        Mutex::new(jobs)
     })
+}
+
+fn work(queue: &Mutex<Receiver<Job>>) {
+    // SAFETY: setpriority on this thread's own id (`which` = PRIO_PROCESS with a thread id
+    // is per thread on Linux) only changes its scheduling weight.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, POOL_NICE);
+    }
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs `f` on the pool; `None` if it panicked (or the pool is gone).
+async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = done.send(outcome.ok());
+    });
+    let sent = match pool().lock() {
+        Ok(jobs) => jobs.send(job).is_ok(),
+        Err(poisoned) => poisoned.into_inner().send(job).is_ok(),
+    };
+    if !sent {
+        return None;
+    }
+    result.await.ok().flatten()
 }
 
 /// Parses `text` and measures its `newValue` against `max_value_bytes` (see the module docs).
@@ -74,13 +128,10 @@ impl SessionActor {
     ) {
         let max = self.services.settings.max_value_bytes;
         let permit = self.permit.take();
-        async move {
-            let _job = parallel_jobs().clone().acquire_owned().await;
-            actix_web::rt::task::spawn_blocking(move || parse_and_measure(text.as_ref(), max)).await
-        }
+        on_pool(move || parse_and_measure(text.as_ref(), max))
         .into_actor(self)
         .map(move |outcome, act, ctx| {
-            let Ok((parsed, size)) = outcome else {
+            let Some((parsed, size)) = outcome else {
                 log::error!("session {}: large frame parser panicked", act.number);
                 return;
             };
@@ -109,6 +160,13 @@ mod tests {
             parsed.unwrap().payload["newValue"][0],
             serde_json::json!(1e15)
         );
+    }
+
+    #[actix_rt::test]
+    async fn the_pool_runs_jobs_and_outlives_a_panicking_one() {
+        assert_eq!(on_pool(|| 2 + 2).await, Some(4));
+        assert_eq!(on_pool(|| -> u8 { panic!("bad frame") }).await, None);
+        assert_eq!(on_pool(|| 5).await, Some(5));
     }
 
     #[test]
