@@ -264,9 +264,7 @@ fn match_tokens(tokens: &[Token], text: &str) -> bool {
             },
         }
     }
-    tokens[t..]
-        .iter()
-        .all(|token| *token == Token::Any)
+    tokens[t..].iter().all(|token| *token == Token::Any)
 }
 
 /// The members of a class when they are all ASCII, in order; `None` otherwise.

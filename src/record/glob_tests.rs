@@ -17,14 +17,32 @@ fn all(pattern: &str, ids: &[&str]) -> Vec<bool> {
 
 #[test]
 fn the_redis_syntax() {
-    assert_eq!(all("user:*", &["user:", "user:1", "users:1", "user"]), [true, true, false, false]);
-    assert_eq!(all("a?c", &["abc", "ac", "abbc", "aéc"]), [true, false, false, true]);
+    assert_eq!(
+        all("user:*", &["user:", "user:1", "users:1", "user"]),
+        [true, true, false, false]
+    );
+    assert_eq!(
+        all("a?c", &["abc", "ac", "abbc", "aéc"]),
+        [true, false, false, true]
+    );
     assert_eq!(all("*", &["", "anything"]), [true, true]);
-    assert_eq!(all("h[ae]llo", &["hello", "hallo", "hillo"]), [true, true, false]);
-    assert_eq!(all("h[^e]llo", &["hello", "hallo", "héllo"]), [false, true, true]);
+    assert_eq!(
+        all("h[ae]llo", &["hello", "hallo", "hillo"]),
+        [true, true, false]
+    );
+    assert_eq!(
+        all("h[^e]llo", &["hello", "hallo", "héllo"]),
+        [false, true, true]
+    );
     assert_eq!(all("h[!e]llo", &["hello", "hallo"]), [false, true]);
-    assert_eq!(all("h[a-b]llo", &["hallo", "hbllo", "hcllo"]), [true, true, false]);
-    assert_eq!(all("h[b-a]llo", &["hallo", "hbllo", "hcllo"]), [true, true, false]);
+    assert_eq!(
+        all("h[a-b]llo", &["hallo", "hbllo", "hcllo"]),
+        [true, true, false]
+    );
+    assert_eq!(
+        all("h[b-a]llo", &["hallo", "hbllo", "hcllo"]),
+        [true, true, false]
+    );
     assert_eq!(all(r"a\*b", &["a*b", "axb"]), [true, false]);
     assert_eq!(all(r"a\?b\[\]\\", &[r"a?b[]\", "axb[]\\"]), [true, false]);
     assert_eq!(all("x]y", &["x]y"]), [true]);
@@ -32,7 +50,10 @@ fn the_redis_syntax() {
     assert_eq!(all(r"[\]]", &["]", "\\"]), [true, false]);
     assert_eq!(all("[a-]", &["a", "-", "b"]), [true, true, false]);
     assert_eq!(all("[-a]", &["a", "-", "b"]), [true, true, false]);
-    assert_eq!(all(r"[a\-c]", &["a", "-", "c", "b"]), [true, true, true, false]);
+    assert_eq!(
+        all(r"[a\-c]", &["a", "-", "c", "b"]),
+        [true, true, true, false]
+    );
     // `]` right after `[` closes an empty class (Redis): it matches nothing.
     assert_eq!(all("[]x", &["x", "]x"]), [false, false]);
     assert_eq!(all("[^]", &["a", "é", ""]), [true, true, false]);
@@ -78,7 +99,11 @@ fn adversarial_patterns_take_linear_time() {
     assert!(!glob("*aaaaaaaaaaaaaaaaaab").matches(&long));
     assert!(!glob("*?*?*?*?*?*?*?*?*?*?*[b]").matches(&long));
     assert!(glob("*a*a*a*a*a*a*a*a*a*a*a*a").matches(&long));
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -121,7 +146,8 @@ fn redis_match(pattern: &[u8], string: &[u8]) -> bool {
                 if p + 1 == pattern.len() {
                     return true;
                 }
-                return (s..string.len()).any(|from| redis_match(&pattern[p + 1..], &string[from..]));
+                return (s..string.len())
+                    .any(|from| redis_match(&pattern[p + 1..], &string[from..]));
             }
             b'?' => s += 1,
             b'[' => {
@@ -138,7 +164,10 @@ fn redis_match(pattern: &[u8], string: &[u8]) -> bool {
                     } else if pattern[p] == b']' {
                         break;
                     } else if pattern.len() - p >= 3 && pattern[p + 1] == b'-' {
-                        let (a, b) = (pattern[p].min(pattern[p + 2]), pattern[p].max(pattern[p + 2]));
+                        let (a, b) = (
+                            pattern[p].min(pattern[p + 2]),
+                            pattern[p].max(pattern[p + 2]),
+                        );
                         matched |= a <= string[s] && string[s] <= b;
                         p += 2;
                     } else {
@@ -182,7 +211,10 @@ fn the_redis_port_agrees_with_redis_on_known_cases() {
     assert!(!redis_match(b"h[^e]llo", b"hello"));
     assert!(redis_match(b"h[a-b]llo", b"hbllo"));
     assert!(redis_match(br"a\*", b"a*"));
-    assert!(!redis_match(b"a?", "aé".as_bytes()), "Redis's ? takes one byte");
+    assert!(
+        !redis_match(b"a?", "aé".as_bytes()),
+        "Redis's ? takes one byte"
+    );
 }
 
 fn patterns() -> impl Strategy<Value = String> {
@@ -194,8 +226,11 @@ fn patterns() -> impl Strategy<Value = String> {
 }
 
 fn ids() -> impl Strategy<Value = String> {
-    proptest::collection::vec(prop::sample::select(vec!['a', 'b', 'é', '-', ']', '*', '\\']), 1..9)
-        .prop_map(|chars| chars.into_iter().collect())
+    proptest::collection::vec(
+        prop::sample::select(vec!['a', 'b', 'é', '-', ']', '*', '\\']),
+        1..9,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
 }
 
 proptest! {

@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(owners.owner(16383), Some("127.0.0.1:7001"));
         assert_eq!(
             owners.masters(),
-            [("127.0.0.1".to_string(), 7000), ("127.0.0.1".to_string(), 7001)]
+            [
+                ("127.0.0.1".to_string(), 7000),
+                ("127.0.0.1".to_string(), 7001)
+            ]
         );
         assert!(SlotOwners::parse(&Value::Int(1)).is_err());
         let gap = Value::Array(vec![Value::Array(vec![

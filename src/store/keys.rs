@@ -279,7 +279,10 @@ mod tests {
     #[test]
     fn value_key_patterns_escape_the_prefix() {
         let glob = Glob::new("item:*").unwrap();
-        assert_eq!(RedisKeys::default().value_match(&glob), "mesh:record:item:*");
+        assert_eq!(
+            RedisKeys::default().value_match(&glob),
+            "mesh:record:item:*"
+        );
         assert_eq!(
             RedisKeys::new("a*[b]?\\:").value_match(&glob),
             "a\\*\\[b\\]\\?\\\\:record:item:*"

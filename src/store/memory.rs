@@ -13,9 +13,9 @@
 //! registered a change costs one relaxed atomic load.
 
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, FeedEvent, FeedSink, History,
-    HistoryLimits, NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken,
-    WriteResult, deliver_feed, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, FeedEvent, FeedSink, History, HistoryLimits,
+    NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult,
+    deliver_feed, ready,
 };
 use crate::metrics::metrics;
 use crate::record::{Glob, RecordId, Version, Versioned};
@@ -163,7 +163,9 @@ struct Feed {
 impl Feed {
     fn sinks(&self) -> MutexGuard<'_, Arc<Vec<(WatchToken, FeedSink)>>> {
         // The sections below only swap a whole `Arc`: a poisoned lock still holds a valid one.
-        self.sinks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Tells every sink that these records changed.
@@ -282,7 +284,6 @@ impl Store for MemoryStore {
         }
         ready(Ok(deleted))
     }
-
 
     fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked> {
         let map = self.map();

@@ -46,7 +46,10 @@ async fn put(store: &dyn Store, record: &str, v: Value) -> u64 {
     let rid = id(record);
     let current = store.load(&rid).await.expect("load");
     let values = vals(vec![value(v)]);
-    match store.write(&rid, current.expect(), values, OpId::next(), NO_HISTORY).await {
+    match store
+        .write(&rid, current.expect(), values, OpId::next(), NO_HISTORY)
+        .await
+    {
         Ok(WriteResult::Applied { version }) => version,
         other => panic!("write of {record}: {other:?}"),
     }
@@ -58,7 +61,10 @@ async fn fill(store: &dyn Store) {
     }
     put(store, "item:10", json!({"n": "ten"})).await;
     put(store, DELETED, json!(0)).await;
-    store.delete(&id(DELETED), OpId::next(), None).await.expect("delete");
+    store
+        .delete(&id(DELETED), OpId::next(), None)
+        .await
+        .expect("delete");
     let bulk = (0..BULK)
         .map(|n| (id(&format!("bulk:{n}")), restored(json!(n), 3)))
         .collect();
@@ -99,13 +105,20 @@ async fn listing_scenario(store: &dyn Store) {
     let all = listed(store, "item:*", 100).await.expect("listing");
     let ids: Vec<&str> = all.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, sorted(&LIVE));
-    let by_id: HashMap<&str, (&Value, u64)> = all.iter().map(|(i, v, n)| (&i[..], (v, *n))).collect();
+    let by_id: HashMap<&str, (&Value, u64)> =
+        all.iter().map(|(i, v, n)| (&i[..], (v, *n))).collect();
     assert_eq!(by_id["item:10"], (&json!({"n": "ten"}), 2));
     assert_eq!(by_id["item:1"], (&json!({"n": 0}), 1));
 
     // `?` takes one character, also a non-ASCII one (Redis's takes one byte).
-    assert_eq!(ids_listed(store, "item:?").await, sorted(&["item:1", "item:2", "item:é"]));
-    assert_eq!(ids_listed(store, "item:[0-9]*").await, sorted(&["item:1", "item:10", "item:2"]));
+    assert_eq!(
+        ids_listed(store, "item:?").await,
+        sorted(&["item:1", "item:2", "item:é"])
+    );
+    assert_eq!(
+        ids_listed(store, "item:[0-9]*").await,
+        sorted(&["item:1", "item:10", "item:2"])
+    );
     assert_eq!(
         ids_listed(store, "item:[^0-9]*").await,
         sorted(&["item:*x", "item:[a]", "item:a?b", "item:é"])
@@ -113,22 +126,52 @@ async fn listing_scenario(store: &dyn Store) {
     // Special characters in ids, taken literally once escaped.
     let star = format!("{}*", Glob::escape("item:*"));
     assert_eq!(ids_listed(store, &star).await, ["item:*x"]);
-    assert_eq!(ids_listed(store, &Glob::escape("item:[a]")).await, ["item:[a]"]);
-    assert_eq!(ids_listed(store, &Glob::escape("item:a?b")).await, ["item:a?b"]);
+    assert_eq!(
+        ids_listed(store, &Glob::escape("item:[a]")).await,
+        ["item:[a]"]
+    );
+    assert_eq!(
+        ids_listed(store, &Glob::escape("item:a?b")).await,
+        ["item:a?b"]
+    );
     assert_eq!(ids_listed(store, "item:a?b").await, ["item:a?b"]);
-    assert!(ids_listed(store, DELETED).await.is_empty(), "tombstones are not listed");
+    assert!(
+        ids_listed(store, DELETED).await.is_empty(),
+        "tombstones are not listed"
+    );
     assert!(ids_listed(store, "nothing:*").await.is_empty());
 
     // `max` live records are fine, one more fails, whatever the number of chunks.
-    assert_eq!(listed(store, "item:*", LIVE.len()).await.expect("at max").len(), LIVE.len());
-    let err = listed(store, "item:*", LIVE.len() - 1).await.expect_err("over max");
-    assert!(matches!(err, StoreError::TooMany { max, .. } if max == LIVE.len() - 1), "{err}");
+    assert_eq!(
+        listed(store, "item:*", LIVE.len())
+            .await
+            .expect("at max")
+            .len(),
+        LIVE.len()
+    );
+    let err = listed(store, "item:*", LIVE.len() - 1)
+        .await
+        .expect_err("over max");
+    assert!(
+        matches!(err, StoreError::TooMany { max, .. } if max == LIVE.len() - 1),
+        "{err}"
+    );
     let bulk = listed(store, "bulk:*", BULK).await.expect("bulk");
     assert_eq!(bulk.len(), BULK);
-    assert!(bulk.iter().all(|(id, v, n)| *n == 3 && format!("bulk:{v}") == *id));
-    let err = listed(store, "bulk:*", BULK - 1).await.expect_err("over max");
+    assert!(
+        bulk.iter()
+            .all(|(id, v, n)| *n == 3 && format!("bulk:{v}") == *id)
+    );
+    let err = listed(store, "bulk:*", BULK - 1)
+        .await
+        .expect_err("over max");
     assert!(matches!(err, StoreError::TooMany { .. }), "{err}");
-    assert!(listed(store, "nothing:*", 0).await.expect("empty").is_empty());
+    assert!(
+        listed(store, "nothing:*", 0)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
 }
 
 #[actix_rt::test]
@@ -139,7 +182,9 @@ async fn memory_lists_live_matching_records() {
 #[actix_rt::test]
 async fn redis_lists_live_matching_records() {
     let prefix = special_prefix("list");
-    let store = RedisStore::connect(&redis_url(), &prefix).await.expect("redis");
+    let store = RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .expect("redis");
     listing_scenario(&store).await;
 
     let mut raw = raw_node().await;
@@ -150,15 +195,27 @@ async fn redis_lists_live_matching_records() {
         (format!("{p}record:item:bad"), "{not json"),
         (format!("{p}record-version:item:bad"), "1"),
     ] {
-        let _: () = redis::cmd("SET").arg(key).arg(text).query_async(&mut raw).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(text)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     }
     assert_eq!(ids_listed(&store, "item:*").await, sorted(&LIVE));
 
     // The SCAN pattern finds value keys only, never `record-version:` ones.
     let pattern = store.keys().value_match(&Glob::new("*").unwrap());
-    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut raw).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert!(keys.len() > BULK, "{pattern}: {}", keys.len());
-    assert!(keys.iter().all(|k| k.starts_with(&format!("{p}record:"))), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with(&format!("{p}record:"))),
+        "{keys:?}"
+    );
     delete_node_prefix(&prefix).await;
 }
 
@@ -166,22 +223,35 @@ async fn redis_lists_live_matching_records() {
 async fn redis_cluster_lists_live_matching_records() {
     let url = shared_cluster_url();
     let prefix = special_prefix("cl-list");
-    let store = RedisStore::connect_cluster(&url, &[], &prefix).await.expect("cluster");
+    let store = RedisStore::connect_cluster(&url, &[], &prefix)
+        .await
+        .expect("cluster");
     listing_scenario(&store).await;
 
     // The tagged layout's pattern (`<prefix>record:{<glob>}`) finds value keys only.
     let keys = RedisKeys::with_layout(prefix.as_str(), KeyLayout::Tagged);
     let mut raw = own_cluster::connect(&url).await;
     let pattern = keys.value_match(&Glob::new("item:*").unwrap());
-    let found: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut raw).await.unwrap();
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let mut expected: Vec<String> = LIVE.iter().map(|i| keys.value(&id(i))).collect();
     expected.sort();
     let mut found = found;
     found.sort();
     assert_eq!(found, expected);
     let versions = format!("{}record-version:*", Glob::escape(&prefix));
-    let versions: Vec<String> = redis::cmd("KEYS").arg(versions).query_async(&mut raw).await.unwrap();
-    assert!(versions.len() > BULK, "the version keys exist and were not matched");
+    let versions: Vec<String> = redis::cmd("KEYS")
+        .arg(versions)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        versions.len() > BULK,
+        "the version keys exist and were not matched"
+    );
     delete_cluster_prefix(&url, &prefix).await;
 }
 
@@ -224,12 +294,26 @@ async fn feed_scenario(watcher: &dyn Store, writer: &dyn Store) {
     let token = watcher.watch_all(sink).await.expect("watch_all");
     let (one, two) = (id("item:1"), id("item:2"));
     let two_versions = vals(vec![value(json!(1)), value(json!(2))]);
-    let written = writer.write(&one, absent(0), two_versions, OpId::next(), NO_HISTORY).await;
+    let written = writer
+        .write(&one, absent(0), two_versions, OpId::next(), NO_HISTORY)
+        .await;
     assert_eq!(written.unwrap(), WriteResult::Applied { version: 2 });
-    let conflict = writer.write(&one, absent(0), vals(vec![value(json!(3))]), OpId::next(), NO_HISTORY);
+    let conflict = writer.write(
+        &one,
+        absent(0),
+        vals(vec![value(json!(3))]),
+        OpId::next(),
+        NO_HISTORY,
+    );
     assert!(matches!(conflict.await, Ok(WriteResult::Conflict { .. })));
-    writer.delete(&one, OpId::next(), None).await.expect("delete");
-    writer.delete(&one, OpId::next(), None).await.expect("delete again");
+    writer
+        .delete(&one, OpId::next(), None)
+        .await
+        .expect("delete");
+    writer
+        .delete(&one, OpId::next(), None)
+        .await
+        .expect("delete again");
     let restored_count = writer
         .restore(vec![
             (two.clone(), restored(json!("a"), 1)),
@@ -243,7 +327,12 @@ async fn feed_scenario(watcher: &dyn Store, writer: &dyn Store) {
     put(writer, "marker", json!(true)).await;
     assert_eq!(
         events_until(&mut rx, "marker").await,
-        [changed("item:1"), changed("item:1"), changed("item:2"), changed("item:3")]
+        [
+            changed("item:1"),
+            changed("item:1"),
+            changed("item:2"),
+            changed("item:3")
+        ]
     );
     watcher.unwatch_all(token);
     timeout(WAIT, async { while rx.recv().await.is_some() {} })
@@ -260,8 +349,12 @@ async fn memory_feed_names_every_change() {
 #[actix_rt::test]
 async fn redis_feed_names_changes_of_every_instance() {
     let prefix = special_prefix("feed");
-    let watcher = RedisStore::connect(&redis_url(), &prefix).await.expect("redis");
-    let writer = RedisStore::connect(&redis_url(), &prefix).await.expect("redis");
+    let watcher = RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .expect("redis");
+    let writer = RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .expect("redis");
     writer.set_change_feed(true);
     feed_scenario(&watcher, &writer).await;
 
@@ -278,21 +371,40 @@ async fn redis_feed_names_changes_of_every_instance() {
 #[actix_rt::test]
 async fn redis_feed_is_published_only_when_on() {
     let prefix = special_prefix("feed-off");
-    let store = RedisStore::connect(&redis_url(), &prefix).await.expect("redis");
+    let store = RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .expect("redis");
     let channel = store.keys().feed_channel();
-    assert_eq!(channel, format!("{prefix}collection:record-change"), "Mesh's channel");
+    assert_eq!(
+        channel,
+        format!("{prefix}collection:record-change"),
+        "Mesh's channel"
+    );
     let client = redis::Client::open(redis_url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
     pubsub.subscribe(&channel).await.expect("subscribe");
 
     put(&store, "quiet", json!(1)).await;
-    store.delete(&id("quiet"), OpId::next(), None).await.expect("delete");
-    store.restore(vec![(id("quiet"), restored(json!(2), 9))]).await.expect("restore");
+    store
+        .delete(&id("quiet"), OpId::next(), None)
+        .await
+        .expect("delete");
+    store
+        .restore(vec![(id("quiet"), restored(json!(2), 9))])
+        .await
+        .expect("restore");
     store.set_change_feed(true);
     put(&store, "loud:é", json!(1)).await;
     let mut messages = pubsub.on_message();
-    let first = timeout(WAIT, messages.next()).await.expect("a message").expect("open");
-    assert_eq!(first.get_payload_bytes(), "loud:é".as_bytes(), "the raw id, nothing before");
+    let first = timeout(WAIT, messages.next())
+        .await
+        .expect("a message")
+        .expect("open");
+    assert_eq!(
+        first.get_payload_bytes(),
+        "loud:é".as_bytes(),
+        "the raw id, nothing before"
+    );
     drop(messages);
     delete_node_prefix(&prefix).await;
 }
@@ -300,8 +412,12 @@ async fn redis_feed_is_published_only_when_on() {
 #[actix_rt::test]
 async fn redis_feed_resyncs_after_a_reconnect() {
     let mut redis = OwnRedis::start();
-    let watcher = RedisStore::connect(&redis.url(), "resync:").await.expect("redis");
-    let writer = RedisStore::connect(&redis.url(), "resync:").await.expect("redis");
+    let watcher = RedisStore::connect(&redis.url(), "resync:")
+        .await
+        .expect("redis");
+    let writer = RedisStore::connect(&redis.url(), "resync:")
+        .await
+        .expect("redis");
     writer.set_change_feed(true);
     let (sink, mut rx) = feed_sink();
     watcher.watch_all(sink).await.expect("watch_all");
@@ -310,7 +426,10 @@ async fn redis_feed_resyncs_after_a_reconnect() {
 
     redis.restart();
     // Resync comes once the feed is subscribed again: a write after it is seen.
-    assert_eq!(next_event(&mut rx, Duration::from_secs(10)).await, FeedEvent::Resync);
+    assert_eq!(
+        next_event(&mut rx, Duration::from_secs(10)).await,
+        FeedEvent::Resync
+    );
     put_retrying(&writer, "after").await;
     assert_eq!(next_event(&mut rx, WAIT).await, changed("after"));
 }
@@ -319,8 +438,12 @@ async fn redis_feed_resyncs_after_a_reconnect() {
 async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
     let url = shared_cluster_url();
     let prefix = special_prefix("cl-feed");
-    let watcher = RedisStore::connect_cluster(&url, &[], &prefix).await.expect("cluster");
-    let writer = RedisStore::connect_cluster(&url, &[], &prefix).await.expect("cluster");
+    let watcher = RedisStore::connect_cluster(&url, &[], &prefix)
+        .await
+        .expect("cluster");
+    let writer = RedisStore::connect_cluster(&url, &[], &prefix)
+        .await
+        .expect("cluster");
     writer.set_change_feed(true);
     let (sink, mut rx) = feed_sink();
     let token = watcher.watch_all(sink).await.expect("watch_all");
@@ -330,10 +453,16 @@ async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
     let mut expected: HashMap<String, usize> = HashMap::new();
     for record in &records {
         put(&writer, record, json!(1)).await;
-        writer.delete(&id(record), OpId::next(), None).await.expect("delete");
+        writer
+            .delete(&id(record), OpId::next(), None)
+            .await
+            .expect("delete");
         *expected.entry(record.clone()).or_default() += 2;
     }
-    let again = records.iter().map(|r| (id(r), restored(json!(2), 5))).collect();
+    let again = records
+        .iter()
+        .map(|r| (id(r), restored(json!(2), 5)))
+        .collect();
     assert_eq!(writer.restore(again).await.expect("restore"), records.len());
     for record in &records {
         *expected.entry(record.clone()).or_default() += 1;
@@ -358,11 +487,19 @@ async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
 /// Ids whose keys land on each master of the cluster, one per master.
 async fn one_record_per_master(url: &str, prefix: &str) -> Vec<String> {
     let mut raw = own_cluster::connect(url).await;
-    let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut raw).await.unwrap();
-    let redis::Value::Array(ranges) = slots else { panic!("CLUSTER SLOTS: {slots:?}") };
+    let slots: redis::Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let redis::Value::Array(ranges) = slots else {
+        panic!("CLUSTER SLOTS: {slots:?}")
+    };
     let mut owner: Vec<(i64, i64, String)> = Vec::new();
     for range in ranges {
-        let redis::Value::Array(fields) = range else { continue };
+        let redis::Value::Array(fields) = range else {
+            continue;
+        };
         let (redis::Value::Int(start), redis::Value::Int(end)) = (&fields[0], &fields[1]) else {
             continue;
         };
@@ -379,7 +516,11 @@ async fn one_record_per_master(url: &str, prefix: &str) -> Vec<String> {
             .query_async(&mut raw)
             .await
             .unwrap();
-        let master = &owner.iter().find(|(s, e, _)| *s <= slot && slot <= *e).unwrap().2;
+        let master = &owner
+            .iter()
+            .find(|(s, e, _)| *s <= slot && slot <= *e)
+            .unwrap()
+            .2;
         if covered.insert(master) {
             chosen.push(record);
         }
@@ -399,12 +540,17 @@ async fn put_retrying(store: &RedisStore, record: &str) {
         let attempt = async {
             let current = store.load(&rid).await?;
             let values = vals(vec![value(json!(1))]);
-            store.write(&rid, current.expect(), values, OpId::next(), NO_HISTORY).await
+            store
+                .write(&rid, current.expect(), values, OpId::next(), NO_HISTORY)
+                .await
         };
         match attempt.await {
             Ok(WriteResult::Applied { .. }) => return,
             other => {
-                assert!(Instant::now() < deadline, "write did not succeed: {other:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "write did not succeed: {other:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -423,9 +569,17 @@ async fn raw_node() -> redis::aio::MultiplexedConnection {
 async fn delete_node_prefix(prefix: &str) {
     let mut raw = raw_node().await;
     let pattern = format!("{}*", Glob::escape(prefix));
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query_async(&mut raw).await.unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     for chunk in keys.chunks(500) {
-        let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut raw).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(chunk)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     }
 }
 
@@ -433,8 +587,16 @@ async fn delete_node_prefix(prefix: &str) {
 async fn delete_cluster_prefix(url: &str, prefix: &str) {
     let mut raw = own_cluster::connect(url).await;
     let pattern = format!("{}*", Glob::escape(prefix));
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query_async(&mut raw).await.unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     for key in keys {
-        let _: () = redis::cmd("DEL").arg(key).query_async(&mut raw).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     }
 }
