@@ -216,7 +216,7 @@ async fn redis_lists_live_matching_records() {
         keys.iter().all(|k| k.starts_with(&format!("{p}record:"))),
         "{keys:?}"
     );
-    delete_node_prefix(&prefix).await;
+    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
@@ -252,7 +252,7 @@ async fn redis_cluster_lists_live_matching_records() {
         versions.len() > BULK,
         "the version keys exist and were not matched"
     );
-    delete_cluster_prefix(&url, &prefix).await;
+    delete_prefix(&mut own_cluster::connect(&url).await, &prefix).await;
 }
 
 // ---- the change feed ------------------------------------------------------------------------
@@ -365,7 +365,7 @@ async fn redis_feed_names_changes_of_every_instance() {
     put(&watcher, "mine", json!(1)).await;
     assert_eq!(next_event(&mut rx, WAIT).await, changed("mine"));
     watcher.unwatch_all(token);
-    delete_node_prefix(&prefix).await;
+    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
@@ -406,7 +406,7 @@ async fn redis_feed_is_published_only_when_on() {
         "the raw id, nothing before"
     );
     drop(messages);
-    delete_node_prefix(&prefix).await;
+    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
@@ -481,7 +481,7 @@ async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
         }
     }
     watcher.unwatch_all(token);
-    delete_cluster_prefix(&url, &prefix).await;
+    delete_prefix(&mut own_cluster::connect(&url).await, &prefix).await;
 }
 
 /// Ids whose keys land on each master of the cluster, one per master.
@@ -565,37 +565,19 @@ async fn raw_node() -> redis::aio::MultiplexedConnection {
         .expect("raw connection")
 }
 
-/// Deletes every key under `prefix` (escaped: it holds glob characters) on the shared Redis.
-async fn delete_node_prefix(prefix: &str) {
-    let mut raw = raw_node().await;
+/// Deletes every key under `prefix` (escaped: it holds glob characters), on one node or on
+/// every master of a cluster (the cluster client splits both commands per node).
+async fn delete_prefix(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) {
     let pattern = format!("{}*", Glob::escape(prefix));
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
         .arg(pattern)
-        .query_async(&mut raw)
+        .query_async(&mut *conn)
         .await
         .unwrap();
     for chunk in keys.chunks(500) {
         let _: () = redis::cmd("DEL")
             .arg(chunk)
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-    }
-}
-
-/// Deletes every key under `prefix` on every master of the cluster.
-async fn delete_cluster_prefix(url: &str, prefix: &str) {
-    let mut raw = own_cluster::connect(url).await;
-    let pattern = format!("{}*", Glob::escape(prefix));
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    for key in keys {
-        let _: () = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut raw)
+            .query_async(&mut *conn)
             .await
             .unwrap();
     }
