@@ -3,7 +3,7 @@
 //!
 //! # Layout (from the bottom up; `tests/suites/layout.rs` keeps the dependencies one way)
 //! - [`error`]: the one error type and its stable wire codes.
-//! - [`record`]: ids, versions, write strategies, push frames (pure code).
+//! - [`record`]: ids, versions, write strategies, push frames, id globs (pure code).
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the
 //!   [`MetadataHook`].
 //! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.

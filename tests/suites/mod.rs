@@ -26,3 +26,4 @@ mod redis_store;
 mod resume;
 mod slow_consumers;
 mod store_faults;
+mod store_listing;
