@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod binary;
 mod cluster;
+mod collections;
 mod connection;
 mod extensions;
 mod faults;
