@@ -3,7 +3,7 @@
 //! A collection id (such as `list:42`) is covered by a [`CollectionExposure`] whose member
 //! glob (`item:{1}:*`) names the records it holds. [`Collections`] is the server's hub: it
 //! resolves a subscription (rule, then the collection's guard), starts one
-//! [`actor::CollectionActor`] per collection id with subscribers on this instance, and routes
+//! `CollectionActor` per collection id with subscribers on this instance, and routes
 //! the store's change feed to the actors whose glob matches the changed id ([`index`]), so a
 //! write costs nothing in collections that cannot hold it.
 //!

@@ -77,6 +77,10 @@ writable = true
 [[collections.expose]]
 pattern = "^list:(\\w+)$"
 members = "t:{1}:*"
+
+[[collections.expose]]
+id = "todos"
+members = "todo:*"
 `;
 }
 
