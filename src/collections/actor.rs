@@ -17,6 +17,7 @@
 use super::Collections;
 use super::frames;
 use super::membership::{Membership, WindowChange};
+use super::visible::Visible;
 use crate::access::{Decision, Guard, Operation};
 use crate::actors::registry::Directory;
 use crate::connection::Connection;
@@ -37,9 +38,20 @@ const LINGER: Duration = Duration::from_secs(5);
 /// Pause before loading again after the store failed.
 const RETRY: Duration = Duration::from_millis(500);
 
+/// What became of a [`Join`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Subscribed; the snapshot reply is queued.
+    Admitted,
+    /// Refused; the error reply is queued.
+    Refused,
+    /// This actor is retiring: join a fresh one.
+    Retry,
+}
+
 /// A session joining: the snapshot reply goes to `outbox` (for request `reply_to`).
 #[derive(Clone, Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Admission")]
 pub(crate) struct Join {
     pub session: u64,
     pub connection: Connection,
@@ -80,7 +92,7 @@ struct Subscriber {
     /// Diffs sent so far, plus one (the snapshot is version 1).
     version: u64,
     /// The members this subscriber sees.
-    visible: HashSet<RecordId>,
+    visible: Visible,
 }
 
 /// The collection (see the module docs).
@@ -163,48 +175,48 @@ impl CollectionActor {
         }
     }
 
-    fn admit(&mut self, join: Join, ctx: &mut Context<Self>) {
+    fn admit(&mut self, join: Join) -> AtomicResponse<Self, Admission> {
         let window = self.membership.window();
         let check = self.readable(&join.connection, window.clone());
-        check
-            .into_actor(self)
-            .map(move |visible, act, _| {
-                let visible: HashSet<RecordId> = visible.into_iter().collect();
-                if let Some(request) = &join.reply_to {
-                    let members: Vec<(RecordId, Value)> = window
-                        .iter()
-                        .filter(|id| visible.contains(*id))
-                        .filter_map(|id| {
-                            let m = act.membership.get(id)?;
-                            Some((id.clone(), frames::member(id, &m.value)))
-                        })
-                        .collect();
-                    let snapshot = frames::snapshot(request, &members);
-                    let max = act.hub.max_snapshot_bytes();
-                    if snapshot.len() > max {
-                        let error = Error::Limit(format!(
-                            "the collection's snapshot is {} bytes, over {max}",
-                            snapshot.len()
-                        ));
-                        let cmd = commands::SUBSCRIBE_COLLECTION;
-                        let _ = join
-                            .outbox
-                            .push(protocol::error_frame(request, cmd, &error));
-                        return;
-                    }
-                    let _ = join.outbox.push(snapshot);
+        let admitted = check.into_actor(self).map(move |readable, act, ctx| {
+            let visible = Visible::from_readable(window.len(), readable);
+            if let Some(request) = &join.reply_to {
+                let members: Vec<(RecordId, Value)> = window
+                    .iter()
+                    .filter(|id| visible.contains(id, &act.membership))
+                    .filter_map(|id| {
+                        let m = act.membership.get(id)?;
+                        Some((id.clone(), frames::member(id, &m.value)))
+                    })
+                    .collect();
+                let snapshot = frames::snapshot(request, &members);
+                let max = act.hub.max_snapshot_bytes();
+                if snapshot.len() > max {
+                    let error = Error::Limit(format!(
+                        "the collection's snapshot is {} bytes, over {max}",
+                        snapshot.len()
+                    ));
+                    let cmd = commands::SUBSCRIBE_COLLECTION;
+                    let _ = join
+                        .outbox
+                        .push(protocol::error_frame(request, cmd, &error));
+                    act.linger_if_idle(ctx);
+                    return Admission::Refused;
                 }
-                let subscriber = Subscriber {
-                    connection: join.connection,
-                    outbox: join.outbox,
-                    mode: join.mode,
-                    version: 1,
-                    visible,
-                };
-                act.subscribers.insert(join.session, subscriber);
-            })
-            // Held until answered, so no batch lands between the check and the snapshot.
-            .wait(ctx);
+                let _ = join.outbox.push(snapshot);
+            }
+            let subscriber = Subscriber {
+                connection: join.connection,
+                outbox: join.outbox,
+                mode: join.mode,
+                version: 1,
+                visible,
+            };
+            act.subscribers.insert(join.session, subscriber);
+            Admission::Admitted
+        });
+        // Atomic: no batch lands between the check and the snapshot.
+        AtomicResponse::new(Box::pin(admitted))
     }
 
     fn start_load(&mut self, ctx: &mut Context<Self>) {
@@ -322,17 +334,17 @@ impl CollectionActor {
             let removed_texts: Vec<&str> = change
                 .removed
                 .iter()
-                .filter(|id| s.visible.remove(*id))
+                .filter(|id| s.visible.leave(id))
                 .map(|id| removed[id].as_str())
                 .collect();
-            s.visible.extend(entering);
+            s.visible.enter(&change.added, &entering, &self.membership);
             let mut ok = true;
             if !added_texts.is_empty() || !removed_texts.is_empty() {
                 s.version += 1;
                 let frame = frames::diff(&self.id, &added_texts, &removed_texts, s.version);
                 ok &= s.outbox.push(frame).is_ok();
             }
-            for frame in updates.frames_for(s) {
+            for frame in updates.frames_for(s, &self.membership) {
                 ok &= s.outbox.push(frame).is_ok();
             }
             if !ok {
@@ -341,6 +353,13 @@ impl CollectionActor {
         }
         for session in gone {
             self.subscribers.remove(&session);
+        }
+    }
+
+    /// Starts the linger timer if nobody is subscribed.
+    fn linger_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.subscribers.is_empty() {
+            self.linger(ctx);
         }
     }
 
@@ -390,10 +409,14 @@ impl Updates {
 
     /// The frames `s` gets: for each updated member it sees, a patch if it asked for patches
     /// and the change is one version, else the full value.
-    fn frames_for<'a>(&'a self, s: &'a Subscriber) -> impl Iterator<Item = Frame> + 'a {
+    fn frames_for<'a>(
+        &'a self,
+        s: &'a Subscriber,
+        membership: &'a Membership,
+    ) -> impl Iterator<Item = Frame> + 'a {
         self.frames
             .iter()
-            .filter(|(id, _, _)| s.visible.contains(id))
+            .filter(|(id, _, _)| s.visible.contains(id, membership))
             .map(|(_, full, patch)| match (s.mode, patch) {
                 (Mode::Patch, Some(patch)) => patch.clone(),
                 _ => full.clone(),
@@ -431,11 +454,12 @@ impl Actor for CollectionActor {
 }
 
 impl Handler<Join> for CollectionActor {
-    type Result = bool;
+    type Result = AtomicResponse<Self, Admission>;
 
-    fn handle(&mut self, join: Join, ctx: &mut Context<Self>) -> bool {
+    fn handle(&mut self, join: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let answer = |admission| AtomicResponse::new(Box::pin(fut::ready(admission)));
         if self.closing {
-            return false;
+            return answer(Admission::Retry);
         }
         self.activity += 1;
         if let Some(error) = self.failed.clone() {
@@ -443,12 +467,11 @@ impl Handler<Join> for CollectionActor {
                 let frame = protocol::error_frame(request, commands::SUBSCRIBE_COLLECTION, &error);
                 let _ = join.outbox.push(frame);
             }
-            // Joined and refused: the next join starts over with a fresh listing.
+            // Refused: the next join starts over with a fresh listing.
             self.close(ctx);
-            return true;
+            return answer(Admission::Refused);
         }
-        self.admit(join, ctx);
-        true
+        self.admit(join)
     }
 }
 
@@ -509,13 +532,15 @@ impl CollectionActor {
             self.subscribers.remove(&session);
             return;
         }
-        let now: HashSet<RecordId> = members.into_iter().collect();
+        let window_len = self.membership.window().len();
+        let seen = s.visible.ids(&self.membership);
+        let now: HashSet<RecordId> = members.iter().cloned().collect();
         let text = |id: &RecordId| match self.membership.get(id) {
             Some(m) => frames::member(id, &m.value).to_string(),
             None => frames::gone(id).to_string(),
         };
-        let mut added: Vec<&RecordId> = now.difference(&s.visible).collect();
-        let mut removed: Vec<&RecordId> = s.visible.difference(&now).collect();
+        let mut added: Vec<&RecordId> = now.difference(&seen).collect();
+        let mut removed: Vec<&RecordId> = seen.difference(&now).collect();
         if added.is_empty() && removed.is_empty() {
             return;
         }
@@ -528,7 +553,7 @@ impl CollectionActor {
         s.version += 1;
         let frame = frames::diff(&self.id, &added, &removed, s.version);
         let ok = s.outbox.push(frame).is_ok();
-        s.visible = now;
+        s.visible = Visible::from_readable(window_len, members);
         if !ok {
             self.subscribers.remove(&session);
         }

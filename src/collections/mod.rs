@@ -16,6 +16,7 @@ pub mod frames;
 pub mod index;
 pub mod membership;
 pub mod rule;
+mod visible;
 
 pub use config::exposures_from_config;
 pub use rule::{CollectionExposure, CollectionTable};
@@ -25,7 +26,7 @@ use crate::error::Error;
 use crate::record::{Glob, RecordId};
 use crate::store::{FeedEvent, SharedStore, StoreError, WatchToken};
 use actix::prelude::*;
-use actor::{CollectionActor, Feed, Join};
+use actor::{Admission, CollectionActor, Feed, Join};
 use index::GlobIndex;
 use membership::Membership;
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
 pub(crate) enum Refusal {
     /// No exposure covers the id, or its guard said no: Mesh's `success: false` reply.
     Refused,
+    /// The collection's actor refused it and has answered the client itself.
+    Answered,
     /// Could not be served (the actor could not be reached).
     Failed(Error),
 }
@@ -167,8 +170,9 @@ impl Collections {
         for _ in 0..3 {
             let addr = self.actor_for(id, &resolved);
             match addr.send(join.clone()).await {
-                Ok(true) => return Ok(addr),
-                _ => self.forget_addr(id, &addr),
+                Ok(Admission::Admitted) => return Ok(addr),
+                Ok(Admission::Refused) => return Err(Refusal::Answered),
+                Ok(Admission::Retry) | Err(_) => self.forget_addr(id, &addr),
             }
         }
         Err(Refusal::Failed(Error::Unavailable))

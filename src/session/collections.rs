@@ -54,6 +54,7 @@ impl SessionActor {
                             act.send(crate::collections::frames::refusal(id));
                         }
                     }
+                    Err(Refusal::Answered) => {}
                     Err(Refusal::Failed(e)) => act.reply(&id, CMD, Err(e)),
                 }
             })
