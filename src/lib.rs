@@ -3,7 +3,7 @@
 //!
 //! # Layout (from the bottom up; `tests/suites/layout.rs` keeps the dependencies one way)
 //! - [`error`]: the one error type and its stable wire codes.
-//! - [`record`]: ids, versions, write strategies, push frames (pure code).
+//! - [`record`]: ids, versions, write strategies, push frames, id globs (pure code).
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the
 //!   [`MetadataHook`].
 //! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
@@ -18,6 +18,8 @@
 //! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
 //! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
 //! - [`actors`]: `RecordActor`, `RegistryActor`, `PersistenceActor` (the engine).
+//! - [`collections`]: live lists of records (`mesh/subscribe-collection`): exposures, the
+//!   per-collection actor and the change feed that drives it.
 //! - [`records`]: [`Records`], the record API server code holds.
 //! - [`commands`]: custom commands registered by the embedding app.
 //! - `admin` (the bearer-token admin HTTP API), `demo` (the demo page's files), `session`
@@ -28,6 +30,7 @@ pub mod access;
 pub mod actors;
 mod admin;
 pub mod auth;
+pub mod collections;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -36,6 +36,10 @@ pub mod commands {
     /// Pushed when the server ends a subscription the client did not end (its read guard no
     /// longer allows it after a metadata change).
     pub const SUBSCRIPTION_ENDED: &str = "mesh/subscription-ended";
+    /// Subscribe to a collection (the reply is its snapshot).
+    pub const SUBSCRIBE_COLLECTION: &str = "mesh/subscribe-collection";
+    /// Unsubscribe from a collection.
+    pub const UNSUBSCRIBE_COLLECTION: &str = "mesh/unsubscribe-collection";
 }
 
 /// A request frame that parsed.
@@ -143,6 +147,17 @@ pub struct PublishOptions {
     pub expected_version: Option<u64>,
 }
 
+/// Payload of `mesh/subscribe-collection` and `mesh/unsubscribe-collection`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionRequest {
+    /// The collection.
+    pub collection_id: String,
+    /// How member changes arrive: `full` (default, as Mesh) or `patch` (an extension).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
 /// Payload of `mesh/refresh-token`.
 #[derive(Debug, Deserialize)]
 pub struct RefreshToken {
@@ -189,6 +204,18 @@ pub enum Command {
         /// The fresh JWT (not yet verified).
         token: String,
     },
+    /// `mesh/subscribe-collection`.
+    SubscribeCollection {
+        /// The collection.
+        collection_id: RecordId,
+        /// How member changes arrive.
+        mode: Mode,
+    },
+    /// `mesh/unsubscribe-collection`.
+    UnsubscribeCollection {
+        /// The collection.
+        collection_id: RecordId,
+    },
     /// Any other command (a custom one, or unknown), with its payload; the name is the
     /// caller's.
     Custom(Value),
@@ -198,6 +225,14 @@ pub enum Command {
 /// never rate limited.
 pub fn is_keepalive(command: &str) -> bool {
     command == commands::PONG || command == commands::LATENCY_RESPONSE
+}
+
+/// A collection id: the same rules as a record id, named as such in errors.
+fn collection_id(raw: &str, max_bytes: usize) -> Result<RecordId, Error> {
+    RecordId::parse(raw, max_bytes).map_err(|e| match e {
+        Error::Invalid(why) => Error::Invalid(why.replace("recordId", "collectionId")),
+        other => other,
+    })
 }
 
 /// Decodes a request's command and payload. Never panics, whatever the input.
@@ -243,6 +278,19 @@ pub fn decode_command(
         commands::REFRESH_TOKEN => {
             let p: RefreshToken = typed_payload(command, payload)?;
             Command::RefreshToken { token: p.token }
+        }
+        commands::SUBSCRIBE_COLLECTION => {
+            let p: CollectionRequest = typed_payload(command, payload)?;
+            Command::SubscribeCollection {
+                collection_id: collection_id(&p.collection_id, max_record_id_bytes)?,
+                mode: p.mode.unwrap_or_default(),
+            }
+        }
+        commands::UNSUBSCRIBE_COLLECTION => {
+            let p: CollectionRequest = typed_payload(command, payload)?;
+            Command::UnsubscribeCollection {
+                collection_id: collection_id(&p.collection_id, max_record_id_bytes)?,
+            }
         }
         _ => Command::Custom(payload),
     })

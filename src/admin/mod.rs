@@ -10,6 +10,7 @@ mod body;
 mod gate;
 mod refusal;
 
+use crate::collections::Collections;
 use crate::error::Error;
 use crate::record::Strategy;
 use crate::records::Records;
@@ -32,6 +33,7 @@ pub(crate) struct AdminSettings {
 #[derive(Clone)]
 struct AdminState {
     records: Records,
+    collections: Collections,
     token: Arc<str>,
     max_body_bytes: usize,
 }
@@ -47,9 +49,14 @@ struct HistoryQuery {
 }
 
 /// Adds the admin routes, each behind the token check (`gate`).
-pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: Records, settings: &AdminSettings) {
+pub(crate) fn configure(
+    cfg: &mut web::ServiceConfig,
+    (records, collections): (Records, Collections),
+    settings: &AdminSettings,
+) {
     let state = AdminState {
         records,
+        collections,
         token: settings.token.as_str().into(),
         max_body_bytes: settings.max_body_bytes,
     };
@@ -60,6 +67,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, records: Records, settings
             .app_data(data.clone())
             .wrap(from_fn(gate::require_token))
             .route(web::get().to(get_history)),
+    );
+    cfg.service(
+        web::resource("/api/collections/{id:.*}")
+            .app_data(data.clone())
+            .wrap(from_fn(gate::require_token))
+            .route(web::get().to(get_collection)),
     );
     cfg.service(
         web::resource("/api/records/{id:.*}")
@@ -113,6 +126,32 @@ async fn get_record(id: web::Path<String>, state: web::Data<AdminState>) -> Http
                 "recordId": id.as_str(), "value": &*record.value, "version": record.version
             })),
         Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such record" })),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A collection's members now, as a subscriber with every read allowed would see them:
+/// `{collectionId, ids, members: [{id, version, record}]}` (collections have no version of
+/// their own: each subscriber's diffs count from its snapshot).
+async fn get_collection(id: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+    match state.collections.members(&id).await {
+        Ok(Some(members)) => {
+            let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+            let members: Vec<_> = members
+                .iter()
+                .map(|(id, r)| {
+                    json!({
+                        "id": id.as_str(),
+                        "version": r.version,
+                        "record": crate::collections::frames::member(id, &r.value),
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({
+                "collectionId": id.as_str(), "ids": ids, "members": members
+            }))
+        }
+        Ok(None) => HttpResponse::NotFound().json(json!({ "error": "no such collection" })),
         Err(e) => error_response(&e),
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub records: RecordsConfig,
     /// `[persistence]`
     pub persistence: PersistenceConfig,
+    /// `[collections]`
+    pub collections: CollectionsConfig,
 }
 
 /// `[server]`: listener, keepalive and per-connection limits.
@@ -166,6 +168,11 @@ pub struct StoreConfig {
     /// Start on a Redis whose `maxmemory-policy` evicts keys (anything but `noeviction`), with
     /// a warning, instead of refusing to: an evicted record then reads as deleted.
     pub allow_evicting_policy: bool,
+    /// With Redis: every write also publishes the record's id on
+    /// `<key_prefix>collection:record-change` (Mesh's channel), which instances serving
+    /// collections follow (and Mesh instances sharing the Redis too). Turn off only when no
+    /// instance on this Redis serves collections.
+    pub change_feed: bool,
 }
 
 impl ServerConfig {
@@ -202,6 +209,7 @@ impl Default for StoreConfig {
             max_memory_bytes: 0,
             max_tombstones: 100_000,
             allow_evicting_policy: false,
+            change_feed: true,
         }
     }
 }
@@ -445,6 +453,44 @@ pub struct ExposeConfig {
     pub guard: Option<GuardConfig>,
     /// Write guard.
     pub write_guard: Option<GuardConfig>,
+}
+
+/// `[collections]`: live lists of records (`mesh/subscribe-collection`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectionsConfig {
+    /// Most records one collection may hold; a subscription to a larger one fails with
+    /// `ELIMIT`.
+    pub max_members: usize,
+    /// `[[collections.expose]]` rules, in order; the first covering a collection id decides.
+    pub expose: Vec<CollectionExposeConfig>,
+}
+
+impl Default for CollectionsConfig {
+    fn default() -> Self {
+        CollectionsConfig {
+            max_members: 10_000,
+            expose: Vec::new(),
+        }
+    }
+}
+
+/// One `[[collections.expose]]` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectionExposeConfig {
+    /// Exact collection id.
+    pub id: Option<String>,
+    /// Regex over collection ids.
+    pub pattern: Option<String>,
+    /// Glob over record ids; `{N}` is capture group N of `pattern`.
+    pub members: String,
+    /// Who may subscribe (the guard sees the collection id).
+    pub guard: Option<GuardConfig>,
+    /// JSON pointer into each member to sort by, ascending (ties and default: by id).
+    pub sort: Option<String>,
+    /// Only the first `limit` members by sort order.
+    pub limit: Option<usize>,
 }
 
 /// A guard written in config; every condition given must hold.

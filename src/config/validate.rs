@@ -204,7 +204,8 @@ impl ExposeConfig {
 }
 
 impl GuardConfig {
-    fn to_guard(&self, matcher: &Matcher) -> std::result::Result<Guard, String> {
+    /// The guard these conditions make, for ids `matcher` covers (captures refer to it).
+    pub fn to_guard(&self, matcher: &Matcher) -> std::result::Result<Guard, String> {
         if self.require_metadata.is_none() && self.metadata_equals_capture.is_none() {
             return Err("require_metadata: a guard needs at least one condition".into());
         }

@@ -1,11 +1,14 @@
-//! Records as pure data: ids, versions, write strategies and push frames. No actix here.
+//! Records as pure data: ids, versions, write strategies, push frames and the globs that
+//! select them. No actix here.
 
 mod diff;
 mod frames;
+mod glob;
 mod strategy;
 
 pub use diff::{bounded_diff, change_patch, replace_all, shorter_patch};
 pub use frames::{Frame, deleted_frame, full_frame, patch_frame};
+pub use glob::Glob;
 pub use strategy::{Strategy, apply_strategy};
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@ use crate::actors::persistence::PersistRoutes;
 use crate::actors::record::RecordSettings;
 use crate::actors::registry::RegistryActor;
 use crate::auth::Authenticator;
+use crate::collections::{CollectionExposure, CollectionTable, Collections, exposures_from_config};
 use crate::commands::{CommandContext, CommandRequest, CommandResult, Commands};
 use crate::config::{Config, StoreBackend};
 use crate::connection::MetadataHook;
@@ -31,6 +32,7 @@ pub struct RecordServerBuilder {
     metadata_hook: Option<MetadataHook>,
     record_threads: usize,
     persist: Vec<(PersistRule, PersistOptions)>,
+    collections: Vec<CollectionExposure>,
 }
 
 impl RecordServerBuilder {
@@ -44,12 +46,19 @@ impl RecordServerBuilder {
             metadata_hook: None,
             record_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             persist: Vec::new(),
+            collections: Vec::new(),
         }
     }
 
     /// Adds an exposure after those from the config.
     pub fn expose(mut self, exposure: Exposure) -> Self {
         self.exposures.push(exposure);
+        self
+    }
+
+    /// Exposes collections after those from the config (`[[collections.expose]]`).
+    pub fn expose_collection(mut self, rule: CollectionExposure) -> Self {
+        self.collections.push(rule);
         self
     }
 
@@ -138,6 +147,25 @@ impl RecordServerBuilder {
             Arc::clone(&live_records),
         );
         let directory = registry.directory();
+        let mut table = CollectionTable::default();
+        for rule in exposures_from_config(&self.config)?
+            .into_iter()
+            .chain(self.collections)
+        {
+            table.push(rule);
+        }
+        let collections = Collections::new(
+            Arc::clone(&store),
+            Arc::clone(&directory),
+            table,
+            self.config.collections.max_members,
+        );
+        if collections.any_exposed() {
+            collections
+                .start_feed()
+                .await
+                .map_err(|e| Error::Config(format!("store: following its change feed: {e}")))?;
+        }
         let records = Records::new(
             (registry.start(), directory),
             s.max_record_id_bytes,
@@ -151,6 +179,7 @@ impl RecordServerBuilder {
                 });
         let sessions = Sessions::new(SessionsConfig {
             records: records.clone(),
+            collections: collections.clone(),
             settings: s.into(),
             commands: self.commands,
             metadata_hook: self.metadata_hook,
@@ -165,6 +194,7 @@ impl RecordServerBuilder {
             RecordServer {
                 inner: Arc::new(Inner {
                     records,
+                    collections,
                     sessions,
                     store,
                     persist,
@@ -206,15 +236,15 @@ pub async fn store_from_config(config: &Config) -> Result<SharedStore> {
         StoreBackend::Redis => {
             crate::store::RedisStore::connect(&config.store.redis_url, &config.store.key_prefix)
                 .await
+                .inspect(|store| store.set_change_feed(config.store.change_feed))
         }
-        StoreBackend::RedisCluster => {
-            crate::store::RedisStore::connect_cluster(
-                &config.store.redis_url,
-                &config.store.redis_cluster_urls,
-                &config.store.key_prefix,
-            )
-            .await
-        }
+        StoreBackend::RedisCluster => crate::store::RedisStore::connect_cluster(
+            &config.store.redis_url,
+            &config.store.redis_cluster_urls,
+            &config.store.key_prefix,
+        )
+        .await
+        .inspect(|store| store.set_change_feed(config.store.change_feed)),
     }
     .map_err(|e| Error::Config(format!("store.redis_url: {e}")))?;
     store

@@ -65,7 +65,11 @@ impl RecordServer {
     /// serves on `[admin] bind`, for an app that serves that address from its own `HttpServer`.
     pub fn configure_admin(&self, cfg: &mut web::ServiceConfig) {
         if let Some(settings) = &self.inner.admin {
-            crate::admin::configure(cfg, self.records().clone(), settings);
+            crate::admin::configure(
+                cfg,
+                (self.records().clone(), self.collections().clone()),
+                settings,
+            );
         }
     }
 }

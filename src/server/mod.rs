@@ -34,6 +34,7 @@ const RESTORE_PAGE: usize = 1000;
 
 struct Inner {
     records: Records,
+    collections: crate::collections::Collections,
     sessions: Sessions,
     store: SharedStore,
     persist: Arc<PersistRoutes>,
@@ -73,6 +74,27 @@ impl RecordServer {
     /// The record API alone, for command handlers, actors and tasks of the app.
     pub fn records(&self) -> &Records {
         &self.inner.records
+    }
+
+    /// The server's collections.
+    pub fn collections(&self) -> &crate::collections::Collections {
+        &self.inner.collections
+    }
+
+    /// Exposes collections at runtime, after the existing rules.
+    ///
+    /// Fails with [`Error::Unavailable`] when the store's change feed cannot be followed
+    /// (the rule is added anyway; collections then miss changes until it can).
+    pub async fn expose_collection(
+        &self,
+        rule: crate::collections::CollectionExposure,
+    ) -> Result<()> {
+        self.inner.collections.expose(rule);
+        self.inner
+            .collections
+            .start_feed()
+            .await
+            .map_err(|_| Error::Unavailable)
     }
 
     /// Persists writes to records matching `rule.write` from now on, after loading the rows

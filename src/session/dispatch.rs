@@ -83,6 +83,13 @@ impl SessionActor {
             }
             Ok(Command::SetMetadata(proposed)) => self.set_metadata(id, proposed, ctx),
             Ok(Command::RefreshToken { token }) => self.refresh_token(id, &token, ctx),
+            Ok(Command::SubscribeCollection {
+                collection_id,
+                mode,
+            }) => self.subscribe_collection(id, collection_id, mode, ctx),
+            Ok(Command::UnsubscribeCollection { collection_id }) => {
+                self.unsubscribe_collection(id, collection_id)
+            }
             Ok(Command::Custom(payload)) => self.custom_command(id, name, payload, ctx),
         }
     }
@@ -97,9 +104,7 @@ impl SessionActor {
     ) {
         const CMD: &str = commands::SUBSCRIBE_RECORD;
         let max = self.services.settings.max_subscriptions;
-        if !self.subscriptions.contains_key(&record_id)
-            && self.subscriptions.len() + self.pending_subscribes >= max
-        {
+        if !self.subscriptions.contains_key(&record_id) && self.watching() >= max {
             let error = Error::Limit(format!("a connection may watch at most {max} records"));
             return self.reply(&id, CMD, Err(error));
         }

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 /// What the hub is built from.
 pub(crate) struct SessionsConfig {
     pub records: Records,
+    pub collections: crate::collections::Collections,
     pub settings: SessionSettings,
     pub commands: Commands,
     pub metadata_hook: Option<MetadataHook>,
@@ -113,6 +114,7 @@ impl Sessions {
                     metadata_hook: config.metadata_hook,
                     shutdown: shutdown.subscribe(),
                     authenticator: config.authenticator,
+                    collections: config.collections,
                 },
                 ws_path: config.ws_path,
                 max_frame_bytes: config.max_frame_bytes,

@@ -129,18 +129,18 @@ impl SessionActor {
         let max = self.services.settings.max_value_bytes;
         let permit = self.permit.take();
         on_pool(move || parse_and_measure(text.as_ref(), max))
-        .into_actor(self)
-        .map(move |outcome, act, ctx| {
-            let Some((parsed, size)) = outcome else {
-                log::error!("session {}: large frame parser panicked", act.number);
-                return;
-            };
-            act.permit = permit;
-            act.value_size = size;
-            act.handle_parsed(parsed, ctx);
-            act.permit = None;
-        })
-        .wait(ctx);
+            .into_actor(self)
+            .map(move |outcome, act, ctx| {
+                let Some((parsed, size)) = outcome else {
+                    log::error!("session {}: large frame parser panicked", act.number);
+                    return;
+                };
+                act.permit = permit;
+                act.value_size = size;
+                act.handle_parsed(parsed, ctx);
+                act.permit = None;
+            })
+            .wait(ctx);
     }
 }
 

@@ -22,6 +22,7 @@
 //! - A connection whose token expires (`exp` plus leeway) is closed with 4001 unless it sent
 //!   `mesh/refresh-token` first; a refresh takes effect before the next request is read.
 
+mod collections;
 mod dispatch;
 mod flow;
 mod hub;
@@ -118,6 +119,8 @@ pub(crate) struct SessionServices {
     pub shutdown: watch::Receiver<bool>,
     /// Checks tokens sent with `mesh/refresh-token`.
     pub authenticator: Authenticator,
+    /// The server's collections.
+    pub collections: crate::collections::Collections,
 }
 
 struct ActiveSubscription {
@@ -135,6 +138,8 @@ pub(crate) struct SessionActor {
     subscriptions: HashMap<RecordId, ActiveSubscription>,
     /// Subscribes sent to record actors and not yet answered (they count toward the limit).
     pending_subscribes: usize,
+    /// Collections subscribed to (each counts as one subscription toward the limit).
+    collections: HashMap<RecordId, Addr<crate::collections::actor::CollectionActor>>,
     /// Requests per second.
     limiter: TokenBucket,
     /// Inbound bytes per second.
@@ -180,6 +185,7 @@ impl SessionActor {
             socket,
             subscriptions: HashMap::new(),
             pending_subscribes: 0,
+            collections: HashMap::new(),
             limiter: TokenBucket::new(rate, rate),
             inbound: TokenBucket::new(bytes, byte_burst),
             value_size: large::ValueSize::Unmeasured { frame_len: 0 },
@@ -265,6 +271,11 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.outbox.close(None);
+        for (_, addr) in self.collections.drain() {
+            addr.do_send(crate::collections::actor::Leave {
+                session: self.number,
+            });
+        }
         for (_, active) in self.subscriptions.drain() {
             active.addr.do_send(Unsubscribe {
                 session: self.number,

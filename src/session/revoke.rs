@@ -25,6 +25,11 @@ impl SessionActor {
             return;
         }
         self.access_checked_at = changes;
+        for addr in self.collections.values() {
+            addr.do_send(crate::collections::actor::Recheck {
+                session: self.number,
+            });
+        }
         let subscriptions = self
             .subscriptions
             .iter()

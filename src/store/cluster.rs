@@ -1,6 +1,8 @@
 //! A [`RedisStore`] on a Redis Cluster: the same scripts and guarantees as on one node, with
 //! every name of a record in one hash slot ([`KeyLayout::Tagged`]), publishing with `SPUBLISH`
 //! and receiving through sharded subscriptions ([`cluster_router`](super::cluster_router)).
+//! The change feed is the exception: one classic channel, `PUBLISH`ed by scripts on any slot
+//! and received over one plain subscription to any configured node ([`feed`](super::feed)).
 //!
 //! Commands go through the `redis` crate's cluster connection: it discovers the nodes from
 //! any one of them, routes each command (and each script, by its first key) to the master
@@ -29,6 +31,7 @@
 //! deletion writes its tombstone back. On a single node without persistence, a restart loses
 //! everything instead; this store is no weaker than that.
 
+use super::feed::Feed;
 use super::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::transport::Transport;
 use super::{KeyLayout, RedisKeys, RedisStore, StoreError};
@@ -79,10 +82,20 @@ impl RedisStore {
             .map_err(|err| unavailable("cluster url", err))?;
         let subscriber = connect(&subscriber).await?;
         let router = super::cluster_router::start(subscriber, received).await?;
+        // The change feed is classic pub/sub, which every node delivers: any configured node
+        // can serve it (see feed.rs).
+        let seeds = nodes
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| unavailable("cluster url", err))?;
+        let feed = Feed::start(seeds, keys.feed_channel());
         Ok(RedisStore {
             commands: Transport::Cluster(commands),
             keys: Arc::new(keys),
             router,
+            feed,
+            feed_on: Arc::default(),
         })
     }
 }
@@ -162,6 +175,21 @@ impl SlotOwners {
         Ok(owners)
     }
 
+    /// Every master serving some slot, once each, as host and port.
+    pub fn masters(&self) -> Vec<(String, u16)> {
+        let mut masters: Vec<(String, u16)> = self
+            .ranges
+            .values()
+            .filter_map(|(_, master)| {
+                let (host, port) = master.rsplit_once(':')?;
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .collect();
+        masters.sort();
+        masters.dedup();
+        masters
+    }
+
     /// The master serving `slot`, if the cluster has one.
     pub fn owner(&self, slot: u16) -> Option<&str> {
         self.ranges
@@ -218,6 +246,13 @@ mod tests {
         assert_eq!(owners.owner(5460), Some("127.0.0.1:7000"));
         assert_eq!(owners.owner(5461), Some("127.0.0.1:7001"));
         assert_eq!(owners.owner(16383), Some("127.0.0.1:7001"));
+        assert_eq!(
+            owners.masters(),
+            [
+                ("127.0.0.1".to_string(), 7000),
+                ("127.0.0.1".to_string(), 7001)
+            ]
+        );
         assert!(SlotOwners::parse(&Value::Int(1)).is_err());
         let gap = Value::Array(vec![Value::Array(vec![
             Value::Int(10),

@@ -17,6 +17,13 @@
 //! Changes are published on `<prefix>record-updates:<id>`, one channel per record, so an
 //! instance only receives the records its sessions watch.
 //!
+//! When the change feed is on (`RedisStore::set_change_feed`), every script that changes a
+//! record also publishes the raw id on `<prefix>collection:record-change` (one channel for
+//! all records, Mesh's name and payload, so Mesh instances in the same fleet keep working),
+//! which collections follow. It has no hash tag in either layout: on a cluster it goes by
+//! classic `PUBLISH`, which every node delivers, never by `SPUBLISH`, which would tie it to
+//! one slot.
+//!
 //! # Redis Cluster
 //!
 //! The scripts touch every key of a record and publish on its channel, which Redis Cluster only
@@ -27,7 +34,7 @@
 //! name of one record then carries the same tag and lands in one slot.
 //! `scripts/migrate-keys.sh` copies records from one layout to the other.
 
-use crate::record::RecordId;
+use crate::record::{Glob, RecordId};
 
 /// Prefix Mesh uses, kept as the default so existing data is found.
 pub const DEFAULT_KEY_PREFIX: &str = "mesh:";
@@ -135,6 +142,22 @@ impl RedisKeys {
         self.build("record-updates:", id)
     }
 
+    /// Pub/sub channel naming every changed record (the change feed; see the module docs).
+    pub fn feed_channel(&self) -> String {
+        format!("{}collection:record-change", self.prefix)
+    }
+
+    /// The `SCAN MATCH` pattern of the value keys of records whose id `glob` matches: the
+    /// prefix escaped (it is taken literally), the glob where the id goes. It may also match
+    /// a few other keys (see [`Glob::redis_pattern`]): check each id found with the glob.
+    pub fn value_match(&self, glob: &Glob) -> String {
+        let ids = glob.redis_pattern();
+        match self.layout {
+            KeyLayout::Flat => format!("{}record:{ids}", Glob::escape(&self.prefix)),
+            KeyLayout::Tagged => format!("{}record:{{{ids}}}", Glob::escape(&self.prefix)),
+        }
+    }
+
     fn build(&self, kind: &str, id: &RecordId) -> String {
         let id = id.as_str();
         let mut name = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 2);
@@ -239,6 +262,35 @@ mod tests {
                 .is_some()
         );
         assert_eq!(RedisKeys::new("a{").slot_problem(Some(&id("}x"))), None);
+    }
+
+    #[test]
+    fn the_feed_channel_is_meshs() {
+        assert_eq!(
+            RedisKeys::default().feed_channel(),
+            "mesh:collection:record-change"
+        );
+        assert_eq!(
+            RedisKeys::with_layout("p:", KeyLayout::Tagged).feed_channel(),
+            "p:collection:record-change"
+        );
+    }
+
+    #[test]
+    fn value_key_patterns_escape_the_prefix() {
+        let glob = Glob::new("item:*").unwrap();
+        assert_eq!(
+            RedisKeys::default().value_match(&glob),
+            "mesh:record:item:*"
+        );
+        assert_eq!(
+            RedisKeys::new("a*[b]?\\:").value_match(&glob),
+            "a\\*\\[b\\]\\?\\\\:record:item:*"
+        );
+        assert_eq!(
+            RedisKeys::with_layout("mesh:", KeyLayout::Tagged).value_match(&glob),
+            "mesh:record:{item:*}"
+        );
     }
 
     #[test]

@@ -7,15 +7,22 @@
 //! created again continues its versions; the oldest tombstones beyond `max_tombstones` are
 //! forgotten (such a record starts again at version 1). Each record keeps its recent history
 //! (patches) within the limits each write passes.
+//!
+//! [`Store::watch_all`] sinks are called by the writing thread itself, once its change is
+//! applied and the map's lock released (a sink may call back into the store). With no sink
+//! registered a change costs one relaxed atomic load.
 
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId,
-    Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, FeedEvent, FeedSink, History, HistoryLimits,
+    NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult,
+    deliver_feed, ready,
 };
 use crate::metrics::metrics;
-use crate::record::{RecordId, Version};
+use crate::record::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What the memory store may hold.
@@ -138,10 +145,73 @@ impl Records {
     }
 }
 
+/// The [`Store::watch_all`] sinks.
+#[derive(Default)]
+struct Feed {
+    /// Whether `sinks` is non-empty: what every change checks first.
+    ///
+    /// A relaxed load suffices. A watcher registers (this store, then the mutex's release)
+    /// before it lists the records, and listing takes the map's lock; a write that listing did
+    /// not see takes the map's lock after it, so its load happens after the store here and
+    /// sees it. A write the listing saw needs no event.
+    active: AtomicBool,
+    /// Replaced whole on every change, so a notification only clones the `Arc` under the lock
+    /// and calls the sinks outside it.
+    sinks: Mutex<Arc<Vec<(WatchToken, FeedSink)>>>,
+}
+
+impl Feed {
+    fn sinks(&self) -> MutexGuard<'_, Arc<Vec<(WatchToken, FeedSink)>>> {
+        // The sections below only swap a whole `Arc`: a poisoned lock still holds a valid one.
+        self.sinks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells every sink that these records changed.
+    fn changed<'a>(&self, ids: impl IntoIterator<Item = &'a RecordId>) {
+        if !self.active.load(Ordering::Relaxed) {
+            return;
+        }
+        let sinks = Arc::clone(&*self.sinks());
+        for id in ids {
+            for (_, sink) in sinks.iter() {
+                deliver_feed(sink, FeedEvent::Changed(id.clone()));
+            }
+        }
+    }
+
+    fn add(&self, sink: FeedSink) -> WatchToken {
+        let token = WatchToken::next();
+        let mut sinks = self.sinks();
+        let mut next = Vec::clone(&sinks);
+        next.push((token, sink));
+        *sinks = Arc::new(next);
+        self.active.store(true, Ordering::Relaxed);
+        token
+    }
+
+    fn remove(&self, token: WatchToken) {
+        let mut sinks = self.sinks();
+        let next: Vec<_> = sinks.iter().filter(|(t, _)| *t != token).cloned().collect();
+        self.active.store(!next.is_empty(), Ordering::Relaxed);
+        *sinks = Arc::new(next);
+    }
+}
+
+impl fmt::Debug for Feed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Feed")
+            .field("sinks", &self.sinks().len())
+            .finish()
+    }
+}
+
 /// Records in a map guarded by a mutex; every call completes at once.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<Records>>,
+    feed: Arc<Feed>,
 }
 
 impl MemoryStore {
@@ -192,31 +262,14 @@ impl Store for MemoryStore {
         op: OpId,
         history: HistoryLimits,
     ) -> StoreFuture<WriteResult> {
-        let mut map = self.map();
-        let map = &mut *map;
-        let entry = map.entries.entry(id.clone()).or_default();
-        if entry.stored.expect() != expected {
-            return ready(Ok(WriteResult::Conflict {
-                current: entry.stored.clone(),
-            }));
+        let written = self.apply_write(id, expected, values, op, history);
+        // A write of no values changes nothing.
+        if let Ok(WriteResult::Applied { version }) = written
+            && version != expected.version
+        {
+            self.feed.changed([id]);
         }
-        if let Some(refusal) = over_budget(map.used, entry, id, &values, history, map.limits) {
-            metrics().store_full_refusals.inc();
-            // A refused first write leaves no empty entry behind.
-            if entry.stored == Stored::default() {
-                map.entries.remove(id);
-            }
-            return ready(Err(refusal));
-        }
-        let mut version = expected.version;
-        for new in values {
-            version += 1;
-            entry.history.record(version, new.patch.as_ref(), history);
-            entry.stored = Stored::live(new.value, version);
-            entry.last_op = Some(op);
-        }
-        map.recount(id);
-        ready(Ok(WriteResult::Applied { version }))
+        ready(written)
     }
 
     fn delete(
@@ -225,30 +278,11 @@ impl Store for MemoryStore {
         op: OpId,
         if_version: Option<Version>,
     ) -> StoreFuture<DeleteResult> {
-        let mut map = self.map();
-        let Some(entry) = map.entries.get_mut(id) else {
-            return ready(Ok(match if_version {
-                Some(_) => DeleteResult::Mismatch {
-                    current: Stored::default(),
-                },
-                None => DeleteResult::Absent { version: 0 },
-            }));
-        };
-        let version = entry.stored.version;
-        if if_version.is_some_and(|v| !entry.stored.exists() || v != version) {
-            return ready(Ok(DeleteResult::Mismatch {
-                current: entry.stored.clone(),
-            }));
+        let deleted = self.apply_delete(id, op, if_version);
+        if matches!(deleted, DeleteResult::Deleted { .. }) {
+            self.feed.changed([id]);
         }
-        if entry.stored.value.take().is_none() {
-            return ready(Ok(DeleteResult::Absent { version }));
-        }
-        entry.history.clear();
-        entry.last_op = Some(op);
-        map.tombstones.push_back((id.clone(), version));
-        map.recount(id);
-        map.trim_tombstones();
-        ready(Ok(DeleteResult::Deleted { version }))
+        ready(Ok(deleted))
     }
 
     fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked> {
@@ -261,8 +295,122 @@ impl Store for MemoryStore {
     }
 
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize> {
+        let written = self.apply_restore(records);
+        let mut seen = std::collections::HashSet::new();
+        self.feed
+            .changed(written.iter().filter(|id| seen.insert(*id)));
+        ready(Ok(written.len()))
+    }
+
+    /// No other instance can change a record here, so there is nothing to deliver: the sink
+    /// is dropped at once and the token only exists to be handed back.
+    fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
+        ready(Ok(WatchToken::next()))
+    }
+
+    fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}
+
+    /// Walks every entry under the lock (writes wait meanwhile); ids are checked against the
+    /// glob's literal prefix first, so non-matching ids cost one comparison.
+    fn list_matching(&self, glob: &Glob, max: usize) -> StoreFuture<Vec<(RecordId, Versioned)>> {
+        let map = self.map();
+        let mut found = Vec::new();
+        for (id, entry) in &map.entries {
+            let Some(record) = entry.stored.versioned() else {
+                continue;
+            };
+            if !glob.matches(id.as_str()) {
+                continue;
+            }
+            if found.len() == max {
+                return ready(Err(StoreError::TooMany {
+                    max,
+                    pattern: glob.as_str().to_string(),
+                }));
+            }
+            found.push((id.clone(), record));
+        }
+        ready(Ok(found))
+    }
+
+    fn watch_all(&self, sink: FeedSink) -> StoreFuture<WatchToken> {
+        ready(Ok(self.feed.add(sink)))
+    }
+
+    fn unwatch_all(&self, token: WatchToken) {
+        self.feed.remove(token);
+    }
+}
+
+/// The changes themselves, under the map's lock; the [`Store`] methods above report them to
+/// the feed once the lock is released.
+impl MemoryStore {
+    fn apply_write(
+        &self,
+        id: &RecordId,
+        expected: Expect,
+        values: Vec<NewVersion>,
+        op: OpId,
+        history: HistoryLimits,
+    ) -> Result<WriteResult, StoreError> {
         let mut map = self.map();
-        let mut written = 0;
+        let map = &mut *map;
+        let entry = map.entries.entry(id.clone()).or_default();
+        if entry.stored.expect() != expected {
+            return Ok(WriteResult::Conflict {
+                current: entry.stored.clone(),
+            });
+        }
+        if let Some(refusal) = over_budget(map.used, entry, id, &values, history, map.limits) {
+            metrics().store_full_refusals.inc();
+            // A refused first write leaves no empty entry behind.
+            if entry.stored == Stored::default() {
+                map.entries.remove(id);
+            }
+            return Err(refusal);
+        }
+        let mut version = expected.version;
+        for new in values {
+            version += 1;
+            entry.history.record(version, new.patch.as_ref(), history);
+            entry.stored = Stored::live(new.value, version);
+            entry.last_op = Some(op);
+        }
+        map.recount(id);
+        Ok(WriteResult::Applied { version })
+    }
+
+    fn apply_delete(&self, id: &RecordId, op: OpId, if_version: Option<Version>) -> DeleteResult {
+        let mut map = self.map();
+        let Some(entry) = map.entries.get_mut(id) else {
+            return match if_version {
+                Some(_) => DeleteResult::Mismatch {
+                    current: Stored::default(),
+                },
+                None => DeleteResult::Absent { version: 0 },
+            };
+        };
+        let version = entry.stored.version;
+        if if_version.is_some_and(|v| !entry.stored.exists() || v != version) {
+            return DeleteResult::Mismatch {
+                current: entry.stored.clone(),
+            };
+        }
+        if entry.stored.value.take().is_none() {
+            return DeleteResult::Absent { version };
+        }
+        entry.history.clear();
+        entry.last_op = Some(op);
+        map.tombstones.push_back((id.clone(), version));
+        map.recount(id);
+        map.trim_tombstones();
+        DeleteResult::Deleted { version }
+    }
+
+    /// Returns the ids written (an id given twice can be written twice).
+    fn apply_restore(&self, records: Vec<(RecordId, Stored)>) -> Vec<RecordId> {
+        let mut map = self.map();
+        let mut written = Vec::new();
         // Restored data is what was already acknowledged: it is counted, never refused.
         for (id, record) in records {
             let entry = map.entries.entry(id.clone()).or_default();
@@ -270,7 +418,7 @@ impl Store for MemoryStore {
                 entry.stored = record;
                 entry.last_op = None;
                 entry.history.clear();
-                written += 1;
+                written.push(id.clone());
             }
             map.recount(&id);
         }
@@ -282,16 +430,8 @@ impl Store for MemoryStore {
                 map.limits.max_bytes
             );
         }
-        ready(Ok(written))
+        written
     }
-
-    /// No other instance can change a record here, so there is nothing to deliver: the sink
-    /// is dropped at once and the token only exists to be handed back.
-    fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
-        ready(Ok(WatchToken::next()))
-    }
-
-    fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}
 }
 
 /// Why a write would take the store past its budget, if it would. A write that does not grow

@@ -7,6 +7,10 @@
 //! Other instances' changes reach a `RecordActor` through [`Store::watch`]: the store calls
 //! the actor's [`ChangeSink`] with every [`RemoteChange`] published for that record.
 //!
+//! Collections (live lists of the records whose ids match a [`Glob`]) read their members with
+//! [`Store::list_matching`] and follow them with [`Store::watch_all`], which names every record
+//! any instance changes ([`FeedEvent`]); the collection then loads what it needs.
+//!
 //! # Layout
 //! - `memory`: [`MemoryStore`], the embedded single-instance store.
 //! - `keys`: [`RedisKeys`], every Redis key and channel name, in one of two [`KeyLayout`]s.
@@ -18,6 +22,8 @@
 //!   keys when full, it is Redis 7+); [`Unsuitable`] says why a Redis is refused.
 //! - `history`: [`History`], a record's recent changes bounded in count and bytes.
 //! - `changes`: the JSON published on a record's channel, parsed into [`RemoteChange`].
+//! - `listing`: [`Store::list_matching`] on Redis (SCAN per master, then MGET).
+//! - `feed`: [`Store::watch_all`] on Redis: the task owning the change feed's subscription.
 //! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`] (one
 //!   node).
 //! - `subscriptions`: the router's table of channels and sinks (pure data).
@@ -25,8 +31,10 @@
 mod changes;
 mod cluster;
 mod cluster_router;
+mod feed;
 mod history;
 mod keys;
+mod listing;
 mod memory;
 mod preflight;
 mod redis;
@@ -41,7 +49,7 @@ pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
 pub use preflight::Unsuitable;
 pub use redis::RedisStore;
 
-use crate::record::{RecordId, Version, Versioned};
+use crate::record::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +72,16 @@ pub enum StoreError {
     /// The store has no room for the write (the memory store's budget): nothing was changed.
     #[error("store full: {0}")]
     Full(String),
+    /// More records match a listing than its caller allows ([`Store::list_matching`]'s
+    /// `max`): nothing is returned, so a huge collection fails loudly instead of filling
+    /// memory.
+    #[error("more than {max} records match {pattern:?}")]
+    TooMany {
+        /// The most the caller allowed.
+        max: usize,
+        /// The glob, as given.
+        pattern: String,
+    },
     /// A stored value could not be read back.
     #[error("record {id} is corrupt in the store: {detail}")]
     Corrupt {
@@ -276,6 +294,23 @@ pub enum RemoteChange {
 /// and logged, and that change is lost for that sink.
 pub type ChangeSink = Arc<dyn Fn(RemoteChange) + Send + Sync>;
 
+/// What [`Store::watch_all`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// This record was written, deleted or restored by some instance (this one included).
+    /// Only the id: load the record to know its state now.
+    Changed(RecordId),
+    /// The feed's connection was lost and is back: changes may have been missed, so reload
+    /// everything. Sent only once the feed is subscribed again, so a reload started on
+    /// receipt cannot miss a later change.
+    Resync,
+}
+
+/// Receives [`FeedEvent`]s. The same rules as a [`ChangeSink`]: called on the store's task or
+/// on the writer's thread, it must return quickly and never block; a panic is caught and
+/// logged, and that event is lost for that sink.
+pub type FeedSink = Arc<dyn Fn(FeedEvent) + Send + Sync>;
+
 /// Names one [`Store::watch`] registration, so that [`Store::unwatch`] removes exactly that
 /// sink even when a newer actor for the same record has registered its own meanwhile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -349,6 +384,37 @@ pub trait Store: Send + Sync + 'static {
     /// Stops calling the sink registered under `token`; other sinks of the record stay.
     /// Does nothing if the token is unknown.
     fn unwatch(&self, id: &RecordId, token: WatchToken);
+
+    /// Every live record (tombstones excluded) whose id matches `glob`, with its value and
+    /// version, in no particular order; each record is read at one instant, the list is not
+    /// (start [`Store::watch_all`] first to hear of changes made meanwhile).
+    ///
+    /// Fails with [`StoreError::TooMany`] when more than `max` match, and with
+    /// [`StoreError::Unavailable`] when the backend cannot be read.
+    fn list_matching(&self, glob: &Glob, max: usize) -> StoreFuture<Vec<(RecordId, Versioned)>>;
+
+    /// Calls `sink` with the id of every record written, deleted or restored from now on by
+    /// any instance sharing this store (this one included), until [`Store::unwatch_all`] with
+    /// the returned token; and with [`FeedEvent::Resync`] after its connection came back.
+    ///
+    /// Resolves once changes are delivered (on Redis: the subscription is confirmed), so a
+    /// [`Store::list_matching`] started after it misses nothing. On Redis, only instances
+    /// whose change feed is on publish (see `RedisStore::set_change_feed`). Fails with
+    /// [`StoreError::Unavailable`] when the subscription cannot be confirmed; the sink is then
+    /// not registered.
+    fn watch_all(&self, sink: FeedSink) -> StoreFuture<WatchToken>;
+
+    /// Stops calling the sink registered under `token` by [`Store::watch_all`]. Does nothing
+    /// if the token is unknown.
+    fn unwatch_all(&self, token: WatchToken);
+}
+
+/// Hands one feed event to one sink; a panicking sink loses the event, not the caller.
+pub(crate) fn deliver_feed(sink: &FeedSink, event: FeedEvent) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    if catch_unwind(AssertUnwindSafe(|| sink(event))).is_err() {
+        log::error!("a change feed sink panicked; the event was dropped for it");
+    }
 }
 
 /// A store future that is already complete (answers known without a round trip).

@@ -9,14 +9,20 @@
 //! [`cluster_router`](super::cluster_router) on a cluster).
 //!
 //! Key names come from [`RedisKeys`]; see there for the two layouts.
+//!
+//! Collections use two more parts: listing records by glob ([`listing`](super::listing)) and
+//! the change feed, which the scripts publish when [`RedisStore::set_change_feed`] is on and
+//! a [`feed`](super::feed) task receives.
 
+use super::feed::Feed;
 use super::router::Router;
 use super::transport::Transport;
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, HistoryLimits, KeyLayout, NewVersion, OpId,
-    RedisKeys, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, KeyLayout,
+    NewVersion, OpId, RedisKeys, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult,
+    ready,
 };
-use crate::record::{RecordId, Version};
+use crate::record::{Glob, RecordId, Version, Versioned};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, RedisError};
@@ -24,6 +30,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Longest wait for a TCP connection to Redis. Connections are local or nearby: a longer
@@ -50,6 +57,10 @@ pub struct RedisStore {
     pub(super) commands: Transport,
     pub(super) keys: Arc<RedisKeys>,
     pub(super) router: Router,
+    /// Receives the change feed for [`Store::watch_all`].
+    pub(super) feed: Feed,
+    /// Whether this instance's scripts publish on the change feed; shared by clones.
+    pub(super) feed_on: Arc<AtomicBool>,
 }
 
 impl RedisStore {
@@ -77,11 +88,15 @@ impl RedisStore {
             .await
             .map_err(|err| unavailable("connect", &err))?;
         let commands = Transport::Node(commands);
+        let keys = RedisKeys::new(key_prefix);
+        let feed = Feed::start(vec![client.clone()], keys.feed_channel());
         let router = Router::start(client).await?;
         Ok(RedisStore {
             commands,
-            keys: Arc::new(RedisKeys::new(key_prefix)),
+            keys: Arc::new(keys),
             router,
+            feed,
+            feed_on: Arc::default(),
         })
     }
 
@@ -89,6 +104,25 @@ impl RedisStore {
     /// directly.
     pub fn keys(&self) -> &RedisKeys {
         &self.keys
+    }
+
+    /// Whether every write, delete and restore through this store (and its clones) also
+    /// publishes the record's id on the change feed (`<prefix>collection:record-change`),
+    /// which collections on every instance follow. Off by default: it costs one more
+    /// `PUBLISH` per change, delivered to every instance with a collection. Mesh instances
+    /// publish it too, so a mixed fleet keeps its collections live.
+    pub fn set_change_feed(&self, on: bool) {
+        // Only this flag is read: no other memory depends on it.
+        self.feed_on.store(on, Ordering::Relaxed);
+    }
+
+    /// The feed channel the scripts publish on, or "" (their "off").
+    fn feed_arg(&self) -> String {
+        if self.feed_on.load(Ordering::Relaxed) {
+            self.keys.feed_channel()
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -202,7 +236,9 @@ impl Store for RedisStore {
             .arg(self.keys.channel(id))
             .arg(op.0.to_string())
             .arg(history.versions)
-            .arg(history.bytes);
+            .arg(history.bytes)
+            .arg(self.feed_arg())
+            .arg(id.as_str());
         let mut version = expected.version;
         for new in &values {
             let (json, patch) = match (
@@ -260,7 +296,9 @@ impl Store for RedisStore {
             .key(self.keys.history_bytes(id))
             .arg(self.keys.channel(id))
             .arg(op.0.to_string())
-            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
+            .arg(if_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(self.feed_arg())
+            .arg(id.as_str());
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
@@ -307,8 +345,10 @@ impl Store for RedisStore {
         };
         // Serialize up front, so the future holds only text and the calls only send.
         let mut chunks = Vec::new();
+        let feed = self.feed_arg();
         for chunk in groups.iter().flat_map(|group| group.chunks(RESTORE_CHUNK)) {
             let mut invocation = self.commands.scripts().restore.prepare_invoke();
+            invocation.arg(&feed);
             for (id, record) in chunk {
                 let json = match json_text(id, record.value.as_ref()) {
                     Ok(json) => json,
@@ -321,7 +361,8 @@ impl Store for RedisStore {
                     .key(self.keys.history_bytes(id))
                     .arg(record.version.to_string())
                     .arg(json)
-                    .arg(self.keys.channel(id));
+                    .arg(self.keys.channel(id))
+                    .arg(id.as_str());
             }
             chunks.push(invocation);
         }
@@ -363,6 +404,20 @@ impl Store for RedisStore {
 
     fn unwatch(&self, id: &RecordId, token: WatchToken) {
         self.router.unwatch(self.keys.channel(id), token);
+    }
+
+    fn list_matching(&self, glob: &Glob, max: usize) -> StoreFuture<Vec<(RecordId, Versioned)>> {
+        let (conn, keys, glob) = (self.commands.clone(), Arc::clone(&self.keys), glob.clone());
+        Box::pin(async move { super::listing::list(conn, &keys, &glob, max).await })
+    }
+
+    fn watch_all(&self, sink: FeedSink) -> StoreFuture<WatchToken> {
+        let feed = self.feed.clone();
+        Box::pin(async move { feed.watch(sink).await })
+    }
+
+    fn unwatch_all(&self, token: WatchToken) {
+        self.feed.unwatch(token);
     }
 }
 
@@ -411,7 +466,7 @@ fn json_text(id: &RecordId, value: Option<&Arc<Value>>) -> Result<String, StoreE
 
 /// A record's state from its two keys: a value without a version is no record, a version
 /// without a value a tombstone (see lua/common.lua).
-fn stored(
+pub(super) fn stored(
     id: &RecordId,
     value: Option<Vec<u8>>,
     version: Option<String>,

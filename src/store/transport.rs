@@ -5,7 +5,7 @@
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation, Value};
 use std::future::Future;
 use std::sync::LazyLock;
@@ -146,6 +146,48 @@ impl Transport {
                     })
                     .collect())
             }
+        }
+    }
+}
+
+impl Transport {
+    /// The nodes a `SCAN` must walk to see every key: the one node (`None`), or each master
+    /// of the cluster by host and port, as the slot map names them now.
+    pub async fn scan_targets(&self) -> Result<Vec<Option<(String, u16)>>, String> {
+        match self {
+            Transport::Node(_) => Ok(vec![None]),
+            Transport::Cluster(conn) => {
+                let owners = super::cluster::SlotOwners::fetch(&mut conn.clone()).await?;
+                Ok(owners.masters().into_iter().map(Some).collect())
+            }
+        }
+    }
+
+    /// One `SCAN` step on `node` (from [`Transport::scan_targets`]): the next cursor (0 when
+    /// done) and the keys matching `pattern`, as bytes (keys need not be text).
+    pub async fn scan(
+        &self,
+        node: Option<&(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> RedisResult<(u64, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match (self, node) {
+            (Transport::Cluster(conn), Some((host, port))) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply = conn.clone().route_command(cmd, routing).await?;
+                Ok(redis::from_redis_value(reply)?)
+            }
+            _ => self.query(&cmd).await,
         }
     }
 }

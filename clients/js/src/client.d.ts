@@ -89,6 +89,35 @@ export interface Snapshot<T = JsonValue> {
   version: number;
 }
 
+/** One collection member: the record's value with `id` set (`{id, value}` for a value that is
+ * not an object), wrapped with its id. */
+export interface CollectionEntry<T = JsonValue> {
+  id: string;
+  record: T;
+}
+
+export interface CollectionDiff<T = JsonValue> {
+  /** Members that entered (all of them for the snapshot, after a resync or a reconnect). */
+  added: CollectionEntry<T>[];
+  /** Members that left (`record` is `{id}` when the record is gone). */
+  removed: CollectionEntry<T>[];
+  /** Members whose value changed (`record` is the raw value). */
+  changed: CollectionEntry<T>[];
+  /** The collection's diff count for added/removed; the record's version for `changed`. */
+  version: number;
+  /** True when the snapshot came after a version gap. */
+  resync?: true;
+  /** True when the snapshot came after a reconnect. */
+  reconnect?: true;
+}
+
+export interface CollectionReply<T = JsonValue> {
+  success: boolean;
+  ids: string[];
+  records: CollectionEntry<T>[];
+  version: number;
+}
+
 export type Strategy = 'replace' | 'merge' | 'deepMerge';
 
 export interface WriteOptions {
@@ -109,6 +138,8 @@ export class MeshError extends Error {
   version?: number;
   /** Set on errors about one subscription (reported through the `error` event). */
   recordId?: string;
+  /** Set on errors about one collection subscription. */
+  collectionId?: string;
 }
 
 export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -135,6 +166,13 @@ export class MeshClient {
   reconnectNow(): boolean;
   command<R = unknown>(name: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>;
   getRecord<T = JsonValue>(recordId: string): { value: T | null; version: number } | undefined;
+  /** Subscribes to a collection (Mesh's `subscribeCollection`); `success: false` when refused. */
+  subscribeCollection<T = JsonValue>(
+    collectionId: string,
+    options?: { onDiff?: (diff: CollectionDiff<T>) => void },
+  ): Promise<CollectionReply<T>>;
+  unsubscribeCollection(collectionId: string): Promise<boolean>;
+  getCollection(collectionId: string): { ids: string[]; version: number } | undefined;
   close(): Promise<void>;
 }
 

@@ -228,3 +228,40 @@ test('tokens: mesh/refresh-token keeps the connection open past the first token\
   assert.equal(client.connectionId, firstId);
   assert.deepEqual(await client.writeRecord('t:refreshed', { ok: true }), { success: true });
 });
+
+test('collections: snapshot, diffs, member changes, and a fresh snapshot after a reconnect', async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const gate = networkGate();
+  const reader = await connect(server.wsUrl, { WebSocket: gate.WebSocket, reconnect: FAST_RECONNECT });
+  t.after(() => reader.close());
+  const writer = await connect(server.wsUrl, { WebSocket, reconnect: false });
+  t.after(() => writer.close());
+
+  await writer.writeRecord('t:a:1', { title: 'one' });
+  const diffs = [];
+  const reply = await reader.subscribeCollection('list:a', { onDiff: (d) => diffs.push(d) });
+  assert.deepEqual(reply.ids, ['t:a:1']);
+  assert.deepEqual(diffs, [{ added: [{ id: 't:a:1', record: { title: 'one', id: 't:a:1' } }], removed: [], changed: [], version: 1 }]);
+
+  await writer.writeRecord('t:a:2', { title: 'two' });
+  await writer.writeRecord('t:b:1', { title: 'elsewhere' });
+  await writer.writeRecord('t:a:1', { title: 'one!' });
+  await waitFor(() => diffs.length === 4, { what: 'the diff and two member changes' });
+  assert.deepEqual(diffs[1], { added: [{ id: 't:a:2', record: { title: 'two', id: 't:a:2' } }], removed: [], changed: [], version: 2 });
+  assert.deepEqual(diffs[2].changed, [{ id: 't:a:2', record: { title: 'two' } }]);
+  assert.deepEqual(diffs[3].changed, [{ id: 't:a:1', record: { title: 'one!' } }]);
+  assert.deepEqual(reader.getCollection('list:a'), { ids: ['t:a:1', 't:a:2'], version: 2 });
+
+  // Reconnecting subscribes again: the whole list arrives as a fresh snapshot.
+  const before = diffs.length;
+  await dropAndReconnect(reader, gate, async () => {
+    assert.equal((await admin(server, 'DELETE', 't:a:1')).status, 200);
+  });
+  await waitFor(() => diffs.length === before + 1, { what: 'the snapshot after the reconnect' });
+  assert.deepEqual(diffs.at(-1), { added: [{ id: 't:a:2', record: { title: 'two', id: 't:a:2' } }], removed: [], changed: [], version: 1, reconnect: true });
+
+  assert.equal(await reader.unsubscribeCollection('list:a'), true);
+  const refused = await reader.subscribeCollection('nothing:here');
+  assert.deepEqual(refused, { success: false, ids: [], records: [], version: 0 });
+});

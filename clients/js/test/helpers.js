@@ -73,6 +73,10 @@ writable = true
 [[records.expose]]
 pattern = "^todo:"
 writable = true
+
+[[collections.expose]]
+pattern = "^list:(\\w+)$"
+members = "t:{1}:*"
 `;
 }
 

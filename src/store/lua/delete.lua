@@ -4,7 +4,8 @@
 --
 -- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
 -- KEYS[5] history size. ARGV[1] the record's channel, ARGV[2] this operation's id, ARGV[3] the
--- version the live record must have, or "" for any.
+-- version the live record must have, or "" for any, ARGV[4] the change feed's channel ("" =
+-- feed off), ARGV[5] the record id (the feed's message).
 --
 -- Returns {1, last version, false} when deleted, {0, tombstone version or "0", false} when
 -- there was no record, {2, current version, current value or false} when ARGV[3] did not
@@ -41,4 +42,7 @@ end
 redis.call('DEL', KEYS[4], KEYS[5])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', OP_TTL_MS)
 redis.call(PUBLISH, ARGV[1], '{"version":' .. version .. ',"deleted":true}')
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 return {1, version, false}

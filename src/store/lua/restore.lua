@@ -1,9 +1,9 @@
 -- Restores records where the store has nothing as new, and publishes what it wrote so every
 -- instance's watchers follow.
 --
--- KEYS: the value key, version key, history list and history size of each record. ARGV: the
--- version (canonical), the JSON value ("" for a tombstone) and the channel of each record, in
--- the same order.
+-- KEYS: the value key, version key, history list and history size of each record. ARGV[1]:
+-- the change feed's channel ("" = feed off); then the version (canonical), the JSON value (""
+-- for a tombstone), the channel and the id of each record, in the same order.
 --
 -- A record is written when its version key (live or tombstone) is absent, unreadable or
 -- lower: a tombstone at or above the incoming version means it was deleted since, and stays
@@ -12,12 +12,19 @@
 local written = 0
 -- Published once everything is stored (see common.lua): channel, message, channel, message...
 local messages = {}
+-- The ids for the change feed, each once per call even if given twice.
+local feed, named = {}, {}
 for i = 1, #KEYS / 4 do
   local value_key, version_key = KEYS[4 * i - 3], KEYS[4 * i - 2]
-  local incoming, json, channel = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local incoming, json = ARGV[4 * i - 2], ARGV[4 * i - 1]
+  local channel, id = ARGV[4 * i], ARGV[4 * i + 1]
   local raw = redis.call('GET', version_key)
   local current = raw and canonical(raw)
   if not current or less(current, incoming) then
+    if not named[id] then
+      named[id] = true
+      feed[#feed + 1] = id
+    end
     messages[#messages + 1] = channel
     if json == '' then
       redis.call('DEL', value_key)
@@ -33,5 +40,10 @@ for i = 1, #KEYS / 4 do
 end
 for i = 1, #messages, 2 do
   redis.call(PUBLISH, messages[i], messages[i + 1])
+end
+if ARGV[1] ~= '' then
+  for _, id in ipairs(feed) do
+    redis.call('PUBLISH', ARGV[1], id)
+  end
 end
 return written

@@ -5,8 +5,9 @@
 -- ARGV[1] the expected version (canonical; live or tombstone, "0" = never written), ARGV[2]
 -- "1" if the record must exist at that version, "0" if it must not, ARGV[3] the record's
 -- channel, ARGV[4] this operation's id, ARGV[5] most history entries kept (0 = none), ARGV[6]
--- most history bytes kept, then one (version, JSON value, JSON patch or "") triple per new
--- value, versions consecutive from ARGV[1] + 1. An empty patch (a creation) restarts the
+-- most history bytes kept, ARGV[7] the change feed's channel ("" = feed off), ARGV[8] the
+-- record id (the feed's message), then one (version, JSON value, JSON patch or "") triple per
+-- new value, versions consecutive from ARGV[1] + 1. An empty patch (a creation) restarts the
 -- history: it must never lead from a deleted record's value to a new one.
 --
 -- A copy of an operation that was applied already (same ARGV[4], its last version and value
@@ -32,21 +33,21 @@ if current ~= ARGV[1] or exists ~= (ARGV[2] == '1') then
   local value = false
   if exists then
     value = redis.call('GET', KEYS[1])
-    if n >= 9 and current == ARGV[n - 2] and value == ARGV[n - 1]
+    if n >= 11 and current == ARGV[n - 2] and value == ARGV[n - 1]
         and redis.call('GET', KEYS[3]) == ARGV[4] then
       return {1, current, false}
     end
   end
   return {0, current, value}
 end
-if n < 9 then
+if n < 11 then
   return {1, current, false}
 end
 local keep, keep_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
 -- The values are JSON already, so messages are built by concatenation, never re-encoded. They
 -- are published once everything is stored (see common.lua).
 local messages = {}
-for i = 7, n, 3 do
+for i = 9, n, 3 do
   local version, value, patch = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if patch == '' or keep == 0 then
     redis.call('DEL', KEYS[4], KEYS[5])
@@ -79,5 +80,10 @@ redis.call('SET', KEYS[2], ARGV[n - 2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', OP_TTL_MS)
 for _, message in ipairs(messages) do
   redis.call(PUBLISH, ARGV[3], message)
+end
+-- Once per call however many versions: the feed names records, it does not count changes.
+-- Classic PUBLISH even on a cluster (see keys.rs).
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
 end
 return {1, ARGV[n - 2], false}

@@ -1,0 +1,530 @@
+//! `CollectionActor`: one per collection id that has subscribers on this instance.
+//!
+//! It holds the collection's [`Membership`] (listed from the store when it starts, then kept
+//! current from the store's change feed: only ids its glob matches reach it), its subscribers
+//! and, for each, the members it may see and the version of its diffs. A batch of changed ids
+//! is loaded from the store together; ids that change meanwhile make the next batch, so a
+//! lone change goes out at once and a burst is coalesced, with no timer.
+//!
+//! Per batch the window change is computed once; each subscriber then gets, in order:
+//! a `mesh/collection-diff` (its own version, +1, only when its visible members changed) and
+//! a `mesh/record-update` for each changed member it sees (full, or a patch in patch mode
+//! when it holds the version before).
+//!
+//! Visibility: a member is shown to a connection only if a record exposure lets it read the
+//! record (its read guard runs when the member enters the window or the connection joins).
+
+use super::Collections;
+use super::frames;
+use super::membership::{Membership, WindowChange};
+use crate::access::{Decision, Guard, Operation};
+use crate::actors::registry::Directory;
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::outbox::Outbox;
+use crate::protocol::{self, commands};
+use crate::record::{Frame, Glob, Mode, RecordId, Versioned, full_frame, patch_frame};
+use crate::store::SharedStore;
+use actix::prelude::*;
+use futures_util::future::join_all;
+use serde_json::{Number, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a collection with no subscriber stays loaded (a page reload comes back).
+const LINGER: Duration = Duration::from_secs(5);
+/// Pause before loading again after the store failed.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// A session joining: the snapshot reply goes to `outbox` (for request `reply_to`).
+#[derive(Clone, Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Join {
+    pub session: u64,
+    pub connection: Connection,
+    pub outbox: Outbox,
+    pub mode: Mode,
+    pub reply_to: Option<Number>,
+}
+
+/// A session leaving; answers whether it was subscribed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Leave {
+    pub session: u64,
+}
+
+/// The connection's metadata changed: run the collection's guard and the members' read
+/// guards again for this session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Recheck {
+    pub session: u64,
+}
+
+/// From the store's change feed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum Feed {
+    /// This record changed (on some instance).
+    Changed(RecordId),
+    /// Changes may have been missed: list everything again.
+    Resync,
+}
+
+struct Subscriber {
+    connection: Connection,
+    outbox: Outbox,
+    mode: Mode,
+    /// Diffs sent so far, plus one (the snapshot is version 1).
+    version: u64,
+    /// The members this subscriber sees.
+    visible: HashSet<RecordId>,
+}
+
+/// The collection (see the module docs).
+pub(crate) struct CollectionActor {
+    id: RecordId,
+    glob: Glob,
+    /// The collection's own guard.
+    guard: Option<Guard>,
+    store: SharedStore,
+    directory: Arc<Directory>,
+    hub: Collections,
+    membership: Membership,
+    /// The first listing failed: joins are answered with this error.
+    failed: Option<Error>,
+    subscribers: HashMap<u64, Subscriber>,
+    /// Changed ids not loaded yet.
+    pending: HashSet<RecordId>,
+    /// A load is running.
+    loading: bool,
+    /// List everything again at the next load.
+    resync: bool,
+    /// Decided to stop: joins are refused so the hub starts a fresh actor.
+    closing: bool,
+    /// Bumped by every join and leave, so a linger timer knows whether it is stale.
+    activity: u64,
+}
+
+impl CollectionActor {
+    pub(crate) fn new(
+        id: RecordId,
+        (glob, guard): (Glob, Option<Guard>),
+        membership: Membership,
+        hub: Collections,
+    ) -> Self {
+        CollectionActor {
+            id,
+            glob,
+            guard,
+            store: hub.store(),
+            directory: hub.directory(),
+            hub,
+            membership,
+            failed: None,
+            subscribers: HashMap::new(),
+            pending: HashSet::new(),
+            loading: false,
+            resync: false,
+            closing: false,
+            activity: 0,
+        }
+    }
+
+    /// Which of `ids` `connection` may read: at once when no guard has to run.
+    fn readable(
+        &self,
+        connection: &Connection,
+        ids: Vec<RecordId>,
+    ) -> impl Future<Output = Vec<RecordId>> + 'static {
+        let decided: Vec<(RecordId, Decision)> = ids
+            .into_iter()
+            .map(|id| {
+                let decision = self.directory.decide(&id, Operation::Read);
+                (id, decision)
+            })
+            .collect();
+        let connection = connection.clone();
+        async move {
+            let checks = decided.into_iter().map(|(id, decision)| {
+                let connection = connection.clone();
+                async move {
+                    let allowed = match decision {
+                        Decision::Allowed => true,
+                        Decision::NotExposed => false,
+                        Decision::Guarded(guard) => guard.allows(connection, id.clone()).await,
+                    };
+                    allowed.then_some(id)
+                }
+            });
+            join_all(checks).await.into_iter().flatten().collect()
+        }
+    }
+
+    fn admit(&mut self, join: Join, ctx: &mut Context<Self>) {
+        let window = self.membership.window();
+        let check = self.readable(&join.connection, window.clone());
+        check
+            .into_actor(self)
+            .map(move |visible, act, _| {
+                let visible: HashSet<RecordId> = visible.into_iter().collect();
+                if let Some(request) = &join.reply_to {
+                    let members: Vec<(RecordId, Value)> = window
+                        .iter()
+                        .filter(|id| visible.contains(*id))
+                        .filter_map(|id| {
+                            let m = act.membership.get(id)?;
+                            Some((id.clone(), frames::member(id, &m.value)))
+                        })
+                        .collect();
+                    let _ = join.outbox.push(frames::snapshot(request, &members));
+                }
+                let subscriber = Subscriber {
+                    connection: join.connection,
+                    outbox: join.outbox,
+                    mode: join.mode,
+                    version: 1,
+                    visible,
+                };
+                act.subscribers.insert(join.session, subscriber);
+            })
+            // Held until answered, so no batch lands between the check and the snapshot.
+            .wait(ctx);
+    }
+
+    fn start_load(&mut self, ctx: &mut Context<Self>) {
+        if self.loading || (self.pending.is_empty() && !self.resync) {
+            return;
+        }
+        self.loading = true;
+        let store = self.store.clone();
+        if std::mem::take(&mut self.resync) {
+            self.pending.clear();
+            let glob = self.glob.clone();
+            let max = self.hub.max_members();
+            let held: Vec<RecordId> = self.membership.ids();
+            async move {
+                let listed = store.list_matching(&glob, max).await?;
+                let mut batch: HashMap<RecordId, Option<Versioned>> =
+                    held.into_iter().map(|id| (id, None)).collect();
+                batch.extend(listed.into_iter().map(|(id, record)| (id, Some(record))));
+                Ok(batch.into_iter().collect::<Vec<_>>())
+            }
+            .into_actor(self)
+            .map(|loaded, act, ctx| act.loaded(loaded, ctx))
+            .spawn(ctx);
+            return;
+        }
+        let ids: Vec<RecordId> = self.pending.drain().collect();
+        let loads = ids.iter().map(|id| store.load(id)).collect::<Vec<_>>();
+        async move {
+            let mut batch = Vec::with_capacity(loads.len());
+            for (id, loaded) in ids.iter().zip(join_all(loads).await) {
+                let state = loaded?;
+                batch.push((id.clone(), state.versioned()));
+            }
+            Ok(batch)
+        }
+        .into_actor(self)
+        .map(|loaded, act, ctx| act.loaded(loaded, ctx))
+        .spawn(ctx);
+    }
+
+    fn loaded(
+        &mut self,
+        loaded: Result<Vec<(RecordId, Option<Versioned>)>, crate::store::StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.loading = false;
+        match loaded {
+            Ok(batch) => self.apply(batch, ctx),
+            Err(e) => {
+                log::warn!("collection {}: loading changes failed: {e}", self.id);
+                // Everything again, once the store answers.
+                self.resync = true;
+                ctx.run_later(RETRY, |act, ctx| act.start_load(ctx));
+                return;
+            }
+        }
+        self.start_load(ctx);
+    }
+
+    fn apply(&mut self, batch: Vec<(RecordId, Option<Versioned>)>, ctx: &mut Context<Self>) {
+        let change = self.membership.apply(batch);
+        if change.is_empty() || self.subscribers.is_empty() {
+            return;
+        }
+        // Which subscribers see each entering member (guards may have to run).
+        let checks: Vec<_> = self
+            .subscribers
+            .iter()
+            .map(|(session, s)| {
+                let check = self.readable(&s.connection, change.added.clone());
+                let session = *session;
+                async move { (session, check.await) }
+            })
+            .collect();
+        async move { join_all(checks).await }
+            .into_actor(self)
+            .map(move |seen, act, _| act.fan_out(&change, seen))
+            .wait(ctx);
+    }
+
+    fn fan_out(&mut self, change: &WindowChange, seen: Vec<(u64, Vec<RecordId>)>) {
+        let member_text = |id: &RecordId, membership: &Membership| match membership.get(id) {
+            Some(m) => frames::member(id, &m.value).to_string(),
+            None => frames::gone(id).to_string(),
+        };
+        let added: HashMap<&RecordId, String> = change
+            .added
+            .iter()
+            .map(|id| (id, member_text(id, &self.membership)))
+            .collect();
+        let removed: HashMap<&RecordId, String> = change
+            .removed
+            .iter()
+            .map(|id| (id, member_text(id, &self.membership)))
+            .collect();
+        let updates = Updates::new(change, &self.membership);
+        let mut gone = Vec::new();
+        for (session, entering) in seen {
+            let Some(s) = self.subscribers.get_mut(&session) else {
+                continue;
+            };
+            let entering: HashSet<RecordId> = entering.into_iter().collect();
+            let added_texts: Vec<&str> = change
+                .added
+                .iter()
+                .filter(|id| entering.contains(*id))
+                .map(|id| added[id].as_str())
+                .collect();
+            let removed_texts: Vec<&str> = change
+                .removed
+                .iter()
+                .filter(|id| s.visible.remove(*id))
+                .map(|id| removed[id].as_str())
+                .collect();
+            s.visible.extend(entering);
+            let mut ok = true;
+            if !added_texts.is_empty() || !removed_texts.is_empty() {
+                s.version += 1;
+                let frame = frames::diff(&self.id, &added_texts, &removed_texts, s.version);
+                ok &= s.outbox.push(frame).is_ok();
+            }
+            for frame in updates.frames_for(s) {
+                ok &= s.outbox.push(frame).is_ok();
+            }
+            if !ok {
+                gone.push(session);
+            }
+        }
+        for session in gone {
+            self.subscribers.remove(&session);
+        }
+    }
+
+    fn linger(&mut self, ctx: &mut Context<Self>) {
+        let activity = self.activity;
+        ctx.run_later(LINGER, move |act, ctx| {
+            if act.activity == activity && act.subscribers.is_empty() {
+                act.close(ctx);
+            }
+        });
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.hub.forget(&self.id, &self.glob, &ctx.address());
+        ctx.stop();
+    }
+}
+
+/// The `mesh/record-update` frames of one batch, built once per kind and shared.
+struct Updates {
+    /// (id, full frame, patch frame when the change is one version) per updated member.
+    frames: Vec<(RecordId, Frame, Option<Frame>)>,
+}
+
+impl Updates {
+    fn new(change: &WindowChange, membership: &Membership) -> Self {
+        let frames = change
+            .updated
+            .iter()
+            .filter_map(|(id, before)| {
+                let now = membership.get(id)?;
+                let full = full_frame(id, &now.value, now.version);
+                let patch = before
+                    .as_ref()
+                    .filter(|b| b.version + 1 == now.version)
+                    .map(|b| {
+                        let patch = crate::record::change_patch(&b.value, &now.value);
+                        patch_frame(id, &patch, now.version)
+                    });
+                Some((id.clone(), full, patch))
+            })
+            .collect();
+        Updates { frames }
+    }
+
+    /// The frames `s` gets: for each updated member it sees, a patch if it asked for patches
+    /// and the change is one version, else the full value.
+    fn frames_for<'a>(&'a self, s: &'a Subscriber) -> impl Iterator<Item = Frame> + 'a {
+        self.frames
+            .iter()
+            .filter(|(id, _, _)| s.visible.contains(id))
+            .map(|(_, full, patch)| match (s.mode, patch) {
+                (Mode::Patch, Some(patch)) => patch.clone(),
+                _ => full.clone(),
+            })
+    }
+}
+
+impl Actor for CollectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Filed in the feed index before listing, so no change after the listing is missed:
+        // feed messages wait in the mailbox until the listing is in.
+        self.hub.index(&self.glob, ctx.address());
+        let store = self.store.clone();
+        let glob = self.glob.clone();
+        let max = self.hub.max_members();
+        async move { store.list_matching(&glob, max).await }
+            .into_actor(self)
+            .map(|listed, act, _| match listed {
+                Ok(records) => {
+                    let batch = records.into_iter().map(|(id, r)| (id, Some(r))).collect();
+                    act.membership.apply(batch);
+                }
+                Err(e) => {
+                    log::warn!("collection {}: listing failed: {e}", act.id);
+                    act.failed = Some(match e {
+                        crate::store::StoreError::TooMany { .. } => Error::Limit(e.to_string()),
+                        _ => Error::Unavailable,
+                    });
+                }
+            })
+            .wait(ctx);
+    }
+}
+
+impl Handler<Join> for CollectionActor {
+    type Result = bool;
+
+    fn handle(&mut self, join: Join, ctx: &mut Context<Self>) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.activity += 1;
+        if let Some(error) = self.failed.clone() {
+            if let Some(request) = &join.reply_to {
+                let frame = protocol::error_frame(request, commands::SUBSCRIBE_COLLECTION, &error);
+                let _ = join.outbox.push(frame);
+            }
+            // Joined and refused: the next join starts over with a fresh listing.
+            self.close(ctx);
+            return true;
+        }
+        self.admit(join, ctx);
+        true
+    }
+}
+
+impl Handler<Leave> for CollectionActor {
+    type Result = bool;
+
+    fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) -> bool {
+        self.activity += 1;
+        let was = self.subscribers.remove(&leave.session).is_some();
+        if self.subscribers.is_empty() {
+            self.linger(ctx);
+        }
+        was
+    }
+}
+
+impl Handler<Recheck> for CollectionActor {
+    type Result = ();
+
+    fn handle(&mut self, recheck: Recheck, ctx: &mut Context<Self>) {
+        let Some(s) = self.subscribers.get(&recheck.session) else {
+            return;
+        };
+        let connection = s.connection.clone();
+        let guard = self.guard.clone();
+        let id = self.id.clone();
+        let members = self.readable(&connection, self.membership.window());
+        async move {
+            let allowed = match guard {
+                Some(guard) => guard.allows(connection, id).await,
+                None => true,
+            };
+            (allowed, members.await)
+        }
+        .into_actor(self)
+        .map(move |(allowed, members), act, _| {
+            act.rechecked(recheck.session, allowed, members);
+        })
+        .wait(ctx);
+    }
+}
+
+impl CollectionActor {
+    /// Applies a recheck: ends the subscription if the collection's guard now refuses,
+    /// else sends the difference between what the subscriber saw and what it may see now.
+    fn rechecked(&mut self, session: u64, allowed: bool, members: Vec<RecordId>) {
+        let Some(s) = self.subscribers.get_mut(&session) else {
+            return;
+        };
+        if !allowed {
+            let payload = serde_json::json!({
+                "collectionId": self.id.as_str(),
+                "reason": "forbidden",
+            });
+            let _ = s
+                .outbox
+                .push(protocol::push_frame(commands::SUBSCRIPTION_ENDED, &payload));
+            self.subscribers.remove(&session);
+            return;
+        }
+        let now: HashSet<RecordId> = members.into_iter().collect();
+        let text = |id: &RecordId| match self.membership.get(id) {
+            Some(m) => frames::member(id, &m.value).to_string(),
+            None => frames::gone(id).to_string(),
+        };
+        let mut added: Vec<&RecordId> = now.difference(&s.visible).collect();
+        let mut removed: Vec<&RecordId> = s.visible.difference(&now).collect();
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        added.sort();
+        removed.sort();
+        let added: Vec<String> = added.into_iter().map(text).collect();
+        let removed: Vec<String> = removed.into_iter().map(text).collect();
+        let added: Vec<&str> = added.iter().map(String::as_str).collect();
+        let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
+        s.version += 1;
+        let frame = frames::diff(&self.id, &added, &removed, s.version);
+        let ok = s.outbox.push(frame).is_ok();
+        s.visible = now;
+        if !ok {
+            self.subscribers.remove(&session);
+        }
+    }
+}
+
+impl Handler<Feed> for CollectionActor {
+    type Result = ();
+
+    fn handle(&mut self, feed: Feed, ctx: &mut Context<Self>) {
+        match feed {
+            Feed::Changed(id) => {
+                self.pending.insert(id);
+            }
+            Feed::Resync => self.resync = true,
+        }
+        self.start_load(ctx);
+    }
+}

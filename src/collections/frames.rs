@@ -1,0 +1,101 @@
+//! Collection frames as Mesh's client reads them.
+//!
+//! A member, in the snapshot and in diffs, is the record's value with `"id"` set to the record
+//! id (Mesh's `{...value, id}`). A value that is not an object becomes
+//! `{"id": <record id>, "value": <value>}` (Mesh would spread it into index keys or drop it).
+//! The snapshot wraps each member as `{"id", "record"}`; diffs send members bare, and the
+//! client wraps them itself.
+
+use crate::protocol::{self, commands};
+use crate::record::{Frame, RecordId};
+use serde_json::{Map, Number, Value, json};
+
+/// The member form of a record's value (see the module docs).
+pub fn member(id: &RecordId, value: &Value) -> Value {
+    let mut fields = match value {
+        Value::Object(fields) => fields.clone(),
+        other => {
+            let mut fields = Map::new();
+            fields.insert("value".into(), other.clone());
+            fields
+        }
+    };
+    fields.insert("id".into(), Value::String(id.as_str().to_owned()));
+    Value::Object(fields)
+}
+
+/// The member form of a record that is gone (or was never seen): just its id.
+pub fn gone(id: &RecordId) -> Value {
+    json!({ "id": id.as_str() })
+}
+
+/// The successful subscribe reply: the members' ids and values, version 1.
+pub fn snapshot(request: &Number, members: &[(RecordId, Value)]) -> Frame {
+    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    let records: Vec<Value> = members
+        .iter()
+        .map(|(id, member)| json!({ "id": id.as_str(), "record": member }))
+        .collect();
+    let payload = json!({ "success": true, "ids": ids, "records": records, "version": 1 });
+    protocol::reply_frame(request, commands::SUBSCRIBE_COLLECTION, &payload)
+}
+
+/// The refusal reply (not exposed, or the guard said no): Mesh's shape, not an error.
+pub fn refusal(request: &Number) -> Frame {
+    let payload = json!({ "success": false, "ids": [], "records": [], "version": 0 });
+    protocol::reply_frame(request, commands::SUBSCRIBE_COLLECTION, &payload)
+}
+
+/// A `mesh/collection-diff` push from members already serialized (each is JSON text).
+pub fn diff(collection: &RecordId, added: &[&str], removed: &[&str], version: u64) -> Frame {
+    let mut out = String::with_capacity(
+        96 + collection.as_str().len()
+            + added
+                .iter()
+                .chain(removed)
+                .map(|m| m.len() + 1)
+                .sum::<usize>(),
+    );
+    out.push_str(r#"{"command":"mesh/collection-diff","payload":{"collectionId":"#);
+    out.push_str(&Value::String(collection.as_str().to_owned()).to_string());
+    out.push_str(r#","added":["#);
+    out.push_str(&added.join(","));
+    out.push_str(r#"],"removed":["#);
+    out.push_str(&removed.join(","));
+    out.push_str(r#"],"version":"#);
+    out.push_str(&version.to_string());
+    out.push_str("}}");
+    Frame::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> RecordId {
+        RecordId::parse(text, 64).unwrap()
+    }
+
+    #[test]
+    fn members_are_values_with_their_id() {
+        assert_eq!(
+            member(&id("t:1"), &json!({"title": "a", "id": "other"})),
+            json!({"title": "a", "id": "t:1"})
+        );
+        assert_eq!(member(&id("n"), &json!(5)), json!({"value": 5, "id": "n"}));
+    }
+
+    #[test]
+    fn a_diff_is_valid_json_in_mesh_shape() {
+        let added = member(&id("t:2"), &json!({"x": 1})).to_string();
+        let removed = gone(&id("t:\"1")).to_string();
+        let frame = diff(&id("list:\"a"), &[&added], &[&removed], 7);
+        let parsed: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"command": "mesh/collection-diff", "payload": {
+                "collectionId": "list:\"a", "added": [{"x": 1, "id": "t:2"}],
+                "removed": [{"id": "t:\"1"}], "version": 7}})
+        );
+    }
+}

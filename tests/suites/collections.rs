@@ -1,0 +1,499 @@
+//! Collections over real WebSocket connections (`mesh/subscribe-collection`): Mesh's wire
+//! shapes and behaviours (snapshot, diffs with gap-free versions, member updates, deletes,
+//! unsubscribe), and what this server adds (read guards filter members, collection guards,
+//! sort and limit, patch mode, many instances). Every test runs on each store backend.
+
+use crate::common;
+
+use common::{Backend, Client, TestServer, WAIT, start, start_with, unique_prefix};
+use mesh_records::collections::CollectionExposure;
+use mesh_records::{Exposure, Guard, Strategy};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Long enough for a push that should not come to have come.
+const QUIET: Duration = Duration::from_millis(300);
+
+const SUBSCRIBE: &str = "mesh/subscribe-collection";
+const UNSUBSCRIBE: &str = "mesh/unsubscribe-collection";
+const DIFF: &str = "mesh/collection-diff";
+
+const LISTS: &str = r#"
+[[records.expose]]
+pattern = "^item:"
+writable = true
+
+[[collections.expose]]
+pattern = "^list:(\\w+)$"
+members = "item:{1}:*"
+
+[[collections.expose]]
+id = "members-only"
+members = "item:*"
+guard = { require_metadata = "userId" }
+
+[[collections.expose]]
+pattern = "^top:(\\w+)$"
+members = "item:{1}:*"
+sort = "/order"
+limit = 2
+"#;
+
+on_every_store!(
+    with_cluster:
+    the_snapshot_lists_members_in_mesh_shape,
+    adds_updates_and_deletes_arrive_as_mesh_sends_them,
+    unexposed_and_guarded_collections_are_refused_in_mesh_shape,
+    members_a_connection_may_not_read_are_left_out,
+    a_new_first_member_pushes_the_last_one_out_in_the_same_diff,
+    versions_stay_gap_free_under_churn,
+    patch_mode_sends_member_changes_as_patches,
+    a_metadata_change_runs_the_guards_again,
+    unsubscribe_and_disconnect_end_the_pushes,
+);
+
+/// `?user=NAME` on the upgrade becomes metadata `{"userId": NAME}` (none: `null`).
+fn user_from_query() -> mesh_records::Authenticator {
+    mesh_records::Authenticator::new(|request| {
+        let user = request
+            .query_string()
+            .strip_prefix("user=")
+            .map(str::to_owned);
+        async move { Ok(json!({ "userId": user })) }
+    })
+}
+
+async fn write(server: &TestServer, id: &str, value: Value) {
+    server
+        .records()
+        .write_record(id, value, Strategy::Replace)
+        .await
+        .unwrap();
+}
+
+async fn subscribe(client: &mut Client, collection: &str) -> Value {
+    client
+        .request(SUBSCRIBE, json!({"collectionId": collection}))
+        .await
+}
+
+/// The next push that is a collection diff or a record update (pings skipped).
+async fn next_change(client: &mut Client) -> Value {
+    loop {
+        let push = client.next_push().await;
+        if push["command"] != "ping" {
+            return push;
+        }
+    }
+}
+
+async fn the_snapshot_lists_members_in_mesh_shape(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    write(&server, "item:a:2", json!({"title": "two"})).await;
+    write(
+        &server,
+        "item:a:1",
+        json!({"title": "one", "id": "ignored"}),
+    )
+    .await;
+    write(&server, "item:a:3", json!(3)).await;
+    write(&server, "item:b:1", json!({"title": "other list"})).await;
+    let mut client = server.client().await;
+    let reply = subscribe(&mut client, "list:a").await;
+    assert_eq!(
+        reply,
+        json!({
+            "success": true,
+            "ids": ["item:a:1", "item:a:2", "item:a:3"],
+            "records": [
+                {"id": "item:a:1", "record": {"title": "one", "id": "item:a:1"}},
+                {"id": "item:a:2", "record": {"title": "two", "id": "item:a:2"}},
+                {"id": "item:a:3", "record": {"value": 3, "id": "item:a:3"}},
+            ],
+            "version": 1
+        })
+    );
+    let empty = subscribe(&mut client, "list:nothing").await;
+    assert_eq!(
+        empty,
+        json!({"success": true, "ids": [], "records": [], "version": 1})
+    );
+    server.stop().await;
+}
+
+async fn adds_updates_and_deletes_arrive_as_mesh_sends_them(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    write(&server, "item:a:1", json!({"n": 1})).await;
+    let mut client = server.client().await;
+    subscribe(&mut client, "list:a").await;
+
+    // A new member: the diff, then its value as a record update (Mesh's `changed`).
+    let mut writer = server.client().await;
+    writer.publish("item:a:2", json!({"n": 2})).await;
+    let diff = next_change(&mut client).await;
+    assert_eq!(
+        diff,
+        json!({"command": DIFF, "payload": {"collectionId": "list:a",
+            "added": [{"n": 2, "id": "item:a:2"}], "removed": [], "version": 2}})
+    );
+    let update = next_change(&mut client).await;
+    assert_eq!(
+        update["payload"],
+        json!({"recordId": "item:a:2", "full": {"n": 2}, "version": 1})
+    );
+
+    // A member's new value: a record update, no diff.
+    writer.publish("item:a:1", json!({"n": 10})).await;
+    let update = next_change(&mut client).await;
+    assert_eq!(update["command"], "mesh/record-update");
+    assert_eq!(
+        update["payload"],
+        json!({"recordId": "item:a:1", "full": {"n": 10}, "version": 2})
+    );
+
+    // A write outside the collection: nothing.
+    writer.publish("item:b:1", json!({"n": 0})).await;
+    client.assert_no_record_push(QUIET).await;
+
+    // A deleted member: removed, by id.
+    server.records().delete_record("item:a:2").await.unwrap();
+    let diff = next_change(&mut client).await;
+    assert_eq!(
+        diff["payload"],
+        json!({"collectionId": "list:a", "added": [], "removed": [{"id": "item:a:2"}],
+            "version": 3})
+    );
+    client.assert_no_record_push(QUIET).await;
+    server.stop().await;
+}
+
+async fn unexposed_and_guarded_collections_are_refused_in_mesh_shape(backend: Backend) {
+    let refused = json!({"success": false, "ids": [], "records": [], "version": 0});
+    let server = start_with(backend, LISTS, |b| b.authenticate(user_from_query())).await;
+    write(&server, "item:x:1", json!({"n": 1})).await;
+    let mut anonymous = server.client().await;
+    assert_eq!(subscribe(&mut anonymous, "nothing:here").await, refused);
+    assert_eq!(subscribe(&mut anonymous, "members-only").await, refused);
+    let mut member = Client::connect(&format!("{}?user=ann", server.ws)).await;
+    let reply = subscribe(&mut member, "members-only").await;
+    assert_eq!(
+        (reply["success"].clone(), reply["ids"].clone()),
+        (json!(true), json!(["item:x:1"]))
+    );
+    // A bad collection id is an error, not a refusal.
+    let bad = anonymous
+        .request(SUBSCRIBE, json!({"collectionId": ""}))
+        .await;
+    assert_eq!(bad["code"], "EINVALID");
+    server.stop().await;
+}
+
+async fn members_a_connection_may_not_read_are_left_out(backend: Backend) {
+    // Records under item:s: are readable only by "boss" (a guard added in Rust); item:h: are
+    // not exposed at all.
+    let config = r#"
+[[records.expose]]
+pattern = "^item:v:"
+[[collections.expose]]
+id = "everything"
+members = "item:*"
+"#;
+    let server = start_with(backend, config, |b| {
+        b.authenticate(user_from_query())
+            .expose(
+                Exposure::pattern("^item:s:")
+                    .unwrap()
+                    .guard(Guard::sync(|conn, _| {
+                        conn.metadata_field("userId") == Some(json!("boss"))
+                    })),
+            )
+    })
+    .await;
+    write(&server, "item:v:1", json!({"n": 1})).await;
+    write(&server, "item:s:1", json!({"n": 2})).await;
+    write(&server, "item:h:1", json!({"n": 3})).await;
+    let mut boss = Client::connect(&format!("{}?user=boss", server.ws)).await;
+    let mut other = Client::connect(&format!("{}?user=ann", server.ws)).await;
+    assert_eq!(
+        subscribe(&mut boss, "everything").await["ids"],
+        json!(["item:s:1", "item:v:1"])
+    );
+    assert_eq!(
+        subscribe(&mut other, "everything").await["ids"],
+        json!(["item:v:1"])
+    );
+
+    write(&server, "item:s:2", json!({"n": 4})).await;
+    write(&server, "item:h:2", json!({"n": 5})).await;
+    write(&server, "item:v:2", json!({"n": 6})).await;
+    let boss_diff = next_change(&mut boss).await;
+    assert_eq!(
+        boss_diff["payload"]["added"],
+        json!([{"n": 4, "id": "item:s:2"}])
+    );
+    // The other connection hears only of what it may read, with no gap in its versions.
+    let diff = next_change(&mut other).await;
+    assert_eq!(
+        diff["payload"]["added"],
+        json!([{"n": 6, "id": "item:v:2"}])
+    );
+    assert_eq!(diff["payload"]["version"], 2);
+    server.stop().await;
+}
+
+async fn a_new_first_member_pushes_the_last_one_out_in_the_same_diff(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    write(&server, "item:t:x", json!({"order": 2})).await;
+    write(&server, "item:t:y", json!({"order": 3})).await;
+    write(&server, "item:t:z", json!({"order": 4})).await;
+    let mut client = server.client().await;
+    assert_eq!(
+        subscribe(&mut client, "top:t").await["ids"],
+        json!(["item:t:x", "item:t:y"])
+    );
+    write(&server, "item:t:w", json!({"order": 1})).await;
+    let diff = next_change(&mut client).await;
+    assert_eq!(
+        diff["payload"],
+        json!({"collectionId": "top:t", "added": [{"order": 1, "id": "item:t:w"}],
+            "removed": [{"order": 3, "id": "item:t:y"}], "version": 2})
+    );
+    // The new member's value follows its diff, as Mesh sends it.
+    assert_eq!(
+        next_change(&mut client).await["payload"]["recordId"],
+        "item:t:w"
+    );
+    // Moving a shown member past the limit swaps it with the next one.
+    write(&server, "item:t:x", json!({"order": 9})).await;
+    let diff = next_change(&mut client).await;
+    assert_eq!(
+        diff["payload"]["added"],
+        json!([{"order": 3, "id": "item:t:y"}])
+    );
+    assert_eq!(
+        diff["payload"]["removed"],
+        json!([{"order": 9, "id": "item:t:x"}])
+    );
+    assert_eq!(diff["payload"]["version"], 3);
+    server.stop().await;
+}
+
+async fn versions_stay_gap_free_under_churn(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    let mut client = server.client().await;
+    subscribe(&mut client, "list:c").await;
+    let mut writer = server.client().await;
+    let mut expected = BTreeSet::new();
+    for n in 0..40 {
+        let id = format!("item:c:{}", n % 7);
+        if expected.contains(&id) && n % 3 == 0 {
+            server.records().delete_record(&id).await.unwrap();
+            expected.remove(&id);
+        } else {
+            writer.publish(&id, json!({"n": n})).await;
+            expected.insert(id);
+        }
+    }
+    // Diffs add up to the store's membership, each version one more than the last: read
+    // them until none has come for a while (every write was acknowledged before).
+    let mut seen = BTreeSet::new();
+    let mut version = 1;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some(push) = client.try_next_push(QUIET).await {
+        assert!(tokio::time::Instant::now() < deadline, "diffs kept coming");
+        if push["command"] != DIFF {
+            continue;
+        }
+        version += 1;
+        assert_eq!(push["payload"]["version"], version, "{push}");
+        for added in push["payload"]["added"].as_array().unwrap() {
+            assert!(seen.insert(added["id"].as_str().unwrap().to_owned()));
+        }
+        for removed in push["payload"]["removed"].as_array().unwrap() {
+            assert!(seen.remove(removed["id"].as_str().unwrap()));
+        }
+    }
+    assert_eq!(seen, expected);
+    let fresh = subscribe(&mut server.client().await, "list:c").await;
+    let ids: BTreeSet<String> = serde_json::from_value(fresh["ids"].clone()).unwrap();
+    assert_eq!(ids, expected);
+    server.stop().await;
+}
+
+async fn a_metadata_change_runs_the_guards_again(backend: Backend) {
+    let config =
+        format!("{LISTS}\n[[collections.expose]]\nid = \"secrets\"\nmembers = \"item:*\"\n");
+    let server = start_with(backend, &config, |b| {
+        b.authenticate(user_from_query())
+            .on_set_metadata(mesh_records::MetadataHook::new(|_, proposed| async move {
+                Ok(proposed)
+            }))
+            .expose(
+                Exposure::pattern("^item:s:")
+                    .unwrap()
+                    .guard(Guard::sync(|conn, _| {
+                        conn.metadata_field("userId") == Some(json!("boss"))
+                    })),
+            )
+    })
+    .await;
+    write(&server, "item:s:1", json!({"n": 1})).await;
+    write(&server, "item:p:1", json!({"n": 2})).await;
+    let mut client = Client::connect(&format!("{}?user=boss", server.ws)).await;
+    assert_eq!(
+        subscribe(&mut client, "secrets").await["ids"],
+        json!(["item:p:1", "item:s:1"])
+    );
+    assert_eq!(
+        subscribe(&mut client, "members-only").await["success"],
+        true
+    );
+
+    // No longer the boss: the guarded member goes, in a diff like any other, from both
+    // collections that held it.
+    let set = client
+        .request("mesh/set-my-connection-metadata", json!({"userId": "ann"}))
+        .await;
+    assert_eq!(set, json!({"success": true}));
+    let mut diffs = [
+        next_change(&mut client).await,
+        next_change(&mut client).await,
+    ];
+    diffs.sort_by_key(|d| d["payload"]["collectionId"].as_str().unwrap().to_owned());
+    for (diff, collection) in diffs.iter().zip(["members-only", "secrets"]) {
+        assert_eq!(
+            diff["payload"],
+            json!({"collectionId": collection, "added": [],
+                "removed": [{"n": 1, "id": "item:s:1"}], "version": 2})
+        );
+    }
+    // No user at all: the collection's own guard ends that subscription.
+    client
+        .request("mesh/set-my-connection-metadata", json!({}))
+        .await;
+    let ended = next_change(&mut client).await;
+    assert_eq!(
+        ended,
+        json!({"command": "mesh/subscription-ended",
+            "payload": {"collectionId": "members-only", "reason": "forbidden"}})
+    );
+    write(&server, "item:p:2", json!({"n": 3})).await;
+    let diff = next_change(&mut client).await;
+    assert_eq!(diff["payload"]["collectionId"], "secrets");
+    server.stop().await;
+}
+
+async fn patch_mode_sends_member_changes_as_patches(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    write(
+        &server,
+        "item:p:1",
+        json!({"a": 1, "b": "long enough to prefer a patch"}),
+    )
+    .await;
+    let mut client = server.client().await;
+    let reply = client
+        .request(
+            SUBSCRIBE,
+            json!({"collectionId": "list:p", "mode": "patch"}),
+        )
+        .await;
+    assert_eq!(reply["ids"], json!(["item:p:1"]));
+    write(
+        &server,
+        "item:p:1",
+        json!({"a": 2, "b": "long enough to prefer a patch"}),
+    )
+    .await;
+    let update = next_change(&mut client).await;
+    assert_eq!(
+        update["payload"],
+        json!({"recordId": "item:p:1", "patch": [{"op": "replace", "path": "/a", "value": 2}],
+            "version": 2})
+    );
+    server.stop().await;
+}
+
+async fn unsubscribe_and_disconnect_end_the_pushes(backend: Backend) {
+    let server = start(backend, LISTS).await;
+    let mut client = server.client().await;
+    subscribe(&mut client, "list:u").await;
+    let mut leaving = server.client().await;
+    subscribe(&mut leaving, "list:u").await;
+    leaving.close().await;
+    assert_eq!(
+        client
+            .request(UNSUBSCRIBE, json!({"collectionId": "list:u"}))
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        client
+            .request(UNSUBSCRIBE, json!({"collectionId": "list:u"}))
+            .await,
+        json!(false)
+    );
+    write(&server, "item:u:1", json!({"n": 1})).await;
+    client.assert_no_record_push(QUIET).await;
+    server.stop().await;
+}
+
+/// Two instances on one Redis: a write on either reaches collection subscribers on both.
+#[actix_web::test]
+async fn writes_on_one_instance_reach_collection_subscribers_on_another() {
+    let prefix = unique_prefix("collections-fleet");
+    let config = format!("[store]\nkey_prefix = \"{prefix}\"\n{LISTS}");
+    let a = start(Backend::Redis, &config).await;
+    let b = start(Backend::Redis, &config).await;
+    let mut on_a = a.client().await;
+    let mut on_b = b.client().await;
+    subscribe(&mut on_a, "list:m").await;
+    subscribe(&mut on_b, "list:m").await;
+    write(&a, "item:m:1", json!({"from": "a"})).await;
+    for client in [&mut on_a, &mut on_b] {
+        let diff = next_change(client).await;
+        assert_eq!(
+            diff["payload"]["added"],
+            json!([{"from": "a", "id": "item:m:1"}])
+        );
+        assert_eq!(diff["payload"]["version"], 2);
+    }
+    b.records().delete_record("item:m:1").await.unwrap();
+    for client in [&mut on_a, &mut on_b] {
+        let diff = loop {
+            let push = next_change(client).await;
+            if push["command"] == DIFF {
+                break push;
+            }
+        };
+        assert_eq!(diff["payload"]["removed"], json!([{"id": "item:m:1"}]));
+        assert_eq!(diff["payload"]["version"], 3);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The library API: a collection exposed from Rust, at build time and at runtime.
+#[actix_web::test]
+async fn collections_exposed_from_rust_work_like_configured_ones() {
+    let server = start_with(
+        Backend::Memory,
+        "[[records.expose]]\npattern = \"^doc:\"\n",
+        |b| b.expose_collection(CollectionExposure::id("docs", "doc:*").unwrap()),
+    )
+    .await;
+    write(&server, "doc:1", json!({"t": 1})).await;
+    let later = CollectionExposure::pattern(r"^by:(\d)$", "doc:{1}*").unwrap();
+    server.records().expose_collection(later).await.unwrap();
+    let mut client = server.client().await;
+    assert_eq!(
+        subscribe(&mut client, "docs").await["ids"],
+        json!(["doc:1"])
+    );
+    assert_eq!(
+        subscribe(&mut client, "by:1").await["ids"],
+        json!(["doc:1"])
+    );
+    server.stop().await;
+}
