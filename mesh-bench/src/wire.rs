@@ -6,7 +6,9 @@
 //! ([`subscribe`], [`publish`]) append straight into a string. The mesh-records tests and the
 //! chaos checker care for every field instead: they build requests from JSON values with
 //! [`request`] and read frames as `serde_json::Value`s ([`is_ping`], [`error_code`]). Both
-//! start with [`assigned_id`] and answer pings with [`PONG`].
+//! start with [`assigned_id`] and answer pings with [`PONG`]. Collections add
+//! [`subscribe_collection`] and [`unsubscribe_collection`]; their replies and diffs parse into
+//! the same [`Payload`], whose arrays (`ids`, `added`, `removed`) are only counted.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
