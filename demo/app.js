@@ -1,5 +1,6 @@
-// The demo page: a shared checklist (record todo:<room>, patch mode) and live pointers
-// (record cursors:<room>, full mode), both through @mesh-records/client. A toggle drops the
+// The demo page: a shared checklist (record todo:<room>, patch mode), live pointers
+// (record cursors:<room>, full mode) and the list of every checklist (collection `todos`),
+// all through @mesh-records/client. A toggle drops the
 // connection and keeps it down, to show the client resuming from the missed patches.
 //
 // Query parameters: ?ws=ws://host:port/ws (default: this host, path /ws), ?room=name
@@ -29,6 +30,7 @@ const ui = {
   cursors: $('#cursors'),
   network: $('#network-toggle'),
   stats: $('#resume-stats'),
+  lists: $('#lists'),
 };
 $('#todo-id').textContent = TODO_ID;
 $('#cursors-id').textContent = CURSORS_ID;
@@ -57,6 +59,39 @@ function showError(err) {
   ui.error.hidden = false;
   clearTimeout(errorTimer);
   errorTimer = setTimeout(() => (ui.error.hidden = true), 5000);
+}
+
+// ---- the list of checklists (collection `todos`) -----------------------------------------
+
+const checklists = new Map(); // record id -> value (with `id` for members from diffs)
+
+function openItems(value) {
+  const items = Object.values(value?.items ?? {}).filter(Boolean);
+  return { total: items.length, open: items.filter((item) => !item.done).length };
+}
+
+function renderLists() {
+  ui.lists.replaceChildren(
+    ...[...checklists.keys()].sort().map((id) => {
+      const room = id.slice('todo:'.length);
+      const { total, open } = openItems(checklists.get(id));
+      const li = document.createElement('li');
+      const link = document.createElement('a');
+      link.href = `?room=${encodeURIComponent(room)}`;
+      link.textContent = room;
+      if (id === TODO_ID) link.setAttribute('aria-current', 'page');
+      li.append(link, ` ${open}/${total} open`);
+      return li;
+    }),
+  );
+}
+
+function onChecklistsDiff({ added, removed, changed, resync, reconnect }) {
+  if (resync || reconnect) checklists.clear();
+  for (const { id, record } of added) checklists.set(id, record);
+  for (const { id } of removed) checklists.delete(id);
+  for (const { id, record } of changed) checklists.set(id, record);
+  renderLists();
 }
 
 // ---- checklist ----------------------------------------------------------------------------
@@ -319,6 +354,7 @@ async function start() {
     });
     cursors = pointerSnapshot.record ?? {};
     renderCursors();
+    await client.subscribeCollection('todos', { onDiff: onChecklistsDiff });
   } catch (err) {
     showError(err);
   }

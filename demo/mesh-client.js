@@ -166,6 +166,7 @@ export class MeshClient {
     this._pending = new Map(); // request id -> request, sent on the current socket
     this._queue = []; // requests waiting for a connection
     this._subs = new Map(); // record id -> subscription
+    this._collections = new Map(); // collection id -> collection subscription
     this._listeners = new Map(EVENT_TYPES.map((type) => [type, new Set()]));
     const callbacks = {
       open: options.onOpen,
@@ -356,6 +357,7 @@ export class MeshClient {
     const resubscribed = subs.map((sub) => this._subscribeAgain(sub, 'reconnect', false));
     this._flushQueue();
     this._emit('open', { connectionId: this.connectionId, reconnected: true });
+    for (const col of this._collections.values()) this._collectionAgain(col, 'reconnect');
     const outcomes = await Promise.all(resubscribed);
     const resumed = subs.filter((_, i) => outcomes[i] === 'resumed').map((sub) => sub.recordId);
     const full = subs.filter((_, i) => outcomes[i] === 'full').map((sub) => sub.recordId);
@@ -621,7 +623,11 @@ export class MeshClient {
         if (typeof frame.payload === 'number') this.latencyMs = frame.payload;
         break;
       case 'mesh/record-update':
+        this._onMemberUpdate(frame.payload);
         this._onRecordUpdate(frame.payload);
+        break;
+      case 'mesh/collection-diff':
+        this._onCollectionDiff(frame.payload);
         break;
       case 'mesh/record-deleted':
         this._onRecordDeleted(frame.payload);
@@ -826,5 +832,113 @@ export class MeshClient {
   getRecord(recordId) {
     const sub = this._subs.get(recordId);
     return sub ? { value: sub.value, version: sub.version } : undefined;
+  }
+
+  // ---- collections -----------------------------------------------------------------------
+
+  /**
+   * Subscribes to a collection (a live list of records). Resolves with the server's reply
+   * `{success, ids, records: [{id, record}], version}` (`success: false` with empty lists when
+   * the server refuses, as Mesh's client does). `onDiff({added, removed, changed, version})`
+   * gets the snapshot first (as `added`), then each change: `added` / `removed` as
+   * `[{id, record}]` when membership changes (`version` counts the diffs), `changed`
+   * `[{id, record}]` when a member's value changes (`version` is then the record's). A gap in
+   * diff versions resubscribes, and so does a reconnect: the fresh snapshot arrives as `added`
+   * with `resync: true` or `reconnect: true`.
+   */
+  async subscribeCollection(collectionId, { onDiff } = {}) {
+    if (typeof collectionId !== 'string' || collectionId === '') {
+      throw new TypeError('collectionId must be a non-empty string');
+    }
+    if (onDiff !== undefined && typeof onDiff !== 'function') throw new TypeError('onDiff must be a function');
+    const col = { collectionId, onDiff, ids: new Set(), version: 0, live: false };
+    this._collections.set(collectionId, col);
+    const reply = await this._collectionAgain(col, null);
+    return reply ?? { success: false, ids: [], records: [], version: 0 };
+  }
+
+  /** Subscribes (again) and reports the snapshot; resolves with the reply, or null. */
+  async _collectionAgain(col, reason) {
+    col.live = false;
+    const current = () => this._collections.get(col.collectionId) === col;
+    let reply;
+    try {
+      reply = await this._request('mesh/subscribe-collection', { collectionId: col.collectionId }, this._timeoutMs, (r) => {
+        if (!current()) return r;
+        if (!r || r.success !== true) {
+          this._collections.delete(col.collectionId);
+          return { success: false, ids: [], records: [], version: 0 };
+        }
+        col.ids = new Set(Array.isArray(r.ids) ? r.ids : []);
+        col.version = Number.isInteger(r.version) ? r.version : 1;
+        col.live = true;
+        const diff = { added: Array.isArray(r.records) ? r.records : [], removed: [], changed: [], version: col.version };
+        if (reason) diff[reason] = true;
+        this._reportDiff(col, diff);
+        return r;
+      });
+    } catch (err) {
+      if (!current()) return null;
+      if (err.code === 'ECLOSED' && this._state !== 'closed') return null; // the next reconnect retries
+      this._collections.delete(col.collectionId);
+      err.collectionId = col.collectionId;
+      if (reason) this._emit('error', err);
+      else throw err;
+      return null;
+    }
+    return reply;
+  }
+
+  _onCollectionDiff(payload) {
+    if (!payload || typeof payload.collectionId !== 'string') return;
+    const col = this._collections.get(payload.collectionId);
+    if (!col || !col.live) return;
+    if (payload.version !== col.version + 1) {
+      this._request('mesh/unsubscribe-collection', { collectionId: col.collectionId }, this._timeoutMs).catch(() => {});
+      this._collectionAgain(col, 'resync');
+      return;
+    }
+    col.version = payload.version;
+    const wrap = (members) => (Array.isArray(members) ? members : []).map((m) => ({ id: m?.id, record: m }));
+    const added = wrap(payload.added);
+    const removed = wrap(payload.removed);
+    for (const m of added) col.ids.add(m.id);
+    for (const m of removed) col.ids.delete(m.id);
+    this._reportDiff(col, { added, removed, changed: [], version: payload.version });
+  }
+
+  _onMemberUpdate(payload) {
+    if (!payload || typeof payload.recordId !== 'string' || !('full' in payload)) return;
+    for (const col of this._collections.values()) {
+      if (!col.live || !col.ids.has(payload.recordId)) continue;
+      const changed = [{ id: payload.recordId, record: payload.full }];
+      this._reportDiff(col, { added: [], removed: [], changed, version: payload.version });
+    }
+  }
+
+  _reportDiff(col, diff) {
+    if (!col.onDiff) return;
+    try {
+      col.onDiff(diff);
+    } catch (err) {
+      this._emit('error', err);
+    }
+  }
+
+  /** Ends a collection subscription: true if the server had it. */
+  async unsubscribeCollection(collectionId) {
+    const col = this._collections.get(collectionId);
+    if (col) {
+      col.live = false;
+      this._collections.delete(collectionId);
+    }
+    if (this._state !== 'open') return false;
+    return this._request('mesh/unsubscribe-collection', { collectionId }, this._timeoutMs);
+  }
+
+  /** The member ids this client holds for a subscribed collection (or undefined). */
+  getCollection(collectionId) {
+    const col = this._collections.get(collectionId);
+    return col ? { ids: [...col.ids], version: col.version } : undefined;
   }
 }

@@ -179,7 +179,20 @@ impl CollectionActor {
                             Some((id.clone(), frames::member(id, &m.value)))
                         })
                         .collect();
-                    let _ = join.outbox.push(frames::snapshot(request, &members));
+                    let snapshot = frames::snapshot(request, &members);
+                    let max = act.hub.max_snapshot_bytes();
+                    if snapshot.len() > max {
+                        let error = Error::Limit(format!(
+                            "the collection's snapshot is {} bytes, over {max}",
+                            snapshot.len()
+                        ));
+                        let cmd = commands::SUBSCRIBE_COLLECTION;
+                        let _ = join
+                            .outbox
+                            .push(protocol::error_frame(request, cmd, &error));
+                        return;
+                    }
+                    let _ = join.outbox.push(snapshot);
                 }
                 let subscriber = Subscriber {
                     connection: join.connection,

@@ -3,7 +3,7 @@
 //! A collection id (such as `list:42`) is covered by a [`CollectionExposure`] whose member
 //! glob (`item:{1}:*`) names the records it holds. [`Collections`] is the server's hub: it
 //! resolves a subscription (rule, then the collection's guard), starts one
-//! [`actor::CollectionActor`] per collection id with subscribers on this instance, and routes
+//! `CollectionActor` per collection id with subscribers on this instance, and routes
 //! the store's change feed to the actors whose glob matches the changed id ([`index`]), so a
 //! write costs nothing in collections that cannot hold it.
 //!
@@ -57,6 +57,9 @@ struct Hub {
     store: SharedStore,
     directory: Arc<Directory>,
     max_members: usize,
+    /// Largest snapshot reply (`[server] max_frame_bytes`): no frame the server sends is
+    /// larger than a frame it would accept.
+    max_snapshot_bytes: usize,
     feed: Mutex<Option<WatchToken>>,
 }
 
@@ -70,7 +73,7 @@ impl Collections {
         store: SharedStore,
         directory: Arc<Directory>,
         table: CollectionTable,
-        max_members: usize,
+        (max_members, max_snapshot_bytes): (usize, usize),
     ) -> Self {
         Collections {
             hub: Arc::new(Hub {
@@ -80,6 +83,7 @@ impl Collections {
                 store,
                 directory,
                 max_members,
+                max_snapshot_bytes,
                 feed: Mutex::new(None),
             }),
         }
@@ -219,6 +223,10 @@ impl Collections {
 
     pub(crate) fn max_members(&self) -> usize {
         self.hub.max_members
+    }
+
+    pub(crate) fn max_snapshot_bytes(&self) -> usize {
+        self.hub.max_snapshot_bytes
     }
 
     /// The records whose id matches `glob` (Redis glob syntax: `*`, `?`, `[a-z]`, `\\x`),

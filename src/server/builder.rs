@@ -158,7 +158,7 @@ impl RecordServerBuilder {
             Arc::clone(&store),
             Arc::clone(&directory),
             table,
-            self.config.collections.max_members,
+            (self.config.collections.max_members, s.max_frame_bytes),
         );
         if collections.any_exposed() {
             collections

@@ -294,3 +294,47 @@ async fn with_admin_bind_the_admin_api_is_only_on_its_own_port() {
     assert_eq!(status, 404);
     server.stop().await;
 }
+
+/// `GET /api/collections/{id}`: the members now, sorted and limited as the rule says, each
+/// with its record version; 404 for an id no rule covers; the token first, as everywhere.
+#[actix_web::test]
+async fn the_admin_api_shows_a_collections_members() {
+    let config = format!(
+        "{CONFIG}\n[[collections.expose]]\npattern = \"^docs:(\\\\w)$\"\nmembers = \"doc:{{1}}*\"\nsort = \"/rank\"\nlimit = 2\n"
+    );
+    let server = start(Backend::Memory, &config).await;
+    for (id, rank) in [("doc:a1", 3), ("doc:a2", 1), ("doc:a3", 2), ("doc:b1", 0)] {
+        let value = json!({ "rank": rank });
+        server
+            .records()
+            .write_record(id, value, mesh_records::Strategy::Replace)
+            .await
+            .unwrap();
+    }
+    server
+        .records()
+        .write_record(
+            "doc:a2",
+            json!({"rank": 1, "x": true}),
+            mesh_records::Strategy::Replace,
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/api/collections/docs:a", server.http);
+    assert_eq!(call("GET", &url, None, None).await.0, 401);
+    let (status, body) = call("GET", &url, Some("admin-secret"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"collectionId": "docs:a", "ids": ["doc:a2", "doc:a3"], "members": [
+            {"id": "doc:a2", "version": 2, "record": {"rank": 1, "x": true, "id": "doc:a2"}},
+            {"id": "doc:a3", "version": 1, "record": {"rank": 2, "id": "doc:a3"}},
+        ]})
+    );
+    let missing = format!("{}/api/collections/nothing", server.http);
+    assert_eq!(
+        call("GET", &missing, Some("admin-secret"), None).await.0,
+        404
+    );
+    server.stop().await;
+}

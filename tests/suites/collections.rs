@@ -497,3 +497,33 @@ async fn collections_exposed_from_rust_work_like_configured_ones() {
     );
     server.stop().await;
 }
+
+/// No frame the server sends is larger than one it would accept: a snapshot over
+/// `max_frame_bytes` is refused with `ELIMIT`, and so is a collection over `max_members`.
+#[actix_web::test]
+async fn snapshots_and_memberships_are_bounded() {
+    let config =
+        format!("[server]\nmax_frame_bytes = 2000\n[collections]\nmax_members = 40\n{LISTS}");
+    let server = start(Backend::Memory, &config).await;
+    for n in 0..30 {
+        write(
+            &server,
+            &format!("item:big:{n}"),
+            json!({"pad": "x".repeat(100)}),
+        )
+        .await;
+    }
+    for n in 0..41 {
+        write(&server, &format!("item:many:{n}"), json!(n)).await;
+    }
+    let mut client = server.client().await;
+    let reply = client
+        .request(SUBSCRIBE, json!({"collectionId": "list:big"}))
+        .await;
+    assert_eq!(reply["code"], "ELIMIT", "{reply}");
+    let reply = client
+        .request(SUBSCRIBE, json!({"collectionId": "list:many"}))
+        .await;
+    assert_eq!(reply["code"], "ELIMIT", "{reply}");
+    server.stop().await;
+}

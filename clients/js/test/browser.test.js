@@ -1,5 +1,6 @@
 // Two headless Chromium pages on the demo, against the real server: an item added in page A
-// shows up in page B within 1 s, a toggle in B shows up in A, a removal too, pointers travel,
+// shows up in page B within 1 s, a toggle in B shows up in A, a removal too, the list of
+// checklists (a collection) follows in both, pointers travel,
 // and page A gone offline catches up after B's edits once it is back (counted as a resume). Saves target/demo-screenshot.png at the repository root. (A page that goes away
 // clears its pointer on pagehide; that is best effort and not asserted.)
 //
@@ -99,6 +100,11 @@ test('demo: two pages edit one checklist live', { skip: !haveChromium && !requir
   assert.deepEqual(await texts(a), expected);
   assert.deepEqual(await texts(b), expected);
   assert.equal(await a.textContent('#summary'), '2 of 4 done');
+
+  // The list of checklists (collection `todos`) follows in both pages: 2 of 4 still open.
+  for (const page of [a, b]) {
+    await page.locator('#lists li', { hasText: '2/4 open' }).waitFor({ timeout: 1000 });
+  }
 
   // Pointers: B moves over its board; A draws B's pointer there.
   const bId = await b.evaluate(() => document.body.dataset.connectionId);

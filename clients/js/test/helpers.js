@@ -75,8 +75,12 @@ pattern = "^todo:"
 writable = true
 
 [[collections.expose]]
-pattern = "^list:(\\w+)$"
+pattern = "^list:([A-Za-z0-9_]+)$"
 members = "t:{1}:*"
+
+[[collections.expose]]
+id = "todos"
+members = "todo:*"
 `;
 }
 
