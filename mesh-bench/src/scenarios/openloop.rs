@@ -108,6 +108,9 @@ async fn wait_until(
     answered: &mut u64,
 ) -> Result<Option<u64>, String> {
     loop {
+        // This task otherwise never waits, and the thread's event loop then never reads
+        // the socket's readiness: replies would pile up unread until some send blocked.
+        tokio::task::yield_now().await;
         *answered += drain_replies(w, conn).await?;
         if w.ctl.phase() >= Phase::Draining {
             return Ok(None);
