@@ -269,6 +269,11 @@ impl CollectionActor {
         if change.is_empty() || self.subscribers.is_empty() {
             return;
         }
+        if change.added.is_empty() {
+            // Nothing entered: no guard to run (the common case, a member's new value).
+            let seen = self.subscribers.keys().map(|s| (*s, Vec::new())).collect();
+            return self.fan_out(&change, seen);
+        }
         // Which subscribers see each entering member (guards may have to run).
         let checks: Vec<_> = self
             .subscribers
@@ -300,7 +305,8 @@ impl CollectionActor {
             .iter()
             .map(|id| (id, member_text(id, &self.membership)))
             .collect();
-        let updates = Updates::new(change, &self.membership);
+        let patches = self.subscribers.values().any(|s| s.mode == Mode::Patch);
+        let updates = Updates::new(change, &self.membership, patches);
         let mut gone = Vec::new();
         for (session, entering) in seen {
             let Some(s) = self.subscribers.get_mut(&session) else {
@@ -361,7 +367,8 @@ struct Updates {
 }
 
 impl Updates {
-    fn new(change: &WindowChange, membership: &Membership) -> Self {
+    /// The frames of `change`; patches only when someone takes them (`patches`).
+    fn new(change: &WindowChange, membership: &Membership, patches: bool) -> Self {
         let frames = change
             .updated
             .iter()
@@ -370,7 +377,7 @@ impl Updates {
                 let full = full_frame(id, &now.value, now.version);
                 let patch = before
                     .as_ref()
-                    .filter(|b| b.version + 1 == now.version)
+                    .filter(|b| patches && b.version + 1 == now.version)
                     .map(|b| {
                         let patch = crate::record::change_patch(&b.value, &now.value);
                         patch_frame(id, &patch, now.version)

@@ -64,6 +64,12 @@ fn user_from_query() -> mesh_records::Authenticator {
     })
 }
 
+/// `item:s:*` records, readable only by the connection whose `userId` is "boss".
+fn boss_only() -> Exposure {
+    let boss = Guard::sync(|conn, _| conn.metadata_field("userId") == Some(json!("boss")));
+    Exposure::pattern("^item:s:").unwrap().guard(boss)
+}
+
 async fn write(server: &TestServer, id: &str, value: Value) {
     server
         .records()
@@ -200,14 +206,7 @@ id = "everything"
 members = "item:*"
 "#;
     let server = start_with(backend, config, |b| {
-        b.authenticate(user_from_query())
-            .expose(
-                Exposure::pattern("^item:s:")
-                    .unwrap()
-                    .guard(Guard::sync(|conn, _| {
-                        conn.metadata_field("userId") == Some(json!("boss"))
-                    })),
-            )
+        b.authenticate(user_from_query()).expose(boss_only())
     })
     .await;
     write(&server, "item:v:1", json!({"n": 1})).await;
@@ -329,13 +328,7 @@ async fn a_metadata_change_runs_the_guards_again(backend: Backend) {
             .on_set_metadata(mesh_records::MetadataHook::new(|_, proposed| async move {
                 Ok(proposed)
             }))
-            .expose(
-                Exposure::pattern("^item:s:")
-                    .unwrap()
-                    .guard(Guard::sync(|conn, _| {
-                        conn.metadata_field("userId") == Some(json!("boss"))
-                    })),
-            )
+            .expose(boss_only())
     })
     .await;
     write(&server, "item:s:1", json!({"n": 1})).await;
