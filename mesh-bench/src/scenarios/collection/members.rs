@@ -9,7 +9,7 @@
 //! added with creates x S. Each subscriber checks its diff versions go up by one.
 
 use super::super::openloop::{self, Schedule};
-use super::{Names, create_records};
+use super::{Names, SetupMemory, create_records};
 use crate::args::Options;
 use crate::control::{Phase, Worker};
 use crate::report::{Report, rate};
@@ -89,9 +89,12 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
             Ctr::Closed,
         ],
     };
+    let mut memory = SetupMemory::before(options);
     let mut run = Run::start(options, plan.threads + 1, &plan, start_thread, progress);
     let setup = run.set_up(plan.subscribers + 1)?;
+    memory.set_up();
     let measured = run.measure(options);
+    memory.ended();
     let expected = |s: &Snapshot| Expected::of(&plan, s);
     let settled = run.monitor.wait("settling", SETTLE_LIMIT, |s| {
         s.get(Ctr::WritersDone) >= 1 && expected(s).met(s)
@@ -103,7 +106,14 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
         totals,
         settled,
     };
-    let mut report = summarize(options, &plan, measured, &latency, &settle);
+    // Every ready connection but the writer's holds one subscription.
+    let subscribed = setup.get(Ctr::Ready).saturating_sub(1);
+    let setup_line = format!(
+        "setup: {subscribed} subscriptions; {}",
+        memory.describe(subscribed)
+    );
+    let mut report = summarize(options, &plan, measured, &latency, (&settle, setup_line));
+    memory.set(&mut report, subscribed);
     report.set("first_error", run.ctl.first_error());
     report.set("connections_ready", setup.get(Ctr::Ready));
     report.set(
@@ -150,7 +160,7 @@ fn summarize(
     plan: &Plan,
     measured: Measured,
     latency: &Latency,
-    settle: &Settle,
+    (settle, setup_line): (&Settle, String),
 ) -> Report {
     let counts = measured.counts;
     let seconds = measured.cpu.seconds;
@@ -172,6 +182,7 @@ fn summarize(
         plan.rate,
         options.pad,
     ));
+    report.line(setup_line);
     report.line(format!(
         "writes sent {sent} ({:.0}/s), record-updates {deliveries} ({:.0}/s), \
          record-updates / (writes x subscribers) {:.3} (window)",

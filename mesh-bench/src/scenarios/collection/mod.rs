@@ -18,6 +18,7 @@ mod unrelated;
 use crate::args::{Options, Shape};
 use crate::conn::{Conn, http_client};
 use crate::control;
+use crate::probe;
 use crate::report::Report;
 use crate::wire;
 use std::ops::Range;
@@ -80,6 +81,74 @@ fn block_of(index: usize, collections: usize, per_connection: usize) -> Range<us
     let blocks = collections.div_ceil(per_connection);
     let start = (index % blocks) * per_connection;
     start..(start + per_connection).min(collections)
+}
+
+/// The server's resident memory before and after a setup, and at the end of the window
+/// (read with `--server-pid`). Right after setup it still holds buffers the setup used (the
+/// snapshots sent); what the subscriptions keep is counted at the end.
+struct SetupMemory {
+    pid: Option<u32>,
+    before: Option<u64>,
+    after: Option<u64>,
+    end: Option<u64>,
+}
+
+impl SetupMemory {
+    /// Reads the first `--server-pid`'s RSS now, before the setup.
+    fn before(options: &Options) -> SetupMemory {
+        let pid = options.server_pids.first().copied();
+        SetupMemory {
+            pid,
+            before: pid.and_then(|p| probe::rss_bytes(Some(p))),
+            after: None,
+            end: None,
+        }
+    }
+
+    /// Reads it again, once set up.
+    fn set_up(&mut self) {
+        self.after = self.pid.and_then(|p| probe::rss_bytes(Some(p)));
+    }
+
+    /// Reads it again at the end of the window, the subscriptions still held.
+    fn ended(&mut self) {
+        self.end = self.pid.and_then(|p| probe::rss_bytes(Some(p)));
+    }
+
+    /// What the subscriptions held at the end of the window, each.
+    fn per(&self, subscriptions: u64) -> Option<f64> {
+        match (self.before, self.end) {
+            (Some(before), Some(end)) if subscriptions > 0 => {
+                Some(end.saturating_sub(before) as f64 / subscriptions as f64)
+            }
+            _ => None,
+        }
+    }
+
+    /// "server RSS before .., after setup .., at the end .. (.. bytes per subscription)".
+    fn describe(&self, subscriptions: u64) -> String {
+        let mib =
+            |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let per = self.per(subscriptions);
+        format!(
+            "server RSS before {}, after setup {}, at the end {}{}",
+            mib(self.before),
+            mib(self.after),
+            mib(self.end),
+            per.map_or(String::new(), |b| format!(
+                " ({b:.0} bytes per subscription)"
+            ))
+        )
+    }
+
+    /// The figures in the JSON line.
+    fn set(&self, report: &mut Report, subscriptions: u64) {
+        report.set("server_rss_before_bytes", self.before);
+        report.set("server_rss_after_setup_bytes", self.after);
+        report.set("server_rss_end_bytes", self.end);
+        let per = self.per(subscriptions).map(f64::round);
+        report.set("server_bytes_per_subscription", per);
+    }
 }
 
 /// Writes `ids` with the stamped value (seq 0, sent_us 0, `pad`) on one connection,

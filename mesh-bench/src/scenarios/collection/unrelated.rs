@@ -11,11 +11,10 @@
 //! write-to-push latency; the collection subscribers should receive nothing.
 
 use super::super::openloop::{self, Schedule};
-use super::{Names, WINDOW, block_of, create_records};
+use super::{Names, SetupMemory, WINDOW, block_of, create_records};
 use crate::args::Options;
 use crate::conn::Conn;
 use crate::control::{self, Phase, Worker};
-use crate::probe;
 use crate::report::{Report, rate, round};
 use crate::runner::{Progress, Run};
 use crate::stats::{Ctr, Latency, new_latency};
@@ -67,8 +66,7 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
         send_lag: Mutex::new(new_latency()),
     });
     create_records(&plan.url, &plan.targets, &plan.pad)?;
-    let pid = options.server_pids.first().copied();
-    let rss_before = pid.and_then(|p| probe::rss_bytes(Some(p)));
+    let mut memory = SetupMemory::before(options);
     let progress = Progress {
         rates: &[Ctr::Subscriptions, Ctr::WritesSent, Ctr::Deliveries],
         totals: &[
@@ -89,8 +87,9 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
         .min(Duration::from_secs(300));
     let setup = run.set_up_within(expected, limit)?;
     let setup_seconds = started.elapsed().as_secs_f64();
-    let rss_after = pid.and_then(|p| probe::rss_bytes(Some(p)));
+    memory.set_up();
     let measured = run.measure(options);
+    memory.ended();
     let settled = run.monitor.wait("settling", SETTLE_LIMIT, |s| {
         s.get(Ctr::WritersDone) >= 1 && s.get(Ctr::Deliveries) >= s.get(Ctr::WritesAcked)
     });
@@ -123,25 +122,13 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
          collection, pad {} B, {seconds:.1} s measured",
         plan.rate, options.pad
     ));
-    let mib =
-        |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
-    let per_subscription = match (rss_before, rss_after) {
-        (Some(before), Some(after)) if subscriptions > 0 => {
-            Some(after.saturating_sub(before) as f64 / subscriptions as f64)
-        }
-        _ => None,
-    };
+    let subscribed = setup.get(Ctr::Subscriptions);
     report.line(format!(
-        "setup: {} subscriptions on {} connections in {setup_seconds:.1} s ({:.0}/s); server \
-         RSS before {}, after setup {}{}",
-        setup.get(Ctr::Subscriptions),
+        "setup: {subscribed} subscriptions on {} connections in {setup_seconds:.1} s ({:.0}/s); \
+         {}",
         setup.get(Ctr::Ready),
-        rate(setup.get(Ctr::Subscriptions), setup_seconds),
-        mib(rss_before),
-        mib(rss_after),
-        per_subscription.map_or(String::new(), |b| format!(
-            " ({b:.0} bytes per subscription)"
-        )),
+        rate(subscribed, setup_seconds),
+        memory.describe(subscribed),
     ));
     report.line(format!(
         "writes sent {sent} ({:.0}/s), pushes to the follower {} ({:.0}/s); whole run{}: \
@@ -186,18 +173,13 @@ pub fn run(options: &Options, names: &Names) -> Result<Report, String> {
     report.set("subscribers", options.subscribers);
     report.set("per_connection", plan.per_connection);
     report.set("holder_connections", plan.holders);
-    report.set("subscriptions", setup.get(Ctr::Subscriptions));
+    report.set("subscriptions", subscribed);
     report.set("mode", plan.mode.as_str());
     report.set("rate", plan.rate);
     report.set("pad", options.pad);
     report.set("threads", options.threads);
     report.set("setup_s", round(setup_seconds));
-    report.set("server_rss_before_bytes", rss_before);
-    report.set("server_rss_after_setup_bytes", rss_after);
-    report.set(
-        "server_bytes_per_subscription",
-        per_subscription.map(f64::round),
-    );
+    memory.set(&mut report, subscribed);
     report.set("writes_per_s", rate(sent, seconds));
     report.set("server_cpu_us_per_write", per_write_us.map(round));
     report.set("settled", settled);
