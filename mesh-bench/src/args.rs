@@ -29,6 +29,18 @@ const MAX_HOSTILE: usize = 200;
 /// Longest diff-bomb key (and zeros): the filled frame is about 3 bytes per unit, so this
 /// stays under the shipped `max_frame_bytes` (1 MiB).
 const MAX_BOMB: usize = 300_000;
+/// Most collections of the `unrelated-writes` shape (each an actor on the server).
+const MAX_COLLECTIONS: usize = 100_000;
+/// Most members of one collection (the server's `max_members` must allow them too).
+const MAX_MEMBERS: usize = 100_000;
+/// Largest collection snapshot the tool accepts, in bytes (`conn`'s frame limit).
+const MAX_SNAPSHOT_BYTES: usize = 16 << 20;
+/// Bytes a member adds to a snapshot besides its pad: its id twice (`ids` and the member),
+/// `seq`, `sent_us` and the JSON around them. An estimate, for the check above.
+const MEMBER_OVERHEAD: usize = 140;
+/// Most subscribe round trips of the `snapshot` shape (each cold one leaves a collection
+/// loaded on the server for a few seconds).
+const MAX_REPEAT: usize = 1_000;
 
 /// The `--help` text; also the documentation of every option and default.
 pub const USAGE: &str = "\
@@ -65,6 +77,30 @@ scenarios:
        bytes and time to catch up by resubscribing (full snapshot) vs resuming
        (sinceVersion, one patch).
          --connections C (100)  --pad BYTES (100)
+  collection  collections (mesh/subscribe-collection), three shapes; run the server with
+       bench/config-collections.toml. Members are written with the value
+       {seq, sent_us, pad}; setup creates them pipelined.
+         --shape members-writes|unrelated-writes|snapshot (members-writes; or a|b|c)
+       members-writes: S subscribers (a connection each) on one collection of M members;
+         open-loop writes to the members, round robin, stamped with their due time;
+         write-to-record-update latency, deliveries counted against writes x S once
+         the load has settled, each subscriber's diff versions checked gap-free.
+           --subscribers S (1000)  --members M (1000)  --rate N (100)  --pad BYTES (100)
+           --mode full|patch (full)  --create-every K (100)  every Kth write creates a
+             new member instead (a diff, then its record-update); 0: never
+       unrelated-writes: C collections (none with members) with S subscribers each,
+         P collections per connection (C/P x S connections, subscribes pipelined),
+         then open-loop writes to 100 records in none of them; server CPU per write
+         (needs --server-pid), write-to-push latency (one connection follows the
+         written records), setup time and server memory per subscription.
+           --collections C (10000)  --subscribers S (10)  --per-connection P (1000;
+             at most the server's max_subscriptions_per_connection)  --rate N (1000)
+           --no-collections  the same connections and writes, no subscription
+       snapshot: one collection of M members (values of --pad bytes); R times each,
+         the time from mesh/subscribe-collection to its reply and the reply's bytes,
+         warm (the collection loaded: another connection holds it) and cold (a fresh
+         collection id with the same members: the server lists them from the store).
+           --members M (10000)  --pad BYTES (100)  --repeat R (20)
   hostile  well-behaved clients beside hostile ones: W writers, each writing its own
        record at --rate writes/s (open loop, stamped with the due time), and S patch
        subscribers spread over those records; write-to-delivery latency p50/p99,
@@ -115,6 +151,40 @@ pub enum Scenario {
     Race,
     Reconnect,
     Hostile,
+    Collection,
+}
+
+/// What the `collection` scenario measures (the three figures of the collections issue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Writes to the members of one collection with many subscribers: latency to them.
+    MembersWrites,
+    /// Writes to records in none of many subscribed collections: what they cost the server.
+    UnrelatedWrites,
+    /// Subscribing to one large collection: time to the reply and its size.
+    Snapshot,
+}
+
+impl Shape {
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::MembersWrites => "members-writes",
+            Shape::UnrelatedWrites => "unrelated-writes",
+            Shape::Snapshot => "snapshot",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Shape, String> {
+        match value {
+            "members-writes" | "a" | "A" => Ok(Shape::MembersWrites),
+            "unrelated-writes" | "b" | "B" => Ok(Shape::UnrelatedWrites),
+            "snapshot" | "c" | "C" => Ok(Shape::Snapshot),
+            _ => Err(format!(
+                "--shape: members-writes, unrelated-writes or snapshot (a, b, c), not {value:?}"
+            )),
+        }
+    }
 }
 
 impl Scenario {
@@ -127,6 +197,7 @@ impl Scenario {
             Scenario::Race => "race",
             Scenario::Reconnect => "reconnect",
             Scenario::Hostile => "hostile",
+            Scenario::Collection => "collection",
         }
     }
 }
@@ -161,6 +232,20 @@ pub struct Options {
     pub bomb: usize,
     /// `hostile`: end the run once a server's RSS passes this many bytes.
     pub rss_limit: u64,
+    /// `collection`: which figure.
+    pub shape: Shape,
+    /// `collection`: members of the collection (members-writes, snapshot).
+    pub members: usize,
+    /// `collection`: collections subscribed (unrelated-writes).
+    pub collections: usize,
+    /// `collection`: collections one connection subscribes to (unrelated-writes).
+    pub per_connection: usize,
+    /// `collection`: the unrelated-writes baseline, without subscriptions.
+    pub no_collections: bool,
+    /// `collection`: every this many writes one creates a member (0: never).
+    pub create_every: usize,
+    /// `collection`: subscribe round trips per kind (snapshot).
+    pub repeat: usize,
 }
 
 impl Options {
@@ -195,7 +280,43 @@ impl Options {
             hostile: 16,
             bomb: 20_000,
             rss_limit: 4096 << 20,
+            shape: Shape::MembersWrites,
+            members: 1000,
+            collections: 10_000,
+            per_connection: 1000,
+            no_collections: false,
+            create_every: 100,
+            repeat: 20,
         }
+    }
+
+    /// The defaults that depend on `--shape`, for the options `given` does not name.
+    fn shape_defaults(&mut self, given: &[String]) {
+        let unset = |name: &str| !given.iter().any(|g| g == name);
+        let (subscribers, members, rate) = match self.shape {
+            Shape::MembersWrites => (1000, 1000, Some(100)),
+            Shape::UnrelatedWrites => (10, 0, Some(1000)),
+            Shape::Snapshot => (0, 10_000, None),
+        };
+        if unset("--subscribers") {
+            self.subscribers = subscribers;
+        }
+        if unset("--members") {
+            self.members = members;
+        }
+        if unset("--rate") {
+            self.rate = rate;
+        }
+        if unset("--mode") {
+            // Mesh's collection subscriptions are full; patch is this server's extension.
+            self.mode = Mode::Full;
+        }
+    }
+
+    /// `collection` unrelated-writes: connections holding the subscriptions (every
+    /// collection gets `subscribers` of them, each holding up to `per_connection`).
+    pub fn holder_connections(&self) -> usize {
+        self.collections.div_ceil(self.per_connection) * self.subscribers
     }
 
     /// The single URL of a scenario other than race.
@@ -212,6 +333,14 @@ impl Options {
             Scenario::Race => self.writers + 2 * self.urls.len(),
             // Churn and oversized open a connection per attempt, closed at once.
             Scenario::Hostile => self.writers + self.subscribers + self.hostile,
+            // Each shape also opens one setup connection first, closed before the load.
+            Scenario::Collection => match self.shape {
+                Shape::MembersWrites => self.subscribers + 2,
+                // The holders, the writer and the connection following the writes.
+                Shape::UnrelatedWrites => self.holder_connections() + 3,
+                // The holder keeping the collection loaded, the prober.
+                Shape::Snapshot => 3,
+            },
         }
     }
 }
@@ -227,19 +356,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Some("race") => Scenario::Race,
         Some("reconnect") => Scenario::Reconnect,
         Some("hostile") => Scenario::Hostile,
+        Some("collection") => Scenario::Collection,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut options = Options::defaults(scenario);
     let mut allow_remote = false;
+    let mut given = Vec::new();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
             None => (arg, None),
         };
+        given.push(name.clone());
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--allow-remote" => allow_remote = true,
             "--baseline" => options.hostile = 0,
+            "--no-collections" => options.no_collections = true,
             _ => {
                 let value = match inline {
                     Some(value) => value,
@@ -252,7 +385,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     if options.urls.is_empty() {
         options.urls.push("ws://127.0.0.1:3000/ws".into());
     }
-    check(&options, allow_remote)?;
+    if scenario == Scenario::Collection {
+        options.shape_defaults(&given);
+    }
+    check(&options, allow_remote, &given)?;
     Ok(Command::Run(Box::new(options)))
 }
 
@@ -282,6 +418,14 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
             options.rss_limit = bounded(name, value, 1, 1 << 20)? as u64 * (1 << 20);
         }
         "--report" => options.report = Some(value.to_owned()),
+        "--shape" => options.shape = Shape::parse(value)?,
+        "--members" => options.members = bounded(name, value, 1, MAX_MEMBERS)?,
+        "--collections" => options.collections = bounded(name, value, 1, MAX_COLLECTIONS)?,
+        "--per-connection" => {
+            options.per_connection = bounded(name, value, 1, MAX_COLLECTIONS)?;
+        }
+        "--create-every" => options.create_every = bounded(name, value, 0, MAX_WRITES)?,
+        "--repeat" => options.repeat = bounded(name, value, 1, MAX_REPEAT)?,
         "--mode" => {
             options.mode = match value {
                 "full" => Mode::Full,
@@ -295,15 +439,73 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
 }
 
 /// Checks what single options cannot: the connection cap and the URLs.
-fn check(options: &Options, allow_remote: bool) -> Result<(), String> {
+fn check(options: &Options, allow_remote: bool, given: &[String]) -> Result<(), String> {
     let total = options.total_connections();
     if total > MAX_CONNECTIONS {
         return Err(format!(
             "this run would open {total} connections; the cap is {MAX_CONNECTIONS}"
         ));
     }
-    if options.rate.is_some() && !matches!(options.scenario, Scenario::Fanout | Scenario::Hostile) {
-        return Err("--rate is a fanout and hostile option".into());
+    let collection = options.scenario == Scenario::Collection;
+    if options.rate.is_some()
+        && !matches!(options.scenario, Scenario::Fanout | Scenario::Hostile)
+        && !(collection && options.shape != Shape::Snapshot)
+    {
+        return Err("--rate is a fanout, hostile and collection (not snapshot) option".into());
+    }
+    let only = |names: &[&str], holds: bool, what: &str| match given
+        .iter()
+        .find(|g| names.contains(&g.as_str()))
+    {
+        Some(name) if !holds => Err(format!("{name} is a {what} option")),
+        _ => Ok(()),
+    };
+    only(
+        &["--shape", "--members", "--repeat", "--collections"],
+        collection,
+        "collection",
+    )?;
+    only(
+        &["--per-connection", "--no-collections", "--create-every"],
+        collection,
+        "collection",
+    )?;
+    let shape = collection.then_some(options.shape);
+    only(
+        &["--collections", "--per-connection", "--no-collections"],
+        shape == Some(Shape::UnrelatedWrites),
+        "collection --shape unrelated-writes",
+    )?;
+    only(
+        &["--create-every"],
+        shape == Some(Shape::MembersWrites),
+        "collection --shape members-writes",
+    )?;
+    only(
+        &["--repeat"],
+        shape == Some(Shape::Snapshot),
+        "collection --shape snapshot",
+    )?;
+    only(
+        &["--members"],
+        shape != Some(Shape::UnrelatedWrites),
+        "collection members-writes and snapshot",
+    )?;
+    if collection {
+        let snapshot = options.members * (options.pad + MEMBER_OVERHEAD);
+        if options.shape != Shape::UnrelatedWrites && snapshot > MAX_SNAPSHOT_BYTES {
+            return Err(format!(
+                "--members {} with --pad {} makes a snapshot of about {} MiB; the tool reads \
+                 frames up to {} MiB",
+                options.members,
+                options.pad,
+                snapshot >> 20,
+                MAX_SNAPSHOT_BYTES >> 20
+            ));
+        }
+        if options.shape == Shape::Snapshot && given.iter().any(|g| g == "--subscribers") {
+            return Err("--subscribers is not a collection snapshot option".into());
+        }
     }
     if options.scenario == Scenario::Hostile && allow_remote {
         return Err("hostile runs against loopback only (--allow-remote refused)".into());
@@ -373,6 +575,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn collection_defaults_follow_the_shape() {
+        let a = run(&["collection"]).unwrap();
+        assert_eq!(a.shape, Shape::MembersWrites);
+        assert_eq!((a.subscribers, a.members, a.rate), (1000, 1000, Some(100)));
+        assert_eq!((a.mode, a.create_every), (Mode::Full, 100));
+        let b = run(&["collection", "--rate", "50", "--shape", "b"]).unwrap();
+        assert_eq!(b.shape, Shape::UnrelatedWrites);
+        assert_eq!(
+            (b.subscribers, b.collections, b.rate),
+            (10, 10_000, Some(50))
+        );
+        assert_eq!(b.holder_connections(), 100);
+        assert_eq!(b.total_connections(), 103);
+        let b = run(&["collection", "--shape=b", "--per-connection", "300"]).unwrap();
+        assert_eq!(
+            b.holder_connections(),
+            34 * 10,
+            "the last connection holds 100"
+        );
+        assert!(
+            run(&["collection", "--shape", "b", "--no-collections"])
+                .unwrap()
+                .no_collections
+        );
+        let c = run(&["collection", "--shape", "snapshot", "--repeat", "5"]).unwrap();
+        assert_eq!((c.members, c.repeat, c.rate), (10_000, 5, None));
+        let patch = run(&["collection", "--subscribers", "10", "--mode", "patch"]).unwrap();
+        assert_eq!((patch.subscribers, patch.mode), (10, Mode::Patch));
+    }
+
+    #[test]
+    fn collection_options_belong_to_their_shape() {
+        for args in [
+            &["collection", "--shape", "snapshot", "--rate", "10"][..],
+            &["collection", "--no-collections"],
+            &["collection", "--shape", "c", "--create-every", "3"],
+            &["collection", "--shape", "b", "--members", "3"],
+            &["collection", "--repeat", "3"],
+            &["collection", "--shape", "c", "--subscribers", "3"],
+            &["collection", "--shape", "d"],
+            &["records", "--shape", "a"],
+            // 10,000 members of 2 KB: a 21 MB snapshot.
+            &["collection", "--shape", "c", "--pad", "2000"],
+            // 100,000 collections by 10 subscribers at 10 per connection: 100,000 connections.
+            &[
+                "collection",
+                "--shape",
+                "b",
+                "--collections",
+                "100000",
+                "--per-connection",
+                "10",
+            ],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn loopback_hosts() {
         for url in [
             "ws://127.0.0.1:3000/ws",
@@ -431,6 +692,7 @@ mod tests {
         assert!(run(&["hostile", "--hostile", "201"]).is_err());
         assert!(run(&["hostile", "--url", "ws://10.0.0.1/ws", "--allow-remote"]).is_err());
         assert!(run(&["bogus"]).is_err());
+        assert!(run(&["fanout", "--members", "10"]).is_err());
         assert!(run(&["records", "--nope", "1"]).is_err());
     }
 }

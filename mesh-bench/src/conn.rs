@@ -1,6 +1,6 @@
 //! One client WebSocket connection speaking the Mesh protocol.
 
-use crate::wire::{self, Incoming, Mode};
+use crate::wire::{self, Incoming, Mode, Payload};
 use actix_codec::Framed;
 use actix_rt::net::TcpStream;
 use actix_service::ServiceExt;
@@ -140,20 +140,102 @@ impl Conn {
     }
 
     async fn subscribe_reply(&mut self, id: u64) -> Result<u64, String> {
+        let bytes = self.reply_to(id).await?;
+        let frame: Incoming =
+            serde_json::from_slice(&bytes).map_err(|e| format!("unreadable frame: {e}"))?;
+        match frame.payload.0 {
+            Some(payload) if payload.succeeded() => Ok(payload.version.unwrap_or(0)),
+            Some(payload) => Err(format!("subscribe refused: {}", payload.describe())),
+            None => Err("subscribe refused".into()),
+        }
+    }
+
+    /// Subscribes to a collection and returns how many members the snapshot holds. Setup
+    /// only, like [`Conn::subscribe`].
+    pub async fn subscribe_collection(
+        &mut self,
+        collection: &str,
+        mode: Mode,
+    ) -> Result<usize, String> {
+        let id = self.next_id();
+        self.send(wire::subscribe_collection(id, collection, mode))
+            .await?;
+        let bytes = tokio::time::timeout(REPLY_TIMEOUT, self.reply_to(id))
+            .await
+            .map_err(|_| "no subscribe-collection reply in time".to_owned())??;
+        let frame: Incoming =
+            serde_json::from_slice(&bytes).map_err(|e| format!("unreadable frame: {e}"))?;
+        match frame.payload.0 {
+            Some(payload) if payload.succeeded() && payload.version == Some(1) => {
+                Ok(payload.ids.0.unwrap_or(0))
+            }
+            Some(payload) if payload.succeeded() => Err(format!(
+                "subscribe-collection answered version {:?}, not 1",
+                payload.version
+            )),
+            Some(payload) => Err(format!(
+                "subscribe-collection {collection} refused: {}",
+                payload.describe()
+            )),
+            None => Err(format!("subscribe-collection {collection} refused")),
+        }
+    }
+
+    /// Reads until the reply to request `id`; pings are answered and other frames dropped
+    /// meanwhile.
+    pub async fn reply_to(&mut self, id: u64) -> Result<Bytes, String> {
         loop {
-            let bytes = self.recv().await.ok_or("closed while subscribing")?;
+            let bytes = self
+                .recv()
+                .await
+                .ok_or("closed while waiting for a reply")?;
             let frame: Incoming =
                 serde_json::from_slice(&bytes).map_err(|e| format!("unreadable frame: {e}"))?;
             if frame.id == Some(id) {
-                return match frame.payload.0 {
-                    Some(payload) if payload.succeeded() => Ok(payload.version.unwrap_or(0)),
-                    Some(payload) => Err(format!("subscribe refused: {}", payload.describe())),
-                    None => Err("subscribe refused".into()),
-                };
+                return Ok(bytes);
             }
             if frame.id.is_none() && frame.command == wire::PING {
                 self.pong().await?;
             }
         }
+    }
+
+    /// Sends `count` requests, the `i`th built by `request(id, i)`, keeping at most `window`
+    /// unanswered, and hands each reply's payload to `on_reply` (in the order the replies
+    /// come). Setup only: pushes are dropped meanwhile (pings answered). Fails when the
+    /// connection fails or no reply comes for `REPLY_TIMEOUT`.
+    pub async fn pipeline(
+        &mut self,
+        count: usize,
+        window: usize,
+        mut request: impl FnMut(u64, usize) -> String,
+        mut on_reply: impl FnMut(Option<&Payload>),
+    ) -> Result<(), String> {
+        let (mut sent, mut answered) = (0, 0);
+        while answered < count {
+            let mut fed = false;
+            while sent < count && sent - answered < window.max(1) {
+                let id = self.next_id();
+                self.feed(request(id, sent)).await?;
+                sent += 1;
+                fed = true;
+            }
+            if fed {
+                self.flush().await?;
+            }
+            let bytes = tokio::time::timeout(REPLY_TIMEOUT, self.recv())
+                .await
+                .map_err(|_| format!("no reply in time ({answered} of {count} answered)"))?
+                .ok_or_else(|| format!("closed after {answered} of {count} replies"))?;
+            let frame: Incoming =
+                serde_json::from_slice(&bytes).map_err(|e| format!("unreadable frame: {e}"))?;
+            if frame.id.is_some() {
+                answered += 1;
+                on_reply(frame.payload.0.as_ref());
+            } else if frame.command == wire::PING {
+                self.pong().await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -137,12 +137,24 @@ impl Worker {
         record: &str,
         mode: crate::wire::Mode,
     ) -> Option<(Conn, u64)> {
+        self.open_ready(url, async |conn| conn.subscribe(record, mode).await)
+            .await
+    }
+
+    /// Opens a connection and sets it up with `setup` (its subscriptions), holding a
+    /// handshake slot throughout; counts it ready once `setup` succeeds, failed otherwise.
+    /// Returns it with what `setup` returned.
+    pub async fn open_ready<T>(
+        &self,
+        url: &str,
+        setup: impl AsyncFnOnce(&mut Conn) -> Result<T, String>,
+    ) -> Option<(Conn, T)> {
         let _slot = self.connect_slots.acquire().await.ok()?;
         let mut conn = self.counted(Conn::open(&self.client, url).await)?;
-        match conn.subscribe(record, mode).await {
-            Ok(version) => {
+        match setup(&mut conn).await {
+            Ok(done) => {
                 self.counters.bump(Ctr::Ready);
-                Some((conn, version))
+                Some((conn, done))
             }
             Err(e) => {
                 self.fail(e);

@@ -23,8 +23,9 @@
 //! - `control`: worker threads (one actix-rt System each) and the phases they follow.
 //! - `runner`: what the load scenarios share: start the workers, set up, warm up, measure, stop.
 //! - `scenarios`: `fanout` (with `openloop`, its `--rate` writer), `records`, `idle`, `race`,
-//!   `reconnect`, `hostile` (a small fan-out beside hostile clients: `attacks`, `frames`);
-//!   each ends in a `report::Report`.
+//!   `reconnect`, `hostile` (a small fan-out beside hostile clients: `attacks`, `frames`),
+//!   `collection` (one file per `--shape`: `members`, `unrelated`, `snapshot`); each ends in a
+//!   `report::Report`.
 //! - `report`: the human summary and the one-line JSON.
 //! - `timeline`: the run second by second (rates, latency percentiles, CPU and memory),
 //!   sampled at the progress line's tick.

@@ -9,6 +9,7 @@ use crate::progress::Monitor;
 use crate::stats::{Ctr, Latency, Snapshot, new_latency};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the progress line shows.
 pub struct Progress {
@@ -69,7 +70,11 @@ impl Run {
     /// Waits until `expected` connections are ready or have failed, or setup's time limit has
     /// passed; true if every one is ready.
     pub fn wait_for_setup(&mut self, expected: usize) -> bool {
-        let limit = control::setup_limit(expected);
+        self.wait_for_setup_within(expected, control::setup_limit(expected))
+    }
+
+    /// [`Run::wait_for_setup`] with another time limit (setups that do more per connection).
+    pub fn wait_for_setup_within(&mut self, expected: usize, limit: Duration) -> bool {
         let expected = expected as u64;
         self.monitor.wait("setup", limit, |s| {
             s.get(Ctr::Ready) + s.get(Ctr::ConnectFailed) >= expected
@@ -80,7 +85,12 @@ impl Run {
     /// missing connections would measure something else than asked): the workers are stopped
     /// and the error tells how far setup got and the first error met.
     pub fn set_up(&mut self, expected: usize) -> Result<Snapshot, String> {
-        let complete = self.wait_for_setup(expected);
+        self.set_up_within(expected, control::setup_limit(expected))
+    }
+
+    /// [`Run::set_up`] with another time limit.
+    pub fn set_up_within(&mut self, expected: usize, limit: Duration) -> Result<Snapshot, String> {
+        let complete = self.wait_for_setup_within(expected, limit);
         let setup = self.monitor.snapshot();
         if complete {
             return Ok(setup);

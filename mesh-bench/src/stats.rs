@@ -24,7 +24,8 @@ pub enum Ctr {
     WriteErrors,
     /// `mesh/record-update` pushes received.
     Deliveries,
-    /// Pushes whose version skipped ahead of the previous one + 1.
+    /// Pushes whose version skipped ahead of the previous one + 1 (for `collection`, the
+    /// subscriber's diff versions).
     Gaps,
     /// Full pushes received by a patch subscriber: a resync after skipped updates, or a
     /// patch that would have been larger than the value (the first write of a record).
@@ -49,9 +50,22 @@ pub enum Ctr {
     HostileRefused,
     /// `hostile`: hostile connections the server closed or refused.
     HostileCutOff,
+    /// `collection`: subscriptions the server accepted.
+    Subscriptions,
+    /// `collection`: `mesh/collection-diff` pushes received.
+    Diffs,
+    /// `collection`: members entering, summed over the diffs received.
+    MembersAdded,
+    /// `collection`: members leaving, summed over the diffs received.
+    MembersRemoved,
+    /// `collection`: writes sent that create a new member.
+    Creates,
+    /// `collection`: pushes no write of the run should have caused (a diff or an update to
+    /// a subscriber of a collection the writes do not touch).
+    Unexpected,
 }
 
-const COUNTERS: usize = 20;
+const COUNTERS: usize = 26;
 
 impl Ctr {
     const ALL: [Ctr; COUNTERS] = [
@@ -75,6 +89,12 @@ impl Ctr {
         Ctr::HostileFrames,
         Ctr::HostileRefused,
         Ctr::HostileCutOff,
+        Ctr::Subscriptions,
+        Ctr::Diffs,
+        Ctr::MembersAdded,
+        Ctr::MembersRemoved,
+        Ctr::Creates,
+        Ctr::Unexpected,
     ];
 
     /// The counter's name in progress lines and JSON.
@@ -100,6 +120,12 @@ impl Ctr {
             Ctr::HostileFrames => "hostile_frames",
             Ctr::HostileRefused => "hostile_refused",
             Ctr::HostileCutOff => "hostile_cut_off",
+            Ctr::Subscriptions => "subscriptions",
+            Ctr::Diffs => "diffs",
+            Ctr::MembersAdded => "members_added",
+            Ctr::MembersRemoved => "members_removed",
+            Ctr::Creates => "creates",
+            Ctr::Unexpected => "unexpected",
         }
     }
 }

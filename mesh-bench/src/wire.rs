@@ -6,7 +6,9 @@
 //! ([`subscribe`], [`publish`]) append straight into a string. The mesh-records tests and the
 //! chaos checker care for every field instead: they build requests from JSON values with
 //! [`request`] and read frames as `serde_json::Value`s ([`is_ping`], [`error_code`]). Both
-//! start with [`assigned_id`] and answer pings with [`PONG`].
+//! start with [`assigned_id`] and answer pings with [`PONG`]. Collections add
+//! [`subscribe_collection`] and [`unsubscribe_collection`]; their replies and diffs parse into
+//! the same [`Payload`], whose arrays (`ids`, `added`, `removed`) are only counted.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -24,6 +26,14 @@ pub const PUBLISH: &str = "mesh/publish-record-update";
 pub const RECORD_UPDATE: &str = "mesh/record-update";
 /// The server's keepalive push; a client that does not answer [`PONG`] is disconnected.
 pub const PING: &str = "ping";
+/// Subscribe to a collection (`collectionId`, `mode`); the reply holds the members
+/// (`ids`, `records`) and `version` 1.
+pub const SUBSCRIBE_COLLECTION: &str = "mesh/subscribe-collection";
+/// Leave a collection (`collectionId`); the reply is `true` or `false`.
+pub const UNSUBSCRIBE_COLLECTION: &str = "mesh/unsubscribe-collection";
+/// The push of a collection's membership change: `added`, `removed` and `version` (the
+/// subscriber's own count of diffs, one more each time).
+pub const COLLECTION_DIFF: &str = "mesh/collection-diff";
 
 /// The keepalive answer to the server's `ping` push.
 pub const PONG: &str = r#"{"command":"pong","payload":{}}"#;
@@ -111,6 +121,15 @@ pub struct Payload<'a> {
     pub code: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub error: Option<Cow<'a, str>>,
+    /// A collection snapshot's member ids.
+    #[serde(default)]
+    pub ids: Count,
+    /// A collection diff's entering members.
+    #[serde(default)]
+    pub added: Count,
+    /// A collection diff's leaving members.
+    #[serde(default)]
+    pub removed: Count,
 }
 
 impl Payload<'_> {
@@ -258,6 +277,37 @@ impl<'de> Visitor<'de> for PatchVisitor {
     ignore!('de, PatchStamp::default(); bool i64 u64 f64 str unit map);
 }
 
+/// The length of a JSON array, counted without keeping its elements; `None` for any other
+/// JSON value (or when absent).
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count(pub Option<usize>);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+struct CountVisitor;
+
+impl<'de> Visitor<'de> for CountVisitor {
+    type Value = Count;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+        let mut n = 0;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(Count(Some(n)))
+    }
+
+    ignore!('de, Count(None); bool i64 u64 f64 str unit map);
+}
+
 /// A non-negative integer, or `None` for any other JSON value.
 #[derive(Default)]
 struct Number(Option<u64>);
@@ -311,6 +361,21 @@ pub fn publish(id: u64, record: &str, value: impl FnOnce(&mut String)) -> String
     out
 }
 
+/// `mesh/subscribe-collection`. Like [`subscribe`], for the bench's own ids.
+pub fn subscribe_collection(id: u64, collection: &str, mode: Mode) -> String {
+    format!(
+        r#"{{"id":{id},"command":"{SUBSCRIBE_COLLECTION}","payload":{{"collectionId":"{collection}","mode":"{}"}}}}"#,
+        mode.as_str()
+    )
+}
+
+/// `mesh/unsubscribe-collection`. Like [`subscribe`], for the bench's own ids.
+pub fn unsubscribe_collection(id: u64, collection: &str) -> String {
+    format!(
+        r#"{{"id":{id},"command":"{UNSUBSCRIBE_COLLECTION}","payload":{{"collectionId":"{collection}"}}}}"#
+    )
+}
+
 /// The fanout and records value: only `seq` and `sent_us` change between writes, so a
 /// patch push stays small whatever the pad.
 pub fn stamped_value(out: &mut String, seq: u64, sent_us: u64, pad: &str) {
@@ -362,6 +427,30 @@ mod tests {
         );
         let full = frame.payload.0.unwrap().full.0.unwrap();
         assert_eq!((full.seq, full.sent_us), (Some(3), Some(5)));
+    }
+
+    #[test]
+    fn reads_collection_replies_and_diffs() {
+        let reply = parse(
+            r#"{"id":2,"command":"mesh/subscribe-collection","payload":{"success":true,
+            "ids":["a","b","c"],"records":[{"id":"a","record":{"id":"a","pad":[1,2]}},
+            {"id":"b","record":{"id":"b"}},{"id":"c","record":{"id":"c"}}],"version":1}}"#,
+        );
+        let payload = reply.payload.0.unwrap();
+        assert!(payload.succeeded());
+        assert_eq!((payload.ids, payload.version), (Count(Some(3)), Some(1)));
+        let diff = parse(
+            r#"{"command":"mesh/collection-diff","payload":{"collectionId":"l",
+            "added":[{"id":"x","seq":1}],"removed":[],"version":5}}"#,
+        );
+        let payload = diff.payload.0.unwrap();
+        assert_eq!(
+            (payload.added, payload.removed),
+            (Count(Some(1)), Count(Some(0)))
+        );
+        assert_eq!((payload.version, payload.ids), (Some(5), Count(None)));
+        let odd = parse(r#"{"command":"mesh/collection-diff","payload":{"added":{}}}"#);
+        assert_eq!(odd.payload.0.unwrap().added, Count(None));
     }
 
     #[test]
@@ -427,5 +516,12 @@ mod tests {
         let text = subscribe(5, "bench:x", Mode::Patch);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["payload"]["mode"], "patch");
+        let text = subscribe_collection(6, "bench:col:1", Mode::Full);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["command"], SUBSCRIBE_COLLECTION);
+        assert_eq!(value["payload"]["collectionId"], "bench:col:1");
+        let text = unsubscribe_collection(7, "bench:col:1");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["payload"]["collectionId"], "bench:col:1");
     }
 }

@@ -6,9 +6,10 @@ use crate::conn::Conn;
 use crate::control::{self, Control, Phase, Worker};
 use crate::report::{Report, rate};
 use crate::runner::{Measured, Progress, Run};
-use crate::stats::{Ctr, Latency, Snapshot, check_sequence, new_latency};
+use crate::stats::{Ctr, Latency, check_sequence, new_latency};
 use crate::wire::{self, Incoming, Mode, Payload};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 /// What every thread needs to know.
@@ -118,7 +119,7 @@ fn summarize(
         counts.get(Ctr::BadFrames)
     ));
     if let Some(rate) = plan.rate {
-        open_loop_lines(&mut report, rate, counts, seconds, plan);
+        openloop::report_lines(&mut report, rate, &counts, seconds, &plan.send_lag);
     }
     report.latency("latency", "write->delivery latency", latency);
     report.cpu(
@@ -139,24 +140,6 @@ fn summarize(
     report.set("counts", counts.to_json());
     report.set("first_error", ctl.first_error());
     report
-}
-
-/// What only the open loop reports: the schedule kept, and how late writes went out.
-fn open_loop_lines(report: &mut Report, rate: usize, counts: Snapshot, seconds: f64, plan: &Plan) {
-    let sent = counts.get(Ctr::WritesSent);
-    let late = counts.get(Ctr::LateWrites);
-    report.line(format!(
-        "open loop: {sent} writes sent of {:.0} scheduled ({:.0}/s), missed schedule \
-         (sent > {} ms late) {late}",
-        rate as f64 * seconds,
-        rate as f64,
-        openloop::LATE.as_millis()
-    ));
-    report.set("writes_sent_per_s", crate::report::rate(sent, seconds));
-    report.set("late_writes", late);
-    if let Ok(send_lag) = plan.send_lag.lock() {
-        report.latency("send_lag", "send lag behind schedule", &send_lag);
-    }
 }
 
 /// Spawns this thread's share of the subscribers, and the writer on thread 0 (alone
@@ -246,11 +229,11 @@ async fn writer(w: Worker, plan: Arc<Plan>) {
         Some(rate) => {
             let schedule = Schedule {
                 rate,
-                record: &plan.record,
+                record: &|_| Cow::Borrowed(&plan.record),
                 pad: &plan.pad,
                 send_lag: &plan.send_lag,
             };
-            openloop::write(&w, &schedule, &mut conn).await
+            openloop::write(&w, &schedule, &mut conn).await.map(drop)
         }
         None => write_loop(&w, &plan, &mut conn).await,
     };

@@ -1,7 +1,9 @@
-//! The scenarios, one file each (`hostile` a folder). `fanout`, `records`, `idle`, `race` and
-//! `hostile` drive many connections through `runner::Run`; `reconnect` measures two ways of
-//! catching up on one event loop.
+//! The scenarios, one file each (`hostile` and `collection` folders). `fanout`, `records`,
+//! `idle`, `race`, `hostile` and two of `collection`'s shapes drive many connections through
+//! `runner::Run`; `reconnect` and `collection`'s snapshot shape measure round trips on one
+//! event loop.
 
+mod collection;
 mod fanout;
 mod hostile;
 mod idle;
@@ -22,5 +24,6 @@ pub fn run(options: &Options) -> Result<Report, String> {
         Scenario::Race => race::run(options),
         Scenario::Reconnect => reconnect::run(options),
         Scenario::Hostile => hostile::run(options),
+        Scenario::Collection => collection::run(options),
     }
 }

@@ -1,4 +1,5 @@
-//! The open-loop fanout writer: writes at fixed times, whatever the server answers.
+//! The open-loop writer (fanout, collection): writes at fixed times, whatever the server
+//! answers.
 //!
 //! A closed-loop writer waits for acks, so a slow server gets fewer writes and the slow
 //! moments get fewer samples (coordinated omission). Here write `k` is due at
@@ -13,9 +14,11 @@
 
 use crate::conn::Conn;
 use crate::control::{Phase, Worker};
-use crate::stats::{Ctr, Latency};
+use crate::report::Report;
+use crate::stats::{Ctr, Latency, Snapshot};
 use crate::wire::{self, Incoming};
 use futures_util::FutureExt;
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,23 +30,25 @@ const MAX_NAP: Duration = Duration::from_millis(5);
 /// What the writer needs besides its connection.
 pub struct Schedule<'a> {
     pub rate: usize,
-    pub record: &'a str,
+    /// The record write `seq` (1, 2, ...) goes to.
+    pub record: &'a dyn Fn(u64) -> Cow<'a, str>,
     pub pad: &'a str,
     /// How late each write went out while measuring (µs; 1 when on time).
     pub send_lag: &'a Mutex<Latency>,
 }
 
 /// Writes at `rate` per second from now until the run leaves the measurement window;
-/// fails when the connection fails.
-pub async fn write(w: &Worker, schedule: &Schedule<'_>, conn: &mut Conn) -> Result<(), String> {
+/// returns how many writes are still unanswered then. Fails when the connection fails.
+pub async fn write(w: &Worker, schedule: &Schedule<'_>, conn: &mut Conn) -> Result<u64, String> {
     crate::probe::tighten_timer_slack();
     let interval_us = 1e6 / schedule.rate as f64;
     let start_us = w.ctl.now_us();
     let late_us = LATE.as_micros() as u64;
+    let (mut sent, mut answered) = (0u64, 0u64);
     for seq in 1u64.. {
         let due_us = start_us + ((seq - 1) as f64 * interval_us) as u64;
-        let Some(now_us) = wait_until(w, conn, due_us).await? else {
-            return Ok(());
+        let Some(now_us) = wait_until(w, conn, due_us, &mut answered).await? else {
+            break;
         };
         let lag_us = now_us.saturating_sub(due_us);
         if w.ctl.measuring() {
@@ -55,20 +60,58 @@ pub async fn write(w: &Worker, schedule: &Schedule<'_>, conn: &mut Conn) -> Resu
             }
         }
         let id = conn.next_id();
-        conn.send(wire::publish(id, schedule.record, |out| {
+        conn.send(wire::publish(id, &(schedule.record)(seq), |out| {
             wire::stamped_value(out, seq, due_us, schedule.pad)
         }))
         .await?;
         w.counters.bump(Ctr::WritesSent);
+        sent += 1;
+    }
+    Ok(sent.saturating_sub(answered))
+}
+
+/// Reads the replies to the `unanswered` writes as they come, up to `limit` in all (after
+/// [`write`], so that every write the run made is counted acked or refused). Fails when
+/// the connection fails or the time is up.
+pub async fn await_replies(
+    w: &Worker,
+    conn: &mut Conn,
+    mut unanswered: u64,
+    limit: Duration,
+) -> Result<(), String> {
+    let until = tokio::time::Instant::now() + limit;
+    while unanswered > 0 {
+        let bytes = tokio::time::timeout_at(until, conn.recv())
+            .await
+            .map_err(|_| format!("{unanswered} writes unanswered after {limit:?}"))?
+            .ok_or("connection closed")?;
+        let Ok(frame) = serde_json::from_slice::<Incoming>(&bytes) else {
+            w.counters.bump(Ctr::BadFrames);
+            continue;
+        };
+        if frame.id.is_some() {
+            w.count_ack(frame.payload.0.as_ref());
+            unanswered -= 1;
+        } else if frame.command == wire::PING {
+            w.pong(conn).await?;
+        }
     }
     Ok(())
 }
 
-/// Reads the replies that have arrived, then sleeps until `due_us`; the time then, or
-/// `None` once the run is past measuring.
-async fn wait_until(w: &Worker, conn: &mut Conn, due_us: u64) -> Result<Option<u64>, String> {
+/// Reads the replies that have arrived (adding them to `answered`), then sleeps until
+/// `due_us`; the time then, or `None` once the run is past measuring.
+async fn wait_until(
+    w: &Worker,
+    conn: &mut Conn,
+    due_us: u64,
+    answered: &mut u64,
+) -> Result<Option<u64>, String> {
     loop {
-        drain_replies(w, conn).await?;
+        // This task otherwise never waits, and the thread's event loop then never reads
+        // the socket's readiness: replies would pile up unread until some send blocked.
+        tokio::task::yield_now().await;
+        *answered += drain_replies(w, conn).await?;
         if w.ctl.phase() >= Phase::Draining {
             return Ok(None);
         }
@@ -80,8 +123,9 @@ async fn wait_until(w: &Worker, conn: &mut Conn, due_us: u64) -> Result<Option<u
     }
 }
 
-/// Counts every reply already received, without waiting for more.
-pub(super) async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<(), String> {
+/// Counts every reply already received, without waiting for more; returns how many.
+pub(super) async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<u64, String> {
+    let mut replies = 0;
     // `recv` keeps partial frames in the connection's buffer, so giving up on a pending
     // poll loses nothing.
     while let Some(next) = conn.recv().now_or_never() {
@@ -92,9 +136,34 @@ pub(super) async fn drain_replies(w: &Worker, conn: &mut Conn) -> Result<(), Str
         };
         if frame.id.is_some() {
             w.count_ack(frame.payload.0.as_ref());
+            replies += 1;
         } else if frame.command == wire::PING {
             w.pong(conn).await?;
         }
     }
-    Ok(())
+    Ok(replies)
+}
+
+/// The lines only an open loop reports: the schedule kept, and how late writes went out.
+pub fn report_lines(
+    report: &mut Report,
+    rate: usize,
+    counts: &Snapshot,
+    seconds: f64,
+    send_lag: &Mutex<Latency>,
+) {
+    let sent = counts.get(Ctr::WritesSent);
+    let late = counts.get(Ctr::LateWrites);
+    report.line(format!(
+        "open loop: {sent} writes sent of {:.0} scheduled ({:.0}/s), missed schedule \
+         (sent > {} ms late) {late}",
+        rate as f64 * seconds,
+        rate as f64,
+        LATE.as_millis()
+    ));
+    report.set("writes_sent_per_s", crate::report::rate(sent, seconds));
+    report.set("late_writes", late);
+    if let Ok(send_lag) = send_lag.lock() {
+        report.latency("send_lag", "send lag behind schedule", &send_lag);
+    }
 }
