@@ -58,7 +58,10 @@ impl SessionActor {
             return;
         }
         if !self.limiter.allow() {
-            return self.reply(&id, &command, Err(Error::RateLimited));
+            self.reply(&id, &command, Err(Error::RateLimited));
+            // Read nothing more until a request would be allowed again: a client sending far
+            // over the rate costs one refusal per token, not one per frame.
+            return self.pause_until_allowed(ctx);
         }
         let max_id = self.services.settings.max_record_id_bytes;
         let name = command;

@@ -50,6 +50,19 @@ impl TokenBucket {
         }
     }
 
+    /// How long until a token is there (zero when one is).
+    pub(super) fn until_next(&mut self) -> Duration {
+        if self.rate == 0.0 {
+            return Duration::ZERO;
+        }
+        self.refill();
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
     /// Takes `n` tokens, going into debt if need be; how long until the debt is paid.
     pub(super) fn take(&mut self, n: u64) -> Duration {
         if self.rate == 0.0 || n == 0 {
@@ -70,6 +83,15 @@ impl SessionActor {
     /// read (the session handles nothing more) until the budget has refilled.
     pub(super) fn pace_inbound(&mut self, len: u64, ctx: &mut Context<Self>) {
         let pause = self.inbound.take(len);
+        if !pause.is_zero() {
+            actix::clock::sleep(pause).into_actor(self).wait(ctx);
+        }
+    }
+
+    /// After a request refused for the rate: the socket is not read until the next request
+    /// would be allowed.
+    pub(super) fn pause_until_allowed(&mut self, ctx: &mut Context<Self>) {
+        let pause = self.limiter.until_next();
         if !pause.is_zero() {
             actix::clock::sleep(pause).into_actor(self).wait(ctx);
         }
@@ -149,8 +171,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_bucket_says_when_the_next_token_comes() {
+        let mut requests = TokenBucket::new(100, 1);
+        assert_eq!(requests.until_next(), Duration::ZERO);
+        assert!(requests.allow());
+        let wait = requests.until_next();
+        assert!(wait > Duration::from_millis(5) && wait <= Duration::from_millis(10));
+    }
+
+    #[test]
     fn a_rate_of_zero_never_limits() {
         let mut unlimited = TokenBucket::new(0, 0);
+        assert_eq!(unlimited.until_next(), Duration::ZERO);
         assert!(unlimited.allow());
         assert_eq!(unlimited.take(u64::MAX), Duration::ZERO);
     }

@@ -107,7 +107,10 @@ async fn requests_per_second_are_bounded() {
             assert_eq!(reply["code"], "ERATELIMIT", "{reply}");
         }
     }
-    assert!((5..=6).contains(&accepted), "accepted {accepted}");
+    // The first 5 (the burst) pass; after each refusal the socket rests until a request would
+    // pass again, so the rest alternate: refused, allowed (one refusal per token, at most).
+    assert!((5..=13).contains(&accepted), "accepted {accepted}");
+    assert!(20 - accepted >= 7, "refused {}", 20 - accepted);
     let stored = server
         .records()
         .get_record("doc:rate")
