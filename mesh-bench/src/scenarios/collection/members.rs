@@ -333,14 +333,7 @@ async fn writer(w: Worker, plan: Arc<Plan>) {
         pad: &plan.pad,
         send_lag: &plan.send_lag,
     };
-    let written = match openloop::write(&w, &schedule, &mut conn).await {
-        Ok(unanswered) => openloop::await_replies(&w, &mut conn, unanswered, SETTLE_LIMIT).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        w.ctl.note_error(format!("writer: {e}"));
-    }
-    w.counters.bump(Ctr::WritersDone);
+    super::write_until_done(&w, &schedule, &mut conn, SETTLE_LIMIT).await;
 }
 
 #[cfg(test)]

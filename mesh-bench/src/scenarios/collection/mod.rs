@@ -179,6 +179,25 @@ fn create_records(url: &str, ids: &[String], pad: &str) -> Result<Duration, Stri
     })
 }
 
+/// Writes on `schedule` until the window ends, waits up to `settle` for the last replies, and
+/// counts the writer as done (an error is noted for the report).
+async fn write_until_done(
+    w: &crate::control::Worker,
+    schedule: &super::openloop::Schedule<'_>,
+    conn: &mut Conn,
+    settle: Duration,
+) {
+    use super::openloop;
+    let written = match openloop::write(w, schedule, conn).await {
+        Ok(unanswered) => openloop::await_replies(w, conn, unanswered, settle).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        w.ctl.note_error(format!("writer: {e}"));
+    }
+    w.counters.bump(crate::stats::Ctr::WritersDone);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
