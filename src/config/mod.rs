@@ -462,6 +462,10 @@ pub struct CollectionsConfig {
     /// Most records one collection may hold; a subscription to a larger one fails with
     /// `ELIMIT`.
     pub max_members: usize,
+    /// Collection subscribes one connection may make per second (burst: one second's worth;
+    /// `ERATELIMIT` beyond): the first subscriber of a collection makes the instance list the
+    /// store. 0 = no limit.
+    pub max_subscribes_per_second: u32,
     /// `[[collections.expose]]` rules, in order; the first covering a collection id decides.
     pub expose: Vec<CollectionExposeConfig>,
 }
@@ -470,6 +474,7 @@ impl Default for CollectionsConfig {
     fn default() -> Self {
         CollectionsConfig {
             max_members: 10_000,
+            max_subscribes_per_second: 20,
             expose: Vec::new(),
         }
     }

@@ -14,7 +14,7 @@ use crate::connection::MetadataHook;
 use crate::error::{Error, Result};
 use crate::persistence::{PersistOptions, PersistRule};
 use crate::records::Records;
-use crate::session::{Sessions, SessionsConfig};
+use crate::session::{SessionSettings, Sessions, SessionsConfig};
 use crate::store::{MemoryStore, SharedStore};
 use actix::prelude::*;
 use serde_json::Value;
@@ -180,7 +180,13 @@ impl RecordServerBuilder {
         let sessions = Sessions::new(SessionsConfig {
             records: records.clone(),
             collections: collections.clone(),
-            settings: s.into(),
+            settings: SessionSettings {
+                max_collection_subscribes_per_second: self
+                    .config
+                    .collections
+                    .max_subscribes_per_second,
+                ..s.into()
+            },
             commands: self.commands,
             metadata_hook: self.metadata_hook,
             authenticator,

@@ -30,6 +30,10 @@ impl SessionActor {
             let error = Error::Limit(format!("a connection may watch at most {max} records"));
             return self.reply(&id, CMD, Err(error));
         }
+        // Each may start a collection, which lists the store: a budget of its own.
+        if !self.collection_subscribes.allow() {
+            return self.reply(&id, CMD, Err(Error::RateLimited));
+        }
         let join = Join {
             session: self.number,
             connection: self.connection.clone(),

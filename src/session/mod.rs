@@ -81,6 +81,8 @@ pub struct SessionSettings {
     pub max_inbound_bytes_per_second: u64,
     /// Largest inbound frame.
     pub max_frame_bytes: usize,
+    /// Collection subscribes per second (burst: one second's worth); 0 = unlimited.
+    pub max_collection_subscribes_per_second: u32,
     /// How long a congested connection may take to drain before it is cut off.
     pub slow_consumer_timeout: Duration,
     /// Requests worked on at once; the socket is not read while this many are.
@@ -98,6 +100,7 @@ impl From<&ServerConfig> for SessionSettings {
             max_requests_per_second: s.max_requests_per_second,
             max_inbound_bytes_per_second: s.max_inbound_bytes_per_second,
             max_frame_bytes: s.max_frame_bytes,
+            max_collection_subscribes_per_second: 0,
             slow_consumer_timeout: Duration::from_millis(s.slow_consumer_timeout_ms),
             max_in_flight_requests: s.max_in_flight_requests,
         }
@@ -144,6 +147,8 @@ pub(crate) struct SessionActor {
     limiter: TokenBucket,
     /// Inbound bytes per second.
     inbound: TokenBucket,
+    /// Collection subscribes per second.
+    collection_subscribes: TokenBucket,
     /// What is known of the size of the value in the frame being handled.
     value_size: large::ValueSize,
     /// Bumped whenever congestion ends, so an older slow-consumer deadline does nothing.
@@ -176,6 +181,7 @@ impl SessionActor {
         let rate = u64::from(settings.max_requests_per_second);
         let bytes = settings.max_inbound_bytes_per_second;
         let byte_burst = bytes.max(settings.max_frame_bytes as u64);
+        let collection_rate = u64::from(settings.max_collection_subscribes_per_second);
         let access_checked_at = connection.metadata_changes();
         SessionActor {
             number,
@@ -188,6 +194,7 @@ impl SessionActor {
             collections: HashMap::new(),
             limiter: TokenBucket::new(rate, rate),
             inbound: TokenBucket::new(bytes, byte_burst),
+            collection_subscribes: TokenBucket::new(collection_rate, collection_rate),
             value_size: large::ValueSize::Unmeasured { frame_len: 0 },
             congestion_epoch: 0,
             next_token: 0,

@@ -520,3 +520,28 @@ async fn snapshots_and_memberships_are_bounded() {
     assert_eq!(reply["code"], "ELIMIT", "{reply}");
     server.stop().await;
 }
+
+/// Subscribing to a collection may start it, and starting one lists the store: a connection
+/// gets its own budget of collection subscribes (`ERATELIMIT` beyond).
+#[actix_web::test]
+async fn collection_subscribes_have_a_budget_per_connection() {
+    let config = format!("[collections]\nmax_subscribes_per_second = 3\n{LISTS}");
+    let server = start(Backend::Memory, &config).await;
+    let mut client = server.client().await;
+    let mut refused = 0;
+    for n in 0..6 {
+        let reply = client
+            .request(SUBSCRIBE, json!({"collectionId": format!("list:l{n}")}))
+            .await;
+        if reply["code"] == "ERATELIMIT" {
+            refused += 1;
+        } else {
+            assert_eq!(reply["success"], true, "{reply}");
+        }
+    }
+    assert!(refused >= 2, "refused {refused}");
+    // Another connection has its own budget.
+    let mut other = server.client().await;
+    assert_eq!(subscribe(&mut other, "list:x").await["success"], true);
+    server.stop().await;
+}
