@@ -181,13 +181,10 @@ impl CollectionActor {
         let admitted = check.into_actor(self).map(move |readable, act, ctx| {
             let visible = Visible::from_readable(window.len(), readable);
             if let Some(request) = &join.reply_to {
-                let members: Vec<(RecordId, Value)> = window
+                let members: Vec<(RecordId, Arc<Value>)> = window
                     .iter()
                     .filter(|id| visible.contains(id, &act.membership))
-                    .filter_map(|id| {
-                        let m = act.membership.get(id)?;
-                        Some((id.clone(), frames::member(id, &m.value)))
-                    })
+                    .filter_map(|id| Some((id.clone(), act.membership.get(id)?.value.clone())))
                     .collect();
                 let snapshot = frames::snapshot(request, &members);
                 let max = act.hub.max_snapshot_bytes();
@@ -303,9 +300,8 @@ impl CollectionActor {
     }
 
     fn fan_out(&mut self, change: &WindowChange, seen: Vec<(u64, Vec<RecordId>)>) {
-        let member_text = |id: &RecordId, membership: &Membership| match membership.get(id) {
-            Some(m) => frames::member(id, &m.value).to_string(),
-            None => frames::gone(id).to_string(),
+        let member_text = |id: &RecordId, membership: &Membership| {
+            frames::member_text(id, membership.get(id).map(|m| &*m.value))
         };
         let added: HashMap<&RecordId, String> = change
             .added
@@ -535,10 +531,8 @@ impl CollectionActor {
         let window_len = self.membership.window().len();
         let seen = s.visible.ids(&self.membership);
         let now: HashSet<RecordId> = members.iter().cloned().collect();
-        let text = |id: &RecordId| match self.membership.get(id) {
-            Some(m) => frames::member(id, &m.value).to_string(),
-            None => frames::gone(id).to_string(),
-        };
+        let text =
+            |id: &RecordId| frames::member_text(id, self.membership.get(id).map(|m| &*m.value));
         let mut added: Vec<&RecordId> = now.difference(&seen).collect();
         let mut removed: Vec<&RecordId> = seen.difference(&now).collect();
         if added.is_empty() && removed.is_empty() {

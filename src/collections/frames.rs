@@ -8,7 +8,10 @@
 
 use crate::protocol::{self, commands};
 use crate::record::{Frame, RecordId};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Number, Value, json};
+use std::sync::Arc;
 
 /// The member form of a record's value (see the module docs).
 pub fn member(id: &RecordId, value: &Value) -> Value {
@@ -24,19 +27,77 @@ pub fn member(id: &RecordId, value: &Value) -> Value {
     Value::Object(fields)
 }
 
+/// A member serialized straight from the stored value, without copying it (the snapshot of a
+/// large collection would otherwise copy every value twice).
+pub struct MemberRef<'a> {
+    /// The record id.
+    pub id: &'a RecordId,
+    /// Its value.
+    pub value: &'a Value,
+}
+
+impl Serialize for MemberRef<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        match self.value {
+            Value::Object(fields) => {
+                let len = fields.len() + usize::from(!fields.contains_key("id"));
+                let mut map = out.serialize_map(Some(len))?;
+                for (key, value) in fields.iter().filter(|(key, _)| *key != "id") {
+                    map.serialize_entry(key, value)?;
+                }
+                map.serialize_entry("id", self.id.as_str())?;
+                map.end()
+            }
+            other => {
+                let mut map = out.serialize_map(Some(2))?;
+                map.serialize_entry("value", other)?;
+                map.serialize_entry("id", self.id.as_str())?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// A member as JSON text: the value as a member, or `{"id"}` when there is none.
+pub fn member_text(id: &RecordId, value: Option<&Value>) -> String {
+    match value {
+        Some(value) => serde_json::to_string(&MemberRef { id, value })
+            .expect("serializing a JSON value into memory cannot fail"),
+        None => gone(id).to_string(),
+    }
+}
+
 /// The member form of a record that is gone (or was never seen): just its id.
 pub fn gone(id: &RecordId) -> Value {
     json!({ "id": id.as_str() })
 }
 
 /// The successful subscribe reply: the members' ids and values, version 1.
-pub fn snapshot(request: &Number, members: &[(RecordId, Value)]) -> Frame {
-    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
-    let records: Vec<Value> = members
-        .iter()
-        .map(|(id, member)| json!({ "id": id.as_str(), "record": member }))
-        .collect();
-    let payload = json!({ "success": true, "ids": ids, "records": records, "version": 1 });
+pub fn snapshot(request: &Number, members: &[(RecordId, Arc<Value>)]) -> Frame {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        id: &'a str,
+        record: MemberRef<'a>,
+    }
+    #[derive(Serialize)]
+    struct Snapshot<'a> {
+        success: bool,
+        ids: Vec<&'a str>,
+        records: Vec<Entry<'a>>,
+        version: u64,
+    }
+    let payload = Snapshot {
+        success: true,
+        ids: members.iter().map(|(id, _)| id.as_str()).collect(),
+        records: members
+            .iter()
+            .map(|(id, value)| Entry {
+                id: id.as_str(),
+                record: MemberRef { id, value },
+            })
+            .collect(),
+        version: 1,
+    };
     protocol::reply_frame(request, commands::SUBSCRIBE_COLLECTION, &payload)
 }
 
@@ -83,6 +144,20 @@ mod tests {
             json!({"title": "a", "id": "t:1"})
         );
         assert_eq!(member(&id("n"), &json!(5)), json!({"value": 5, "id": "n"}));
+    }
+
+    #[test]
+    fn member_text_is_the_member_without_a_copy() {
+        for value in [
+            json!({"title": "a", "id": "other"}),
+            json!({"b": [1]}),
+            json!(5),
+        ] {
+            let text = member_text(&id("t:1"), Some(&value));
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed, member(&id("t:1"), &value));
+        }
+        assert_eq!(member_text(&id("t:1"), None), r#"{"id":"t:1"}"#);
     }
 
     #[test]
