@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod binary;
 mod cluster;
+mod collection_faults;
 mod collections;
 mod connection;
 mod extensions;
