@@ -61,6 +61,14 @@ impl<K: PartialEq, T: Clone> GlobIndex<K, T> {
         self.by_prefix.is_empty()
     }
 
+    /// Every entry filed.
+    pub fn entries(&self) -> impl Iterator<Item = &T> {
+        self.by_prefix
+            .values()
+            .flat_map(|level| level.values())
+            .flat_map(|filed| filed.iter().map(|(_, _, entry)| entry))
+    }
+
     /// The entries whose glob matches `id`.
     pub fn lookup(&self, id: &str) -> Vec<T> {
         let mut found = Vec::new();

@@ -7,18 +7,24 @@
 //! the store's change feed to the actors whose glob matches the changed id ([`index`]), so a
 //! write costs nothing in collections that cannot hold it.
 //!
+//! A rule with a [`Resolver`] instead serves each subscribing connection its own members
+//! (Mesh's `exposeCollection(pattern, resolver)`): one actor per subscription.
+//!
 //! Parts: [`rule`] (exposures, pure), [`membership`] (members in order and the window shown,
-//! pure), [`index`] (feed routing, pure), [`frames`] (the wire shapes), `actor`.
+//! pure), [`index`] (feed routing, pure), [`frames`] (the wire shapes), [`resolver`]
+//! (per-connection members), `actor`.
 
 pub(crate) mod actor;
 mod config;
 pub mod frames;
 pub mod index;
 pub mod membership;
+pub mod resolver;
 pub mod rule;
 mod visible;
 
 pub use config::exposures_from_config;
+pub use resolver::{Resolver, ResolverResult};
 pub use rule::{CollectionExposure, CollectionTable};
 
 use crate::actors::registry::Directory;
@@ -131,7 +137,9 @@ impl Collections {
                     }
                 }
                 FeedEvent::Resync => {
-                    for addr in lock(&hub.actors).values() {
+                    // Every live actor is filed in the index, per-connection ones included.
+                    let index = hub.index.read().unwrap_or_else(|p| p.into_inner());
+                    for addr in index.entries() {
                         addr.do_send(Feed::Resync);
                     }
                 }
@@ -167,6 +175,18 @@ impl Collections {
             return Err(Refusal::Refused);
         }
         // A retiring actor refuses; the next attempt finds it forgotten and starts another.
+        if let Some(resolver) = &resolved.resolver {
+            let source = resolver::PerConnection {
+                resolver: resolver.clone(),
+                connection: join.connection.clone(),
+            };
+            let addr = self.start_actor(id, &resolved, Some(source));
+            return match addr.send(join).await {
+                Ok(Admission::Admitted) => Ok(addr),
+                Ok(Admission::Refused) => Err(Refusal::Answered),
+                Ok(Admission::Retry) | Err(_) => Err(Refusal::Failed(Error::Unavailable)),
+            };
+        }
         for _ in 0..3 {
             let addr = self.actor_for(id, &resolved);
             match addr.send(join.clone()).await {
@@ -183,12 +203,24 @@ impl Collections {
         if let Some(addr) = actors.get(id).filter(|a| a.connected()) {
             return addr.clone();
         }
-        let membership = Membership::new(resolved.sort.clone(), resolved.limit);
-        let rule = (resolved.glob.clone(), resolved.guard.clone());
-        let actor = CollectionActor::new(id.clone(), rule, membership, self.clone());
-        let addr = actor.start();
+        let addr = self.start_actor(id, resolved, None);
         actors.insert(id.clone(), addr.clone());
         addr
+    }
+
+    fn start_actor(
+        &self,
+        id: &RecordId,
+        resolved: &rule::Resolved,
+        per_connection: Option<resolver::PerConnection>,
+    ) -> Addr<CollectionActor> {
+        let membership = Membership::new(resolved.sort.clone(), resolved.limit);
+        let rule = (resolved.glob.clone(), resolved.guard.clone());
+        let mut actor = CollectionActor::new(id.clone(), rule, membership, self.clone());
+        if let Some(source) = per_connection {
+            actor = actor.per_connection(source);
+        }
+        actor.start()
     }
 
     fn forget_addr(&self, id: &RecordId, addr: &Addr<CollectionActor>) {
@@ -277,7 +309,8 @@ impl Collections {
     }
 
     /// The members of collection `id` now (sorted and limited as its rule says, no read
-    /// filtering: for the admin API), or `None` when no rule covers it.
+    /// filtering: for the admin API), or `None` when no rule covers it. Fails with
+    /// [`Error::Invalid`] for a collection whose members a resolver decides per connection.
     pub async fn members(
         &self,
         id: &str,
@@ -294,6 +327,11 @@ impl Collections {
         let Some(resolved) = resolved else {
             return Ok(None);
         };
+        if resolved.resolver.is_some() {
+            return Err(Error::Invalid(format!(
+                "collection {id}: its members are decided per connection"
+            )));
+        }
         let count = resolved.limit.unwrap_or(usize::MAX);
         let listed = self
             .list_records_matching(resolved.glob.as_str(), resolved.sort.as_deref(), 0, count)
@@ -301,8 +339,10 @@ impl Collections {
         Ok(Some(listed))
     }
 
-    /// How many collections have an actor on this instance.
+    /// How many collection actors run on this instance: one per collection with
+    /// subscribers (or lingering), plus one per subscription to a per-connection collection.
     pub fn live_collections(&self) -> usize {
-        lock(&self.hub.actors).len()
+        let index = self.hub.index.read().unwrap_or_else(|p| p.into_inner());
+        index.entries().count()
     }
 }

@@ -1,6 +1,7 @@
 //! Collection exposures: which collection ids clients may subscribe to, which records each
 //! holds, and the guard that decides per connection. Pure code.
 
+use super::resolver::Resolver;
 use crate::access::{Guard, Matcher};
 use crate::error::{Error, Result};
 use crate::record::{Glob, RecordId};
@@ -20,6 +21,9 @@ pub struct CollectionExposure {
     pub limit: Option<usize>,
     /// Who may subscribe (gets the connection and the collection id); none = anyone.
     pub guard: Option<Guard>,
+    /// Decides the members per connection, among the records `members` matches; none =
+    /// every record it matches, the same for everyone.
+    pub resolver: Option<Resolver>,
 }
 
 impl CollectionExposure {
@@ -41,6 +45,7 @@ impl CollectionExposure {
             sort: None,
             limit: None,
             guard: None,
+            resolver: None,
         };
         exposure.check()?;
         Ok(exposure)
@@ -54,9 +59,42 @@ impl CollectionExposure {
             sort: None,
             limit: None,
             guard: None,
+            resolver: None,
         };
         exposure.check()?;
         Ok(exposure)
+    }
+
+    /// Exposes the collections whose id `pattern` matches, with members decided for each
+    /// subscribing connection by `resolver` (Mesh's `exposeCollection`). The resolver runs when
+    /// the connection subscribes and again whenever a record the member glob matches changes
+    /// (`*` unless narrowed with [`within`](Self::within)), so a narrow glob keeps it from
+    /// running on unrelated writes. Ids it returns outside the glob are left out; sort and
+    /// limit apply as for any collection (by id unless [`sort_by`](Self::sort_by)).
+    ///
+    /// ```
+    /// # use mesh_records::collections::{CollectionExposure, Resolver};
+    /// // A user's own documents: `docs:alice` holds the `doc:alice:*` records.
+    /// let mine = CollectionExposure::resolved(
+    ///     r"^docs:(\w+)$",
+    ///     Resolver::sync(|_conn, id| vec![format!("doc:{}:readme", &id.as_str()[5..])]),
+    /// )
+    /// .unwrap()
+    /// .within("doc:{1}:*")
+    /// .unwrap();
+    /// ```
+    pub fn resolved(pattern: &str, resolver: Resolver) -> Result<Self> {
+        let mut exposure = CollectionExposure::pattern(pattern, "*")?;
+        exposure.resolver = Some(resolver);
+        Ok(exposure)
+    }
+
+    /// Narrows the records a resolver may return (and whose changes run it again) to the glob
+    /// `members`, with `{N}` standing for capture N as in [`pattern`](Self::pattern).
+    pub fn within(mut self, members: &str) -> Result<Self> {
+        self.members = members.to_owned();
+        self.check()?;
+        Ok(self)
     }
 
     /// Sorts members by the value at JSON pointer `pointer` (such as `/order`).
@@ -142,6 +180,8 @@ pub struct Resolved {
     pub limit: Option<usize>,
     /// Who may subscribe.
     pub guard: Option<Guard>,
+    /// Decides the members per connection.
+    pub resolver: Option<Resolver>,
 }
 
 /// Every collection exposure, in the order declared; the first that covers an id decides.
@@ -169,6 +209,7 @@ impl CollectionTable {
                 sort: rule.sort.clone(),
                 limit: rule.limit,
                 guard: rule.guard.clone(),
+                resolver: rule.resolver.clone(),
             })
         })
     }

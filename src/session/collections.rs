@@ -51,7 +51,14 @@ impl SessionActor {
                 drop(permit);
                 match joined {
                     Ok(addr) => {
-                        act.collections.insert(collection_id, addr);
+                        // Subscribing again to a per-connection collection starts another
+                        // actor: the one it replaces must let go.
+                        let number = act.number;
+                        if let Some(old) = act.collections.insert(collection_id, addr.clone())
+                            && old != addr
+                        {
+                            old.do_send(Leave { session: number });
+                        }
                     }
                     Err(Refusal::Refused) => {
                         if let Some(id) = &id {

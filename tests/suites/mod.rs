@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod cluster;
 mod collection_faults;
+mod collection_resolvers;
 mod collections;
 mod connection;
 mod extensions;

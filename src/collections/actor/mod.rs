@@ -13,10 +13,18 @@
 //!
 //! Visibility: a member is shown to a connection only if a record exposure lets it read the
 //! record (its read guard runs when the member enters the window or the connection joins).
+//!
+//! A collection whose rule has a resolver gets an actor per subscribing connection: its
+//! members are what the resolver returns for that connection (`super::resolver`), run again
+//! on each batch of changes instead of loading only the changed ids.
+
+mod fan_out;
+mod recheck;
 
 use super::Collections;
 use super::frames;
-use super::membership::{Membership, WindowChange};
+use super::membership::Membership;
+use super::resolver::{PerConnection, Rerun, RunError};
 use super::visible::Visible;
 use crate::access::{Decision, Guard, Operation};
 use crate::actors::registry::Directory;
@@ -24,7 +32,7 @@ use crate::connection::Connection;
 use crate::error::Error;
 use crate::outbox::Outbox;
 use crate::protocol::{self, commands};
-use crate::record::{Frame, Glob, Mode, RecordId, Versioned, full_frame, patch_frame};
+use crate::record::{Glob, Mode, RecordId, Versioned};
 use crate::store::SharedStore;
 use actix::prelude::*;
 use futures_util::future::join_all;
@@ -105,8 +113,11 @@ pub(crate) struct CollectionActor {
     directory: Arc<Directory>,
     hub: Collections,
     membership: Membership,
-    /// The first listing failed: joins are answered with this error.
+    /// The first listing failed: joins are answered with this error (`Forbidden`: Mesh's
+    /// refusal, for a resolver that failed).
     failed: Option<Error>,
+    /// The resolver and connection, for a per-connection collection.
+    per_connection: Option<PerConnection>,
     subscribers: HashMap<u64, Subscriber>,
     /// Changed ids not loaded yet.
     pending: HashSet<RecordId>,
@@ -136,6 +147,7 @@ impl CollectionActor {
             hub,
             membership,
             failed: None,
+            per_connection: None,
             subscribers: HashMap::new(),
             pending: HashSet::new(),
             loading: false,
@@ -143,6 +155,22 @@ impl CollectionActor {
             closing: false,
             activity: 0,
         }
+    }
+
+    /// Makes this the collection of one connection, its members decided by a resolver.
+    pub(crate) fn per_connection(mut self, source: PerConnection) -> Self {
+        self.per_connection = Some(source);
+        self
+    }
+
+    /// Runs the resolver for a batch: the members now, with what changed loaded.
+    fn resolve(
+        &self,
+        source: PerConnection,
+        rerun: Rerun,
+    ) -> impl Future<Output = Result<Vec<(RecordId, Option<Versioned>)>, RunError>> + 'static {
+        let rule = (self.id.clone(), self.glob.clone(), self.hub.max_members());
+        source.run(rule, self.store.clone(), rerun)
     }
 
     /// Which of `ids` `connection` may read: at once when no guard has to run.
@@ -222,13 +250,28 @@ impl CollectionActor {
         }
         self.loading = true;
         let store = self.store.clone();
+        if let Some(source) = self.per_connection.clone() {
+            let rerun = Rerun {
+                held: self.membership.ids().into_iter().collect(),
+                changed: std::mem::take(&mut self.pending),
+                everything: std::mem::take(&mut self.resync),
+            };
+            self.resolve(source, rerun)
+                .into_actor(self)
+                .map(|loaded, act, ctx| act.loaded(loaded.map_err(|e| e.to_string()), ctx))
+                .spawn(ctx);
+            return;
+        }
         if std::mem::take(&mut self.resync) {
             self.pending.clear();
             let glob = self.glob.clone();
             let max = self.hub.max_members();
             let held: Vec<RecordId> = self.membership.ids();
             async move {
-                let listed = store.list_matching(&glob, max).await?;
+                let listed = store
+                    .list_matching(&glob, max)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut batch: HashMap<RecordId, Option<Versioned>> =
                     held.into_iter().map(|id| (id, None)).collect();
                 batch.extend(listed.into_iter().map(|(id, record)| (id, Some(record))));
@@ -244,7 +287,7 @@ impl CollectionActor {
         async move {
             let mut batch = Vec::with_capacity(loads.len());
             for (id, loaded) in ids.iter().zip(join_all(loads).await) {
-                let state = loaded?;
+                let state = loaded.map_err(|e| e.to_string())?;
                 batch.push((id.clone(), state.versioned()));
             }
             Ok(batch)
@@ -256,7 +299,7 @@ impl CollectionActor {
 
     fn loaded(
         &mut self,
-        loaded: Result<Vec<(RecordId, Option<Versioned>)>, crate::store::StoreError>,
+        loaded: Result<Vec<(RecordId, Option<Versioned>)>, String>,
         ctx: &mut Context<Self>,
     ) {
         self.loading = false;
@@ -299,59 +342,6 @@ impl CollectionActor {
             .wait(ctx);
     }
 
-    fn fan_out(&mut self, change: &WindowChange, seen: Vec<(u64, Vec<RecordId>)>) {
-        let member_text = |id: &RecordId, membership: &Membership| {
-            frames::member_text(id, membership.get(id).map(|m| &*m.value))
-        };
-        let added: HashMap<&RecordId, String> = change
-            .added
-            .iter()
-            .map(|id| (id, member_text(id, &self.membership)))
-            .collect();
-        let removed: HashMap<&RecordId, String> = change
-            .removed
-            .iter()
-            .map(|id| (id, member_text(id, &self.membership)))
-            .collect();
-        let patches = self.subscribers.values().any(|s| s.mode == Mode::Patch);
-        let updates = Updates::new(change, &self.membership, patches);
-        let mut gone = Vec::new();
-        for (session, entering) in seen {
-            let Some(s) = self.subscribers.get_mut(&session) else {
-                continue;
-            };
-            let entering: HashSet<RecordId> = entering.into_iter().collect();
-            let added_texts: Vec<&str> = change
-                .added
-                .iter()
-                .filter(|id| entering.contains(*id))
-                .map(|id| added[id].as_str())
-                .collect();
-            let removed_texts: Vec<&str> = change
-                .removed
-                .iter()
-                .filter(|id| s.visible.leave(id))
-                .map(|id| removed[id].as_str())
-                .collect();
-            s.visible.enter(&change.added, &entering, &self.membership);
-            let mut ok = true;
-            if !added_texts.is_empty() || !removed_texts.is_empty() {
-                s.version += 1;
-                let frame = frames::diff(&self.id, &added_texts, &removed_texts, s.version);
-                ok &= s.outbox.push(frame).is_ok();
-            }
-            for frame in updates.frames_for(s, &self.membership) {
-                ok &= s.outbox.push(frame).is_ok();
-            }
-            if !ok {
-                gone.push(session);
-            }
-        }
-        for session in gone {
-            self.subscribers.remove(&session);
-        }
-    }
-
     /// Starts the linger timer if nobody is subscribed.
     fn linger_if_idle(&mut self, ctx: &mut Context<Self>) {
         if self.subscribers.is_empty() {
@@ -360,6 +350,10 @@ impl CollectionActor {
     }
 
     fn linger(&mut self, ctx: &mut Context<Self>) {
+        if self.per_connection.is_some() {
+            // Its one connection left: nobody else can join it.
+            return self.close(ctx);
+        }
         let activity = self.activity;
         ctx.run_later(LINGER, move |act, ctx| {
             if act.activity == activity && act.subscribers.is_empty() {
@@ -375,51 +369,6 @@ impl CollectionActor {
     }
 }
 
-/// The `mesh/record-update` frames of one batch, built once per kind and shared.
-struct Updates {
-    /// (id, full frame, patch frame when the change is one version) per updated member.
-    frames: Vec<(RecordId, Frame, Option<Frame>)>,
-}
-
-impl Updates {
-    /// The frames of `change`; patches only when someone takes them (`patches`).
-    fn new(change: &WindowChange, membership: &Membership, patches: bool) -> Self {
-        let frames = change
-            .updated
-            .iter()
-            .filter_map(|(id, before)| {
-                let now = membership.get(id)?;
-                let full = full_frame(id, &now.value, now.version);
-                let patch = before
-                    .as_ref()
-                    .filter(|b| patches && b.version + 1 == now.version)
-                    .map(|b| {
-                        let patch = crate::record::change_patch(&b.value, &now.value);
-                        patch_frame(id, &patch, now.version)
-                    });
-                Some((id.clone(), full, patch))
-            })
-            .collect();
-        Updates { frames }
-    }
-
-    /// The frames `s` gets: for each updated member it sees, a patch if it asked for patches
-    /// and the change is one version, else the full value.
-    fn frames_for<'a>(
-        &'a self,
-        s: &'a Subscriber,
-        membership: &'a Membership,
-    ) -> impl Iterator<Item = Frame> + 'a {
-        self.frames
-            .iter()
-            .filter(|(id, _, _)| s.visible.contains(id, membership))
-            .map(|(_, full, patch)| match (s.mode, patch) {
-                (Mode::Patch, Some(patch)) => patch.clone(),
-                _ => full.clone(),
-            })
-    }
-}
-
 impl Actor for CollectionActor {
     type Context = Context<Self>;
 
@@ -427,6 +376,30 @@ impl Actor for CollectionActor {
         // Filed in the feed index before listing, so no change after the listing is missed:
         // feed messages wait in the mailbox until the listing is in.
         self.hub.index(&self.glob, ctx.address());
+        if let Some(source) = self.per_connection.clone() {
+            let rerun = Rerun {
+                held: HashSet::new(),
+                changed: HashSet::new(),
+                everything: true,
+            };
+            self.resolve(source, rerun)
+                .into_actor(self)
+                .map(|resolved, act, _| match resolved {
+                    Ok(batch) => {
+                        act.membership.apply(batch);
+                    }
+                    Err(e) => {
+                        log::warn!("collection {}: {e}", act.id);
+                        act.failed = Some(match e {
+                            RunError::Resolver(_) => Error::Forbidden,
+                            RunError::TooMany(why) => Error::Limit(why),
+                            RunError::Store(_) => Error::Unavailable,
+                        });
+                    }
+                })
+                .wait(ctx);
+            return;
+        }
         let store = self.store.clone();
         let glob = self.glob.clone();
         let max = self.hub.max_members();
@@ -460,7 +433,10 @@ impl Handler<Join> for CollectionActor {
         self.activity += 1;
         if let Some(error) = self.failed.clone() {
             if let Some(request) = &join.reply_to {
-                let frame = protocol::error_frame(request, commands::SUBSCRIBE_COLLECTION, &error);
+                let frame = match error {
+                    Error::Forbidden => frames::refusal(request),
+                    _ => protocol::error_frame(request, commands::SUBSCRIBE_COLLECTION, &error),
+                };
                 let _ = join.outbox.push(frame);
             }
             // Refused: the next join starts over with a fresh listing.
@@ -481,76 +457,6 @@ impl Handler<Leave> for CollectionActor {
             self.linger(ctx);
         }
         was
-    }
-}
-
-impl Handler<Recheck> for CollectionActor {
-    type Result = ();
-
-    fn handle(&mut self, recheck: Recheck, ctx: &mut Context<Self>) {
-        let Some(s) = self.subscribers.get(&recheck.session) else {
-            return;
-        };
-        let connection = s.connection.clone();
-        let guard = self.guard.clone();
-        let id = self.id.clone();
-        let members = self.readable(&connection, self.membership.window());
-        async move {
-            let allowed = match guard {
-                Some(guard) => guard.allows(connection, id).await,
-                None => true,
-            };
-            (allowed, members.await)
-        }
-        .into_actor(self)
-        .map(move |(allowed, members), act, _| {
-            act.rechecked(recheck.session, allowed, members);
-        })
-        .wait(ctx);
-    }
-}
-
-impl CollectionActor {
-    /// Applies a recheck: ends the subscription if the collection's guard now refuses,
-    /// else sends the difference between what the subscriber saw and what it may see now.
-    fn rechecked(&mut self, session: u64, allowed: bool, members: Vec<RecordId>) {
-        let Some(s) = self.subscribers.get_mut(&session) else {
-            return;
-        };
-        if !allowed {
-            let payload = serde_json::json!({
-                "collectionId": self.id.as_str(),
-                "reason": "forbidden",
-            });
-            let _ = s
-                .outbox
-                .push(protocol::push_frame(commands::SUBSCRIPTION_ENDED, &payload));
-            self.subscribers.remove(&session);
-            return;
-        }
-        let window_len = self.membership.window().len();
-        let seen = s.visible.ids(&self.membership);
-        let now: HashSet<RecordId> = members.iter().cloned().collect();
-        let text =
-            |id: &RecordId| frames::member_text(id, self.membership.get(id).map(|m| &*m.value));
-        let mut added: Vec<&RecordId> = now.difference(&seen).collect();
-        let mut removed: Vec<&RecordId> = seen.difference(&now).collect();
-        if added.is_empty() && removed.is_empty() {
-            return;
-        }
-        added.sort();
-        removed.sort();
-        let added: Vec<String> = added.into_iter().map(text).collect();
-        let removed: Vec<String> = removed.into_iter().map(text).collect();
-        let added: Vec<&str> = added.iter().map(String::as_str).collect();
-        let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-        s.version += 1;
-        let frame = frames::diff(&self.id, &added, &removed, s.version);
-        let ok = s.outbox.push(frame).is_ok();
-        s.visible = Visible::from_readable(window_len, members);
-        if !ok {
-            self.subscribers.remove(&session);
-        }
     }
 }
 
