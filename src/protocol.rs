@@ -156,6 +156,49 @@ pub struct CollectionRequest {
     /// How member changes arrive: `full` (default, as Mesh) or `patch` (an extension).
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// The collection version the client holds, to resume instead of a snapshot (an
+    /// extension). Anything but a non-negative integer means "cannot resume".
+    #[serde(default)]
+    pub since_version: Option<Value>,
+    /// With `sinceVersion`: the members the client holds, id → record version; members it
+    /// holds at their current version are not sent again.
+    #[serde(default)]
+    pub members: Option<Value>,
+}
+
+/// What a client resuming a collection holds (see [`Command::SubscribeCollection`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollectionHeld {
+    /// `sinceVersion`: `Some(None)` when it was sent but was not a version.
+    pub since: Option<Option<u64>>,
+    /// Member id → the record version the client holds.
+    pub members: std::collections::HashMap<String, u64>,
+}
+
+impl CollectionHeld {
+    fn from_payload(since: Option<Value>, members: Option<Value>) -> Result<Self, Error> {
+        let members = match members {
+            None | Some(Value::Null) => Default::default(),
+            Some(Value::Object(map)) => map
+                .into_iter()
+                .map(|(id, version)| match version.as_u64() {
+                    Some(version) => Ok((id, version)),
+                    None => Err(Error::invalid(
+                        "members: each value must be a record version (a non-negative integer)",
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "members must be an object of record id -> version",
+                ));
+            }
+        };
+        Ok(CollectionHeld {
+            since: since.map(|v| v.as_u64()),
+            members,
+        })
+    }
 }
 
 /// Payload of `mesh/refresh-token`.
@@ -210,6 +253,8 @@ pub enum Command {
         collection_id: RecordId,
         /// How member changes arrive.
         mode: Mode,
+        /// What the client holds, when it resumes.
+        held: CollectionHeld,
     },
     /// `mesh/unsubscribe-collection`.
     UnsubscribeCollection {
@@ -284,6 +329,7 @@ pub fn decode_command(
             Command::SubscribeCollection {
                 collection_id: collection_id(&p.collection_id, max_record_id_bytes)?,
                 mode: p.mode.unwrap_or_default(),
+                held: CollectionHeld::from_payload(p.since_version, p.members)?,
             }
         }
         commands::UNSUBSCRIBE_COLLECTION => {

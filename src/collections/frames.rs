@@ -11,6 +11,7 @@ use crate::record::{Frame, RecordId};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Number, Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The member form of a record's value (see the module docs).
@@ -72,31 +73,79 @@ pub fn gone(id: &RecordId) -> Value {
     json!({ "id": id.as_str() })
 }
 
-/// The successful subscribe reply: the members' ids and values, version 1.
-pub fn snapshot(request: &Number, members: &[(RecordId, Arc<Value>)]) -> Frame {
+/// How a subscription starts: the snapshot (Mesh), or a resume from what the client holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Opening<'a> {
+    /// A snapshot at version 1.
+    Fresh,
+    /// The client asked to resume with a `sinceVersion` that is not a version: a snapshot,
+    /// marked `"resumed": false`.
+    NotResumed,
+    /// Resuming from collection version `since`, the client holding `held` (member id →
+    /// record version): every member's id, but the values of only those it lacks.
+    Resumed {
+        /// The client's collection version.
+        since: u64,
+        /// What it holds.
+        held: &'a HashMap<String, u64>,
+    },
+}
+
+impl Opening<'_> {
+    /// The subscriber's version after the reply (its next diff is one more).
+    pub fn version(&self) -> u64 {
+        match self {
+            Opening::Fresh | Opening::NotResumed => 1,
+            Opening::Resumed { since, .. } => since + 1,
+        }
+    }
+}
+
+/// The successful subscribe reply: the members' ids, in order, and their values with their
+/// record versions (an extension: Mesh's client reads `id` and `record` only). When resuming,
+/// members the client holds at their current version are listed in `ids` only.
+pub fn snapshot(
+    request: &Number,
+    members: &[(RecordId, Arc<Value>, u64)],
+    opening: Opening<'_>,
+) -> Frame {
     #[derive(Serialize)]
     struct Entry<'a> {
         id: &'a str,
         record: MemberRef<'a>,
+        version: u64,
     }
     #[derive(Serialize)]
     struct Snapshot<'a> {
         success: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed: Option<bool>,
         ids: Vec<&'a str>,
         records: Vec<Entry<'a>>,
         version: u64,
     }
+    let held = match opening {
+        Opening::Resumed { held, .. } => Some(held),
+        _ => None,
+    };
     let payload = Snapshot {
         success: true,
-        ids: members.iter().map(|(id, _)| id.as_str()).collect(),
+        resumed: match opening {
+            Opening::Fresh => None,
+            Opening::NotResumed => Some(false),
+            Opening::Resumed { .. } => Some(true),
+        },
+        ids: members.iter().map(|(id, _, _)| id.as_str()).collect(),
         records: members
             .iter()
-            .map(|(id, value)| Entry {
+            .filter(|(id, _, version)| held.is_none_or(|h| h.get(id.as_str()) != Some(version)))
+            .map(|(id, value, version)| Entry {
                 id: id.as_str(),
                 record: MemberRef { id, value },
+                version: *version,
             })
             .collect(),
-        version: 1,
+        version: opening.version(),
     };
     protocol::reply_frame(request, commands::SUBSCRIBE_COLLECTION, &payload)
 }

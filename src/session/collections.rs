@@ -6,7 +6,7 @@ use super::SessionActor;
 use crate::collections::Refusal;
 use crate::collections::actor::{Join, Leave};
 use crate::error::Error;
-use crate::protocol::commands;
+use crate::protocol::{CollectionHeld, commands};
 use crate::record::{Mode, RecordId};
 use actix::prelude::*;
 use serde_json::{Number, Value};
@@ -21,7 +21,7 @@ impl SessionActor {
         &mut self,
         id: Option<Number>,
         collection_id: RecordId,
-        mode: Mode,
+        (mode, held): (Mode, CollectionHeld),
         ctx: &mut Context<Self>,
     ) {
         const CMD: &str = commands::SUBSCRIBE_COLLECTION;
@@ -40,6 +40,7 @@ impl SessionActor {
             outbox: self.outbox.clone(),
             mode,
             reply_to: id.clone(),
+            held: std::sync::Arc::new(held),
         };
         let collections = self.services.collections.clone();
         let permit = self.permit.take();

@@ -89,7 +89,8 @@ impl SessionActor {
             Ok(Command::SubscribeCollection {
                 collection_id,
                 mode,
-            }) => self.subscribe_collection(id, collection_id, mode, ctx),
+                held,
+            }) => self.subscribe_collection(id, collection_id, (mode, held), ctx),
             Ok(Command::UnsubscribeCollection { collection_id }) => {
                 self.unsubscribe_collection(id, collection_id)
             }

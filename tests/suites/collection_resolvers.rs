@@ -121,7 +121,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
     assert_eq!(
         reply,
         json!({"success": true, "ids": ["doc:1"], "version": 1,
-            "records": [{"id": "doc:1", "record": {"owner": "ann", "id": "doc:1"}}]})
+            "records": [{"id": "doc:1", "record": {"owner": "ann", "id": "doc:1"}, "version": 1}]})
     );
     let reply = bob
         .request(SUBSCRIBE, json!({"collectionId": "mine"}))

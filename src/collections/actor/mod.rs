@@ -22,7 +22,7 @@ mod fan_out;
 mod recheck;
 
 use super::Collections;
-use super::frames;
+use super::frames::{self, Opening};
 use super::membership::Membership;
 use super::resolver::{PerConnection, Rerun, RunError};
 use super::visible::Visible;
@@ -31,7 +31,7 @@ use crate::actors::registry::Directory;
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::outbox::Outbox;
-use crate::protocol::{self, commands};
+use crate::protocol::{self, CollectionHeld, commands};
 use crate::record::{Glob, Mode, RecordId, Versioned};
 use crate::store::SharedStore;
 use actix::prelude::*;
@@ -66,6 +66,8 @@ pub(crate) struct Join {
     pub outbox: Outbox,
     pub mode: Mode,
     pub reply_to: Option<Number>,
+    /// What the client holds when it resumes.
+    pub held: Arc<CollectionHeld>,
 }
 
 /// A session leaving; answers whether it was subscribed.
@@ -127,6 +129,9 @@ pub(crate) struct CollectionActor {
     resync: bool,
     /// Decided to stop: joins are refused so the hub starts a fresh actor.
     closing: bool,
+    /// Listed at start and not shown to anyone yet: the first join needs no listing of its
+    /// own.
+    fresh: bool,
     /// Bumped by every join and leave, so a linger timer knows whether it is stale.
     activity: u64,
 }
@@ -153,6 +158,7 @@ impl CollectionActor {
             loading: false,
             resync: false,
             closing: false,
+            fresh: true,
             activity: 0,
         }
     }
@@ -203,18 +209,31 @@ impl CollectionActor {
         }
     }
 
-    fn admit(&mut self, join: Join) -> AtomicResponse<Self, Admission> {
+    fn admit(&mut self, join: Join) -> ResponseActFuture<Self, Admission> {
         let window = self.membership.window();
         let check = self.readable(&join.connection, window.clone());
         let admitted = check.into_actor(self).map(move |readable, act, ctx| {
             let visible = Visible::from_readable(window.len(), readable);
+            let opening = match join.held.since {
+                None => Opening::Fresh,
+                // Versions stay exact in a JavaScript number.
+                Some(Some(since)) if since < 1 << 53 => Opening::Resumed {
+                    since,
+                    held: &join.held.members,
+                },
+                Some(_) => Opening::NotResumed,
+            };
+            let version = opening.version();
             if let Some(request) = &join.reply_to {
-                let members: Vec<(RecordId, Arc<Value>)> = window
+                let members: Vec<(RecordId, Arc<Value>, u64)> = window
                     .iter()
                     .filter(|id| visible.contains(id, &act.membership))
-                    .filter_map(|id| Some((id.clone(), act.membership.get(id)?.value.clone())))
+                    .filter_map(|id| {
+                        let member = act.membership.get(id)?;
+                        Some((id.clone(), member.value.clone(), member.version))
+                    })
                     .collect();
-                let snapshot = frames::snapshot(request, &members);
+                let snapshot = frames::snapshot(request, &members, opening);
                 let max = act.hub.max_snapshot_bytes();
                 if snapshot.len() > max {
                     let error = Error::Limit(format!(
@@ -234,14 +253,39 @@ impl CollectionActor {
                 connection: join.connection,
                 outbox: join.outbox,
                 mode: join.mode,
-                version: 1,
+                version,
                 visible,
             };
             act.subscribers.insert(join.session, subscriber);
+            act.fresh = false;
             Admission::Admitted
         });
-        // Atomic: no batch lands between the check and the snapshot.
-        AtomicResponse::new(Box::pin(admitted))
+        Box::pin(admitted)
+    }
+
+    /// Admits `join` after listing the collection again: its first subscriber after a
+    /// while, whose members changes still in flight on the feed may not have reached, gets a
+    /// snapshot at least as new as the writes acknowledged before it asked.
+    fn relist_and_admit(&mut self, join: Join) -> ResponseActFuture<Self, Admission> {
+        let listing = self
+            .store
+            .list_matching(&self.glob, self.hub.max_members());
+        let admitted = listing
+            .into_actor(self)
+            .then(move |listed, act, _| {
+                match listed {
+                    Ok(listed) => {
+                        let batch = relisting(act.membership.ids(), listed);
+                        act.membership.apply(batch);
+                    }
+                    Err(e) => {
+                        log::warn!("collection {}: listing failed: {e}", act.id);
+                        act.resync = true;
+                    }
+                }
+                act.admit(join)
+            });
+        Box::pin(admitted)
     }
 
     fn start_load(&mut self, ctx: &mut Context<Self>) {
@@ -272,10 +316,7 @@ impl CollectionActor {
                     .list_matching(&glob, max)
                     .await
                     .map_err(|e| e.to_string())?;
-                let mut batch: HashMap<RecordId, Option<Versioned>> =
-                    held.into_iter().map(|id| (id, None)).collect();
-                batch.extend(listed.into_iter().map(|(id, record)| (id, Some(record))));
-                Ok(batch.into_iter().collect::<Vec<_>>())
+                Ok(relisting(held, listed))
             }
             .into_actor(self)
             .map(|loaded, act, ctx| act.loaded(loaded, ctx))
@@ -369,6 +410,18 @@ impl CollectionActor {
     }
 }
 
+/// The batch that takes a membership holding `held` to `listed`: the listed records, and
+/// every held id the listing lacks as gone.
+fn relisting(
+    held: Vec<RecordId>,
+    listed: Vec<(RecordId, Versioned)>,
+) -> Vec<(RecordId, Option<Versioned>)> {
+    let mut batch: HashMap<RecordId, Option<Versioned>> =
+        held.into_iter().map(|id| (id, None)).collect();
+    batch.extend(listed.into_iter().map(|(id, record)| (id, Some(record))));
+    batch.into_iter().collect()
+}
+
 impl Actor for CollectionActor {
     type Context = Context<Self>;
 
@@ -443,7 +496,12 @@ impl Handler<Join> for CollectionActor {
             self.close(ctx);
             return answer(Admission::Refused);
         }
-        self.admit(join)
+        // Atomic: no batch lands between the listing, the read checks and the snapshot.
+        let idle = self.subscribers.is_empty() && !self.loading;
+        if idle && self.per_connection.is_none() && !self.fresh {
+            return AtomicResponse::new(self.relist_and_admit(join));
+        }
+        AtomicResponse::new(self.admit(join))
     }
 }
 
