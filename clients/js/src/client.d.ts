@@ -97,18 +97,20 @@ export interface CollectionEntry<T = JsonValue> {
 }
 
 export interface CollectionDiff<T = JsonValue> {
-  /** Members that entered (all of them for the snapshot, after a resync or a reconnect). */
+  /** Members that entered (all of them for a snapshot; after a resume, those that came). */
   added: CollectionEntry<T>[];
   /** Members that left (`record` is `{id}` when the record is gone). */
   removed: CollectionEntry<T>[];
-  /** Members whose value changed (`record` is the raw value). */
+  /** Members whose value changed (`record` is the raw value; after a resume, the member). */
   changed: CollectionEntry<T>[];
   /** The collection's diff count for added/removed; the record's version for `changed`. */
   version: number;
-  /** True when the snapshot came after a version gap. */
+  /** True when the reply came after a version gap. */
   resync?: true;
-  /** True when the snapshot came after a reconnect. */
+  /** True when the reply came after a reconnect. */
   reconnect?: true;
+  /** True when the server resumed: the diff holds only what changed while away. */
+  resumed?: true;
 }
 
 export interface CollectionReply<T = JsonValue> {

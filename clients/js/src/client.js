@@ -843,15 +843,18 @@ export class MeshClient {
    * gets the snapshot first (as `added`), then each change: `added` / `removed` as
    * `[{id, record}]` when membership changes (`version` counts the diffs), `changed`
    * `[{id, record}]` when a member's value changes (`version` is then the record's). A gap in
-   * diff versions resubscribes, and so does a reconnect: the fresh snapshot arrives as `added`
-   * with `resync: true` or `reconnect: true`.
+   * diff versions resubscribes, and so does a reconnect, asking this server to resume: the
+   * members that came arrive as `added`, those that went as `removed`, those that changed
+   * meanwhile as `changed`, flagged `resumed: true` and `resync: true` or `reconnect: true`.
+   * (A server that cannot resume, such as Mesh's, sends the whole list again as `added`.)
    */
   async subscribeCollection(collectionId, { onDiff } = {}) {
     if (typeof collectionId !== 'string' || collectionId === '') {
       throw new TypeError('collectionId must be a non-empty string');
     }
     if (onDiff !== undefined && typeof onDiff !== 'function') throw new TypeError('onDiff must be a function');
-    const col = { collectionId, onDiff, ids: new Set(), version: 0, live: false };
+    // versions: member id -> the record version this client holds (when it knows it).
+    const col = { collectionId, onDiff, ids: new Set(), versions: new Map(), version: 0, live: false };
     this._collections.set(collectionId, col);
     const reply = await this._collectionAgain(col, null);
     return reply ?? { success: false, ids: [], records: [], version: 0 };
@@ -861,18 +864,20 @@ export class MeshClient {
   async _collectionAgain(col, reason) {
     col.live = false;
     const current = () => this._collections.get(col.collectionId) === col;
+    const payload = { collectionId: col.collectionId };
+    if (reason && col.version > 0) {
+      payload.sinceVersion = col.version;
+      payload.members = Object.fromEntries([...col.ids].filter((id) => col.versions.has(id)).map((id) => [id, col.versions.get(id)]));
+    }
     let reply;
     try {
-      reply = await this._request('mesh/subscribe-collection', { collectionId: col.collectionId }, this._timeoutMs, (r) => {
+      reply = await this._request('mesh/subscribe-collection', payload, this._timeoutMs, (r) => {
         if (!current()) return r;
         if (!r || r.success !== true) {
           this._collections.delete(col.collectionId);
           return { success: false, ids: [], records: [], version: 0 };
         }
-        col.ids = new Set(Array.isArray(r.ids) ? r.ids : []);
-        col.version = Number.isInteger(r.version) ? r.version : 1;
-        col.live = true;
-        const diff = { added: Array.isArray(r.records) ? r.records : [], removed: [], changed: [], version: col.version };
+        const diff = this._takeOpening(col, r);
         if (reason) diff[reason] = true;
         this._reportDiff(col, diff);
         return r;
@@ -889,6 +894,28 @@ export class MeshClient {
     return reply;
   }
 
+  /** Takes in a subscribe reply (a snapshot, or a resume) and says what it changed. */
+  _takeOpening(col, r) {
+    const ids = Array.isArray(r.ids) ? r.ids : [];
+    const records = Array.isArray(r.records) ? r.records : [];
+    const before = col.ids;
+    col.ids = new Set(ids);
+    col.version = Number.isInteger(r.version) ? r.version : 1;
+    col.live = true;
+    if (r.resumed !== true) col.versions = new Map();
+    for (const id of col.versions.keys()) if (!col.ids.has(id)) col.versions.delete(id);
+    for (const m of records) if (Number.isInteger(m?.version)) col.versions.set(m.id, m.version);
+    const entry = (m) => ({ id: m?.id, record: m?.record });
+    if (r.resumed !== true) return { added: records.map(entry), removed: [], changed: [], version: col.version };
+    return {
+      added: records.filter((m) => !before.has(m?.id)).map(entry),
+      removed: [...before].filter((id) => !col.ids.has(id)).map((id) => ({ id, record: { id } })),
+      changed: records.filter((m) => before.has(m?.id)).map(entry),
+      version: col.version,
+      resumed: true,
+    };
+  }
+
   _onCollectionDiff(payload) {
     if (!payload || typeof payload.collectionId !== 'string') return;
     const col = this._collections.get(payload.collectionId);
@@ -903,7 +930,10 @@ export class MeshClient {
     const added = wrap(payload.added);
     const removed = wrap(payload.removed);
     for (const m of added) col.ids.add(m.id);
-    for (const m of removed) col.ids.delete(m.id);
+    for (const m of removed) {
+      col.ids.delete(m.id);
+      col.versions.delete(m.id);
+    }
     this._reportDiff(col, { added, removed, changed: [], version: payload.version });
   }
 
@@ -911,6 +941,7 @@ export class MeshClient {
     if (!payload || typeof payload.recordId !== 'string' || !('full' in payload)) return;
     for (const col of this._collections.values()) {
       if (!col.live || !col.ids.has(payload.recordId)) continue;
+      if (Number.isInteger(payload.version)) col.versions.set(payload.recordId, payload.version);
       const changed = [{ id: payload.recordId, record: payload.full }];
       this._reportDiff(col, { added: [], removed: [], changed, version: payload.version });
     }

@@ -253,13 +253,26 @@ test('collections: snapshot, diffs, member changes, and a fresh snapshot after a
   assert.deepEqual(diffs[3].changed, [{ id: 't:a:1', record: { title: 'one!' } }]);
   assert.deepEqual(reader.getCollection('list:a'), { ids: ['t:a:1', 't:a:2'], version: 2 });
 
-  // Reconnecting subscribes again: the whole list arrives as a fresh snapshot.
+  // Reconnecting resumes: only what changed while away arrives (one member gone, one new,
+  // one changed), and diffs count on.
   const before = diffs.length;
   await dropAndReconnect(reader, gate, async () => {
     assert.equal((await admin(server, 'DELETE', 't:a:1')).status, 200);
+    await writer.writeRecord('t:a:3', { title: 'three' });
+    await writer.writeRecord('t:a:2', { title: 'two!' });
   });
-  await waitFor(() => diffs.length === before + 1, { what: 'the snapshot after the reconnect' });
-  assert.deepEqual(diffs.at(-1), { added: [{ id: 't:a:2', record: { title: 'two', id: 't:a:2' } }], removed: [], changed: [], version: 1, reconnect: true });
+  await waitFor(() => diffs.length === before + 1, { what: 'the resume after the reconnect' });
+  assert.deepEqual(diffs.at(-1), {
+    added: [{ id: 't:a:3', record: { title: 'three', id: 't:a:3' } }],
+    removed: [{ id: 't:a:1', record: { id: 't:a:1' } }],
+    changed: [{ id: 't:a:2', record: { title: 'two!', id: 't:a:2' } }],
+    version: 3,
+    resumed: true,
+    reconnect: true,
+  });
+  assert.deepEqual(reader.getCollection('list:a'), { ids: ['t:a:2', 't:a:3'], version: 3 });
+  await writer.writeRecord('t:a:4', { title: 'four' });
+  await waitFor(() => diffs.some((d) => d.version === 4 && d.added.length === 1), { what: 'the next diff' });
 
   assert.equal(await reader.unsubscribeCollection('list:a'), true);
   const refused = await reader.subscribeCollection('nothing:here');
