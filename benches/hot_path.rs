@@ -1,10 +1,12 @@
 //! The per-update hot path: diff + frame serialization, fan-out of one frame to N session
-//! queues, and exposure matching with many patterns. `cargo bench --bench hot_path`.
+//! queues, exposure matching with many patterns, and routing a write through the collections'
+//! feed index. `cargo bench --bench hot_path`.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mesh_records::access::{Exposure, ExposureTable, Operation};
+use mesh_records::collections::index::GlobIndex;
 use mesh_records::outbox::Outbox;
-use mesh_records::record::{RecordId, change_patch, full_frame, patch_frame};
+use mesh_records::record::{Glob, RecordId, change_patch, full_frame, patch_frame};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -99,11 +101,39 @@ fn exposure_matching(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a write costs in collections it cannot belong to: the feed index's lookup with
+/// 10,000 active collections shaped like `mesh-bench collection`'s (`bench:item:<run>:<n>:*`),
+/// for a record in none of them and for a member of one.
+fn collection_routing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("collection_feed_lookup");
+    for collections in [0usize, 10_000] {
+        let mut index: GlobIndex<usize, usize> = GlobIndex::default();
+        for n in 0..collections {
+            let glob = Glob::new(&format!("bench:item:5f3a9c:{n}:*")).unwrap();
+            index.insert(n, glob, n);
+        }
+        let unrelated = "bench:other:5f3a9c:12345";
+        let member = "bench:item:5f3a9c:4321:7";
+        group.bench_with_input(
+            BenchmarkId::new("unrelated", collections),
+            &collections,
+            |b, _| b.iter(|| index.lookup(black_box(unrelated))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("member", collections),
+            &collections,
+            |b, _| b.iter(|| index.lookup(black_box(member))),
+        );
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     diff_and_frames,
     diff_kinds,
     fan_out,
-    exposure_matching
+    exposure_matching,
+    collection_routing
 );
 criterion_main!(benches);

@@ -23,6 +23,13 @@ pub const DEFAULT_MAX_RECORD_ID_BYTES: usize = 256;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordId(Arc<str>);
 
+/// Ids compare, hash and order as their text, so a map keyed by id can be searched by `&str`.
+impl std::borrow::Borrow<str> for RecordId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl RecordId {
     /// Validates an id: non-empty, at most `max_bytes`, no control characters.
     ///

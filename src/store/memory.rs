@@ -20,7 +20,7 @@ use super::{
 use crate::metrics::metrics;
 use crate::record::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -107,6 +107,10 @@ fn value_footprint(value: &Value) -> usize {
 #[derive(Debug, Default)]
 struct Records {
     entries: HashMap<RecordId, Entry>,
+    /// The keys of `entries`, in order: a listing by glob reads only the ids under the glob's
+    /// literal prefix (`item:42:` for `item:42:*`), not the whole store. Changed only when an
+    /// entry comes or goes, so a write to an existing record does not touch it.
+    ids: BTreeSet<RecordId>,
     /// Sum of the entries' `counted`.
     used: usize,
     /// Deleted records in the order they were deleted, with the version each was deleted at
@@ -116,6 +120,30 @@ struct Records {
 }
 
 impl Records {
+    /// `id`'s entry in `entries`, made (empty, and filed in `ids`) if there is none. Takes
+    /// the two fields rather than `self`, so the caller may read the others meanwhile.
+    fn entry<'a>(
+        entries: &'a mut HashMap<RecordId, Entry>,
+        ids: &mut BTreeSet<RecordId>,
+        id: &RecordId,
+    ) -> &'a mut Entry {
+        match entries.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                ids.insert(id.clone());
+                new.insert(Entry::default())
+            }
+        }
+    }
+
+    /// The ids that can match `glob`: those starting with its literal prefix, in order.
+    fn under<'a>(&'a self, glob: &'a Glob) -> impl Iterator<Item = &'a RecordId> + 'a {
+        let prefix = glob.literal_prefix();
+        self.ids
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(move |id| id.as_str().starts_with(prefix))
+    }
+
     /// Sets what `id`'s entry counts to what it holds now.
     fn recount(&mut self, id: &RecordId) {
         let Some(entry) = self.entries.get_mut(id) else {
@@ -138,6 +166,7 @@ impl Records {
                 .get(&id)
                 .is_some_and(|e| !e.stored.exists() && e.stored.version == version);
             if still_that_tombstone && let Some(entry) = self.entries.remove(&id) {
+                self.ids.remove(&id);
                 self.used -= entry.counted;
             }
         }
@@ -315,13 +344,13 @@ impl Store for MemoryStore {
     fn list_matching(&self, glob: &Glob, max: usize) -> StoreFuture<Vec<(RecordId, Versioned)>> {
         let map = self.map();
         let mut found = Vec::new();
-        for (id, entry) in &map.entries {
-            let Some(record) = entry.stored.versioned() else {
-                continue;
-            };
+        for id in map.under(glob) {
             if !glob.matches(id.as_str()) {
                 continue;
             }
+            let Some(record) = map.entries.get(id).and_then(|e| e.stored.versioned()) else {
+                continue;
+            };
             if found.len() == max {
                 return ready(Err(StoreError::TooMany {
                     max,
@@ -355,7 +384,7 @@ impl MemoryStore {
     ) -> Result<WriteResult, StoreError> {
         let mut map = self.map();
         let map = &mut *map;
-        let entry = map.entries.entry(id.clone()).or_default();
+        let entry = Records::entry(&mut map.entries, &mut map.ids, id);
         if entry.stored.expect() != expected {
             return Ok(WriteResult::Conflict {
                 current: entry.stored.clone(),
@@ -366,6 +395,7 @@ impl MemoryStore {
             // A refused first write leaves no empty entry behind.
             if entry.stored == Stored::default() {
                 map.entries.remove(id);
+                map.ids.remove(id);
             }
             return Err(refusal);
         }
@@ -410,10 +440,11 @@ impl MemoryStore {
     /// Returns the ids written (an id given twice can be written twice).
     fn apply_restore(&self, records: Vec<(RecordId, Stored)>) -> Vec<RecordId> {
         let mut map = self.map();
+        let map = &mut *map;
         let mut written = Vec::new();
         // Restored data is what was already acknowledged: it is counted, never refused.
         for (id, record) in records {
-            let entry = map.entries.entry(id.clone()).or_default();
+            let entry = Records::entry(&mut map.entries, &mut map.ids, &id);
             if entry.stored.version < record.version {
                 entry.stored = record;
                 entry.last_op = None;
@@ -535,5 +566,32 @@ mod tests {
         assert_eq!(store.load(&id(2)).await.unwrap().version, 1);
         assert_eq!(store.load(&id(3)).await.unwrap().version, 1);
         assert_eq!(store.map().tombstones.len(), 2);
+        // The ordered ids follow the entries as they come and go.
+        let map = store.map();
+        assert!(map.ids.iter().eq(map.ids.iter().filter(|i| map.entries.contains_key(*i))));
+        assert_eq!(map.ids.len(), map.entries.len());
+    }
+
+    #[actix_rt::test]
+    async fn a_listing_reads_only_the_ids_under_the_glob_prefix_and_skips_the_deleted() {
+        let store = MemoryStore::new();
+        let at = |text: &str| RecordId::parse(text, 64).unwrap();
+        for text in ["item:a:1", "item:a:2", "item:ab:1", "item:b:1", "itel:a:1"] {
+            put(&store, &at(text), json!(text)).await.unwrap();
+        }
+        store.delete(&at("item:a:2"), OpId::next(), None).await.unwrap();
+        let listed = |glob: &str| {
+            let glob = Glob::new(glob).unwrap();
+            let ids: Vec<String> = store.map().under(&glob).map(|i| i.to_string()).collect();
+            ids
+        };
+        // Under the prefix, in order, tombstones included (the listing skips those).
+        assert_eq!(listed("item:a:*"), ["item:a:1", "item:a:2"]);
+        assert_eq!(listed("item:a*"), ["item:a:1", "item:a:2", "item:ab:1"]);
+        let glob = Glob::new("item:a*:1").unwrap();
+        let found = store.list_matching(&glob, 10).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(ids, ["item:a:1", "item:ab:1"]);
+        assert_eq!(listed("*").len(), 5);
     }
 }
