@@ -140,7 +140,10 @@ impl Records {
     fn under<'a>(&'a self, glob: &'a Glob) -> impl Iterator<Item = &'a RecordId> + 'a {
         let prefix = glob.literal_prefix();
         self.ids
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |id| id.as_str().starts_with(prefix))
     }
 
@@ -568,7 +571,11 @@ mod tests {
         assert_eq!(store.map().tombstones.len(), 2);
         // The ordered ids follow the entries as they come and go.
         let map = store.map();
-        assert!(map.ids.iter().eq(map.ids.iter().filter(|i| map.entries.contains_key(*i))));
+        assert!(
+            map.ids
+                .iter()
+                .eq(map.ids.iter().filter(|i| map.entries.contains_key(*i)))
+        );
         assert_eq!(map.ids.len(), map.entries.len());
     }
 
@@ -579,7 +586,10 @@ mod tests {
         for text in ["item:a:1", "item:a:2", "item:ab:1", "item:b:1", "itel:a:1"] {
             put(&store, &at(text), json!(text)).await.unwrap();
         }
-        store.delete(&at("item:a:2"), OpId::next(), None).await.unwrap();
+        store
+            .delete(&at("item:a:2"), OpId::next(), None)
+            .await
+            .unwrap();
         let listed = |glob: &str| {
             let glob = Glob::new(glob).unwrap();
             let ids: Vec<String> = store.map().under(&glob).map(|i| i.to_string()).collect();

@@ -267,24 +267,20 @@ impl CollectionActor {
     /// while, whose members changes still in flight on the feed may not have reached, gets a
     /// snapshot at least as new as the writes acknowledged before it asked.
     fn relist_and_admit(&mut self, join: Join) -> ResponseActFuture<Self, Admission> {
-        let listing = self
-            .store
-            .list_matching(&self.glob, self.hub.max_members());
-        let admitted = listing
-            .into_actor(self)
-            .then(move |listed, act, _| {
-                match listed {
-                    Ok(listed) => {
-                        let batch = relisting(act.membership.ids(), listed);
-                        act.membership.apply(batch);
-                    }
-                    Err(e) => {
-                        log::warn!("collection {}: listing failed: {e}", act.id);
-                        act.resync = true;
-                    }
+        let listing = self.store.list_matching(&self.glob, self.hub.max_members());
+        let admitted = listing.into_actor(self).then(move |listed, act, _| {
+            match listed {
+                Ok(listed) => {
+                    let batch = relisting(act.membership.ids(), listed);
+                    act.membership.apply(batch);
                 }
-                act.admit(join)
-            });
+                Err(e) => {
+                    log::warn!("collection {}: listing failed: {e}", act.id);
+                    act.resync = true;
+                }
+            }
+            act.admit(join)
+        });
         Box::pin(admitted)
     }
 
