@@ -73,6 +73,8 @@ apt_install() {
 
 # Redis: the tests also start their own redis-server on other ports, so the binary must exist.
 command -v redis-server >/dev/null || apt_install redis-server
+# The sign-in tests make their RSA, EC and Ed25519 keys with the openssl tool.
+command -v openssl >/dev/null || apt_install openssl
 if ! port_open 6379; then
   log "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \

@@ -1,15 +1,21 @@
-//! Authentication: HS256 JWTs (binary mode) or an app-supplied function (library mode), at the
-//! WebSocket upgrade and again when a connection refreshes its token.
+//! Authentication: JWTs (binary mode; checked by the `jsonwebtoken` crate with a shared
+//! secret, a public key or an identity provider's JWKS, see [`jwt`] and [`jwks`]) or an
+//! app-supplied function (library mode), at the WebSocket upgrade and again when a connection
+//! refreshes its token.
 //!
 //! The result is a [`Grant`]: the metadata guards read, when the connection must close unless
 //! it refreshes, and which identity a refresh must keep ([`SessionToken`]).
 
+pub mod jwks;
+pub mod jwt;
+
+pub use jwks::Jwks;
+pub use jsonwebtoken::Algorithm;
+pub use jwt::{JwtVerifier, parse_algorithm, sign_hs256};
+
 use actix_http::RequestHead;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,14 +102,14 @@ impl Grant {
 }
 
 type GrantFuture = Pin<Box<dyn Future<Output = Result<Grant, AuthRejection>> + Send>>;
-type RefreshFn = dyn Fn(&str) -> Result<Grant, AuthRejection> + Send + Sync;
+type RefreshFn = dyn Fn(&str) -> GrantFuture + Send + Sync;
 
 /// Upgrade request → [`Grant`] or refusal; optionally, a fresh token → [`Grant`].
 #[derive(Clone)]
 pub struct Authenticator {
     upgrade: Arc<dyn Fn(&UpgradeRequest<'_>) -> GrantFuture + Send + Sync>,
-    /// Synchronous on purpose: the session applies a refresh before it reads the next request,
-    /// so guards see the new claims from that request on.
+    /// The session reads no request while a refresh runs, so guards see the new claims from
+    /// the next request on.
     refresh: Option<Arc<RefreshFn>>,
 }
 
@@ -135,23 +141,28 @@ impl Authenticator {
         Authenticator::with_jwt(JwtVerifier::new(secret), required)
     }
 
-    /// HS256 JWTs from the `token` query parameter or `Authorization: Bearer`; the claims
-    /// become the metadata and `exp` (plus leeway) closes the connection unless it sends
-    /// `mesh/refresh-token`. Without a token: anonymous, or refused when `required`.
+    /// JWTs from the `token` query parameter or `Authorization: Bearer`, checked by
+    /// `verifier`; the claims become the metadata and `exp` (plus leeway) closes the
+    /// connection unless it sends `mesh/refresh-token`. Without a token: anonymous, or
+    /// refused when `required`.
     pub fn with_jwt(verifier: JwtVerifier, required: bool) -> Self {
         let verifier = Arc::new(verifier);
         let at_upgrade = Arc::clone(&verifier);
         Authenticator {
             upgrade: Arc::new(move |req| {
-                let result = match request_token(req) {
-                    Some(token) => at_upgrade.grant(&token, SystemTime::now()),
-                    None if required => Err(AuthRejection("a token is required".into())),
-                    None => Ok(Grant::untokened(Value::Null)),
-                };
-                Box::pin(std::future::ready(result))
+                let token = request_token(req);
+                let verifier = Arc::clone(&at_upgrade);
+                Box::pin(async move {
+                    match token {
+                        Some(token) => verifier.grant_fetching(&token).await,
+                        None if required => Err(AuthRejection("a token is required".into())),
+                        None => Ok(Grant::untokened(Value::Null)),
+                    }
+                })
             }),
             refresh: Some(Arc::new(move |token| {
-                verifier.grant(token, SystemTime::now())
+                let (verifier, token) = (Arc::clone(&verifier), token.to_owned());
+                Box::pin(async move { verifier.grant_fetching(&token).await })
             })),
         }
     }
@@ -163,12 +174,12 @@ impl Authenticator {
 
     /// Checks a token sent with `mesh/refresh-token`. Fails when the token is bad or when this
     /// authenticator does not take tokens.
-    pub fn refresh(&self, token: &str) -> Result<Grant, AuthRejection> {
+    pub fn refresh(&self, token: &str) -> GrantFuture {
         match &self.refresh {
             Some(refresh) => refresh(token),
-            None => Err(AuthRejection(
+            None => Box::pin(std::future::ready(Err(AuthRejection(
                 "this server does not accept token refreshes".into(),
-            )),
+            )))),
         }
     }
 }
@@ -304,177 +315,31 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-/// Checks HS256 JWTs: signature, `exp` and `nbf` with a leeway for clock skew, and optionally
-/// `aud` and `iss`.
-#[derive(Clone)]
-pub struct JwtVerifier {
-    secret: Arc<[u8]>,
-    identity_claim: Arc<str>,
-    leeway_seconds: u64,
-    audience: Option<String>,
-    issuer: Option<String>,
-}
-
-impl std::fmt::Debug for JwtVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret stays out of logs.
-        f.debug_struct("JwtVerifier")
-            .field("leeway_seconds", &self.leeway_seconds)
-            .field("audience", &self.audience)
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
+/// `text` (a request line, URI or query string) with the value of every `token` query
+/// parameter replaced by `REDACTED`, for anything logged from a request.
+pub fn redact_token(text: &str) -> Cow<'_, str> {
+    let Some(query_at) = text
+        .find('?')
+        .map(|q| q + 1)
+        .or((!text.contains('/')).then_some(0))
+    else {
+        return Cow::Borrowed(text);
+    };
+    let (head, query) = text.split_at(query_at);
+    if !query.split('&').any(|pair| pair.starts_with("token=")) {
+        return Cow::Borrowed(text);
     }
-}
-
-impl JwtVerifier {
-    /// A verifier for tokens signed with `secret`: no leeway, any audience and issuer.
-    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        JwtVerifier {
-            secret: secret.into().into(),
-            identity_claim: "sub".into(),
-            leeway_seconds: 0,
-            audience: None,
-            issuer: None,
-        }
-    }
-
-    /// Accepts `exp` up to this many seconds past and `nbf` this many seconds ahead, and keeps
-    /// a connection open this long after its token's `exp`.
-    pub fn leeway_seconds(mut self, seconds: u64) -> Self {
-        self.leeway_seconds = seconds;
-        self
-    }
-
-    /// The claim that says who the connection is (default `sub`): a refresh must carry the
-    /// same value, and a token without it cannot refresh.
-    pub fn identity_claim(mut self, claim: impl Into<String>) -> Self {
-        self.identity_claim = claim.into().into();
-        self
-    }
-
-    /// Requires `aud` to be this string, or an array holding it.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// Requires `iss` to be this string.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Verifies a token at time `now` (Unix seconds) and returns its claims. Refuses any other
-    /// `alg` (including `none`), a bad signature, an `exp` in the past or an `nbf` in the
-    /// future (beyond the leeway), and a mismatched `aud` or `iss` when those are configured.
-    pub fn verify(&self, token: &str, now: u64) -> Result<Value, AuthRejection> {
-        let reject = |why: &str| AuthRejection(format!("invalid token: {why}"));
-        let mut parts = token.split('.');
-        let (Some(header), Some(claims), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(reject("not a JWT"));
-        };
-        let decode_json = |part: &str| -> Result<Value, AuthRejection> {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| reject("bad base64"))?;
-            serde_json::from_slice(&bytes).map_err(|_| reject("bad JSON"))
-        };
-        let header_json = decode_json(header)?;
-        if header_json.get("alg").and_then(Value::as_str) != Some("HS256") {
-            return Err(reject("only HS256 is accepted"));
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| reject("bad signature encoding"))?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).map_err(|_| reject("bad secret"))?;
-        mac.update(header.as_bytes());
-        mac.update(b".");
-        mac.update(claims.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| reject("bad signature"))?;
-        let claims = decode_json(claims)?;
-        if !claims.is_object() {
-            return Err(reject("claims are not an object"));
-        }
-        let (now, leeway) = (now as f64, self.leeway_seconds as f64);
-        if let Some(exp) = claims.get("exp") {
-            match exp.as_f64() {
-                Some(exp) if exp + leeway > now => {}
-                _ => return Err(reject("expired")),
+    let redacted: Vec<&str> = query
+        .split('&')
+        .map(|pair| {
+            if pair.starts_with("token=") {
+                "token=REDACTED"
+            } else {
+                pair
             }
-        }
-        if let Some(nbf) = claims.get("nbf") {
-            match nbf.as_f64() {
-                Some(nbf) if nbf <= now + leeway => {}
-                _ => return Err(reject("not valid yet")),
-            }
-        }
-        if let Some(expected) = &self.audience {
-            let matches = match claims.get("aud") {
-                Some(Value::String(aud)) => aud == expected,
-                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(expected)),
-                _ => false,
-            };
-            if !matches {
-                return Err(reject("wrong audience (aud)"));
-            }
-        }
-        if let Some(expected) = &self.issuer
-            && claims.get("iss").and_then(Value::as_str) != Some(expected.as_str())
-        {
-            return Err(reject("wrong issuer (iss)"));
-        }
-        Ok(claims)
-    }
-
-    /// Verifies a token at `now` and turns its claims into a [`Grant`] that closes the
-    /// connection at `exp` plus the leeway (never, without `exp`).
-    pub fn grant(&self, token: &str, now: SystemTime) -> Result<Grant, AuthRejection> {
-        let claims = self.verify(token, unix_seconds(now))?;
-        // `verify` accepted `exp`, so it is a number; one too large for a time never expires.
-        let closes_at = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .and_then(|exp| Duration::try_from_secs_f64(exp + self.leeway_seconds as f64).ok())
-            .and_then(|since_epoch| SystemTime::UNIX_EPOCH.checked_add(since_epoch));
-        Ok(Grant {
-            credential: Credential::Token {
-                subject: claims
-                    .get(&*self.identity_claim)
-                    .filter(|value| !value.is_null())
-                    .cloned(),
-            },
-            closes_at,
-            metadata: claims,
         })
-    }
-}
-
-/// Verifies an HS256 JWT and returns its claims, with no leeway and no `aud`/`iss` check
-/// (see [`JwtVerifier::verify`]).
-pub fn verify_hs256(token: &str, secret: &[u8], now: u64) -> Result<Value, AuthRejection> {
-    JwtVerifier::new(secret).verify(token, now)
-}
-
-/// Signs claims as an HS256 JWT (for tests, tools and services that mint tokens).
-pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(header.as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{header}.{body}.{signature}")
+        .collect();
+    Cow::Owned(format!("{head}{}", redacted.join("&")))
 }
 
 #[cfg(test)]

@@ -4,42 +4,56 @@ use serde_json::json;
 
 const SECRET: &[u8] = b"s3cret";
 
-#[test]
-fn accepts_a_valid_token() {
-    let token = sign_hs256(&json!({"userId": "5", "exp": 2000}), SECRET);
-    assert_eq!(verify_hs256(&token, SECRET, 1000).unwrap()["userId"], "5");
+/// Unix seconds now, shifted by `delta`.
+fn now_plus(delta: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    now + delta
 }
 
 #[test]
-fn refuses_bad_tokens() {
+fn accepts_a_valid_token() {
+    let token = sign_hs256(&json!({"userId": "5", "exp": now_plus(100)}), SECRET);
+    assert_eq!(
+        JwtVerifier::new(SECRET).verify(&token).unwrap()["userId"],
+        "5"
+    );
+}
+
+#[test]
+fn refuses_bad_tokens_with_a_reason() {
+    let verifier = JwtVerifier::new(SECRET);
+    let why = |token: &str| verifier.verify(token).unwrap_err().0;
     let good = sign_hs256(&json!({"userId": "5"}), SECRET);
-    assert!(verify_hs256(&good, b"other", 0).is_err());
-    let expired = sign_hs256(&json!({"exp": 10}), SECRET);
-    assert!(verify_hs256(&expired, SECRET, 11).is_err());
-    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    assert!(why(&sign_hs256(&json!({"userId": "5"}), b"other")).contains("bad signature"));
+    assert!(why(&sign_hs256(&json!({"exp": now_plus(-10)}), SECRET)).contains("expired"));
     let body = good.split('.').nth(1).unwrap();
-    assert!(verify_hs256(&format!("{none_header}.{body}."), SECRET, 0).is_err());
-    let hs512 = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512"}"#);
+    // {"alg":"none"}
+    assert!(why(&format!("eyJhbGciOiJub25lIn0.{body}.")).contains("not a JWT"));
+    // {"alg":"HS512"} with the HS256 signature: not an accepted algorithm.
     let sig = good.split('.').nth(2).unwrap();
-    assert!(verify_hs256(&format!("{hs512}.{body}.{sig}"), SECRET, 0).is_err());
-    assert!(verify_hs256("a.b", SECRET, 0).is_err());
+    let hs512 = format!("eyJhbGciOiJIUzUxMiJ9.{body}.{sig}");
+    assert!(why(&hs512).contains("algorithm HS512 is not accepted"));
+    assert!(why("a.b").contains("not a JWT"));
+    assert!(why(&sign_hs256(&json!([1, 2]), SECRET)).contains("malformed"));
 }
 
 #[test]
 fn leeway_applies_to_exp_and_nbf() {
     let verifier = JwtVerifier::new(SECRET).leeway_seconds(5);
-    let expired = sign_hs256(&json!({"exp": 100}), SECRET);
-    assert!(verifier.verify(&expired, 104).is_ok());
-    assert!(verifier.verify(&expired, 105).is_err());
-    let early = sign_hs256(&json!({"nbf": 100}), SECRET);
-    assert!(verifier.verify(&early, 95).is_ok());
-    assert!(verifier.verify(&early, 94).is_err());
+    let ok = |claims: Value| verifier.verify(&sign_hs256(&claims, SECRET)).is_ok();
+    assert!(ok(json!({"exp": now_plus(-3)})));
+    assert!(!ok(json!({"exp": now_plus(-8)})));
+    assert!(ok(json!({"nbf": now_plus(3)})));
+    assert!(!ok(json!({"nbf": now_plus(8)})));
 }
 
 #[test]
 fn audience_and_issuer_are_checked_when_configured() {
     let verifier = JwtVerifier::new(SECRET).audience("app").issuer("idp");
-    let ok = |claims| verifier.verify(&sign_hs256(&claims, SECRET), 0).is_ok();
+    let ok = |claims| verifier.verify(&sign_hs256(&claims, SECRET)).is_ok();
     assert!(ok(json!({"aud": "app", "iss": "idp"})));
     assert!(ok(json!({"aud": ["other", "app"], "iss": "idp"})));
     assert!(!ok(json!({"aud": "other", "iss": "idp"})));
@@ -49,22 +63,31 @@ fn audience_and_issuer_are_checked_when_configured() {
     // Without configuration, any aud and iss pass.
     let any = JwtVerifier::new(SECRET);
     assert!(
-        any.verify(&sign_hs256(&json!({"aud": "x"}), SECRET), 0)
+        any.verify(&sign_hs256(&json!({"aud": "x"}), SECRET))
             .is_ok()
     );
 }
 
 #[test]
+fn a_secret_takes_only_hmac_algorithms() {
+    use jsonwebtoken::Algorithm;
+    assert!(JwtVerifier::new(SECRET).only(&[Algorithm::HS384]).is_ok());
+    let refused = JwtVerifier::new(SECRET)
+        .only(&[Algorithm::RS256])
+        .unwrap_err();
+    assert!(refused.contains("shared secret"), "{refused}");
+    assert!(JwtVerifier::new(SECRET).only(&[]).is_err());
+}
+
+#[test]
 fn grant_closes_at_exp_plus_leeway_or_never() {
     let verifier = JwtVerifier::new(SECRET).leeway_seconds(5);
-    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let exp = now_plus(100) as u64;
     let grant = verifier
-        .grant(
-            &sign_hs256(&json!({"sub": "a", "exp": 100}), SECRET),
-            at(90),
-        )
+        .grant(&sign_hs256(&json!({"sub": "a", "exp": exp}), SECRET))
         .unwrap();
-    assert_eq!(grant.closes_at, Some(at(105)));
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    assert_eq!(grant.closes_at, Some(at(exp + 5)));
     assert_eq!(
         grant.credential,
         Credential::Token {
@@ -72,9 +95,21 @@ fn grant_closes_at_exp_plus_leeway_or_never() {
         }
     );
     let forever = verifier
-        .grant(&sign_hs256(&json!({"sub": "a"}), SECRET), at(90))
+        .grant(&sign_hs256(&json!({"sub": "a"}), SECRET))
         .unwrap();
     assert_eq!(forever.closes_at, None);
+}
+
+#[test]
+fn tokens_are_redacted_from_logged_requests() {
+    assert_eq!(
+        redact_token("/ws?token=abc.def&x=1"),
+        "/ws?token=REDACTED&x=1"
+    );
+    assert_eq!(redact_token("/ws?x=1&token=abc"), "/ws?x=1&token=REDACTED");
+    assert_eq!(redact_token("token=abc"), "token=REDACTED");
+    assert_eq!(redact_token("/ws?tokens=1"), "/ws?tokens=1");
+    assert_eq!(redact_token("/ws"), "/ws");
 }
 
 #[test]
@@ -111,8 +146,7 @@ fn refresh_keeps_the_subject_and_moves_the_deadline() {
 #[test]
 fn the_identity_claim_is_configurable_and_null_is_none() {
     let verifier = JwtVerifier::new(SECRET).identity_claim("userId");
-    let now = SystemTime::UNIX_EPOCH;
-    let subject = |claims: Value| match verifier.grant(&sign_hs256(&claims, SECRET), now) {
+    let subject = |claims: Value| match verifier.grant(&sign_hs256(&claims, SECRET)) {
         Ok(Grant {
             credential: Credential::Token { subject },
             ..

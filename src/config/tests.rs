@@ -42,8 +42,8 @@ fn bad_rules_are_named() {
     );
 }
 
-#[test]
-fn auth_leeway_defaults_to_five_and_aud_iss_need_a_secret() {
+#[actix_rt::test]
+async fn auth_leeway_defaults_to_five_and_aud_iss_need_a_key() {
     assert_eq!(Config::default().auth.leeway_seconds, 5);
     let config = Config::parse("[auth]\naudience = \"app\"\n").unwrap();
     let err = config.validate().unwrap_err().to_string();
@@ -56,7 +56,17 @@ fn auth_leeway_defaults_to_five_and_aud_iss_need_a_secret() {
     )
     .unwrap();
     config.validate().unwrap();
-    assert!(config.auth.jwt_verifier().is_some());
+    assert!(config.auth.jwt_verifier().await.unwrap().is_some());
+    // One key source at most; a public key names its algorithms.
+    let both = Config::parse("[auth]\njwt_secret = \"s\"\njwks_url = \"http://x\"\n").unwrap();
+    let err = both.auth.jwt_verifier().await.unwrap_err().to_string();
+    assert!(err.contains("one key source"), "{err}");
+    let bare = Config::parse("[auth]\njwt_public_key_file = \"k.pem\"\n").unwrap();
+    let err = bare.auth.jwt_verifier().await.unwrap_err().to_string();
+    assert!(err.contains("auth.algorithms"), "{err}");
+    let unknown = Config::parse("[auth]\njwt_secret = \"s\"\nalgorithms = [\"HS999\"]\n").unwrap();
+    let err = unknown.auth.jwt_verifier().await.unwrap_err().to_string();
+    assert!(err.contains("unknown algorithm"), "{err}");
 }
 
 #[test]

@@ -80,9 +80,24 @@ impl Config {
                 return Err(Error::Config(format!("{key} must be greater than 0")));
             }
         }
-        if self.auth.required && self.auth.jwt_secret.as_deref().unwrap_or("").is_empty() {
+        if self.auth.required && !self.auth.checks_tokens() {
             return Err(Error::Config(
-                "auth.required = true needs auth.jwt_secret (or MESH_JWT_SECRET)".into(),
+                "auth.required = true needs a key source: auth.jwt_secret (or MESH_JWT_SECRET), \
+                 auth.jwt_public_key_file or auth.jwks_url"
+                    .into(),
+            ));
+        }
+        for (key, value) in [
+            ("auth.jwt_public_key_file", &self.auth.jwt_public_key_file),
+            ("auth.jwks_url", &self.auth.jwks_url),
+        ] {
+            if value.as_deref() == Some("") {
+                return Err(Error::Config(format!("{key} must not be empty")));
+            }
+        }
+        if self.auth.jwks_url.is_some() && self.auth.jwks_refresh_seconds == 0 {
+            return Err(Error::Config(
+                "auth.jwks_refresh_seconds must be greater than 0".into(),
             ));
         }
         if self.auth.identity_claim.is_empty() {
@@ -99,10 +114,11 @@ impl Config {
         ] {
             match value.as_deref() {
                 Some("") => return Err(Error::Config(format!("{key} must not be empty"))),
-                // Checked only on tokens: without a secret it would silently check nothing.
-                Some(_) if self.auth.jwt_secret.is_none() => {
+                // Checked only on tokens: without a key it would silently check nothing.
+                Some(_) if !self.auth.checks_tokens() => {
                     return Err(Error::Config(format!(
-                        "{key} needs auth.jwt_secret (or MESH_JWT_SECRET)"
+                        "{key} needs a key source (auth.jwt_secret, jwt_public_key_file or \
+                         jwks_url)"
                     )));
                 }
                 _ => {}

@@ -171,12 +171,13 @@ impl RecordServerBuilder {
             s.max_record_id_bytes,
             live_records,
         );
-        let authenticator =
-            self.authenticator
-                .unwrap_or_else(|| match self.config.auth.jwt_verifier() {
-                    Some(verifier) => Authenticator::with_jwt(verifier, self.config.auth.required),
-                    None => Authenticator::anonymous(),
-                });
+        let authenticator = match self.authenticator {
+            Some(authenticator) => authenticator,
+            None => match self.config.auth.jwt_verifier().await? {
+                Some(verifier) => Authenticator::with_jwt(verifier, self.config.auth.required),
+                None => Authenticator::anonymous(),
+            },
+        };
         let sessions = Sessions::new(SessionsConfig {
             records: records.clone(),
             collections: collections.clone(),

@@ -164,7 +164,14 @@ impl Sessions {
             .authenticator
             .authenticate(&UpgradeRequest::new(head))
             .await
-            .map_err(|AuthRejection(why)| Refusal::json(StatusCode::UNAUTHORIZED, &why))?;
+            .map_err(|AuthRejection(why)| {
+                let uri = head.uri.to_string();
+                log::debug!(
+                    "upgrade refused ({why}): {}",
+                    crate::auth::redact_token(&uri)
+                );
+                Refusal::json(StatusCode::UNAUTHORIZED, &why)
+            })?;
         let permit = self.try_admit().ok_or_else(|| {
             Refusal::json(StatusCode::SERVICE_UNAVAILABLE, "too many connections")
         })?;

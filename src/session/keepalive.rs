@@ -72,22 +72,25 @@ impl SessionActor {
         token: &str,
         ctx: &mut Context<Self>,
     ) {
-        let result = self
-            .services
+        // Waited for (no request is read meanwhile), so the next one sees the new claims.
+        self.services
             .authenticator
             .refresh(token)
-            .and_then(|grant| self.token.refresh(grant));
-        match result {
-            Ok(metadata) => {
-                self.connection.set_metadata(metadata);
-                self.arm_token_expiry(ctx);
-                self.recheck_access(ctx);
-                self.reply(&id, commands::REFRESH_TOKEN, Ok(json!({ "success": true })));
-            }
-            Err(rejection) => {
-                let error = Error::Auth(rejection.0);
-                self.reply(&id, commands::REFRESH_TOKEN, Err(error));
-            }
-        }
+            .into_actor(self)
+            .map(move |verified, act, ctx| {
+                match verified.and_then(|grant| act.token.refresh(grant)) {
+                    Ok(metadata) => {
+                        act.connection.set_metadata(metadata);
+                        act.arm_token_expiry(ctx);
+                        act.recheck_access(ctx);
+                        act.reply(&id, commands::REFRESH_TOKEN, Ok(json!({ "success": true })));
+                    }
+                    Err(rejection) => {
+                        let error = Error::Auth(rejection.0);
+                        act.reply(&id, commands::REFRESH_TOKEN, Err(error));
+                    }
+                }
+            })
+            .wait(ctx);
     }
 }

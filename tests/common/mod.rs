@@ -28,6 +28,7 @@ macro_rules! on_every_store {
         }
     };
 }
+pub mod keys;
 pub mod proxy;
 pub mod raw_http;
 pub mod scenario;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod auth_providers;
 mod binary;
 mod cluster;
 mod collection_faults;
