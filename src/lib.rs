@@ -6,7 +6,8 @@
 //! - [`record`]: ids, versions, write strategies, push frames, id globs (pure code).
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the
 //!   [`MetadataHook`].
-//! - [`auth`]: HS256 JWT verification and pluggable authentication at the upgrade.
+//! - [`auth`]: JWT verification (shared secret, PEM key or JWKS) and pluggable authentication
+//!   at the upgrade.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - `protocol` (request/reply/push frames), `inflight` (back-pressure on a connection's
 //!   requests in flight), `outbox` (each session's byte-bounded outbound queue), `socket`

@@ -77,6 +77,10 @@ scenarios:
        bytes and time to catch up by resubscribing (full snapshot) vs resuming
        (sinceVersion, one patch).
          --connections C (100)  --pad BYTES (100)
+  upgrades  C loops each opening a connection (with --token as ?token=), answering one
+       request on it and dropping it, for --duration: upgrades/s and per server CPU-s,
+       what authentication costs at the door.
+         --connections C (100)  --token JWT (none)
   collection  collections (mesh/subscribe-collection), three shapes; run the server with
        bench/config-collections.toml. Members are written with the value
        {seq, sent_us, pad}; setup creates them pipelined.
@@ -152,6 +156,7 @@ pub enum Scenario {
     Reconnect,
     Hostile,
     Collection,
+    Upgrades,
 }
 
 /// What the `collection` scenario measures (the three figures of the collections issue).
@@ -198,6 +203,7 @@ impl Scenario {
             Scenario::Reconnect => "reconnect",
             Scenario::Hostile => "hostile",
             Scenario::Collection => "collection",
+            Scenario::Upgrades => "upgrades",
         }
     }
 }
@@ -242,6 +248,8 @@ pub struct Options {
     pub per_connection: usize,
     /// `collection`: the unrelated-writes baseline, without subscriptions.
     pub no_collections: bool,
+    /// `upgrades`: the JWT each connection presents (`?token=`).
+    pub token: Option<String>,
     /// `collection`: every this many writes one creates a member (0: never).
     pub create_every: usize,
     /// `collection`: subscribe round trips per kind (snapshot).
@@ -285,6 +293,7 @@ impl Options {
             collections: 10_000,
             per_connection: 1000,
             no_collections: false,
+            token: None,
             create_every: 100,
             repeat: 20,
         }
@@ -330,6 +339,8 @@ impl Options {
             Scenario::Fanout => self.subscribers + 1,
             Scenario::Records | Scenario::Idle => self.connections,
             Scenario::Reconnect => self.connections + 1,
+            // One connection per loop at a time, plus the check before measuring.
+            Scenario::Upgrades => self.connections + 1,
             Scenario::Race => self.writers + 2 * self.urls.len(),
             // Churn and oversized open a connection per attempt, closed at once.
             Scenario::Hostile => self.writers + self.subscribers + self.hostile,
@@ -357,6 +368,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Some("reconnect") => Scenario::Reconnect,
         Some("hostile") => Scenario::Hostile,
         Some("collection") => Scenario::Collection,
+        Some("upgrades") => Scenario::Upgrades,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut options = Options::defaults(scenario);
@@ -412,6 +424,7 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
         "--record" => options.record = Some(value.to_owned()),
+        "--token" => options.token = Some(value.to_owned()),
         "--hostile" => options.hostile = bounded(name, value, 0, MAX_HOSTILE)?,
         "--bomb" => options.bomb = bounded(name, value, 1, MAX_BOMB)?,
         "--rss-limit" => {

@@ -9,8 +9,8 @@
 pub mod jwks;
 pub mod jwt;
 
-pub use jwks::Jwks;
 pub use jsonwebtoken::Algorithm;
+pub use jwks::Jwks;
 pub use jwt::{JwtVerifier, parse_algorithm, sign_hs256};
 
 use actix_http::RequestHead;

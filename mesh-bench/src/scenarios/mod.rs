@@ -11,6 +11,7 @@ mod openloop;
 mod race;
 mod reconnect;
 mod records;
+mod upgrades;
 
 use crate::args::{Options, Scenario};
 use crate::report::Report;
@@ -25,5 +26,6 @@ pub fn run(options: &Options) -> Result<Report, String> {
         Scenario::Reconnect => reconnect::run(options),
         Scenario::Hostile => hostile::run(options),
         Scenario::Collection => collection::run(options),
+        Scenario::Upgrades => upgrades::run(options),
     }
 }
