@@ -4,6 +4,12 @@
 
 mod common;
 
+// The allocator the binary runs with (src/main.rs): what RSS does over many waves depends on
+// it, and glibc's malloc keeps growing its arenas for longer than jemalloc does.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use common::{Backend, Client, eventually, start};
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -33,6 +33,9 @@ pub struct RestoreReport {
 ///
 /// Fails when `page_size` is 0, when the database cannot be read, or when the store refuses a
 /// page; pages before the failure stay restored, and running it again is harmless.
+/// A progress line every this many records read.
+const PROGRESS_EVERY: usize = 100_000;
+
 pub async fn restore(
     adapter: &dyn PersistenceAdapter,
     store: &dyn Store,
@@ -62,7 +65,16 @@ pub async fn restore(
         {
             next_page = Some(adapter.load_matching(like_pattern, Some(&last.id), page_size));
         }
+        let before = report.records;
         report.records += page.len();
+        // A long restore shows progress (the server accepts no connection until it is done).
+        if report.records / PROGRESS_EVERY > before / PROGRESS_EVERY {
+            log::info!(
+                "restoring {like_pattern:?}: {} persisted records read so far ({:?})",
+                report.records,
+                started.elapsed()
+            );
+        }
         let parsed = tokio::task::spawn_blocking(move || decode_page(page));
         if let Some(previous) = parsing.replace(parsed) {
             report.write(store, previous).await?;

@@ -94,6 +94,7 @@ pub async fn adapter_from_config(config: &PersistenceConfig) -> Result<SharedAda
             let adapter = SqliteAdapter::open(&config.sqlite_path)
                 .await
                 .map_err(|e| describe("sqlite_path", e))?;
+            log::info!("persistence: SQLite database {} open", config.sqlite_path);
             Ok(Arc::new(adapter))
         }
         PersistenceBackend::Postgres => {
@@ -111,10 +112,22 @@ pub async fn adapter_from_config(config: &PersistenceConfig) -> Result<SharedAda
                 connect_timeout: Duration::from_millis(config.postgres_connect_timeout_ms),
                 statement_timeout: Duration::from_millis(config.postgres_statement_timeout_ms),
             };
+            log::info!(
+                "persistence: connecting to PostgreSQL (waiting at most \
+                 persistence.postgres_connect_timeout_ms = {} ms)",
+                config.postgres_connect_timeout_ms
+            );
             let adapter =
                 PostgresAdapter::connect_with(target, config.postgres_schema.as_deref(), options)
                     .await
-                    .map_err(|e| describe("postgres_url", e))?;
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "persistence.postgres_url: {e} (waited at most \
+                             persistence.postgres_connect_timeout_ms = {} ms)",
+                            config.postgres_connect_timeout_ms
+                        ))
+                    })?;
+            log::info!("persistence: PostgreSQL connected");
             Ok(Arc::new(adapter))
         }
     }

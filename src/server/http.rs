@@ -36,6 +36,14 @@ impl RecordServer {
             "/health",
             web::get().to(|| async { HttpResponse::Ok().body("ok") }),
         );
+        let readiness = self.clone();
+        cfg.route(
+            "/ready",
+            web::get().to(move || {
+                let records = readiness.clone();
+                async move { records.readiness().await }
+            }),
+        );
         cfg.route(
             "/metrics",
             web::get().to(|| async {
@@ -58,6 +66,27 @@ impl RecordServer {
                         .finish()
                 }),
             );
+        }
+    }
+
+    /// `GET /ready`: 200 `{"ready": true}` while serving; 503 `{"ready": false, "reason"}`
+    /// while draining (a stop began) or when the store does not answer a read within a
+    /// second. (Before the server is ready its port refuses connections altogether.)
+    async fn readiness(&self) -> HttpResponse {
+        let not_ready = |reason: &str| {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "ready": false, "reason": reason
+            }))
+        };
+        if self.inner.sessions.is_shutting_down() {
+            return not_ready("draining: the server is stopping");
+        }
+        let probe =
+            crate::record::RecordId::parse("mesh-records:ready", 64).expect("a valid record id");
+        let read = self.inner.store.load(&probe);
+        match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
+            Ok(Ok(_)) => HttpResponse::Ok().json(serde_json::json!({ "ready": true })),
+            Ok(Err(_)) | Err(_) => not_ready("the record store does not answer"),
         }
     }
 
@@ -108,6 +137,35 @@ async fn upgrade(
     Ok(response)
 }
 
+/// Binds `addr` without listening: the port is taken (a second server fails here, at once)
+/// but connecting to it is refused until [`http_server`] listens. `SO_REUSEADDR` as usual,
+/// so a restart does not wait out the previous process's closing connections.
+pub(super) fn bind_only(
+    addr: impl std::net::ToSocketAddrs,
+) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Starts accepting connections on a socket [`bind_only`] bound.
+fn listen(listener: &std::net::TcpListener) -> std::io::Result<()> {
+    // SAFETY: the descriptor is the bound socket we were given; listen() only makes it
+    // accept connections.
+    match unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// The listeners [`http_server`] serves.
 pub(super) struct Listeners {
     /// `[server] host`/`port`: WebSockets and every route of [`RecordServer::configure`].
@@ -134,10 +192,9 @@ pub(super) fn http_server(
     let cannot_listen =
         |e: std::io::Error| Error::Config(format!("server.host/server.port: cannot listen: {e}"));
     let listener = listeners.public;
-    // std listens with a backlog of 128; a burst of connecting clients needs more.
-    // SAFETY: the descriptor is the listening socket we were given; listen() only changes
-    // its backlog.
-    unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
+    // Everything is ready: from here on connections are accepted (a burst of connecting
+    // clients needs more than the usual backlog of 128).
+    listen(&listener).map_err(cannot_listen)?;
     let addr = listener.local_addr().map_err(cannot_listen)?;
     let mut builder = actix_server::Server::build()
         .workers(workers)
@@ -150,6 +207,7 @@ pub(super) fn http_server(
     if let Some(admin) = listeners.admin {
         let cannot_listen =
             |e: std::io::Error| Error::Config(format!("admin.bind: cannot listen: {e}"));
+        listen(&admin).map_err(cannot_listen)?;
         bound.admin = Some(admin.local_addr().map_err(cannot_listen)?);
         let records = records.clone();
         // Plain HTTP with the admin API alone: no WebSocket upgrade, no other route.

@@ -74,10 +74,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 /// Like [`start`], with a builder the caller extended (exposures, commands, store).
 ///
 /// The listener is bound first: a second instance started on a taken port fails at once,
-/// before it opens a database, restores records or starts any actor.
+/// before it opens a database, restores records or starts any actor. It listens only once
+/// everything is ready: until then a client connecting is refused by the kernel (so a load
+/// balancer or an orchestrator sees "not up"), never accepted and left unanswered, and never
+/// accepted and then reset because the start failed.
 pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<RunningServer> {
     let s = &config.server;
-    let listener = std::net::TcpListener::bind((s.host.as_str(), s.port)).map_err(|e| {
+    let listener = super::http::bind_only((s.host.as_str(), s.port)).map_err(|e| {
         Error::Config(format!(
             "server.host/server.port: cannot bind {}:{}: {e}",
             s.host, s.port
@@ -85,11 +88,16 @@ pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<
     })?;
     let admin = match &config.admin.bind {
         Some(bind) if config.admin.token.is_some() => Some(
-            std::net::TcpListener::bind(bind.as_str())
+            super::http::bind_only(bind.as_str())
                 .map_err(|e| Error::Config(format!("admin.bind: cannot bind {bind}: {e}")))?,
         ),
         _ => None,
     };
+    log::info!(
+        "starting: {}:{} bound; connections are refused until the server can serve",
+        s.host,
+        s.port
+    );
     let records = builder.build().await?;
     let workers = match s.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

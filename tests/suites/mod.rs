@@ -23,6 +23,7 @@ mod persistence_faults;
 mod persistence_server;
 mod persistence_startup;
 mod persistence_truth;
+mod readiness;
 mod records;
 mod redis_cluster;
 mod redis_memory;
