@@ -38,7 +38,18 @@ fuzz_target!(|data: &[u8]| {
         PersistRule::try_from(rule).expect("a validated persist rule builds");
         let _ = PersistOptions::from(rule);
     }
-    let _ = config.auth.jwt_verifier();
+    // The JWT checks of a config without a key file or a key set (no I/O: ready at the first
+    // poll) are a verifier or a config error, never a panic.
+    if config.auth.jwt_public_key_file.is_none() && config.auth.jwks_url.is_none() {
+        use std::future::Future;
+        let mut verifier = std::pin::pin!(config.auth.jwt_verifier());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match verifier.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(error)) => assert_config_error(&error),
+            std::task::Poll::Ready(Ok(_)) => {}
+            std::task::Poll::Pending => panic!("deriving JWT checks from a secret waited"),
+        }
+    }
     let _ = config.records.history();
     let s = &config.server;
     let _ = (s.ping_interval(), s.record_linger(), s.shutdown_timeout());

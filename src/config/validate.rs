@@ -95,6 +95,10 @@ impl Config {
                 return Err(Error::Config(format!("{key} must not be empty")));
             }
         }
+        for name in &self.auth.algorithms {
+            crate::auth::parse_algorithm(name)
+                .map_err(|e| Error::Config(format!("auth.algorithms: {e}")))?;
+        }
         if self.auth.jwks_url.is_some() && self.auth.jwks_refresh_seconds == 0 {
             return Err(Error::Config(
                 "auth.jwks_refresh_seconds must be greater than 0".into(),

@@ -139,6 +139,33 @@ pub async fn start(backend: Backend, toml: &str) -> TestServer {
     start_with(backend, toml, |b| b).await
 }
 
+/// A server on exactly the store `toml` names (such as a Redis of the test's own), left as
+/// it is afterwards: the test owns that store and cleans it up.
+pub async fn start_as_configured(toml: &str) -> TestServer {
+    let running = mesh_records::start(test_config(toml))
+        .await
+        .expect("server starts");
+    let addr = running.addr;
+    TestServer {
+        ws: format!("ws://{addr}/ws"),
+        http: format!("http://{addr}"),
+        running,
+        redis_prefix: None,
+        on_cluster: false,
+    }
+}
+
+/// `?user=NAME` on the upgrade becomes metadata `{"userId": NAME}` (none: `null`).
+pub fn user_from_query() -> mesh_records::Authenticator {
+    mesh_records::Authenticator::new(|request| {
+        let user = request
+            .query_string()
+            .strip_prefix("user=")
+            .map(str::to_owned);
+        async move { Ok(json!({ "userId": user })) }
+    })
+}
+
 pub async fn start_with(
     backend: Backend,
     toml: &str,

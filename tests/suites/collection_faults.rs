@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::own_redis::{OwnRedis, run};
-use common::{Client, TestServer, WAIT, eventually, unique_prefix};
+use common::{Client, TestServer, WAIT, eventually, start_as_configured, unique_prefix};
 use mesh_records::Strategy;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -37,20 +37,6 @@ members = "item:{{1}}:*"
 {extra}
 "#
     )
-}
-
-async fn instance(toml: &str) -> TestServer {
-    let running = mesh_records::start(common::test_config(toml))
-        .await
-        .expect("server starts");
-    let addr = running.addr;
-    TestServer {
-        ws: format!("ws://{addr}/ws"),
-        http: format!("http://{addr}"),
-        running,
-        redis_prefix: None,
-        on_cluster: false,
-    }
 }
 
 async fn write(server: &TestServer, id: &str, value: Value) {
@@ -150,7 +136,10 @@ async fn a_collection_catches_up_after_a_pubsub_outage() {
     let mut raw = redis.connect().await;
     let prefix = unique_prefix("collection-faults-pubsub");
     let toml = config(&prefix, &redis.url(), "");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (a, b) = (
+        start_as_configured(&toml).await,
+        start_as_configured(&toml).await,
+    );
     write(&b, "item:a:1", json!({"n": 1})).await;
     write(&b, "item:a:2", json!({"n": 2})).await;
     let mut followed = Followed::subscribe(a.client().await, "list:a").await;
@@ -187,7 +176,7 @@ async fn a_collection_catches_up_after_a_pubsub_outage() {
 async fn a_collection_follows_the_store_after_redis_restarted_empty() {
     let mut redis = OwnRedis::start();
     let prefix = unique_prefix("collection-faults-restart");
-    let a = instance(&config(&prefix, &redis.url(), "")).await;
+    let a = start_as_configured(&config(&prefix, &redis.url(), "")).await;
     write(&a, "item:r:1", json!({"n": 1})).await;
     write(&a, "item:r:2", json!({"n": 2})).await;
     let mut followed = Followed::subscribe(a.client().await, "list:r").await;
@@ -233,7 +222,7 @@ flush_interval_ms = 50
     );
     let prefix = unique_prefix("collection-faults-restore");
     let toml = config(&prefix, &redis.url(), &persisted);
-    let a = instance(&toml).await;
+    let a = start_as_configured(&toml).await;
     for n in 1..=3 {
         write(&a, &format!("item:p:{n}"), json!({"n": n})).await;
     }
@@ -244,7 +233,7 @@ flush_interval_ms = 50
     a.stop().await;
 
     redis.restart();
-    let b = instance(&toml).await;
+    let b = start_as_configured(&toml).await;
     let followed = Followed::subscribe(b.client().await, "list:p").await;
     let expected = BTreeSet::from(["item:p:1".to_owned(), "item:p:3".to_owned()]);
     assert_eq!(followed.members, expected);

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{Backend, Client, TestServer, start_with};
+use common::{Backend, Client, TestServer, start_with, user_from_query};
 use mesh_records::collections::{CollectionExposure, Resolver};
 use mesh_records::{Exposure, Guard, RecordServer, Strategy};
 use serde_json::{Value, json};
@@ -27,17 +27,6 @@ on_every_store!(
     with_cluster:
     each_connection_sees_the_members_its_resolver_returns,
 );
-
-/// `?user=NAME` on the upgrade becomes metadata `{"userId": NAME}`.
-fn user_from_query() -> mesh_records::Authenticator {
-    mesh_records::Authenticator::new(|request| {
-        let user = request
-            .query_string()
-            .strip_prefix("user=")
-            .map(str::to_owned);
-        async move { Ok(json!({ "userId": user })) }
-    })
-}
 
 /// `mine`: the `doc:*` records whose `owner` is the connection's user, read from the store as
 /// a Mesh app's resolver would (plus two ids the rule must leave out: one outside its glob,

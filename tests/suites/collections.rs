@@ -5,7 +5,9 @@
 
 use crate::common;
 
-use common::{Backend, Client, TestServer, WAIT, start, start_with, unique_prefix};
+use common::{
+    Backend, Client, TestServer, WAIT, start, start_with, unique_prefix, user_from_query,
+};
 use mesh_records::collections::CollectionExposure;
 use mesh_records::{Exposure, Guard, Strategy};
 use serde_json::{Value, json};
@@ -53,17 +55,6 @@ on_every_store!(
     unsubscribe_and_disconnect_end_the_pushes,
     a_returning_client_resumes_with_only_what_changed,
 );
-
-/// `?user=NAME` on the upgrade becomes metadata `{"userId": NAME}` (none: `null`).
-fn user_from_query() -> mesh_records::Authenticator {
-    mesh_records::Authenticator::new(|request| {
-        let user = request
-            .query_string()
-            .strip_prefix("user=")
-            .map(str::to_owned);
-        async move { Ok(json!({ "userId": user })) }
-    })
-}
 
 /// `item:s:*` records, readable only by the connection whose `userId` is "boss".
 fn boss_only() -> Exposure {

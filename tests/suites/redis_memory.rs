@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::own_redis::{OwnRedis, run};
-use common::{Client, TestServer, WAIT};
+use common::{Client, TestServer, WAIT, start_as_configured};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -29,20 +29,6 @@ pattern = "^doc:"
 writable = true
 "#
     )
-}
-
-async fn instance(toml: &str) -> TestServer {
-    let running = mesh_records::start(common::test_config(toml))
-        .await
-        .expect("server starts");
-    let addr = running.addr;
-    TestServer {
-        ws: format!("ws://{addr}/ws"),
-        http: format!("http://{addr}"),
-        running,
-        redis_prefix: None,
-        on_cluster: false,
-    }
 }
 
 /// The next record push of `client`, skipping pings.
@@ -104,7 +90,10 @@ async fn free(raw: &mut redis::aio::MultiplexedConnection, filler_key: &str) {
 /// Two instances on one store, a subscriber on each, and `id` written once through the first
 /// (both subscribers saw version 1): (instance a, instance b, writer on a, on_a, on_b).
 async fn written_once(toml: &str, id: &str) -> (TestServer, TestServer, Client, Client, Client) {
-    let (a, b) = (instance(toml).await, instance(toml).await);
+    let (a, b) = (
+        start_as_configured(toml).await,
+        start_as_configured(toml).await,
+    );
     let (mut on_a, mut on_b) = (a.client().await, b.client().await);
     on_a.subscribe(id, "full").await;
     on_b.subscribe(id, "full").await;
@@ -171,7 +160,10 @@ async fn a_delete_runs_while_redis_is_full_and_makes_room() {
     let mut raw = redis.connect().await;
     let prefix = common::unique_prefix("redis-oom-delete");
     let toml = config(&prefix, &redis.url(), "");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (a, b) = (
+        start_as_configured(&toml).await,
+        start_as_configured(&toml).await,
+    );
     let mut on_b = b.client().await;
     on_b.subscribe("doc:d", "full").await;
     let mut writer = a.client().await;
@@ -239,7 +231,7 @@ async fn an_evicting_policy_stops_the_server_at_start_unless_allowed() {
     )
     .await;
     let prefix = common::unique_prefix("redis-policy");
-    let server = instance(&config(
+    let server = start_as_configured(&config(
         &prefix,
         &redis.url(),
         "allow_evicting_policy = true",
@@ -264,7 +256,10 @@ async fn an_evicted_value_reads_as_a_deletion_when_evicting_is_allowed() {
     .await;
     let prefix = common::unique_prefix("redis-evicted");
     let toml = config(&prefix, &redis.url(), "allow_evicting_policy = true");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (a, b) = (
+        start_as_configured(&toml).await,
+        start_as_configured(&toml).await,
+    );
     let mut on_a = a.client().await;
     on_a.subscribe("doc:e", "full").await;
     let mut writer = a.client().await;
@@ -469,7 +464,7 @@ async fn a_redis_that_refuses_config_is_used_with_a_warning() {
     .await;
     run(&mut raw, &["ACL", "SETUSER", "default", "-config"]).await;
     let prefix = common::unique_prefix("redis-no-config");
-    let server = instance(&config(&prefix, &redis.url(), "")).await;
+    let server = start_as_configured(&config(&prefix, &redis.url(), "")).await;
     let mut client = server.client().await;
     assert_eq!(
         client.publish("doc:q", json!({"n": 1})).await,

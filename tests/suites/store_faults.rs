@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::own_redis::{OwnRedis, run};
-use common::{Client, TestServer, WAIT, eventually, unique_prefix};
+use common::{Client, WAIT, eventually, start_as_configured, unique_prefix};
 use mesh_records::Strategy;
 use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
 use serde_json::{Value, json};
@@ -50,21 +50,6 @@ flush_interval_ms = 50
     )
 }
 
-async fn instance(toml: &str) -> TestServer {
-    let config = common::test_config(toml);
-    let running = mesh_records::start(config.clone())
-        .await
-        .expect("server starts");
-    let addr = running.addr;
-    TestServer {
-        ws: format!("ws://{addr}/ws"),
-        http: format!("http://{addr}"),
-        running,
-        redis_prefix: None,
-        on_cluster: false,
-    }
-}
-
 /// Cuts every pub/sub connection and keeps new connections out: the instances keep their
 /// command connections but hear nothing until [`end_blackout`].
 async fn pubsub_blackout(raw: &mut redis::aio::MultiplexedConnection) {
@@ -101,7 +86,10 @@ async fn a_deletion_during_a_pubsub_outage_reaches_subscribers_and_stays() {
     let mut raw = redis.connect().await;
     let prefix = unique_prefix("faults-delete");
     let toml = config(&prefix, &redis.url(), "");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (a, b) = (
+        start_as_configured(&toml).await,
+        start_as_configured(&toml).await,
+    );
     let mut on_a = a.client().await;
     on_a.subscribe("doc:x", "full").await;
     b.records()
@@ -133,7 +121,10 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
     let mut raw = redis.connect().await;
     let prefix = unique_prefix("faults-recreate");
     let toml = config(&prefix, &redis.url(), "");
-    let (a, b) = (instance(&toml).await, instance(&toml).await);
+    let (a, b) = (
+        start_as_configured(&toml).await,
+        start_as_configured(&toml).await,
+    );
     let mut on_a = a.client().await;
     on_a.subscribe("doc:y", "full").await;
     for n in 1..=10 {
@@ -208,8 +199,8 @@ async fn a_write_whose_answer_timed_out_is_acknowledged_pushed_and_persisted() {
     let db = dir.path().join("records.db");
     let prefix = unique_prefix("faults-stall");
     let persisted = sqlite_rule(&db);
-    let a = instance(&config(&prefix, &redis.url(), &persisted)).await;
-    let b = instance(&config(&prefix, &redis.url(), "")).await;
+    let a = start_as_configured(&config(&prefix, &redis.url(), &persisted)).await;
+    let b = start_as_configured(&config(&prefix, &redis.url(), "")).await;
     let (mut on_a, mut on_b) = (a.client().await, b.client().await);
     on_a.subscribe("doc:z", "full").await;
     on_b.subscribe("doc:z", "patch").await;
@@ -265,7 +256,7 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     let db = dir.path().join("records.db");
     let prefix = unique_prefix("faults-restore");
     let persisted = sqlite_rule(&db);
-    let a = instance(&config(&prefix, &redis.url(), &persisted)).await;
+    let a = start_as_configured(&config(&prefix, &redis.url(), &persisted)).await;
     a.records()
         .write_record("doc:gone", json!({"x": 1}), Strategy::Replace)
         .await
@@ -278,7 +269,7 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     .await;
     // B deletes it, but its deletion never reaches the database (as when B's database link
     // hangs): the row stays.
-    let b = instance(&config(&prefix, &redis.url(), "")).await;
+    let b = start_as_configured(&config(&prefix, &redis.url(), "")).await;
     assert_eq!(
         b.records().delete_record("doc:gone").await.unwrap(),
         Some(1)
@@ -287,7 +278,7 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     b.stop().await;
 
     // A rolling restart: the new instance restores from the database before serving.
-    let c = instance(&config(&prefix, &redis.url(), &persisted)).await;
+    let c = start_as_configured(&config(&prefix, &redis.url(), &persisted)).await;
     assert_eq!(c.records().get_record("doc:gone").await.unwrap(), None);
     let value_key = format!("{prefix}record:doc:gone");
     assert_eq!(redis_get(&mut raw, &value_key).await, None, "resurrected");
