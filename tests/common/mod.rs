@@ -103,6 +103,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Writes `value` to record `id` through the Rust API (replace), failing the test if
+    /// the write fails.
+    pub async fn write(&self, id: &str, value: Value) {
+        self.records()
+            .write_record(id, value, mesh_records::Strategy::Replace)
+            .await
+            .unwrap_or_else(|e| panic!("writing {id}: {e}"));
+    }
+
     pub fn records(&self) -> &RecordServer {
         &self.running.records
     }

@@ -39,14 +39,6 @@ members = "item:{{1}}:*"
     )
 }
 
-async fn write(server: &TestServer, id: &str, value: Value) {
-    server
-        .records()
-        .write_record(id, value, Strategy::Replace)
-        .await
-        .unwrap();
-}
-
 /// The ids of the records the store holds under `glob`, read through `server`.
 async fn listed(server: &TestServer, glob: &str) -> BTreeSet<String> {
     let listed = server
@@ -140,8 +132,8 @@ async fn a_collection_catches_up_after_a_pubsub_outage() {
         start_as_configured(&toml).await,
         start_as_configured(&toml).await,
     );
-    write(&b, "item:a:1", json!({"n": 1})).await;
-    write(&b, "item:a:2", json!({"n": 2})).await;
+    b.write("item:a:1", json!({"n": 1})).await;
+    b.write("item:a:2", json!({"n": 2})).await;
     let mut followed = Followed::subscribe(a.client().await, "list:a").await;
     assert_eq!(followed.members, listed(&b, "item:a:*").await);
     // B follows item:a:3 before the outage, so it can create it during the outage (a record
@@ -152,7 +144,7 @@ async fn a_collection_catches_up_after_a_pubsub_outage() {
     // Cut every pub/sub connection and keep new ones out.
     run(&mut raw, &["CONFIG", "SET", "maxclients", "1"]).await;
     run(&mut raw, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
-    write(&b, "item:a:3", json!({"n": 3})).await;
+    b.write("item:a:3", json!({"n": 3})).await;
     assert_eq!(
         b.records().delete_record("item:a:1").await.unwrap(),
         Some(1)
@@ -164,7 +156,7 @@ async fn a_collection_catches_up_after_a_pubsub_outage() {
     assert_eq!(listed(&b, "item:a:*").await, expected);
     followed.converges_to(&expected).await;
     // And it keeps following.
-    write(&b, "item:a:4", json!({"n": 4})).await;
+    b.write("item:a:4", json!({"n": 4})).await;
     followed.converges_to(&listed(&b, "item:a:*").await).await;
     a.stop().await;
     b.stop().await;
@@ -177,8 +169,8 @@ async fn a_collection_follows_the_store_after_redis_restarted_empty() {
     let mut redis = OwnRedis::start();
     let prefix = unique_prefix("collection-faults-restart");
     let a = start_as_configured(&config(&prefix, &redis.url(), "")).await;
-    write(&a, "item:r:1", json!({"n": 1})).await;
-    write(&a, "item:r:2", json!({"n": 2})).await;
+    a.write("item:r:1", json!({"n": 1})).await;
+    a.write("item:r:2", json!({"n": 2})).await;
     let mut followed = Followed::subscribe(a.client().await, "list:r").await;
 
     redis.restart();
@@ -224,7 +216,7 @@ flush_interval_ms = 50
     let toml = config(&prefix, &redis.url(), &persisted);
     let a = start_as_configured(&toml).await;
     for n in 1..=3 {
-        write(&a, &format!("item:p:{n}"), json!({"n": n})).await;
+        a.write(&format!("item:p:{n}"), json!({"n": n})).await;
     }
     assert_eq!(
         a.records().delete_record("item:p:2").await.unwrap(),

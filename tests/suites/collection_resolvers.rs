@@ -8,7 +8,7 @@ use crate::common;
 
 use common::{Backend, Client, TestServer, start_with, user_from_query};
 use mesh_records::collections::{CollectionExposure, Resolver};
-use mesh_records::{Exposure, Guard, RecordServer, Strategy};
+use mesh_records::{Exposure, Guard, RecordServer};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -55,14 +55,6 @@ fn mine(records: RecordServer) -> CollectionExposure {
         .unwrap()
 }
 
-async fn write(server: &TestServer, id: &str, value: Value) {
-    server
-        .records()
-        .write_record(id, value, Strategy::Replace)
-        .await
-        .unwrap();
-}
-
 async fn start(
     backend: Backend,
     extra: impl FnOnce(RecordServer) -> Vec<CollectionExposure>,
@@ -98,10 +90,10 @@ async fn next_change(client: &mut Client) -> Value {
 
 async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend) {
     let server = start(backend, |records| vec![mine(records)]).await;
-    write(&server, "doc:1", json!({"owner": "ann"})).await;
-    write(&server, "doc:2", json!({"owner": "bob"})).await;
-    write(&server, "doc:hidden", json!({"owner": "ann"})).await;
-    write(&server, "other:1", json!({"owner": "ann"})).await;
+    server.write("doc:1", json!({"owner": "ann"})).await;
+    server.write("doc:2", json!({"owner": "bob"})).await;
+    server.write("doc:hidden", json!({"owner": "ann"})).await;
+    server.write("other:1", json!({"owner": "ann"})).await;
     let mut ann = connect(&server, "ann").await;
     let mut bob = connect(&server, "bob").await;
     let reply = ann
@@ -118,7 +110,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
     assert_eq!(reply["ids"], json!(["doc:2"]));
 
     // A new doc of ann's: her diff and its value; bob hears nothing.
-    write(&server, "doc:3", json!({"owner": "ann"})).await;
+    server.write("doc:3", json!({"owner": "ann"})).await;
     let diff = next_change(&mut ann).await;
     assert_eq!(
         diff["payload"],
@@ -130,7 +122,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
 
     // doc:1 changes hands: out of ann's collection (as `{"id"}`: the collection no longer
     // holds its value), into bob's, in one diff each.
-    write(&server, "doc:1", json!({"owner": "bob"})).await;
+    server.write("doc:1", json!({"owner": "bob"})).await;
     let diff = next_change(&mut ann).await;
     assert_eq!(diff["payload"]["removed"], json!([{"id": "doc:1"}]));
     assert_eq!(diff["payload"]["version"], 3);
@@ -142,12 +134,16 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
     assert_eq!(diff["payload"]["version"], 2);
 
     // A member's new value (still ann's): a record update, no diff.
-    write(&server, "doc:3", json!({"owner": "ann", "title": "three"})).await;
+    server
+        .write("doc:3", json!({"owner": "ann", "title": "three"}))
+        .await;
     let update = next_change(&mut ann).await;
     assert_eq!(update["command"], "mesh/record-update");
     assert_eq!(update["payload"]["full"]["title"], "three");
     // Writes outside the rule's glob send nothing.
-    write(&server, "other:1", json!({"owner": "ann", "n": 2})).await;
+    server
+        .write("other:1", json!({"owner": "ann", "n": 2}))
+        .await;
     ann.assert_no_record_push(QUIET).await;
 
     // Ann becomes bob: the resolver runs again for her connection.

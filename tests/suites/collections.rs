@@ -5,11 +5,9 @@
 
 use crate::common;
 
-use common::{
-    Backend, Client, TestServer, WAIT, start, start_with, unique_prefix, user_from_query,
-};
+use common::{Backend, Client, WAIT, start, start_with, unique_prefix, user_from_query};
 use mesh_records::collections::CollectionExposure;
-use mesh_records::{Exposure, Guard, Strategy};
+use mesh_records::{Exposure, Guard};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -62,14 +60,6 @@ fn boss_only() -> Exposure {
     Exposure::pattern("^item:s:").unwrap().guard(boss)
 }
 
-async fn write(server: &TestServer, id: &str, value: Value) {
-    server
-        .records()
-        .write_record(id, value, Strategy::Replace)
-        .await
-        .unwrap();
-}
-
 async fn subscribe(client: &mut Client, collection: &str) -> Value {
     client
         .request(SUBSCRIBE, json!({"collectionId": collection}))
@@ -88,15 +78,14 @@ async fn next_change(client: &mut Client) -> Value {
 
 async fn the_snapshot_lists_members_in_mesh_shape(backend: Backend) {
     let server = start(backend, LISTS).await;
-    write(&server, "item:a:2", json!({"title": "two"})).await;
-    write(
-        &server,
-        "item:a:1",
-        json!({"title": "one", "id": "ignored"}),
-    )
-    .await;
-    write(&server, "item:a:3", json!(3)).await;
-    write(&server, "item:b:1", json!({"title": "other list"})).await;
+    server.write("item:a:2", json!({"title": "two"})).await;
+    server
+        .write("item:a:1", json!({"title": "one", "id": "ignored"}))
+        .await;
+    server.write("item:a:3", json!(3)).await;
+    server
+        .write("item:b:1", json!({"title": "other list"}))
+        .await;
     let mut client = server.client().await;
     let reply = subscribe(&mut client, "list:a").await;
     assert_eq!(
@@ -122,7 +111,7 @@ async fn the_snapshot_lists_members_in_mesh_shape(backend: Backend) {
 
 async fn adds_updates_and_deletes_arrive_as_mesh_sends_them(backend: Backend) {
     let server = start(backend, LISTS).await;
-    write(&server, "item:a:1", json!({"n": 1})).await;
+    server.write("item:a:1", json!({"n": 1})).await;
     let mut client = server.client().await;
     subscribe(&mut client, "list:a").await;
 
@@ -169,7 +158,7 @@ async fn adds_updates_and_deletes_arrive_as_mesh_sends_them(backend: Backend) {
 async fn unexposed_and_guarded_collections_are_refused_in_mesh_shape(backend: Backend) {
     let refused = json!({"success": false, "ids": [], "records": [], "version": 0});
     let server = start_with(backend, LISTS, |b| b.authenticate(user_from_query())).await;
-    write(&server, "item:x:1", json!({"n": 1})).await;
+    server.write("item:x:1", json!({"n": 1})).await;
     let mut anonymous = server.client().await;
     assert_eq!(subscribe(&mut anonymous, "nothing:here").await, refused);
     assert_eq!(subscribe(&mut anonymous, "members-only").await, refused);
@@ -201,9 +190,9 @@ members = "item:*"
         b.authenticate(user_from_query()).expose(boss_only())
     })
     .await;
-    write(&server, "item:v:1", json!({"n": 1})).await;
-    write(&server, "item:s:1", json!({"n": 2})).await;
-    write(&server, "item:h:1", json!({"n": 3})).await;
+    server.write("item:v:1", json!({"n": 1})).await;
+    server.write("item:s:1", json!({"n": 2})).await;
+    server.write("item:h:1", json!({"n": 3})).await;
     let mut boss = Client::connect(&format!("{}?user=boss", server.ws)).await;
     let mut other = Client::connect(&format!("{}?user=ann", server.ws)).await;
     assert_eq!(
@@ -215,9 +204,9 @@ members = "item:*"
         json!(["item:v:1"])
     );
 
-    write(&server, "item:s:2", json!({"n": 4})).await;
-    write(&server, "item:h:2", json!({"n": 5})).await;
-    write(&server, "item:v:2", json!({"n": 6})).await;
+    server.write("item:s:2", json!({"n": 4})).await;
+    server.write("item:h:2", json!({"n": 5})).await;
+    server.write("item:v:2", json!({"n": 6})).await;
     let boss_diff = next_change(&mut boss).await;
     assert_eq!(
         boss_diff["payload"]["added"],
@@ -235,15 +224,15 @@ members = "item:*"
 
 async fn a_new_first_member_pushes_the_last_one_out_in_the_same_diff(backend: Backend) {
     let server = start(backend, LISTS).await;
-    write(&server, "item:t:x", json!({"order": 2})).await;
-    write(&server, "item:t:y", json!({"order": 3})).await;
-    write(&server, "item:t:z", json!({"order": 4})).await;
+    server.write("item:t:x", json!({"order": 2})).await;
+    server.write("item:t:y", json!({"order": 3})).await;
+    server.write("item:t:z", json!({"order": 4})).await;
     let mut client = server.client().await;
     assert_eq!(
         subscribe(&mut client, "top:t").await["ids"],
         json!(["item:t:x", "item:t:y"])
     );
-    write(&server, "item:t:w", json!({"order": 1})).await;
+    server.write("item:t:w", json!({"order": 1})).await;
     let diff = next_change(&mut client).await;
     assert_eq!(
         diff["payload"],
@@ -256,7 +245,7 @@ async fn a_new_first_member_pushes_the_last_one_out_in_the_same_diff(backend: Ba
         "item:t:w"
     );
     // Moving a shown member past the limit swaps it with the next one.
-    write(&server, "item:t:x", json!({"order": 9})).await;
+    server.write("item:t:x", json!({"order": 9})).await;
     let diff = next_change(&mut client).await;
     assert_eq!(
         diff["payload"]["added"],
@@ -323,8 +312,8 @@ async fn a_metadata_change_runs_the_guards_again(backend: Backend) {
             .expose(boss_only())
     })
     .await;
-    write(&server, "item:s:1", json!({"n": 1})).await;
-    write(&server, "item:p:1", json!({"n": 2})).await;
+    server.write("item:s:1", json!({"n": 1})).await;
+    server.write("item:p:1", json!({"n": 2})).await;
     let mut client = Client::connect(&format!("{}?user=boss", server.ws)).await;
     assert_eq!(
         subscribe(&mut client, "secrets").await["ids"],
@@ -363,7 +352,7 @@ async fn a_metadata_change_runs_the_guards_again(backend: Backend) {
         json!({"command": "mesh/subscription-ended",
             "payload": {"collectionId": "members-only", "reason": "forbidden"}})
     );
-    write(&server, "item:p:2", json!({"n": 3})).await;
+    server.write("item:p:2", json!({"n": 3})).await;
     let diff = next_change(&mut client).await;
     assert_eq!(diff["payload"]["collectionId"], "secrets");
     server.stop().await;
@@ -371,12 +360,12 @@ async fn a_metadata_change_runs_the_guards_again(backend: Backend) {
 
 async fn patch_mode_sends_member_changes_as_patches(backend: Backend) {
     let server = start(backend, LISTS).await;
-    write(
-        &server,
-        "item:p:1",
-        json!({"a": 1, "b": "long enough to prefer a patch"}),
-    )
-    .await;
+    server
+        .write(
+            "item:p:1",
+            json!({"a": 1, "b": "long enough to prefer a patch"}),
+        )
+        .await;
     let mut client = server.client().await;
     let reply = client
         .request(
@@ -385,12 +374,12 @@ async fn patch_mode_sends_member_changes_as_patches(backend: Backend) {
         )
         .await;
     assert_eq!(reply["ids"], json!(["item:p:1"]));
-    write(
-        &server,
-        "item:p:1",
-        json!({"a": 2, "b": "long enough to prefer a patch"}),
-    )
-    .await;
+    server
+        .write(
+            "item:p:1",
+            json!({"a": 2, "b": "long enough to prefer a patch"}),
+        )
+        .await;
     let update = next_change(&mut client).await;
     assert_eq!(
         update["payload"],
@@ -419,7 +408,7 @@ async fn unsubscribe_and_disconnect_end_the_pushes(backend: Backend) {
             .await,
         json!(false)
     );
-    write(&server, "item:u:1", json!({"n": 1})).await;
+    server.write("item:u:1", json!({"n": 1})).await;
     client.assert_no_record_push(QUIET).await;
     server.stop().await;
 }
@@ -435,7 +424,7 @@ async fn writes_on_one_instance_reach_collection_subscribers_on_another() {
     let mut on_b = b.client().await;
     subscribe(&mut on_a, "list:m").await;
     subscribe(&mut on_b, "list:m").await;
-    write(&a, "item:m:1", json!({"from": "a"})).await;
+    a.write("item:m:1", json!({"from": "a"})).await;
     for client in [&mut on_a, &mut on_b] {
         let diff = next_change(client).await;
         assert_eq!(
@@ -468,7 +457,7 @@ async fn collections_exposed_from_rust_work_like_configured_ones() {
         |b| b.expose_collection(CollectionExposure::id("docs", "doc:*").unwrap()),
     )
     .await;
-    write(&server, "doc:1", json!({"t": 1})).await;
+    server.write("doc:1", json!({"t": 1})).await;
     let later = CollectionExposure::pattern(r"^by:(\d)$", "doc:{1}*").unwrap();
     server.records().expose_collection(later).await.unwrap();
     let mut client = server.client().await;
@@ -491,15 +480,12 @@ async fn snapshots_and_memberships_are_bounded() {
         format!("[server]\nmax_frame_bytes = 2000\n[collections]\nmax_members = 40\n{LISTS}");
     let server = start(Backend::Memory, &config).await;
     for n in 0..30 {
-        write(
-            &server,
-            &format!("item:big:{n}"),
-            json!({"pad": "x".repeat(100)}),
-        )
-        .await;
+        server
+            .write(&format!("item:big:{n}"), json!({"pad": "x".repeat(100)}))
+            .await;
     }
     for n in 0..41 {
-        write(&server, &format!("item:many:{n}"), json!(n)).await;
+        server.write(&format!("item:many:{n}"), json!(n)).await;
     }
     let mut client = server.client().await;
     let reply = client
@@ -543,7 +529,7 @@ async fn collection_subscribes_have_a_budget_per_connection() {
 async fn a_returning_client_resumes_with_only_what_changed(backend: Backend) {
     let server = start(backend, LISTS).await;
     for n in 1..=3 {
-        write(&server, &format!("item:a:{n}"), json!({"n": n})).await;
+        server.write(&format!("item:a:{n}"), json!({"n": n})).await;
     }
     let mut client = server.client().await;
     let snapshot = subscribe(&mut client, "list:a").await;
@@ -562,9 +548,9 @@ async fn a_returning_client_resumes_with_only_what_changed(backend: Backend) {
     subscribe(&mut watcher, "list:a").await;
 
     // While it is away: one member changes, one goes, one comes.
-    write(&server, "item:a:2", json!({"n": 20})).await;
+    server.write("item:a:2", json!({"n": 20})).await;
     server.records().delete_record("item:a:3").await.unwrap();
-    write(&server, "item:a:4", json!({"n": 4})).await;
+    server.write("item:a:4", json!({"n": 4})).await;
     // (On a cluster the three may arrive in any order: they went through different nodes.)
     let mut seen = BTreeSet::new();
     while seen.len() < 3 {
@@ -597,7 +583,7 @@ async fn a_returning_client_resumes_with_only_what_changed(backend: Backend) {
             "version": 2
         })
     );
-    write(&server, "item:a:5", json!({"n": 5})).await;
+    server.write("item:a:5", json!({"n": 5})).await;
     let diff = next_change(&mut back).await;
     assert_eq!(diff["payload"]["version"], 3);
 
