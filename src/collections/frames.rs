@@ -156,6 +156,47 @@ pub fn refusal(request: &Number) -> Frame {
     protocol::reply_frame(request, commands::SUBSCRIBE_COLLECTION, &payload)
 }
 
+/// The `mesh/collection-diff` pushes of one change, from members already serialized (each
+/// is JSON text), versions `first_version`, `first_version + 1`, ...: one push, or several
+/// when one would be larger than `max_bytes` (each holds at least one member; removals
+/// first). None when nothing was added or removed. No frame the server sends is larger than
+/// one it would accept, and the versions stay consecutive for the client.
+pub fn diffs(
+    collection: &RecordId,
+    (added, removed): (&[&str], &[&str]),
+    first_version: u64,
+    max_bytes: usize,
+) -> Vec<Frame> {
+    // The frame around the members: command, collection id, keys, version.
+    let budget = max_bytes.saturating_sub(128 + 2 * collection.as_str().len());
+    let mut frames = Vec::new();
+    let (mut chunk_added, mut chunk_removed) = (Vec::new(), Vec::new());
+    let mut used = 0;
+    let members = removed
+        .iter()
+        .map(|m| (false, *m))
+        .chain(added.iter().map(|m| (true, *m)));
+    for (is_added, member) in members {
+        let size = member.len() + 1;
+        if used + size > budget && (!chunk_added.is_empty() || !chunk_removed.is_empty()) {
+            let version = first_version + frames.len() as u64;
+            frames.push(diff(collection, &chunk_added, &chunk_removed, version));
+            (chunk_added, chunk_removed, used) = (Vec::new(), Vec::new(), 0);
+        }
+        used += size;
+        if is_added {
+            chunk_added.push(member);
+        } else {
+            chunk_removed.push(member);
+        }
+    }
+    if !chunk_added.is_empty() || !chunk_removed.is_empty() {
+        let version = first_version + frames.len() as u64;
+        frames.push(diff(collection, &chunk_added, &chunk_removed, version));
+    }
+    frames
+}
+
 /// A `mesh/collection-diff` push from members already serialized (each is JSON text).
 pub fn diff(collection: &RecordId, added: &[&str], removed: &[&str], version: u64) -> Frame {
     let mut out = String::with_capacity(

@@ -607,3 +607,50 @@ async fn a_returning_client_resumes_with_only_what_changed(backend: Backend) {
     assert_eq!(reply["code"], "EINVALID", "{reply}");
     server.stop().await;
 }
+
+/// A change too big for one frame (here: 30 members a metadata change reveals at once, with
+/// `max_frame_bytes` 2000) arrives as several diffs with consecutive versions, none larger
+/// than a frame the server would accept.
+#[actix_web::test]
+async fn a_change_too_big_for_one_frame_arrives_in_several_diffs() {
+    let config = format!(
+        "[server]\nmax_frame_bytes = 2000\n{LISTS}\n\
+         [[collections.expose]]\nid = \"secrets\"\nmembers = \"item:s:*\"\n"
+    );
+    let server = start_with(Backend::Memory, &config, |b| {
+        b.authenticate(user_from_query())
+            .on_set_metadata(mesh_records::MetadataHook::new(|_, proposed| async move {
+                Ok(proposed)
+            }))
+            .expose(boss_only())
+    })
+    .await;
+    for n in 0..30 {
+        let value = json!({"pad": "x".repeat(100)});
+        server.write(&format!("item:s:{n:02}"), value).await;
+    }
+    let mut client = Client::connect(&format!("{}?user=ann", server.ws)).await;
+    assert_eq!(subscribe(&mut client, "secrets").await["ids"], json!([]));
+    let set = client
+        .request("mesh/set-my-connection-metadata", json!({"userId": "boss"}))
+        .await;
+    assert_eq!(set, json!({"success": true}));
+    let (mut seen, mut version, mut diffs) = (BTreeSet::new(), 1, 0);
+    while seen.len() < 30 {
+        let diff = next_change(&mut client).await;
+        assert_eq!(diff["command"], DIFF, "{diff}");
+        assert!(
+            diff.to_string().len() <= 2000,
+            "a diff of {} bytes",
+            diff.to_string().len()
+        );
+        assert_eq!(diff["payload"]["version"], version + 1);
+        version += 1;
+        diffs += 1;
+        for member in diff["payload"]["added"].as_array().unwrap() {
+            seen.insert(member["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(diffs >= 2, "one diff of 30 members would not fit");
+    server.stop().await;
+}

@@ -25,6 +25,7 @@ impl CollectionActor {
             .collect();
         let patches = self.subscribers.values().any(|s| s.mode == Mode::Patch);
         let updates = Updates::new(change, &self.membership, patches);
+        let max_bytes = self.hub.max_snapshot_bytes();
         let mut gone = Vec::new();
         for (session, entering) in seen {
             let Some(s) = self.subscribers.get_mut(&session) else {
@@ -45,9 +46,9 @@ impl CollectionActor {
                 .collect();
             s.visible.enter(&change.added, &entering, &self.membership);
             let mut ok = true;
-            if !added_texts.is_empty() || !removed_texts.is_empty() {
+            let members = (&added_texts[..], &removed_texts[..]);
+            for frame in frames::diffs(&self.id, members, s.version + 1, max_bytes) {
                 s.version += 1;
-                let frame = frames::diff(&self.id, &added_texts, &removed_texts, s.version);
                 ok &= s.outbox.push(frame).is_ok();
             }
             for frame in updates.frames_for(s, &self.membership) {

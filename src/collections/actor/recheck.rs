@@ -74,9 +74,12 @@ impl CollectionActor {
         let removed: Vec<String> = removed.into_iter().map(text).collect();
         let added: Vec<&str> = added.iter().map(String::as_str).collect();
         let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-        s.version += 1;
-        let frame = frames::diff(&self.id, &added, &removed, s.version);
-        let ok = s.outbox.push(frame).is_ok();
+        let max_bytes = self.hub.max_snapshot_bytes();
+        let mut ok = true;
+        for frame in frames::diffs(&self.id, (&added, &removed), s.version + 1, max_bytes) {
+            s.version += 1;
+            ok &= s.outbox.push(frame).is_ok();
+        }
         s.visible = Visible::from_readable(window_len, members);
         if !ok {
             self.subscribers.remove(&session);
