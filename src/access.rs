@@ -8,10 +8,8 @@
 
 use crate::connection::Connection;
 use crate::record::RecordId;
-use futures_util::FutureExt;
 use regex::Regex;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -52,14 +50,7 @@ impl Guard {
     /// Runs the guard; an error or a panic (while building or polling the future) denies.
     pub async fn allows(&self, conn: Connection, id: RecordId) -> bool {
         let record = id.clone();
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)(conn, id))) {
-            Ok(future) => future,
-            Err(_) => {
-                log::warn!("guard panicked for record {record}; denying");
-                return false;
-            }
-        };
-        match AssertUnwindSafe(future).catch_unwind().await {
+        match crate::app_code::guarded(|| (self.0)(conn, id)).await {
             Ok(Ok(allowed)) => allowed,
             Ok(Err(e)) => {
                 log::warn!("guard failed for record {record}: {e}; denying");

@@ -76,21 +76,12 @@ impl Commands {
         context: CommandContext,
         payload: Value,
     ) -> impl Future<Output = CommandResult> {
-        use futures_util::FutureExt;
-        use std::panic::AssertUnwindSafe;
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(context, payload)));
+        let run = crate::app_code::guarded(move || handler(context, payload));
         async move {
-            let Ok(future) = started else {
+            run.await.unwrap_or_else(|_| {
                 log::error!("command handler panicked");
-                return Err(Error::Internal);
-            };
-            AssertUnwindSafe(future)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    log::error!("command handler panicked");
-                    Err(Error::Internal)
-                })
+                Err(Error::Internal)
+            })
         }
     }
 }

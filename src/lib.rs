@@ -30,6 +30,7 @@
 pub mod access;
 pub mod actors;
 mod admin;
+mod app_code;
 pub mod auth;
 pub mod collections;
 pub mod commands;

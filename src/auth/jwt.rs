@@ -35,6 +35,18 @@ pub(crate) enum Refusal {
     Invalid(AuthRejection),
 }
 
+impl Refusal {
+    /// What the client is told.
+    fn into_rejection(self) -> AuthRejection {
+        match self {
+            Refusal::Invalid(rejection) => rejection,
+            Refusal::UnknownKey(kid) => AuthRejection(format!(
+                "invalid token: no key with id {kid:?} in the provider's key set"
+            )),
+        }
+    }
+}
+
 fn invalid(why: impl std::fmt::Display) -> Refusal {
     Refusal::Invalid(AuthRejection(format!("invalid token: {why}")))
 }
@@ -195,12 +207,7 @@ impl JwtVerifier {
     /// `exp` in the past or an `nbf` in the future (beyond the leeway), a mismatched `aud` or
     /// `iss` when configured, and claims that are not an object.
     pub fn verify(&self, token: &str) -> Result<Value, AuthRejection> {
-        self.check(token).map_err(|refusal| match refusal {
-            Refusal::Invalid(rejection) => rejection,
-            Refusal::UnknownKey(kid) => AuthRejection(format!(
-                "invalid token: no key with id {kid:?} in the provider's key set"
-            )),
-        })
+        self.check(token).map_err(Refusal::into_rejection)
     }
 
     pub(crate) fn check(&self, token: &str) -> Result<Value, Refusal> {
@@ -289,18 +296,14 @@ impl JwtVerifier {
     /// makes the set be fetched again (at most once per `min_refetch`, see [`Jwks`]) before
     /// it is refused: a key the provider just added is used at once.
     pub async fn grant_fetching(&self, token: &str) -> Result<Grant, AuthRejection> {
-        match self.check(token) {
-            Ok(claims) => Ok(self.grant_from(claims)),
-            Err(Refusal::UnknownKey(_)) if self.key_set().is_some() => {
-                let jwks = self.key_set().expect("checked");
-                jwks.refetch_for_unknown_key().await;
-                self.grant(token)
-            }
-            Err(Refusal::UnknownKey(kid)) => Err(AuthRejection(format!(
-                "invalid token: no key with id {kid:?}"
-            ))),
-            Err(Refusal::Invalid(rejection)) => Err(rejection),
+        let checked = self.check(token);
+        if let (Err(Refusal::UnknownKey(_)), Some(jwks)) = (&checked, self.key_set()) {
+            jwks.refetch_for_unknown_key().await;
+            return self.grant(token);
         }
+        checked
+            .map(|claims| self.grant_from(claims))
+            .map_err(Refusal::into_rejection)
     }
 }
 

@@ -175,20 +175,19 @@ impl Collections {
             return Err(Refusal::Refused);
         }
         // A retiring actor refuses; the next attempt finds it forgotten and starts another.
-        if let Some(resolver) = &resolved.resolver {
-            let source = resolver::PerConnection {
+        // A per-connection collection gets an actor of its own (never shared, never retiring).
+        let per_connection = resolved.resolver.as_ref().map(|resolver| {
+            let connection = join.connection.clone();
+            resolver::PerConnection {
                 resolver: resolver.clone(),
-                connection: join.connection.clone(),
-            };
-            let addr = self.start_actor(id, &resolved, Some(source));
-            return match addr.send(join).await {
-                Ok(Admission::Admitted) => Ok(addr),
-                Ok(Admission::Refused) => Err(Refusal::Answered),
-                Ok(Admission::Retry) | Err(_) => Err(Refusal::Failed(Error::Unavailable)),
-            };
-        }
+                connection,
+            }
+        });
         for _ in 0..3 {
-            let addr = self.actor_for(id, &resolved);
+            let addr = match &per_connection {
+                Some(source) => self.start_actor(id, &resolved, Some(source.clone())),
+                None => self.actor_for(id, &resolved),
+            };
             match addr.send(join.clone()).await {
                 Ok(Admission::Admitted) => return Ok(addr),
                 Ok(Admission::Refused) => return Err(Refusal::Answered),

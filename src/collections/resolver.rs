@@ -11,11 +11,9 @@
 use crate::connection::Connection;
 use crate::record::{Glob, RecordId, Versioned};
 use crate::store::SharedStore;
-use futures_util::FutureExt;
 use futures_util::future::join_all;
 use std::collections::HashSet;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -77,10 +75,7 @@ impl Resolver {
         max: usize,
     ) -> Result<HashSet<RecordId>, RunError> {
         let id = collection.clone();
-        let run = std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)(conn, id)))
-            .map_err(|_| RunError::Resolver("the resolver panicked".into()))?;
-        let ids = AssertUnwindSafe(run)
-            .catch_unwind()
+        let ids = crate::app_code::guarded(|| (self.0)(conn, id))
             .await
             .map_err(|_| RunError::Resolver("the resolver panicked".into()))?
             .map_err(|e| RunError::Resolver(format!("the resolver failed: {e}")))?;

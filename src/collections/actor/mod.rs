@@ -179,6 +179,50 @@ impl CollectionActor {
         source.run(rule, self.store.clone(), rerun)
     }
 
+    /// The members when the actor starts (listed from the store, or what the resolver
+    /// returns), or the error joins are then answered with (`Forbidden`: the resolver failed).
+    fn first_listing(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(RecordId, Option<Versioned>)>, Error>> + 'static {
+        use futures_util::FutureExt;
+        let id = self.id.clone();
+        if let Some(source) = self.per_connection.clone() {
+            let everything = Rerun {
+                held: HashSet::new(),
+                changed: HashSet::new(),
+                everything: true,
+            };
+            let resolved = self.resolve(source, everything);
+            return async move {
+                resolved.await.map_err(|e| {
+                    log::warn!("collection {id}: {e}");
+                    match e {
+                        RunError::Resolver(_) => Error::Forbidden,
+                        RunError::TooMany(why) => Error::Limit(why),
+                        RunError::Store(_) => Error::Unavailable,
+                    }
+                })
+            }
+            .left_future();
+        }
+        let (store, glob, max) = (
+            self.store.clone(),
+            self.glob.clone(),
+            self.hub.max_members(),
+        );
+        async move {
+            let listed = store.list_matching(&glob, max).await.map_err(|e| {
+                log::warn!("collection {id}: listing failed: {e}");
+                match e {
+                    crate::store::StoreError::TooMany { .. } => Error::Limit(e.to_string()),
+                    _ => Error::Unavailable,
+                }
+            })?;
+            Ok(listed.into_iter().map(|(id, r)| (id, Some(r))).collect())
+        }
+        .right_future()
+    }
+
     /// Which of `ids` `connection` may read: at once when no guard has to run.
     fn readable(
         &self,
@@ -425,47 +469,13 @@ impl Actor for CollectionActor {
         // Filed in the feed index before listing, so no change after the listing is missed:
         // feed messages wait in the mailbox until the listing is in.
         self.hub.index(&self.glob, ctx.address());
-        if let Some(source) = self.per_connection.clone() {
-            let rerun = Rerun {
-                held: HashSet::new(),
-                changed: HashSet::new(),
-                everything: true,
-            };
-            self.resolve(source, rerun)
-                .into_actor(self)
-                .map(|resolved, act, _| match resolved {
-                    Ok(batch) => {
-                        act.membership.apply(batch);
-                    }
-                    Err(e) => {
-                        log::warn!("collection {}: {e}", act.id);
-                        act.failed = Some(match e {
-                            RunError::Resolver(_) => Error::Forbidden,
-                            RunError::TooMany(why) => Error::Limit(why),
-                            RunError::Store(_) => Error::Unavailable,
-                        });
-                    }
-                })
-                .wait(ctx);
-            return;
-        }
-        let store = self.store.clone();
-        let glob = self.glob.clone();
-        let max = self.hub.max_members();
-        async move { store.list_matching(&glob, max).await }
+        self.first_listing()
             .into_actor(self)
             .map(|listed, act, _| match listed {
-                Ok(records) => {
-                    let batch = records.into_iter().map(|(id, r)| (id, Some(r))).collect();
+                Ok(batch) => {
                     act.membership.apply(batch);
                 }
-                Err(e) => {
-                    log::warn!("collection {}: listing failed: {e}", act.id);
-                    act.failed = Some(match e {
-                        crate::store::StoreError::TooMany { .. } => Error::Limit(e.to_string()),
-                        _ => Error::Unavailable,
-                    });
-                }
+                Err(error) => act.failed = Some(error),
             })
             .wait(ctx);
     }
