@@ -22,7 +22,9 @@
 //!   live actor are looked up in the shared [`Directory`] on the session's own thread. Only a
 //!   guard, or an actor to start, costs a round trip through the registry's mailbox.
 
-use super::record::{RecordActor, RecordEnv, RecordSettings, RetireWhenIdle};
+use super::record::{
+    RecordActor, RecordActorStopped, RecordEnv, RecordSettings, RetireRecordActor, RetireWhenIdle,
+};
 use crate::access::{Decision, Exposure, ExposureTable, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
@@ -81,27 +83,6 @@ pub struct ResolveAccess {
 pub struct GetRecordActor {
     /// The record.
     pub id: RecordId,
-}
-
-/// A record actor stopped; forget it unless a newer one replaced it already.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecordActorStopped {
-    /// The record.
-    pub id: RecordId,
-    /// The actor that stopped.
-    pub addr: Addr<RecordActor>,
-}
-
-/// An idle record actor asks to stop. Granted (and the actor forgotten) only when it is the
-/// current actor for its id and no lease on it is out.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct RetireRecordActor {
-    /// The record.
-    pub id: RecordId,
-    /// The actor asking.
-    pub addr: Addr<RecordActor>,
 }
 
 /// A live record actor and the count of leases out on it.

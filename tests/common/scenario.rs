@@ -6,6 +6,9 @@ use mesh_records::store::{Expect, HistoryLimits, NewVersion, OpId, Store, Stored
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+// `record_scenario`: what the record actor's fake store is held to as well.
+include!("record_scenario.rs");
+
 pub fn id(raw: &str) -> RecordId {
     RecordId::parse(raw, 256).expect("valid id")
 }
@@ -138,5 +141,6 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
     step!(store.load(&b));
     step!(store.restore(vec![(b.clone(), restored(json!("b7"), 7))]));
     step!(store.load(&b));
+    log.extend(record_scenario(store, &id("one-record")).await);
     log
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use super::super::registry::{RecordActorStopped, RetireRecordActor};
+use super::RecordActor;
+use super::queue::{UpdateFn, WriteOutcome};
 
 /// Settings every `RecordActor` follows.
 #[derive(Clone)]
@@ -63,15 +64,6 @@ pub struct RecordEnv {
     pub registry: Recipient<RecordActorStopped>,
     /// Asked by an idle actor whether it may stop.
     pub retire: Recipient<RetireRecordActor>,
-}
-
-/// The result of an applied write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// The record's version after the write.
-    pub version: Version,
-    /// False when the write produced the value the record already had (nothing was sent).
-    pub changed: bool,
 }
 
 /// Adds a subscriber and answers with the snapshot it starts from.
@@ -126,7 +118,7 @@ pub struct ApplyWrite {
 #[rtype(result = "Result<WriteOutcome, Error>")]
 pub struct UpdateRecord {
     /// The new value from the current one (`None`: the record does not exist).
-    pub update: super::writes::UpdateFn,
+    pub update: UpdateFn,
     /// Applied only if the record is at this version (0: only if it does not exist).
     pub expected_version: Option<Version>,
 }
@@ -186,3 +178,24 @@ pub struct SubscriptionEnded {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireWhenIdle;
+
+/// A record actor stopped; forget it unless a newer one replaced it already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordActorStopped {
+    /// The record.
+    pub id: RecordId,
+    /// The actor that stopped.
+    pub addr: Addr<RecordActor>,
+}
+
+/// An idle record actor asks to stop. Granted (and the actor forgotten) only when it is the
+/// current actor for its id and no lease on it is out.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RetireRecordActor {
+    /// The record.
+    pub id: RecordId,
+    /// The actor asking.
+    pub addr: Addr<RecordActor>,
+}

@@ -10,88 +10,73 @@
 //! - Every operation on the record goes through this mailbox. A subscribe registers the
 //!   subscriber and queues the reply (the snapshot) in one handler, so its first push is
 //!   snapshot + 1.
-//! - The decisions live in `state` (pure, unit-tested against a scripted store); this file only
-//!   carries out its effects and feeds the store's answers back, so at most one store call is
-//!   in flight and state changes only when the store has answered.
+//! - The decisions live in `state` and `lifecycle` (pure, unit-tested, the first against a
+//!   scripted store); this file and `handlers` only carry out their effects and feed the
+//!   store's answers back, so at most one store call is in flight and state changes only when
+//!   the store has answered.
 //! - Each update is diffed at most once and serialized at most once per mode (`fanout`).
 //! - With a shared store (Redis), the actor watches the record's changes *before* it loads, so
 //!   a change published after the load cannot be missed and one before it is ignored as older.
 //! - The actor stops after `linger` with no subscribers and nothing queued or in flight.
 //!
 //! # Layout
-//! - `messages`: what the actor handles, its settings and environment.
+//! - `messages`: what the actor handles and sends, its settings and environment.
+//! - `handlers`: the message handlers (each hands its request to `Core` or answers from it).
 //! - `state`: the synchronisation state machine (its types and requests; `state/answers.rs` the
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
-//! - `writes`: planning a batch of queued writes.
+//! - `lifecycle`: when the actor may stop (linger, leaving with its thread).
+//! - `queue`: the queued requests and planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
 //! - `persisted`: values the database cannot hold, replies held until it confirms.
 
 mod fanout;
+mod handlers;
+mod lifecycle;
 mod messages;
 mod persisted;
+mod queue;
 mod state;
 #[cfg(test)]
 mod tests;
-mod writes;
 
 pub use messages::{
-    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordEnv, RecordSettings, RemoteChanged,
-    ResyncSubscriber, RetireWhenIdle, Subscribe, SubscriptionEnded, Unsubscribe, UpdateRecord,
-    WriteOutcome,
+    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordActorStopped, RecordEnv,
+    RecordSettings, RemoteChanged, ResyncSubscriber, RetireRecordActor, RetireWhenIdle, Subscribe,
+    SubscriptionEnded, Unsubscribe, UpdateRecord,
 };
+pub use queue::WriteOutcome;
 
 use crate::error::Error;
 use crate::metrics::metrics;
-use crate::outbox::PushError;
-use crate::protocol;
-use crate::record::{Mode, RecordId, Version, Versioned, full_frame, patch_frame};
-use crate::store::{ChangeSink, Stored, WatchToken};
+use crate::record::{RecordId, Version};
+use crate::store::{ChangeSink, WatchToken};
 use actix::prelude::*;
-use fanout::{Subscriber, Subscribers};
-use serde_json::Value;
-use state::{Answer, Core, CoreLimits, Effect, Op, Resume};
+use fanout::Subscribers;
+use lifecycle::{Lifecycle, Next};
+use queue::{BatchLimits, Change, Op, Replies};
+use state::{Core, CoreLimits, Effect, Reply};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use writes::{BatchLimits, Change, QueuedWrite};
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
-use super::registry::{RecordActorStopped, RetireRecordActor};
 use persisted::Held;
 
-/// Where a request's answer goes.
-enum Reply {
-    Write(oneshot::Sender<Result<WriteOutcome, Error>>),
-    Delete(oneshot::Sender<Result<Option<Version>, Error>>),
+/// The actor's replies: the senders of the futures its handlers return.
+struct Channels;
+
+impl Replies for Channels {
+    type Write = oneshot::Sender<Result<WriteOutcome, Error>>;
+    type Delete = oneshot::Sender<Result<Option<Version>, Error>>;
 }
 
-impl Reply {
-    fn send(self, answer: Answer) {
-        match (self, answer) {
-            (Reply::Write(to), Answer::Write(result)) => {
-                let _ = to.send(result);
-            }
-            (Reply::Delete(to), Answer::Delete(result)) => {
-                let _ = to.send(result);
-            }
-            (Reply::Write(to), Answer::Delete(_)) => {
-                let _ = to.send(Err(Error::Internal));
-            }
-            (Reply::Delete(to), Answer::Write(_)) => {
-                let _ = to.send(Err(Error::Internal));
-            }
-        }
-    }
-
-    fn fail(self, error: Error) {
+impl Reply<Channels> {
+    fn send(self) {
+        // A dropped receiver is a caller that stopped waiting: nothing to tell.
         match self {
-            Reply::Write(to) => {
-                let _ = to.send(Err(error));
-            }
-            Reply::Delete(to) => {
-                let _ = to.send(Err(error));
-            }
+            Reply::Write(to, result) => drop(to.send(result)),
+            Reply::Delete(to, result) => drop(to.send(result)),
         }
     }
 }
@@ -100,17 +85,14 @@ impl Reply {
 pub struct RecordActor {
     id: RecordId,
     env: Arc<RecordEnv>,
-    /// `None` until the first load has answered.
-    core: Option<Core<Reply>>,
+    /// `None` until the first load has answered (no message is handled before: the load
+    /// holds the mailbox) and after it failed (the actor is stopping).
+    core: Option<Core<Channels>>,
     subscribers: Subscribers,
-    used_since_tick: bool,
+    lifecycle: Lifecycle,
     watch: Option<WatchToken>,
     /// The persistence actor for this record and the routes' generation it was looked up at.
     persist_route: Option<(u64, Option<PersistenceHandle>)>,
-    /// Asked the registry whether it may stop; waiting for the answer.
-    retiring: bool,
-    /// Its thread is stopping ([`RetireWhenIdle`]): retire as soon as idle, linger or not.
-    leaving: bool,
 }
 
 /// How often a leaving actor checks whether it is idle.
@@ -124,12 +106,15 @@ impl RecordActor {
             env,
             core: None,
             subscribers: Subscribers::default(),
-            used_since_tick: true,
+            lifecycle: Lifecycle::default(),
             watch: None,
             persist_route: None,
-            retiring: false,
-            leaving: false,
         }
+    }
+
+    /// The loaded state, or `Unavailable` (the load failed and the actor is stopping).
+    fn core(&self) -> Result<&Core<Channels>, Error> {
+        self.core.as_ref().ok_or(Error::Unavailable)
     }
 
     fn limits(&self) -> CoreLimits {
@@ -160,46 +145,47 @@ impl RecordActor {
             .and_then(|(_, route)| route.as_ref())
     }
 
-    /// Refuses a write that could not be persisted: the record's persistence buffer is full
-    /// (its database has been unreachable for long), or its value holds what the database
+    /// Whether a write can be persisted: the record's persistence buffer has room (its
+    /// database has not been unreachable for long) and its value holds nothing the database
     /// cannot store (U+0000 in PostgreSQL; an update's result is checked when computed).
-    /// Nothing is applied then.
     fn admit(&mut self, change: &mut Change) -> Result<(), Error> {
         let id = self.id.clone();
         let Some(handle) = self.persistence() else {
             return Ok(());
         };
-        let admitted = handle
+        handle
             .admit(id.as_str())
-            .and_then(|()| persisted::admit_change(handle, change));
-        if admitted.is_err() {
-            metrics().write(crate::metrics::Outcome::Refused);
-        }
-        admitted
+            .and_then(|()| persisted::admit_change(handle, change))
     }
 
-    /// Asks the registry whether this actor may stop, and stops if it agrees. Only the
-    /// registry knows whether someone is about to send it a message.
-    fn ask_to_retire(&mut self, ctx: &mut Context<Self>) {
-        if self.retiring {
-            return;
+    /// Does what the lifecycle asks.
+    fn follow(&mut self, next: Next, ctx: &mut Context<Self>) {
+        match next {
+            Next::Stay => {}
+            Next::Stop => ctx.stop(),
+            Next::AskToRetire => {
+                let ask = RetireRecordActor {
+                    id: self.id.clone(),
+                    addr: ctx.address(),
+                };
+                self.env
+                    .retire
+                    .send(ask)
+                    .into_actor(self)
+                    .map(|granted, act, ctx| {
+                        let next = act.lifecycle.answered(matches!(granted, Ok(true)));
+                        act.follow(next, ctx);
+                    })
+                    .spawn(ctx);
+            }
+            Next::CheckOften => {
+                ctx.run_interval(LEAVING_CHECK, |act, ctx| {
+                    act.forget_closed_subscribers();
+                    let next = act.lifecycle.leaving_check(act.is_idle());
+                    act.follow(next, ctx);
+                });
+            }
         }
-        self.retiring = true;
-        let ask = RetireRecordActor {
-            id: self.id.clone(),
-            addr: ctx.address(),
-        };
-        self.env
-            .retire
-            .send(ask)
-            .into_actor(self)
-            .map(|granted, act, ctx| {
-                act.retiring = false;
-                if matches!(granted, Ok(true)) {
-                    ctx.stop();
-                }
-            })
-            .spawn(ctx);
     }
 
     /// A session that ended while its subscribe was in flight never sent Unsubscribe; its
@@ -216,7 +202,7 @@ impl RecordActor {
     fn step(
         &mut self,
         ctx: &mut Context<Self>,
-        event: impl FnOnce(&mut Core<Reply>, Instant) -> Vec<Effect<Reply>>,
+        event: impl FnOnce(&mut Core<Channels>, Instant) -> Vec<Effect<Channels>>,
     ) {
         let Some(core) = self.core.as_mut() else {
             return;
@@ -229,7 +215,7 @@ impl RecordActor {
         held.release();
     }
 
-    fn carry_out(&mut self, effect: Effect<Reply>, held: &mut Held, ctx: &mut Context<Self>) {
+    fn carry_out(&mut self, effect: Effect<Channels>, held: &mut Held, ctx: &mut Context<Self>) {
         let store = &self.env.store;
         match effect {
             Effect::Load => store
@@ -297,18 +283,19 @@ impl RecordActor {
                     persisted::persist(handle, PersistDeletion { id, version }, held);
                 }
             }
-            Effect::Reply(reply, answer) => {
-                if !held.waiting() && persisted::changed_nothing(&answer) {
+            Effect::Reply(reply) => {
+                if !held.waiting() && persisted::changed_nothing(&reply) {
                     // Vouches for the current state, which may not have landed yet.
                     let (id, record) = (self.id.clone(), self.core.as_ref().map(Core::record));
                     if let (Some(record), Some(handle)) = (record.cloned(), self.persistence()) {
                         persisted::confirm_current(handle, id, record, held);
                     }
                 }
-                if let Some((reply, answer)) = held.hold(reply, answer) {
-                    reply.send(answer);
+                if let Some(reply) = held.hold(reply) {
+                    reply.send();
                 }
             }
+            Effect::Count(outcome) => metrics().write(outcome),
         }
     }
 }
@@ -356,11 +343,8 @@ impl Actor for RecordActor {
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
         ctx.run_interval(tick, |act, ctx| {
             act.forget_closed_subscribers();
-            if act.used_since_tick || !act.is_idle() {
-                act.used_since_tick = false;
-            } else {
-                act.ask_to_retire(ctx);
-            }
+            let next = act.lifecycle.tick(act.is_idle());
+            act.follow(next, ctx);
         });
     }
 
@@ -374,226 +358,16 @@ impl Actor for RecordActor {
             // Never sent to the store: nothing was written.
             for op in core.take_pending() {
                 match op {
-                    Op::Write(write) => write.reply.fail(Error::Unavailable),
-                    Op::Delete { reply, .. } => reply.fail(Error::Unavailable),
+                    Op::Write(write) => Reply::Write(write.reply, Err(Error::Unavailable)).send(),
+                    Op::Delete { reply, .. } => {
+                        Reply::Delete(reply, Err(Error::Unavailable)).send()
+                    }
                 }
             }
         }
         self.env.registry.do_send(RecordActorStopped {
             id: self.id.clone(),
             addr: ctx.address(),
-        });
-    }
-}
-
-impl Handler<Subscribe> for RecordActor {
-    type Result = Result<Option<Versioned>, Error>;
-
-    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
-        self.used_since_tick = true;
-        let Some(core) = &self.core else {
-            return Err(Error::Unavailable);
-        };
-        let record = core.record();
-        let snapshot = record.versioned();
-        // A full-mode subscriber needs each missed version whole, which the history (patches)
-        // cannot give: it resumes only when it missed nothing.
-        let resume = match msg.since {
-            Some(Some(since)) => match core.resume(since) {
-                Resume::Changes(changes) if changes.is_empty() || msg.mode == Mode::Patch => {
-                    Some((since, changes))
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(request_id) = &msg.reply_to {
-            const CMD: &str = protocol::commands::SUBSCRIBE_RECORD;
-            let frame = match &resume {
-                Some((since, _)) => {
-                    let reply = protocol::ResumeReply {
-                        success: true,
-                        resumed: true,
-                        version: *since,
-                    };
-                    protocol::reply_frame(request_id, CMD, &reply)
-                }
-                None => {
-                    let reply = protocol::SubscribeReply {
-                        success: true,
-                        record: record.value.as_deref().unwrap_or(&Value::Null),
-                        version: record.version,
-                        resumed: msg.since.map(|_| false),
-                    };
-                    protocol::reply_frame(request_id, CMD, &reply)
-                }
-            };
-            let _ = msg.outbox.push(frame);
-        }
-        if let Some((_, changes)) = &resume {
-            // The missed versions go out now, ahead of any newer update.
-            metrics().pushes.inc_by(changes.len() as u64);
-            for change in changes {
-                let frame = patch_frame(&self.id, &*change.patch, change.version);
-                let _ = msg.outbox.push_update(&self.id, frame);
-            }
-        }
-        let subscriber = Subscriber::new(msg.mode, msg.outbox, msg.token, msg.ended);
-        self.subscribers.0.insert(msg.session, subscriber);
-        Ok(snapshot)
-    }
-}
-
-impl Handler<GetHistory> for RecordActor {
-    type Result = Result<Option<(Version, Vec<crate::store::Change>)>, Error>;
-
-    fn handle(&mut self, msg: GetHistory, _ctx: &mut Context<Self>) -> Self::Result {
-        self.used_since_tick = true;
-        let Some(core) = &self.core else {
-            return Err(Error::Unavailable);
-        };
-        Ok(match core.resume(msg.since) {
-            Resume::Changes(changes) => Some((core.record().version, changes)),
-            Resume::Full => None,
-        })
-    }
-}
-
-impl Handler<Unsubscribe> for RecordActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) -> bool {
-        self.used_since_tick = true;
-        let Some(subscriber) = self.subscribers.0.remove(&msg.session) else {
-            return false;
-        };
-        if let Some(frame) = msg.farewell {
-            subscriber.outbox.forget_stale(&self.id);
-            let _ = subscriber.outbox.push(frame);
-        }
-        true
-    }
-}
-
-impl RecordActor {
-    /// Queues a write; the answer comes when the store has taken it (or refused).
-    fn queue_write(
-        &mut self,
-        mut change: Change,
-        expected_version: Option<Version>,
-        ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<WriteOutcome, Error>> {
-        self.used_since_tick = true;
-        if let Err(refused) = self.admit(&mut change) {
-            return Box::pin(std::future::ready(Err(refused)));
-        }
-        let (reply, outcome) = oneshot::channel();
-        let write = QueuedWrite {
-            change,
-            queued_at: Instant::now(),
-            expected_version,
-            reply: Reply::Write(reply),
-        };
-        match self.core {
-            Some(_) => self.step(ctx, |core, _| core.write(write)),
-            None => write.reply.fail(Error::Unavailable),
-        }
-        // A dropped answer means the actor went away with the call in flight.
-        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
-    }
-}
-
-impl Handler<ApplyWrite> for RecordActor {
-    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
-
-    fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
-        let change = Change::Value {
-            value: msg.value,
-            strategy: msg.strategy,
-        };
-        self.queue_write(change, msg.expected_version, ctx)
-    }
-}
-
-impl Handler<UpdateRecord> for RecordActor {
-    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
-
-    fn handle(&mut self, msg: UpdateRecord, ctx: &mut Context<Self>) -> Self::Result {
-        self.queue_write(Change::Update(msg.update), msg.expected_version, ctx)
-    }
-}
-
-impl Handler<DeleteRecord> for RecordActor {
-    type Result = ResponseFuture<Result<Option<Version>, Error>>;
-
-    fn handle(&mut self, msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
-        self.used_since_tick = true;
-        let (reply, outcome) = oneshot::channel();
-        let reply = Reply::Delete(reply);
-        match self.core {
-            Some(_) => self.step(ctx, |core, _| core.delete(reply, msg.if_version)),
-            None => reply.fail(Error::Unavailable),
-        }
-        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
-    }
-}
-
-impl Handler<RemoteChanged> for RecordActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RemoteChanged, ctx: &mut Context<Self>) {
-        self.step(ctx, |core, _| core.remote(msg.change));
-    }
-}
-
-impl Handler<ResyncSubscriber> for RecordActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: ResyncSubscriber, _ctx: &mut Context<Self>) -> bool {
-        let Some(subscriber) = self.subscribers.0.get(&msg.session) else {
-            return false;
-        };
-        let frame = match self.core.as_ref().map(Core::record) {
-            Some(Stored {
-                value: Some(value),
-                version,
-            }) => full_frame(&self.id, value, *version),
-            // Absent values produce no updates, so nothing can be stale; nothing to send.
-            _ => return true,
-        };
-        metrics().resyncs.inc();
-        if subscriber.outbox.resync(&self.id, frame) == Err(PushError::Closed) {
-            self.subscribers.0.remove(&msg.session);
-        }
-        true
-    }
-}
-
-impl Handler<GetSnapshot> for RecordActor {
-    type Result = Result<Option<Versioned>, Error>;
-
-    fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
-        self.used_since_tick = true;
-        match &self.core {
-            Some(core) => Ok(core.record().versioned()),
-            None => Err(Error::Unavailable),
-        }
-    }
-}
-
-impl Handler<RetireWhenIdle> for RecordActor {
-    type Result = ();
-
-    fn handle(&mut self, _: RetireWhenIdle, ctx: &mut Context<Self>) {
-        if self.leaving {
-            return;
-        }
-        self.leaving = true;
-        ctx.run_interval(LEAVING_CHECK, |act, ctx| {
-            act.forget_closed_subscribers();
-            if act.is_idle() {
-                act.ask_to_retire(ctx);
-            }
         });
     }
 }

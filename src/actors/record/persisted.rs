@@ -21,10 +21,9 @@
 //!
 //! Refusals (`Err` replies) are sent unchanged: nothing was written for them.
 
-use super::Reply;
-use super::messages::WriteOutcome;
-use super::state::Answer;
-use super::writes::{Change, UpdateFn};
+use super::Channels;
+use super::queue::{Change, UpdateFn, WriteOutcome};
+use super::state::Reply;
 use crate::actors::persistence::{
     ConfirmWhenLanded, Persist, PersistDeletion, PersistenceActor, PersistenceHandle,
 };
@@ -41,10 +40,10 @@ use tokio::sync::oneshot;
 /// delete of an absent record. Under `ack = "flushed"` it vouches for the record's current
 /// state, which may still be on its way to the database (a client retrying a write that was
 /// answered `EUNKNOWN` gets here), so it waits for that state too ([`confirm_current`]).
-pub(super) fn changed_nothing(answer: &Answer) -> bool {
+pub(super) fn changed_nothing(reply: &Reply<Channels>) -> bool {
     matches!(
-        answer,
-        Answer::Write(Ok(WriteOutcome { changed: false, .. })) | Answer::Delete(Ok(None))
+        reply,
+        Reply::Write(_, Ok(WriteOutcome { changed: false, .. })) | Reply::Delete(_, Ok(None))
     )
 }
 
@@ -108,7 +107,7 @@ pub(super) type Landing = oneshot::Receiver<Result<(), PersistenceError>>;
 #[derive(Default)]
 pub(super) struct Held {
     landing: Option<(Landing, Duration)>,
-    replies: Vec<(Reply, Answer)>,
+    replies: Vec<Reply<Channels>>,
 }
 
 impl Held {
@@ -125,11 +124,11 @@ impl Held {
     }
 
     /// Holds `reply` if a landing is awaited; otherwise gives it back to be sent now.
-    pub fn hold(&mut self, reply: Reply, answer: Answer) -> Option<(Reply, Answer)> {
+    pub fn hold(&mut self, reply: Reply<Channels>) -> Option<Reply<Channels>> {
         if self.landing.is_none() {
-            return Some((reply, answer));
+            return Some(reply);
         }
-        self.replies.push((reply, answer));
+        self.replies.push(reply);
         None
     }
 
@@ -161,18 +160,18 @@ impl Held {
                     .persistence_unconfirmed
                     .inc_by(replies.len() as u64);
             }
-            for (reply, answer) in replies {
-                reply.send(if durable { answer } else { not_durable(answer) });
+            for reply in replies {
+                if durable { reply } else { not_durable(reply) }.send();
             }
         });
     }
 }
 
 /// A success becomes [`Error::NotDurable`]; a refusal stays what it was.
-fn not_durable(answer: Answer) -> Answer {
-    match answer {
-        Answer::Write(Ok(_)) => Answer::Write(Err(Error::NotDurable)),
-        Answer::Delete(Ok(_)) => Answer::Delete(Err(Error::NotDurable)),
+fn not_durable(reply: Reply<Channels>) -> Reply<Channels> {
+    match reply {
+        Reply::Write(to, Ok(_)) => Reply::Write(to, Err(Error::NotDurable)),
+        Reply::Delete(to, Ok(_)) => Reply::Delete(to, Err(Error::NotDurable)),
         refused => refused,
     }
 }

@@ -24,11 +24,10 @@ mod transitions;
 
 use transitions::{fail_writes, reply_planned};
 
-use super::messages::WriteOutcome;
-use super::writes::{BatchLimits, Plan, QueuedWrite, plan};
+use super::queue::{BatchLimits, Op, Plan, QueuedWrite, Replies, WriteOutcome, plan};
 use crate::error::Error;
-use crate::metrics::{Outcome as Counted, metrics};
-use crate::record::{RecordId, Version};
+use crate::metrics::Outcome as Counted;
+use crate::record::{Mode, RecordId, Version};
 use crate::store::{
     Change, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId, RemoteChange,
     StoreError, Stored, WriteResult,
@@ -55,26 +54,12 @@ pub(crate) const WRITE_BACK_JUMP: Version = 1_000_000;
 /// Pause before reading the store again after a failed reload.
 pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(1);
 
-/// A queued request.
-pub(crate) enum Op<R> {
-    /// A write.
-    Write(QueuedWrite<R>),
-    /// A delete, only if the live record is at `if_version` when given.
-    Delete {
-        /// Where the answer goes.
-        reply: R,
-        /// The version the live record must have.
-        if_version: Option<Version>,
-    },
-}
-
-/// What a request is answered with.
-#[derive(Debug)]
-pub(crate) enum Answer {
+/// An answer and where it goes: a write's outcome only ever to a write's reply.
+pub(crate) enum Reply<R: Replies> {
     /// A write's outcome.
-    Write(Result<WriteOutcome, Error>),
+    Write(R::Write, Result<WriteOutcome, Error>),
     /// A delete's outcome: the version deleted at, or `None` when there was no record.
-    Delete(Result<Option<Version>, Error>),
+    Delete(R::Delete, Result<Option<Version>, Error>),
 }
 
 /// Timers the core asks for; each comes back through [`Core::timer`].
@@ -89,8 +74,7 @@ pub(crate) enum Timer {
 }
 
 /// What the actor must do.
-#[derive(Debug)]
-pub(crate) enum Effect<R> {
+pub(crate) enum Effect<R: Replies> {
     /// Read the record; answer with [`Core::loaded`].
     Load,
     /// Compare-and-set; answer with [`Core::written`].
@@ -163,25 +147,27 @@ pub(crate) enum Effect<R> {
         version: Version,
     },
     /// Answer a request.
-    Reply(R, Answer),
+    Reply(Reply<R>),
+    /// Count a write's outcome (`mesh_writes_total`).
+    Count(Counted),
 }
 
 /// A write or delete whose store call is in flight or whose outcome is being checked.
-enum Call<R> {
+enum Call<R: Replies> {
     Write {
-        plan: Plan<R>,
+        plan: Plan<R::Write>,
         expected: Expect,
         op: OpId,
     },
     Delete {
-        reply: R,
+        reply: R::Delete,
         before: Stored,
         op: OpId,
         if_version: Option<Version>,
     },
 }
 
-impl<R> Call<R> {
+impl<R: Replies> Call<R> {
     fn op(&self) -> OpId {
         match self {
             Call::Write { op, .. } | Call::Delete { op, .. } => *op,
@@ -190,7 +176,7 @@ impl<R> Call<R> {
 }
 
 /// What the core is doing.
-enum Phase<R> {
+enum Phase<R: Replies> {
     /// Nothing in flight: the next queued request may start.
     Ready,
     /// A write or delete is in flight.
@@ -221,7 +207,7 @@ pub(crate) struct CoreLimits {
 }
 
 /// A record's state machine (see the module docs).
-pub(crate) struct Core<R> {
+pub(crate) struct Core<R: Replies> {
     id: RecordId,
     record: Stored,
     phase: Phase<R>,
@@ -237,6 +223,25 @@ pub(crate) struct Core<R> {
     history: History,
 }
 
+/// How a new subscriber starts.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Joining {
+    /// With the current value; `resumed` is `Some(false)` when the client asked to resume and
+    /// cannot (it gets the whole value instead), `None` when it did not ask.
+    Snapshot {
+        /// What the reply says about resuming.
+        resumed: Option<bool>,
+    },
+    /// From the version it holds: the reply says so and the changes after it follow, ahead
+    /// of any newer update.
+    Resumed {
+        /// The version the client holds.
+        since: Version,
+        /// The changes from `since` to the current version (none: it is up to date).
+        changes: Vec<Change>,
+    },
+}
+
 /// What a subscriber that holds `since` can be sent.
 pub(crate) enum Resume {
     /// These changes bring it to the current version (none: it is up to date).
@@ -247,7 +252,7 @@ pub(crate) enum Resume {
 
 type Effects<R> = Vec<Effect<R>>;
 
-impl<R> Core<R> {
+impl<R: Replies> Core<R> {
     /// A core for a record the store holds as `record`, with the changes leading to it.
     pub fn new(id: RecordId, record: Stored, history: Vec<Change>, limits: CoreLimits) -> Self {
         let mut core = Core {
@@ -279,6 +284,26 @@ impl<R> Core<R> {
         match self.history.since(since) {
             Some(changes) => Resume::Changes(changes),
             None => Resume::Full,
+        }
+    }
+
+    /// How a subscriber in `mode` that holds `since` (`Some(None)`: it asked to resume with
+    /// something that is not a version) starts. A full-mode subscriber needs each missed
+    /// version whole, which the history (patches) cannot give: it resumes only when it
+    /// missed nothing.
+    pub fn join(&self, since: Option<Option<Version>>, mode: Mode) -> Joining {
+        let Some(since) = since else {
+            return Joining::Snapshot { resumed: None };
+        };
+        match since.map(|since| (since, self.resume(since))) {
+            Some((since, Resume::Changes(changes)))
+                if changes.is_empty() || mode == Mode::Patch =>
+            {
+                Joining::Resumed { since, changes }
+            }
+            _ => Joining::Snapshot {
+                resumed: Some(false),
+            },
         }
     }
 
@@ -321,6 +346,17 @@ impl<R> Core<R> {
         self.phase = phase;
     }
 
+    /// Leaves the current phase, if `expected` says it is the one an answer belongs to: the
+    /// phase is handed over (`Ready` takes its place) and the epoch moves on, so the old
+    /// phase's timers do nothing. `None`, with nothing changed, when it is not.
+    fn take_phase(&mut self, expected: impl FnOnce(&Phase<R>) -> bool) -> Option<Phase<R>> {
+        if !expected(&self.phase) {
+            return None;
+        }
+        self.epoch += 1;
+        Some(std::mem::replace(&mut self.phase, Phase::Ready))
+    }
+
     fn arm(timer: Timer, after: Duration, epoch: u64) -> Effect<R> {
         Effect::Timer {
             timer,
@@ -332,24 +368,31 @@ impl<R> Core<R> {
     // ---- requests ---------------------------------------------------------------------
 
     /// Queues a write.
-    pub fn write(&mut self, write: QueuedWrite<R>) -> Effects<R> {
-        let mut out = Vec::new();
+    pub fn write(&mut self, write: QueuedWrite<R::Write>) -> Effects<R> {
         if self.pending.len() >= self.limits.max_pending {
-            metrics().write(Counted::Refused);
             let error = Error::Limit(format!(
                 "more than {} writes are queued for this record; try again",
                 self.limits.max_pending
             ));
-            out.push(Effect::Reply(write.reply, Answer::Write(Err(error))));
-            return out;
+            return self.refuse(write, error);
         }
+        let mut out = Vec::new();
         self.pending.push_back(Op::Write(write));
         self.pump(&mut out);
         out
     }
 
+    /// Answers a write refused before it was queued (its value cannot be persisted): nothing
+    /// changes.
+    pub fn refuse(&mut self, write: QueuedWrite<R::Write>, error: Error) -> Effects<R> {
+        vec![
+            Effect::Count(Counted::Refused),
+            Effect::Reply(Reply::Write(write.reply, Err(error))),
+        ]
+    }
+
     /// Queues a delete (only if the live record is at `if_version`, when given).
-    pub fn delete(&mut self, reply: R, if_version: Option<Version>) -> Effects<R> {
+    pub fn delete(&mut self, reply: R::Delete, if_version: Option<Version>) -> Effects<R> {
         let mut out = Vec::new();
         self.pending.push_back(Op::Delete { reply, if_version });
         self.pump(&mut out);
@@ -376,7 +419,7 @@ impl<R> Core<R> {
                     }));
                 }
                 Some(Op::Write(_)) => {
-                    let plan = plan(
+                    let plan = plan::<R>(
                         &mut self.pending,
                         self.record.value.as_ref(),
                         self.record.version,

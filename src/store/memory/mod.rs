@@ -449,8 +449,9 @@ impl MemoryStore {
         for (id, record) in records {
             let entry = Records::entry(&mut map.entries, &mut map.ids, &id);
             if entry.stored.version < record.version {
+                // The last operation stays what it was (as on Redis): a restore is not an
+                // operation, and `check` answering for an op that was applied stays true.
                 entry.stored = record;
-                entry.last_op = None;
                 entry.history.clear();
                 written.push(id.clone());
             }

@@ -3,23 +3,17 @@
 
 use super::*;
 
-impl<R> Core<R> {
+impl<R: Replies> Core<R> {
     // ---- store answers ----------------------------------------------------------------
 
     /// The answer to [`Effect::Write`].
     pub fn written(&mut self, result: Result<WriteResult, StoreError>, now: Instant) -> Effects<R> {
         let mut out = Vec::new();
-        let Phase::Calling(Call::Write { .. }) = &self.phase else {
+        let taken = self.take_phase(|phase| matches!(phase, Phase::Calling(Call::Write { .. })));
+        let Some(Phase::Calling(Call::Write { plan, expected, op })) = taken else {
             log::error!("record {}: a write answer with no write in flight", self.id);
             return out;
         };
-        let Phase::Calling(call) = std::mem::replace(&mut self.phase, Phase::Ready) else {
-            unreachable!("checked above");
-        };
-        let Call::Write { plan, expected, op } = call else {
-            unreachable!("checked above");
-        };
-        self.epoch += 1;
         match result {
             Ok(WriteResult::Applied { .. }) => self.commit(plan, &mut out),
             Ok(WriteResult::Conflict { current }) => {
@@ -59,23 +53,20 @@ impl<R> Core<R> {
         now: Instant,
     ) -> Effects<R> {
         let mut out = Vec::new();
-        let Phase::Calling(Call::Delete { .. }) = &self.phase else {
+        let taken = self.take_phase(|phase| matches!(phase, Phase::Calling(Call::Delete { .. })));
+        let Some(Phase::Calling(Call::Delete {
+            reply,
+            before,
+            op,
+            if_version,
+        })) = taken
+        else {
             log::error!(
                 "record {}: a delete answer with no delete in flight",
                 self.id
             );
             return out;
         };
-        let Phase::Calling(Call::Delete {
-            reply,
-            before,
-            op,
-            if_version,
-        }) = std::mem::replace(&mut self.phase, Phase::Ready)
-        else {
-            unreachable!("checked above");
-        };
-        self.epoch += 1;
         match result {
             Ok(DeleteResult::Deleted { version }) => {
                 self.delete_applied(reply, version, &mut out);
@@ -90,13 +81,13 @@ impl<R> Core<R> {
                 return out;
             }
             Ok(DeleteResult::Absent { version }) => {
-                out.push(Effect::Reply(reply, Answer::Delete(Ok(None))));
+                out.push(Effect::Reply(Reply::Delete(reply, Ok(None))));
                 self.settle(Stored::absent(version), false, &mut out);
             }
             Ok(DeleteResult::Mismatch { current }) => {
                 let version = if current.exists() { current.version } else { 0 };
                 let error = Error::VersionMismatch { current: version };
-                out.push(Effect::Reply(reply, Answer::Delete(Err(error))));
+                out.push(Effect::Reply(Reply::Delete(reply, Err(error))));
                 self.settle(current, false, &mut out);
             }
             Err(StoreError::Indeterminate(reason)) => {
@@ -119,10 +110,7 @@ impl<R> Core<R> {
             }
             Err(e) => {
                 log::warn!("delete of {} failed: {e}", self.id);
-                out.push(Effect::Reply(
-                    reply,
-                    Answer::Delete(Err(Error::Unavailable)),
-                ));
+                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unavailable))));
             }
         }
         self.carry_on(&mut out);
@@ -132,16 +120,11 @@ impl<R> Core<R> {
     /// The answer to [`Effect::Check`].
     pub fn checked(&mut self, result: Result<Checked, StoreError>, now: Instant) -> Effects<R> {
         let mut out = Vec::new();
-        let Phase::Checking { asking: true, .. } = &self.phase else {
+        let taken = self.take_phase(|phase| matches!(phase, Phase::Checking { asking: true, .. }));
+        let Some(Phase::Checking { call, deadline, .. }) = taken else {
             log::error!("record {}: a check answer with no check in flight", self.id);
             return out;
         };
-        let Phase::Checking { call, deadline, .. } =
-            std::mem::replace(&mut self.phase, Phase::Ready)
-        else {
-            unreachable!("checked above");
-        };
-        self.epoch += 1;
         let checked = match result {
             Ok(checked) => checked,
             Err(e) if now < deadline => {
@@ -180,10 +163,7 @@ impl<R> Core<R> {
             Call::Delete { reply, before, .. } if checked.current == before => {
                 // Nothing changed since it was sent (a conditional delete that did not match
                 // also changes nothing; asking again finds out).
-                out.push(Effect::Reply(
-                    reply,
-                    Answer::Delete(Err(Error::Unavailable)),
-                ));
+                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unavailable))));
             }
             Call::Delete { reply, before, .. }
                 if before.exists() && checked.current.version < before.version =>
@@ -197,7 +177,7 @@ impl<R> Core<R> {
                 // Gone at the version we knew (someone's delete, maybe ours), or it never was.
                 let known = before.exists() && checked.current.version == before.version;
                 let answer = Ok(known.then_some(before.version));
-                out.push(Effect::Reply(reply, Answer::Delete(answer)));
+                out.push(Effect::Reply(Reply::Delete(reply, answer)));
                 self.settle(checked.current, false, &mut out);
             }
             call => {
@@ -220,11 +200,13 @@ impl<R> Core<R> {
     /// The answer to [`Effect::Load`].
     pub fn loaded(&mut self, result: Result<Stored, StoreError>) -> Effects<R> {
         let mut out = Vec::new();
-        if !matches!(self.phase, Phase::Loading) {
+        if self
+            .take_phase(|phase| matches!(phase, Phase::Loading))
+            .is_none()
+        {
             log::error!("record {}: a load answer with no load in flight", self.id);
             return out;
         }
-        self.set_phase(Phase::Ready);
         match result {
             Ok(current) => {
                 self.stale = false;
@@ -242,14 +224,14 @@ impl<R> Core<R> {
     /// The answer to [`Effect::WriteBack`]: how many records were written (0 or 1).
     pub fn written_back(&mut self, result: Result<usize, StoreError>) -> Effects<R> {
         let mut out = Vec::new();
-        let Phase::WritingBack { record } = std::mem::replace(&mut self.phase, Phase::Ready) else {
+        let taken = self.take_phase(|phase| matches!(phase, Phase::WritingBack { .. }));
+        let Some(Phase::WritingBack { record }) = taken else {
             log::error!(
                 "record {}: a write-back answer with none in flight",
                 self.id
             );
             return out;
         };
-        self.epoch += 1;
         match result {
             Ok(1) => {
                 // Subscribers move to the new version with the value they have (a resync).
@@ -288,19 +270,19 @@ impl<R> Core<R> {
     /// A timer asked for with [`Effect::Timer`] fired.
     pub fn timer(&mut self, timer: Timer, epoch: u64) -> Effects<R> {
         let mut out = Vec::new();
+        // The reload timer belongs to no phase: it fires while a reload is owed (`stale`),
+        // whatever happened meanwhile. The others belong to the phase that armed them.
+        let current = epoch == self.epoch;
         match timer {
-            Timer::Reload => {
-                if !self.stale {
-                    return out;
-                }
+            Timer::Reload if self.stale => {
                 if self.busy() {
                     out.push(Self::arm(Timer::Reload, RELOAD_RETRY, self.epoch));
-                } else if matches!(self.phase, Phase::Ready | Phase::CatchingUp { .. }) {
+                } else {
                     self.reload(&mut out);
                 }
             }
-            _ if epoch != self.epoch => {}
-            Timer::CatchUp => {
+            Timer::Reload => return out,
+            Timer::CatchUp if current => {
                 if let Phase::CatchingUp { target } = self.phase {
                     log::debug!(
                         "record {}: published versions up to {target} did not arrive; reloading",
@@ -309,7 +291,7 @@ impl<R> Core<R> {
                     self.reload(&mut out);
                 }
             }
-            Timer::Check => {
+            Timer::Check if current => {
                 if let Phase::Checking { call, asking, .. } = &mut self.phase
                     && !*asking
                 {
@@ -317,6 +299,8 @@ impl<R> Core<R> {
                     out.push(Effect::Check { op: call.op() });
                 }
             }
+            // A timer of an earlier phase.
+            Timer::CatchUp | Timer::Check => {}
         }
         self.pump(&mut out);
         out

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<R> Core<R> {
+impl<R: Replies> Core<R> {
     // ---- transitions ------------------------------------------------------------------
 
     /// Reads the store (the caller made sure nothing is in flight).
@@ -83,17 +83,22 @@ impl<R> Core<R> {
     }
 
     /// Our delete was applied at `version`.
-    pub(super) fn delete_applied(&mut self, reply: R, version: Version, out: &mut Effects<R>) {
+    pub(super) fn delete_applied(
+        &mut self,
+        reply: R::Delete,
+        version: Version,
+        out: &mut Effects<R>,
+    ) {
         self.apply_deletion(version, out);
         out.push(Effect::PersistDeletion { version });
-        out.push(Effect::Reply(reply, Answer::Delete(Ok(Some(version)))));
+        out.push(Effect::Reply(Reply::Delete(reply, Ok(Some(version)))));
     }
 
     /// A delete of the record we hold at `version`, which the store lost: deleted as asked,
     /// and the tombstone written back so versions stay unique.
     pub(super) fn deleted_over_lost_data(
         &mut self,
-        reply: R,
+        reply: R::Delete,
         version: Version,
         out: &mut Effects<R>,
     ) {
@@ -102,7 +107,7 @@ impl<R> Core<R> {
     }
 
     /// The store accepted the batch: apply each value in turn, persist, reply.
-    pub(super) fn commit(&mut self, plan: Plan<R>, out: &mut Effects<R>) {
+    pub(super) fn commit(&mut self, plan: Plan<R::Write>, out: &mut Effects<R>) {
         for new in plan.values {
             let previous = self.record.value.replace(Arc::clone(&new.value));
             self.record.version += 1;
@@ -131,17 +136,17 @@ impl<R> Core<R> {
 
     /// Lost a race: the writes go back in front, in order, to be computed again on the
     /// record's new state; those past their deadline fail.
-    pub(super) fn requeue(&mut self, plan: Plan<R>, now: Instant, out: &mut Effects<R>) {
+    pub(super) fn requeue(&mut self, plan: Plan<R::Write>, now: Instant, out: &mut Effects<R>) {
         for write in plan.writes.into_iter().rev() {
             if now.duration_since(write.queued_at) < CONFLICT_DEADLINE {
-                metrics().write(Counted::ConflictRetried);
+                out.push(Effect::Count(Counted::ConflictRetried));
                 self.pending.push_front(Op::Write(write));
             } else {
-                metrics().write(Counted::Failed);
-                out.push(Effect::Reply(
+                out.push(Effect::Count(Counted::Failed));
+                out.push(Effect::Reply(Reply::Write(
                     write.reply,
-                    Answer::Write(Err(Error::Conflict)),
-                ));
+                    Err(Error::Conflict),
+                )));
             }
         }
     }
@@ -151,35 +156,35 @@ impl<R> Core<R> {
         match call {
             Call::Write { plan, .. } => fail_writes(plan, Error::Unknown, out),
             Call::Delete { reply, .. } => {
-                out.push(Effect::Reply(reply, Answer::Delete(Err(Error::Unknown))));
+                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unknown))));
             }
         }
     }
 }
 
 /// Answers each write of an applied (or no-op) batch with its planned outcome.
-pub(super) fn reply_planned<R>(plan: Plan<R>, out: &mut Effects<R>) {
+pub(super) fn reply_planned<R: Replies>(plan: Plan<R::Write>, out: &mut Effects<R>) {
     for (write, outcome) in plan.writes.into_iter().zip(plan.outcomes) {
-        metrics().write(match &outcome {
+        out.push(Effect::Count(match &outcome {
             Ok(WriteOutcome { changed: true, .. }) => Counted::Applied,
             Ok(_) => Counted::Unchanged,
             Err(_) => Counted::Refused,
-        });
-        out.push(Effect::Reply(write.reply, Answer::Write(outcome)));
+        }));
+        out.push(Effect::Reply(Reply::Write(write.reply, outcome)));
     }
 }
 
 /// Answers every write of a batch that was not (or maybe not) applied.
-pub(super) fn fail_writes<R>(plan: Plan<R>, error: Error, out: &mut Effects<R>) {
+pub(super) fn fail_writes<R: Replies>(plan: Plan<R::Write>, error: Error, out: &mut Effects<R>) {
     for (write, outcome) in plan.writes.into_iter().zip(plan.outcomes) {
         let answer = match outcome {
             // A write refused on its own stays refused whatever the store did.
             Err(refused) => Err(refused),
             Ok(_) => {
-                metrics().write(Counted::Failed);
+                out.push(Effect::Count(Counted::Failed));
                 Err(error.clone())
             }
         };
-        out.push(Effect::Reply(write.reply, Answer::Write(answer)));
+        out.push(Effect::Reply(Reply::Write(write.reply, answer)));
     }
 }

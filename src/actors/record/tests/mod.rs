@@ -6,152 +6,30 @@
 //! batched, refused, deleted), `lost_answers` (store calls whose outcome is unknown) and
 //! `conflicts` (other instances' changes, gaps, reconnects, a store that lost everything).
 
-use super::state::{Answer, Core, CoreLimits, Effect, Timer, WRITE_BACK_JUMP};
-use super::writes::{BatchLimits, Change, QueuedWrite};
+use super::queue::{BatchLimits, Change, QueuedWrite, Replies};
+use super::state::{Core, CoreLimits, Effect, Reply, Timer, WRITE_BACK_JUMP};
+use crate::metrics::Outcome as Counted;
 use crate::record::{RecordId, Strategy, Version};
-use crate::store::{
-    Checked, DeleteResult, Expect, HistoryLimits, NewVersion, OpId, RemoteChange, StoreError,
-    Stored, WriteResult,
-};
+use crate::store::{HistoryLimits, RemoteChange, Stored};
+use fake_store::{FakeStore, Fault};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod conflicts;
+mod fake_store;
+mod joining;
+mod lifecycle;
 mod lost_answers;
 mod writes;
 
-/// What the next write or delete does.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    /// Applied, but the answer is lost (a timeout after Redis ran it).
-    AnswerLostAfterApplying,
-    /// Not applied, and no answer (a timeout before Redis ran it).
-    AnswerLostBeforeApplying,
-    /// Refused at once (connection refused).
-    Down,
-}
+/// Requests are told apart by a number in tests.
+struct Tickets;
 
-/// One record in a store that other instances share.
-#[derive(Default)]
-struct FakeStore {
-    record: Stored,
-    last_op: Option<OpId>,
-    /// Applied to the next write or delete.
-    fault: Option<Fault>,
-    /// How many of the next checks fail.
-    failing_checks: usize,
-    /// How many of the next loads fail.
-    failing_loads: usize,
-}
-
-impl FakeStore {
-    fn lost() -> StoreError {
-        StoreError::Indeterminate("scripted timeout".into())
-    }
-
-    fn down() -> StoreError {
-        StoreError::Unavailable("scripted outage".into())
-    }
-
-    fn write(
-        &mut self,
-        expected: Expect,
-        values: Vec<NewVersion>,
-        op: OpId,
-    ) -> Result<WriteResult, StoreError> {
-        let fault = self.fault.take();
-        match fault {
-            Some(Fault::Down) => return Err(Self::down()),
-            Some(Fault::AnswerLostBeforeApplying) => return Err(Self::lost()),
-            _ => {}
-        }
-        if self.record.expect() != expected {
-            return Ok(WriteResult::Conflict {
-                current: self.record.clone(),
-            });
-        }
-        let version = expected.version + values.len() as Version;
-        if let Some(last) = values.last() {
-            self.record = Stored::live(Arc::clone(&last.value), version);
-            self.last_op = Some(op);
-        }
-        match fault {
-            Some(Fault::AnswerLostAfterApplying) => Err(Self::lost()),
-            _ => Ok(WriteResult::Applied { version }),
-        }
-    }
-
-    fn delete(&mut self, op: OpId) -> Result<DeleteResult, StoreError> {
-        let fault = self.fault.take();
-        match fault {
-            Some(Fault::Down) => return Err(Self::down()),
-            Some(Fault::AnswerLostBeforeApplying) => return Err(Self::lost()),
-            _ => {}
-        }
-        let version = self.record.version;
-        let result = if self.record.value.take().is_some() {
-            self.last_op = Some(op);
-            DeleteResult::Deleted { version }
-        } else {
-            DeleteResult::Absent { version }
-        };
-        match fault {
-            Some(Fault::AnswerLostAfterApplying) => Err(Self::lost()),
-            _ => Ok(result),
-        }
-    }
-
-    fn load(&mut self) -> Result<Stored, StoreError> {
-        if self.failing_loads > 0 {
-            self.failing_loads -= 1;
-            return Err(Self::down());
-        }
-        Ok(self.record.clone())
-    }
-
-    fn check(&mut self, op: OpId) -> Result<Checked, StoreError> {
-        if self.failing_checks > 0 {
-            self.failing_checks -= 1;
-            return Err(Self::down());
-        }
-        Ok(Checked {
-            current: self.record.clone(),
-            last_op: self.last_op == Some(op),
-        })
-    }
-
-    fn restore(&mut self, record: Stored) -> Result<usize, StoreError> {
-        if self.record.version < record.version {
-            self.record = record;
-            self.last_op = None;
-            Ok(1)
-        } else {
-            Ok(0)
-        }
-    }
-
-    /// Another instance writes: returns the change it publishes.
-    fn other_writes(&mut self, value: Value) -> RemoteChange {
-        let value = Arc::new(value);
-        self.record = Stored::live(Arc::clone(&value), self.record.version + 1);
-        self.last_op = Some(OpId(u64::MAX));
-        RemoteChange::Updated {
-            version: self.record.version,
-            value,
-            patch: None,
-        }
-    }
-
-    /// Another instance deletes: returns the change it publishes.
-    fn other_deletes(&mut self) -> RemoteChange {
-        self.record.value = None;
-        self.last_op = Some(OpId(u64::MAX));
-        RemoteChange::Deleted {
-            version: self.record.version,
-        }
-    }
+impl Replies for Tickets {
+    type Write = u32;
+    type Delete = u32;
 }
 
 /// What the core did, other than store calls, in a form tests compare.
@@ -167,9 +45,11 @@ enum Seen {
 
 /// The core, the store it talks to, and everything observed.
 struct Harness {
-    core: Core<u32>,
+    core: Core<Tickets>,
     store: FakeStore,
     seen: Vec<Seen>,
+    /// The write outcomes counted, in order.
+    counted: Vec<Counted>,
     timers: Vec<(Timer, u64)>,
     now: Instant,
 }
@@ -194,14 +74,17 @@ fn limits() -> CoreLimits {
     }
 }
 
-fn describe(answer: Answer) -> String {
-    match answer {
-        Answer::Write(Ok(outcome)) => {
-            format!("ok v{} changed={}", outcome.version, outcome.changed)
+fn describe(reply: Reply<Tickets>) -> (u32, String) {
+    match reply {
+        Reply::Write(ticket, Ok(outcome)) => (
+            ticket,
+            format!("ok v{} changed={}", outcome.version, outcome.changed),
+        ),
+        Reply::Write(ticket, Err(e)) | Reply::Delete(ticket, Err(e)) => {
+            (ticket, e.code().to_string())
         }
-        Answer::Write(Err(e)) | Answer::Delete(Err(e)) => e.code().to_string(),
-        Answer::Delete(Ok(Some(version))) => format!("deleted v{version}"),
-        Answer::Delete(Ok(None)) => "absent".to_string(),
+        Reply::Delete(ticket, Ok(Some(version))) => (ticket, format!("deleted v{version}")),
+        Reply::Delete(ticket, Ok(None)) => (ticket, "absent".to_string()),
     }
 }
 
@@ -219,14 +102,15 @@ impl Harness {
                 ..FakeStore::default()
             },
             seen: Vec::new(),
+            counted: Vec::new(),
             timers: Vec::new(),
             now: Instant::now(),
         }
     }
 
     /// Carries out effects, answering store calls from the fake store, until none is left.
-    fn run(&mut self, effects: Vec<Effect<u32>>) {
-        let mut queue: VecDeque<Effect<u32>> = effects.into();
+    fn run(&mut self, effects: Vec<Effect<Tickets>>) {
+        let mut queue: VecDeque<Effect<Tickets>> = effects.into();
         while let Some(effect) = queue.pop_front() {
             let now = self.now;
             let more = match effect {
@@ -243,8 +127,8 @@ impl Harness {
                     let result = self.store.write(expected, values, op);
                     self.core.written(result, now)
                 }
-                Effect::Delete { op, .. } => {
-                    let result = self.store.delete(op);
+                Effect::Delete { op, if_version } => {
+                    let result = self.store.delete(op, if_version);
                     self.core.deleted(result, now)
                 }
                 Effect::Check { op } => {
@@ -281,8 +165,13 @@ impl Harness {
                     self.seen.push(Seen::PersistDeletion(version));
                     Vec::new()
                 }
-                Effect::Reply(ticket, answer) => {
-                    self.seen.push(Seen::Reply(ticket, describe(answer)));
+                Effect::Reply(reply) => {
+                    let (ticket, text) = describe(reply);
+                    self.seen.push(Seen::Reply(ticket, text));
+                    Vec::new()
+                }
+                Effect::Count(outcome) => {
+                    self.counted.push(outcome);
                     Vec::new()
                 }
             };
@@ -305,7 +194,11 @@ impl Harness {
     }
 
     fn delete(&mut self, ticket: u32) {
-        let effects = self.core.delete(ticket, None);
+        self.delete_if(ticket, None);
+    }
+
+    fn delete_if(&mut self, ticket: u32, if_version: Option<Version>) {
+        let effects = self.core.delete(ticket, if_version);
         self.run(effects);
     }
 

@@ -1,5 +1,6 @@
-//! Planning a batch of queued writes: each write's value against the one before it, the
-//! limits that refuse a write, and the batch's size limits. Pure code.
+//! A record's queue of requests (writes and deletes) and planning a batch of queued writes:
+//! each write's value against the one before it, the limits that refuse a write, and the
+//! batch's size limits. Pure code.
 
 use crate::error::Error;
 use crate::record::{
@@ -9,7 +10,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::messages::WriteOutcome;
 use crate::store::NewVersion;
 
 /// A change computed from the record's current value (`None`: it does not exist) inside its
@@ -42,6 +42,38 @@ impl Change {
             },
         }
     }
+}
+
+/// The result of an applied write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The record's version after the write.
+    pub version: Version,
+    /// False when the write produced the value the record already had (nothing was sent).
+    pub changed: bool,
+}
+
+/// The types a request's answer travels in: oneshot senders in the actor, plain tickets in
+/// the state machine's tests. Separate types for writes and deletes, so a write can only ever
+/// be answered with a write's outcome.
+pub(crate) trait Replies {
+    /// Where a write's outcome goes.
+    type Write;
+    /// Where a delete's outcome goes.
+    type Delete;
+}
+
+/// A queued request.
+pub(crate) enum Op<R: Replies> {
+    /// A write.
+    Write(QueuedWrite<R::Write>),
+    /// A delete, only if the live record is at `if_version` when given.
+    Delete {
+        /// Where the answer goes.
+        reply: R::Delete,
+        /// The version the live record must have.
+        if_version: Option<Version>,
+    },
 }
 
 /// A write waiting in the record's queue.
@@ -83,12 +115,12 @@ pub(crate) struct Plan<R> {
 /// Takes the leading writes of `queue` (as many as `limits` allow) and computes their values
 /// starting from `base` at `version`. Writes that change nothing or are refused get their
 /// outcome without a version; the others get consecutive versions.
-pub(crate) fn plan<R>(
-    queue: &mut std::collections::VecDeque<super::state::Op<R>>,
+pub(crate) fn plan<R: Replies>(
+    queue: &mut std::collections::VecDeque<Op<R>>,
     base: Option<&Arc<Value>>,
     mut version: Version,
     limits: BatchLimits,
-) -> Plan<R> {
+) -> Plan<R::Write> {
     let mut plan = Plan {
         writes: Vec::new(),
         outcomes: Vec::new(),
@@ -99,10 +131,10 @@ pub(crate) fn plan<R>(
     // Sizes only matter when a second value could join the batch.
     let measure = queue.len() > 1 && limits.max_writes > 1;
     while plan.writes.len() < limits.max_writes {
-        let Some(super::state::Op::Write(_)) = queue.front() else {
+        let Some(Op::Write(_)) = queue.front() else {
             break;
         };
-        let Some(super::state::Op::Write(write)) = queue.pop_front() else {
+        let Some(Op::Write(write)) = queue.pop_front() else {
             unreachable!("the front was a write");
         };
         if let Some(expected) = write.expected_version {
@@ -140,7 +172,7 @@ pub(crate) fn plan<R>(
         if changed {
             if !plan.values.is_empty() && bytes + size > limits.max_bytes {
                 // Goes first in the next batch, computed again on the new state.
-                queue.push_front(super::state::Op::Write(write));
+                queue.push_front(Op::Write(write));
                 break;
             }
             bytes += size;
