@@ -12,42 +12,21 @@
 //! any instance changes ([`FeedEvent`]); the collection then loads what it needs.
 //!
 //! # Layout
-//! - `memory`: [`MemoryStore`], the embedded single-instance store.
-//! - `keys`: [`RedisKeys`], every Redis key and channel name, in one of two [`KeyLayout`]s.
-//! - `redis`: [`RedisStore`], the shared store for any number of instances, with its Lua
-//!   scripts in `lua/`; `transport` sends its commands to one node or a cluster.
-//! - `cluster`: connecting a [`RedisStore`] to a Redis Cluster; `cluster_router` its sharded
-//!   pub/sub task; `slot` computes hash slots.
-//! - `preflight`: the checks made once at start on the Redis a [`RedisStore`] uses (it keeps
-//!   keys when full, it is Redis 7+); [`Unsuitable`] says why a Redis is refused.
+//! - `memory/`: [`MemoryStore`], the embedded single-instance store.
+//! - `redis/`: [`RedisStore`], the shared store for any number of instances, on one node or
+//!   a Redis Cluster: its keys, Lua scripts, pub/sub routers, listing, change feed and
+//!   preflight checks (see its own layout).
 //! - `history`: [`History`], a record's recent changes bounded in count and bytes.
 //! - `changes`: the JSON published on a record's channel, parsed into [`RemoteChange`].
-//! - `listing`: [`Store::list_matching`] on Redis (SCAN per master, then MGET).
-//! - `feed`: [`Store::watch_all`] on Redis: the task owning the change feed's subscription.
-//! - `router`: the task owning the pub/sub connection that feeds every [`ChangeSink`] (one
-//!   node).
-//! - `subscriptions`: the router's table of channels and sinks (pure data).
 
 mod changes;
-mod cluster;
-mod cluster_router;
-mod feed;
 mod history;
-mod keys;
-mod listing;
 mod memory;
-mod preflight;
 mod redis;
-mod router;
-pub(crate) mod slot;
-mod subscriptions;
-mod transport;
 
 pub use history::History;
-pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
 pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
-pub use preflight::Unsuitable;
-pub use redis::RedisStore;
+pub use redis::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys, RedisStore, Unsuitable};
 
 use crate::record::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;

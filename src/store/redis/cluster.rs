@@ -1,8 +1,8 @@
 //! A [`RedisStore`] on a Redis Cluster: the same scripts and guarantees as on one node, with
 //! every name of a record in one hash slot ([`KeyLayout::Tagged`]), publishing with `SPUBLISH`
-//! and receiving through sharded subscriptions ([`cluster_router`](super::cluster_router)).
+//! and receiving through sharded subscriptions (`pubsub`).
 //! The change feed is the exception: one classic channel, `PUBLISH`ed by scripts on any slot
-//! and received over one plain subscription to any configured node ([`feed`](super::feed)).
+//! and received over one plain subscription to any configured node (`feed`).
 //!
 //! Commands go through the `redis` crate's cluster connection: it discovers the nodes from
 //! any one of them, routes each command (and each script, by its first key) to the master
@@ -32,14 +32,11 @@
 //! everything instead; this store is no weaker than that.
 
 use super::feed::Feed;
-use super::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::transport::Transport;
-use super::{KeyLayout, RedisKeys, RedisStore, StoreError};
+use super::{CONNECT_TIMEOUT, KeyLayout, RESPONSE_TIMEOUT, RedisKeys, RedisStore};
+use crate::store::StoreError;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{PushInfo, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -81,7 +78,7 @@ impl RedisStore {
             .build()
             .map_err(|err| unavailable("cluster url", err))?;
         let subscriber = connect(&subscriber).await?;
-        let router = super::cluster_router::start(subscriber, received).await?;
+        let router = super::pubsub::start_cluster(subscriber, received).await?;
         // The change feed is classic pub/sub, which every node delivers: any configured node
         // can serve it (see feed.rs).
         let seeds = nodes
@@ -123,144 +120,4 @@ async fn connect(client: &ClusterClient) -> Result<ClusterConnection, StoreError
 fn unavailable(what: &str, err: redis::RedisError) -> StoreError {
     crate::metrics::metrics().redis_errors.inc();
     StoreError::Unavailable(format!("redis {what}: {err}"))
-}
-
-/// Which master serves each slot, as one node answered `CLUSTER SLOTS`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct SlotOwners {
-    /// First slot of each range → (last slot, master as `host:port`).
-    ranges: BTreeMap<u16, (u16, String)>,
-}
-
-impl SlotOwners {
-    /// Asks any node.
-    pub async fn fetch(conn: &mut ClusterConnection) -> Result<SlotOwners, String> {
-        let request = conn.route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        );
-        match tokio::time::timeout(RESPONSE_TIMEOUT, request).await {
-            Ok(Ok(reply)) => SlotOwners::parse(&reply),
-            Ok(Err(err)) => Err(format!("redis cluster slots: {err}")),
-            Err(_) => Err("redis cluster slots: timed out".into()),
-        }
-    }
-
-    /// Parses `[[start, end, [host, port, id, ...], replicas...], ...]`.
-    fn parse(reply: &Value) -> Result<SlotOwners, String> {
-        let Value::Array(entries) = reply else {
-            return Err(format!("unexpected CLUSTER SLOTS reply: {reply:?}"));
-        };
-        let mut owners = SlotOwners::default();
-        for entry in entries {
-            let parsed = match entry {
-                Value::Array(fields) if fields.len() >= 3 => {
-                    match (&fields[0], &fields[1], &fields[2]) {
-                        (Value::Int(start), Value::Int(end), Value::Array(master))
-                            if master.len() >= 2 =>
-                        {
-                            text(&master[0]).zip(text(&master[1])).map(|(host, port)| {
-                                (*start as u16, *end as u16, format!("{host}:{port}"))
-                            })
-                        }
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            let (start, end, master) =
-                parsed.ok_or_else(|| format!("unexpected CLUSTER SLOTS entry: {entry:?}"))?;
-            owners.ranges.insert(start, (end, master));
-        }
-        Ok(owners)
-    }
-
-    /// Every master serving some slot, once each, as host and port.
-    pub fn masters(&self) -> Vec<(String, u16)> {
-        let mut masters: Vec<(String, u16)> = self
-            .ranges
-            .values()
-            .filter_map(|(_, master)| {
-                let (host, port) = master.rsplit_once(':')?;
-                Some((host.to_string(), port.parse().ok()?))
-            })
-            .collect();
-        masters.sort();
-        masters.dedup();
-        masters
-    }
-
-    /// The master serving `slot`, if the cluster has one.
-    pub fn owner(&self, slot: u16) -> Option<&str> {
-        self.ranges
-            .range(..=slot)
-            .next_back()
-            .filter(|(_, (end, _))| slot <= *end)
-            .map(|(_, (_, master))| master.as_str())
-    }
-}
-
-/// A reply field as text (hosts are strings, ports integers).
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The channel and payload of a sharded message push, if `push` is one.
-pub(super) fn push_text(push: &PushInfo, index: usize) -> Option<&[u8]> {
-    match push.data.get(index)? {
-        Value::BulkString(bytes) => Some(bytes),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn slot_owners_from_cluster_slots() {
-        let reply = Value::Array(vec![
-            Value::Array(vec![
-                Value::Int(0),
-                Value::Int(5460),
-                Value::Array(vec![bulk("127.0.0.1"), Value::Int(7000), bulk("id1")]),
-                Value::Array(vec![bulk("127.0.0.1"), Value::Int(7003), bulk("id4")]),
-            ]),
-            Value::Array(vec![
-                Value::Int(5461),
-                Value::Int(16383),
-                Value::Array(vec![bulk("127.0.0.1"), Value::Int(7001), bulk("id2")]),
-            ]),
-        ]);
-        let owners = SlotOwners::parse(&reply).unwrap();
-        assert_eq!(owners.owner(0), Some("127.0.0.1:7000"));
-        assert_eq!(owners.owner(5460), Some("127.0.0.1:7000"));
-        assert_eq!(owners.owner(5461), Some("127.0.0.1:7001"));
-        assert_eq!(owners.owner(16383), Some("127.0.0.1:7001"));
-        assert_eq!(
-            owners.masters(),
-            [
-                ("127.0.0.1".to_string(), 7000),
-                ("127.0.0.1".to_string(), 7001)
-            ]
-        );
-        assert!(SlotOwners::parse(&Value::Int(1)).is_err());
-        let gap = Value::Array(vec![Value::Array(vec![
-            Value::Int(10),
-            Value::Int(20),
-            Value::Array(vec![bulk("h"), Value::Int(1)]),
-        ])]);
-        let owners = SlotOwners::parse(&gap).unwrap();
-        assert_eq!(owners.owner(5), None);
-        assert_eq!(owners.owner(21), None);
-    }
 }

@@ -157,7 +157,7 @@ impl Transport {
         match self {
             Transport::Node(_) => Ok(vec![None]),
             Transport::Cluster(conn) => {
-                let owners = super::cluster::SlotOwners::fetch(&mut conn.clone()).await?;
+                let owners = super::slots::SlotOwners::fetch(&mut conn.clone()).await?;
                 Ok(owners.masters().into_iter().map(Some).collect())
             }
         }

@@ -3,35 +3,61 @@
 //! Every change is one Lua script (`lua/*.lua`), so the version check, the write and the
 //! publish happen atomically in Redis and concurrent writers on any instance can never reuse
 //! a version. Commands go through a [`Transport`]: one `ConnectionManager` (cheap to clone,
-//! reconnects by itself) on a single node, or a cluster connection (see
-//! [`cluster`](super::cluster)); changes of watched records arrive over separate pub/sub
-//! connections owned by a router task ([`router`](super::router) on one node,
-//! [`cluster_router`](super::cluster_router) on a cluster).
+//! reconnects by itself) on a single node, or a cluster connection (see `cluster`); changes
+//! of watched records arrive over separate pub/sub connections owned by a router task
+//! (`pubsub`: one node or a cluster).
 //!
 //! Key names come from [`RedisKeys`]; see there for the two layouts.
 //!
-//! Collections use two more parts: listing records by glob ([`listing`](super::listing)) and
-//! the change feed, which the scripts publish when [`RedisStore::set_change_feed`] is on and
-//! a [`feed`](super::feed) task receives.
+//! Collections use two more parts: listing records by glob (`listing`) and the change feed,
+//! which the scripts publish when [`RedisStore::set_change_feed`] is on and a `feed` task
+//! receives.
+//!
+//! # Layout
+//! - `keys`: every Redis key and channel name, in one of two [`KeyLayout`]s.
+//! - `transport`: sends commands and the Lua scripts (`lua/`) to one node or a cluster.
+//! - `codec`: what replies mean (values, versions, history) and the errors failures become.
+//! - `cluster`: connecting to a Redis Cluster; `slots` computes hash slots and who owns them.
+//! - `pubsub`: the [`ChangeSink`]s' router task (`single` node or `cluster`, sharing the
+//!   `subscriptions` table and the command batching).
+//! - `listing`: [`Store::list_matching`] (SCAN per master, then MGET).
+//! - `feed`: [`Store::watch_all`]: the task owning the change feed's subscription.
+//! - `preflight`: the checks made once at start (it keeps keys when full, it is Redis 7+);
+//!   [`Unsuitable`] says why a Redis is refused.
 
-use super::feed::Feed;
-use super::router::Router;
-use super::transport::Transport;
+mod cluster;
+mod codec;
+mod feed;
+mod keys;
+mod listing;
+mod preflight;
+mod pubsub;
+pub(crate) mod slots;
+mod transport;
+
+pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
+pub use preflight::Unsuitable;
+
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, KeyLayout,
-    NewVersion, OpId, RedisKeys, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult,
-    ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, NewVersion, OpId,
+    Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::record::{Glob, RecordId, Version, Versioned};
+use codec::{
+    corrupt, json_text, leading_to, outcome_unknown, parse_history, parse_value, parse_version,
+    stored, unavailable,
+};
+use feed::Feed;
 use futures_util::StreamExt;
+use pubsub::Router;
+use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use transport::Transport;
 
 /// Longest wait for a TCP connection to Redis. Connections are local or nearby: a longer
 /// wait only delays the error a client gets.
@@ -54,11 +80,11 @@ const RESTORE_CONCURRENCY: usize = 16;
 #[derive(Clone)]
 pub struct RedisStore {
     /// Commands and scripts; multiplexed, so concurrent calls never wait for each other.
-    pub(super) commands: Transport,
+    commands: Transport,
     pub(super) keys: Arc<RedisKeys>,
-    pub(super) router: Router,
+    router: Router,
     /// Receives the change feed for [`Store::watch_all`].
-    pub(super) feed: Feed,
+    feed: Feed,
     /// Whether this instance's scripts publish on the change feed; shared by clones.
     pub(super) feed_on: Arc<AtomicBool>,
 }
@@ -337,7 +363,7 @@ impl Store for RedisStore {
                     if let Some(problem) = self.keys.slot_problem(Some(&id)) {
                         return ready(Err(StoreError::Unavailable(problem)));
                     }
-                    let slot = super::slot::of(&self.keys.version(&id));
+                    let slot = slots::of(&self.keys.version(&id));
                     by_slot.entry(slot).or_default().push((id, record));
                 }
                 by_slot.into_values().collect()
@@ -408,7 +434,7 @@ impl Store for RedisStore {
 
     fn list_matching(&self, glob: &Glob, max: usize) -> StoreFuture<Vec<(RecordId, Versioned)>> {
         let (conn, keys, glob) = (self.commands.clone(), Arc::clone(&self.keys), glob.clone());
-        Box::pin(async move { super::listing::list(conn, &keys, &glob, max).await })
+        Box::pin(async move { listing::list(conn, &keys, &glob, max).await })
     }
 
     fn watch_all(&self, sink: FeedSink) -> StoreFuture<WatchToken> {
@@ -419,105 +445,4 @@ impl Store for RedisStore {
     fn unwatch_all(&self, token: WatchToken) {
         self.feed.unwatch(token);
     }
-}
-
-/// A Redis failure as the store reports it; the text only goes to logs.
-fn unavailable(what: &str, err: &RedisError) -> StoreError {
-    crate::metrics::metrics().redis_errors.inc();
-    StoreError::Unavailable(format!("redis {what}: {err}"))
-}
-
-/// A failed script call that changes data. Redis answering with an error (or refusing the
-/// connection) means nothing ran; anything else (a timeout, a dropped connection, an answer
-/// that could not be read) leaves the outcome unknown.
-fn outcome_unknown(what: &str, err: &RedisError) -> StoreError {
-    let answered = matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension);
-    if answered || err.is_connection_refusal() {
-        return unavailable(what, err);
-    }
-    crate::metrics::metrics().redis_errors.inc();
-    StoreError::Indeterminate(format!("redis {what}: {err}"))
-}
-
-fn corrupt(id: &RecordId, detail: &str) -> StoreError {
-    StoreError::Corrupt {
-        id: id.to_string(),
-        detail: detail.to_string(),
-    }
-}
-
-fn parse_value(id: &RecordId, raw: &[u8]) -> Result<Arc<Value>, StoreError> {
-    serde_json::from_slice(raw)
-        .map(Arc::new)
-        .map_err(|err| corrupt(id, &format!("value is not JSON: {err}")))
-}
-
-/// A value as the scripts take it: JSON text, or "" for none (a tombstone, a creation's patch).
-///
-/// `serde_json::Value` always serializes (its map keys are strings), so a failure would be a
-/// serde_json bug; it is reported rather than panicking.
-fn json_text(id: &RecordId, value: Option<&Arc<Value>>) -> Result<String, StoreError> {
-    match value {
-        None => Ok(String::new()),
-        Some(value) => serde_json::to_string(&**value)
-            .map_err(|err| corrupt(id, &format!("unserializable: {err}"))),
-    }
-}
-
-/// A record's state from its two keys: a value without a version is no record, a version
-/// without a value a tombstone (see lua/common.lua).
-pub(super) fn stored(
-    id: &RecordId,
-    value: Option<Vec<u8>>,
-    version: Option<String>,
-) -> Result<Stored, StoreError> {
-    Ok(match (value, version) {
-        (_, None) => Stored::absent(0),
-        (None, Some(version)) => Stored::absent(parse_version(id, &version)?),
-        (Some(value), Some(version)) => {
-            Stored::live(parse_value(id, &value)?, parse_version(id, &version)?)
-        }
-    })
-}
-
-/// History entries as stored; an unreadable entry is logged and ends what can be used.
-fn parse_history(id: &RecordId, entries: &[Vec<u8>]) -> Vec<Change> {
-    let mut changes = Vec::with_capacity(entries.len());
-    for raw in entries {
-        let parsed: Result<Value, _> = serde_json::from_slice(raw);
-        let change = parsed.ok().and_then(|mut entry| {
-            let version = entry.get("version")?.as_u64()?;
-            let patch = entry.get_mut("patch")?.take();
-            Some(Change {
-                version,
-                patch: Arc::new(patch),
-            })
-        });
-        match change {
-            Some(change) => changes.push(change),
-            None => {
-                log::warn!("record {id}: unreadable history entry; history cut there");
-                changes.clear();
-            }
-        }
-    }
-    changes
-}
-
-/// The contiguous run of `changes` that ends at the record's version (none for a deleted
-/// record): only that run can bring a client up to date.
-pub(crate) fn leading_to(record: &Stored, changes: Vec<Change>) -> Vec<Change> {
-    if !record.exists() || changes.last().map(|c| c.version) != Some(record.version) {
-        return Vec::new();
-    }
-    let mut start = changes.len() - 1;
-    while start > 0 && changes[start - 1].version + 1 == changes[start].version {
-        start -= 1;
-    }
-    changes.into_iter().skip(start).collect()
-}
-
-fn parse_version(id: &RecordId, raw: &str) -> Result<Version, StoreError> {
-    raw.parse()
-        .map_err(|_| corrupt(id, &format!("version {raw:?} is not a number")))
 }

@@ -1,7 +1,7 @@
 //! The sharded pub/sub router of a [`RedisStore`](super::RedisStore) on a Redis Cluster: one
 //! task that `SSUBSCRIBE`s each watched record's channel on the master owning its slot and
 //! hands the messages to the sinks watching it. It takes the same [`Command`]s as the
-//! single-node [`router`](super::router), through the same [`Router`] handle.
+//! single-node router (`single`), through the same [`Router`] handle.
 //!
 //! The `redis` crate's cluster connection sends the commands (routing them by slot, following
 //! `MOVED`/`ASK`, reconnecting to nodes) and forwards every push (messages, confirmations,
@@ -21,11 +21,11 @@
 //! started on it cannot miss a later change). Duplicate subscriptions are harmless: Redis
 //! keeps one per connection.
 
-use super::changes::parse_change;
-use super::cluster::{SlotOwners, push_text};
-use super::router::{Command, Router, bounded, deliver, take_batch, take_commands};
 use super::subscriptions::Subscriptions;
-use super::{RemoteChange, StoreError, slot};
+use super::{Command, Router, bounded, deliver, take_batch, take_commands};
+use crate::store::changes::parse_change;
+use crate::store::redis::slots::{self as slot, SlotOwners, push_text};
+use crate::store::{RemoteChange, StoreError};
 use futures_util::{StreamExt, stream};
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind};
@@ -45,7 +45,7 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 const PARALLEL: usize = 128;
 
 /// Starts the task on a connection whose pushes arrive on `pushes`.
-pub(super) async fn start(
+pub(in crate::store::redis) async fn start(
     mut conn: ClusterConnection,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
 ) -> Result<Router, StoreError> {

@@ -3,7 +3,7 @@
 //! [`Store::watch_all`](super::Store::watch_all) sink is registered, and calls every sink with
 //! each id published there.
 //!
-//! It has a connection of its own rather than a place in the record [`router`](super::router):
+//! It has a connection of its own rather than a place in the record router (`pubsub`):
 //! - the messages are bare ids for every feed sink, not record changes for one record's sinks;
 //! - on a cluster the record router speaks sharded pub/sub, one slot per command, while the
 //!   feed is one classic channel that every node delivers (a classic `PUBLISH` is broadcast
@@ -20,10 +20,10 @@
 //! effect. Commands travel on an unbounded channel: at most two per `watch_all`, like the
 //! router's.
 
-use super::redis::CONNECT_TIMEOUT;
-use super::router::bounded;
-use super::{FeedEvent, FeedSink, StoreError, WatchToken, deliver_feed};
+use super::CONNECT_TIMEOUT;
+use super::pubsub::bounded;
 use crate::record::RecordId;
+use crate::store::{FeedEvent, FeedSink, StoreError, WatchToken, deliver_feed};
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::PubSub;

@@ -5,7 +5,7 @@
 //! What must stay true: a channel is subscribed in Redis exactly while it has at least one
 //! sink, once the router has carried out the [`Plan`] for the channels a batch touched.
 
-use super::{ChangeSink, WatchToken};
+use crate::store::{ChangeSink, WatchToken};
 use std::collections::{HashMap, HashSet};
 
 /// Sinks by channel, plus what Redis has confirmed.

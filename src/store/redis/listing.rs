@@ -19,11 +19,12 @@
 //! - A record whose value is not JSON is skipped with a warning rather than failing the
 //!   whole collection.
 
-use super::redis::stored;
+use super::RedisKeys;
+use super::codec::stored;
 use super::transport::Transport;
-use super::{RedisKeys, StoreError};
 use crate::metrics::metrics;
 use crate::record::{Glob, RecordId, Versioned};
+use crate::store::StoreError;
 use std::collections::HashSet;
 
 /// Keys asked per `SCAN` call: enough to make few round trips, few enough that one call

@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(keys.value(&rid), "mesh:record:{user:1}");
         assert_eq!(keys.version(&rid), "mesh:record-version:{user:1}");
         assert_eq!(keys.channel(&rid), "mesh:record-updates:{user:1}");
-        let slot = super::super::slot::of(&keys.value(&rid));
+        let slot = super::super::slots::of(&keys.value(&rid));
         for name in [
             keys.version(&rid),
             keys.last_op(&rid),
@@ -250,7 +250,7 @@ mod tests {
             keys.history_bytes(&rid),
             keys.channel(&rid),
         ] {
-            assert_eq!(super::super::slot::of(&name), slot, "{name}");
+            assert_eq!(super::super::slots::of(&name), slot, "{name}");
         }
         assert_eq!(keys.id_of_value_key("mesh:record:{user:1}"), Some("user:1"));
         assert_eq!(keys.id_of_value_key("mesh:record-version:{user:1}"), None);

@@ -1,5 +1,5 @@
-//! The pub/sub router: one task per [`RedisStore`](super::RedisStore) that owns the dedicated
-//! pub/sub connection and hands each record's changes to the sinks watching it.
+//! The single-node pub/sub task behind [`Router`]: it owns the dedicated pub/sub connection
+//! and hands each record's changes to the sinks watching it.
 //!
 //! Who talks to it: [`Router::watch`] and [`Router::unwatch`] send commands over a channel;
 //! Redis sends messages over the pub/sub connection. The task alone owns the [`Subscriptions`]
@@ -18,18 +18,17 @@
 //! `RecordActor` starts, one when it stops), so their number is bounded by actor churn, and
 //! `unwatch` must never be dropped or wait.
 
-use super::changes::parse_change;
-use super::redis::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::subscriptions::{Plan, Subscriptions};
-use super::{ChangeSink, RemoteChange, StoreError, WatchToken};
+use super::{Command, Router, bounded, deliver, take_batch, take_commands};
+use crate::store::changes::parse_change;
+use crate::store::redis::CONNECT_TIMEOUT;
+use crate::store::{RemoteChange, StoreError};
 use futures_util::StreamExt;
 use redis::aio::{PubSub, PubSubSink};
 use redis::{Client, Msg};
 use std::collections::HashSet;
-use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 
 /// First wait before reconnecting; doubled after each failed attempt.
@@ -43,78 +42,6 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// Most channels in one SUBSCRIBE, so resubscribing many records does not build one huge
 /// command.
 const SUBSCRIBE_CHUNK: usize = 1000;
-/// Most queued commands handled together; their SUBSCRIBEs share one round trip.
-pub(super) const BATCH: usize = 256;
-
-/// Handle on the router task; clones share it. The task ends when the last clone is dropped.
-#[derive(Clone)]
-pub(super) struct Router {
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-/// What the store asks of the task (of either router: this one or the cluster's).
-pub(super) enum Command {
-    /// Register a sink and confirm its channel's subscription.
-    Watch {
-        channel: String,
-        token: WatchToken,
-        sink: ChangeSink,
-        /// Answered once the channel is confirmed (or could not be).
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Remove one sink; the channel goes when its last sink does.
-    Unwatch { channel: String, token: WatchToken },
-}
-
-/// `first` plus whatever else is already queued, up to [`BATCH`] (both routers apply
-/// commands in batches, so a burst of watches costs one round of subscribes).
-pub(super) fn take_batch(
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    first: Command,
-) -> Vec<Command> {
-    let mut batch = vec![first];
-    while batch.len() < BATCH {
-        match commands.try_recv() {
-            Ok(command) => batch.push(command),
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
-/// A watch waiting for its channel's confirmation.
-pub(super) type Waiting = (String, WatchToken, oneshot::Sender<Result<(), StoreError>>);
-
-/// Applies a batch of commands to the table of wanted channels; answers the channels they
-/// touched (for the table's plan) and the watches waiting for a confirmation. Shared by the
-/// single-node and the cluster router.
-pub(super) fn take_commands(
-    table: &mut Subscriptions,
-    batch: impl IntoIterator<Item = Command>,
-) -> (Vec<String>, Vec<Waiting>) {
-    let mut touched = Vec::new();
-    let mut waiting = Vec::new();
-    for command in batch {
-        match command {
-            Command::Watch {
-                channel,
-                token,
-                sink,
-                done,
-            } => {
-                table.add(channel.clone(), token, sink);
-                touched.push(channel.clone());
-                waiting.push((channel, token, done));
-            }
-            Command::Unwatch { channel, token } => {
-                table.remove(&channel, token);
-                touched.push(channel);
-            }
-        }
-    }
-    (touched, waiting)
-}
-
 /// Why [`RouterTask::serve`] returned.
 enum Ended {
     /// Every store handle is gone: stop.
@@ -124,11 +51,6 @@ enum Ended {
 }
 
 impl Router {
-    /// A handle on a task that serves `commands` (the cluster router's).
-    pub(super) fn new(commands: mpsc::UnboundedSender<Command>) -> Router {
-        Router { commands }
-    }
-
     /// Opens the pub/sub connection and spawns the task on the current tokio runtime.
     ///
     /// Fails with [`StoreError::Unavailable`] when Redis cannot be reached.
@@ -143,34 +65,6 @@ impl Router {
         tokio::spawn(task.run(pubsub));
         Ok(Router { commands })
     }
-
-    /// Registers `sink` for `channel` and waits until Redis confirmed the subscription.
-    pub async fn watch(&self, channel: String, sink: ChangeSink) -> Result<WatchToken, StoreError> {
-        let token = WatchToken::next();
-        let (done, confirmed) = oneshot::channel();
-        self.commands
-            .send(Command::Watch {
-                channel,
-                token,
-                sink,
-                done,
-            })
-            .map_err(|_| stopped())?;
-        // If this future is dropped before the answer, the task notices the closed
-        // `done` and removes the sink itself.
-        confirmed.await.map_err(|_| stopped())??;
-        Ok(token)
-    }
-
-    /// Removes the sink registered under `token`.
-    pub fn unwatch(&self, channel: String, token: WatchToken) {
-        // A stopped task holds no sinks, so there is nothing left to remove.
-        let _ = self.commands.send(Command::Unwatch { channel, token });
-    }
-}
-
-pub(super) fn stopped() -> StoreError {
-    StoreError::Unavailable("redis pub/sub router has stopped".into())
 }
 
 /// Opens a pub/sub connection within [`CONNECT_TIMEOUT`].
@@ -179,25 +73,6 @@ async fn open(client: &Client) -> Result<PubSub, String> {
         Ok(Ok(pubsub)) => Ok(pubsub),
         Ok(Err(err)) => Err(format!("redis pub/sub connect: {err}")),
         Err(_) => Err("redis pub/sub connect: timed out".into()),
-    }
-}
-
-/// Runs `request` within [`RESPONSE_TIMEOUT`], flattening both failures into log text.
-pub(super) async fn bounded<T>(
-    what: &str,
-    request: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    match timeout(RESPONSE_TIMEOUT, request).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(format!("redis {what}: {err}")),
-        Err(_) => Err(format!("redis {what}: timed out")),
-    }
-}
-
-/// Hands one change to one sink; a panicking sink loses the change but not the router.
-pub(super) fn deliver(sink: &ChangeSink, change: RemoteChange) {
-    if catch_unwind(AssertUnwindSafe(|| sink(change))).is_err() {
-        log::error!("a record change sink panicked; the change was dropped for it");
     }
 }
 
