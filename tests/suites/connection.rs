@@ -253,14 +253,17 @@ async fn clients_cannot_set_their_own_metadata() {
         .request("mesh/set-my-connection-metadata", json!({"userId": "5"}))
         .await;
     assert_eq!(reply["code"], "EFORBIDDEN");
+    // One name per code: the same as a refused write's (docs/protocol.md, "Errors").
+    assert_eq!(reply["name"], "ForbiddenError");
     let reply = client
         .request("mesh/get-my-connection-metadata", json!({}))
         .await;
     assert_eq!(reply, json!({"metadata": null}));
     // And so cannot pass a guard written for user 5.
+    let refused = client.publish("user:5", json!({"name": "mallory"})).await;
     assert_eq!(
-        client.publish("user:5", json!({"name": "mallory"})).await["code"],
-        "EFORBIDDEN"
+        (&refused["code"], &refused["name"]),
+        (&json!("EFORBIDDEN"), &json!("ForbiddenError"))
     );
     server.stop().await;
 }
