@@ -226,7 +226,7 @@ fn a_config_error_reads_the_same_whether_or_not_the_port_is_free() {
         // A members glob naming a capture group the pattern does not have.
         (
             "[[collections.expose]]\npattern = \"^list:\\\\w+$\"\nmembers = \"item:{1}:*\"\n",
-            "collections.expose[0].members",
+            "collections.expose[0].pattern: members \"item:{1}:*\": names a capture group",
         ),
         // A public key file that is not there.
         (
