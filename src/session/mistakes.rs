@@ -60,12 +60,18 @@ static DROPPED_FRAMES: Throttle = Throttle::new();
 /// hold anything).
 pub(super) fn log_dropped_frame(session: u64, reason: &str) {
     match DROPPED_FRAMES.allow(Instant::now(), LOG_EVERY) {
-        Some(skipped) => log::info!(
-            "session {session}: dropped a frame the server cannot answer: {reason} (the client \
-             got a mesh/error push; {skipped} more dropped frames since the last such line; at \
-             most one line per {}s, all of them at debug level)",
-            LOG_EVERY.as_secs()
-        ),
+        Some(skipped) => {
+            let left_out = match skipped {
+                0 => String::new(),
+                n => format!("; {n} more since the last such line"),
+            };
+            log::info!(
+                "session {session}: dropped a frame it cannot answer: {reason} (the client got \
+                 a mesh/error push{left_out}; at most one such line per {} s, each one at \
+                 debug level)",
+                LOG_EVERY.as_secs()
+            )
+        }
         None => log::debug!("session {session}: dropped a frame: {reason}"),
     }
 }
