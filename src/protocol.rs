@@ -66,6 +66,8 @@ pub struct BadFrame {
     pub reason: String,
 }
 
+const ID_NOT_INTEGER: &str = "\"id\" must be an integer; the request was not run";
+
 /// Parses one inbound text frame. Never panics, whatever the input.
 pub fn parse_request(text: &str) -> Result<Request, BadFrame> {
     let bad = |id, command, reason: &str| BadFrame {
@@ -90,12 +92,8 @@ pub fn parse_request(text: &str) -> Result<Request, BadFrame> {
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n),
         // Keepalive answers are never answered, so their id does not matter.
         Some(_) if command.as_deref().is_some_and(is_keepalive) => None,
-        // Not executed: a reply could not carry this id back, and running the request
-        // without the reply its sender waits for would hide the mistake.
-        Some(_) => {
-            let reason = "\"id\" must be an integer; the request was not run";
-            return Err(bad(None, command, reason));
-        }
+        // Not run: no reply could carry this id back, and its sender waits for one.
+        Some(_) => return Err(bad(None, command, ID_NOT_INTEGER)),
     };
     let Some(command) = command else {
         return Err(bad(id, None, "frame has no string \"command\""));
@@ -454,12 +452,8 @@ mod tests {
             assert_eq!(bad.command.as_deref(), Some("mesh/noop"), "{text}");
             assert!(bad.reason.contains("\"id\" must be an integer"), "{text}");
         }
-        assert!(
-            parse_request("hello")
-                .unwrap_err()
-                .reason
-                .contains("line 1 column 1")
-        );
+        let not_json = parse_request("hello").unwrap_err().reason;
+        assert!(not_json.contains("line 1 column 1"), "{not_json}");
         // A null id is no id; keepalive answers are read whatever their id.
         assert_eq!(
             parse_request(r#"{"id":null,"command":"x"}"#).unwrap().id,
