@@ -9,12 +9,15 @@
 
 use mesh_records::{CommandContext, CommandResult, Config, Error, Exposure, RecordServer};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Only records under this prefix can be incremented: server-side writes skip exposures, so a
 /// command decides itself what it may touch.
 const PREFIX: &str = "counter:";
 
-/// `counter/increment {recordId, by}` → `{"version", "value"}`.
+/// `counter/increment {recordId, by}` → `{"version", "value"}`: the counter's version and
+/// value right after this increment.
 async fn increment(ctx: CommandContext, payload: Value) -> CommandResult {
     let id = payload["recordId"]
         .as_str()
@@ -23,6 +26,12 @@ async fn increment(ctx: CommandContext, payload: Value) -> CommandResult {
     let by = payload["by"]
         .as_i64()
         .ok_or_else(|| Error::invalid("by: an integer"))?;
+    // The value this update wrote, kept from inside the update function. Its last run is the
+    // one written at `outcome.version` (it runs again on the fresh value when another instance
+    // won a race); reading the record afterwards instead could return a later increment's
+    // value beside this one's version.
+    let total = Arc::new(AtomicI64::new(0));
+    let written = Arc::clone(&total);
     let outcome = ctx
         .records
         .update_record(id, move |current| {
@@ -32,14 +41,11 @@ async fn increment(ctx: CommandContext, payload: Value) -> CommandResult {
             let next = now
                 .checked_add(by)
                 .ok_or_else(|| Error::command("EOVERFLOW", "the counter would overflow"))?;
+            written.store(next, Ordering::SeqCst);
             Ok(json!(next))
         })
         .await?;
-    let value = ctx
-        .records
-        .get_record(id)
-        .await?
-        .map(|r| (*r.value).clone());
+    let value = total.load(Ordering::SeqCst);
     Ok(json!({ "version": outcome.version, "value": value }))
 }
 
@@ -83,9 +89,17 @@ mod tests {
             };
             increment(context, json!({"recordId": "counter:visits", "by": 2}))
         });
+        // Each answer is one consistent state: the value at the version it names (every
+        // increment adds 2), and every version from 1 to 50 is some caller's.
+        let mut versions = Vec::new();
         for result in join_all(calls).await {
-            result.unwrap();
+            let answer = result.unwrap();
+            let version = answer["version"].as_u64().unwrap();
+            assert_eq!(answer["value"], json!(2 * version), "{answer}");
+            versions.push(version);
         }
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=50).collect::<Vec<u64>>());
         let total = records.get_record("counter:visits").await.unwrap().unwrap();
         assert_eq!((*total.value).clone(), json!(100));
         assert_eq!(total.version, 50);

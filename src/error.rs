@@ -99,21 +99,12 @@ impl Error {
         }
     }
 
-    /// The error class name Mesh clients expect next to the code.
+    /// The error class name Mesh clients expect next to the code: one name per code, whichever
+    /// variant carries it (a handler's `Error::command("EFORBIDDEN", ..)` is a
+    /// `ForbiddenError` like [`Error::Forbidden`]); codes of the handler's own are
+    /// `CommandError`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Error::UnknownCommand(_) | Error::Command { .. } => "CommandError",
-            Error::Invalid(_) => "ValidationError",
-            Error::Forbidden => "ForbiddenError",
-            Error::Unavailable => "UnavailableError",
-            Error::Unknown | Error::NotDurable => "UnknownOutcomeError",
-            Error::VersionMismatch { .. } => "VersionMismatchError",
-            Error::Conflict => "ConflictError",
-            Error::Limit(_) => "LimitError",
-            Error::RateLimited => "RateLimitError",
-            Error::Auth(_) => "AuthError",
-            Error::Internal | Error::Config(_) => "ServerError",
-        }
+        name_of(self.code())
     }
 
     /// The JSON object sent as a failed request's payload.
@@ -128,6 +119,30 @@ impl Error {
             },
         }
     }
+}
+
+/// Every code the server itself sends, with its one name (docs/protocol.md, "Errors").
+pub const CODE_NAMES: [(&str, &str); 11] = [
+    ("EINVALID", "ValidationError"),
+    ("EFORBIDDEN", "ForbiddenError"),
+    ("ENOTFOUND", "CommandError"),
+    ("EUNAVAILABLE", "UnavailableError"),
+    ("EUNKNOWN", "UnknownOutcomeError"),
+    ("EVERSION", "VersionMismatchError"),
+    ("ECONFLICT", "ConflictError"),
+    ("ELIMIT", "LimitError"),
+    ("ERATELIMIT", "RateLimitError"),
+    ("EAUTH", "AuthError"),
+    ("ESERVER", "ServerError"),
+];
+
+/// The name that goes with `code`: its entry in [`CODE_NAMES`], else `CommandError` (a code a
+/// command handler chose).
+fn name_of(code: &str) -> &'static str {
+    CODE_NAMES
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map_or("CommandError", |(_, name)| name)
 }
 
 /// The payload of a failed request: `{"error", "code", "name"}`.
@@ -146,3 +161,42 @@ pub struct WireError {
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_comes_back_under_one_name() {
+        let every_variant = [
+            Error::Invalid("x".into()),
+            Error::Forbidden,
+            Error::UnknownCommand("x".into()),
+            Error::Unavailable,
+            Error::Unknown,
+            Error::NotDurable,
+            Error::VersionMismatch { current: 1 },
+            Error::Conflict,
+            Error::Limit("x".into()),
+            Error::RateLimited,
+            Error::Auth("x".into()),
+            Error::Internal,
+            Error::Config("x".into()),
+        ];
+        let handlers = CODE_NAMES
+            .iter()
+            .map(|(code, _)| Error::command(*code, "x"));
+        let mut seen = std::collections::HashMap::new();
+        for error in every_variant.into_iter().chain(handlers) {
+            let name = error.name();
+            let first = *seen.entry(error.code().to_owned()).or_insert(name);
+            assert_eq!(first, name, "{} under two names", error.code());
+        }
+        assert_eq!(
+            seen.len(),
+            CODE_NAMES.len(),
+            "a variant's code is missing from CODE_NAMES"
+        );
+        assert_eq!(Error::command("ENOPE", "x").name(), "CommandError");
+    }
+}

@@ -8,7 +8,7 @@
 //!   [`MetadataHook`].
 //! - [`auth`]: JWT verification (shared secret, PEM key or JWKS) and pluggable authentication
 //!   at the upgrade.
-//! - [`metrics`]: Prometheus metrics for `GET /metrics`.
+//! - [`metrics`]: metrics for `GET /metrics` (OpenMetrics text, scraped by Prometheus).
 //! - `protocol` (request/reply/push frames), `inflight` (back-pressure on a connection's
 //!   requests in flight), `outbox` (each session's byte-bounded outbound queue), `socket`
 //!   (cutting off TCP connections whose peer stopped reading): internal.
@@ -74,3 +74,8 @@ pub use socket::on_connect;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/extending.md's Rust snippets, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/extending.md")]
+pub struct ExtendingDoctests;

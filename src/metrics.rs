@@ -1,4 +1,4 @@
-//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//! Prometheus metrics, served at `GET /metrics` as OpenMetrics text.
 //!
 //! One set of metrics per process (a process runs one server). Updating a metric is a relaxed
 //! atomic operation, cheap enough for the per-delivery hot path.
@@ -264,7 +264,7 @@ impl Metrics {
             .clone()
     }
 
-    /// Everything, in the Prometheus text format.
+    /// Everything, as OpenMetrics text (which Prometheus scrapes).
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.

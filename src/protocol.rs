@@ -40,6 +40,8 @@ pub mod commands {
     pub const SUBSCRIBE_COLLECTION: &str = "mesh/subscribe-collection";
     /// Unsubscribe from a collection.
     pub const UNSUBSCRIBE_COLLECTION: &str = "mesh/unsubscribe-collection";
+    /// Pushed (an error object) for a frame that was dropped with no id to reply to.
+    pub const ERROR: &str = "mesh/error";
 }
 
 /// A request frame that parsed.
@@ -64,6 +66,8 @@ pub struct BadFrame {
     pub reason: String,
 }
 
+const ID_NOT_INTEGER: &str = "\"id\" must be an integer; the request was not run";
+
 /// Parses one inbound text frame. Never panics, whatever the input.
 pub fn parse_request(text: &str) -> Result<Request, BadFrame> {
     let bad = |id, command, reason: &str| BadFrame {
@@ -71,19 +75,28 @@ pub fn parse_request(text: &str) -> Result<Request, BadFrame> {
         command,
         reason: reason.to_owned(),
     };
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return Err(bad(None, None, "frame is not JSON"));
+    let value = match serde_json::from_str::<Value>(text) {
+        Ok(value) => value,
+        // serde_json's reason says where ("expected value at line 1 column 1").
+        Err(e) => return Err(bad(None, None, &format!("frame is not JSON: {e}"))),
     };
     let Value::Object(mut fields) = value else {
         return Err(bad(None, None, "frame is not a JSON object"));
     };
-    let id = match fields.remove("id") {
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n),
+    let command = match fields.remove("command") {
+        Some(Value::String(command)) => Some(command),
         _ => None,
     };
-    let command = match fields.remove("command") {
-        Some(Value::String(command)) => command,
-        _ => return Err(bad(id, None, "frame has no string \"command\"")),
+    let id = match fields.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n),
+        // Keepalive answers are never answered, so their id does not matter.
+        Some(_) if command.as_deref().is_some_and(is_keepalive) => None,
+        // Not run: no reply could carry this id back, and its sender waits for one.
+        Some(_) => return Err(bad(None, command, ID_NOT_INTEGER)),
+    };
+    let Some(command) = command else {
+        return Err(bad(id, None, "frame has no string \"command\""));
     };
     let payload = fields.remove("payload").unwrap_or(Value::Null);
     Ok(Request {
@@ -429,6 +442,27 @@ mod tests {
         assert_eq!(bad.id, Some(Number::from(9)));
         let bad = parse_request(r#"{"id":1.5,"command":7}"#).unwrap_err();
         assert_eq!(bad.id, None);
+        // An id that is not an integer: refused (not run), with the command kept for the log.
+        for text in [
+            r#"{"id":"1","command":"mesh/noop"}"#,
+            r#"{"id":1.5,"command":"mesh/noop"}"#,
+        ] {
+            let bad = parse_request(text).unwrap_err();
+            assert_eq!(bad.id, None, "{text}");
+            assert_eq!(bad.command.as_deref(), Some("mesh/noop"), "{text}");
+            assert!(bad.reason.contains("\"id\" must be an integer"), "{text}");
+        }
+        let not_json = parse_request("hello").unwrap_err().reason;
+        assert!(not_json.contains("line 1 column 1"), "{not_json}");
+        // A null id is no id; keepalive answers are read whatever their id.
+        assert_eq!(
+            parse_request(r#"{"id":null,"command":"x"}"#).unwrap().id,
+            None
+        );
+        assert_eq!(
+            parse_request(r#"{"id":"p","command":"pong"}"#).unwrap().id,
+            None
+        );
     }
 
     #[test]

@@ -123,6 +123,9 @@ impl Records {
     /// atomically: the function runs inside the record's actor, so no other write lands in
     /// between, and runs again on the fresh value if another instance wrote first. Returning an
     /// error refuses the write. The result is versioned, pushed and persisted like any write.
+    /// On success, the function's last run returned the value now at the outcome's version
+    /// (to answer with it, keep it from inside the function, as `examples/counter.rs` does:
+    /// reading the record afterwards may see a later write).
     ///
     /// ```no_run
     /// # async fn demo(records: mesh_records::Records) -> mesh_records::Result<()> {

@@ -62,6 +62,19 @@ impl AuthConfig {
     /// file or fetches the key set (and keeps it fresh on this thread's runtime); fails with
     /// [`Error::Config`] naming the setting and the reason when no key is usable.
     pub async fn jwt_verifier(&self) -> Result<Option<crate::auth::JwtVerifier>> {
+        self.verifier(true).await
+    }
+
+    /// Every check of [`AuthConfig::jwt_verifier`] that needs no network: the key source, the
+    /// algorithms, the key file (read and parsed); a key set is not fetched.
+    ///
+    /// Fails with [`Error::Config`] as `jwt_verifier` would.
+    pub(crate) async fn check_key_source(&self) -> Result<()> {
+        self.verifier(false).await.map(|_| ())
+    }
+
+    /// The verifier; with `fetch_jwks` false, `None` for a `jwks_url` once its settings passed.
+    async fn verifier(&self, fetch_jwks: bool) -> Result<Option<crate::auth::JwtVerifier>> {
         use crate::auth::{Jwks, JwtVerifier, parse_algorithm};
         let config = |key: &str, why: String| Error::Config(format!("auth.{key}: {why}"));
         let algorithms = self
@@ -101,6 +114,9 @@ impl AuthConfig {
             }
             (None, None, Some(url)) => {
                 needs_algorithms("jwks_url")?;
+                if !fetch_jwks {
+                    return Ok(None);
+                }
                 let min_refetch = std::time::Duration::from_secs(self.jwks_min_refetch_seconds);
                 let jwks = Jwks::fetch(url, min_refetch)
                     .await

@@ -116,11 +116,30 @@ impl RecordServerBuilder {
         self
     }
 
+    /// Checks the whole configuration without opening anything (no store, no database, no
+    /// socket, no key set fetched): `Config::validate`, the `[[collections.expose]]` and
+    /// `[[records.persist]]` rules, the token key source unless the app authenticates itself.
+    /// `start_with` runs it before binding, so a config error reads the same whether or not
+    /// the port is free.
+    ///
+    /// Fails with [`Error::Config`] naming the key at fault.
+    pub(super) async fn check_config(&self) -> Result<()> {
+        self.config.validate()?;
+        exposures_from_config(&self.config)?;
+        for rule in &self.config.records.persist {
+            PersistRule::try_from(rule)?;
+        }
+        if self.authenticator.is_none() {
+            self.config.auth.check_key_source().await?;
+        }
+        Ok(())
+    }
+
     /// Starts the actors. Call inside an actix system (for example in `#[actix_web::main]`).
     ///
     /// Fails with [`Error::Config`] on an invalid config or when the store cannot be reached.
     pub async fn build(self) -> Result<RecordServer> {
-        self.config.validate()?;
+        self.check_config().await?;
         let mut exposures = self.config.exposures()?;
         exposures.extend(self.exposures);
         let store = match self.store {

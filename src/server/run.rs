@@ -1,4 +1,4 @@
-//! Starting and stopping a whole server: [`start`] binds first and builds second, [`run`]
+//! Starting and stopping a whole server: [`start`] checks the config, binds, then builds; [`run`]
 //! waits for a signal, and [`RunningServer::stop`] fits in `[server] shutdown_timeout_ms`
 //! even when a database hangs.
 
@@ -73,16 +73,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
 /// Like [`start`], with a builder the caller extended (exposures, commands, store).
 ///
-/// The listener is bound first: a second instance started on a taken port fails at once,
-/// before it opens a database, restores records or starts any actor. It listens only once
-/// everything is ready: until then a client connecting is refused by the kernel (so a load
-/// balancer or an orchestrator sees "not up"), never accepted and left unanswered, and never
-/// accepted and then reset because the start failed.
+/// The config is checked first (`RecordServerBuilder::check_config`), then the listener is
+/// bound: a second instance started on a taken port fails at once, before it opens a
+/// database, restores records or starts any actor. It listens only once everything is ready:
+/// until then a client connecting is refused by the kernel (so a load balancer or an
+/// orchestrator sees "not up"), never accepted and left unanswered, and never accepted and
+/// then reset because the start failed.
 pub async fn start_with(config: Config, builder: RecordServerBuilder) -> Result<RunningServer> {
+    // Every config error first: the same config fails the same way whether the port is free.
+    builder.check_config().await?;
     let s = &config.server;
     let listener = super::http::bind_only((s.host.as_str(), s.port)).map_err(|e| {
         Error::Config(format!(
-            "server.host/server.port: cannot bind {}:{}: {e}",
+            "server.port: cannot bind {}:{}: {e} (is another server running there? choose \
+             another port with MESH_PORT or [server] port)",
             s.host, s.port
         ))
     })?;

@@ -41,7 +41,7 @@ impl SessionActor {
                         &Error::Invalid(bad.reason),
                     ));
                 }
-                None => log::debug!("session {}: dropped frame: {}", self.number, bad.reason),
+                None => self.frame_dropped(bad.reason),
             },
         }
     }
@@ -159,7 +159,15 @@ impl SessionActor {
     ) {
         let result = match resolved {
             Ok(leased) => return self.finish_subscribe(request, leased, permit, ctx),
-            Err(Error::Forbidden) => Ok(json!({ "success": false })),
+            Err(Error::Forbidden) => {
+                log::debug!(
+                    "session {}: subscribe to {:?} refused: not exposed for reading, or its read \
+                     guard said no",
+                    self.number,
+                    request.1.as_str()
+                );
+                Ok(json!({ "success": false }))
+            }
             Err(e) => Err(e),
         };
         self.pending_subscribes -= 1;
@@ -273,6 +281,14 @@ impl SessionActor {
                 // A registry that did not answer refused nothing.
                 if !matches!(e, Error::Internal) {
                     crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+                }
+                if matches!(e, Error::Forbidden) {
+                    log::debug!(
+                        "session {}: write to {:?} refused: not exposed as writable, or its \
+                         write guard said no",
+                        self.number,
+                        record_id.as_str()
+                    );
                 }
                 return self.reply(&id, CMD, Err(e));
             }

@@ -28,6 +28,7 @@ mod flow;
 mod hub;
 mod keepalive;
 mod large;
+mod mistakes;
 mod revoke;
 
 pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};
@@ -330,7 +331,7 @@ impl SessionActor {
             Ok(AggregatedMessage::Binary(bytes)) => match bytestring::ByteString::try_from(bytes) {
                 Ok(text) if text.len() > large::LARGE_FRAME_BYTES => self.handle_large(text, ctx),
                 Ok(text) => self.handle_text(&text, ctx),
-                Err(_) => log::debug!("session {}: dropped non-UTF-8 binary frame", self.number),
+                Err(_) => self.frame_dropped("binary frame is not UTF-8 text".into()),
             },
             Ok(AggregatedMessage::Ping(bytes)) => self.outbox.push_control(Outgoing::Pong(bytes)),
             Ok(AggregatedMessage::Pong(_)) => {

@@ -200,6 +200,11 @@ restore_pattern = "todo:%"
         stderr.contains(&format!("cannot bind 127.0.0.1:{port}")),
         "stderr: {stderr}"
     );
+    // The way out is named: the environment variable and the key.
+    assert!(
+        stderr.contains("MESH_PORT") && stderr.contains("[server] port"),
+        "stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(
         !stderr.contains("restor"),
@@ -209,6 +214,42 @@ restore_pattern = "todo:%"
         !db.exists(),
         "the database was opened before the port was ours"
     );
+    drop(taken);
+}
+
+#[test]
+fn a_config_error_reads_the_same_whether_or_not_the_port_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Each is found only by starting the server (not by `Config::load`), yet before binding.
+    let mistakes = [
+        // A members glob naming a capture group the pattern does not have.
+        (
+            "[[collections.expose]]\npattern = \"^list:\\\\w+$\"\nmembers = \"item:{1}:*\"\n",
+            "collections.expose[0].pattern: members \"item:{1}:*\": names a capture group",
+        ),
+        // A public key file that is not there.
+        (
+            "[auth]\njwt_public_key_file = \"/nonexistent/key.pem\"\nalgorithms = [\"RS256\"]\n",
+            "auth.jwt_public_key_file",
+        ),
+    ];
+    for (text, key) in mistakes {
+        let mut stderrs = Vec::new();
+        for port in [taken.local_addr().unwrap().port(), free_port()] {
+            let path = write_config(dir.path(), &format!("[server]\nport = {port}\n\n{text}"));
+            let output = mesh_records().arg("--config").arg(&path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(
+                !output.status.success(),
+                "{text:?} on port {port}: {stderr}"
+            );
+            assert!(stderr.contains(key), "{key} on port {port}: {stderr}");
+            assert!(!stderr.contains("cannot bind"), "port {port}: {stderr}");
+            stderrs.push(stderr.lines().last().unwrap_or_default().to_owned());
+        }
+        assert_eq!(stderrs[0], stderrs[1], "{text:?}");
+    }
     drop(taken);
 }
 

@@ -116,6 +116,70 @@ async fn malformed_frames_never_wedge_the_session() {
     server.stop().await;
 }
 
+/// Waits for the `mesh/error` push and checks it is `EINVALID` saying `about`.
+async fn expect_error(client: &mut Client, about: &str) {
+    let push = client.next_push_of("mesh/error").await;
+    let payload = &push["payload"];
+    assert_eq!(
+        (&payload["code"], &payload["name"]),
+        (&json!("EINVALID"), &json!("ValidationError")),
+        "{push}"
+    );
+    let message = payload["error"].as_str().unwrap();
+    assert!(message.contains(about), "{about:?} in {push}");
+}
+
+#[actix_web::test]
+async fn frames_with_no_id_to_reply_to_are_answered_by_a_mesh_error_push() {
+    let server = start(
+        Backend::Memory,
+        "[[records.expose]]\npattern = \"^doc:\"\nwritable = true\n",
+    )
+    .await;
+    let mut client = server.client().await;
+    client.send_text("hello").await;
+    expect_error(
+        &mut client,
+        "frame is not JSON: expected value at line 1 column 1",
+    )
+    .await;
+    client.send_text("[1]").await;
+    expect_error(&mut client, "not a JSON object").await;
+    client.send_text(r#"{"payload":{}}"#).await;
+    expect_error(&mut client, "no string \"command\"").await;
+    client.send_binary(&[0xff, 0xfe]).await;
+    expect_error(&mut client, "not UTF-8").await;
+    // An id that is not an integer: the request is not run (its sender would wait forever for
+    // a reply that cannot carry that id).
+    client
+        .send_json(&json!({"id": "1", "command": "mesh/publish-record-update",
+            "payload": {"recordId": "doc:1", "newValue": {"a": 1}}}))
+        .await;
+    expect_error(&mut client, "\"id\" must be an integer").await;
+    assert_eq!(server.records().get_record("doc:1").await.unwrap(), None);
+    // Frames without an id that are well formed are run and never answered: no push.
+    client
+        .send_json(&json!({"command": "mesh/publish-record-update",
+            "payload": {"recordId": "doc:2", "newValue": {"a": 1}}}))
+        .await;
+    client
+        .send_json(&json!({"id": "x", "command": "pong"}))
+        .await;
+    assert_eq!(client.request("mesh/noop", json!({})).await, json!(true));
+    assert!(
+        server
+            .records()
+            .get_record("doc:2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    client
+        .assert_no_record_push(Duration::from_millis(100))
+        .await;
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn null_frame_right_after_connecting_is_harmless() {
     let server = start(Backend::Memory, "").await;
@@ -253,14 +317,17 @@ async fn clients_cannot_set_their_own_metadata() {
         .request("mesh/set-my-connection-metadata", json!({"userId": "5"}))
         .await;
     assert_eq!(reply["code"], "EFORBIDDEN");
+    // One name per code: the same as a refused write's (docs/protocol.md, "Errors").
+    assert_eq!(reply["name"], "ForbiddenError");
     let reply = client
         .request("mesh/get-my-connection-metadata", json!({}))
         .await;
     assert_eq!(reply, json!({"metadata": null}));
     // And so cannot pass a guard written for user 5.
+    let refused = client.publish("user:5", json!({"name": "mallory"})).await;
     assert_eq!(
-        client.publish("user:5", json!({"name": "mallory"})).await["code"],
-        "EFORBIDDEN"
+        (&refused["code"], &refused["name"]),
+        (&json!("EFORBIDDEN"), &json!("ForbiddenError"))
     );
     server.stop().await;
 }

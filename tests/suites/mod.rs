@@ -9,6 +9,7 @@ mod collection_faults;
 mod collection_resolvers;
 mod collections;
 mod connection;
+mod docs_refs;
 mod extensions;
 mod faults;
 mod hostile;
