@@ -10,7 +10,8 @@ use crate::access::Exposure;
 use crate::actors::record::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, UpdateRecord, WriteOutcome,
 };
-use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers, send_to_record};
+use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers};
+use crate::actors::route::RecordRoute;
 use crate::error::{Error, Result};
 use crate::record::{RecordId, Strategy, Version, Versioned};
 use actix::Addr;
@@ -23,8 +24,7 @@ use std::time::Duration;
 /// code that acts for a client (a custom command) checks what that client may touch.
 #[derive(Clone)]
 pub struct Records {
-    registry: Addr<RegistryActor>,
-    directory: Arc<Directory>,
+    route: RecordRoute,
     max_record_id_bytes: usize,
     live_records: Arc<AtomicUsize>,
 }
@@ -36,21 +36,15 @@ impl Records {
         live_records: Arc<AtomicUsize>,
     ) -> Self {
         Records {
-            registry,
-            directory,
+            route: RecordRoute::new(registry, directory),
             max_record_id_bytes,
             live_records,
         }
     }
 
-    /// The registry, for the sessions that resolve access through it.
-    pub(crate) fn registry(&self) -> &Addr<RegistryActor> {
-        &self.registry
-    }
-
-    /// Where sessions resolve access without a message when no guard has to run.
-    pub(crate) fn directory(&self) -> &Directory {
-        &self.directory
+    /// The route to record actors, for the sessions (the same one these methods take).
+    pub(crate) fn route(&self) -> &RecordRoute {
+        &self.route
     }
 
     /// Longest record id accepted (`[server] max_record_id_bytes`).
@@ -58,15 +52,14 @@ impl Records {
         self.max_record_id_bytes
     }
 
-    /// Sends `msg` to the record's actor: the live one straight from the directory, or one
-    /// the registry starts.
+    /// Sends `msg` to the record's actor, through the route (no access check: server code).
     async fn send<M>(&self, id: &RecordId, msg: M) -> Result<M::Result>
     where
         M: actix::Message + Clone + Send + 'static,
         M::Result: Send,
         crate::actors::record::RecordActor: actix::Handler<M>,
     {
-        send_to_record(&self.registry, id, self.directory.lease(id), msg).await
+        self.route.send(id, None, msg).await
     }
 
     fn record_id(&self, id: &str) -> Result<RecordId> {
@@ -187,14 +180,14 @@ impl Records {
 
     /// Adds an exposure at runtime, after all existing ones.
     pub fn expose(&self, exposure: Exposure) {
-        self.directory.expose(exposure);
+        self.route.expose(exposure);
     }
 
     /// Moves record actors off the HTTP workers before they stop (see `ReleaseWorkers`):
     /// waits up to `within` for those living there to finish what they are doing and retire.
     /// Returns how many were still there at the deadline.
     pub(crate) async fn release_workers(&self, within: Duration) -> usize {
-        let Ok(leaving) = self.registry.send(ReleaseWorkers).await else {
+        let Ok(leaving) = self.route.registry().send(ReleaseWorkers).await else {
             return 0;
         };
         let deadline = tokio::time::Instant::now() + within;

@@ -5,3 +5,4 @@
 pub mod persistence;
 pub(crate) mod record;
 pub(crate) mod registry;
+pub(crate) mod route;

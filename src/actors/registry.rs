@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 /// A handed-out record actor address: the actor does not stop while its lease is held.
 /// Hold it until the message sent with it has been answered.
@@ -58,8 +57,9 @@ impl Drop for Lease {
 pub struct Leased {
     /// The actor.
     pub addr: Addr<RecordActor>,
-    /// Held until the message sent to `addr` has been answered.
-    pub lease: Lease,
+    /// Held (never read) until the message sent to `addr` has been answered: dropping it
+    /// lets the actor retire.
+    _lease: Lease,
 }
 
 /// Checks access to a record for a connection and returns its actor.
@@ -158,7 +158,7 @@ impl Directory {
         let found = live.get(id).filter(|live| live.addr.connected())?;
         Some(Leased {
             addr: found.addr.clone(),
-            lease: Lease::new(&found.leases),
+            _lease: Lease::new(&found.leases),
         })
     }
 
@@ -223,7 +223,7 @@ impl RegistryActor {
         if let Some(found) = live.get(id).filter(|found| found.addr.connected()) {
             return Leased {
                 addr: found.addr.clone(),
-                lease: Lease::new(&found.leases),
+                _lease: Lease::new(&found.leases),
             };
         }
         let Some(env) = self.env.clone() else {
@@ -249,7 +249,10 @@ impl RegistryActor {
                 on_worker: near.is_some(),
             },
         );
-        Leased { addr, lease }
+        Leased {
+            addr,
+            _lease: lease,
+        }
     }
 }
 
@@ -352,44 +355,4 @@ impl Handler<RecordActorStopped> for RegistryActor {
             live.remove(&msg.id);
         }
     }
-}
-
-/// Sends `msg` to the record's actor, replacing an actor that stopped in the meantime.
-///
-/// `first` is an actor already resolved (for example by an access check), with its lease.
-/// Fails with
-/// [`Error::Unavailable`] when no actor could take the message (its record could not load).
-pub async fn send_to_record<M>(
-    registry: &Addr<RegistryActor>,
-    id: &RecordId,
-    first: Option<Leased>,
-    msg: M,
-) -> Result<M::Result, Error>
-where
-    M: Message + Clone + Send + 'static,
-    M::Result: Send,
-    RecordActor: Handler<M>,
-{
-    let mut leased = first;
-    for attempt in 0..8u64 {
-        let target = match leased.take() {
-            Some(target) => target,
-            None => registry
-                .send(GetRecordActor { id: id.clone() })
-                .await
-                .map_err(|_| Error::Internal)?,
-        };
-        // The lease lives until the answer is in.
-        match target.addr.send(msg.clone()).await {
-            Ok(result) => return Ok(result),
-            Err(MailboxError::Closed) => {
-                // The actor stopped (its load failed); give it a moment to be forgotten and
-                // try a fresh one.
-                drop(target);
-                actix::clock::sleep(Duration::from_millis(attempt * 5)).await;
-            }
-            Err(MailboxError::Timeout) => return Err(Error::Unavailable),
-        }
-    }
-    Err(Error::Unavailable)
 }

@@ -6,7 +6,8 @@ use super::large::ValueSize;
 use super::{ActiveSubscription, SessionActor};
 use crate::access::Operation;
 use crate::actors::record::{ApplyWrite, Subscribe, Unsubscribe};
-use crate::actors::registry::{Leased, ResolveAccess, send_to_record};
+use crate::actors::registry::Leased;
+use crate::actors::route::Access;
 use crate::commands::{CommandContext, Commands};
 use crate::error::Error;
 use crate::inflight::Permit;
@@ -134,20 +135,14 @@ impl SessionActor {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<Leased, Error>, &mut Context<Self>) + 'static,
     ) {
-        let directory = self.services.records.directory();
-        if let Some(resolved) = directory.resolve_now(record_id, op) {
-            return then(self, resolved, ctx);
+        let route = self.services.records.route();
+        match route.resolve(record_id, op, &self.connection) {
+            Access::Now(resolved) => then(self, resolved, ctx),
+            Access::Later(resolving) => resolving
+                .into_actor(self)
+                .map(move |resolved, act, ctx| then(act, resolved, ctx))
+                .wait(ctx),
         }
-        let resolve = self.services.records.registry().send(ResolveAccess {
-            id: record_id.clone(),
-            op,
-            connection: self.connection.clone(),
-            near: Some(Arbiter::current()),
-        });
-        resolve
-            .into_actor(self)
-            .map(move |resolved, act, ctx| then(act, resolved.unwrap_or(Err(Error::Internal)), ctx))
-            .wait(ctx);
     }
 
     fn subscribe_resolved(
@@ -192,13 +187,13 @@ impl SessionActor {
             reply_to: request_id.clone(),
             since,
         };
-        let registry = self.services.records.registry().clone();
         let addr = leased.addr.clone();
-        let id = record_id.clone();
         // The metadata the read guard just ran with; if it changes before the subscription is
         // in place, the recheck of the others would miss this one.
         let seen = self.connection.metadata_changes();
-        async move { send_to_record(&registry, &id, Some(leased), message).await }
+        let route = self.services.records.route();
+        route
+            .send(&record_id, Some(leased), message)
             .into_actor(self)
             .map(move |result, act, ctx| {
                 drop(permit);
@@ -293,27 +288,19 @@ impl SessionActor {
                 return self.reply(&id, CMD, Err(e));
             }
         };
-        // Enqueue now, before the next request is read, to keep this client's order.
-        // The lease keeps the actor from stopping until it has answered, so the message
-        // cannot be dropped and resent behind a later one.
-        let Leased { addr, lease } = leased;
-        let first = addr.send(message.clone());
-        let registry = self.services.records.registry().clone();
-        async move {
-            let result = match first.await {
-                Ok(result) => Ok(result),
-                Err(_) => send_to_record(&registry, &record_id, None, message).await,
-            };
-            drop(lease);
-            result
-        }
-        .into_actor(self)
-        .map(move |result, act, _| {
-            let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
-            act.reply(&id, CMD, result);
-            drop(permit);
-        })
-        .spawn(ctx);
+        // Queued on the actor now, before the next request is read, to keep this client's
+        // order; its lease keeps the actor from stopping until it has answered, so the
+        // message cannot be dropped and resent behind a later one.
+        let route = self.services.records.route();
+        route
+            .send(&record_id, Some(leased), message)
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
+                act.reply(&id, CMD, result);
+                drop(permit);
+            })
+            .spawn(ctx);
     }
 
     fn set_metadata(&mut self, id: Option<Number>, payload: Value, ctx: &mut Context<Self>) {

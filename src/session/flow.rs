@@ -4,7 +4,6 @@
 
 use super::{CLOSE_SLOW_CONSUMER, SessionActor};
 use crate::actors::record::ResyncSubscriber;
-use crate::actors::registry::send_to_record;
 use crate::outbox::Signal;
 use actix::prelude::*;
 use actix_ws::CloseCode;
@@ -122,13 +121,17 @@ impl SessionActor {
         self.congestion_epoch += 1;
         self.outbox.clear_congestion();
         for record_id in self.outbox.stale_records() {
-            let registry = self.services.records.registry().clone();
             let outbox = self.outbox.clone();
             let message = ResyncSubscriber {
                 session: self.number,
             };
+            let resync = self
+                .services
+                .records
+                .route()
+                .send(&record_id, None, message);
             actix::spawn(async move {
-                let subscribed = send_to_record(&registry, &record_id, None, message).await;
+                let subscribed = resync.await;
                 if !matches!(subscribed, Ok(true)) {
                     outbox.forget_stale(&record_id);
                 }

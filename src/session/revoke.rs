@@ -45,11 +45,11 @@ impl SessionActor {
         subscriptions: Vec<Checked>,
         ctx: &mut Context<Self>,
     ) {
-        let directory = self.services.records.directory();
+        let route = self.services.records.route();
         let mut refused = Vec::new();
         let mut guarded = Vec::new();
         for (id, token) in subscriptions {
-            match directory.decide(&id, Operation::Read) {
+            match route.decide(&id, Operation::Read) {
                 Decision::Allowed => {}
                 Decision::NotExposed => refused.push((id, token)),
                 Decision::Guarded(guard) => guarded.push((id, token, guard)),

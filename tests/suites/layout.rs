@@ -317,3 +317,35 @@ fn the_cycle_check_sees_use_trees_and_relative_paths() {
     assert!(has("store::changes::parse"));
     assert!(has("store::history::x"));
 }
+
+/// docs/architecture.md: one route to record actors (`src/actors/route.rs`). Only the route,
+/// the registry it asks and the record actor itself name the ways to find a record's actor;
+/// everything else (sessions, `Records`, the admin API, collections) goes through the route.
+#[test]
+fn record_actors_are_reached_only_through_the_route() {
+    const WAYS_IN: [&str; 5] = [
+        "GetRecordActor",
+        "ResolveAccess",
+        "resolve_now(",
+        "directory.lease(",
+        "send_to_record",
+    ];
+    let (src, files) = src_files();
+    let allowed = |file: &Path| {
+        let relative = file.strip_prefix(&src).unwrap();
+        relative.starts_with("actors/record")
+            || relative == Path::new("actors/route.rs")
+            || relative == Path::new("actors/registry.rs")
+    };
+    let mut found = Vec::new();
+    for file in files.iter().filter(|file| !allowed(file)) {
+        let code = code_of(&std::fs::read_to_string(file).unwrap());
+        for way in WAYS_IN.iter().filter(|way| code.contains(**way)) {
+            found.push(format!("{}: {way}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "record actors reached around the route: {found:?}"
+    );
+}
