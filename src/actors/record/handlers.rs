@@ -17,7 +17,6 @@ use crate::record::{Frame, Version, Versioned, full_frame, patch_frame};
 use crate::store::Stored;
 use actix::prelude::*;
 use serde_json::{Number, Value};
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// The reply to a subscribe, as `joining` decided.
@@ -115,7 +114,7 @@ impl RecordActor {
         let (reply, outcome) = oneshot::channel();
         let write = QueuedWrite {
             change,
-            queued_at: Instant::now(),
+            queued_at: super::now(),
             expected_version,
             reply,
         };

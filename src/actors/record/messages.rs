@@ -31,6 +31,9 @@ pub struct RecordSettings {
     pub max_pending_writes: usize,
     /// How much history each record keeps (resume, the admin API's history).
     pub history: crate::store::HistoryLimits,
+    /// How long the actor waits for the store in each situation (not configurable: the
+    /// defaults; tests shorten them).
+    pub deadlines: super::state::Deadlines,
 }
 
 impl RecordSettings {
@@ -48,6 +51,7 @@ impl RecordSettings {
             max_write_batch_bytes: s.max_write_batch_bytes,
             max_pending_writes: s.max_pending_writes,
             history: config.records.history(),
+            deadlines: Default::default(),
         }
     }
 }

@@ -95,6 +95,11 @@ pub struct RecordActor {
     persist_route: Option<(u64, Option<PersistenceHandle>)>,
 }
 
+/// The core's clock: tokio's, so that tests on paused time move the core's deadlines too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// How often a leaving actor checks whether it is idle.
 const LEAVING_CHECK: Duration = Duration::from_millis(10);
 
@@ -128,6 +133,7 @@ impl RecordActor {
             },
             max_pending: settings.max_pending_writes.max(1),
             history: settings.history,
+            deadlines: settings.deadlines,
         }
     }
 
@@ -207,7 +213,7 @@ impl RecordActor {
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        let effects = event(core, Instant::now());
+        let effects = event(core, now());
         let mut held = Held::default();
         for effect in effects {
             self.carry_out(effect, &mut held, ctx);

@@ -37,22 +37,40 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a write keeps being re-applied after losing races before it fails with
-/// `ECONFLICT`.
-pub(crate) const CONFLICT_DEADLINE: Duration = Duration::from_secs(10);
-/// How long to wait for the published changes that explain a lost race before reloading.
-pub(crate) const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
-/// How long to keep asking the store what became of a call whose answer was lost.
-pub(crate) const CHECK_DEADLINE: Duration = Duration::from_secs(3);
-/// Pause between two such questions.
-pub(crate) const CHECK_RETRY: Duration = Duration::from_millis(250);
 /// How far a write-back after data loss moves the version on. Another instance may have been
 /// further ahead than we are when the store lost the record (it had applied versions we never
 /// heard of); writing ours back at our own version would let the next write reuse one of
 /// those versions for another value. A version after the jump was never shown by anyone.
 pub(crate) const WRITE_BACK_JUMP: Version = 1_000_000;
-/// Pause before reading the store again after a failed reload.
-pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(1);
+
+/// Every deadline and pause the core asks for (the defaults are the server's; tests shorten
+/// them, and the core never reads a clock: `now` comes with each event).
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// How long a write keeps being re-applied after losing races before it fails with
+    /// `ECONFLICT`.
+    pub conflict: Duration,
+    /// How long to wait for the published changes that explain a lost race before reloading.
+    pub catch_up: Duration,
+    /// How long to keep asking the store what became of a call whose answer was lost.
+    pub check: Duration,
+    /// Pause between two such questions.
+    pub check_retry: Duration,
+    /// Pause before reading the store again after a failed reload.
+    pub reload_retry: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            conflict: Duration::from_secs(10),
+            catch_up: Duration::from_millis(500),
+            check: Duration::from_secs(3),
+            check_retry: Duration::from_millis(250),
+            reload_retry: Duration::from_secs(1),
+        }
+    }
+}
 
 /// An answer and where it goes: a write's outcome only ever to a write's reply.
 pub(crate) enum Reply<R: Replies> {
@@ -204,6 +222,8 @@ pub(crate) struct CoreLimits {
     pub max_pending: usize,
     /// How much history to keep (here and in the store).
     pub history: HistoryLimits,
+    /// The deadlines and pauses.
+    pub deadlines: Deadlines,
 }
 
 /// A record's state machine (see the module docs).

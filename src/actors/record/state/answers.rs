@@ -29,7 +29,7 @@ impl<R: Replies> Core<R> {
                 self.set_phase(Phase::Checking {
                     call: Call::Write { plan, expected, op },
                     asking: true,
-                    deadline: now + CHECK_DEADLINE,
+                    deadline: now + self.limits.deadlines.check,
                 });
                 return out;
             }
@@ -104,7 +104,7 @@ impl<R: Replies> Core<R> {
                         if_version,
                     },
                     asking: true,
-                    deadline: now + CHECK_DEADLINE,
+                    deadline: now + self.limits.deadlines.check,
                 });
                 return out;
             }
@@ -134,7 +134,11 @@ impl<R: Replies> Core<R> {
                     asking: false,
                     deadline,
                 });
-                out.push(Self::arm(Timer::Check, CHECK_RETRY, self.epoch));
+                out.push(Self::arm(
+                    Timer::Check,
+                    self.limits.deadlines.check_retry,
+                    self.epoch,
+                ));
                 return out;
             }
             Err(e) => {
@@ -276,7 +280,11 @@ impl<R: Replies> Core<R> {
         match timer {
             Timer::Reload if self.stale => {
                 if self.busy() {
-                    out.push(Self::arm(Timer::Reload, RELOAD_RETRY, self.epoch));
+                    out.push(Self::arm(
+                        Timer::Reload,
+                        self.limits.deadlines.reload_retry,
+                        self.epoch,
+                    ));
                 } else {
                     self.reload(&mut out);
                 }

@@ -15,7 +15,11 @@ impl<R: Replies> Core<R> {
     /// A reload could not happen: try again later.
     pub(super) fn owe_reload(&mut self, out: &mut Effects<R>) {
         self.stale = true;
-        out.push(Self::arm(Timer::Reload, RELOAD_RETRY, self.epoch));
+        out.push(Self::arm(
+            Timer::Reload,
+            self.limits.deadlines.reload_retry,
+            self.epoch,
+        ));
     }
 
     /// Takes the store's state as the truth (see the module docs). `follow`: after a lost
@@ -30,7 +34,11 @@ impl<R: Replies> Core<R> {
                     self.set_phase(Phase::CatchingUp {
                         target: current.version,
                     });
-                    out.push(Self::arm(Timer::CatchUp, CATCH_UP_WAIT, self.epoch));
+                    out.push(Self::arm(
+                        Timer::CatchUp,
+                        self.limits.deadlines.catch_up,
+                        self.epoch,
+                    ));
                 }
                 Some(value) => {
                     let (value, version) = (Arc::clone(value), current.version);
@@ -138,7 +146,7 @@ impl<R: Replies> Core<R> {
     /// record's new state; those past their deadline fail.
     pub(super) fn requeue(&mut self, plan: Plan<R::Write>, now: Instant, out: &mut Effects<R>) {
         for write in plan.writes.into_iter().rev() {
-            if now.duration_since(write.queued_at) < CONFLICT_DEADLINE {
+            if now.duration_since(write.queued_at) < self.limits.deadlines.conflict {
                 out.push(Effect::Count(Counted::ConflictRetried));
                 self.pending.push_front(Op::Write(write));
             } else {

@@ -36,7 +36,7 @@ fn a_store_that_cannot_be_asked_gives_unknown_then_a_reload() {
     h.write(1, json!(2), Strategy::Replace);
     assert!(h.take_seen().is_empty(), "still asking");
     h.fire(Timer::Check);
-    h.now += super::super::state::CHECK_DEADLINE + Duration::from_secs(1);
+    h.now += Deadlines::default().check + Duration::from_secs(1);
     h.fire(Timer::Check);
     assert_eq!(h.take_seen(), vec![reply(1, "EUNKNOWN")]);
     // Once the store answers, the write that did happen reaches subscribers.

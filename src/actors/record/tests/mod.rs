@@ -7,7 +7,7 @@
 //! `conflicts` (other instances' changes, gaps, reconnects, a store that lost everything).
 
 use super::queue::{BatchLimits, Change, QueuedWrite, Replies};
-use super::state::{Core, CoreLimits, Effect, Reply, Timer, WRITE_BACK_JUMP};
+use super::state::{Core, CoreLimits, Deadlines, Effect, Reply, Timer, WRITE_BACK_JUMP};
 use crate::metrics::Outcome as Counted;
 use crate::record::{RecordId, Strategy, Version};
 use crate::store::{HistoryLimits, RemoteChange, Stored};
@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod actor;
 mod conflicts;
 mod fake_store;
 mod joining;
@@ -71,6 +72,7 @@ fn limits() -> CoreLimits {
             versions: 10,
             bytes: 1 << 20,
         },
+        deadlines: Deadlines::default(),
     }
 }
 
