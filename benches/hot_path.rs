@@ -5,8 +5,8 @@
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mesh_records::access::{Exposure, ExposureTable, Operation};
 use mesh_records::collections::index::GlobIndex;
+use mesh_records::model::{Glob, RecordId, change_patch, full_frame, patch_frame};
 use mesh_records::outbox::Outbox;
-use mesh_records::record::{Glob, RecordId, change_patch, full_frame, patch_frame};
 use serde_json::{Value, json};
 use std::hint::black_box;
 

@@ -15,7 +15,7 @@ use mesh_records::RecordId;
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistenceActor, PersistenceOptions,
 };
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistedRecord, PersistenceAdapter, PostgresAdapter, SqliteAdapter, restore,
 };
 use mesh_records::store::MemoryStore;

@@ -6,7 +6,7 @@
 //! at its version. The table is `mesh_example.records`.
 
 use mesh_records::config::{PersistenceBackend, PersistenceConfig};
-use mesh_records::persistence::{PersistOptions, PersistRule};
+use mesh_records::database::{PersistOptions, PersistRule};
 use mesh_records::{Config, Exposure, Strategy};
 use serde_json::json;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! that returns an error or panics denies.
 
 use crate::connection::Connection;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use regex::Regex;
 use std::future::Future;
 use std::pin::Pin;

@@ -3,7 +3,8 @@
 //!
 //! # Layout (from the bottom up; `tests/suites/layout.rs` keeps the dependencies one way)
 //! - [`error`]: the one error type and its stable wire codes.
-//! - [`record`]: ids, versions, write strategies, push frames, id globs (pure code).
+//! - [`model`]: the record model: ids, versions, write strategies, push frames, id globs (pure
+//!   code).
 //! - [`connection`]: a connection's id and metadata as guards and handlers see them, and the
 //!   [`MetadataHook`].
 //! - [`auth`]: JWT verification (shared secret, PEM key or JWKS) and pluggable authentication
@@ -17,7 +18,8 @@
 //!   internal).
 //! - [`store`]: the store boundary, `MemoryStore`, and `RedisStore` with its pub/sub router.
 //! - [`config`]: the TOML configuration, defaults, environment overrides, validation.
-//! - [`persistence`]: the database boundary, SQLite and PostgreSQL adapters, rules, restore.
+//! - [`database`]: the persistence database boundary, SQLite and PostgreSQL adapters, rules,
+//!   restore.
 //! - [`actors`]: `RecordActor`, `RegistryActor`, `PersistenceActor` (the engine).
 //! - [`collections`]: live lists of records (`mesh/subscribe-collection`): exposures, the
 //!   per-collection actor and the change feed that drives it.
@@ -40,15 +42,19 @@ mod demo;
 pub mod error;
 mod inflight;
 pub mod metrics;
-// Public only for the outbox micro-benchmark (benches/hot_path.rs); not an extension point.
 mod origin;
+// Public only with the `bench` feature, for the outbox micro-benchmark (benches/hot_path.rs);
+// not an extension point.
+pub mod database;
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod outbox;
-pub mod persistence;
+#[cfg(not(feature = "bench"))]
+mod outbox;
 // Public only for the fuzz targets (fuzz/fuzz_targets/frames.rs); not an extension point.
+pub mod model;
 #[doc(hidden)]
 pub mod protocol;
-pub mod record;
 pub mod records;
 pub mod server;
 mod session;
@@ -63,9 +69,9 @@ pub use commands::{CommandContext, CommandRequest, CommandResult};
 pub use config::Config;
 pub use connection::Connection;
 pub use connection::MetadataHook;
+pub use database::{PersistOptions, PersistRule};
 pub use error::{Error, Result};
-pub use persistence::{PersistOptions, PersistRule};
-pub use record::{Mode, RecordId, Strategy, Version, Versioned};
+pub use model::{Mode, RecordId, Strategy, Version, Versioned};
 pub use records::Records;
 pub use server::{RecordServer, RunningServer, StopReport, run, start, start_with};
 pub use socket::on_connect;

@@ -254,10 +254,10 @@ impl Metrics {
     }
 
     /// The gauge of subscriptions in `mode`.
-    pub fn subscriptions(&self, mode: crate::record::Mode) -> Gauge {
+    pub fn subscriptions(&self, mode: crate::model::Mode) -> Gauge {
         let mode = match mode {
-            crate::record::Mode::Full => "full",
-            crate::record::Mode::Patch => "patch",
+            crate::model::Mode::Full => "full",
+            crate::model::Mode::Patch => "patch",
         };
         self.subscriptions
             .get_or_create(&ModeLabels { mode })

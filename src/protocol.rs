@@ -4,7 +4,7 @@
 //! id and command; pushes have no id. See `docs/protocol.md`.
 
 use crate::Error;
-use crate::record::{Frame, Mode, RecordId, Strategy};
+use crate::model::{Frame, Mode, RecordId, Strategy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};

@@ -13,7 +13,7 @@ use crate::actors::record::{
 use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers};
 use crate::actors::route::RecordRoute;
 use crate::error::{Error, Result};
-use crate::record::{RecordId, Strategy, Version, Versioned};
+use crate::model::{RecordId, Strategy, Version, Versioned};
 use actix::Addr;
 use serde_json::Value;
 use std::sync::Arc;

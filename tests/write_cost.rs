@@ -5,7 +5,7 @@
 //!
 //! Its own test binary: the global allocator here counts the bytes live on this thread.
 
-use mesh_records::record::{
+use mesh_records::model::{
     RecordId, Strategy as How, apply_strategy, change_patch, full_frame, patch_frame,
     serialized_len,
 };

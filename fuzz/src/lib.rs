@@ -5,7 +5,7 @@
 //! straight from fuzz bytes) assert exactly the same things.
 
 use arbitrary::Unstructured;
-use mesh_records::record::{RecordId, Strategy, apply_strategy, full_frame, patch_frame};
+use mesh_records::model::{RecordId, Strategy, apply_strategy, full_frame, patch_frame};
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 
@@ -154,7 +154,7 @@ fn long_text(u: &mut Unstructured) -> arbitrary::Result<String> {
 /// The patch sent to patch-mode subscribers for `old` → `new`, or `None` when it would be
 /// longer than `max_bytes` (then the full value is sent instead): the server's bounded diff.
 pub fn diff_within(old: &Value, new: &Value, max_bytes: usize) -> Option<Value> {
-    let patch = mesh_records::record::bounded_diff(old, new, max_bytes)?;
+    let patch = mesh_records::model::bounded_diff(old, new, max_bytes)?;
     let len = serde_json::to_vec(&patch)
         .expect("a JSON value serializes")
         .len();

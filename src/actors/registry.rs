@@ -28,7 +28,7 @@ use super::record::{
 use crate::access::{Decision, Exposure, ExposureTable, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use crate::store::SharedStore;
 use actix::prelude::*;
 use std::collections::HashMap;

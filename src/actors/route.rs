@@ -19,7 +19,7 @@ use super::registry::{Directory, GetRecordActor, Leased, RegistryActor, ResolveA
 use crate::access::{Decision, Exposure, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use actix::prelude::*;
 use std::future::Future;
 use std::pin::Pin;

@@ -12,7 +12,7 @@ mod refusal;
 
 use crate::collections::Collections;
 use crate::error::Error;
-use crate::record::Strategy;
+use crate::model::Strategy;
 use crate::records::Records;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;

@@ -6,8 +6,8 @@
 //! The snapshot wraps each member as `{"id", "record"}`; diffs send members bare, and the
 //! client wraps them itself.
 
+use crate::model::{Frame, RecordId};
 use crate::protocol::{self, commands};
-use crate::record::{Frame, RecordId};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Number, Value, json};

@@ -6,7 +6,7 @@
 //! no collection can hold costs a few lookups, whatever the number of collections, and
 //! nothing at all when none is active.
 
-use crate::record::Glob;
+use crate::model::Glob;
 use std::collections::{BTreeMap, HashMap};
 
 /// The entries filed under one literal prefix: key, glob, entry.

@@ -5,7 +5,7 @@
 //! Order: ascending by the value at the sort pointer (see [`SortKey`]), ties and unsorted
 //! collections by record id. Computed once per change for every subscriber.
 
-use crate::record::{RecordId, Version, Versioned};
+use crate::model::{RecordId, Version, Versioned};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};

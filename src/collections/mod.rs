@@ -29,7 +29,7 @@ pub use rule::{CollectionExposure, CollectionTable};
 
 use crate::actors::registry::Directory;
 use crate::error::Error;
-use crate::record::{Glob, RecordId};
+use crate::model::{Glob, RecordId};
 use crate::store::{FeedEvent, SharedStore, StoreError, WatchToken};
 use actix::prelude::*;
 use actor::{Admission, CollectionActor, Feed, Join};
@@ -278,7 +278,7 @@ impl Collections {
         sort: Option<&str>,
         offset: usize,
         count: usize,
-    ) -> crate::Result<Vec<(RecordId, crate::record::Versioned)>> {
+    ) -> crate::Result<Vec<(RecordId, crate::model::Versioned)>> {
         let glob = Glob::new(glob).map_err(Error::Invalid)?;
         let listed = self
             .hub
@@ -298,7 +298,7 @@ impl Collections {
             .take(count)
             .filter_map(|id| {
                 let m = ordered.get(&id)?;
-                let record = crate::record::Versioned {
+                let record = crate::model::Versioned {
                     value: m.value.clone(),
                     version: m.version,
                 };
@@ -313,7 +313,7 @@ impl Collections {
     pub async fn members(
         &self,
         id: &str,
-    ) -> crate::Result<Option<Vec<(RecordId, crate::record::Versioned)>>> {
+    ) -> crate::Result<Option<Vec<(RecordId, crate::model::Versioned)>>> {
         let Ok(id) = RecordId::parse(id, usize::MAX) else {
             return Ok(None);
         };

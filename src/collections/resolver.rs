@@ -9,7 +9,7 @@
 //! connection sees.
 
 use crate::connection::Connection;
-use crate::record::{Glob, RecordId, Versioned};
+use crate::model::{Glob, RecordId, Versioned};
 use crate::store::SharedStore;
 use futures_util::future::join_all;
 use std::collections::HashSet;

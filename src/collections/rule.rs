@@ -4,7 +4,7 @@
 use super::resolver::Resolver;
 use crate::access::{Guard, Matcher};
 use crate::error::{Error, Result};
-use crate::record::{Glob, RecordId};
+use crate::model::{Glob, RecordId};
 use regex::Regex;
 
 /// One rule exposing collections to clients.

@@ -3,7 +3,7 @@
 //! members and 1,000 subscribers the difference is ~50 MB.
 
 use super::membership::Membership;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use std::collections::HashSet;
 
 /// See the module docs.
@@ -74,7 +74,7 @@ impl Visible {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Versioned;
+    use crate::model::Versioned;
     use serde_json::json;
     use std::sync::Arc;
 

@@ -100,7 +100,7 @@ impl Default for ServerConfig {
             max_frame_bytes: 1024 * 1024,
             max_outbound_bytes: 1024 * 1024,
             slow_consumer_timeout_ms: 10_000,
-            max_record_id_bytes: crate::record::DEFAULT_MAX_RECORD_ID_BYTES,
+            max_record_id_bytes: crate::model::DEFAULT_MAX_RECORD_ID_BYTES,
             max_value_bytes: 1024 * 1024,
             max_subscriptions_per_connection: 1000,
             max_requests_per_second: 1000,

@@ -1,6 +1,6 @@
 //! A session's outbound queue: bounded in bytes, filled without blocking by any actor, drained
 //! by the connection's writer ([`OutboxDrain`]: the socket task of `ws::writer`, or the
-//! response body [`OutboxBody`] when the route is mounted in someone else's actix-web app).
+//! response body [`OutboxBody`](drain::OutboxBody) when the route is mounted in someone else's actix-web app).
 //!
 //! The queue itself is a swap-out `VecDeque` behind a mutex with one waker: producers push and
 //! wake, the writer swaps the whole queue out in one lock and encodes it. An empty `VecDeque`
@@ -21,9 +21,9 @@
 
 mod drain;
 
-pub use drain::{CHUNK_BYTES, OutboxBody, OutboxDrain};
+pub use drain::{CHUNK_BYTES, OutboxDrain};
 
-use crate::record::{Frame, RecordId};
+use crate::model::{Frame, RecordId};
 use actix_web::web::Bytes;
 use actix_ws::CloseReason;
 use std::collections::{HashSet, VecDeque};
@@ -310,8 +310,9 @@ impl Outbox {
         self.shared.writer_done.load(Ordering::Acquire)
     }
 
-    /// Bytes queued and not yet handed to the socket.
-    pub fn queued_bytes(&self) -> usize {
+    /// Bytes queued and not yet handed to the socket (what the tests check).
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
         self.shared.queued_bytes.load(Ordering::Acquire)
     }
 

@@ -11,8 +11,8 @@ use crate::collections::{CollectionExposure, CollectionTable, Collections, expos
 use crate::commands::{CommandContext, CommandRequest, CommandResult, Commands};
 use crate::config::{Config, StoreBackend};
 use crate::connection::MetadataHook;
+use crate::database::{PersistOptions, PersistRule};
 use crate::error::{Error, Result};
-use crate::persistence::{PersistOptions, PersistRule};
 use crate::records::Records;
 use crate::session::{SessionSettings, Sessions, SessionsConfig};
 use crate::store::{MemoryStore, SharedStore};

@@ -82,7 +82,7 @@ impl RecordServer {
             return not_ready("draining: the server is stopping");
         }
         let probe =
-            crate::record::RecordId::parse("mesh-records:ready", 64).expect("a valid record id");
+            crate::model::RecordId::parse("mesh-records:ready", 64).expect("a valid record id");
         let read = self.inner.store.load(&probe);
         match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
             Ok(Ok(_)) => HttpResponse::Ok().json(serde_json::json!({ "ready": true })),

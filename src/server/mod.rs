@@ -18,10 +18,10 @@ pub use builder::{RecordServerBuilder, store_from_config};
 pub use run::{RunningServer, StopReport, run, start, start_with};
 
 use crate::actors::persistence::{Abandon, PersistRoutes, PersistenceActor, Shutdown};
-use crate::error::{Error, Result};
-use crate::persistence::{
+use crate::database::{
     PersistOptions, PersistRule, RestoreReport, SharedAdapter, adapter_from_config, restore,
 };
+use crate::error::{Error, Result};
 use crate::records::Records;
 use crate::session::Sessions;
 use crate::store::SharedStore;

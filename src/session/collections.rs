@@ -6,8 +6,8 @@ use super::SessionActor;
 use crate::collections::Refusal;
 use crate::collections::actor::{Join, Leave};
 use crate::error::Error;
+use crate::model::{Mode, RecordId};
 use crate::protocol::{CollectionHeld, commands};
-use crate::record::{Mode, RecordId};
 use actix::prelude::*;
 use serde_json::{Number, Value};
 

@@ -34,7 +34,7 @@ impl ValueSize {
     pub(super) fn exceeds(self, value: &Value, max: usize) -> bool {
         match self {
             ValueSize::Unmeasured { frame_len } => {
-                frame_len > max && crate::record::serializes_longer_than(value, max)
+                frame_len > max && crate::model::serializes_longer_than(value, max)
             }
             ValueSize::Within => false,
             ValueSize::Over => true,
@@ -110,7 +110,7 @@ fn parse_and_measure(text: &str, max_value_bytes: usize) -> (Result<Request, Bad
     let mut size = ValueSize::Within;
     if let Ok(request) = parsed.as_mut()
         && let Some(value) = request.payload.get_mut("newValue")
-        && crate::record::serializes_longer_than(&*value, max_value_bytes)
+        && crate::model::serializes_longer_than(&*value, max_value_bytes)
     {
         // Dropped here, off the worker; any non-null placeholder keeps the request well formed.
         drop(std::mem::replace(value, Value::Bool(false)));

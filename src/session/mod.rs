@@ -40,9 +40,9 @@ use crate::config::ServerConfig;
 use crate::connection::{Connection, MetadataHook};
 use crate::error::Error;
 use crate::inflight::Permit;
+use crate::model::RecordId;
 use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::{self, commands};
-use crate::record::RecordId;
 use crate::records::Records;
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
@@ -208,7 +208,7 @@ impl SessionActor {
         }
     }
 
-    fn send(&self, frame: crate::record::Frame) {
+    fn send(&self, frame: crate::model::Frame) {
         // A refused push raises the overflow signal; the policy runs in `slow_consumer`.
         let _ = self.outbox.push(frame);
     }

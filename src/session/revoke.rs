@@ -6,8 +6,8 @@
 use super::SessionActor;
 use crate::access::{Decision, Operation};
 use crate::actors::record::Unsubscribe;
+use crate::model::RecordId;
 use crate::protocol::{self, commands};
-use crate::record::RecordId;
 use actix::prelude::*;
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 //! `RecordActor` (Redis keeps its own in a list, trimmed the same way by `lua/write.lua`).
 
 use super::{Change, HistoryLimits};
-use crate::record::Version;
+use crate::model::Version;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ impl History {
         if self.last_version().is_some_and(|last| last + 1 != version) {
             self.clear();
         }
-        let size = crate::record::serialized_len(patch.as_ref());
+        let size = crate::model::serialized_len(patch.as_ref());
         let change = Change {
             version,
             patch: Arc::clone(patch),
@@ -95,7 +95,7 @@ mod tests {
         }
         assert_eq!(history.since(2).map(|c| c.len()), Some(3));
         assert_eq!(history.since(1), None, "2 was dropped");
-        let size = crate::record::serialized_len(patch(1).as_ref());
+        let size = crate::model::serialized_len(patch(1).as_ref());
         let tight = HistoryLimits {
             versions: 100,
             bytes: 2 * size,

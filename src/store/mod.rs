@@ -28,7 +28,7 @@ pub use history::History;
 pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
 pub use redis::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys, RedisStore, Unsuitable};
 
-use crate::record::{Glob, RecordId, Version, Versioned};
+use crate::model::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;

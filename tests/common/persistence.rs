@@ -1,7 +1,7 @@
 //! Helpers for the persistence test files: rows, a throw-away PostgreSQL schema, and a TCP
 //! proxy that plays a PostgreSQL server going down and up.
 
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistedDeletion, PersistedRecord, PersistenceAdapter, PostgresConfig,
 };
 use std::sync::Arc;

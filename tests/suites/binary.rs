@@ -146,10 +146,10 @@ writable = true
     sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
-    let adapter = mesh_records::persistence::SqliteAdapter::open(&db)
+    let adapter = mesh_records::database::SqliteAdapter::open(&db)
         .await
         .unwrap();
-    use mesh_records::persistence::PersistenceAdapter;
+    use mesh_records::database::PersistenceAdapter;
     let rows = adapter.load_matching("todo:%", None, 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].id.as_str(), rows[0].version), ("todo:last", 3));

@@ -4,7 +4,7 @@ use crate::common;
 
 use common::process::{serve, write_config};
 use common::{Client, free_port, wait_for_health};
-use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
+use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;

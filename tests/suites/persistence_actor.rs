@@ -11,7 +11,7 @@ use mesh_records::RecordId;
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistDeletion, PersistenceActor, PersistenceOptions, Shutdown,
 };
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistenceAdapter, PostgresAdapter, SharedAdapter, SqliteAdapter, SqliteOptions,
 };
 use serde_json::{Value, json};

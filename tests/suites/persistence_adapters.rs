@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::persistence::{TestSchema, all_rows, deletion, postgres_url, row};
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistenceAdapter, PersistenceError, PostgresAdapter, SqliteAdapter, like_prefix, restore,
 };
 use mesh_records::store::{MemoryStore, Store};
@@ -460,7 +460,7 @@ async fn postgres_connect_with_params_and_unreachable_server_fails() {
     assert!(
         matches!(
             err,
-            mesh_records::persistence::PersistenceError::Unavailable(_)
+            mesh_records::database::PersistenceError::Unavailable(_)
         ),
         "{err:?}"
     );

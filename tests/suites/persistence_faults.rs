@@ -12,11 +12,11 @@ use common::{Client, free_port, wait_for_health};
 use mesh_records::actors::persistence::{
     Flush, GetStatus, Persist, PersistRoutes, PersistenceActor, PersistenceOptions,
 };
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistRule, PersistedDeletion, PersistedRecord, PersistenceAdapter, PersistenceError,
     PersistenceFuture, PostgresAdapter, PostgresOptions, SharedAdapter, SqliteAdapter,
 };
-use mesh_records::record::RecordId;
+use mesh_records::model::RecordId;
 use serde_json::json;
 use std::io::Read;
 use std::process::Stdio;

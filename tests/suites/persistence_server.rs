@@ -6,7 +6,7 @@ use crate::common;
 use common::persistence::{TestSchema, all_rows};
 use common::{Backend, TestServer, WAIT, eventually, start, start_with, unique_prefix};
 use mesh_records::Strategy;
-use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
+use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::time::Duration;
 
@@ -241,8 +241,8 @@ async fn library_rules_persist_at_runtime() {
     let path = dir.path().join("records.db");
     let config = sqlite_config(&path, "mesh:", "");
     let server = start_with(Backend::Memory, &config, |b| b).await;
-    let rule = mesh_records::persistence::PersistRule::pattern("^doc:lib", "doc:lib%").unwrap();
-    let mut options = mesh_records::persistence::PersistOptions::default();
+    let rule = mesh_records::database::PersistRule::pattern("^doc:lib", "doc:lib%").unwrap();
+    let mut options = mesh_records::database::PersistOptions::default();
     options.batching.flush_interval = Duration::from_millis(20);
     server
         .records()

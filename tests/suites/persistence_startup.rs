@@ -5,7 +5,7 @@ use crate::common;
 
 use common::persistence::{all_rows, row};
 use futures_util::future::join_all;
-use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
+use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 
 #[actix_web::test]
 async fn adapters_opening_one_fresh_sqlite_file_at_once_all_succeed() {

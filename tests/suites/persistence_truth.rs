@@ -8,7 +8,7 @@ use crate::common;
 use common::persistence::{TestSchema, all_rows, postgres_url};
 use common::process::{serve, write_config};
 use common::{Backend, Client, WAIT, eventually, free_port, start, start_with, unique_prefix};
-use mesh_records::persistence::{
+use mesh_records::database::{
     PersistOptions, PersistRule, PersistedDeletion, PersistedRecord, PersistenceAdapter,
     PersistenceError, PersistenceFuture, PostgresAdapter, SqliteAdapter,
 };

@@ -9,7 +9,7 @@ use crate::common;
 use common::own_redis::{OwnRedis, run};
 use common::{Client, WAIT, eventually, start_as_configured, unique_prefix};
 use mesh_records::Strategy;
-use mesh_records::persistence::{PersistenceAdapter, SqliteAdapter};
+use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

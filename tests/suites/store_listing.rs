@@ -13,7 +13,7 @@ use common::own_redis::OwnRedis;
 use common::scenario::*;
 use common::{WAIT, redis_url, unique_prefix};
 use futures_util::StreamExt;
-use mesh_records::record::Glob;
+use mesh_records::model::Glob;
 use mesh_records::store::{
     FeedEvent, FeedSink, KeyLayout, MemoryStore, OpId, RedisKeys, RedisStore, Store, StoreError,
     Stored, WriteResult,

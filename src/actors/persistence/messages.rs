@@ -2,8 +2,8 @@
 //! either one wrapped in `ConfirmWhenLanded` for `ack = "flushed"`) and from the server
 //! (`Flush`, `Shutdown`, `Abandon`, `GetStatus`).
 
-use crate::persistence::PersistenceError;
-use crate::record::{RecordId, Version};
+use crate::database::PersistenceError;
+use crate::model::{RecordId, Version};
 use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;

@@ -34,9 +34,9 @@
 //!   whose record actor gave up (closed) are dropped whenever their record gets a new one, so
 //!   they are bounded by the records with a pending operation.
 
-use crate::persistence::buffer::{PendingOp, WriteBuffer, to_rows};
-use crate::persistence::{PersistenceError, SharedAdapter};
-use crate::record::RecordId;
+use crate::database::buffer::{PendingOp, WriteBuffer, to_rows};
+use crate::database::{PersistenceError, SharedAdapter};
+use crate::model::RecordId;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -48,7 +48,7 @@ mod handlers;
 mod messages;
 mod routes;
 
-pub use crate::persistence::PersistenceOptions;
+pub use crate::database::PersistenceOptions;
 pub use messages::{
     Abandon, ConfirmWhenLanded, Flush, GetStatus, Landed, Persist, PersistDeletion,
     PersistenceStatus, Shutdown,
@@ -402,7 +402,7 @@ async fn write_isolating_rejects<T, W>(
 ) -> Result<Vec<String>, PersistenceError>
 where
     T: Clone,
-    W: Fn(Vec<T>) -> crate::persistence::PersistenceFuture<()>,
+    W: Fn(Vec<T>) -> crate::database::PersistenceFuture<()>,
 {
     if items.is_empty() {
         return Ok(Vec::new());

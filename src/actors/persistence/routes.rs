@@ -3,8 +3,8 @@
 
 use super::{ConfirmWhenLanded, PersistenceActor};
 use crate::access::Matcher;
+use crate::database::{PersistenceError, has_nul};
 use crate::error::{Error, Result};
-use crate::persistence::{PersistenceError, has_nul};
 use actix::{Addr, Handler};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -2,11 +2,11 @@
 //! serialized at most once per mode, and the same bytes go to every subscriber of that mode.
 
 use crate::metrics::metrics;
-use crate::outbox::{Outbox, PushError};
-use crate::record::{
+use crate::model::{
     Frame, Mode, RecordId, Version, deleted_frame, full_frame, patch_frame, serialized_len,
     serializes_longer_than, shorter_patch,
 };
+use crate::outbox::{Outbox, PushError};
 use actix::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;

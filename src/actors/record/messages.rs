@@ -2,8 +2,8 @@
 //! Kept apart from the actor so senders (sessions, the server API) depend on this file only.
 
 use crate::error::Error;
+use crate::model::{Mode, RecordId, Strategy, Version, Versioned};
 use crate::outbox::Outbox;
-use crate::record::{Mode, RecordId, Strategy, Version, Versioned};
 use crate::store::{RemoteChange, SharedStore};
 use actix::prelude::*;
 use serde_json::Value;
@@ -99,7 +99,7 @@ pub struct Unsubscribe {
     pub session: u64,
     /// Pushed to the session right after its subscription is removed, so that it is the
     /// last frame of the subscription (no update of this record follows it).
-    pub farewell: Option<crate::record::Frame>,
+    pub farewell: Option<crate::model::Frame>,
 }
 
 /// Writes a value with a strategy.

@@ -48,7 +48,7 @@ pub use queue::WriteOutcome;
 
 use crate::error::Error;
 use crate::metrics::metrics;
-use crate::record::{RecordId, Version};
+use crate::model::{RecordId, Version};
 use crate::store::{ChangeSink, WatchToken};
 use actix::prelude::*;
 use fanout::Subscribers;

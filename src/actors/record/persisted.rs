@@ -27,9 +27,9 @@ use super::state::Reply;
 use crate::actors::persistence::{
     ConfirmWhenLanded, Persist, PersistDeletion, PersistenceActor, PersistenceHandle,
 };
+use crate::database::PersistenceError;
 use crate::error::Error;
-use crate::persistence::PersistenceError;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use crate::store::Stored;
 use actix::Handler;
 use std::sync::Arc;

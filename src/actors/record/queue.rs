@@ -3,7 +3,7 @@
 //! batch's size limits. Pure code.
 
 use crate::error::Error;
-use crate::record::{
+use crate::model::{
     Strategy, Version, apply_strategy, change_patch, serialized_len, serializes_longer_than,
 };
 use serde_json::Value;

@@ -27,7 +27,7 @@ use transitions::{fail_writes, reply_planned};
 use super::queue::{BatchLimits, Op, Plan, QueuedWrite, Replies, WriteOutcome, plan};
 use crate::error::Error;
 use crate::metrics::Outcome as Counted;
-use crate::record::{Mode, RecordId, Version};
+use crate::model::{Mode, RecordId, Version};
 use crate::store::{
     Change, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId, RemoteChange,
     StoreError, Stored, WriteResult,

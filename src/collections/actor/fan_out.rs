@@ -4,7 +4,7 @@
 use super::{CollectionActor, Subscriber};
 use crate::collections::frames;
 use crate::collections::membership::{Membership, WindowChange};
-use crate::record::{Frame, Mode, RecordId, full_frame, patch_frame};
+use crate::model::{Frame, Mode, RecordId, full_frame, patch_frame};
 use std::collections::{HashMap, HashSet};
 
 impl CollectionActor {
@@ -83,7 +83,7 @@ impl Updates {
                     .as_ref()
                     .filter(|b| patches && b.version + 1 == now.version)
                     .map(|b| {
-                        let patch = crate::record::change_patch(&b.value, &now.value);
+                        let patch = crate::model::change_patch(&b.value, &now.value);
                         patch_frame(id, &patch, now.version)
                     });
                 Some((id.clone(), full, patch))

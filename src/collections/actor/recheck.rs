@@ -4,8 +4,8 @@
 use super::{CollectionActor, Recheck};
 use crate::collections::frames;
 use crate::collections::visible::Visible;
+use crate::model::RecordId;
 use crate::protocol::{self, commands};
-use crate::record::RecordId;
 use actix::prelude::*;
 use std::collections::HashSet;
 

@@ -18,7 +18,7 @@ use super::{
     deliver_feed, ready,
 };
 use crate::metrics::metrics;
-use crate::record::{Glob, RecordId, Version, Versioned};
+use crate::model::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -483,7 +483,7 @@ fn over_budget(
     let added: usize = values
         .iter()
         .filter_map(|new| new.patch.as_deref())
-        .map(crate::record::serialized_len)
+        .map(crate::model::serialized_len)
         .sum();
     let history_bytes = (entry.history.bytes() + added).min(history.bytes);
     let after = ENTRY_OVERHEAD + id.as_str().len() + value_footprint(&last.value) + history_bytes;

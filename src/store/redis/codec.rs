@@ -2,7 +2,7 @@
 //! does not parse is [`StoreError::Corrupt`]-style text naming the record), and the errors a
 //! failed command becomes: refused before it ran, or of unknown outcome.
 
-use crate::record::{RecordId, Version};
+use crate::model::{RecordId, Version};
 use crate::store::{Change, StoreError, Stored};
 use redis::{ErrorKind, RedisError};
 use serde_json::Value;

@@ -22,7 +22,7 @@
 
 use super::CONNECT_TIMEOUT;
 use super::pubsub::bounded;
-use crate::record::RecordId;
+use crate::model::RecordId;
 use crate::store::{FeedEvent, FeedSink, StoreError, WatchToken, deliver_feed};
 use futures_util::StreamExt;
 use redis::Client;

@@ -34,7 +34,7 @@
 //! name of one record then carries the same tag and lands in one slot.
 //! `scripts/migrate-keys.sh` copies records from one layout to the other.
 
-use crate::record::{Glob, RecordId};
+use crate::model::{Glob, RecordId};
 
 /// Prefix Mesh uses, kept as the default so existing data is found.
 pub const DEFAULT_KEY_PREFIX: &str = "mesh:";

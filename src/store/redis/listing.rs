@@ -23,7 +23,7 @@ use super::RedisKeys;
 use super::codec::stored;
 use super::transport::Transport;
 use crate::metrics::metrics;
-use crate::record::{Glob, RecordId, Versioned};
+use crate::model::{Glob, RecordId, Versioned};
 use crate::store::StoreError;
 use std::collections::HashSet;
 

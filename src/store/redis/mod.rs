@@ -42,7 +42,7 @@ use super::{
     Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, NewVersion, OpId,
     Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
-use crate::record::{Glob, RecordId, Version, Versioned};
+use crate::model::{Glob, RecordId, Version, Versioned};
 use codec::{
     corrupt, json_text, leading_to, outcome_unknown, parse_history, parse_value, parse_version,
     stored, unavailable,

@@ -9,7 +9,7 @@ use crate::actors::record::{
     ApplyWrite, GetSnapshot, RecordActor, RecordActorStopped, RecordEnv, RecordSettings,
     RetireRecordActor, RetireWhenIdle,
 };
-use crate::record::{RecordId, Strategy};
+use crate::model::{RecordId, Strategy};
 use crate::store::{HistoryLimits, MemoryStore};
 use actix::prelude::*;
 use serde_json::json;

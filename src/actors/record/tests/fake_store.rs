@@ -3,7 +3,7 @@
 //! the record scenario the memory store, Redis and Redis Cluster run (`tests/common/
 //! record_scenario.rs`) and must log the same outcomes as the memory store.
 
-use crate::record::{Glob, RecordId, Version, Versioned};
+use crate::model::{Glob, RecordId, Version, Versioned};
 use crate::store::{
     Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, NewVersion, OpId,
     RemoteChange, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::actors::record::state::Joining;
-use crate::record::Mode;
+use crate::model::Mode;
 use crate::store::Change as Published;
 
 fn with_versions(count: u64) -> Harness {

@@ -9,7 +9,7 @@
 use super::queue::{BatchLimits, Change, QueuedWrite, Replies};
 use super::state::{Core, CoreLimits, Deadlines, Effect, Reply, Timer, WRITE_BACK_JUMP};
 use crate::metrics::Outcome as Counted;
-use crate::record::{RecordId, Strategy, Version};
+use crate::model::{RecordId, Strategy, Version};
 use crate::store::{HistoryLimits, RemoteChange, Stored};
 use fake_store::{FakeStore, Fault};
 use serde_json::{Value, json};

@@ -14,7 +14,7 @@
 //!   keep a late duplicate or a put-back batch from going backwards.
 
 use super::{PersistedDeletion, PersistedRecord};
-use crate::record::{RecordId, Version};
+use crate::model::{RecordId, Version};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! accepts connections.
 
 use super::{PersistedRecord, PersistenceAdapter, PersistenceError};
-use crate::record::{RecordId, Versioned};
+use crate::model::{RecordId, Versioned};
 use crate::store::Store;
 use serde_json::Value;
 use std::sync::Arc;
