@@ -7,7 +7,7 @@ use super::messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RemoteChanged, ResyncSubscriber,
     RetireWhenIdle, Subscribe, Unsubscribe, UpdateRecord,
 };
-use super::queue::{Change, QueuedWrite, WriteOutcome};
+use super::queue::{Edit, QueuedWrite, WriteOutcome};
 use super::state::{Joining, Resume};
 use crate::error::Error;
 use crate::metrics::metrics;
@@ -102,7 +102,7 @@ impl RecordActor {
     /// Queues a write; the answer comes when the store has taken it (or refused).
     fn queue_write(
         &mut self,
-        mut change: Change,
+        mut change: Edit,
         expected_version: Option<Version>,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<WriteOutcome, Error>> {
@@ -131,7 +131,7 @@ impl Handler<ApplyWrite> for RecordActor {
     type Result = ResponseFuture<Result<WriteOutcome, Error>>;
 
     fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
-        let change = Change::Value {
+        let change = Edit::Value {
             value: msg.value,
             strategy: msg.strategy,
         };
@@ -143,7 +143,7 @@ impl Handler<UpdateRecord> for RecordActor {
     type Result = ResponseFuture<Result<WriteOutcome, Error>>;
 
     fn handle(&mut self, msg: UpdateRecord, ctx: &mut Context<Self>) -> Self::Result {
-        self.queue_write(Change::Update(msg.update), msg.expected_version, ctx)
+        self.queue_write(Edit::Update(msg.update), msg.expected_version, ctx)
     }
 }
 

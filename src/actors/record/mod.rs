@@ -53,7 +53,7 @@ use crate::store::{ChangeSink, WatchToken};
 use actix::prelude::*;
 use fanout::Subscribers;
 use lifecycle::{Lifecycle, Next};
-use queue::{BatchLimits, Change, Op, Replies};
+use queue::{BatchLimits, Edit, Op, Replies};
 use state::{Core, CoreLimits, Effect, Reply};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -154,7 +154,7 @@ impl RecordActor {
     /// Whether a write can be persisted: the record's persistence buffer has room (its
     /// database has not been unreachable for long) and its value holds nothing the database
     /// cannot store (U+0000 in PostgreSQL; an update's result is checked when computed).
-    fn admit(&mut self, change: &mut Change) -> Result<(), Error> {
+    fn admit(&mut self, change: &mut Edit) -> Result<(), Error> {
         let id = self.id.clone();
         let Some(handle) = self.persistence() else {
             return Ok(());

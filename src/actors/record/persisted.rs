@@ -22,7 +22,7 @@
 //! Refusals (`Err` replies) are sent unchanged: nothing was written for them.
 
 use super::Channels;
-use super::queue::{Change, UpdateFn, WriteOutcome};
+use super::queue::{Edit, UpdateFn, WriteOutcome};
 use super::state::Reply;
 use crate::actors::persistence::{
     ConfirmWhenLanded, Persist, PersistDeletion, PersistenceActor, PersistenceHandle,
@@ -70,10 +70,10 @@ pub(super) fn confirm_current(
 
 /// Refuses a write `handle`'s database could not store (see the module docs); an update is
 /// wrapped so that its result is checked when computed.
-pub(super) fn admit_change(handle: &PersistenceHandle, change: &mut Change) -> Result<(), Error> {
+pub(super) fn admit_change(handle: &PersistenceHandle, change: &mut Edit) -> Result<(), Error> {
     match change {
-        Change::Value { value, .. } => handle.admit_value(value),
-        Change::Update(update) if handle.refuses_nul() => {
+        Edit::Value { value, .. } => handle.admit_value(value),
+        Edit::Update(update) if handle.refuses_nul() => {
             let (inner, handle) = (Arc::clone(update), handle.clone());
             let checked: UpdateFn = Arc::new(move |base| {
                 let next = inner(base)?;
@@ -83,7 +83,7 @@ pub(super) fn admit_change(handle: &PersistenceHandle, change: &mut Change) -> R
             *update = checked;
             Ok(())
         }
-        Change::Update(_) => Ok(()),
+        Edit::Update(_) => Ok(()),
     }
 }
 

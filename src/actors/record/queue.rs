@@ -19,7 +19,7 @@ pub type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, Error> + Send + 
 
 /// What a write does to the record.
 #[derive(Clone)]
-pub enum Change {
+pub enum Edit {
     /// Combine a value with the current one.
     Value {
         /// The incoming value.
@@ -31,12 +31,12 @@ pub enum Change {
     Update(UpdateFn),
 }
 
-impl Change {
+impl Edit {
     /// The new value after `base`.
     fn apply(&self, base: Option<&Arc<Value>>) -> Result<Arc<Value>, Error> {
         match self {
-            Change::Value { value, strategy } => Ok(apply_strategy(base, value, *strategy)),
-            Change::Update(update) => match update(base.map(|b| &**b))? {
+            Edit::Value { value, strategy } => Ok(apply_strategy(base, value, *strategy)),
+            Edit::Update(update) => match update(base.map(|b| &**b))? {
                 Value::Null => Err(Error::invalid("an update must not produce null")),
                 next => Ok(Arc::new(next)),
             },
@@ -79,7 +79,7 @@ pub(crate) enum Op<R: Replies> {
 /// A write waiting in the record's queue.
 pub(crate) struct QueuedWrite<R> {
     /// What it does.
-    pub change: Change,
+    pub change: Edit,
     /// When it was queued: a write that keeps losing races fails after a deadline.
     pub queued_at: Instant,
     /// Applied only if the record is at this version (0: only if it does not exist).

@@ -43,10 +43,10 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// Handle on the feed task; clones share it. The task ends when the last clone is dropped.
 #[derive(Clone)]
 pub(super) struct Feed {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<FeedCommand>,
 }
 
-enum Command {
+enum FeedCommand {
     /// Register a sink once the channel is subscribed.
     Watch {
         token: WatchToken,
@@ -79,7 +79,7 @@ impl Feed {
         let token = WatchToken::next();
         let (done, confirmed) = oneshot::channel();
         self.commands
-            .send(Command::Watch { token, sink, done })
+            .send(FeedCommand::Watch { token, sink, done })
             .map_err(|_| stopped())?;
         // If this future is dropped before the answer, the task sees the closed `done` and
         // removes the sink itself.
@@ -90,7 +90,7 @@ impl Feed {
     /// Removes the sink registered under `token`.
     pub fn unwatch(&self, token: WatchToken) {
         // A stopped task holds no sinks: nothing left to remove.
-        let _ = self.commands.send(Command::Unwatch { token });
+        let _ = self.commands.send(FeedCommand::Unwatch { token });
     }
 }
 
@@ -114,7 +114,7 @@ struct FeedTask {
     /// The node tried first: the last one that worked.
     first: usize,
     channel: String,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<FeedCommand>,
     sinks: Vec<(WatchToken, FeedSink)>,
 }
 
@@ -125,7 +125,7 @@ impl FeedTask {
             let Some(command) = self.commands.recv().await else {
                 return;
             };
-            let Command::Watch { token, sink, done } = command else {
+            let FeedCommand::Watch { token, sink, done } = command else {
                 continue;
             };
             let mut pubsub = match open(&self.nodes, self.first, &self.channel).await {
@@ -192,8 +192,8 @@ impl FeedTask {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => return Ended::Closed,
-                    Some(Command::Watch { token, sink, done }) => self.add(token, sink, done),
-                    Some(Command::Unwatch { token }) => {
+                    Some(FeedCommand::Watch { token, sink, done }) => self.add(token, sink, done),
+                    Some(FeedCommand::Unwatch { token }) => {
                         self.remove(token);
                         if self.sinks.is_empty() {
                             return Ended::Idle;
@@ -268,15 +268,15 @@ impl FeedTask {
     }
 
     /// Handles a command while there is no connection.
-    fn apply_offline(&mut self, command: Option<Command>) -> Result<(), Ended> {
+    fn apply_offline(&mut self, command: Option<FeedCommand>) -> Result<(), Ended> {
         match command {
             None => return Err(Ended::Closed),
-            Some(Command::Watch { done, .. }) => {
+            Some(FeedCommand::Watch { done, .. }) => {
                 let _ = done.send(Err(StoreError::Unavailable(
                     "redis change feed connection is down; reconnecting".into(),
                 )));
             }
-            Some(Command::Unwatch { token }) => self.remove(token),
+            Some(FeedCommand::Unwatch { token }) => self.remove(token),
         }
         if self.sinks.is_empty() {
             return Err(Ended::Idle);

@@ -150,7 +150,7 @@ fn a_failed_reload_is_retried() {
 fn a_reconnect_during_a_write_waits_for_the_write() {
     let mut h = Harness::new(live(json!(1), 1));
     let write = QueuedWrite {
-        change: Change::Value {
+        change: Edit::Value {
             value: Arc::new(json!(2)),
             strategy: Strategy::Replace,
         },
@@ -191,7 +191,7 @@ fn an_update_function_runs_again_on_the_fresh_value_after_a_lost_race() {
     let mut h = Harness::new(live(json!(1), 1));
     h.store.other_writes(json!(10));
     let write = QueuedWrite {
-        change: Change::Update(Arc::new(|current: Option<&Value>| {
+        change: Edit::Update(Arc::new(|current: Option<&Value>| {
             Ok(json!(current.and_then(Value::as_i64).unwrap_or(0) + 1))
         })),
         queued_at: h.now,

@@ -6,7 +6,7 @@
 //! batched, refused, deleted), `lost_answers` (store calls whose outcome is unknown) and
 //! `conflicts` (other instances' changes, gaps, reconnects, a store that lost everything).
 
-use super::queue::{BatchLimits, Change, QueuedWrite, Replies};
+use super::queue::{BatchLimits, Edit, QueuedWrite, Replies};
 use super::state::{Core, CoreLimits, Deadlines, Effect, Reply, Timer, WRITE_BACK_JUMP};
 use crate::metrics::Outcome as Counted;
 use crate::model::{RecordId, Strategy, Version};
@@ -183,7 +183,7 @@ impl Harness {
 
     fn write(&mut self, ticket: u32, value: Value, strategy: Strategy) {
         let write = QueuedWrite {
-            change: Change::Value {
+            change: Edit::Value {
                 value: Arc::new(value),
                 strategy,
             },

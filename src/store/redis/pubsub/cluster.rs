@@ -1,6 +1,6 @@
 //! The sharded pub/sub router of a [`RedisStore`](super::RedisStore) on a Redis Cluster: one
 //! task that `SSUBSCRIBE`s each watched record's channel on the master owning its slot and
-//! hands the messages to the sinks watching it. It takes the same [`Command`]s as the
+//! hands the messages to the sinks watching it. It takes the same [`RouterCommand`]s as the
 //! single-node router (`single`), through the same [`Router`] handle.
 //!
 //! The `redis` crate's cluster connection sends the commands (routing them by slot, following
@@ -22,7 +22,7 @@
 //! keeps one per connection.
 
 use super::subscriptions::Subscriptions;
-use super::{Command, Router, bounded, deliver, take_batch, take_commands};
+use super::{Router, RouterCommand, bounded, deliver, take_batch, take_commands};
 use crate::store::changes::parse_change;
 use crate::store::redis::slots::{self as slot, SlotOwners, push_text};
 use crate::store::{RemoteChange, StoreError};
@@ -72,7 +72,7 @@ pub(in crate::store::redis) async fn start(
 struct ClusterRouter {
     /// Sends (S)SUBSCRIBE and friends; its pushes come back on `pushes`.
     conn: ClusterConnection,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<RouterCommand>,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
     /// Wanted channels, their sinks, and which Redis confirmed.
     table: Subscriptions,
@@ -118,7 +118,7 @@ impl ClusterRouter {
     /// Applies watches and unwatches, then answers the watches: `Ok` once their channel is
     /// confirmed, an error (and the sink removed) when its slot's master refused or did not
     /// answer.
-    async fn apply(&mut self, batch: Vec<Command>) {
+    async fn apply(&mut self, batch: Vec<RouterCommand>) {
         let (touched, waiting) = take_commands(&mut self.table, batch);
         let plan = self.table.plan(touched);
         self.unsubscribe(plan.unsubscribe).await;
@@ -140,7 +140,7 @@ impl ClusterRouter {
             let registered = answer.is_ok();
             // The caller went away meanwhile: its sink must not stay.
             if done.send(answer).is_err() && registered {
-                unwatch.push(Command::Unwatch { channel, token });
+                unwatch.push(RouterCommand::Unwatch { channel, token });
             }
         }
         // Channels nobody waits for any more but other sinks still want (a failed subscribe

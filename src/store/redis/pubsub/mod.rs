@@ -25,11 +25,11 @@ const BATCH: usize = 256;
 /// Handle on the router task (either one); clones share it. The task ends when the last clone is dropped.
 #[derive(Clone)]
 pub(super) struct Router {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<RouterCommand>,
 }
 
 /// What the store asks of the task (of either router: this one or the cluster's).
-enum Command {
+enum RouterCommand {
     /// Register a sink and confirm its channel's subscription.
     Watch {
         channel: String,
@@ -44,7 +44,10 @@ enum Command {
 
 /// `first` plus whatever else is already queued, up to [`BATCH`] (both routers apply
 /// commands in batches, so a burst of watches costs one round of subscribes).
-fn take_batch(commands: &mut mpsc::UnboundedReceiver<Command>, first: Command) -> Vec<Command> {
+fn take_batch(
+    commands: &mut mpsc::UnboundedReceiver<RouterCommand>,
+    first: RouterCommand,
+) -> Vec<RouterCommand> {
     let mut batch = vec![first];
     while batch.len() < BATCH {
         match commands.try_recv() {
@@ -63,13 +66,13 @@ type Waiting = (String, WatchToken, oneshot::Sender<Result<(), StoreError>>);
 /// single-node and the cluster router.
 fn take_commands(
     table: &mut Subscriptions,
-    batch: impl IntoIterator<Item = Command>,
+    batch: impl IntoIterator<Item = RouterCommand>,
 ) -> (Vec<String>, Vec<Waiting>) {
     let mut touched = Vec::new();
     let mut waiting = Vec::new();
     for command in batch {
         match command {
-            Command::Watch {
+            RouterCommand::Watch {
                 channel,
                 token,
                 sink,
@@ -79,7 +82,7 @@ fn take_commands(
                 touched.push(channel.clone());
                 waiting.push((channel, token, done));
             }
-            Command::Unwatch { channel, token } => {
+            RouterCommand::Unwatch { channel, token } => {
                 table.remove(&channel, token);
                 touched.push(channel);
             }
@@ -90,7 +93,7 @@ fn take_commands(
 
 impl Router {
     /// A handle on a task that serves `commands` (the cluster router's).
-    fn new(commands: mpsc::UnboundedSender<Command>) -> Router {
+    fn new(commands: mpsc::UnboundedSender<RouterCommand>) -> Router {
         Router { commands }
     }
 
@@ -99,7 +102,7 @@ impl Router {
         let token = WatchToken::next();
         let (done, confirmed) = oneshot::channel();
         self.commands
-            .send(Command::Watch {
+            .send(RouterCommand::Watch {
                 channel,
                 token,
                 sink,
@@ -115,7 +118,9 @@ impl Router {
     /// Removes the sink registered under `token`.
     pub fn unwatch(&self, channel: String, token: WatchToken) {
         // A stopped task holds no sinks, so there is nothing left to remove.
-        let _ = self.commands.send(Command::Unwatch { channel, token });
+        let _ = self
+            .commands
+            .send(RouterCommand::Unwatch { channel, token });
     }
 }
 

@@ -18,8 +18,8 @@
 //! `RecordActor` starts, one when it stops), so their number is bounded by actor churn, and
 //! `unwatch` must never be dropped or wait.
 
-use super::subscriptions::{Plan, Subscriptions};
-use super::{Command, Router, bounded, deliver, take_batch, take_commands};
+use super::subscriptions::{ChannelChanges, Subscriptions};
+use super::{Router, RouterCommand, bounded, deliver, take_batch, take_commands};
 use crate::store::changes::parse_change;
 use crate::store::redis::CONNECT_TIMEOUT;
 use crate::store::{RemoteChange, StoreError};
@@ -80,7 +80,7 @@ async fn open(client: &Client) -> Result<PubSub, String> {
 struct RouterTask {
     /// Opens new pub/sub connections after a loss.
     client: Client,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<RouterCommand>,
     table: Subscriptions,
 }
 
@@ -158,7 +158,7 @@ impl RouterTask {
     async fn apply(
         &mut self,
         conn: &mut PubSubSink,
-        mut batch: Vec<Command>,
+        mut batch: Vec<RouterCommand>,
     ) -> Result<(), String> {
         // Loops only to clean up after watches whose callers went away meanwhile.
         loop {
@@ -179,7 +179,7 @@ impl RouterTask {
                 };
                 let registered = answer.is_ok();
                 if done.send(answer).is_err() && registered {
-                    batch.push(Command::Unwatch { channel, token });
+                    batch.push(RouterCommand::Unwatch { channel, token });
                 }
             }
             outcome?;
@@ -190,7 +190,11 @@ impl RouterTask {
     }
 
     /// Sends the plan's UNSUBSCRIBE and SUBSCRIBE and records what Redis confirmed.
-    async fn execute(&mut self, conn: &mut PubSubSink, plan: &Plan) -> Result<(), String> {
+    async fn execute(
+        &mut self,
+        conn: &mut PubSubSink,
+        plan: &ChannelChanges,
+    ) -> Result<(), String> {
         if plan.is_empty() {
             return Ok(());
         }
@@ -255,14 +259,14 @@ impl RouterTask {
     }
 
     /// Handles a command while there is no connection.
-    fn apply_offline(&mut self, command: Command) {
+    fn apply_offline(&mut self, command: RouterCommand) {
         match command {
-            Command::Watch { done, .. } => {
+            RouterCommand::Watch { done, .. } => {
                 let _ = done.send(Err(StoreError::Unavailable(
                     "redis pub/sub connection is down; reconnecting".into(),
                 )));
             }
-            Command::Unwatch { channel, token } => self.table.remove(&channel, token),
+            RouterCommand::Unwatch { channel, token } => self.table.remove(&channel, token),
         }
     }
 }

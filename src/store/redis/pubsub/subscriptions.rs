@@ -3,7 +3,7 @@
 //! without Redis.
 //!
 //! What must stay true: a channel is subscribed in Redis exactly while it has at least one
-//! sink, once the router has carried out the [`Plan`] for the channels a batch touched.
+//! sink, once the router has carried out the [`ChannelChanges`] for the channels a batch touched.
 
 use crate::store::{ChangeSink, WatchToken};
 use std::collections::{HashMap, HashSet};
@@ -19,14 +19,14 @@ pub(super) struct Subscriptions {
 
 /// The commands that bring Redis in line with the table for the channels a batch touched.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Plan {
+pub(super) struct ChannelChanges {
     /// Wanted but not yet subscribed.
     pub subscribe: Vec<String>,
     /// Subscribed but no longer wanted.
     pub unsubscribe: Vec<String>,
 }
 
-impl Plan {
+impl ChannelChanges {
     /// Whether Redis needs no command.
     pub fn is_empty(&self) -> bool {
         self.subscribe.is_empty() && self.unsubscribe.is_empty()
@@ -84,8 +84,8 @@ impl Subscriptions {
 
     /// What Redis must be told so that, for each of `touched`, the channel is subscribed
     /// exactly when it has a sink.
-    pub fn plan(&self, touched: impl IntoIterator<Item = String>) -> Plan {
-        let mut plan = Plan::default();
+    pub fn plan(&self, touched: impl IntoIterator<Item = String>) -> ChannelChanges {
+        let mut plan = ChannelChanges::default();
         let mut seen = HashSet::new();
         for channel in touched {
             if !seen.insert(channel.clone()) {
