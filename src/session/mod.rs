@@ -22,13 +22,12 @@
 //! - A connection whose token expires (`exp` plus leeway) is closed with 4001 unless it sent
 //!   `mesh/refresh-token` first; a refresh takes effect before the next request is read.
 
-mod collections;
-mod dispatch;
 mod flow;
 mod hub;
 mod keepalive;
 mod large;
 mod mistakes;
+mod requests;
 mod revoke;
 
 pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};

@@ -2,7 +2,7 @@
 //! collection's actor sends the snapshot reply itself, before any diff (see
 //! `crate::collections`).
 
-use super::SessionActor;
+use super::super::SessionActor;
 use crate::collections::Refusal;
 use crate::collections::actor::{Join, Leave};
 use crate::error::Error;
