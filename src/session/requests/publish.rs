@@ -5,6 +5,17 @@ use super::super::SessionActor;
 use super::*;
 
 impl SessionActor {
+    /// Answers a write refused before it reached the record (too large, not writable, its
+    /// guard said no). Counted here; every write that reaches the record is counted by its
+    /// actor's `Core`, so each write is counted once, in one of these two places.
+    fn refuse_write(&self, id: &Option<Number>, error: Error) {
+        // A registry that did not answer refused nothing.
+        if !matches!(error, Error::Internal) {
+            crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
+        }
+        self.reply(id, commands::PUBLISH_RECORD_UPDATE, Err(error));
+    }
+
     pub(super) fn publish(
         &mut self,
         id: Option<Number>,
@@ -13,12 +24,10 @@ impl SessionActor {
         (strategy, expected_version): (Strategy, Option<u64>),
         ctx: &mut Context<Self>,
     ) {
-        const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
         let max = self.services.settings.max_value_bytes;
         if self.value_size.exceeds(&value, max) {
             let error = Error::Limit(format!("newValue exceeds {max} bytes"));
-            crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
-            return self.reply(&id, CMD, Err(error));
+            return self.refuse_write(&id, error);
         }
         let permit = self.permit.take();
         let message = ApplyWrite {
@@ -42,14 +51,9 @@ impl SessionActor {
         permit: Option<Permit>,
         ctx: &mut Context<Self>,
     ) {
-        const CMD: &str = commands::PUBLISH_RECORD_UPDATE;
         let leased = match resolved {
             Ok(leased) => leased,
             Err(e) => {
-                // A registry that did not answer refused nothing.
-                if !matches!(e, Error::Internal) {
-                    crate::metrics::metrics().write(crate::metrics::Outcome::Refused);
-                }
                 if matches!(e, Error::Forbidden) {
                     log::debug!(
                         "session {}: write to {:?} refused: not exposed as writable, or its \
@@ -58,7 +62,7 @@ impl SessionActor {
                         record_id.as_str()
                     );
                 }
-                return self.reply(&id, CMD, Err(e));
+                return self.refuse_write(&id, e);
             }
         };
         // Queued on the actor now, before the next request is read, to keep this client's
@@ -70,7 +74,7 @@ impl SessionActor {
             .into_actor(self)
             .map(move |result, act, _| {
                 let result = result.and_then(|r| r).map(|_| json!({ "success": true }));
-                act.reply(&id, CMD, result);
+                act.reply(&id, commands::PUBLISH_RECORD_UPDATE, result);
                 drop(permit);
             })
             .spawn(ctx);
