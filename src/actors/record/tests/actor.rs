@@ -10,7 +10,7 @@ use crate::actors::record::{
     RetireRecordActor, RetireWhenIdle,
 };
 use crate::model::{RecordId, Strategy};
-use crate::store::{HistoryLimits, MemoryStore};
+use crate::store::{HistoryLimits, MemoryStore, SharedStore};
 use actix::prelude::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +48,33 @@ impl Handler<RecordActorStopped> for ScriptedRegistry {
     }
 }
 
+/// What a record actor runs with: `store`, a linger of [`LINGER`], the scripted `registry`.
+fn env(
+    registry: &Addr<ScriptedRegistry>,
+    store: SharedStore,
+    deadlines: Deadlines,
+) -> Arc<RecordEnv> {
+    Arc::new(RecordEnv {
+        store,
+        settings: RecordSettings {
+            persist: Arc::new(PersistRoutes::default()),
+            linger: LINGER,
+            max_value_bytes: 1 << 20,
+            max_write_batch: 64,
+            max_write_batch_bytes: 1 << 20,
+            max_pending_writes: 100,
+            history: HistoryLimits {
+                versions: 10,
+                bytes: 1 << 20,
+            },
+            deadlines,
+        },
+        live: Arc::new(AtomicUsize::new(0)),
+        registry: registry.clone().recipient(),
+        retire: registry.clone().recipient(),
+    })
+}
+
 /// A record actor on the memory store, its registry's record of questions and stops.
 struct World {
     actor: Addr<RecordActor>,
@@ -67,25 +94,11 @@ impl World {
             stopped: Arc::clone(&stopped),
         }
         .start();
-        let env = Arc::new(RecordEnv {
-            store: Arc::new(MemoryStore::new()),
-            settings: RecordSettings {
-                persist: Arc::new(PersistRoutes::default()),
-                linger: LINGER,
-                max_value_bytes: 1 << 20,
-                max_write_batch: 64,
-                max_write_batch_bytes: 1 << 20,
-                max_pending_writes: 100,
-                history: HistoryLimits {
-                    versions: 10,
-                    bytes: 1 << 20,
-                },
-                deadlines: Deadlines::default(),
-            },
-            live: Arc::new(AtomicUsize::new(0)),
-            registry: registry.clone().recipient(),
-            retire: registry.recipient(),
-        });
+        let env = env(
+            &registry,
+            Arc::new(MemoryStore::new()),
+            Deadlines::default(),
+        );
         let id = RecordId::parse("doc:1", 64).unwrap();
         let actor = RecordActor::new(id, env).start();
         let born = Instant::now();
@@ -191,25 +204,7 @@ async fn a_lost_answer_is_checked_until_the_check_deadline_then_answered_unknown
         check: Duration::from_secs(2),
         ..Deadlines::default()
     };
-    let env = Arc::new(RecordEnv {
-        store: Arc::new(store),
-        settings: RecordSettings {
-            persist: Arc::new(PersistRoutes::default()),
-            linger: LINGER,
-            max_value_bytes: 1 << 20,
-            max_write_batch: 64,
-            max_write_batch_bytes: 1 << 20,
-            max_pending_writes: 100,
-            history: HistoryLimits {
-                versions: 10,
-                bytes: 1 << 20,
-            },
-            deadlines,
-        },
-        live: Arc::new(AtomicUsize::new(0)),
-        registry: registry.clone().recipient(),
-        retire: registry.recipient(),
-    });
+    let env = env(&registry, Arc::new(store), deadlines);
     let actor = RecordActor::new(RecordId::parse("doc:2", 64).unwrap(), env).start();
     let sent = Instant::now();
     let write = ApplyWrite {
