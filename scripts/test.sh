@@ -3,6 +3,16 @@
 # test of the workspace (mesh-records and the mesh-bench load tool: unit, integration over real
 # WebSockets, real Redis / PostgreSQL / SQLite, the JS client and the demo in headless
 # Chromium), builds the fuzz targets and replays their seeds, then prints one summary line.
+#
+# Everything is built first; then two lanes run side by side (about 4 minutes warm on two
+# cores, where one after the other took about 8):
+#   - the long self-contained runs: the soak (40 s of connection churn, in a process of its
+#     own since it measures that process) and the criterion benches in test mode (each bench
+#     once; most of it is building hot_path's 1,000-rule exposure table in a debug build);
+#   - all other tests, then the doc tests, the fuzz seeds and the JS client and demo.
+# The integration tests wait on sockets and timers far more than they compute, so they run
+# MESH_TEST_THREADS (default 8) at a time rather than one per core. MESH_TEST_PATIENCE scales
+# every deadline in the tests (tests/common: `patience()`) on a slow or busy machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,30 +24,66 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+side_log=$(mktemp)
+trap 'rm -f "$log" "$side_log"' EXIT
 status=0
-cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
-cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 # The fuzz targets (fuzz/, a workspace of their own) on the stable toolchain: libfuzzer-sys
 # builds without sanitizers or nightly flags (it needs a C++ compiler), so each target is
 # linted, built and run once over its committed seeds (fuzz/seeds/<target>). A target that
 # stops compiling, or a seed that now panics, fails here; fuzzing proper is scripts/fuzz.sh.
 fuzz_target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-{
+fuzz_build() {
   cargo fmt --manifest-path fuzz/Cargo.toml --check &&
   cargo clippy --manifest-path fuzz/Cargo.toml --target-dir "$fuzz_target_dir" --all-targets \
     -- -D warnings &&
-  cargo build --manifest-path fuzz/Cargo.toml --target-dir "$fuzz_target_dir" &&
+  cargo build --manifest-path fuzz/Cargo.toml --target-dir "$fuzz_target_dir"
+}
+fuzz_seeds() {
   for target in frames patch config; do
     mkdir -p "fuzz/artifacts/$target"
     "$fuzz_target_dir/debug/$target" -runs=0 -artifact_prefix="fuzz/artifacts/$target/" \
-      "fuzz/seeds/$target" || exit 1
+      "fuzz/seeds/$target" || return 1
   done
-} 2>&1 | tee -a "$log" || status=$?
+}
+
+# Build everything first: once built, cargo holds no lock while tests run, so the two lanes
+# below do not wait on each other.
+cargo test --workspace --all-targets --no-run 2>&1 | tee "$log" || status=$?
+fuzz_ok=1
+fuzz_build 2>&1 | tee -a "$log" || { status=1; fuzz_ok=0; }
+
+# Panics that tests provoke on purpose would otherwise each symbolize a backtrace of a
+# 300 MB debug binary, seconds on a busy machine (past the tests' patience); rerun a failing
+# test with RUST_BACKTRACE=1 to see where it failed.
+export RUST_BACKTRACE=0
+threads="${MESH_TEST_THREADS:-8}"
+soak_test=connection_churn_leaves_nothing_behind
+
+# Lane 1, in the background: the soak, then the benches in test mode.
+(
+  side=0
+  cargo test --test soak --no-fail-fast || side=1
+  cargo test --workspace --bench '*' --no-fail-fast || side=1
+  exit "$side"
+) >"$side_log" 2>&1 &
+side_pid=$!
+
+# Lane 2: every other test target (the soak binary is there too, its test skipped: a new test
+# binary is never left out), the doc tests, the fuzz seeds, the JS client and the demo.
+cargo test --workspace --lib --bins --examples --tests --no-fail-fast -- \
+  --test-threads "$threads" --skip "$soak_test" 2>&1 | tee -a "$log" || status=$?
+cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
+if [ "$fuzz_ok" = 1 ]; then
+  fuzz_seeds 2>&1 | tee -a "$log" || status=1
+fi
 # The JavaScript client and the demo page in two headless Chromium pages, against the server
 # binary just built.
 MESH_RECORDS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mesh-records" bash scripts/js-test.sh 2>&1 \
   | tee -a "$log" || status=$?
+
+wait "$side_pid" || status=1
+echo "--- the soak and the benches (run beside the above) ---"
+tee -a "$log" <"$side_log"
 
 # Sum cargo's "test result:" lines and node's "# pass N" / "# fail N" lines.
 read -r passed failed < <(awk '

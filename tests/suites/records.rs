@@ -9,8 +9,6 @@ use mesh_records::{Exposure, Guard, Strategy};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const QUIET: Duration = Duration::from_millis(200);
-
 const OPEN: &str = r#"
 [[records.expose]]
 pattern = "^doc:"
@@ -97,7 +95,9 @@ async fn read_only_exposures_refuse_writes(backend: Backend) {
     assert_eq!(reply["code"], "EFORBIDDEN");
     assert!(reply["error"].is_string());
     assert_eq!(server.records().get_record("ro:1").await.unwrap(), None);
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     server.stop().await;
 }
 
@@ -221,7 +221,9 @@ async fn identical_writes_change_nothing(backend: Backend) {
         client.publish("doc:same", json!({"a": {"b": 1}})).await,
         json!({"success": true})
     );
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     assert_eq!(
         records
             .get_record("doc:same")
@@ -368,8 +370,12 @@ async fn deletes_end_subscriptions_and_versions_continue(backend: Backend) {
     assert_eq!(reply["record"], Value::Null);
     assert_eq!(reply["version"], 3);
     // The subscriptions ended with the deletion: no pushes, and unsubscribing says so.
-    full.assert_no_record_push(QUIET).await;
-    patch.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut full, "doc:marker")
+        .await;
+    server
+        .assert_nothing_pushed_before_marker(&mut patch, "doc:marker")
+        .await;
     let r = full
         .request("mesh/unsubscribe-record", json!({"recordId": "doc:d"}))
         .await;
@@ -472,7 +478,9 @@ async fn subscribing_again_replaces_the_mode(backend: Backend) {
         push["payload"]["patch"],
         json!([{"op": "replace", "path": "/a", "value": 2}])
     );
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     server.stop().await;
 }
 
@@ -497,16 +505,18 @@ async fn unsubscribe_and_disconnect_drop_subscriptions(backend: Backend) {
         .write_record("doc:u", json!(1), Strategy::Replace)
         .await
         .unwrap();
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     other.next_push().await;
     other.close().await;
     client.close().await;
     let records = server.records().clone();
-    eventually("record actors to stop", common::WAIT, async || {
+    eventually("record actors to stop", common::patience(), async || {
         records.live_record_actors() == 0
     })
     .await;
-    eventually("sessions to end", common::WAIT, async || {
+    eventually("sessions to end", common::patience(), async || {
         records.connection_count() == 0
     })
     .await;
