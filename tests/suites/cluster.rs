@@ -118,14 +118,7 @@ async fn writes_on_one_instance_reach_subscribers_on_the_other(backend: Backend)
     // And a write on B after that creates it again, continuing after the tombstone (6), seen
     // on A: a version never names two values.
     let mut on_a = Follower::subscribe(&a, "doc:x", "patch").await;
-    b.records()
-        .write_record(
-            "doc:x",
-            json!({"again": true}),
-            mesh_records::Strategy::Replace,
-        )
-        .await
-        .unwrap();
+    b.write("doc:x", json!({"again": true})).await;
     on_a.follow_to(6).await;
     assert_eq!(on_a.value, json!({"again": true}));
     a.stop().await;

@@ -71,11 +71,7 @@ async fn subscriptions_per_connection_are_bounded() {
     assert_eq!(reply["code"], "ELIMIT");
     // Changing the mode of an existing subscription is not a new one.
     assert_eq!(client.subscribe("doc:2", "patch").await["success"], true);
-    server
-        .records()
-        .write_record("doc:3", json!(1), mesh_records::Strategy::Replace)
-        .await
-        .unwrap();
+    server.write("doc:3", json!(1)).await;
     // doc:3 was refused: the next push is the marker on doc:2 (a third subscription, even
     // to a marker, would be refused).
     server

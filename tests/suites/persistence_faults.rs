@@ -356,10 +356,7 @@ writable = true
     };
     let a = common::start(common::Backend::Redis, &config(5432)).await;
     let b = common::start(common::Backend::Redis, &config(proxy_b.port)).await;
-    a.records()
-        .write_record("doc:gone", json!({"x": 1}), mesh_records::Strategy::Replace)
-        .await
-        .unwrap();
+    a.write("doc:gone", json!({"x": 1})).await;
     let check = PostgresAdapter::connect(common::persistence::postgres_url(), Some(&schema.name))
         .await
         .unwrap();

@@ -39,11 +39,7 @@ flush_interval_ms = 50
 
 /// Writes a record as the server (replace) and expects it to succeed.
 async fn put(server: &TestServer, id: &str, value: serde_json::Value) {
-    server
-        .records()
-        .write_record(id, value, Strategy::Replace)
-        .await
-        .unwrap();
+    server.write(id, value).await;
 }
 
 async fn rows(path: &std::path::Path, pattern: &str) -> Vec<(String, u64, serde_json::Value)> {

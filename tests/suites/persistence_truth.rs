@@ -232,10 +232,7 @@ async fn a_late_delete_from_one_instance_keeps_the_row_another_recreated() {
     // A flushes only when it stops; B every 20 ms.
     let a = start(Backend::Redis, &config(600_000)).await;
     let b = start(Backend::Redis, &config(20)).await;
-    b.records()
-        .write_record("doc:x", json!({"life": 1}), Strategy::Replace)
-        .await
-        .unwrap();
+    b.write("doc:x", json!({"life": 1})).await;
     eventually("B's first row", patience(), async || {
         sqlite_rows(&path, "doc:%").await == vec![("doc:x".into(), 1, json!({"life": 1}))]
     })

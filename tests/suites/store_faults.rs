@@ -81,10 +81,7 @@ async fn a_deletion_during_a_pubsub_outage_reaches_subscribers_and_stays() {
     );
     let mut on_a = a.client().await;
     on_a.subscribe("doc:x", "full").await;
-    b.records()
-        .write_record("doc:x", json!({"v": 1}), Strategy::Replace)
-        .await
-        .unwrap();
+    b.write("doc:x", json!({"v": 1})).await;
     push_at(&mut on_a, 1).await;
 
     pubsub_blackout(&mut raw).await;
@@ -124,10 +121,7 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
     let mut on_a = a.client().await;
     on_a.subscribe("doc:y", "full").await;
     for n in 1..=10 {
-        a.records()
-            .write_record("doc:y", json!({"old": n}), Strategy::Replace)
-            .await
-            .unwrap();
+        a.write("doc:y", json!({"old": n})).await;
     }
     push_at(&mut on_a, 10).await;
     // B has the record loaded too, so it can act while pub/sub is down.
@@ -249,10 +243,7 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     let prefix = unique_prefix("faults-restore");
     let persisted = sqlite_rule(&db);
     let a = start_as_configured(&config(&prefix, &redis.url(), &persisted)).await;
-    a.records()
-        .write_record("doc:gone", json!({"x": 1}), Strategy::Replace)
-        .await
-        .unwrap();
+    a.write("doc:gone", json!({"x": 1})).await;
     eventually("doc:gone in the database", patience(), async || {
         let adapter = SqliteAdapter::open(&db).await.unwrap();
         let rows = adapter.load_matching("doc:gone", None, 10).await.unwrap();
