@@ -4,12 +4,12 @@
 # WebSockets, real Redis / PostgreSQL / SQLite, the JS client and the demo in headless
 # Chromium), builds the fuzz targets and replays their seeds, then prints one summary line.
 #
-# Everything is built first; then two lanes run side by side (about 4 minutes warm on two
-# cores, where one after the other took about 8):
-#   - the long self-contained runs: the soak (40 s of connection churn, in a process of its
-#     own since it measures that process) and the criterion benches in test mode (each bench
-#     once; most of it is building hot_path's 1,000-rule exposure table in a debug build);
-#   - all other tests, then the doc tests, the fuzz seeds and the JS client and demo.
+# Everything is built first. Then the criterion benches in test mode (each bench once; most of
+# it is building hot_path's 1,000-rule exposure table in a debug build: one core for a minute
+# and a half) run in the background beside all other tests, the doc tests, the fuzz seeds and
+# the JS client and demo; the soak comes last, alone: it judges memory growth by the waves it
+# manages in 40 s, and too few waves on a busy machine look like a leak. About 3 minutes warm
+# on two cores, where one after the other took 6 to 8.
 # The integration tests wait on sockets and timers far more than they compute, so they run
 # MESH_TEST_THREADS (default 8) at a time rather than one per core. MESH_TEST_PATIENCE scales
 # every deadline in the tests (tests/common: `patience()`) on a slow or busy machine.
@@ -46,8 +46,8 @@ fuzz_seeds() {
   done
 }
 
-# Build everything first: once built, cargo holds no lock while tests run, so the two lanes
-# below do not wait on each other.
+# Build everything first: once built, cargo holds no lock while tests run, so the benches in
+# the background and the tests beside them do not wait on each other.
 cargo test --workspace --all-targets --no-run 2>&1 | tee "$log" || status=$?
 fuzz_ok=1
 fuzz_build 2>&1 | tee -a "$log" || { status=1; fuzz_ok=0; }
@@ -59,17 +59,13 @@ export RUST_BACKTRACE=0
 threads="${MESH_TEST_THREADS:-8}"
 soak_test=connection_churn_leaves_nothing_behind
 
-# Lane 1, in the background: the soak, then the benches in test mode.
-(
-  side=0
-  cargo test --test soak --no-fail-fast || side=1
-  cargo test --workspace --bench '*' --no-fail-fast || side=1
-  exit "$side"
-) >"$side_log" 2>&1 &
+# In the background: the benches in test mode.
+cargo test --workspace --bench '*' --no-fail-fast >"$side_log" 2>&1 &
 side_pid=$!
 
-# Lane 2: every other test target (the soak binary is there too, its test skipped: a new test
-# binary is never left out), the doc tests, the fuzz seeds, the JS client and the demo.
+# Beside them: every test target but the benches (the soak binary too, its test skipped here:
+# a new test binary is never left out), the doc tests, the fuzz seeds, the JS client and the
+# demo.
 cargo test --workspace --lib --bins --examples --tests --no-fail-fast -- \
   --test-threads "$threads" --skip "$soak_test" 2>&1 | tee -a "$log" || status=$?
 cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
@@ -82,8 +78,10 @@ MESH_RECORDS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/mesh-records" bash scri
   | tee -a "$log" || status=$?
 
 wait "$side_pid" || status=1
-echo "--- the soak and the benches (run beside the above) ---"
+echo "--- the benches in test mode (run beside the above) ---"
 tee -a "$log" <"$side_log"
+# Last and alone: the soak.
+cargo test --test soak --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 
 # Sum cargo's "test result:" lines and node's "# pass N" / "# fail N" lines.
 read -r passed failed < <(awk '
