@@ -77,7 +77,7 @@ async fn counters_move_with_activity() {
     full.close().await;
     patch.close().await;
     let records = records.clone();
-    common::eventually("sessions to end", common::WAIT, async || {
+    common::eventually("sessions to end", common::patience(), async || {
         records.connection_count() == 0
     })
     .await;

@@ -53,7 +53,7 @@ writable = true
     // Warm up once so lazily allocated runtime structures count in the baseline.
     server.client().await.close().await;
     let records = server.records().clone();
-    eventually("warm-up to end", common::WAIT, async || {
+    eventually("warm-up to end", common::patience(), async || {
         records.connection_count() == 0
     })
     .await;
@@ -99,11 +99,11 @@ writable = true
             rss_half = Some(rss_kib());
         }
     }
-    eventually("every session to end", common::WAIT, async || {
+    eventually("every session to end", common::patience(), async || {
         records.connection_count() == 0
     })
     .await;
-    let wait = Duration::from_secs(10);
+    let wait = common::patience() * 2;
     eventually("every record actor to stop", wait, async || {
         records.live_record_actors() == 0
     })

@@ -45,8 +45,21 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// How long any expected event may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(5);
+/// How long any expected event may take before the test fails: 5 s, times the factor in
+/// `MESH_TEST_PATIENCE` (say `3` on a loaded machine; default 1). Every deadline in the tests
+/// is this or a multiple of it, so that one variable makes the whole suite more patient.
+/// Passing tests never wait for it: they wait for events, and a deadline only ends a failing
+/// wait.
+pub fn patience() -> Duration {
+    static PATIENCE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PATIENCE.get_or_init(|| {
+        let factor = std::env::var("MESH_TEST_PATIENCE")
+            .ok()
+            .map(|f| f.parse::<f64>().expect("MESH_TEST_PATIENCE is a number"))
+            .unwrap_or(1.0);
+        Duration::from_secs(5).mul_f64(factor)
+    })
+}
 
 /// Which store a test runs against.
 #[derive(Clone, Copy, Debug)]
@@ -74,12 +87,12 @@ pub fn unique_prefix(what: &str) -> String {
     format!("test:{what}:{}:{nanos:x}:{n}:", std::process::id())
 }
 
-/// Deletes every key under `prefix`.
+/// Deletes every key under `prefix` (taken literally, glob characters and all).
 pub async fn delete_redis_prefix(url: &str, prefix: &str) {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{}*", mesh_records::model::Glob::escape(prefix)))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -92,14 +105,86 @@ pub async fn delete_redis_prefix(url: &str, prefix: &str) {
     }
 }
 
+/// Runs `work` to completion on a thread and runtime of its own: for cleanup in `Drop`, which
+/// may run inside a runtime (where blocking on it would panic) or while a test unwinds.
+pub fn run_on_own_runtime<F>(work: F) -> std::thread::Result<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cleanup runtime")
+            .block_on(work)
+    })
+    .join()
+}
+
+/// Deletes every key under a prefix when dropped, on a single Redis or on the shared Redis
+/// Cluster: a test's keys go even when the test panics half-way.
+pub struct Keys {
+    prefix: String,
+    /// The single Redis's URL; `None`: the binary's shared Redis Cluster.
+    redis: Option<String>,
+}
+
+impl Keys {
+    /// The keys under `prefix` on the shared Redis ([`redis_url`]).
+    pub fn on_redis(prefix: &str) -> Keys {
+        Keys::at(&redis_url(), prefix)
+    }
+
+    /// The keys under `prefix` on the single Redis at `url`.
+    pub fn at(url: &str, prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            redis: Some(url.to_owned()),
+        }
+    }
+
+    /// The keys under `prefix` on the binary's shared Redis Cluster.
+    pub fn on_cluster(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            redis: None,
+        }
+    }
+
+    /// Keeps the keys after all (the test hands them on, and their cleanup with them).
+    pub fn keep(mut self) {
+        self.prefix.clear();
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        if self.prefix.is_empty() {
+            return;
+        }
+        let (prefix, redis) = (self.prefix.clone(), self.redis.clone());
+        let deleted = run_on_own_runtime(async move {
+            match redis {
+                Some(url) => delete_redis_prefix(&url, &prefix).await,
+                None => {
+                    own_cluster::delete_prefix(&own_cluster::shared_cluster_url(), &prefix).await
+                }
+            }
+        });
+        if deleted.is_err() {
+            eprintln!("could not delete the test keys under {}", self.prefix);
+        }
+    }
+}
+
 pub struct TestServer {
     pub running: RunningServer,
     pub ws: String,
     pub http: String,
-    /// The Redis key prefix to clean up, if on Redis.
-    pub redis_prefix: Option<String>,
-    /// Whether that prefix is on the shared Redis Cluster rather than the shared Redis.
-    pub on_cluster: bool,
+    /// The keys this server's store holds on the shared Redis (or Redis Cluster), deleted
+    /// when the server is stopped or dropped (also when the test panics).
+    pub keys: Option<Keys>,
 }
 
 impl TestServer {
@@ -112,6 +197,26 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("writing {id}: {e}"));
     }
 
+    /// Asserts that nothing has been pushed to `client` so far, against a positive signal
+    /// rather than a quiet period: subscribes `client` to `marker` (a record the config lets
+    /// it read; already following it is fine), writes a fresh value there, and fails on any
+    /// push but pings that arrives before that write's update. Whatever the server sent the
+    /// client before the marker write is queued ahead of the marker's update (one connection,
+    /// one queue), so the marker arriving first shows that nothing else was on its way.
+    pub async fn assert_nothing_pushed_before_marker(&self, client: &mut Client, marker: &str) {
+        let reply = client.subscribe(marker, "full").await;
+        assert_eq!(
+            reply["success"], true,
+            "subscribing to the marker {marker}: {reply}"
+        );
+        let written = self
+            .records()
+            .write_record(marker, fresh_marker(), mesh_records::Strategy::Replace)
+            .await
+            .unwrap_or_else(|e| panic!("writing the marker {marker}: {e}"));
+        client.expect_marker(marker, written.version).await;
+    }
+
     pub fn records(&self) -> &RecordServer {
         &self.running.records
     }
@@ -120,16 +225,26 @@ impl TestServer {
         Client::connect(&self.ws).await
     }
 
+    /// Stops the server, then deletes its keys.
     pub async fn stop(self) {
         self.running.stop().await;
-        match &self.redis_prefix {
-            Some(prefix) if self.on_cluster => {
-                own_cluster::delete_prefix(&own_cluster::shared_cluster_url(), prefix).await
-            }
-            Some(prefix) => delete_redis_prefix(&redis_url(), prefix).await,
-            None => {}
-        }
     }
+
+    /// Stops the server and leaves its keys for the next server on the same prefix (the test
+    /// then owns their cleanup, usually with a [`Keys`] of its own).
+    pub async fn stop_keeping_keys(mut self) {
+        if let Some(keys) = self.keys.take() {
+            keys.keep();
+        }
+        self.running.stop().await;
+    }
+}
+
+/// A value no earlier write used, to write as a marker.
+pub fn fresh_marker() -> Value {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    json!({"marker": NEXT.fetch_add(1, Ordering::Relaxed)})
 }
 
 /// Parses a test config and makes it local: port 0, one worker, short record linger.
@@ -159,8 +274,7 @@ pub async fn start_as_configured(toml: &str) -> TestServer {
         ws: format!("ws://{addr}/ws"),
         http: format!("http://{addr}"),
         running,
-        redis_prefix: None,
-        on_cluster: false,
+        keys: None,
     }
 }
 
@@ -181,8 +295,7 @@ pub async fn start_with(
     extend: impl FnOnce(RecordServerBuilder) -> RecordServerBuilder,
 ) -> TestServer {
     let mut config = test_config(toml);
-    let mut redis_prefix = None;
-    let mut on_cluster = false;
+    let mut keys = None;
     match backend {
         Backend::Memory => {}
         Backend::RedisCluster => {
@@ -197,9 +310,8 @@ pub async fn start_with(
             if config.store.backend != mesh_records::config::StoreBackend::RedisCluster {
                 config.store.backend = mesh_records::config::StoreBackend::RedisCluster;
                 config.store.redis_url = own_cluster::shared_cluster_url();
-                redis_prefix = Some(prefix);
+                keys = Some(Keys::on_cluster(&prefix));
             }
-            on_cluster = true;
         }
         Backend::Redis => {
             let prefix = if config.store.key_prefix.starts_with("test:") {
@@ -209,8 +321,8 @@ pub async fn start_with(
             };
             config.store.backend = mesh_records::config::StoreBackend::Redis;
             config.store.redis_url = redis_url();
-            config.store.key_prefix = prefix.clone();
-            redis_prefix = Some(prefix);
+            keys = Some(Keys::on_redis(&prefix));
+            config.store.key_prefix = prefix;
         }
     }
     let builder = RecordServer::builder(config.clone()).record_threads(2);
@@ -222,8 +334,7 @@ pub async fn start_with(
         ws: format!("ws://{addr}{}", config.server.ws_path),
         http: format!("http://{addr}"),
         running,
-        redis_prefix,
-        on_cluster,
+        keys,
     }
 }
 
@@ -238,7 +349,7 @@ pub fn free_port() -> u16 {
 
 /// Waits until a server process answers `GET /health` on `port`.
 pub async fn wait_for_health(port: u16) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + patience() * 4;
     let url = format!("http://127.0.0.1:{port}/health");
     loop {
         let response = awc::Client::default().get(&url).send().await;
@@ -254,7 +365,7 @@ pub async fn wait_for_health(port: u16) {
 }
 
 /// Polls `check` every 10 ms until it holds; fails the test naming `what` after `within`
-/// (usually [`WAIT`]). The one polling helper: `async || cond` for a plain condition,
+/// (usually [`patience`]). The one polling helper: `async || cond` for a plain condition,
 /// `|| async { ... }` for one that awaits.
 pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + within;
@@ -291,7 +402,7 @@ impl Client {
 
     pub async fn try_connect(url: &str, bearer: Option<&str>) -> Result<Client, ConnectError> {
         let mut request = awc::Client::builder()
-            .timeout(WAIT)
+            .timeout(patience())
             .finish()
             .ws(url)
             .max_frame_size(64 * 1024 * 1024);
@@ -312,7 +423,7 @@ impl Client {
             replies: VecDeque::new(),
             auto_pong: true,
         };
-        let first = tokio::time::timeout(WAIT, client.read_bytes())
+        let first = tokio::time::timeout(patience(), client.read_bytes())
             .await
             .ok()
             .flatten()
@@ -415,9 +526,11 @@ impl Client {
         .await
     }
 
-    /// The next push (a frame without id), failing the test after [`WAIT`].
+    /// The next push (a frame without id), failing the test after [`patience`].
     pub async fn next_push(&mut self) -> Value {
-        self.try_next_push(WAIT).await.expect("a push arrives")
+        self.try_next_push(patience())
+            .await
+            .expect("a push arrives")
     }
 
     /// The next push of this command, skipping others (pings, ...).
@@ -449,22 +562,51 @@ impl Client {
         }
     }
 
-    /// Asserts that no record push arrives within `wait`.
-    pub async fn assert_no_record_push(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
+    /// Waits for the update of `record` at `version` (a marker written after whatever must
+    /// not have happened), failing on any other push but pings that comes first.
+    pub async fn expect_marker(&mut self, record: &str, version: u64) {
         loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.try_next_push(remaining).await {
-                None => return,
-                Some(push) if push["command"] == "ping" => continue,
-                Some(push) => panic!("unexpected push: {push}"),
+            let push = self.next_push().await;
+            if push["command"] == "ping" {
+                continue;
             }
+            let payload = &push["payload"];
+            assert!(
+                push["command"] == "mesh/record-update"
+                    && payload["recordId"] == record
+                    && payload["version"] == version,
+                "a push before the marker ({record} v{version}): {push}"
+            );
+            return;
         }
     }
 
-    /// The next text frame of any kind (None when the connection ended or after WAIT).
+    /// Waits for the reply to request `id`, failing on any other reply that comes first
+    /// (a connection answers in order, so an unwanted answer to an earlier request would).
+    pub async fn reply_to_only(&mut self, id: u64) -> Value {
+        if let Some(earlier) = self.replies.pop_front() {
+            panic!("a reply before the one to request {id}: {earlier}");
+        }
+        loop {
+            let frame = self
+                .next_frame()
+                .await
+                .unwrap_or_else(|| panic!("no reply to request {id}"));
+            if frame.get("id").is_none() {
+                self.pushes.push_back(frame);
+                continue;
+            }
+            assert_eq!(
+                frame["id"], id,
+                "a reply before the one to request {id}: {frame}"
+            );
+            return frame;
+        }
+    }
+
+    /// The next text frame of any kind (None when the connection ended or after [`patience`]).
     pub async fn next_frame(&mut self) -> Option<Value> {
-        tokio::time::timeout(WAIT, self.read_text())
+        tokio::time::timeout(patience(), self.read_text())
             .await
             .ok()
             .flatten()
@@ -502,7 +644,7 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(WAIT, read)
+        tokio::time::timeout(patience(), read)
             .await
             .expect("the server closes the connection")
     }
@@ -542,7 +684,7 @@ impl StuckClient {
         let mut seen = Vec::new();
         let mut buf = [0u8; 1024];
         while !String::from_utf8_lossy(&seen).contains("\"mesh/subscribe-record\"") {
-            let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+            let n = tokio::time::timeout(patience(), socket.read(&mut buf))
                 .await
                 .unwrap()
                 .unwrap();

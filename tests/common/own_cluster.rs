@@ -114,7 +114,7 @@ impl OwnCluster {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        cluster.wait_healthy(Duration::from_secs(30));
+        cluster.wait_healthy(super::patience() * 6);
         Ok(cluster)
     }
 
@@ -153,7 +153,7 @@ impl OwnCluster {
             .expect("redis-server is installed (scripts/services.sh installs it)");
         let port = node.port;
         self.nodes[index].child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + super::patience() * 2;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -316,11 +316,12 @@ pub async fn connect(url: &str) -> ClusterConnection {
         .expect("connect to the test cluster")
 }
 
-/// Deletes every key under `prefix` on every master of the cluster at `url`.
+/// Deletes every key under `prefix` (taken literally, glob characters and all) on every
+/// master of the cluster at `url`.
 pub async fn delete_prefix(url: &str, prefix: &str) {
     let mut conn = connect(url).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{}*", mesh_records::model::Glob::escape(prefix)))
         .query_async(&mut conn)
         .await
         .unwrap_or_default();

@@ -34,7 +34,7 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server is installed (scripts/services.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + super::patience() * 2;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -71,6 +71,40 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// How many connections Redis has turned away so far (`rejected_connections` in `INFO stats`:
+/// for lack of room under `maxclients`).
+pub async fn rejected_connections(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("rejected_connections:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has rejected_connections")
+}
+
+/// Keeps new connections out (`maxclients` 1: `conn` is the one) and cuts every pub/sub
+/// connection; returns once an instance has tried to subscribe again and been turned away,
+/// so the outage is one the instances have met, not one that might end before they notice.
+pub async fn pubsub_blackout(conn: &mut redis::aio::MultiplexedConnection) {
+    let before = rejected_connections(conn).await;
+    run(conn, &["CONFIG", "SET", "maxclients", "1"]).await;
+    run(conn, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    super::eventually(
+        "an instance to be turned away",
+        super::patience(),
+        async || rejected_connections(conn).await > before,
+    )
+    .await;
+}
+
+/// Lets connections in again after [`pubsub_blackout`].
+pub async fn end_blackout(conn: &mut redis::aio::MultiplexedConnection) {
+    run(conn, &["CONFIG", "SET", "maxclients", "10000"]).await;
 }
 
 /// Runs one command on `conn`, expecting success.

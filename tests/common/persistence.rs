@@ -106,14 +106,7 @@ impl Drop for TestSchema {
         // Drop runs outside any async context we could await in, so the cleanup gets its
         // own thread and runtime.
         let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(admin_execute(&sql));
-        });
-        if cleanup.join().is_err() {
+        if super::run_on_own_runtime(async move { admin_execute(&sql).await }).is_err() {
             eprintln!("could not drop test schema {}", self.name);
         }
     }

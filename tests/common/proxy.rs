@@ -30,6 +30,8 @@ pub enum Scope {
 
 #[derive(Default)]
 struct Links {
+    /// How many connections were accepted so far.
+    accepted: usize,
     /// What a new connection starts as.
     new: Option<Link>,
     /// One sender per open connection; closed ones are pruned.
@@ -66,6 +68,12 @@ impl Proxy {
     /// Closes connections (new ones are accepted and closed at once with `OpenAndNew`).
     pub fn cut(&self, scope: Scope) {
         self.set(Link::Cut, scope);
+    }
+
+    /// How many connections it has accepted so far: a positive sign that a client (such as a
+    /// starting server reaching for its database) is at the point of connecting.
+    pub fn accepted(&self) -> usize {
+        self.links.lock().unwrap().accepted
     }
 
     /// Forwards again: hung connections resume, new ones are forwarded.
@@ -109,6 +117,7 @@ async fn accept(listener: TcpListener, target: SocketAddr, links: Arc<Mutex<Link
         };
         let (tx, rx) = {
             let mut links = links.lock().unwrap();
+            links.accepted += 1;
             let (tx, rx) = watch::channel(links.new.unwrap_or(Link::Forward));
             links.open.retain(|link| !link.is_closed());
             links.open.push(tx.clone());

@@ -2,7 +2,7 @@
 //! without its body, an answer read before the body would have gone out, and whether the
 //! server then closes the connection.
 
-use super::WAIT;
+use super::patience;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,7 +48,7 @@ impl RawHttp {
     }
 
     /// Reads one response (its body by `Content-Length`; none for 101); fails the test when
-    /// none comes within [`WAIT`].
+    /// none comes within [`patience`].
     pub async fn response(&mut self) -> RawResponse {
         let end = loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -80,9 +80,9 @@ impl RawHttp {
         response
     }
 
-    /// Whether the server closes the connection within [`WAIT`] (whatever it sends first).
+    /// Whether the server closes the connection within [`patience`] (whatever it sends first).
     pub async fn closes(&mut self) -> bool {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + patience();
         loop {
             let mut chunk = [0u8; 4096];
             match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
@@ -95,7 +95,7 @@ impl RawHttp {
 
     async fn read_more(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, self.tcp.read(&mut chunk))
+        let n = tokio::time::timeout(patience(), self.tcp.read(&mut chunk))
             .await
             .expect("the server answers in time")
             .unwrap_or(0);

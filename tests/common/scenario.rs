@@ -2,7 +2,9 @@
 //! their outcomes can be compared step by step (shared by redis_store.rs and redis_cluster.rs).
 
 use mesh_records::RecordId;
-use mesh_records::store::{Expect, HistoryLimits, NewVersion, OpId, Store, Stored};
+use mesh_records::store::{
+    Expect, HistoryLimits, NewVersion, OpId, Store, StoreFuture, Stored, WriteResult,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -43,6 +45,18 @@ pub fn vals(values: Vec<Arc<Value>>) -> Vec<NewVersion> {
     values.into_iter().map(NewVersion::value).collect()
 }
 
+/// Writes one value to `rid` if the record is as `expected`, as operation `op`, keeping no
+/// history: the store write most store tests make.
+pub fn write_one(
+    store: &dyn Store,
+    rid: &RecordId,
+    expected: Expect,
+    v: Value,
+    op: OpId,
+) -> StoreFuture<WriteResult> {
+    store.write(rid, expected, vals(vec![value(v)]), op, NO_HISTORY)
+}
+
 pub fn restored(v: Value, version: u64) -> Stored {
     Stored::live(value(v), version)
 }
@@ -60,26 +74,14 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
         };
     }
     step!(store.load(&a));
-    step!(store.write(&a, live(1), vals(vec![value(json!(1))]), op, NO_HISTORY));
-    step!(store.write(&a, live(0), vals(vec![value(json!(1))]), op, NO_HISTORY));
+    step!(write_one(store, &a, live(1), json!(1), op));
+    step!(write_one(store, &a, live(0), json!(1), op));
     step!(store.write(&a, absent(0), vals(vec![]), op, NO_HISTORY));
     step!(store.load(&a));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!({"x": 1}))]),
-        op,
-        NO_HISTORY
-    ));
+    step!(write_one(store, &a, absent(0), json!({"x": 1}), op));
     step!(store.check(&a, op));
     step!(store.check(&a, OpId(8)));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!({"x": 2}))]),
-        op,
-        NO_HISTORY
-    ));
+    step!(write_one(store, &a, absent(0), json!({"x": 2}), op));
     step!(store.write(
         &a,
         live(1),
@@ -89,40 +91,16 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
     ));
     step!(store.load(&a));
     step!(store.write(&a, live(3), vals(vec![]), op, NO_HISTORY));
-    step!(store.write(
-        &a,
-        live(2),
-        vals(vec![value(json!("stale"))]),
-        op,
-        NO_HISTORY
-    ));
+    step!(write_one(store, &a, live(2), json!("stale"), op));
     step!(store.delete(&a, OpId(9), None));
     step!(store.check(&a, OpId(9)));
     step!(store.delete(&a, op, None));
     step!(store.load(&a));
     // Deleted at 3: a write expecting the live record fails, and so does one expecting a
     // record that never existed; the re-created record continues at 4.
-    step!(store.write(
-        &a,
-        live(3),
-        vals(vec![value(json!("gone"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.write(
-        &a,
-        absent(0),
-        vals(vec![value(json!("again"))]),
-        op,
-        NO_HISTORY
-    ));
-    step!(store.write(
-        &a,
-        absent(3),
-        vals(vec![value(json!("again"))]),
-        op,
-        NO_HISTORY
-    ));
+    step!(write_one(store, &a, live(3), json!("gone"), op));
+    step!(write_one(store, &a, absent(0), json!("again"), op));
+    step!(write_one(store, &a, absent(3), json!("again"), op));
     step!(store.load(&a));
     step!(store.restore(vec![
         (a.clone(), restored(json!("old"), 1)),
@@ -134,7 +112,7 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
     step!(store.load(&b));
     step!(store.restore(vec![(a.clone(), restored(json!("newer"), 9))]));
     step!(store.load(&a));
-    step!(store.write(&a, live(9), vals(vec![value(json!(true))]), op, NO_HISTORY));
+    step!(write_one(store, &a, live(9), json!(true), op));
     step!(store.load(&a));
     // A tombstone restored over an older record deletes it; an older one changes nothing.
     step!(store.restore(vec![(b.clone(), Stored::absent(7))]));

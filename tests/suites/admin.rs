@@ -305,21 +305,9 @@ async fn the_admin_api_shows_a_collections_members() {
     let server = start(Backend::Memory, &config).await;
     for (id, rank) in [("doc:a1", 3), ("doc:a2", 1), ("doc:a3", 2), ("doc:b1", 0)] {
         let value = json!({ "rank": rank });
-        server
-            .records()
-            .write_record(id, value, mesh_records::Strategy::Replace)
-            .await
-            .unwrap();
+        server.write(id, value).await;
     }
-    server
-        .records()
-        .write_record(
-            "doc:a2",
-            json!({"rank": 1, "x": true}),
-            mesh_records::Strategy::Replace,
-        )
-        .await
-        .unwrap();
+    server.write("doc:a2", json!({"rank": 1, "x": true})).await;
     let url = format!("{}/api/collections/docs:a", server.http);
     assert_eq!(call("GET", &url, None, None).await.0, 401);
     let (status, body) = call("GET", &url, Some("admin-secret"), None).await;

@@ -10,10 +10,6 @@ use common::{Backend, Client, TestServer, start_with, user_from_query};
 use mesh_records::collections::{CollectionExposure, Resolver};
 use mesh_records::{Exposure, Guard, RecordServer};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-/// Long enough for a push that should not come to have come.
-const QUIET: Duration = Duration::from_millis(300);
 
 const SUBSCRIBE: &str = "mesh/subscribe-collection";
 
@@ -88,6 +84,29 @@ async fn next_change(client: &mut Client) -> Value {
     }
 }
 
+/// Shows that nothing was on its way to `client` (whose `userId` is `owner`): a doc of
+/// `owner`'s written now must be the next thing `client` hears of (its diff, then its value),
+/// and is then deleted again (one more diff). Moves `client`'s collection on two versions.
+async fn expect_marker_member(server: &TestServer, client: &mut Client, owner: &str) {
+    let marker = format!("doc:marker-{owner}");
+    server.write(&marker, json!({"owner": owner})).await;
+    let diff = next_change(client).await;
+    assert_eq!(
+        diff["payload"]["added"],
+        json!([{"owner": owner, "id": marker}]),
+        "a push before the marker: {diff}"
+    );
+    let update = next_change(client).await;
+    assert_eq!(update["payload"]["recordId"], marker.as_str(), "{update}");
+    server.records().delete_record(&marker).await.unwrap();
+    let diff = next_change(client).await;
+    assert_eq!(
+        diff["payload"]["removed"],
+        json!([{"id": marker}]),
+        "{diff}"
+    );
+}
+
 async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend) {
     let server = start(backend, |records| vec![mine(records)]).await;
     server.write("doc:1", json!({"owner": "ann"})).await;
@@ -118,7 +137,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
             "removed": [], "version": 2})
     );
     assert_eq!(next_change(&mut ann).await["payload"]["recordId"], "doc:3");
-    bob.assert_no_record_push(QUIET).await;
+    expect_marker_member(&server, &mut bob, "bob").await;
 
     // doc:1 changes hands: out of ann's collection (as `{"id"}`: the collection no longer
     // holds its value), into bob's, in one diff each.
@@ -131,7 +150,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
         diff["payload"]["added"],
         json!([{"owner": "bob", "id": "doc:1"}])
     );
-    assert_eq!(diff["payload"]["version"], 2);
+    assert_eq!(diff["payload"]["version"], 4, "after bob's marker's two");
 
     // A member's new value (still ann's): a record update, no diff.
     server
@@ -144,7 +163,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
     server
         .write("other:1", json!({"owner": "ann", "n": 2}))
         .await;
-    ann.assert_no_record_push(QUIET).await;
+    expect_marker_member(&server, &mut ann, "ann").await;
 
     // Ann becomes bob: the resolver runs again for her connection.
     let set = ann
@@ -152,7 +171,7 @@ async fn each_connection_sees_the_members_its_resolver_returns(backend: Backend)
         .await;
     assert_eq!(set, json!({"success": true}));
     let diff = next_change(&mut ann).await;
-    assert_eq!(diff["payload"]["version"], 4);
+    assert_eq!(diff["payload"]["version"], 6, "after ann's marker's two");
     let added: Vec<&str> = diff["payload"]["added"]
         .as_array()
         .unwrap()
@@ -213,6 +232,6 @@ async fn per_connection_collections_end_with_their_subscription() {
         .await;
     assert_eq!(reply, json!(true));
     bob.close().await;
-    common::eventually("both actors gone", common::WAIT, async || live() == 0).await;
+    common::eventually("both actors gone", common::patience(), async || live() == 0).await;
     server.stop().await;
 }

@@ -5,15 +5,11 @@
 
 use crate::common;
 
-use common::{Backend, Client, WAIT, start, start_with, unique_prefix, user_from_query};
+use common::{Backend, Client, TestServer, start, start_with, unique_prefix, user_from_query};
 use mesh_records::collections::CollectionExposure;
 use mesh_records::{Exposure, Guard};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::Duration;
-
-/// Long enough for a push that should not come to have come.
-const QUIET: Duration = Duration::from_millis(300);
 
 const SUBSCRIBE: &str = "mesh/subscribe-collection";
 const UNSUBSCRIBE: &str = "mesh/unsubscribe-collection";
@@ -74,6 +70,26 @@ async fn next_change(client: &mut Client) -> Value {
             return push;
         }
     }
+}
+
+/// Writes `marker`, a new member of a collection `client` follows, and waits for the diff that
+/// adds it and then its value, failing on any other push (but pings) that comes first. The
+/// collection handles its members' changes in order, so this shows that nothing was coming
+/// from what happened before. Returns the diff's version.
+async fn expect_member_marker(server: &TestServer, client: &mut Client, marker: &str) -> u64 {
+    server.write(marker, common::fresh_marker()).await;
+    let diff = next_change(client).await;
+    assert_eq!(
+        diff["command"], DIFF,
+        "a push before the marker {marker}: {diff}"
+    );
+    assert_eq!(
+        diff["payload"]["added"][0]["id"], marker,
+        "a diff before the marker: {diff}"
+    );
+    let update = next_change(client).await;
+    assert_eq!(update["payload"]["recordId"], marker, "{update}");
+    diff["payload"]["version"].as_u64().unwrap()
 }
 
 async fn the_snapshot_lists_members_in_mesh_shape(backend: Backend) {
@@ -139,19 +155,25 @@ async fn adds_updates_and_deletes_arrive_as_mesh_sends_them(backend: Backend) {
         json!({"recordId": "item:a:1", "full": {"n": 10}, "version": 2})
     );
 
-    // A write outside the collection: nothing.
+    // A write outside the collection: nothing (the next diff is a marker's, at version 3).
     writer.publish("item:b:1", json!({"n": 0})).await;
-    client.assert_no_record_push(QUIET).await;
+    assert_eq!(
+        expect_member_marker(&server, &mut client, "item:a:m1").await,
+        3
+    );
 
-    // A deleted member: removed, by id.
+    // A deleted member: removed, by id; and nothing after it.
     server.records().delete_record("item:a:2").await.unwrap();
     let diff = next_change(&mut client).await;
     assert_eq!(
         diff["payload"],
         json!({"collectionId": "list:a", "added": [], "removed": [{"id": "item:a:2"}],
-            "version": 3})
+            "version": 4})
     );
-    client.assert_no_record_push(QUIET).await;
+    assert_eq!(
+        expect_member_marker(&server, &mut client, "item:a:m2").await,
+        5
+    );
     server.stop().await;
 }
 
@@ -276,12 +298,14 @@ async fn versions_stay_gap_free_under_churn(backend: Backend) {
         }
     }
     // Diffs add up to the store's membership, each version one more than the last: read
-    // them until none has come for a while (every write was acknowledged before).
+    // them up to the one adding a marker member written after every other write.
+    let marker = "item:c:marker";
+    writer.publish(marker, json!({"marker": true})).await;
+    expected.insert(marker.to_owned());
     let mut seen = BTreeSet::new();
     let mut version = 1;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while let Some(push) = client.try_next_push(QUIET).await {
-        assert!(tokio::time::Instant::now() < deadline, "diffs kept coming");
+    while !seen.contains(marker) {
+        let push = client.next_push().await;
         if push["command"] != DIFF {
             continue;
         }
@@ -393,6 +417,8 @@ async fn unsubscribe_and_disconnect_end_the_pushes(backend: Backend) {
     let server = start(backend, LISTS).await;
     let mut client = server.client().await;
     subscribe(&mut client, "list:u").await;
+    let mut staying = server.client().await;
+    subscribe(&mut staying, "list:u").await;
     let mut leaving = server.client().await;
     subscribe(&mut leaving, "list:u").await;
     leaving.close().await;
@@ -408,8 +434,14 @@ async fn unsubscribe_and_disconnect_end_the_pushes(backend: Backend) {
             .await,
         json!(false)
     );
+    // The collection tells a subscriber that stayed; by then anything for `client` would
+    // have been queued ahead of a marker.
     server.write("item:u:1", json!({"n": 1})).await;
-    client.assert_no_record_push(QUIET).await;
+    let diff = next_change(&mut staying).await;
+    assert_eq!(diff["payload"]["added"][0]["id"], "item:u:1", "{diff}");
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "item:marker")
+        .await;
     server.stop().await;
 }
 

@@ -7,7 +7,6 @@ use common::{Client, free_port, wait_for_health};
 use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::collections::HashMap;
-use std::time::Duration;
 
 async fn flushed_versions(db: &std::path::Path) -> HashMap<String, u64> {
     let adapter = SqliteAdapter::open(db).await.unwrap();
@@ -75,13 +74,13 @@ writable = true
             acked
         }));
     }
-    // Let writes flow and flushes happen, note what the database holds, then kill -9.
-    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    // Let writes flow until some have been flushed, note what the database holds, then
+    // kill -9.
+    common::eventually("some writes flushed", common::patience(), async || {
+        !flushed_versions(&db).await.is_empty()
+    })
+    .await;
     let flushed = flushed_versions(&db).await;
-    assert!(
-        !flushed.is_empty(),
-        "some writes were flushed before the kill"
-    );
     server.kill().unwrap();
     server.wait().unwrap();
     let mut acked = HashMap::new();

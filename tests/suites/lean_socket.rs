@@ -74,13 +74,10 @@ impl RawClient {
 
     async fn read_more(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            self.tcp.read(&mut chunk),
-        )
-        .await
-        .expect("the server answers within 10 s")
-        .unwrap_or(0);
+        let n = tokio::time::timeout(common::patience() * 2, self.tcp.read(&mut chunk))
+            .await
+            .expect("the server answers")
+            .unwrap_or(0);
         self.buf.extend_from_slice(&chunk[..n]);
         n > 0
     }
@@ -215,9 +212,11 @@ async fn a_connection_counts_until_its_socket_closes() {
     assert_eq!(server.records().connection_count(), 1);
     drop(client);
     let records = server.records().clone();
-    eventually("the slot to be given back", common::WAIT, async || {
-        records.connection_count() == 0
-    })
+    eventually(
+        "the slot to be given back",
+        common::patience(),
+        async || records.connection_count() == 0,
+    )
     .await;
     server.stop().await;
 }

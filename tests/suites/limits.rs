@@ -71,13 +71,11 @@ async fn subscriptions_per_connection_are_bounded() {
     assert_eq!(reply["code"], "ELIMIT");
     // Changing the mode of an existing subscription is not a new one.
     assert_eq!(client.subscribe("doc:2", "patch").await["success"], true);
+    server.write("doc:3", json!(1)).await;
+    // doc:3 was refused: the next push is the marker on doc:2 (a third subscription, even
+    // to a marker, would be refused).
     server
-        .records()
-        .write_record("doc:3", json!(1), mesh_records::Strategy::Replace)
-        .await
-        .unwrap();
-    client
-        .assert_no_record_push(std::time::Duration::from_millis(100))
+        .assert_nothing_pushed_before_marker(&mut client, "doc:2")
         .await;
     client
         .request("mesh/unsubscribe-record", json!({"recordId": "doc:1"}))
@@ -118,7 +116,8 @@ async fn requests_per_second_are_bounded() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.version, accepted);
-    // Keepalive answers are never limited, and the bucket refills.
+    // Keepalive answers are never limited, and the bucket refills: the refill is time itself
+    // (5 a second), so this waits for two tokens' worth of it.
     actix_rt::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(client.request("mesh/noop", json!({})).await, json!(true));
     server.stop().await;
@@ -135,7 +134,7 @@ async fn total_connections_are_bounded() {
     ));
     a.close().await;
     let records = server.records().clone();
-    common::eventually("a slot to free up", common::WAIT, async || {
+    common::eventually("a slot to free up", common::patience(), async || {
         records.connection_count() < 2
     })
     .await;

@@ -115,7 +115,7 @@ async fn default_allows_own_host_and_loopback(path: Path) {
         assert_eq!(answer.status, 101, "{path:?} {origin:?}: {answer:?}");
         open.push(tcp);
     }
-    common::eventually("every upgrade connected", common::WAIT, async || {
+    common::eventually("every upgrade connected", common::patience(), async || {
         served.records.connection_count() == open.len()
     })
     .await;

@@ -3,6 +3,7 @@
 //! PostgreSQL table made unusable) and the final flush at shutdown.
 
 use crate::common;
+use common::patience;
 
 use actix::prelude::*;
 use common::eventually;
@@ -17,8 +18,6 @@ use mesh_records::database::{
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn id(s: &str) -> RecordId {
     RecordId::parse(s, 256).expect("valid id")
@@ -75,7 +74,7 @@ async fn flushes_when_the_interval_elapses() {
             .await
             .expect("send");
     }
-    eventually("the interval flush", WAIT, || async {
+    eventually("the interval flush", patience() * 2, || async {
         count(&*adapter).await == 3
     })
     .await;
@@ -105,7 +104,7 @@ async fn flushes_when_the_buffer_is_full() {
         .expect("send");
     assert_eq!(actor.send(GetStatus).await.expect("status").buffered, 9);
     actor.send(persist("s:9", 1, json!(9))).await.expect("send");
-    eventually("the size flush", WAIT, || async {
+    eventually("the size flush", patience() * 2, || async {
         count(&*adapter).await == 10
     })
     .await;
@@ -229,7 +228,7 @@ async fn outage_scenario(
             .await
             .expect("send");
     }
-    eventually("repeated failures", WAIT, || async {
+    eventually("repeated failures", patience() * 2, || async {
         actor
             .send(GetStatus)
             .await
@@ -257,7 +256,7 @@ async fn outage_scenario(
     assert_eq!(status.buffered + status.in_flight, 40);
 
     database_up(true).await;
-    eventually("recovery", WAIT, || async {
+    eventually("recovery", patience() * 2, || async {
         let status = actor.send(GetStatus).await.expect("status");
         status.consecutive_failures == 0 && status.buffered == 0 && status.in_flight == 0
     })
@@ -399,7 +398,10 @@ async fn shutdown_flushes_everything_then_stops() {
         31
     );
     assert_eq!(count(&*adapter).await, 30);
-    eventually("the actor to stop", WAIT, || async { !actor.connected() }).await;
+    eventually("the actor to stop", patience() * 2, || async {
+        !actor.connected()
+    })
+    .await;
     assert!(actor.send(persist("late", 1, json!(0))).await.is_err());
 }
 
@@ -432,5 +434,8 @@ async fn shutdown_gives_up_after_bounded_retries() {
     assert!(result.is_err(), "{result:?}");
     // 3 attempts with 20 + 40 ms between them, each waiting 10 ms for the lock.
     assert!(started.elapsed() < Duration::from_secs(5));
-    eventually("the actor to stop", WAIT, || async { !actor.connected() }).await;
+    eventually("the actor to stop", patience() * 2, || async {
+        !actor.connected()
+    })
+    .await;
 }

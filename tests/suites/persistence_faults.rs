@@ -135,7 +135,7 @@ writable = true
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > common::patience() * 4 {
             break None;
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
@@ -143,7 +143,10 @@ writable = true
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("still running 20 s after SIGTERM with the database hung");
+        panic!(
+            "still running {:?} after SIGTERM with the database hung",
+            started.elapsed()
+        );
     };
     let mut stderr = String::new();
     child
@@ -353,14 +356,11 @@ writable = true
     };
     let a = common::start(common::Backend::Redis, &config(5432)).await;
     let b = common::start(common::Backend::Redis, &config(proxy_b.port)).await;
-    a.records()
-        .write_record("doc:gone", json!({"x": 1}), mesh_records::Strategy::Replace)
-        .await
-        .unwrap();
+    a.write("doc:gone", json!({"x": 1})).await;
     let check = PostgresAdapter::connect(common::persistence::postgres_url(), Some(&schema.name))
         .await
         .unwrap();
-    common::eventually("the row of doc:gone", common::WAIT, || async {
+    common::eventually("the row of doc:gone", common::patience(), || async {
         all_rows(&check, "doc:%").await.len() == 1
     })
     .await;

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::persistence::{TestSchema, all_rows};
-use common::{Backend, TestServer, WAIT, eventually, start, start_with, unique_prefix};
+use common::{Backend, TestServer, eventually, patience, start, start_with, unique_prefix};
 use mesh_records::Strategy;
 use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
@@ -39,11 +39,7 @@ flush_interval_ms = 50
 
 /// Writes a record as the server (replace) and expects it to succeed.
 async fn put(server: &TestServer, id: &str, value: serde_json::Value) {
-    server
-        .records()
-        .write_record(id, value, Strategy::Replace)
-        .await
-        .unwrap();
+    server.write(id, value).await;
 }
 
 async fn rows(path: &std::path::Path, pattern: &str) -> Vec<(String, u64, serde_json::Value)> {
@@ -80,18 +76,15 @@ async fn only_matching_records_are_persisted_and_exact_ids_are_not_prefixes() {
         .write_record("doc:1", json!({"id": "doc:1", "v": 2}), Strategy::Replace)
         .await
         .unwrap();
-    eventually("doc:1 v2 and cfg in the database", WAIT, async || {
-        rows(&path, "%").await.len() == 2
+    // Two rows may be there before the second write of doc:1 is: wait for exactly these.
+    let expected = vec![
+        ("cfg".to_owned(), 1, json!({"id": "cfg"})),
+        ("doc:1".to_owned(), 2, json!({"id": "doc:1", "v": 2})),
+    ];
+    eventually("doc:1 v2 and cfg in the database", patience(), async || {
+        rows(&path, "%").await == expected
     })
     .await;
-    let stored = rows(&path, "%").await;
-    assert_eq!(
-        stored,
-        vec![
-            ("cfg".to_owned(), 1, json!({"id": "cfg"})),
-            ("doc:1".to_owned(), 2, json!({"id": "doc:1", "v": 2})),
-        ]
-    );
     server.stop().await;
 }
 
@@ -105,7 +98,7 @@ async fn a_full_buffer_flushes_before_the_interval() {
         let id = format!("doc:{n}");
         put(&server, &id, json!(n)).await;
     }
-    eventually("three rows", WAIT, async || {
+    eventually("three rows", patience(), async || {
         rows(&path, "doc:%").await.len() == 3
     })
     .await;
@@ -167,6 +160,7 @@ async fn restore_never_overwrites_a_newer_redis_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("records.db");
     let prefix = unique_prefix("newer");
+    let _keys = common::Keys::on_redis(&prefix);
     let persisted = sqlite_config(&path, &prefix, DOC_RULE);
     let not_persisted = sqlite_config(&path, &prefix, "");
     // v3 reaches the database; later versions only reach Redis.
@@ -174,20 +168,12 @@ async fn restore_never_overwrites_a_newer_redis_version() {
     for n in 1..=3 {
         put(&first, "doc:n", json!({"n": n})).await;
     }
-    let keep_keys = TestServer {
-        redis_prefix: None,
-        ..first
-    };
-    keep_keys.stop().await;
+    first.stop_keeping_keys().await;
     let second = start(Backend::Redis, &not_persisted).await;
     for n in 4..=10 {
         put(&second, "doc:n", json!({"n": n})).await;
     }
-    let keep_keys = TestServer {
-        redis_prefix: None,
-        ..second
-    };
-    keep_keys.stop().await;
+    second.stop_keeping_keys().await;
     let third = start(Backend::Redis, &persisted).await;
     let current = third.records().get_record("doc:n").await.unwrap().unwrap();
     assert_eq!((current.version, &*current.value), (10, &json!({"n": 10})));
@@ -250,7 +236,7 @@ async fn library_rules_persist_at_runtime() {
         .await
         .unwrap();
     put(&server, "doc:lib1", json!(true)).await;
-    eventually("the runtime rule's row", WAIT, async || {
+    eventually("the runtime rule's row", patience(), async || {
         rows(&path, "doc:lib%").await.len() == 1
     })
     .await;

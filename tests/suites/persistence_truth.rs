@@ -7,7 +7,7 @@ use crate::common;
 
 use common::persistence::{TestSchema, all_rows, postgres_url};
 use common::process::{serve, write_config};
-use common::{Backend, Client, WAIT, eventually, free_port, start, start_with, unique_prefix};
+use common::{Backend, Client, eventually, free_port, patience, start, start_with, unique_prefix};
 use mesh_records::database::{
     PersistOptions, PersistRule, PersistedDeletion, PersistedRecord, PersistenceAdapter,
     PersistenceError, PersistenceFuture, PostgresAdapter, SqliteAdapter,
@@ -104,7 +104,7 @@ writable = true
     let adapter = PostgresAdapter::connect(postgres_url(), Some(&schema.name))
         .await
         .unwrap();
-    eventually("the good value's row", WAIT, async || {
+    eventually("the good value's row", patience(), async || {
         parsed(all_rows(&adapter, "doc:%").await)
             == vec![("doc:nul".into(), 1, json!({"s": "good"}))]
     })
@@ -114,7 +114,7 @@ writable = true
         client.publish("doc:nul", json!({"s": "\\u0000"})).await,
         json!({"success": true})
     );
-    eventually("the escaped text's row", WAIT, async || {
+    eventually("the escaped text's row", patience(), async || {
         parsed(all_rows(&adapter, "doc:%").await)
             == vec![("doc:nul".into(), 2, json!({"s": "\\u0000"}))]
     })
@@ -205,7 +205,7 @@ async fn sqlite_keeps_nul_losslessly() {
         client.publish("doc:nul", value.clone()).await,
         json!({"success": true})
     );
-    eventually("the row", WAIT, async || {
+    eventually("the row", patience(), async || {
         sqlite_rows(&path, "doc:%").await == vec![("doc:nul".into(), 1, value.clone())]
     })
     .await;
@@ -232,11 +232,8 @@ async fn a_late_delete_from_one_instance_keeps_the_row_another_recreated() {
     // A flushes only when it stops; B every 20 ms.
     let a = start(Backend::Redis, &config(600_000)).await;
     let b = start(Backend::Redis, &config(20)).await;
-    b.records()
-        .write_record("doc:x", json!({"life": 1}), Strategy::Replace)
-        .await
-        .unwrap();
-    eventually("B's first row", WAIT, async || {
+    b.write("doc:x", json!({"life": 1})).await;
+    eventually("B's first row", patience(), async || {
         sqlite_rows(&path, "doc:%").await == vec![("doc:x".into(), 1, json!({"life": 1}))]
     })
     .await;
@@ -248,7 +245,7 @@ async fn a_late_delete_from_one_instance_keeps_the_row_another_recreated() {
         .await
         .unwrap();
     assert_eq!(recreated.version, 2);
-    eventually("B's row of the new life", WAIT, async || {
+    eventually("B's row of the new life", patience(), async || {
         sqlite_rows(&path, "doc:%").await == vec![("doc:x".into(), 2, json!({"life": 2}))]
     })
     .await;
@@ -538,7 +535,9 @@ async fn confirmations_follow_their_batch_and_writes_during_a_flush_make_the_nex
         value: Arc::new(json!(version)),
     };
     let mut a1 = handle.persist_confirmed(persist("a", 1));
-    let first = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    let first = tokio::time::timeout(patience(), batches.recv())
+        .await
+        .unwrap();
     assert_eq!(first, Some(vec![("a".into(), 1)]), "flushed at once");
     let mut b1 = handle.persist_confirmed(persist("b", 1));
     let mut a2 = handle.persist_confirmed(persist("a", 2));
@@ -551,10 +550,12 @@ async fn confirmations_follow_their_batch_and_writes_during_a_flush_make_the_nex
     assert!(matches!(a1.try_recv(), Err(TryRecvError::Empty)));
     adapter.permits.add_permits(1);
     assert!(matches!(
-        tokio::time::timeout(WAIT, &mut a1).await,
+        tokio::time::timeout(patience(), &mut a1).await,
         Ok(Ok(Ok(())))
     ));
-    let second = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    let second = tokio::time::timeout(patience(), batches.recv())
+        .await
+        .unwrap();
     assert_eq!(
         second,
         Some(vec![("a".into(), 2), ("b".into(), 1)]),
@@ -565,17 +566,19 @@ async fn confirmations_follow_their_batch_and_writes_during_a_flush_make_the_nex
     // That batch fails: its waiters stay until the retry lands.
     adapter.failing.store(true, Ordering::SeqCst);
     adapter.permits.add_permits(1);
-    let retry = tokio::time::timeout(WAIT, batches.recv()).await.unwrap();
+    let retry = tokio::time::timeout(patience(), batches.recv())
+        .await
+        .unwrap();
     assert_eq!(retry, Some(vec![("a".into(), 2), ("b".into(), 1)]));
     assert!(matches!(b1.try_recv(), Err(TryRecvError::Empty)));
     adapter.failing.store(false, Ordering::SeqCst);
     adapter.permits.add_permits(1);
     assert!(matches!(
-        tokio::time::timeout(WAIT, &mut b1).await,
+        tokio::time::timeout(patience(), &mut b1).await,
         Ok(Ok(Ok(())))
     ));
     assert!(matches!(
-        tokio::time::timeout(WAIT, &mut a2).await,
+        tokio::time::timeout(patience(), &mut a2).await,
         Ok(Ok(Ok(())))
     ));
 }

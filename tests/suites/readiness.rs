@@ -7,7 +7,7 @@ use crate::common;
 use common::own_redis::OwnRedis;
 use common::persistence::TestSchema;
 use common::proxy::{Proxy, Scope};
-use common::{Client, WAIT, eventually};
+use common::{Client, eventually, patience};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ fn postgres_addr() -> SocketAddr {
 async fn get(port: u16, path: &str) -> Option<u16> {
     let response = awc::Client::new()
         .get(format!("http://127.0.0.1:{port}{path}"))
-        .timeout(WAIT)
+        .timeout(patience())
         .send()
         .await;
     match response {
@@ -57,13 +57,17 @@ pattern = "^doc:"
     let mut config = common::test_config(&toml);
     config.server.port = port;
     let starting = actix_rt::spawn(mesh_records::start(config));
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    // The start has reached the database (and is held there by the proxy): from now on it
+    // waits, and its port must refuse everyone.
+    eventually("the start to reach the database", patience(), async || {
+        proxy.accepted() > 0
+    })
+    .await;
     for _ in 0..5 {
         let connect = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
         let refused = connect.expect_err("refused while starting");
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
         assert_eq!(get(port, "/health").await, None);
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
         !starting.is_finished(),
@@ -100,7 +104,10 @@ async fn a_database_that_never_answers_stops_the_start_with_the_setting_named() 
     let mut config = common::test_config(&toml);
     config.server.port = port;
     let starting = actix_rt::spawn(mesh_records::start(config));
-    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    eventually("the start to reach the database", patience(), async || {
+        proxy.accepted() > 0
+    })
+    .await;
     assert_eq!(get(port, "/health").await, None, "refused while starting");
     let error = match starting.await.unwrap() {
         Ok(_) => panic!("started without its database"),
@@ -126,17 +133,15 @@ async fn ready_follows_the_store_and_health_only_says_alive() {
     let port = running.addr.port();
     assert_eq!(get(port, "/ready").await, Some(200));
     redis.kill();
-    eventually("/ready 503 without Redis", WAIT, async || {
+    eventually("/ready 503 without Redis", patience(), async || {
         get(port, "/ready").await == Some(503)
     })
     .await;
     assert_eq!(get(port, "/health").await, Some(200));
     redis.restart();
-    eventually(
-        "/ready 200 with Redis back",
-        Duration::from_secs(15),
-        async || get(port, "/ready").await == Some(200),
-    )
+    eventually("/ready 200 with Redis back", patience() * 3, async || {
+        get(port, "/ready").await == Some(200)
+    })
     .await;
     running.stop().await;
 }

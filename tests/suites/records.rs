@@ -9,8 +9,6 @@ use mesh_records::{Exposure, Guard, Strategy};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const QUIET: Duration = Duration::from_millis(200);
-
 const OPEN: &str = r#"
 [[records.expose]]
 pattern = "^doc:"
@@ -49,11 +47,7 @@ on_every_store!(
 
 async fn records_are_invisible_unless_exposed(backend: Backend) {
     let server = start(backend, OPEN).await;
-    server
-        .records()
-        .write_record("hidden:1", json!({"a": 1}), Strategy::Replace)
-        .await
-        .unwrap();
+    server.write("hidden:1", json!({"a": 1})).await;
     let mut client = server.client().await;
     assert_eq!(
         client.subscribe("hidden:1", "full").await,
@@ -97,7 +91,9 @@ async fn read_only_exposures_refuse_writes(backend: Backend) {
     assert_eq!(reply["code"], "EFORBIDDEN");
     assert!(reply["error"].is_string());
     assert_eq!(server.records().get_record("ro:1").await.unwrap(), None);
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     server.stop().await;
 }
 
@@ -221,7 +217,9 @@ async fn identical_writes_change_nothing(backend: Backend) {
         client.publish("doc:same", json!({"a": {"b": 1}})).await,
         json!({"success": true})
     );
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     assert_eq!(
         records
             .get_record("doc:same")
@@ -238,11 +236,7 @@ async fn strategies_combine_values(backend: Backend) {
     let server = start(backend, OPEN).await;
     let mut client = server.client().await;
     let base = json!({"name": "a", "prefs": {"theme": "dark", "font": 12}, "tags": [1, 2]});
-    server
-        .records()
-        .write_record("doc:s", base, Strategy::Replace)
-        .await
-        .unwrap();
+    server.write("doc:s", base).await;
     let publish = |strategy: &str, value: Value| json!({"recordId": "doc:s", "newValue": value, "options": {"strategy": strategy}});
     let r = client
         .request(
@@ -368,8 +362,12 @@ async fn deletes_end_subscriptions_and_versions_continue(backend: Backend) {
     assert_eq!(reply["record"], Value::Null);
     assert_eq!(reply["version"], 3);
     // The subscriptions ended with the deletion: no pushes, and unsubscribing says so.
-    full.assert_no_record_push(QUIET).await;
-    patch.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut full, "doc:marker")
+        .await;
+    server
+        .assert_nothing_pushed_before_marker(&mut patch, "doc:marker")
+        .await;
     let r = full
         .request("mesh/unsubscribe-record", json!({"recordId": "doc:d"}))
         .await;
@@ -454,25 +452,19 @@ async fn subscribing_again_replaces_the_mode(backend: Backend) {
     client.subscribe("doc:m", "full").await;
     let text = "a long text that makes a full value larger than a small patch";
     let value = |a: u64| json!({"a": a, "text": text});
-    server
-        .records()
-        .write_record("doc:m", value(1), Strategy::Replace)
-        .await
-        .unwrap();
+    server.write("doc:m", value(1)).await;
     assert!(client.next_push().await["payload"].get("full").is_some());
     let reply = client.subscribe("doc:m", "patch").await;
     assert_eq!(reply["version"], 1);
-    server
-        .records()
-        .write_record("doc:m", value(2), Strategy::Replace)
-        .await
-        .unwrap();
+    server.write("doc:m", value(2)).await;
     let push = client.next_push().await;
     assert_eq!(
         push["payload"]["patch"],
         json!([{"op": "replace", "path": "/a", "value": 2}])
     );
-    client.assert_no_record_push(QUIET).await;
+    server
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     server.stop().await;
 }
 
@@ -492,21 +484,19 @@ async fn unsubscribe_and_disconnect_drop_subscriptions(backend: Backend) {
         .request("mesh/unsubscribe-record", json!({"recordId": "doc:u"}))
         .await;
     assert_eq!(r, json!(false));
+    server.write("doc:u", json!(1)).await;
     server
-        .records()
-        .write_record("doc:u", json!(1), Strategy::Replace)
-        .await
-        .unwrap();
-    client.assert_no_record_push(QUIET).await;
+        .assert_nothing_pushed_before_marker(&mut client, "doc:marker")
+        .await;
     other.next_push().await;
     other.close().await;
     client.close().await;
     let records = server.records().clone();
-    eventually("record actors to stop", common::WAIT, async || {
+    eventually("record actors to stop", common::patience(), async || {
         records.live_record_actors() == 0
     })
     .await;
-    eventually("sessions to end", common::WAIT, async || {
+    eventually("sessions to end", common::patience(), async || {
         records.connection_count() == 0
     })
     .await;
@@ -547,11 +537,7 @@ async fn patch_pushes_reproduce_the_value(backend: Backend) {
         json!({"back": "to an object"}),
     ];
     for (i, step) in steps.iter().enumerate() {
-        server
-            .records()
-            .write_record("doc:p", step.clone(), Strategy::Replace)
-            .await
-            .unwrap();
+        server.write("doc:p", step.clone()).await;
         let push = client.next_push().await;
         assert_eq!(push["payload"]["version"], i as u64 + 1);
         apply_push(&mut value, &push);
@@ -567,14 +553,8 @@ async fn subscribers_of_one_mode_get_identical_bytes(backend: Backend) {
     a.subscribe("doc:bytes", "patch").await;
     b.subscribe("doc:bytes", "patch").await;
     server
-        .records()
-        .write_record(
-            "doc:bytes",
-            json!({"k": [1, 2], "z": "é"}),
-            Strategy::Replace,
-        )
-        .await
-        .unwrap();
+        .write("doc:bytes", json!({"k": [1, 2], "z": "é"}))
+        .await;
     let (pa, pb) = (a.next_push().await, b.next_push().await);
     assert_eq!(pa.to_string(), pb.to_string());
     server.stop().await;

@@ -7,7 +7,7 @@ use crate::common;
 
 use common::own_cluster::{self, NODE_TIMEOUT_MS, OwnCluster, shared_cluster_url};
 use common::scenario::*;
-use common::{Backend, Client, start, unique_prefix};
+use common::{Backend, Client, Keys, start, unique_prefix};
 use mesh_records::store::{
     ChangeSink, KeyLayout, MemoryStore, RedisKeys, RedisStore, RemoteChange, Store, Stored,
     WriteResult,
@@ -20,7 +20,10 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Longest wait for a change that should come promptly.
-const EVENT: Duration = Duration::from_secs(10);
+/// How long a cluster event (a failover, a reconnect) may take.
+fn event() -> Duration {
+    common::patience() * 2
+}
 
 async fn store(url: &str, prefix: &str) -> RedisStore {
     RedisStore::connect_cluster(url, &[], prefix)
@@ -38,7 +41,7 @@ fn channel_sink() -> (ChangeSink, mpsc::UnboundedReceiver<RemoteChange>) {
 
 /// Waits for an update to `want` (skipping resyncs and older versions).
 async fn wait_for_value(rx: &mut mpsc::UnboundedReceiver<RemoteChange>, want: &Value) {
-    let deadline = tokio::time::Instant::now() + EVENT;
+    let deadline = tokio::time::Instant::now() + event();
     loop {
         let change = timeout(deadline - tokio::time::Instant::now(), rx.recv())
             .await
@@ -62,7 +65,7 @@ async fn wait_until_known(
     record: &str,
     want: &Value,
 ) {
-    let deadline = tokio::time::Instant::now() + EVENT;
+    let deadline = tokio::time::Instant::now() + event();
     loop {
         let change = timeout(deadline - tokio::time::Instant::now(), rx.recv())
             .await
@@ -117,6 +120,7 @@ async fn put(store: &RedisStore, record: &str, value: Value, within: Duration) -
 #[actix_rt::test]
 async fn behaves_like_the_memory_store() {
     let prefix = unique_prefix("cl-like-memory");
+    let _keys = Keys::on_cluster(&prefix);
     let cluster = store(&shared_cluster_url(), &prefix).await;
     let expected = scenario(&MemoryStore::new()).await;
     let actual = scenario(&cluster).await;
@@ -124,19 +128,19 @@ async fn behaves_like_the_memory_store() {
         assert_eq!(want, got, "step {step}");
     }
     assert_eq!(expected.len(), actual.len());
-    own_cluster::delete_prefix(&shared_cluster_url(), &prefix).await;
 }
 
 #[actix_rt::test]
 async fn every_key_of_a_record_is_in_one_slot() {
     let prefix = unique_prefix("cl-slot");
+    let _keys = Keys::on_cluster(&prefix);
     let url = shared_cluster_url();
     let s = store(&url, &prefix).await;
-    put(&s, "user:1", json!({"a": 1}), EVENT).await;
+    put(&s, "user:1", json!({"a": 1}), event()).await;
     s.delete(&id("user:1"), mesh_records::store::OpId::next(), None)
         .await
         .unwrap();
-    put(&s, "user:1", json!({"a": 2}), EVENT).await;
+    put(&s, "user:1", json!({"a": 2}), event()).await;
     let keys = RedisKeys::with_layout(prefix.as_str(), KeyLayout::Tagged);
     let mut raw = own_cluster::connect(&url).await;
     let mut slots = Vec::new();
@@ -167,12 +171,12 @@ async fn every_key_of_a_record_is_in_one_slot() {
             .await
             .is_err()
     );
-    own_cluster::delete_prefix(&url, &prefix).await;
 }
 
 #[actix_rt::test]
 async fn watchers_of_records_on_every_shard_get_their_changes() {
     let prefix = unique_prefix("cl-fanout");
+    let _keys = Keys::on_cluster(&prefix);
     let url = shared_cluster_url();
     let (writer, watcher) = (store(&url, &prefix).await, store(&url, &prefix).await);
     let mut sinks = Vec::new();
@@ -182,7 +186,7 @@ async fn watchers_of_records_on_every_shard_get_their_changes() {
         sinks.push((n, token, rx));
     }
     for (n, _, _) in &sinks {
-        put(&writer, &format!("r{n}"), json!({"n": n}), EVENT).await;
+        put(&writer, &format!("r{n}"), json!({"n": n}), event()).await;
     }
     for (n, _, rx) in &mut sinks {
         wait_for_value(rx, &json!({"n": *n})).await;
@@ -192,7 +196,7 @@ async fn watchers_of_records_on_every_shard_get_their_changes() {
         watcher.unwatch(&id(&format!("r{n}")), *token);
     }
     for (n, _, _) in &sinks {
-        put(&writer, &format!("r{n}"), json!({"again": n}), EVENT).await;
+        put(&writer, &format!("r{n}"), json!({"again": n}), event()).await;
     }
     for (n, _, rx) in &mut sinks[15..] {
         wait_for_value(rx, &json!({"again": *n})).await;
@@ -208,7 +212,6 @@ async fn watchers_of_records_on_every_shard_get_their_changes() {
         .unwrap();
     assert_eq!(restored, 2);
     assert_eq!(writer.load(&id("fresh-b")).await.unwrap().version, 6);
-    own_cluster::delete_prefix(&url, &prefix).await;
 }
 
 /// Two record ids whose slots differ but are served by the same master; that master.
@@ -251,10 +254,10 @@ async fn two_watched_slots_on_one_node_survive_its_restart() {
     watcher.watch(&id(&first), sink_a).await.unwrap();
     watcher.watch(&id(&second), sink_b).await.unwrap();
     cluster.restart(master);
-    cluster.wait_healthy(Duration::from_secs(30));
+    cluster.wait_healthy(common::patience() * 6);
     let writer = store(&url, &prefix).await;
-    put(&writer, &first, json!("a after restart"), EVENT * 2).await;
-    put(&writer, &second, json!("b after restart"), EVENT * 2).await;
+    put(&writer, &first, json!("a after restart"), event() * 2).await;
+    put(&writer, &second, json!("b after restart"), event() * 2).await;
     wait_until_known(&mut rx_a, &watcher, &first, &json!("a after restart")).await;
     wait_until_known(&mut rx_b, &watcher, &second, &json!("b after restart")).await;
 }
@@ -276,7 +279,7 @@ async fn a_migrated_slot_keeps_its_subscribers() {
     let (writer, watcher) = (store(&url, &prefix).await, store(&url, &prefix).await);
     let (sink, mut rx) = channel_sink();
     watcher.watch(&id(record), sink).await.unwrap();
-    put(&writer, record, json!("before"), EVENT).await;
+    put(&writer, record, json!("before"), event()).await;
     wait_for_value(&mut rx, &json!("before")).await;
 
     // Move the slot by hand, the way redis-cli --cluster reshard does.
@@ -317,13 +320,13 @@ async fn a_migrated_slot_keeps_its_subscribers() {
             &["cluster", "setslot", &slot_text, "node", &target_id],
         );
     }
-    cluster.wait_healthy(Duration::from_secs(30));
+    cluster.wait_healthy(common::patience() * 6);
     assert_eq!(cluster.master_of(slot, target), Some(target));
 
     // Writes follow MOVED; the subscriber, unsubscribed by the source, is subscribed again on
     // the target and hears them.
     for n in 0..3 {
-        put(&writer, record, json!({"after": n}), EVENT).await;
+        put(&writer, record, json!({"after": n}), event()).await;
     }
     wait_until_known(&mut rx, &watcher, record, &json!({"after": 2})).await;
 }
@@ -369,10 +372,10 @@ impl Watcher {
 
     /// Reads pushes until `version` and `value`, checking versions only increase.
     async fn follow_to(&mut self, version: u64, value: &Value) {
-        let deadline = Instant::now() + EVENT * 2;
+        let deadline = Instant::now() + event() * 2;
         while self.last < version || self.seen.get(&self.last) != Some(value) {
             assert!(Instant::now() < deadline, "never reached v{version}");
-            let Some(push) = self.client.try_next_push(EVENT).await else {
+            let Some(push) = self.client.try_next_push(event()).await else {
                 continue;
             };
             if push["command"] != "mesh/record-update" {
@@ -422,7 +425,7 @@ async fn a_master_failover_mid_writes_resumes_and_resyncs_every_instance() {
             break killed.elapsed();
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(30),
+            killed.elapsed() < common::patience() * 6,
             "writes did not resume: {reply}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -439,7 +442,7 @@ async fn a_master_failover_mid_writes_resumes_and_resyncs_every_instance() {
     assert_eq!(*stored.value, last);
     // B hears of the last writes once its subscription on the promoted replica is back (on
     // the disconnect, or at the latest at the once-a-second slot check) and it has reloaded.
-    let deadline = Instant::now() + EVENT * 2;
+    let deadline = Instant::now() + event() * 2;
     loop {
         let on_b = b.records().get_record(record).await.unwrap().unwrap();
         if on_b.version == stored.version {
@@ -480,10 +483,15 @@ async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
     let single = "redis://127.0.0.1:6379";
     let back = "redis://127.0.0.1:6379/1";
     let prefix = unique_prefix("migrate");
+    let _keys = (
+        Keys::at(single, &prefix),
+        Keys::at(back, &prefix),
+        Keys::on_cluster(&prefix),
+    );
     let flat = RedisStore::connect(single, &prefix).await.unwrap();
-    put(&flat, "doc:1", json!({"v": 1}), EVENT).await;
-    put(&flat, "doc:1", json!({"v": 2}), EVENT).await;
-    put(&flat, "doc:gone", json!("soon deleted"), EVENT).await;
+    put(&flat, "doc:1", json!({"v": 1}), event()).await;
+    put(&flat, "doc:1", json!({"v": 2}), event()).await;
+    put(&flat, "doc:gone", json!("soon deleted"), event()).await;
     let deleted = flat
         .delete(&id("doc:gone"), mesh_records::store::OpId::next(), None)
         .await
@@ -523,6 +531,4 @@ async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
     );
     let gone = flat_again.load(&id("doc:gone")).await.unwrap();
     assert_eq!((gone.value, gone.version), (None, tombstone));
-    common::delete_redis_prefix(single, &prefix).await;
-    common::delete_redis_prefix(back, &prefix).await;
 }

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::own_redis::{OwnRedis, run};
-use common::{Client, TestServer, WAIT, start_as_configured};
+use common::{Client, TestServer, patience, start_as_configured};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ writable = true
 
 /// The next record push of `client`, skipping pings.
 async fn next_update(client: &mut Client) -> Value {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + patience();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let push = client.try_next_push(remaining).await.expect("a push");
@@ -292,7 +292,7 @@ async fn an_evicted_value_reads_as_a_deletion_when_evicting_is_allowed() {
     assert_eq!(push["payload"]["version"], 1, "{push}");
     // The other instance hears of version 2 through pub/sub, a moment later.
     let records = b.records();
-    common::eventually("instance b sees version 2", WAIT, async || {
+    common::eventually("instance b sees version 2", patience(), async || {
         let record = records.get_record("doc:e").await.unwrap();
         record.is_some_and(|r| r.version == 2 && *r.value == json!({"m": 1}))
     })
@@ -440,7 +440,9 @@ async fn a_restore_redis_refuses_for_memory_stores_and_publishes_nothing() {
         .await;
     assert_eq!(written.unwrap(), 1);
     // The first change published is the restore that was stored.
-    let first = tokio::time::timeout(WAIT, changes.recv()).await.unwrap();
+    let first = tokio::time::timeout(patience(), changes.recv())
+        .await
+        .unwrap();
     assert_eq!(
         first,
         Some(RemoteChange::Updated {

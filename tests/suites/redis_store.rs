@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::own_redis::OwnRedis;
-use common::{WAIT, free_port, redis_url, unique_prefix};
+use common::{Keys, free_port, patience, redis_url, unique_prefix};
 use futures_util::future::join_all;
 use mesh_records::store::{
     ChangeSink, DeleteResult, MemoryStore, OpId, RedisStore, RemoteChange, Store, StoreError,
@@ -21,12 +21,13 @@ use tokio::time::timeout;
 
 use common::scenario::*;
 
-/// A store on the shared Redis under a fresh prefix, plus a raw connection for setup and
-/// cleanup.
+/// A store on the shared Redis under a fresh prefix, plus a raw connection for setup. Its
+/// keys are deleted when it is dropped, also when the test panics.
 struct Fixture {
     store: RedisStore,
     prefix: String,
     raw: redis::aio::MultiplexedConnection,
+    _keys: Keys,
 }
 
 impl Fixture {
@@ -40,7 +41,12 @@ impl Fixture {
             .get_multiplexed_async_connection()
             .await
             .expect("raw connection");
-        Fixture { store, prefix, raw }
+        Fixture {
+            store,
+            _keys: Keys::on_redis(&prefix),
+            prefix,
+            raw,
+        }
     }
 
     /// A second instance on the same Redis and prefix.
@@ -67,21 +73,6 @@ impl Fixture {
             .await
             .expect("PUBLISH");
     }
-
-    async fn cleanup(mut self) {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query_async(&mut self.raw)
-            .await
-            .expect("KEYS");
-        for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("DEL")
-                .arg(chunk)
-                .query_async(&mut self.raw)
-                .await
-                .expect("DEL");
-        }
-    }
 }
 
 /// A sink that forwards every change into a channel the test reads.
@@ -94,7 +85,7 @@ fn channel_sink() -> (ChangeSink, mpsc::UnboundedReceiver<RemoteChange>) {
 }
 
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<RemoteChange>) -> RemoteChange {
-    timeout(WAIT, rx.recv())
+    timeout(patience(), rx.recv())
         .await
         .expect("a change within the timeout")
         .expect("sink still registered")
@@ -117,24 +108,21 @@ async fn behaves_like_the_memory_store() {
         assert_eq!(want, got, "step {step}");
     }
     assert_eq!(expected.len(), actual.len());
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
 async fn writes_use_the_mesh_key_layout() {
     let mut fx = Fixture::new("layout").await;
     let rid = id("user:1");
-    let result = fx
-        .store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!({"name": "Ada"}))]),
-            OpId(100),
-            NO_HISTORY,
-        )
-        .await
-        .expect("write");
+    let result = write_one(
+        &fx.store,
+        &rid,
+        absent(0),
+        json!({"name": "Ada"}),
+        OpId(100),
+    )
+    .await
+    .expect("write");
     assert_eq!(result, WriteResult::Applied { version: 1 });
     let stored: (String, String) = redis::cmd("MGET")
         .arg(format!("{}record:user:1", fx.prefix))
@@ -152,19 +140,11 @@ async fn writes_use_the_mesh_key_layout() {
     let loaded = fx.store.load(&id("doc")).await.expect("load");
     assert_eq!(loaded, restored(json!({"n": 41}), 41));
     assert_eq!(
-        fx.store
-            .write(
-                &id("doc"),
-                live(41),
-                vals(vec![value(json!({"n": 42}))]),
-                OpId(1),
-                NO_HISTORY
-            )
+        write_one(&fx.store, &id("doc"), live(41), json!({"n": 42}), OpId(1))
             .await
             .expect("write"),
         WriteResult::Applied { version: 42 }
     );
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -186,15 +166,7 @@ async fn corrupt_records_are_reported() {
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    let err = fx
-        .store
-        .write(
-            &id("bad-version"),
-            live(3),
-            vals(vec![value(json!(2))]),
-            OpId(1),
-            NO_HISTORY,
-        )
+    let err = write_one(&fx.store, &id("bad-version"), live(3), json!(2), OpId(1))
         .await
         .expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
@@ -210,19 +182,10 @@ async fn corrupt_records_are_reported() {
     fx.set(&format!("{p}record:no-version"), "1").await;
     let loaded = fx.store.load(&id("no-version")).await.expect("load");
     assert_eq!(loaded, Stored::absent(0));
-    let created = fx
-        .store
-        .write(
-            &id("no-version"),
-            absent(0),
-            vals(vec![value(json!(2))]),
-            OpId(3),
-            NO_HISTORY,
-        )
+    let created = write_one(&fx.store, &id("no-version"), absent(0), json!(2), OpId(3))
         .await
         .expect("write");
     assert_eq!(created, WriteResult::Applied { version: 1 });
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -241,14 +204,7 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
 
     let r7 = id("r7");
     assert_eq!(
-        fx.store
-            .write(
-                &r7,
-                live(10),
-                vals(vec![value(json!("live"))]),
-                OpId(1),
-                NO_HISTORY
-            )
+        write_one(&fx.store, &r7, live(10), json!("live"), OpId(1))
             .await
             .expect("write"),
         WriteResult::Applied { version: 11 }
@@ -271,7 +227,6 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     );
     assert_eq!(load("fresh").await.expect("load").version, 3);
     assert_eq!(fx.store.restore(Vec::new()).await.expect("restore"), 0);
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -282,13 +237,7 @@ async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
     let writes = (0..100).map(|i| {
         // Half the writers on each instance, like two servers racing.
         let store: &dyn Store = if i % 2 == 0 { &fx.store } else { &other };
-        store.write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!({"writer": i}))]),
-            OpId(i),
-            NO_HISTORY,
-        )
+        write_one(store, &rid, absent(0), json!({"writer": i}), OpId(i))
     });
     let results: Vec<WriteResult> = join_all(writes)
         .await
@@ -314,7 +263,6 @@ async fn exactly_one_of_a_hundred_concurrent_writes_wins() {
         }
     }
     assert_eq!(fx.store.load(&rid).await.expect("load"), winner);
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -325,14 +273,7 @@ async fn watchers_get_every_change_in_order() {
     let (sink, mut rx) = channel_sink();
     fx.store.watch(&rid, sink).await.expect("watch");
 
-    writer
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!({"n": 1}))]),
-            OpId(1),
-            NO_HISTORY,
-        )
+    write_one(&writer, &rid, absent(0), json!({"n": 1}), OpId(1))
         .await
         .expect("write");
     writer
@@ -359,7 +300,6 @@ async fn watchers_get_every_change_in_order() {
         next_change(&mut rx).await,
         RemoteChange::Deleted { version: 4 }
     );
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -369,15 +309,7 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
     let (sink, mut rx) = channel_sink();
     fx.store.watch(&rid, sink).await.expect("watch");
 
-    let conflict = fx
-        .store
-        .write(
-            &rid,
-            live(5),
-            vals(vec![value(json!(1))]),
-            OpId(1),
-            NO_HISTORY,
-        )
+    let conflict = write_one(&fx.store, &rid, live(5), json!(1), OpId(1))
         .await
         .expect("write");
     assert_eq!(
@@ -406,21 +338,13 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
         .await
         .expect("restore");
     assert_eq!(written, 0);
-    fx.store
-        .write(
-            &rid,
-            live(7),
-            vals(vec![value(json!("w"))]),
-            OpId(3),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, live(7), json!("w"), OpId(3))
         .await
         .expect("write");
 
     // Messages of one record arrive in publish order: the restore's, then the write's.
     assert_eq!(next_change(&mut rx).await, updated(7, json!("r")));
     assert_eq!(next_change(&mut rx).await, updated(8, json!("w")));
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -433,28 +357,14 @@ async fn unwatch_stops_only_its_own_sink() {
     let new = fx.store.watch(&rid, new_sink).await.expect("watch");
     assert_ne!(old, new);
 
-    fx.store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!(1))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, absent(0), json!(1), OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut old_rx).await, updated(1, json!(1)));
     assert_eq!(next_change(&mut new_rx).await, updated(1, json!(1)));
 
     fx.store.unwatch(&rid, old);
-    fx.store
-        .write(
-            &rid,
-            live(1),
-            vals(vec![value(json!(2))]),
-            OpId(101),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, live(1), json!(2), OpId(101))
         .await
         .expect("write");
     assert_eq!(next_change(&mut new_rx).await, updated(2, json!(2)));
@@ -466,19 +376,11 @@ async fn unwatch_stops_only_its_own_sink() {
     fx.store.unwatch(&rid, new);
     let (again_sink, mut again_rx) = channel_sink();
     fx.store.watch(&rid, again_sink).await.expect("watch");
-    fx.store
-        .write(
-            &rid,
-            live(2),
-            vals(vec![value(json!(3))]),
-            OpId(102),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, live(2), json!(3), OpId(102))
         .await
         .expect("write");
     assert_eq!(next_change(&mut again_rx).await, updated(3, json!(3)));
     assert!(new_rx.try_recv().is_err(), "unwatched sink still called");
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -491,18 +393,10 @@ async fn malformed_messages_are_skipped() {
     fx.publish(&channel, "not json").await;
     fx.publish(&channel, r#"{"version":"1","value":1}"#).await;
     fx.publish(&channel, r#"{"version":1}"#).await;
-    fx.store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!("ok"))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, absent(0), json!("ok"), OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("ok")));
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -513,29 +407,14 @@ async fn a_panicking_sink_does_not_stop_the_router() {
     fx.store.watch(&rid, panicking).await.expect("watch");
     let (sink, mut rx) = channel_sink();
     fx.store.watch(&rid, sink).await.expect("watch");
-    fx.store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!(1))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, absent(0), json!(1), OpId(100))
         .await
         .expect("write");
-    fx.store
-        .write(
-            &rid,
-            live(1),
-            vals(vec![value(json!(2))]),
-            OpId(101),
-            NO_HISTORY,
-        )
+    write_one(&fx.store, &rid, live(1), json!(2), OpId(101))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
     assert_eq!(next_change(&mut rx).await, updated(2, json!(2)));
-    fx.cleanup().await;
 }
 
 #[actix_rt::test]
@@ -570,14 +449,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let rid = id("survivor");
     let (sink, mut rx) = channel_sink();
     store.watch(&rid, sink).await.expect("watch");
-    store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!(1))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&store, &rid, absent(0), json!(1), OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!(1)));
@@ -585,15 +457,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     redis.kill();
     for _ in 0..3 {
         let started = Instant::now();
-        let result = store
-            .write(
-                &rid,
-                live(1),
-                vals(vec![value(json!(2))]),
-                OpId(101),
-                NO_HISTORY,
-            )
-            .await;
+        let result = write_one(&store, &rid, live(1), json!(2), OpId(101)).await;
         // A write sent on the connection Redis dropped may or may not have run: the store
         // says so instead of claiming nothing was written.
         assert!(
@@ -628,15 +492,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     redis.restart();
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     // The restarted server is empty; a writer that reloaded starts again from version 0.
-    let result = store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!("after"))]),
-            OpId(100),
-            NO_HISTORY,
-        )
-        .await;
+    let result = write_one(&store, &rid, absent(0), json!("after"), OpId(100)).await;
     assert_eq!(
         result.expect("write after restart"),
         WriteResult::Applied { version: 1 }
@@ -672,24 +528,10 @@ async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
     assert_eq!(next_change(&mut rx).await, RemoteChange::Resync);
     assert_eq!(next_change(&mut other_rx).await, RemoteChange::Resync);
     // Both channels are subscribed again on the new connection.
-    store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!("a1"))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&store, &rid, absent(0), json!("a1"), OpId(100))
         .await
         .expect("write");
-    store
-        .write(
-            &other,
-            absent(0),
-            vals(vec![value(json!("b1"))]),
-            OpId(100),
-            NO_HISTORY,
-        )
+    write_one(&store, &other, absent(0), json!("b1"), OpId(100))
         .await
         .expect("write");
     assert_eq!(next_change(&mut rx).await, updated(1, json!("a1")));
@@ -712,15 +554,7 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     let stalled = id("stalled");
     for _ in 0..2 {
         let started = Instant::now();
-        let result = store
-            .write(
-                &stalled,
-                absent(0),
-                vals(vec![value(json!(1))]),
-                OpId(100),
-                NO_HISTORY,
-            )
-            .await;
+        let result = write_one(&store, &stalled, absent(0), json!(1), OpId(100)).await;
         // Sent, never answered: Redis may still run it once it thaws.
         assert!(
             matches!(result, Err(StoreError::Indeterminate(_))),
@@ -743,15 +577,7 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
         store.load(&rid).await.expect("load after thaw"),
         Stored::absent(0)
     );
-    let result = store
-        .write(
-            &rid,
-            absent(0),
-            vals(vec![value(json!("after"))]),
-            OpId(100),
-            NO_HISTORY,
-        )
-        .await;
+    let result = write_one(&store, &rid, absent(0), json!("after"), OpId(100)).await;
     assert_eq!(
         result.expect("write after thaw"),
         WriteResult::Applied { version: 1 }

@@ -6,8 +6,8 @@
 
 use crate::common;
 
-use common::own_redis::{OwnRedis, run};
-use common::{Client, WAIT, eventually, start_as_configured, unique_prefix};
+use common::own_redis::{OwnRedis, end_blackout, pubsub_blackout, run};
+use common::{Client, eventually, patience, start_as_configured, unique_prefix};
 use mesh_records::Strategy;
 use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::{Value, json};
@@ -50,24 +50,13 @@ flush_interval_ms = 50
     )
 }
 
-/// Cuts every pub/sub connection and keeps new connections out: the instances keep their
-/// command connections but hear nothing until [`end_blackout`].
-async fn pubsub_blackout(raw: &mut redis::aio::MultiplexedConnection) {
-    run(raw, &["CONFIG", "SET", "maxclients", "1"]).await;
-    run(raw, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
-}
-
-async fn end_blackout(raw: &mut redis::aio::MultiplexedConnection) {
-    run(raw, &["CONFIG", "SET", "maxclients", "10000"]).await;
-}
-
 async fn redis_get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query_async(raw).await.unwrap()
 }
 
 /// Reads pushes of `record` until one at `version`; returns its payload.
 async fn push_at(client: &mut Client, version: u64) -> Value {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + patience();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let push = client
@@ -92,21 +81,25 @@ async fn a_deletion_during_a_pubsub_outage_reaches_subscribers_and_stays() {
     );
     let mut on_a = a.client().await;
     on_a.subscribe("doc:x", "full").await;
-    b.records()
-        .write_record("doc:x", json!({"v": 1}), Strategy::Replace)
-        .await
-        .unwrap();
+    b.write("doc:x", json!({"v": 1})).await;
     push_at(&mut on_a, 1).await;
 
     pubsub_blackout(&mut raw).await;
     assert_eq!(b.records().delete_record("doc:x").await.unwrap(), Some(1));
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
     end_blackout(&mut raw).await;
 
     // A reconnects, reloads, and learns of the deletion instead of undoing it.
     let push = on_a.next_push_of("mesh/record-deleted").await;
     assert_eq!(push["payload"], json!({"recordId": "doc:x", "version": 1}));
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    // A write-back of the old value would come from A's record actor while it handles the
+    // reload; a new subscriber there is answered after that, and sees the tombstone.
+    let mut late = a.client().await;
+    let reply = late.subscribe("doc:x", "full").await;
+    assert_eq!(
+        (&reply["record"], &reply["version"]),
+        (&Value::Null, &json!(1)),
+        "{reply}"
+    );
     let value_key = format!("{prefix}record:doc:x");
     assert_eq!(redis_get(&mut raw, &value_key).await, None, "resurrected");
     assert_eq!(a.records().get_record("doc:x").await.unwrap(), None);
@@ -128,10 +121,7 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
     let mut on_a = a.client().await;
     on_a.subscribe("doc:y", "full").await;
     for n in 1..=10 {
-        a.records()
-            .write_record("doc:y", json!({"old": n}), Strategy::Replace)
-            .await
-            .unwrap();
+        a.write("doc:y", json!({"old": n})).await;
     }
     push_at(&mut on_a, 10).await;
     // B has the record loaded too, so it can act while pub/sub is down.
@@ -178,7 +168,7 @@ async fn a_write_through_a_stale_instance_lands_on_the_recreated_record() {
     assert_eq!(push["payload"]["full"], json!({"new": 1, "a": 1}));
 
     end_blackout(&mut raw).await;
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + patience();
     loop {
         let on_b = b.records().get_record("doc:y").await.unwrap().unwrap();
         if on_b.version == 12 {
@@ -210,20 +200,12 @@ async fn a_write_whose_answer_timed_out_is_acknowledged_pushed_and_persisted() {
         json!({"success": true})
     );
 
-    // Redis stalls for longer than the 2 s response timeout while the next write is sent.
+    // Redis stalls for longer than the 2 s response timeout while the next write is sent:
+    // every client's commands wait 3 s, from the moment the pause is answered.
     let mut stall = redis.connect().await;
-    let sleeper = actix_rt::spawn(async move {
-        // This connection's own reply may time out too; only the stall matters.
-        let _: redis::RedisResult<redis::Value> = redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg("3")
-            .query_async(&mut stall)
-            .await;
-    });
-    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    run(&mut stall, &["CLIENT", "PAUSE", "3000", "ALL"]).await;
     let started = Instant::now();
     let reply = writer.publish("doc:z", json!({"n": 2})).await;
-    sleeper.await.unwrap();
     // It was applied once Redis woke up, so the reply says so (it used to say EUNAVAILABLE).
     assert_eq!(
         reply,
@@ -238,11 +220,15 @@ async fn a_write_whose_answer_timed_out_is_acknowledged_pushed_and_persisted() {
     push_at(&mut on_b, 2).await;
 
     // And the instance that made it persisted it.
-    eventually("version 2 of doc:z in the database", WAIT, async || {
-        let adapter = SqliteAdapter::open(&db).await.unwrap();
-        let rows = adapter.load_matching("doc:%", None, 10).await.unwrap();
-        rows.iter().any(|r| r.id == "doc:z" && r.version == 2)
-    })
+    eventually(
+        "version 2 of doc:z in the database",
+        patience(),
+        async || {
+            let adapter = SqliteAdapter::open(&db).await.unwrap();
+            let rows = adapter.load_matching("doc:%", None, 10).await.unwrap();
+            rows.iter().any(|r| r.id == "doc:z" && r.version == 2)
+        },
+    )
     .await;
     a.stop().await;
     b.stop().await;
@@ -257,11 +243,8 @@ async fn a_restore_at_startup_does_not_bring_back_a_record_deleted_elsewhere() {
     let prefix = unique_prefix("faults-restore");
     let persisted = sqlite_rule(&db);
     let a = start_as_configured(&config(&prefix, &redis.url(), &persisted)).await;
-    a.records()
-        .write_record("doc:gone", json!({"x": 1}), Strategy::Replace)
-        .await
-        .unwrap();
-    eventually("doc:gone in the database", WAIT, async || {
+    a.write("doc:gone", json!({"x": 1})).await;
+    eventually("doc:gone in the database", patience(), async || {
         let adapter = SqliteAdapter::open(&db).await.unwrap();
         let rows = adapter.load_matching("doc:gone", None, 10).await.unwrap();
         !rows.is_empty()

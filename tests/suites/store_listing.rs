@@ -11,7 +11,7 @@ use crate::common;
 use common::own_cluster::{self, shared_cluster_url};
 use common::own_redis::OwnRedis;
 use common::scenario::*;
-use common::{WAIT, redis_url, unique_prefix};
+use common::{Keys, patience, redis_url, unique_prefix};
 use futures_util::StreamExt;
 use mesh_records::model::Glob;
 use mesh_records::store::{
@@ -182,6 +182,7 @@ async fn memory_lists_live_matching_records() {
 #[actix_rt::test]
 async fn redis_lists_live_matching_records() {
     let prefix = special_prefix("list");
+    let _keys = Keys::on_redis(&prefix);
     let store = RedisStore::connect(&redis_url(), &prefix)
         .await
         .expect("redis");
@@ -216,13 +217,13 @@ async fn redis_lists_live_matching_records() {
         keys.iter().all(|k| k.starts_with(&format!("{p}record:"))),
         "{keys:?}"
     );
-    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
 async fn redis_cluster_lists_live_matching_records() {
     let url = shared_cluster_url();
     let prefix = special_prefix("cl-list");
+    let _keys = Keys::on_cluster(&prefix);
     let store = RedisStore::connect_cluster(&url, &[], &prefix)
         .await
         .expect("cluster");
@@ -252,7 +253,6 @@ async fn redis_cluster_lists_live_matching_records() {
         versions.len() > BULK,
         "the version keys exist and were not matched"
     );
-    delete_prefix(&mut own_cluster::connect(&url).await, &prefix).await;
 }
 
 // ---- the change feed ------------------------------------------------------------------------
@@ -280,7 +280,7 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<FeedEvent>, within: Duratio
 async fn events_until(rx: &mut mpsc::UnboundedReceiver<FeedEvent>, marker: &str) -> Vec<FeedEvent> {
     let mut events = Vec::new();
     loop {
-        match next_event(rx, WAIT).await {
+        match next_event(rx, patience()).await {
             event if event == changed(marker) => return events,
             event => events.push(event),
         }
@@ -298,13 +298,7 @@ async fn feed_scenario(watcher: &dyn Store, writer: &dyn Store) {
         .write(&one, absent(0), two_versions, OpId::next(), NO_HISTORY)
         .await;
     assert_eq!(written.unwrap(), WriteResult::Applied { version: 2 });
-    let conflict = writer.write(
-        &one,
-        absent(0),
-        vals(vec![value(json!(3))]),
-        OpId::next(),
-        NO_HISTORY,
-    );
+    let conflict = write_one(writer, &one, absent(0), json!(3), OpId::next());
     assert!(matches!(conflict.await, Ok(WriteResult::Conflict { .. })));
     writer
         .delete(&one, OpId::next(), None)
@@ -335,7 +329,7 @@ async fn feed_scenario(watcher: &dyn Store, writer: &dyn Store) {
         ]
     );
     watcher.unwatch_all(token);
-    timeout(WAIT, async { while rx.recv().await.is_some() {} })
+    timeout(patience(), async { while rx.recv().await.is_some() {} })
         .await
         .expect("the sink is dropped after unwatch_all");
 }
@@ -349,6 +343,7 @@ async fn memory_feed_names_every_change() {
 #[actix_rt::test]
 async fn redis_feed_names_changes_of_every_instance() {
     let prefix = special_prefix("feed");
+    let _keys = Keys::on_redis(&prefix);
     let watcher = RedisStore::connect(&redis_url(), &prefix)
         .await
         .expect("redis");
@@ -363,14 +358,14 @@ async fn redis_feed_names_changes_of_every_instance() {
     let token = watcher.watch_all(sink).await.expect("watch_all");
     watcher.set_change_feed(true);
     put(&watcher, "mine", json!(1)).await;
-    assert_eq!(next_event(&mut rx, WAIT).await, changed("mine"));
+    assert_eq!(next_event(&mut rx, patience()).await, changed("mine"));
     watcher.unwatch_all(token);
-    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
 async fn redis_feed_is_published_only_when_on() {
     let prefix = special_prefix("feed-off");
+    let _keys = Keys::on_redis(&prefix);
     let store = RedisStore::connect(&redis_url(), &prefix)
         .await
         .expect("redis");
@@ -396,7 +391,7 @@ async fn redis_feed_is_published_only_when_on() {
     store.set_change_feed(true);
     put(&store, "loud:é", json!(1)).await;
     let mut messages = pubsub.on_message();
-    let first = timeout(WAIT, messages.next())
+    let first = timeout(patience(), messages.next())
         .await
         .expect("a message")
         .expect("open");
@@ -406,7 +401,6 @@ async fn redis_feed_is_published_only_when_on() {
         "the raw id, nothing before"
     );
     drop(messages);
-    delete_prefix(&mut raw_node().await, &prefix).await;
 }
 
 #[actix_rt::test]
@@ -422,22 +416,20 @@ async fn redis_feed_resyncs_after_a_reconnect() {
     let (sink, mut rx) = feed_sink();
     watcher.watch_all(sink).await.expect("watch_all");
     put_retrying(&writer, "before").await;
-    assert_eq!(next_event(&mut rx, WAIT).await, changed("before"));
+    assert_eq!(next_event(&mut rx, patience()).await, changed("before"));
 
     redis.restart();
     // Resync comes once the feed is subscribed again: a write after it is seen.
-    assert_eq!(
-        next_event(&mut rx, Duration::from_secs(10)).await,
-        FeedEvent::Resync
-    );
+    assert_eq!(next_event(&mut rx, patience() * 2).await, FeedEvent::Resync);
     put_retrying(&writer, "after").await;
-    assert_eq!(next_event(&mut rx, WAIT).await, changed("after"));
+    assert_eq!(next_event(&mut rx, patience()).await, changed("after"));
 }
 
 #[actix_rt::test]
 async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
     let url = shared_cluster_url();
     let prefix = special_prefix("cl-feed");
+    let _keys = Keys::on_cluster(&prefix);
     let watcher = RedisStore::connect_cluster(&url, &[], &prefix)
         .await
         .expect("cluster");
@@ -468,7 +460,7 @@ async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
         *expected.entry(record.clone()).or_default() += 1;
     }
     // Messages from different nodes may arrive in any order: count them.
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + patience();
     while expected.values().any(|n| *n > 0) {
         let left = deadline.saturating_duration_since(Instant::now());
         match next_event(&mut rx, left).await {
@@ -481,7 +473,6 @@ async fn redis_cluster_feed_reaches_a_subscriber_from_every_slot_owner() {
         }
     }
     watcher.unwatch_all(token);
-    delete_prefix(&mut own_cluster::connect(&url).await, &prefix).await;
 }
 
 /// Ids whose keys land on each master of the cluster, one per master.
@@ -534,7 +525,7 @@ async fn one_record_per_master(url: &str, prefix: &str) -> Vec<String> {
 
 /// Writes `record` on top of whatever is stored, retrying while Redis comes back.
 async fn put_retrying(store: &RedisStore, record: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience() * 2;
     loop {
         let rid = id(record);
         let attempt = async {
@@ -563,22 +554,4 @@ async fn raw_node() -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("raw connection")
-}
-
-/// Deletes every key under `prefix` (escaped: it holds glob characters), on one node or on
-/// every master of a cluster (the cluster client splits both commands per node).
-async fn delete_prefix(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) {
-    let pattern = format!("{}*", Glob::escape(prefix));
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut *conn)
-        .await
-        .unwrap();
-    for chunk in keys.chunks(500) {
-        let _: () = redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(&mut *conn)
-            .await
-            .unwrap();
-    }
 }
