@@ -4,12 +4,11 @@
 # WebSockets, real Redis / PostgreSQL / SQLite, the JS client and the demo in headless
 # Chromium), builds the fuzz targets and replays their seeds, then prints one summary line.
 #
-# Everything is built first. Then the criterion benches in test mode (each bench once; most of
-# it is building hot_path's 1,000-rule exposure table in a debug build: one core for a minute
-# and a half) run in the background beside all other tests, the doc tests, the fuzz seeds and
-# the JS client and demo; the soak comes last, alone: it judges memory growth by the waves it
-# manages in 40 s, and too few waves on a busy machine look like a leak. About 3 minutes warm
-# on two cores, where one after the other took 6 to 8.
+# Everything is built first. Then the criterion benches in test mode (each bench once) run in
+# the background beside all other tests, the doc tests, the fuzz seeds and the JS client and
+# demo; the soak comes last, alone: it judges memory growth by the waves it manages in 40 s,
+# and too few waves on a busy machine look like a leak. About 3 minutes warm on two cores,
+# where one after the other took 6 to 8 (BENCHMARKS.md, "Test suite time").
 # The integration tests wait on sockets and timers far more than they compute, so they run
 # MESH_TEST_THREADS (default 8) at a time rather than one per core. MESH_TEST_PATIENCE scales
 # every deadline in the tests (tests/common: `patience()`) on a slow or busy machine.

@@ -289,14 +289,13 @@ impl RecordActor {
                     persisted::persist(handle, PersistDeletion { id, version }, held);
                 }
             }
-            Effect::Reply(reply) => {
-                if !held.waiting() && persisted::changed_nothing(&reply) {
-                    // Vouches for the current state, which may not have landed yet.
-                    let (id, record) = (self.id.clone(), self.core.as_ref().map(Core::record));
-                    if let (Some(record), Some(handle)) = (record.cloned(), self.persistence()) {
-                        persisted::confirm_current(handle, id, record, held);
-                    }
+            Effect::Vouch => {
+                let (id, record) = (self.id.clone(), self.core.as_ref().map(Core::record));
+                if let (Some(record), Some(handle)) = (record.cloned(), self.persistence()) {
+                    persisted::confirm_current(handle, id, record, held);
                 }
+            }
+            Effect::Reply(reply) => {
                 if let Some(reply) = held.hold(reply) {
                     reply.send();
                 }

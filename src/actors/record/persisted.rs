@@ -22,7 +22,7 @@
 //! Refusals (`Err` replies) are sent unchanged: nothing was written for them.
 
 use super::Channels;
-use super::queue::{Edit, UpdateFn, WriteOutcome};
+use super::queue::{Edit, UpdateFn};
 use super::state::Reply;
 use crate::actors::persistence::{
     ConfirmWhenLanded, Persist, PersistDeletion, PersistenceActor, PersistenceHandle,
@@ -36,19 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// A success that persisted nothing of its own: a write that left the value as it was, a
-/// delete of an absent record. Under `ack = "flushed"` it vouches for the record's current
-/// state, which may still be on its way to the database (a client retrying a write that was
-/// answered `EUNKNOWN` gets here), so it waits for that state too ([`confirm_current`]).
-pub(super) fn changed_nothing(reply: &Reply<Channels>) -> bool {
-    matches!(
-        reply,
-        Reply::Write(_, Ok(WriteOutcome { changed: false, .. })) | Reply::Delete(_, Ok(None))
-    )
-}
-
-/// Under `ack = "flushed"`, persists `record` (its current state) again so that the replies
-/// after it in this step wait for it to be in the database. Harmless when it is already: the
+/// [`Effect::Vouch`](super::state::Effect::Vouch): under `ack = "flushed"`, persists `record`
+/// (its current state) again so that the replies after it in this step wait for it to be in
+/// the database. Harmless when it is already: the
 /// database keeps a row at an equal version, and a deletion removes only up to its version.
 pub(super) fn confirm_current(
     handle: &PersistenceHandle,
@@ -116,11 +106,6 @@ impl Held {
     /// of the record is what the database holds then).
     pub fn wait_for(&mut self, landing: Landing, within: Duration) {
         self.landing = Some((landing, within));
-    }
-
-    /// Whether the replies that follow wait for a landing.
-    pub fn waiting(&self) -> bool {
-        self.landing.is_some()
     }
 
     /// Holds `reply` if a landing is awaited; otherwise gives it back to be sent now.

@@ -22,7 +22,7 @@
 mod answers;
 mod transitions;
 
-use transitions::{fail_writes, reply_planned};
+use transitions::{fail_writes, push_reply, reply_planned};
 
 use super::queue::{BatchLimits, Op, Plan, QueuedWrite, Replies, WriteOutcome, plan};
 use crate::error::Error;
@@ -164,6 +164,12 @@ pub(crate) enum Effect<R: Replies> {
         /// The tombstone version.
         version: Version,
     },
+    /// Under `ack = "flushed"`, persist the record's current state again and let the replies
+    /// after it in this step wait for it: the reply that follows changed nothing (a write of
+    /// the value it already had, a delete of an absent record), so it vouches for a state that
+    /// may not have landed in the database yet (a client retrying a write answered `EUNKNOWN`
+    /// gets here). Asked for only when nothing was persisted before it in the step.
+    Vouch,
     /// Answer a request.
     Reply(Reply<R>),
     /// Count a write's outcome (`mesh_writes_total`).

@@ -81,13 +81,13 @@ impl<R: Replies> Core<R> {
                 return out;
             }
             Ok(DeleteResult::Absent { version }) => {
-                out.push(Effect::Reply(Reply::Delete(reply, Ok(None))));
+                push_reply(&mut out, Reply::Delete(reply, Ok(None)));
                 self.settle(Stored::absent(version), false, &mut out);
             }
             Ok(DeleteResult::Mismatch { current }) => {
                 let version = if current.exists() { current.version } else { 0 };
                 let error = Error::VersionMismatch { current: version };
-                out.push(Effect::Reply(Reply::Delete(reply, Err(error))));
+                push_reply(&mut out, Reply::Delete(reply, Err(error)));
                 self.settle(current, false, &mut out);
             }
             Err(StoreError::Indeterminate(reason)) => {
@@ -110,7 +110,7 @@ impl<R: Replies> Core<R> {
             }
             Err(e) => {
                 log::warn!("delete of {} failed: {e}", self.id);
-                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unavailable))));
+                push_reply(&mut out, Reply::Delete(reply, Err(Error::Unavailable)));
             }
         }
         self.carry_on(&mut out);
@@ -167,7 +167,7 @@ impl<R: Replies> Core<R> {
             Call::Delete { reply, before, .. } if checked.current == before => {
                 // Nothing changed since it was sent (a conditional delete that did not match
                 // also changes nothing; asking again finds out).
-                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unavailable))));
+                push_reply(&mut out, Reply::Delete(reply, Err(Error::Unavailable)));
             }
             Call::Delete { reply, before, .. }
                 if before.exists() && checked.current.version < before.version =>
@@ -181,7 +181,7 @@ impl<R: Replies> Core<R> {
                 // Gone at the version we knew (someone's delete, maybe ours), or it never was.
                 let known = before.exists() && checked.current.version == before.version;
                 let answer = Ok(known.then_some(before.version));
-                out.push(Effect::Reply(Reply::Delete(reply, answer)));
+                push_reply(&mut out, Reply::Delete(reply, answer));
                 self.settle(checked.current, false, &mut out);
             }
             call => {

@@ -99,7 +99,7 @@ impl<R: Replies> Core<R> {
     ) {
         self.apply_deletion(version, out);
         out.push(Effect::PersistDeletion { version });
-        out.push(Effect::Reply(Reply::Delete(reply, Ok(Some(version)))));
+        push_reply(out, Reply::Delete(reply, Ok(Some(version))));
     }
 
     /// A delete of the record we hold at `version`, which the store lost: deleted as asked,
@@ -151,10 +151,7 @@ impl<R: Replies> Core<R> {
                 self.pending.push_front(Op::Write(write));
             } else {
                 out.push(Effect::Count(Counted::Failed));
-                out.push(Effect::Reply(Reply::Write(
-                    write.reply,
-                    Err(Error::Conflict),
-                )));
+                push_reply(out, Reply::Write(write.reply, Err(Error::Conflict)));
             }
         }
     }
@@ -164,10 +161,30 @@ impl<R: Replies> Core<R> {
         match call {
             Call::Write { plan, .. } => fail_writes(plan, Error::Unknown, out),
             Call::Delete { reply, .. } => {
-                out.push(Effect::Reply(Reply::Delete(reply, Err(Error::Unknown))));
+                push_reply(out, Reply::Delete(reply, Err(Error::Unknown)));
             }
         }
     }
+}
+
+/// Queues `reply`, after an [`Effect::Vouch`] when it changed nothing and nothing was persisted
+/// earlier in this step (a persist earlier in the step already covers the state it vouches
+/// for).
+pub(super) fn push_reply<R: Replies>(out: &mut Effects<R>, reply: Reply<R>) {
+    let changed_nothing = matches!(
+        &reply,
+        Reply::Write(_, Ok(WriteOutcome { changed: false, .. })) | Reply::Delete(_, Ok(None))
+    );
+    let covered = out.iter().any(|effect| {
+        matches!(
+            effect,
+            Effect::Persist { .. } | Effect::PersistDeletion { .. } | Effect::Vouch
+        )
+    });
+    if changed_nothing && !covered {
+        out.push(Effect::Vouch);
+    }
+    out.push(Effect::Reply(reply));
 }
 
 /// Answers each write of an applied (or no-op) batch with its planned outcome.
@@ -178,7 +195,7 @@ pub(super) fn reply_planned<R: Replies>(plan: Plan<R::Write>, out: &mut Effects<
             Ok(_) => Counted::Unchanged,
             Err(_) => Counted::Refused,
         }));
-        out.push(Effect::Reply(Reply::Write(write.reply, outcome)));
+        push_reply(out, Reply::Write(write.reply, outcome));
     }
 }
 
@@ -193,6 +210,6 @@ pub(super) fn fail_writes<R: Replies>(plan: Plan<R::Write>, error: Error, out: &
                 Err(error.clone())
             }
         };
-        out.push(Effect::Reply(Reply::Write(write.reply, answer)));
+        push_reply(out, Reply::Write(write.reply, answer));
     }
 }

@@ -42,6 +42,8 @@ enum Seen {
     Persist(Version),
     PersistDeletion(Version),
     Reply(u32, String),
+    /// The reply after it changed nothing: the current state is persisted again.
+    Vouch,
 }
 
 /// The core, the store it talks to, and everything observed.
@@ -170,6 +172,10 @@ impl Harness {
                 Effect::Reply(reply) => {
                     let (ticket, text) = describe(reply);
                     self.seen.push(Seen::Reply(ticket, text));
+                    Vec::new()
+                }
+                Effect::Vouch => {
+                    self.seen.push(Seen::Vouch);
                     Vec::new()
                 }
                 Effect::Count(outcome) => {

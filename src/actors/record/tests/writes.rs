@@ -37,8 +37,9 @@ fn a_delete_leaves_a_tombstone_and_a_new_record_continues_after_it() {
             reply(1, "deleted v3")
         ]
     );
+    // Deleting what is already gone changes nothing: it vouches for the tombstone.
     h.delete(2);
-    assert_eq!(h.take_seen(), vec![reply(2, "absent")]);
+    assert_eq!(h.take_seen(), vec![Seen::Vouch, reply(2, "absent")]);
     h.write(3, json!("again"), Strategy::Replace);
     assert_eq!(
         h.take_seen(),
@@ -121,7 +122,50 @@ fn a_batch_stops_at_its_byte_limit() {
 fn a_write_that_changes_nothing_sends_nothing() {
     let mut h = Harness::new(live(json!({"a": 1}), 1));
     h.write(1, json!({"a": 1}), Strategy::Merge);
-    assert_eq!(h.take_seen(), vec![reply(1, "ok v1 changed=false")]);
+    // No update, no store call; the reply vouches for the current state (persisted again
+    // under `ack = "flushed"`, where it may not have landed yet).
+    assert_eq!(
+        h.take_seen(),
+        vec![Seen::Vouch, reply(1, "ok v1 changed=false")]
+    );
+}
+
+#[test]
+fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
+    let mut h = Harness::new(live(json!({"a": 1}), 1));
+    // Queued behind a write in flight, the three form one batch: the unchanged one is
+    // covered by the batch's persist.
+    let effects = h.core.write(super::QueuedWrite {
+        change: Edit::Value {
+            value: Arc::new(json!({"a": 2})),
+            strategy: Strategy::Replace,
+        },
+        queued_at: h.now,
+        expected_version: None,
+        reply: 1,
+    });
+    let more = h.core.write(super::QueuedWrite {
+        change: Edit::Value {
+            value: Arc::new(json!({"a": 3})),
+            strategy: Strategy::Replace,
+        },
+        queued_at: h.now,
+        expected_version: None,
+        reply: 2,
+    });
+    let same = h.core.write(super::QueuedWrite {
+        change: Edit::Value {
+            value: Arc::new(json!({"a": 3})),
+            strategy: Strategy::Replace,
+        },
+        queued_at: h.now,
+        expected_version: None,
+        reply: 3,
+    });
+    h.run(effects.into_iter().chain(more).chain(same).collect());
+    let seen = h.take_seen();
+    assert!(!seen.contains(&Seen::Vouch), "{seen:?}");
+    assert!(seen.contains(&reply(3, "ok v3 changed=false")), "{seen:?}");
 }
 
 #[test]
