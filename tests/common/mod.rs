@@ -338,13 +338,23 @@ pub async fn start_with(
     }
 }
 
-/// A TCP port that was free a moment ago (for servers started as separate processes).
+/// A free port below Linux's ephemeral range (32768 and up), so that neither an outgoing
+/// connection nor a `bind` to port 0 anywhere can take it while a test's server is down
+/// between a stop and its restart on the same port (with tests running 8 at a time, that
+/// happened). Ports are handed out in turn from a base that depends on the process id, so test
+/// binaries running side by side start apart, and each is checked free by binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() % 220) * 100;
+    loop {
+        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until a server process answers `GET /health` on `port`.

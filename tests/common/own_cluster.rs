@@ -75,15 +75,9 @@ impl OwnCluster {
             nodes: Vec::new(),
             watchdog: None,
         };
-        // Twelve distinct ports: every listener is held until all are chosen.
-        let listeners: Vec<std::net::TcpListener> = (0..12)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-            .collect();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
-        drop(listeners);
+        // Twelve distinct ports, outside the ephemeral range (see `free_port`): a node killed
+        // and restarted gets its port back.
+        let ports: Vec<u16> = (0..12).map(|_| super::free_port()).collect();
         for pair in ports.chunks(2) {
             cluster.nodes.push(Node {
                 port: pair[0],
