@@ -72,7 +72,7 @@ pub use connection::MetadataHook;
 pub use database::{PersistOptions, PersistRule};
 pub use error::{Error, Result};
 pub use model::{Mode, RecordId, Strategy, Version, Versioned};
-pub use records::Records;
+pub use records::{RecordSubscription, Records};
 pub use server::{RecordServer, RunningServer, StopReport, run, start, start_with};
 pub use socket::on_connect;
 

@@ -20,8 +20,10 @@
 //! would pass twice the budget, the client is cut off at once.
 
 mod drain;
+mod texts;
 
 pub use drain::{CHUNK_BYTES, OutboxDrain};
+pub use texts::TextDrain;
 
 use crate::model::{Frame, RecordId};
 use actix_web::web::Bytes;

@@ -5,7 +5,7 @@ use crate::common;
 
 use common::{Backend, Client, eventually, start, start_with};
 use mesh_bench::wire::PUBLISH;
-use mesh_records::{Exposure, Guard, Strategy};
+use mesh_records::{Exposure, Guard, Mode, RecordSubscription, Strategy};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ on_every_store!(
     subscribers_of_one_mode_get_identical_bytes,
     one_clients_writes_apply_in_order,
     pipelined_writes_keep_their_order_while_record_actors_retire,
+    server_code_subscribes_like_a_client,
+    a_server_subscription_nobody_reads_stays_bounded_and_catches_up_whole,
 );
 
 async fn records_are_invisible_unless_exposed(backend: Backend) {
@@ -660,5 +662,86 @@ async fn record_actors_leave_the_http_workers_before_they_stop() {
         .await
         .unwrap();
     assert_eq!(outcome.version, 2);
+    server.stop().await;
+}
+
+/// The next push of a server subscription, parsed.
+async fn next_push(subscription: &mut RecordSubscription) -> Option<Value> {
+    let frame = tokio::time::timeout(common::patience(), subscription.next())
+        .await
+        .expect("a push within patience")?;
+    Some(serde_json::from_str(&frame).expect("a push is JSON"))
+}
+
+async fn server_code_subscribes_like_a_client(backend: Backend) {
+    // Long enough that a patch changing `n` is shorter than the value (a patch subscriber
+    // gets whichever is shorter).
+    let note = "a value long enough that a patch of one number is the shorter push";
+    let server = start(backend, OPEN).await;
+    server
+        .write("doc:watched", json!({"n": 0, "note": note}))
+        .await;
+    let records = server.records();
+    let mut watching = records
+        .subscribe_record("doc:watched", Mode::Patch)
+        .await
+        .unwrap();
+    assert_eq!(watching.snapshot().unwrap().version, 1);
+    // A client's write and the server's reach it alike, in order, as patches.
+    let mut client = server.client().await;
+    assert_eq!(
+        client
+            .publish("doc:watched", json!({"n": 1, "note": note}))
+            .await,
+        json!({"success": true})
+    );
+    server
+        .write("doc:watched", json!({"n": 2, "note": note}))
+        .await;
+    for version in [2, 3] {
+        let push = next_push(&mut watching).await.unwrap();
+        assert_eq!(push["command"], "mesh/record-update");
+        assert_eq!(push["payload"]["version"], version);
+        assert!(push["payload"]["patch"].is_array(), "{push}");
+    }
+    // The deletion is its last frame.
+    records.delete_record("doc:watched").await.unwrap();
+    let push = next_push(&mut watching).await.unwrap();
+    assert_eq!(push["command"], "mesh/record-deleted");
+    assert_eq!(next_push(&mut watching).await, None);
+    server.stop().await;
+}
+
+async fn a_server_subscription_nobody_reads_stays_bounded_and_catches_up_whole(backend: Backend) {
+    let server = start(backend, OPEN).await;
+    server.write("doc:flood", json!({"n": 0})).await;
+    let records = server.records();
+    let mut watching = records
+        .subscribe_record("doc:flood", Mode::Full)
+        .await
+        .unwrap();
+    // About three times the subscription's budget, written while nobody reads.
+    let filler = "x".repeat(64 * 1024);
+    let writes = 3 * mesh_records::records::SUBSCRIPTION_BUDGET / filler.len();
+    for n in 1..=writes {
+        server
+            .write("doc:flood", json!({"n": n, "filler": filler}))
+            .await;
+    }
+    let last = 1 + writes as u64;
+    // Reading now: versions only go up, some were skipped (the queue was full), and the
+    // last one arrives whole.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let push = next_push(&mut watching).await.unwrap();
+        seen.push(push["payload"]["version"].as_u64().unwrap());
+        assert!(push["payload"]["full"].is_object(), "full mode");
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(
+        seen.len() < writes,
+        "nothing was skipped: {} pushes",
+        seen.len()
+    );
     server.stop().await;
 }

@@ -6,6 +6,10 @@
 //! It sits below sessions, commands, the admin API and the server: they hold a `Records`, and
 //! nothing here knows about HTTP, sockets or the builder.
 
+mod subscription;
+
+pub use subscription::{RecordSubscription, SUBSCRIPTION_BUDGET};
+
 use crate::access::Exposure;
 use crate::actors::record::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, UpdateRecord, WriteOutcome,
@@ -13,7 +17,7 @@ use crate::actors::record::{
 use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers};
 use crate::actors::route::RecordRoute;
 use crate::error::{Error, Result};
-use crate::model::{RecordId, Strategy, Version, Versioned};
+use crate::model::{Mode, RecordId, Strategy, Version, Versioned};
 use actix::Addr;
 use serde_json::Value;
 use std::sync::Arc;
@@ -176,6 +180,15 @@ impl Records {
     ) -> Result<Option<(Version, Vec<crate::store::Change>)>> {
         let id = self.record_id(id)?;
         self.send(&id, GetHistory { since }).await?
+    }
+
+    /// Subscribes server code to a record, as a WebSocket client would (no access check):
+    /// the [`RecordSubscription`] gets the same push frames, in `mode`, through the same route
+    /// and record actor (see there). Call it on the server's runtime (a handler, a command, an
+    /// actor).
+    pub async fn subscribe_record(&self, id: &str, mode: Mode) -> Result<RecordSubscription> {
+        let id = self.record_id(id)?;
+        RecordSubscription::start(self.route.clone(), id, mode).await
     }
 
     /// Adds an exposure at runtime, after all existing ones.

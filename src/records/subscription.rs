@@ -1,0 +1,114 @@
+//! [`RecordSubscription`]: server code watching a record the way a WebSocket subscriber does,
+//! through the same route and the same record actor, receiving the same push frames.
+
+use crate::actors::record::{ResyncSubscriber, Subscribe, SubscriptionEnded};
+use crate::actors::route::RecordRoute;
+use crate::error::Result;
+use crate::model::{Mode, RecordId, Versioned};
+use crate::outbox::{Outbox, TextDrain};
+use actix::prelude::*;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most bytes of pushes held for a subscription nobody reads. Past it, updates are dropped and
+/// the subscription gets the record's full value once it has caught up, as a slow WebSocket
+/// client does: memory stays bounded, and versions still arrive in order.
+pub const SUBSCRIPTION_BUDGET: usize = 4 << 20;
+
+/// Subscriber numbers for server subscriptions, far from the sessions' (which count up from 1).
+static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1 << 62);
+
+/// A server-side subscription to one record ([`Records::subscribe_record`]).
+///
+/// [`next`](Self::next) gives the `mesh/record-update` push frames (JSON text) a WebSocket
+/// subscriber in the same mode gets: every version after the [`snapshot`](Self::snapshot)
+/// once and in order, as a patch or whole (whole after the subscription fell behind), and the
+/// deletion, after which it ends. Dropping it ends it.
+///
+/// [`Records::subscribe_record`]: crate::Records::subscribe_record
+pub struct RecordSubscription {
+    id: RecordId,
+    snapshot: Option<Versioned>,
+    outbox: Outbox,
+    texts: TextDrain,
+    route: RecordRoute,
+    subscriber: u64,
+}
+
+/// Ends the subscription's queue when the record actor ends the subscription (the record was
+/// deleted): the deletion push is the last frame.
+struct Ending(Outbox);
+
+impl Actor for Ending {
+    type Context = Context<Self>;
+}
+
+impl Handler<SubscriptionEnded> for Ending {
+    type Result = ();
+
+    fn handle(&mut self, _: SubscriptionEnded, ctx: &mut Context<Self>) {
+        self.0.close(None);
+        ctx.stop();
+    }
+}
+
+impl RecordSubscription {
+    /// Subscribes through `route` (no access check: server code). Runs on an actix runtime.
+    pub(crate) async fn start(route: RecordRoute, id: RecordId, mode: Mode) -> Result<Self> {
+        let (outbox, receiver) = Outbox::new(SUBSCRIPTION_BUDGET);
+        let subscriber = NEXT_SUBSCRIBER.fetch_add(1, Ordering::Relaxed);
+        let message = Subscribe {
+            session: subscriber,
+            mode,
+            outbox: outbox.clone(),
+            token: 0,
+            ended: Ending(outbox.clone()).start().recipient(),
+            reply_to: None,
+            since: None,
+        };
+        let snapshot = route.send(&id, None, message).await??;
+        Ok(RecordSubscription {
+            id,
+            snapshot,
+            outbox,
+            texts: receiver.into_texts(),
+            route,
+            subscriber,
+        })
+    }
+
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// The value and version the pushes continue from (`None`: the record did not exist).
+    pub fn snapshot(&self) -> Option<&Versioned> {
+        self.snapshot.as_ref()
+    }
+
+    /// The next push frame, waiting for one; `None` once the record was deleted (its
+    /// deletion push came just before).
+    pub async fn next(&mut self) -> Option<String> {
+        if self.texts.take_drained() {
+            self.catch_up().await;
+        }
+        let frame = poll_fn(|cx| self.texts.poll_text(cx)).await?;
+        Some(frame.to_string())
+    }
+
+    /// The queue had overflowed and has drained: ask for the full value the dropped updates
+    /// lead to (the session does the same for a slow client).
+    async fn catch_up(&mut self) {
+        self.outbox.clear_congestion();
+        if self.outbox.stale_records().is_empty() {
+            return;
+        }
+        let resync = ResyncSubscriber {
+            session: self.subscriber,
+        };
+        if !matches!(self.route.send(&self.id, None, resync).await, Ok(true)) {
+            self.outbox.forget_stale(&self.id);
+        }
+    }
+}
