@@ -106,6 +106,7 @@ impl RecordRoute {
             .map(|leased| (leased.addr.send(msg.clone()), leased));
         let registry = self.registry.clone();
         let id = id.clone();
+        let first_tried = first.is_some();
         async move {
             if let Some((request, lease)) = first {
                 // The lease lives until the answer is in.
@@ -117,7 +118,9 @@ impl RecordRoute {
                     Err(MailboxError::Closed) => {}
                 }
             }
-            for attempt in 0..ATTEMPTS {
+            // The first attempt, when there was one, counts.
+            let tried = u64::from(first_tried);
+            for attempt in tried..ATTEMPTS {
                 let target = registry
                     .send(GetRecordActor { id: id.clone() })
                     .await

@@ -54,6 +54,11 @@ impl TextDrain {
         std::mem::take(&mut self.drained)
     }
 
+    /// Whether the queue is down to a quarter of its budget.
+    pub fn is_low(&self) -> bool {
+        self.receiver.shared.queued_bytes.load(Ordering::Acquire) <= self.low_water
+    }
+
     fn count_off(&mut self, bytes: usize) {
         let shared = &self.receiver.shared;
         let left = shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel) - bytes;

@@ -9,11 +9,16 @@ use crate::outbox::{Outbox, TextDrain};
 use actix::prelude::*;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Most bytes of pushes held for a subscription nobody reads. Past it, updates are dropped and
 /// the subscription gets the record's full value once it has caught up, as a slow WebSocket
 /// client does: memory stays bounded, and versions still arrive in order.
 pub const SUBSCRIPTION_BUDGET: usize = 4 << 20;
+
+/// How often a waiting subscription checks for a congested queue that drained unnoticed (the
+/// producer can mark its record stale just after the last frame was taken).
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Subscriber numbers for server subscriptions, far from the sessions' (which count up from 1).
 static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1 << 62);
@@ -23,7 +28,9 @@ static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1 << 62);
 /// [`next`](Self::next) gives the `mesh/record-update` push frames (JSON text) a WebSocket
 /// subscriber in the same mode gets: every version after the [`snapshot`](Self::snapshot)
 /// once and in order, as a patch or whole (whole after the subscription fell behind), and the
-/// deletion, after which it ends. Dropping it ends it.
+/// deletion, after which it ends (also when the record's actor stops without one, at
+/// shutdown). Dropping it ends it: the record actor lets it go at its next push or linger
+/// tick.
 ///
 /// [`Records::subscribe_record`]: crate::Records::subscribe_record
 pub struct RecordSubscription {
@@ -36,11 +43,16 @@ pub struct RecordSubscription {
 }
 
 /// Ends the subscription's queue when the record actor ends the subscription (the record was
-/// deleted): the deletion push is the last frame.
+/// deleted: the deletion push is the last frame), or when it goes away otherwise (its thread
+/// stopped): then it holds the only address of this actor, which stops with it.
 struct Ending(Outbox);
 
 impl Actor for Ending {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.0.close(None);
+    }
 }
 
 impl Handler<SubscriptionEnded> for Ending {
@@ -90,11 +102,15 @@ impl RecordSubscription {
     /// The next push frame, waiting for one; `None` once the record was deleted (its
     /// deletion push came just before).
     pub async fn next(&mut self) -> Option<String> {
-        if self.texts.take_drained() {
-            self.catch_up().await;
+        loop {
+            if self.texts.take_drained() || (self.outbox.is_congested() && self.texts.is_low()) {
+                self.catch_up().await;
+            }
+            let waited = tokio::time::timeout(RECHECK, poll_fn(|cx| self.texts.poll_text(cx)));
+            if let Ok(frame) = waited.await {
+                return frame.map(|frame| frame.to_string());
+            }
         }
-        let frame = poll_fn(|cx| self.texts.poll_text(cx)).await?;
-        Some(frame.to_string())
     }
 
     /// The queue had overflowed and has drained: ask for the full value the dropped updates

@@ -45,6 +45,7 @@ on_every_store!(
     pipelined_writes_keep_their_order_while_record_actors_retire,
     server_code_subscribes_like_a_client,
     a_server_subscription_nobody_reads_stays_bounded_and_catches_up_whole,
+    a_server_subscription_ends_when_the_server_stops,
 );
 
 async fn records_are_invisible_unless_exposed(backend: Backend) {
@@ -744,4 +745,18 @@ async fn a_server_subscription_nobody_reads_stays_bounded_and_catches_up_whole(b
         seen.len()
     );
     server.stop().await;
+}
+
+async fn a_server_subscription_ends_when_the_server_stops(backend: Backend) {
+    let server = start(backend, OPEN).await;
+    server.write("doc:until-stop", json!({"n": 0})).await;
+    let mut watching = server
+        .records()
+        .subscribe_record("doc:until-stop", Mode::Full)
+        .await
+        .unwrap();
+    server.stop().await;
+    // Its record actor stopped with the server, without a deletion: the subscription ends
+    // instead of waiting forever.
+    assert_eq!(next_push(&mut watching).await, None);
 }
