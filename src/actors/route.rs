@@ -14,12 +14,13 @@
 //! An established subscription is the exception by design: it lives on one actor, so its
 //! `Unsubscribe` goes to that actor's address (if the actor stopped, so did the subscription).
 
-use super::record::RecordActor;
+use super::record::{RecordActor, ResyncSubscriber};
 use super::registry::{Directory, GetRecordActor, Leased, RegistryActor, ResolveAccess};
 use crate::access::{Decision, Exposure, Operation};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::model::RecordId;
+use crate::outbox::Outbox;
 use actix::prelude::*;
 use std::future::Future;
 use std::pin::Pin;
@@ -87,6 +88,39 @@ impl RecordRoute {
         &self.registry
     }
 
+    /// After `outbox` drained from congestion: asks each record it marked stale for its full
+    /// value (for `subscriber`), and forgets the records no longer subscribed. Shared by
+    /// sessions and server subscriptions, whose queues work alike.
+    pub(crate) fn resync_stale(
+        &self,
+        outbox: &Outbox,
+        subscriber: u64,
+    ) -> impl Future<Output = ()> + 'static {
+        outbox.clear_congestion();
+        let asks: Vec<_> = outbox
+            .stale_records()
+            .into_iter()
+            .map(|id| {
+                let asked = self.send(
+                    &id,
+                    None,
+                    ResyncSubscriber {
+                        session: subscriber,
+                    },
+                );
+                (id, asked)
+            })
+            .collect();
+        let outbox = outbox.clone();
+        async move {
+            for (id, asked) in asks {
+                if !matches!(asked.await, Ok(true)) {
+                    outbox.forget_stale(&id);
+                }
+            }
+        }
+    }
+
     /// Sends `msg` to `id`'s actor: to `resolved` when access was resolved (queued on it now),
     /// otherwise to the live actor or one the registry starts. Fails with
     /// [`Error::Unavailable`] when no actor could take it (the record could not load).
@@ -95,7 +129,7 @@ impl RecordRoute {
         id: &RecordId,
         resolved: Option<Leased>,
         msg: M,
-    ) -> impl Future<Output = Result<M::Result, Error>> + 'static
+    ) -> impl Future<Output = Result<M::Result, Error>> + use<M>
     where
         M: Message + Clone + Send + 'static,
         M::Result: Send,

@@ -1,7 +1,7 @@
 //! [`RecordSubscription`]: server code watching a record the way a WebSocket subscriber does,
 //! through the same route and the same record actor, receiving the same push frames.
 
-use crate::actors::record::{ResyncSubscriber, Subscribe, SubscriptionEnded};
+use crate::actors::record::{Subscribe, SubscriptionEnded};
 use crate::actors::route::RecordRoute;
 use crate::error::Result;
 use crate::model::{Mode, RecordId, Versioned};
@@ -116,15 +116,6 @@ impl RecordSubscription {
     /// The queue had overflowed and has drained: ask for the full value the dropped updates
     /// lead to (the session does the same for a slow client).
     async fn catch_up(&mut self) {
-        self.outbox.clear_congestion();
-        if self.outbox.stale_records().is_empty() {
-            return;
-        }
-        let resync = ResyncSubscriber {
-            session: self.subscriber,
-        };
-        if !matches!(self.route.send(&self.id, None, resync).await, Ok(true)) {
-            self.outbox.forget_stale(&self.id);
-        }
+        self.route.resync_stale(&self.outbox, self.subscriber).await;
     }
 }

@@ -3,7 +3,6 @@
 //! or overflows (cut off).
 
 use super::{CLOSE_SLOW_CONSUMER, SessionActor};
-use crate::actors::record::ResyncSubscriber;
 use crate::outbox::Signal;
 use actix::prelude::*;
 use actix_ws::CloseCode;
@@ -119,24 +118,8 @@ impl SessionActor {
     /// The queue drained: resync every record whose updates were skipped.
     pub(super) fn on_drained(&mut self) {
         self.congestion_epoch += 1;
-        self.outbox.clear_congestion();
-        for record_id in self.outbox.stale_records() {
-            let outbox = self.outbox.clone();
-            let message = ResyncSubscriber {
-                session: self.number,
-            };
-            let resync = self
-                .services
-                .records
-                .route()
-                .send(&record_id, None, message);
-            actix::spawn(async move {
-                let subscribed = resync.await;
-                if !matches!(subscribed, Ok(true)) {
-                    outbox.forget_stale(&record_id);
-                }
-            });
-        }
+        let route = self.services.records.route();
+        actix::spawn(route.resync_stale(&self.outbox, self.number));
     }
 }
 

@@ -338,6 +338,18 @@ pub async fn start_with(
     }
 }
 
+/// Every `.rs` file under `dir`, into `out` (the layout and docs tests read the sources).
+pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 /// A free port below Linux's ephemeral range (32768 and up), so that neither an outgoing
 /// connection nor a `bind` to port 0 anywhere can take it while a test's server is down
 /// between a stop and its restart on the same port (with tests running 8 at a time, that

@@ -24,9 +24,10 @@
 //!   lists each of them with the key it overrides: that table is the one list the README
 //!   points to.
 
+use crate::common::rust_files;
 use regex::Regex;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Capitalised names the docs use that are not defined in `src/`, and why.
 const EXCEPTIONS: [(&str, &str); 9] = [
@@ -68,17 +69,6 @@ fn docs() -> Vec<(String, String)> {
             (name.display().to_string(), text)
         })
         .collect()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// Every name `src/` defines (plus the exceptions and wire error names), and its top-level
