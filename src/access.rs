@@ -8,6 +8,7 @@
 
 use crate::connection::Connection;
 use crate::model::RecordId;
+use crate::rules::{Schema, ValueGuard, WriteRules};
 use regex::Regex;
 use std::future::Future;
 use std::pin::Pin;
@@ -105,6 +106,9 @@ pub struct Exposure {
     pub guard: Option<Guard>,
     /// Guard for writes; none = allow. Ignored for reads.
     pub write_guard: Option<Guard>,
+    /// What every value stored under a writable exposure must satisfy (schema, value guard,
+    /// expiry, size); ignored on a read-only one.
+    pub rules: WriteRules,
 }
 
 impl Exposure {
@@ -115,6 +119,7 @@ impl Exposure {
             writable: false,
             guard: None,
             write_guard: None,
+            rules: WriteRules::default(),
         }
     }
 
@@ -128,6 +133,7 @@ impl Exposure {
             writable: false,
             guard: None,
             write_guard: None,
+            rules: WriteRules::default(),
         })
     }
 
@@ -146,6 +152,31 @@ impl Exposure {
     /// Sets the write guard.
     pub fn write_guard(mut self, guard: Guard) -> Self {
         self.write_guard = Some(guard);
+        self
+    }
+
+    /// Every value stored under this (writable) exposure must satisfy `schema` (`ESCHEMA`).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.rules.schema = Some(Arc::new(schema));
+        self
+    }
+
+    /// Clients' writes must pass `guard`, which sees the proposed and the current value.
+    pub fn value_guard(mut self, guard: ValueGuard) -> Self {
+        self.rules.value_guard = Some(guard);
+        self
+    }
+
+    /// A record not written for `ttl` is deleted.
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.rules.ttl = Some(ttl);
+        self
+    }
+
+    /// Values stored under this exposure may be up to `bytes` long, serialized, instead of
+    /// `server.max_value_bytes` (never more than `server.max_frame_bytes`).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.rules.max_value_bytes = Some(bytes);
         self
     }
 }
@@ -207,27 +238,61 @@ impl ExposureTable {
 
     /// Which rule decides `op` on `id` (see the module docs for the order).
     pub fn decide(&self, id: &str, op: Operation) -> Decision {
-        let matched = self.index.as_ref().map(|set| set.matches(id));
-        let first = |writable: bool| {
-            self.exposures.iter().enumerate().find(|(i, e)| {
-                e.writable == writable
-                    && match &matched {
-                        Some(matched) => matched.matched(*i),
-                        None => e.matcher.matches(id),
-                    }
-            })
-        };
+        let matched = self.matches(id);
+        let first = |writable: bool| self.first(id, &matched, writable);
         let found = match op {
             Operation::Read => first(false)
                 .or_else(|| first(true))
-                .map(|(_, e)| e.guard.clone()),
-            Operation::Write => first(true).map(|(_, e)| e.write_guard.clone()),
+                .map(|e| e.guard.clone()),
+            Operation::Write => first(true).map(|e| e.write_guard.clone()),
         };
         match found {
             None => Decision::NotExposed,
             Some(None) => Decision::Allowed,
             Some(Some(guard)) => Decision::Guarded(guard),
         }
+    }
+
+    /// The write rules for `id`: those of the writable exposure that decides its writes
+    /// (none when no writable exposure covers it).
+    pub fn write_rules(&self, id: &str) -> WriteRules {
+        self.first(id, &self.matches(id), true)
+            .map(|e| e.rules.clone())
+            .unwrap_or_default()
+    }
+
+    /// The largest value any exposure lets a write store, if one raises the server's limit.
+    pub fn largest_value_limit(&self) -> Option<usize> {
+        self.exposures
+            .iter()
+            .filter(|e| e.writable)
+            .filter_map(|e| e.rules.max_value_bytes)
+            .max()
+    }
+
+    /// Which exposures cover `id`, in one pass (`None`: no index, test them one by one).
+    fn matches(&self, id: &str) -> Option<regex::SetMatches> {
+        self.index.as_ref().map(|set| set.matches(id))
+    }
+
+    /// The first exposure covering `id` (as `matched` says) that is writable (or read-only).
+    fn first(
+        &self,
+        id: &str,
+        matched: &Option<regex::SetMatches>,
+        writable: bool,
+    ) -> Option<&Exposure> {
+        self.exposures
+            .iter()
+            .enumerate()
+            .find(|(i, e)| {
+                e.writable == writable
+                    && match matched {
+                        Some(matched) => matched.matched(*i),
+                        None => e.matcher.matches(id),
+                    }
+            })
+            .map(|(_, e)| e)
     }
 }
 

@@ -44,6 +44,10 @@ pub enum Error {
     /// A configured limit was exceeded; nothing was changed.
     #[error("{0}")]
     Limit(String),
+    /// The value that would be stored does not satisfy the record's JSON Schema; nothing was
+    /// changed. Carries the first few violations (`{path, message}`).
+    #[error("{}", schema_message(.0))]
+    Schema(Vec<crate::rules::Violation>),
     /// The connection exceeded its request rate.
     #[error("too many requests")]
     RateLimited,
@@ -92,6 +96,7 @@ impl Error {
             Error::VersionMismatch { .. } => "EVERSION",
             Error::Conflict => "ECONFLICT",
             Error::Limit(_) => "ELIMIT",
+            Error::Schema(_) => "ESCHEMA",
             Error::RateLimited => "ERATELIMIT",
             Error::Auth(_) => "EAUTH",
             Error::Internal | Error::Config(_) => "ESERVER",
@@ -117,12 +122,16 @@ impl Error {
                 Error::VersionMismatch { current } => Some(*current),
                 _ => None,
             },
+            violations: match self {
+                Error::Schema(violations) => Some(violations.clone()),
+                _ => None,
+            },
         }
     }
 }
 
 /// Every code the server itself sends, with its one name (docs/protocol.md, "Errors").
-pub const CODE_NAMES: [(&str, &str); 11] = [
+pub const CODE_NAMES: [(&str, &str); 12] = [
     ("EINVALID", "ValidationError"),
     ("EFORBIDDEN", "ForbiddenError"),
     ("ENOTFOUND", "CommandError"),
@@ -131,6 +140,7 @@ pub const CODE_NAMES: [(&str, &str); 11] = [
     ("EVERSION", "VersionMismatchError"),
     ("ECONFLICT", "ConflictError"),
     ("ELIMIT", "LimitError"),
+    ("ESCHEMA", "ValidationError"),
     ("ERATELIMIT", "RateLimitError"),
     ("EAUTH", "AuthError"),
     ("ESERVER", "ServerError"),
@@ -157,6 +167,29 @@ pub struct WireError {
     /// The record's current version, on `EVERSION`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// What the value breaks, on `ESCHEMA`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<crate::rules::Violation>>,
+}
+
+/// `ESCHEMA`'s text: the first violation, and how many more.
+fn schema_message(violations: &[crate::rules::Violation]) -> String {
+    let Some(first) = violations.first() else {
+        return "the value does not match the record's schema".into();
+    };
+    let at = if first.path.is_empty() {
+        "/"
+    } else {
+        &first.path
+    };
+    let more = match violations.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more)"),
+    };
+    format!(
+        "the value does not match the record's schema: at {at}: {}{more}",
+        first.message
+    )
 }
 
 /// Result alias used across the crate.
@@ -178,6 +211,7 @@ mod tests {
             Error::VersionMismatch { current: 1 },
             Error::Conflict,
             Error::Limit("x".into()),
+            Error::Schema(Vec::new()),
             Error::RateLimited,
             Error::Auth("x".into()),
             Error::Internal,

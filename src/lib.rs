@@ -13,6 +13,8 @@
 //! - `protocol` (request/reply/push frames), `inflight` (back-pressure on a connection's
 //!   requests in flight), `outbox` (each session's byte-bounded outbound queue), `socket`
 //!   (cutting off TCP connections whose peer stopped reading): internal.
+//! - [`rules`]: write rules of writable exposures: JSON Schema, guards that see the value,
+//!   expiry, size (pure code).
 //! - [`access`]: exposure rules and guards (pure code).
 //! - `origin`: which web pages may open a WebSocket (`[server] allowed_origins`; pure code,
 //!   internal).
@@ -56,6 +58,7 @@ pub mod model;
 #[doc(hidden)]
 pub mod protocol;
 pub mod records;
+pub mod rules;
 pub mod server;
 mod session;
 mod socket;

@@ -143,6 +143,16 @@ impl Directory {
         exposures.decide(id.as_str(), op)
     }
 
+    /// The write rules of `id` (schema, value guard, expiry, size), read by its record actor
+    /// when it starts.
+    pub(crate) fn write_rules(&self, id: &RecordId) -> crate::rules::WriteRules {
+        let exposures = self.exposures.read();
+        let exposures = exposures
+            .as_ref()
+            .unwrap_or_else(|poisoned| poisoned.get_ref());
+        exposures.write_rules(id.as_str())
+    }
+
     /// Adds an exposure after the existing ones; requests resolved from now on see it.
     pub(crate) fn expose(&self, exposure: Exposure) {
         let mut exposures = self.exposures.write();
@@ -233,11 +243,12 @@ impl RegistryActor {
         let near = near.filter(|_| self.place_near);
         let arbiter = near.unwrap_or(hashed);
         let record_id = id.clone();
+        let rules = self.directory.write_rules(id);
         let addr = RecordActor::start_in_arbiter(arbiter, move |ctx| {
             // Unbounded mailbox: senders must never be parked, or messages from one session
             // could overtake each other. Sessions bound their own in-flight requests.
             ctx.set_mailbox_capacity(0);
-            RecordActor::new(record_id, env)
+            RecordActor::new(record_id, env, rules)
         });
         let leases = Arc::new(AtomicUsize::new(0));
         let lease = Lease::new(&leases);

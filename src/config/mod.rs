@@ -28,6 +28,10 @@ pub struct Config {
     pub persistence: PersistenceConfig,
     /// `[collections]`
     pub collections: CollectionsConfig,
+    /// The folder relative paths in the file are read from (the config file's own; `None`:
+    /// the working directory).
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 /// `[server]`: listener, keepalive and per-connection limits.
@@ -291,6 +295,24 @@ pub struct ExposeConfig {
     pub guard: Option<GuardConfig>,
     /// Write guard.
     pub write_guard: Option<GuardConfig>,
+    /// JSON Schema (draft 2020-12) every stored value must satisfy: a file path (relative to
+    /// the config file) or the schema inline as a table. Writable exposures only.
+    pub schema: Option<SchemaSource>,
+    /// A record not written for this many seconds is deleted. Writable exposures only.
+    pub ttl_seconds: Option<f64>,
+    /// Largest value stored under this exposure, serialized, instead of
+    /// `server.max_value_bytes` (at most `server.max_frame_bytes`). Writable exposures only.
+    pub max_value_bytes: Option<usize>,
+}
+
+/// Where an exposure's JSON Schema comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaSource {
+    /// A JSON file, relative to the config file's folder.
+    File(String),
+    /// The schema itself.
+    Inline(serde_json::Value),
 }
 
 /// `[collections]`: live lists of records (`mesh/subscribe-collection`).
@@ -365,6 +387,7 @@ impl Config {
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         let mut config = Self::parse(&text)
             .map_err(|e| Error::Config(format!("{}: {}", path.display(), validate::detail(e))))?;
+        config.base_dir = path.parent().map(Path::to_path_buf);
         config.apply_env(|key| std::env::var(key).ok())?;
         config.validate()?;
         Ok(config)

@@ -1,10 +1,11 @@
 //! Checking a configuration before anything starts: every limit, path and secret, and the
 //! `[[records.expose]]` rules turned into exposures with their guards.
 
-use super::{Config, ExposeConfig, GuardConfig};
+use super::{Config, ExposeConfig, GuardConfig, SchemaSource};
 use crate::access::{Exposure, Guard, Matcher};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::rules::Schema;
 use serde_json::Value;
 
 impl Config {
@@ -176,7 +177,7 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(n, rule)| {
-                rule.to_exposure()
+                rule.to_exposure(self)
                     .map_err(|e| Error::Config(format!("records.expose[{n}].{e}")))
             })
             .collect()
@@ -193,7 +194,7 @@ pub(super) fn detail(e: Error) -> String {
 }
 
 impl ExposeConfig {
-    fn to_exposure(&self) -> std::result::Result<Exposure, String> {
+    fn to_exposure(&self, config: &Config) -> std::result::Result<Exposure, String> {
         let mut exposure = match (&self.id, &self.pattern) {
             (Some(id), None) if !id.is_empty() => Exposure::id(id.clone()),
             (None, Some(pattern)) => {
@@ -218,6 +219,46 @@ impl ExposeConfig {
                     .to_guard(&exposure.matcher)
                     .map_err(|e| format!("write_guard.{e}"))?,
             );
+        }
+        let rules_given = [
+            ("schema", self.schema.is_some()),
+            ("ttl_seconds", self.ttl_seconds.is_some()),
+            ("max_value_bytes", self.max_value_bytes.is_some()),
+        ];
+        if let Some((key, _)) = rules_given.iter().find(|(_, given)| *given)
+            && !self.writable
+        {
+            return Err(format!("{key}: the exposure is not writable"));
+        }
+        if let Some(source) = &self.schema {
+            let schema = match source {
+                SchemaSource::File(path) => {
+                    let path = match &config.base_dir {
+                        Some(dir) => dir.join(path),
+                        None => std::path::PathBuf::from(path),
+                    };
+                    Schema::load(&path)
+                }
+                SchemaSource::Inline(schema) => Schema::compile(schema, "(inline)"),
+            };
+            exposure = exposure.schema(schema.map_err(|e| format!("schema: {}", detail(e)))?);
+        }
+        if let Some(seconds) = self.ttl_seconds {
+            let ttl = std::time::Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|ttl| !ttl.is_zero())
+                .ok_or_else(|| format!("ttl_seconds: must be a positive number, not {seconds}"))?;
+            exposure = exposure.ttl(ttl);
+        }
+        if let Some(bytes) = self.max_value_bytes {
+            let frame = config.server.max_frame_bytes;
+            if bytes == 0 || bytes > frame {
+                return Err(format!(
+                    "max_value_bytes: must be between 1 and server.max_frame_bytes ({frame}), \
+                     not {bytes}"
+                ));
+            }
+            exposure = exposure.max_value_bytes(bytes);
         }
         Ok(exposure)
     }

@@ -80,7 +80,24 @@ impl Records {
         value: Value,
         strategy: Strategy,
     ) -> Result<WriteOutcome> {
-        self.write(id, value, strategy, None).await
+        self.write(id, value, strategy, WriteAs::default()).await
+    }
+
+    /// Writes a record as the server without checking it against its exposure's JSON Schema:
+    /// for data the server trusts (a migration, a value built by its own code) where a
+    /// schema check would cost or refuse what must be stored. Everything else is as
+    /// [`Records::write_record`].
+    pub async fn write_record_unchecked(
+        &self,
+        id: &str,
+        value: Value,
+        strategy: Strategy,
+    ) -> Result<WriteOutcome> {
+        let unchecked = WriteAs {
+            expected_version: None,
+            skip_schema: true,
+        };
+        self.write(id, value, strategy, unchecked).await
     }
 
     /// Writes a record only if it is at `expected_version` (0: only if it does not exist);
@@ -93,8 +110,11 @@ impl Records {
         strategy: Strategy,
         expected_version: Version,
     ) -> Result<WriteOutcome> {
-        self.write(id, value, strategy, Some(expected_version))
-            .await
+        let conditional = WriteAs {
+            expected_version: Some(expected_version),
+            skip_schema: false,
+        };
+        self.write(id, value, strategy, conditional).await
     }
 
     async fn write(
@@ -102,7 +122,7 @@ impl Records {
         id: &str,
         value: Value,
         strategy: Strategy,
-        expected_version: Option<Version>,
+        how: WriteAs,
     ) -> Result<WriteOutcome> {
         if value.is_null() {
             return Err(Error::invalid("a record value must not be null"));
@@ -111,7 +131,9 @@ impl Records {
         let msg = ApplyWrite {
             value: Arc::new(value),
             strategy,
-            expected_version,
+            expected_version: how.expected_version,
+            writer: None,
+            skip_schema: how.skip_schema,
         };
         self.send(&id, msg).await?
     }
@@ -218,4 +240,11 @@ impl Records {
     pub fn live_record_actors(&self) -> usize {
         self.live_records.load(Ordering::Relaxed)
     }
+}
+
+/// How the server's write goes: on a condition, or around the schema.
+#[derive(Default)]
+struct WriteAs {
+    expected_version: Option<Version>,
+    skip_schema: bool,
 }

@@ -98,12 +98,21 @@ impl Handler<Unsubscribe> for RecordActor {
     }
 }
 
+/// Who a write comes from, as its rules see it.
+struct Source {
+    /// The client writing (its value guard runs); `None`: the server.
+    writer: Option<crate::connection::Connection>,
+    /// The server opted out of the schema.
+    skip_schema: bool,
+}
+
 impl RecordActor {
     /// Queues a write; the answer comes when the store has taken it (or refused).
     fn queue_write(
         &mut self,
         mut change: Edit,
         expected_version: Option<Version>,
+        from: Source,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<WriteOutcome, Error>> {
         self.lifecycle.used();
@@ -116,6 +125,9 @@ impl RecordActor {
             change,
             queued_at: super::now(),
             expected_version,
+            writer: from.writer,
+            skip_schema: from.skip_schema,
+            approved: None,
             reply,
         };
         self.step(ctx, |core, _| match admitted {
@@ -135,7 +147,11 @@ impl Handler<ApplyWrite> for RecordActor {
             value: msg.value,
             strategy: msg.strategy,
         };
-        self.queue_write(change, msg.expected_version, ctx)
+        let from = Source {
+            writer: msg.writer,
+            skip_schema: msg.skip_schema,
+        };
+        self.queue_write(change, msg.expected_version, from, ctx)
     }
 }
 
@@ -143,7 +159,11 @@ impl Handler<UpdateRecord> for RecordActor {
     type Result = ResponseFuture<Result<WriteOutcome, Error>>;
 
     fn handle(&mut self, msg: UpdateRecord, ctx: &mut Context<Self>) -> Self::Result {
-        self.queue_write(Edit::Update(msg.update), msg.expected_version, ctx)
+        let from = Source {
+            writer: None,
+            skip_schema: false,
+        };
+        self.queue_write(Edit::Update(msg.update), msg.expected_version, from, ctx)
     }
 }
 

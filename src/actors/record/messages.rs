@@ -113,6 +113,10 @@ pub struct ApplyWrite {
     /// Applied only if the record is at this version (0: only if it does not exist);
     /// otherwise `Error::VersionMismatch`.
     pub expected_version: Option<Version>,
+    /// The client writing, whose write its exposure's value guard judges; `None`: the server.
+    pub writer: Option<crate::connection::Connection>,
+    /// The server's write skips the exposure's schema (`Records::write_record_unchecked`).
+    pub skip_schema: bool,
 }
 
 /// Changes the record with a function of its current value, inside its actor (an atomic

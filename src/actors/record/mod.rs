@@ -49,6 +49,7 @@ pub use queue::WriteOutcome;
 use crate::error::Error;
 use crate::metrics::metrics;
 use crate::model::{RecordId, Version};
+use crate::rules::WriteRules;
 use crate::store::{ChangeSink, WatchToken};
 use actix::prelude::*;
 use fanout::Subscribers;
@@ -93,6 +94,8 @@ pub struct RecordActor {
     watch: Option<WatchToken>,
     /// The persistence actor for this record and the routes' generation it was looked up at.
     persist_route: Option<(u64, Option<PersistenceHandle>)>,
+    /// Its exposure's write rules (schema, value guard, expiry, size), read at start.
+    rules: WriteRules,
 }
 
 /// The core's clock: tokio's, so that tests on paused time move the core's deadlines too.
@@ -105,8 +108,9 @@ const LEAVING_CHECK: Duration = Duration::from_millis(10);
 
 impl RecordActor {
     /// An actor for `id`; it loads the record when it starts.
-    pub fn new(id: RecordId, env: Arc<RecordEnv>) -> Self {
+    pub fn new(id: RecordId, env: Arc<RecordEnv>, rules: WriteRules) -> Self {
         RecordActor {
+            rules,
             id,
             env,
             core: None,
@@ -128,7 +132,10 @@ impl RecordActor {
             batch: BatchLimits {
                 max_writes: settings.max_write_batch.max(1),
                 max_bytes: settings.max_write_batch_bytes,
-                max_value_bytes: settings.max_value_bytes,
+                max_value_bytes: self
+                    .rules
+                    .max_value_bytes
+                    .unwrap_or(settings.max_value_bytes),
                 patches: settings.history.versions > 0,
             },
             max_pending: settings.max_pending_writes.max(1),
@@ -234,6 +241,7 @@ impl RecordActor {
                 values,
                 op,
                 history,
+                ttl: _,
             } => store
                 .write(&self.id, expected, values, op, history)
                 .into_actor(self)
@@ -295,7 +303,17 @@ impl RecordActor {
                     persisted::confirm_current(handle, id, record, held);
                 }
             }
+            Effect::Guard { guard, proposal } => {
+                async move { guard.allows(proposal).await }
+                    .into_actor(self)
+                    .map(|allowed, act, ctx| act.step(ctx, |core, _| core.guarded(allowed)))
+                    .spawn(ctx);
+            }
             Effect::Reply(reply) => {
+                // A record actor refuses with EFORBIDDEN only for a value guard.
+                if matches!(reply, Reply::Write(_, Err(Error::Forbidden))) {
+                    metrics().guard_denials.inc();
+                }
                 if let Some(reply) = held.hold(reply) {
                     reply.send();
                 }
@@ -335,7 +353,9 @@ impl Actor for RecordActor {
         .map(|result, act, ctx| match result {
             Ok((token, (record, history))) => {
                 act.watch = Some(token);
-                act.core = Some(Core::new(act.id.clone(), record, history, act.limits()));
+                let rules = act.rules.clone();
+                let limits = act.limits();
+                act.core = Some(Core::new(act.id.clone(), record, history, limits, rules));
             }
             Err(e) => {
                 // Stop: queued requests fail with a closed mailbox and are retried by a

@@ -2,15 +2,18 @@
 //! each write's value against the one before it, the limits that refuse a write, and the
 //! batch's size limits. Pure code.
 
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::model::{
-    Strategy, Version, apply_strategy, change_patch, serialized_len, serializes_longer_than,
+    RecordId, Strategy, Version, apply_strategy, change_patch, serialized_len,
+    serializes_longer_than,
 };
+use crate::rules::{ProposedWrite, WriteRules};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::NewVersion;
+use crate::store::{Expect, NewVersion};
 
 /// A change computed from the record's current value (`None`: it does not exist) inside its
 /// actor, so nothing else can write in between; run again on the fresh value after a lost race
@@ -84,8 +87,24 @@ pub(crate) struct QueuedWrite<R> {
     pub queued_at: Instant,
     /// Applied only if the record is at this version (0: only if it does not exist).
     pub expected_version: Option<Version>,
+    /// The client writing (its value guard runs); `None`: the server writes.
+    pub writer: Option<Connection>,
+    /// The server's write opted out of the schema.
+    pub skip_schema: bool,
+    /// The async value guard allowed it on the record in this state (judged again on any
+    /// other).
+    pub approved: Option<Expect>,
     /// Where its outcome goes.
     pub reply: R,
+}
+
+/// The record a batch is planned for and the rules its values must pass.
+#[derive(Clone, Copy)]
+pub(crate) struct Checks<'a> {
+    /// The record (value guards see it).
+    pub id: &'a RecordId,
+    /// Its exposure's write rules.
+    pub rules: &'a WriteRules,
 }
 
 /// The limits a batch respects.
@@ -110,6 +129,9 @@ pub(crate) struct Plan<R> {
     pub outcomes: Vec<Result<WriteOutcome, Error>>,
     /// The new versions, one per changed write, for versions `base + 1 ..`.
     pub values: Vec<NewVersion>,
+    /// The write at the front of the queue waits for its async value guard on this proposal
+    /// (only when the batch is otherwise empty: it is judged on the record's current state).
+    pub ask: Option<ProposedWrite>,
 }
 
 /// Takes the leading writes of `queue` (as many as `limits` allow) and computes their values
@@ -120,11 +142,13 @@ pub(crate) fn plan<R: Replies>(
     base: Option<&Arc<Value>>,
     mut version: Version,
     limits: BatchLimits,
+    checks: Checks<'_>,
 ) -> Plan<R::Write> {
     let mut plan = Plan {
         writes: Vec::new(),
         outcomes: Vec::new(),
         values: Vec::new(),
+        ask: None,
     };
     let mut base = base.cloned();
     let mut bytes = 0;
@@ -163,6 +187,26 @@ pub(crate) fn plan<R: Replies>(
             plan.writes.push(write);
             continue;
         }
+        let state = Expect {
+            version,
+            exists: base.is_some(),
+        };
+        match judge(&write, &base, &next, state, checks) {
+            Judged::Allowed => {}
+            Judged::Refused(refused) => {
+                plan.outcomes.push(Err(refused));
+                plan.writes.push(write);
+                continue;
+            }
+            Judged::Ask(proposal) => {
+                // Judged alone, on the record's state once the writes before it are stored.
+                if plan.writes.is_empty() {
+                    plan.ask = Some(proposal);
+                }
+                queue.push_front(Op::Write(write));
+                break;
+            }
+        }
         let size = if measure {
             serialized_len(next.as_ref())
         } else {
@@ -191,4 +235,46 @@ pub(crate) fn plan<R: Replies>(
         plan.writes.push(write);
     }
     plan
+}
+
+/// What the rules say about a write's new value.
+enum Judged {
+    Allowed,
+    Refused(Error),
+    /// Its async value guard must answer first.
+    Ask(ProposedWrite),
+}
+
+/// Checks `next` (the value `write` would store over `base`, the record being in `state`)
+/// against the schema, then the value guard of a client's write.
+fn judge<R>(
+    write: &QueuedWrite<R>,
+    base: &Option<Arc<Value>>,
+    next: &Arc<Value>,
+    state: Expect,
+    checks: Checks<'_>,
+) -> Judged {
+    if let Some(schema) = &checks.rules.schema
+        && !write.skip_schema
+        && let Err(violations) = schema.check(next)
+    {
+        return Judged::Refused(Error::Schema(violations));
+    }
+    let (Some(guard), Some(writer)) = (&checks.rules.value_guard, &write.writer) else {
+        return Judged::Allowed;
+    };
+    if write.approved == Some(state) {
+        return Judged::Allowed;
+    }
+    let proposal = ProposedWrite {
+        connection: writer.clone(),
+        id: checks.id.clone(),
+        current: base.clone(),
+        proposed: Arc::clone(next),
+    };
+    match guard.decide_now(&proposal) {
+        Some(true) => Judged::Allowed,
+        Some(false) => Judged::Refused(Error::Forbidden),
+        None => Judged::Ask(proposal),
+    }
 }

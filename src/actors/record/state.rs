@@ -20,17 +20,22 @@
 //!   `Unknown` only if it cannot tell.
 
 mod answers;
+mod effects;
 mod transitions;
+
+pub use effects::Deadlines;
+pub(crate) use effects::{Effect, Reply, Timer};
 
 use transitions::{fail_writes, push_reply, reply_planned};
 
-use super::queue::{BatchLimits, Op, Plan, QueuedWrite, Replies, WriteOutcome, plan};
+use super::queue::{BatchLimits, Checks, Op, Plan, QueuedWrite, Replies, WriteOutcome, plan};
 use crate::error::Error;
 use crate::metrics::Outcome as Counted;
 use crate::model::{Mode, RecordId, Version};
+use crate::rules::WriteRules;
 use crate::store::{
-    Change, Checked, DeleteResult, Expect, History, HistoryLimits, NewVersion, OpId, RemoteChange,
-    StoreError, Stored, WriteResult,
+    Change, Checked, DeleteResult, Expect, History, HistoryLimits, OpId, RemoteChange, StoreError,
+    Stored, WriteResult,
 };
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -42,139 +47,6 @@ use std::time::{Duration, Instant};
 /// heard of); writing ours back at our own version would let the next write reuse one of
 /// those versions for another value. A version after the jump was never shown by anyone.
 pub(crate) const WRITE_BACK_JUMP: Version = 1_000_000;
-
-/// Every deadline and pause the core asks for (the defaults are the server's; tests shorten
-/// them, and the core never reads a clock: `now` comes with each event).
-#[derive(Clone, Copy, Debug)]
-pub struct Deadlines {
-    /// How long a write keeps being re-applied after losing races before it fails with
-    /// `ECONFLICT`.
-    pub conflict: Duration,
-    /// How long to wait for the published changes that explain a lost race before reloading.
-    pub catch_up: Duration,
-    /// How long to keep asking the store what became of a call whose answer was lost.
-    pub check: Duration,
-    /// Pause between two such questions.
-    pub check_retry: Duration,
-    /// Pause before reading the store again after a failed reload.
-    pub reload_retry: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Deadlines {
-            conflict: Duration::from_secs(10),
-            catch_up: Duration::from_millis(500),
-            check: Duration::from_secs(3),
-            check_retry: Duration::from_millis(250),
-            reload_retry: Duration::from_secs(1),
-        }
-    }
-}
-
-/// An answer and where it goes: a write's outcome only ever to a write's reply.
-pub(crate) enum Reply<R: Replies> {
-    /// A write's outcome.
-    Write(R::Write, Result<WriteOutcome, Error>),
-    /// A delete's outcome: the version deleted at, or `None` when there was no record.
-    Delete(R::Delete, Result<Option<Version>, Error>),
-}
-
-/// Timers the core asks for; each comes back through [`Core::timer`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Timer {
-    /// The published changes after a lost race did not all arrive.
-    CatchUp,
-    /// Ask the store again what became of a call.
-    Check,
-    /// Read the store again after a failed reload.
-    Reload,
-}
-
-/// What the actor must do.
-pub(crate) enum Effect<R: Replies> {
-    /// Read the record; answer with [`Core::loaded`].
-    Load,
-    /// Compare-and-set; answer with [`Core::written`].
-    Write {
-        /// The state the record must be in.
-        expected: Expect,
-        /// The new versions.
-        values: Vec<NewVersion>,
-        /// The call's id.
-        op: OpId,
-        /// How much history the store keeps.
-        history: HistoryLimits,
-    },
-    /// Delete; answer with [`Core::deleted`].
-    Delete {
-        /// The call's id.
-        op: OpId,
-        /// The version the live record must have.
-        if_version: Option<Version>,
-    },
-    /// Ask what became of `op`; answer with [`Core::checked`].
-    Check {
-        /// The call asked about.
-        op: OpId,
-    },
-    /// Write our state back to a store that lost it; answer with [`Core::written_back`].
-    WriteBack(Stored),
-    /// Call [`Core::timer`] after `after`, with `epoch`.
-    Timer {
-        /// Which timer.
-        timer: Timer,
-        /// How long from now.
-        after: Duration,
-        /// Echoed back; a timer from an earlier phase is ignored.
-        epoch: u64,
-    },
-    /// Subscribers get this version, as a patch from `previous` or whole.
-    Update {
-        /// The value before (`None`: the record was just created).
-        previous: Option<Arc<Value>>,
-        /// The new value.
-        current: Arc<Value>,
-        /// Its version.
-        version: Version,
-        /// The patch from `previous`, when already computed.
-        patch: Option<Arc<Value>>,
-    },
-    /// Subscribers get the whole value: versions between were skipped.
-    Resync {
-        /// The value.
-        value: Arc<Value>,
-        /// Its version.
-        version: Version,
-    },
-    /// The record was deleted at this version: tell subscribers and end their subscriptions.
-    Deleted {
-        /// The tombstone version.
-        version: Version,
-    },
-    /// Keep this value in the database (when a persistence rule covers the record).
-    Persist {
-        /// The value.
-        value: Arc<Value>,
-        /// Its version.
-        version: Version,
-    },
-    /// Remove the record from the database.
-    PersistDeletion {
-        /// The tombstone version.
-        version: Version,
-    },
-    /// Under `ack = "flushed"`, persist the record's current state again and let the replies
-    /// after it in this step wait for it: the reply that follows changed nothing (a write of
-    /// the value it already had, a delete of an absent record), so it vouches for a state that
-    /// may not have landed in the database yet (a client retrying a write answered `EUNKNOWN`
-    /// gets here). Asked for only when nothing was persisted before it in the step.
-    Vouch,
-    /// Answer a request.
-    Reply(Reply<R>),
-    /// Count a write's outcome (`mesh_writes_total`).
-    Count(Counted),
-}
 
 /// A write or delete whose store call is in flight or whose outcome is being checked.
 enum Call<R: Replies> {
@@ -217,6 +89,9 @@ enum Phase<R: Replies> {
     WritingBack { record: Stored },
     /// Lost a race: applying the published versions up to `target` before retrying.
     CatchingUp { target: Version },
+    /// The write at the front of the queue waits for its async value guard, which judges it
+    /// on the record in state `base` (published changes wait, so the state stays).
+    Guarding { base: Expect },
 }
 
 /// Settings the core follows.
@@ -247,6 +122,8 @@ pub(crate) struct Core<R: Replies> {
     /// The changes leading to `record.version`, within `limits.history`: what a resuming
     /// subscriber can be sent.
     history: History,
+    /// What every written value must pass.
+    rules: WriteRules,
 }
 
 /// How a new subscriber starts.
@@ -280,7 +157,13 @@ type Effects<R> = Vec<Effect<R>>;
 
 impl<R: Replies> Core<R> {
     /// A core for a record the store holds as `record`, with the changes leading to it.
-    pub fn new(id: RecordId, record: Stored, history: Vec<Change>, limits: CoreLimits) -> Self {
+    pub fn new(
+        id: RecordId,
+        record: Stored,
+        history: Vec<Change>,
+        limits: CoreLimits,
+        rules: WriteRules,
+    ) -> Self {
         let mut core = Core {
             id,
             record,
@@ -291,6 +174,7 @@ impl<R: Replies> Core<R> {
             stale: false,
             limits,
             history: History::default(),
+            rules,
         };
         for change in history {
             core.remember(Some(change.patch), change.version);
@@ -363,7 +247,11 @@ impl<R: Replies> Core<R> {
     fn busy(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Calling(_) | Phase::Checking { .. } | Phase::Loading | Phase::WritingBack { .. }
+            Phase::Calling(_)
+                | Phase::Checking { .. }
+                | Phase::Loading
+                | Phase::WritingBack { .. }
+                | Phase::Guarding { .. }
         )
     }
 
@@ -445,12 +333,25 @@ impl<R: Replies> Core<R> {
                     }));
                 }
                 Some(Op::Write(_)) => {
-                    let plan = plan::<R>(
+                    let checks = Checks {
+                        id: &self.id,
+                        rules: &self.rules,
+                    };
+                    let mut plan = plan::<R>(
                         &mut self.pending,
                         self.record.value.as_ref(),
                         self.record.version,
                         self.limits.batch,
+                        checks,
                     );
+                    if let (Some(proposal), Some(guard)) =
+                        (plan.ask.take(), self.rules.value_guard.clone())
+                    {
+                        out.push(Effect::Guard { guard, proposal });
+                        let base = self.record.expect();
+                        self.set_phase(Phase::Guarding { base });
+                        continue;
+                    }
                     if plan.values.is_empty() {
                         reply_planned(plan, out);
                         continue;
@@ -462,11 +363,33 @@ impl<R: Replies> Core<R> {
                         values: plan.values.clone(),
                         op,
                         history: self.limits.history,
+                        ttl: self.rules.ttl,
                     });
                     self.set_phase(Phase::Calling(Call::Write { plan, expected, op }));
                 }
             }
         }
+    }
+
+    /// The async value guard answered for the write at the front of the queue: it goes ahead
+    /// (approved for the state it was judged on) or is refused with `EFORBIDDEN`.
+    pub fn guarded(&mut self, allowed: bool) -> Effects<R> {
+        let mut out = Vec::new();
+        let Some(Phase::Guarding { base }) =
+            self.take_phase(|phase| matches!(phase, Phase::Guarding { .. }))
+        else {
+            return out;
+        };
+        if allowed {
+            if let Some(Op::Write(write)) = self.pending.front_mut() {
+                write.approved = Some(base);
+            }
+        } else if let Some(Op::Write(write)) = self.pending.pop_front() {
+            out.push(Effect::Count(Counted::Refused));
+            push_reply(&mut out, Reply::Write(write.reply, Err(Error::Forbidden)));
+        }
+        self.carry_on(&mut out);
+        out
     }
 
     /// The call finished: apply what was published meanwhile, then start the next request.

@@ -34,6 +34,8 @@ impl SessionActor {
             value: Arc::new(value),
             strategy,
             expected_version,
+            writer: Some(self.connection.clone()),
+            skip_schema: false,
         };
         let request = (id, record_id.clone(), message);
         self.resolve_access(

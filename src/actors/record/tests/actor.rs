@@ -100,7 +100,7 @@ impl World {
             Deadlines::default(),
         );
         let id = RecordId::parse("doc:1", 64).unwrap();
-        let actor = RecordActor::new(id, env).start();
+        let actor = RecordActor::new(id, env, Default::default()).start();
         let born = Instant::now();
         actor.send(GetSnapshot).await.unwrap().unwrap();
         World {
@@ -126,6 +126,8 @@ impl World {
             value: Arc::new(json!({ "n": n })),
             strategy: Strategy::Replace,
             expected_version: None,
+            writer: None,
+            skip_schema: false,
         };
         self.actor.send(write).await.unwrap().unwrap();
     }
@@ -205,12 +207,19 @@ async fn a_lost_answer_is_checked_until_the_check_deadline_then_answered_unknown
         ..Deadlines::default()
     };
     let env = env(&registry, Arc::new(store), deadlines);
-    let actor = RecordActor::new(RecordId::parse("doc:2", 64).unwrap(), env).start();
+    let actor = RecordActor::new(
+        RecordId::parse("doc:2", 64).unwrap(),
+        env,
+        Default::default(),
+    )
+    .start();
     let sent = Instant::now();
     let write = ApplyWrite {
         value: Arc::new(json!(1)),
         strategy: Strategy::Replace,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
     };
     let answer = actor.send(write).await.unwrap();
     let waited = Instant::now() - sent;

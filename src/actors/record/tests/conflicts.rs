@@ -156,6 +156,9 @@ fn a_reconnect_during_a_write_waits_for_the_write() {
         },
         queued_at: h.now,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
+        approved: None,
         reply: 1,
     };
     // The write is in flight when the reconnect notice comes: it waits in the backlog.
@@ -196,6 +199,9 @@ fn an_update_function_runs_again_on_the_fresh_value_after_a_lost_race() {
         })),
         queued_at: h.now,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
+        approved: None,
         reply: 1,
     };
     let effects = h.core.write(write);

@@ -23,6 +23,7 @@ mod fake_store;
 mod joining;
 mod lifecycle;
 mod lost_answers;
+mod rules;
 mod writes;
 
 /// Requests are told apart by a number in tests.
@@ -44,6 +45,8 @@ enum Seen {
     Reply(u32, String),
     /// The reply after it changed nothing: the current state is persisted again.
     Vouch,
+    /// The async value guard was asked about this value (the record being at this value).
+    Guard(Option<Value>, Value),
 }
 
 /// The core, the store it talks to, and everything observed.
@@ -99,8 +102,12 @@ impl Harness {
     }
 
     fn with_limits(record: Stored, limits: CoreLimits) -> Self {
+        Self::with_rules(record, limits, Default::default())
+    }
+
+    fn with_rules(record: Stored, limits: CoreLimits, rules: crate::rules::WriteRules) -> Self {
         Harness {
-            core: Core::new(id(), record.clone(), Vec::new(), limits),
+            core: Core::new(id(), record.clone(), Vec::new(), limits, rules),
             store: FakeStore {
                 record,
                 ..FakeStore::default()
@@ -182,12 +189,29 @@ impl Harness {
                     self.counted.push(outcome);
                     Vec::new()
                 }
+                Effect::Guard { proposal, .. } => {
+                    let current = proposal.current.map(|v| (*v).clone());
+                    let proposed = (*proposal.proposed).clone();
+                    self.seen.push(Seen::Guard(current, proposed));
+                    Vec::new()
+                }
             };
             queue.extend(more);
         }
     }
 
     fn write(&mut self, ticket: u32, value: Value, strategy: Strategy) {
+        self.write_from(ticket, value, strategy, None);
+    }
+
+    /// A write by `writer` (a client: its value guard runs), or by the server (`None`).
+    fn write_from(
+        &mut self,
+        ticket: u32,
+        value: Value,
+        strategy: Strategy,
+        writer: Option<crate::connection::Connection>,
+    ) {
         let write = QueuedWrite {
             change: Edit::Value {
                 value: Arc::new(value),
@@ -195,9 +219,18 @@ impl Harness {
             },
             queued_at: self.now,
             expected_version: None,
+            writer,
+            skip_schema: false,
+            approved: None,
             reply: ticket,
         };
         let effects = self.core.write(write);
+        self.run(effects);
+    }
+
+    /// The async value guard answers.
+    fn answer_guard(&mut self, allowed: bool) {
+        let effects = self.core.guarded(allowed);
         self.run(effects);
     }
 

@@ -142,6 +142,9 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         },
         queued_at: h.now,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
+        approved: None,
         reply: 1,
     });
     let more = h.core.write(super::QueuedWrite {
@@ -151,6 +154,9 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         },
         queued_at: h.now,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
+        approved: None,
         reply: 2,
     });
     let same = h.core.write(super::QueuedWrite {
@@ -160,6 +166,9 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         },
         queued_at: h.now,
         expected_version: None,
+        writer: None,
+        skip_schema: false,
+        approved: None,
         reply: 3,
     });
     h.run(effects.into_iter().chain(more).chain(same).collect());
