@@ -92,6 +92,7 @@ fn error_response(error: &Error) -> HttpResponse {
         Error::Conflict => StatusCode::CONFLICT,
         Error::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         Error::Limit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Schema(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     HttpResponse::build(status).json(error.to_wire())

@@ -142,6 +142,20 @@ impl RecordServerBuilder {
         self.check_config().await?;
         let mut exposures = self.config.exposures()?;
         exposures.extend(self.exposures);
+        let frame = self.config.server.max_frame_bytes;
+        for exposure in &mut exposures {
+            // A value larger than a frame could never reach a client.
+            if let Some(bytes) = &mut exposure.rules.max_value_bytes {
+                *bytes = (*bytes).min(frame);
+            }
+        }
+        let exposures = ExposureTable::new(exposures);
+        // Sessions refuse larger values before parsing them: the largest any exposure allows.
+        let session_value_limit = exposures
+            .largest_value_limit()
+            .map_or(self.config.server.value_limit(), |largest| {
+                largest.max(self.config.server.value_limit())
+            });
         let store = match self.store {
             Some(store) => store,
             None => store_from_config(&self.config).await?,
@@ -159,7 +173,7 @@ impl RecordServerBuilder {
         }
         persist_rules.extend(self.persist);
         let registry = RegistryActor::new(
-            ExposureTable::new(exposures),
+            exposures,
             Arc::clone(&store),
             handles,
             RecordSettings::from_config(&self.config, Arc::clone(&persist)),
@@ -205,6 +219,7 @@ impl RecordServerBuilder {
                     .config
                     .collections
                     .max_subscribes_per_second,
+                max_value_bytes: session_value_limit,
                 ..s.into()
             },
             commands: self.commands,

@@ -14,7 +14,13 @@ token = "admin-secret"
 pattern = "^doc:"
 "#;
 
-async fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+/// One admin API call: status and JSON body (`null` when the body is not JSON).
+pub(crate) async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
     let client = awc::Client::default();
     let mut request = match method {
         "GET" => client.get(url),

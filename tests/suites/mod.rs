@@ -33,3 +33,4 @@ mod resume;
 mod slow_consumers;
 mod store_faults;
 mod store_listing;
+mod write_rules;
