@@ -1,12 +1,14 @@
 //! The per-update hot path: diff + frame serialization, fan-out of one frame to N session
 //! queues, exposure matching with many patterns, and routing a write through the collections'
-//! feed index. `cargo bench --bench hot_path`.
+//! feed index, and a JSON Schema check per write. `cargo bench --features bench --bench
+//! hot_path`.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use mesh_records::access::{Exposure, ExposureTable, Operation};
 use mesh_records::collections::index::GlobIndex;
 use mesh_records::model::{Glob, RecordId, change_patch, full_frame, patch_frame};
 use mesh_records::outbox::Outbox;
+use mesh_records::rules::Schema;
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -129,8 +131,65 @@ fn collection_routing(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a write pays for its exposure's JSON Schema: the bench's own value against the schema
+/// of bench/config-schema.toml, and the 200-card board against a schema of its cards.
+fn schema_checks(c: &mut Criterion) {
+    let stamped = Schema::compile(
+        &json!({
+            "type": "object",
+            "required": ["seq", "sent_us", "pad"],
+            "additionalProperties": false,
+            "properties": {
+                "seq": {"type": "integer", "minimum": 0},
+                "sent_us": {"type": "integer", "minimum": 0},
+                "pad": {"type": "string", "maxLength": 100000}
+            }
+        }),
+        "bench",
+    )
+    .unwrap();
+    let board = Schema::compile(
+        &json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "cards": {"type": "array", "maxItems": 1000, "items": {
+                    "type": "object",
+                    "required": ["id", "title", "done"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "title": {"type": "string", "maxLength": 200},
+                        "done": {"type": "boolean"},
+                        "tags": {"type": "array", "items": {"type": "string"}}
+                    }
+                }}
+            }
+        }),
+        "board",
+    )
+    .unwrap();
+    let cards: Vec<Value> = (0..200u64)
+        .map(|i| json!({"id": i, "title": format!("card {i}"), "done": false, "tags": ["a"]}))
+        .collect();
+    let big = json!({"name": "board", "cards": cards});
+    let mut group = c.benchmark_group("schema");
+    group.bench_function("check/stamped_value_pad100", |b| {
+        let v = value(1, 100);
+        b.iter(|| stamped.check(black_box(&v)))
+    });
+    group.bench_function("check/board_200_cards", |b| {
+        b.iter(|| board.check(black_box(&big)))
+    });
+    group.bench_function("refuse/stamped_value_two_violations", |b| {
+        let v = json!({"seq": -1, "sent_us": "x", "pad": ""});
+        b.iter(|| stamped.check(black_box(&v)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    schema_checks,
     diff_and_frames,
     diff_kinds,
     fan_out,
