@@ -96,6 +96,8 @@ pub struct Metrics {
     /// Writes answered `EUNKNOWN` under `ack = "flushed"`: applied, but the database did not
     /// confirm them in time.
     pub persistence_unconfirmed: Counter,
+    /// Records this instance deleted because their expiry passed (`ttl_seconds`).
+    pub records_expired: Counter,
     /// Redis commands that failed.
     pub redis_errors: Counter,
     /// Times the Redis pub/sub connection was re-established.
@@ -130,6 +132,7 @@ impl Metrics {
             store_full_refusals: Counter::default(),
             store_memory_bytes: Gauge::default(),
             persistence_unconfirmed: Counter::default(),
+            records_expired: Counter::default(),
             redis_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             origin_refusals: Counter::default(),
@@ -179,6 +182,11 @@ impl Metrics {
             m.slow_consumer_closes.clone(),
         );
         registry.register("guard_denials", "Guard refusals", m.guard_denials.clone());
+        registry.register(
+            "records_expired",
+            "Records this instance deleted because their expiry passed",
+            m.records_expired.clone(),
+        );
         registry.register(
             "persistence_buffered_records",
             "Records waiting in persistence buffers",

@@ -254,6 +254,9 @@ pub struct RecordsConfig {
     pub history_versions: usize,
     /// Most bytes of patches kept per record (older changes go first).
     pub history_bytes: usize,
+    /// How often this instance deletes the records whose expiry passed (`ttl_seconds`):
+    /// a record goes within about this long after its deadline.
+    pub expiry_sweep_ms: u64,
     /// `[[records.expose]]` rules, in order.
     pub expose: Vec<ExposeConfig>,
     /// `[[records.persist]]` rules.
@@ -265,6 +268,7 @@ impl Default for RecordsConfig {
         RecordsConfig {
             history_versions: 100,
             history_bytes: 256 * 1024,
+            expiry_sweep_ms: 250,
             expose: Vec::new(),
             persist: Vec::new(),
         }
@@ -272,6 +276,11 @@ impl Default for RecordsConfig {
 }
 
 impl RecordsConfig {
+    /// How often expired records are deleted.
+    pub fn expiry_sweep(&self) -> Duration {
+        Duration::from_millis(self.expiry_sweep_ms)
+    }
+
     /// The history limits every record follows.
     pub fn history(&self) -> crate::store::HistoryLimits {
         crate::store::HistoryLimits {

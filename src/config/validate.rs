@@ -55,6 +55,10 @@ impl Config {
             ("server.max_record_id_bytes", s.max_record_id_bytes),
             ("server.max_value_bytes", s.max_value_bytes),
             (
+                "records.expiry_sweep_ms",
+                self.records.expiry_sweep_ms as usize,
+            ),
+            (
                 "server.max_subscriptions_per_connection",
                 s.max_subscriptions_per_connection,
             ),

@@ -18,6 +18,7 @@ use crate::actors::registry::{Directory, RegistryActor, ReleaseWorkers};
 use crate::actors::route::RecordRoute;
 use crate::error::{Error, Result};
 use crate::model::{Mode, RecordId, Strategy, Version, Versioned};
+use crate::store::{SharedStore, StoreError};
 use actix::Addr;
 use serde_json::Value;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Records {
     route: RecordRoute,
+    /// For expiry deadlines, which change no version and so need no record actor.
+    store: SharedStore,
     max_record_id_bytes: usize,
     live_records: Arc<AtomicUsize>,
 }
@@ -36,11 +39,13 @@ pub struct Records {
 impl Records {
     pub(crate) fn new(
         (registry, directory): (Addr<RegistryActor>, Arc<Directory>),
+        store: SharedStore,
         max_record_id_bytes: usize,
         live_records: Arc<AtomicUsize>,
     ) -> Self {
         Records {
             route: RecordRoute::new(registry, directory),
+            store,
             max_record_id_bytes,
             live_records,
         }
@@ -211,6 +216,22 @@ impl Records {
     pub async fn subscribe_record(&self, id: &str, mode: Mode) -> Result<RecordSubscription> {
         let id = self.record_id(id)?;
         RecordSubscription::start(self.route.clone(), id, mode).await
+    }
+
+    /// Gives the record a deadline `ttl` from now (`None`: takes its deadline away): past it,
+    /// it is deleted as by [`Records::delete_record`] (subscribers get `mesh/record-deleted`,
+    /// its persisted row goes), within about a second (`[records] expiry_sweep_ms`). A later
+    /// write through an exposure with `ttl_seconds` moves the deadline; other writes leave it.
+    /// Changes no version and pushes nothing. Answers `false` when the record does not exist.
+    pub async fn expire_record(&self, id: &str, ttl: Option<Duration>) -> Result<bool> {
+        let id = self.record_id(id)?;
+        self.store
+            .set_expiry(&id, ttl)
+            .await
+            .map_err(|e| match e {
+                StoreError::Indeterminate(_) => Error::Unknown,
+                _ => Error::Unavailable,
+            })
     }
 
     /// Adds an exposure at runtime, after all existing ones.

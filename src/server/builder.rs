@@ -3,6 +3,7 @@
 
 use super::{Inner, RecordServer};
 use crate::access::{Exposure, ExposureTable};
+use crate::actors::expiry::ExpirySweeper;
 use crate::actors::persistence::PersistRoutes;
 use crate::actors::record::RecordSettings;
 use crate::actors::registry::RegistryActor;
@@ -163,6 +164,7 @@ impl RecordServerBuilder {
         let s = &self.config.server;
         let arbiters: Vec<Arbiter> = (0..self.record_threads).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let sweeper_arbiter = arbiters.first().map(Arbiter::handle);
         let live_records = Arc::new(AtomicUsize::new(0));
         let persist = Arc::new(PersistRoutes::default());
         let mut persist_rules = Vec::new();
@@ -201,6 +203,7 @@ impl RecordServerBuilder {
         }
         let records = Records::new(
             (registry.start(), directory),
+            Arc::clone(&store),
             s.max_record_id_bytes,
             live_records,
         );
@@ -252,6 +255,20 @@ impl RecordServerBuilder {
                     arbiters: Mutex::new(arbiters),
                 }),
             };
+        let sweeper = ExpirySweeper::new(
+            Arc::clone(&server.inner.store),
+            Arc::clone(&server.inner.persist),
+            self.config.records.expiry_sweep(),
+        );
+        // On a record arbiter, so that it stops with the server's own threads.
+        match sweeper_arbiter {
+            Some(arbiter) => {
+                ExpirySweeper::start_in_arbiter(&arbiter, |_| sweeper);
+            }
+            None => {
+                sweeper.start();
+            }
+        }
         // Restore runs before anything can connect: the HTTP server starts after `build`.
         for (rule, options) in persist_rules {
             server.enable_record_persistence(rule, options).await?;
