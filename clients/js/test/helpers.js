@@ -42,7 +42,8 @@ export function freePort() {
 }
 
 /** The config file the tests run the server with: memory store, `t:`, `cursors:` and `todo:`
- * writable for anyone, the admin API on (for deletions). `historyVersions` sets
+ * writable for anyone, `s:` too but held to a small schema ({n: integer}), the admin API on
+ * (for deletions). `historyVersions` sets
  * `[records] history_versions`; `jwtSecret` turns on `[auth]` with tokens required. */
 export function configText({ port, pingIntervalMs = 30_000, maxMissedPongs = 1, historyVersions, jwtSecret }) {
   const history = historyVersions === undefined ? '' : `\n[records]\nhistory_versions = ${historyVersions}\n`;
@@ -73,6 +74,11 @@ writable = true
 [[records.expose]]
 pattern = "^todo:"
 writable = true
+
+[[records.expose]]
+pattern = "^s:"
+writable = true
+schema = { type = "object", properties = { n = { type = "integer" } }, additionalProperties = false }
 
 [[collections.expose]]
 pattern = "^list:([A-Za-z0-9_]+)$"
