@@ -124,11 +124,8 @@ function onChecklistsDiff({ added, removed, changed, resync, reconnect, resumed 
 // ---- checklist ----------------------------------------------------------------------------
 
 function currentItems() {
-  const items = todo && typeof todo === 'object' && !Array.isArray(todo) ? todo.items : null;
-  if (!items || typeof items !== 'object' || Array.isArray(items)) return [];
-  return Object.entries(items)
-    .filter(([, item]) => item && typeof item === 'object' && typeof item.text === 'string')
-    .map(([id, item]) => ({ id, text: item.text, done: item.done === true, at: Number(item.at) || 0 }))
+  return Object.entries(cleanItems(todo))
+    .map(([id, item]) => ({ id, ...item }))
     .sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
 }
 
@@ -200,8 +197,8 @@ function mergeable(value) {
  * items from different pages never overwrite each other. A removal cannot be a merge (a merge
  * only adds or overwrites; the old way, a null item, is refused by the schema), so it rewrites
  * the whole list without the item, on the condition that the record is still at the version
- * this page holds: it cannot undo an edit it has not seen. Both ways are taken when the held
- * value cannot take a merge (see `mergeable`).
+ * this page holds: it cannot undo an edit it has not seen. Adds and toggles rewrite too when
+ * the held value cannot take a merge (see `mergeable`), which cleans it up.
  */
 function addItem(text) {
   const id = newItemId();
