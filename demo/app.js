@@ -1,10 +1,21 @@
-// The demo page: a shared checklist (record todo:<room>, patch mode), live pointers
-// (record cursors:<room>, full mode) and the list of every checklist (collection `todos`),
-// all through @mesh-records/client. A toggle drops the
-// connection and keeps it down, to show the client resuming from the missed patches.
+// The demo page: a shared checklist (record todo:<room>, patch mode), live pointers (one
+// record per tab, cursor:<room>:<connection id>, followed through the collection
+// cursors:<room>) and the list of every checklist (collection `todos`), all through
+// @mesh-records/client. A toggle drops the connection and keeps it down, to show the client
+// resuming from the missed patches.
+//
+// The server's write rules (config.toml) shape it: the checklist must satisfy
+// schemas/todo.json (a refused write shows its first violation in the error banner), so a
+// removed item is really taken out (a conditional rewrite, not a null); a pointer record
+// expires 5 s after its last write, so this page rewrites its own every 2 s while open and a
+// closed tab's pointer goes away by itself.
 //
 // Query parameters: ?ws=ws://host:port/ws (default: this host, path /ws), ?room=name
 // (default "demo"; letters, digits, _ and -).
+//
+// In the browser console, `mesh` is this page's handle: `mesh.writeRecord(id, value, options)`
+// writes like the page does and shows a refusal in the page (try a malformed item:
+// mesh.writeRecord('todo:demo', {items: {x: {text: 5}}}, {strategy: 'deepMerge'})).
 
 import { connect } from './mesh-client.js';
 
@@ -12,9 +23,16 @@ const params = new URLSearchParams(location.search);
 const WS_URL = params.get('ws') ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const ROOM = /^[A-Za-z0-9_-]{1,64}$/.test(params.get('room') ?? '') ? params.get('room') : 'demo';
 const TODO_ID = `todo:${ROOM}`;
-const CURSORS_ID = `cursors:${ROOM}`;
+const CURSORS_ID = `cursors:${ROOM}`; // a collection: the room's cursor:<room>:* records
+const CURSOR_PREFIX = `cursor:${ROOM}:`; // + a connection id: one tab's pointer record
 const CURSOR_SEND_MS = 50; // at most this often per page
+// The pointer records' ttl_seconds is 5 (config.toml): a beat every 2 s may miss one and
+// still keep an open tab's pointer alive.
+const CURSOR_HEARTBEAT_MS = 2000;
 const CURSOR_IDLE_MS = 30_000; // hide a pointer that has not moved for this long
+// A removal is a conditional rewrite; another page's edit in between costs one more try.
+const REWRITE_ATTEMPTS = 5;
+const VERSION_WAIT_MS = 2000; // how long a retry waits for the version that beat it
 
 const $ = (selector) => document.querySelector(selector);
 const ui = {
@@ -39,9 +57,10 @@ $('#cursors-id').textContent = CURSORS_ID;
 const applyPatch = (value, ops) => window.jsonpatch.applyPatch(value, ops, true, false).newDocument;
 
 let client = null;
-let todo = null; // the record's value: { items: { [itemId]: { text, done, at } | null } }
-let cursors = {}; // { [connectionId]: { x, y, t } | null }
-const cursorSeen = new Map(); // connectionId -> { key, at }: when its entry last changed here
+let todo = null; // the record's value: { items: { [itemId]: { text, done, at } } }
+const cursors = new Map(); // connection id -> { x, y, t }: the members of CURSORS_ID
+const cursorSeen = new Map(); // connection id -> { key, at }: when its pointer last moved here
+const ownIds = new Set(); // this page's connection ids, old ones included (never drawn)
 
 // ---- status and errors ------------------------------------------------------------------
 
@@ -54,8 +73,15 @@ function setStatus(state, text) {
 }
 
 let errorTimer = null;
+/** Shows a refusal in the banner. A schema refusal (ESCHEMA) names its first violation, where
+ * in the value and what is wrong there; the server's whole message is the tooltip. */
 function showError(err) {
-  ui.error.textContent = `${err.code ? `${err.code}: ` : ''}${err.message}`;
+  const first = Array.isArray(err.violations) ? err.violations[0] : null;
+  const more = first && err.violations.length > 1 ? ` (and ${err.violations.length - 1} more)` : '';
+  const detail = first ? `${first.path || '(the whole value)'}: ${first.message}${more}` : err.message;
+  ui.error.textContent = `${err.code ? `${err.code}: ` : ''}${detail}`;
+  ui.error.title = err.message ?? '';
+  ui.error.dataset.code = err.code ?? '';
   ui.error.hidden = false;
   clearTimeout(errorTimer);
   errorTimer = setTimeout(() => (ui.error.hidden = true), 5000);
@@ -86,8 +112,9 @@ function renderLists() {
   );
 }
 
-function onChecklistsDiff({ added, removed, changed, resync, reconnect }) {
-  if (resync || reconnect) checklists.clear();
+function onChecklistsDiff({ added, removed, changed, resync, reconnect, resumed }) {
+  // A new snapshot replaces the list; a resume reports only what changed since.
+  if ((resync || reconnect) && !resumed) checklists.clear();
   for (const { id, record } of added) checklists.set(id, record);
   for (const { id } of removed) checklists.delete(id);
   for (const { id, record } of changed) checklists.set(id, record);
@@ -97,11 +124,8 @@ function onChecklistsDiff({ added, removed, changed, resync, reconnect }) {
 // ---- checklist ----------------------------------------------------------------------------
 
 function currentItems() {
-  const items = todo && typeof todo === 'object' && !Array.isArray(todo) ? todo.items : null;
-  if (!items || typeof items !== 'object' || Array.isArray(items)) return [];
-  return Object.entries(items)
-    .filter(([, item]) => item && typeof item === 'object' && typeof item.text === 'string')
-    .map(([id, item]) => ({ id, text: item.text, done: item.done === true, at: Number(item.at) || 0 }))
+  return Object.entries(cleanItems(todo))
+    .map(([id, item]) => ({ id, ...item }))
     .sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
 }
 
@@ -116,7 +140,7 @@ function renderTodo() {
     const box = document.createElement('input');
     box.type = 'checkbox';
     box.checked = item.done;
-    box.addEventListener('change', () => write({ items: { [item.id]: { done: box.checked } } }));
+    box.addEventListener('change', () => toggleItem(item.id, box.checked));
     const text = document.createElement('span');
     text.className = 'item-text';
     text.textContent = item.text;
@@ -128,7 +152,7 @@ function renderTodo() {
     remove.title = 'Remove';
     remove.setAttribute('aria-label', `Remove "${item.text}"`);
     remove.textContent = '×';
-    remove.addEventListener('click', () => write({ items: { [item.id]: null } }));
+    remove.addEventListener('click', () => removeItem(item.id));
 
     li.append(label, remove);
     return li;
@@ -139,11 +163,115 @@ function renderTodo() {
   ui.summary.textContent = items.length ? `${done} of ${items.length} done` : '';
 }
 
-// Every change is a deepMerge of just the touched item, so concurrent edits of different
-// items from different pages never overwrite each other. A removed item becomes null.
-function write(change) {
+const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isItem = (v) =>
+  isPlainObject(v) &&
+  Object.keys(v).length === 3 &&
+  typeof v.text === 'string' &&
+  typeof v.done === 'boolean' &&
+  typeof v.at === 'number';
+
+/** The items of a checklist value as schemas/todo.json wants them: what the page shows, with
+ * anything else (the null items older versions of this page left) dropped. */
+function cleanItems(value) {
+  const items = isPlainObject(value) && isPlainObject(value.items) ? value.items : {};
+  const clean = {};
+  for (const [id, item] of Object.entries(items)) {
+    if (isPlainObject(item) && typeof item.text === 'string') {
+      clean[id] = { text: item.text, done: item.done === true, at: Number(item.at) || 0 };
+    }
+  }
+  return clean;
+}
+
+/** Whether a merge into `value` can pass the schema: a record left with null items (or other
+ * junk) refuses every merge, as the result would still hold them, so it is rewritten. */
+function mergeable(value) {
+  if (value === null || value === undefined) return true;
+  if (!isPlainObject(value) || Object.keys(value).some((key) => key !== 'items')) return false;
+  return isPlainObject(value.items) && Object.values(value.items).every(isItem);
+}
+
+/**
+ * Adds and toggles are a deepMerge of just the touched item, so concurrent edits of different
+ * items from different pages never overwrite each other. A removal cannot be a merge (a merge
+ * only adds or overwrites; the old way, a null item, is refused by the schema), so it rewrites
+ * the whole list without the item, on the condition that the record is still at the version
+ * this page holds: it cannot undo an edit it has not seen. Adds and toggles rewrite too when
+ * the held value cannot take a merge (see `mergeable`), which cleans it up.
+ */
+function addItem(text) {
+  const id = newItemId();
+  const item = { text, done: false, at: Date.now() };
+  if (mergeable(todo)) mergeItem(id, item);
+  else rewriteItems((items) => ({ ...items, [id]: item }));
+}
+
+function toggleItem(id, done) {
+  if (mergeable(todo)) mergeItem(id, { done });
+  else rewriteItems((items) => (items[id] ? { ...items, [id]: { ...items[id], done } } : null));
+}
+
+function removeItem(id) {
+  rewriteItems((items) => {
+    if (!(id in items)) return null; // already gone
+    const { [id]: _removed, ...rest } = items;
+    return rest;
+  });
+}
+
+function mergeItem(id, fields) {
   if (!client) return;
-  client.writeRecord(TODO_ID, change, { strategy: 'deepMerge' }).catch(showError);
+  client.writeRecord(TODO_ID, { items: { [id]: fields } }, { strategy: 'deepMerge' }).catch((err) => {
+    // A toggle that lands after another page removed the item would create a bare
+    // {done}, which the schema refuses at the item itself: the item is gone, nothing to say.
+    const atItem = (v) => v.path === `/items/${id}`;
+    if (err.code === 'ESCHEMA' && !('text' in fields) && err.violations?.every(atItem)) return;
+    showError(err);
+  });
+}
+
+/** Writes `change(items)` (null: nothing to do) as the whole checklist, expecting the version
+ * the page holds; on EVERSION waits for the newer value and applies the change to it. */
+async function rewriteItems(change) {
+  for (let attempt = 1; client; attempt++) {
+    const held = client.getRecord(TODO_ID);
+    if (!held) return; // not subscribed (yet, or the record was deleted)
+    const next = change(cleanItems(held.value));
+    if (!next) return;
+    try {
+      await client.writeRecord(TODO_ID, { items: next }, { expectedVersion: held.value === null ? 0 : held.version });
+      return;
+    } catch (err) {
+      if (err.code !== 'EVERSION' || attempt >= REWRITE_ATTEMPTS) {
+        showError(err);
+        return;
+      }
+      await todoAtLeast(err.version);
+    }
+  }
+}
+
+// Retries wait here for the subscription to reach the version that beat them.
+const versionWaiters = [];
+function todoAtLeast(version) {
+  return new Promise((resolve) => {
+    const waiter = { version, resolve };
+    versionWaiters.push(waiter);
+    setTimeout(() => settleWaiter(waiter), VERSION_WAIT_MS);
+    checkVersionWaiters();
+  });
+}
+function settleWaiter(waiter) {
+  const at = versionWaiters.indexOf(waiter);
+  if (at >= 0) versionWaiters.splice(at, 1);
+  waiter.resolve();
+}
+function checkVersionWaiters() {
+  const held = client?.getRecord(TODO_ID);
+  for (const waiter of [...versionWaiters]) {
+    if (!held || held.version >= waiter.version) settleWaiter(waiter);
+  }
 }
 
 function newItemId() {
@@ -154,7 +282,7 @@ ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
   const text = ui.input.value.trim();
   if (!text) return;
-  write({ items: { [newItemId()]: { text, done: false, at: Date.now() } } });
+  addItem(text);
   ui.input.value = '';
   ui.input.focus();
 });
@@ -176,13 +304,14 @@ function colorFor(id) {
 function renderCursors() {
   const now = Date.now();
   const shown = [];
-  for (const [id, entry] of Object.entries(cursors ?? {})) {
-    if (!entry || typeof entry !== 'object' || id === client?.connectionId) continue;
-    const key = `${entry.x},${entry.y},${entry.t}`;
+  for (const [id, entry] of cursors) {
+    if (ownIds.has(id) || id === client?.connectionId) continue;
+    if (!Number.isFinite(entry?.x) || !Number.isFinite(entry?.y)) continue;
+    // Heartbeats rewrite a still pointer: only a move counts as activity.
+    const key = `${entry.x},${entry.y}`;
     const seen = cursorSeen.get(id);
     if (!seen || seen.key !== key) cursorSeen.set(id, { key, at: now });
     if (now - cursorSeen.get(id).at > CURSOR_IDLE_MS) continue;
-    if (!Number.isFinite(entry.x) || !Number.isFinite(entry.y)) continue;
     let el = ui.cursors.querySelector(`[data-id="${CSS.escape(id)}"]`);
     if (!el) {
       el = document.createElement('div');
@@ -199,42 +328,56 @@ function renderCursors() {
     shown.push(el);
   }
   for (const el of [...ui.cursors.children]) if (!shown.includes(el)) el.remove();
+  for (const id of cursorSeen.keys()) if (!cursors.has(id)) cursorSeen.delete(id);
 }
 setInterval(renderCursors, 5000); // hides pointers that went idle
 
-let pendingCursor = null;
+/** Follows the collection CURSORS_ID: a tab's record joins when its pointer first moves and
+ * leaves when the server deletes it, 5 s after that tab's last write (closed, or offline). */
+function onCursorsDiff({ added, removed, changed, resync, reconnect, resumed }) {
+  if ((resync || reconnect) && !resumed) cursors.clear();
+  const tabOf = (recordId) => (recordId?.startsWith(CURSOR_PREFIX) ? recordId.slice(CURSOR_PREFIX.length) : null);
+  for (const { id, record } of [...added, ...changed]) {
+    if (tabOf(id)) cursors.set(tabOf(id), record);
+  }
+  for (const { id } of removed) cursors.delete(tabOf(id));
+  renderCursors();
+}
+
+let myPointer = null; // { x, y } over the board, as fractions of its size
 let lastCursorSent = 0;
 let cursorTimer = null;
 
 function sendCursor() {
+  clearTimeout(cursorTimer);
   cursorTimer = null;
-  if (!client?.connected || !pendingCursor) return;
-  const entry = pendingCursor;
-  pendingCursor = null;
+  if (!client?.connected || !myPointer) return;
   lastCursorSent = Date.now();
-  client.writeRecord(CURSORS_ID, { [client.connectionId]: entry }, { strategy: 'merge' }).catch(() => {
+  // `t` makes every write a change: the server skips a write that changes nothing, and such
+  // a write would not push the record's expiry back.
+  const entry = { ...myPointer, t: lastCursorSent };
+  client.writeRecord(`${CURSOR_PREFIX}${client.connectionId}`, entry).catch(() => {
     // a lost pointer position is not worth an error message
   });
 }
 
 document.addEventListener('pointermove', (event) => {
   const rect = ui.board.getBoundingClientRect();
+  // The record's schema takes -0.5 to 1.5: a pointer a little outside the board still shows.
   const clamp = (v) => Math.min(1.5, Math.max(-0.5, v));
-  pendingCursor = {
+  myPointer = {
     x: Number(clamp((event.clientX - rect.left) / rect.width).toFixed(4)),
     y: Number(clamp((event.clientY - rect.top) / rect.height).toFixed(4)),
-    t: Date.now(),
   };
   if (cursorTimer) return;
   cursorTimer = setTimeout(sendCursor, Math.max(0, CURSOR_SEND_MS - (Date.now() - lastCursorSent)));
 });
 
-function forgetCursor(connectionId) {
-  if (client?.connected && connectionId) {
-    client.writeRecord(CURSORS_ID, { [connectionId]: null }, { strategy: 'merge' }).catch(() => {});
-  }
-}
-window.addEventListener('pagehide', () => forgetCursor(client?.connectionId));
+// The heartbeat: while this page is open its pointer record stays alive. Closed (or asleep in
+// a background tab), it stops, and the server deletes the record within ~5 s.
+setInterval(() => {
+  if (!cursorTimer && Date.now() - lastCursorSent >= CURSOR_HEARTBEAT_MS) sendCursor();
+}, 500);
 
 // ---- going offline ------------------------------------------------------------------------
 
@@ -326,10 +469,12 @@ async function start() {
       delay = Math.min(delay * 2, 10_000);
     }
   }
-  let previousId = client.connectionId;
+  ownIds.add(client.connectionId);
   client.on('reconnect', ({ connectionId, resumed, full }) => {
-    forgetCursor(previousId); // our old entry would linger otherwise
-    previousId = connectionId;
+    // A new connection id is a new pointer record; the old one expires by itself, and is
+    // never drawn here meanwhile.
+    ownIds.add(connectionId);
+    sendCursor();
     resumeStats.resumed += resumed.length;
     resumeStats.full += full.length;
     renderStats();
@@ -343,23 +488,36 @@ async function start() {
       (update) => {
         todo = update.value;
         renderTodo();
+        checkVersionWaiters();
       },
       { mode: 'patch' },
     );
     todo = snapshot.record;
     renderTodo();
-    const pointerSnapshot = await client.subscribeRecord(CURSORS_ID, (update) => {
-      cursors = update.value ?? {};
-      renderCursors();
-    });
-    cursors = pointerSnapshot.record ?? {};
-    renderCursors();
+    await client.subscribeCollection(CURSORS_ID, { onDiff: onCursorsDiff });
     await client.subscribeCollection('todos', { onDiff: onChecklistsDiff });
   } catch (err) {
     showError(err);
   }
   document.body.dataset.ready = 'true';
 }
+
+// The browser console's handle (see the top of this file); the browser test uses it too.
+window.mesh = {
+  room: ROOM,
+  todoId: TODO_ID,
+  get client() {
+    return client;
+  },
+  /** client.writeRecord, with a refusal shown in the page's error banner (and rethrown). */
+  writeRecord(recordId, value, options) {
+    if (!client) return Promise.reject(new Error('not connected yet'));
+    return client.writeRecord(recordId, value, options).catch((err) => {
+      showError(err);
+      throw err;
+    });
+  },
+};
 
 renderTodo();
 start();

@@ -15,7 +15,8 @@ const EVENT_TYPES = ['open', 'close', 'reconnecting', 'reconnect', 'error'];
 
 /** An error answered by the server (`code` is its code, e.g. `EFORBIDDEN`) or raised locally
  * (`ETIMEOUT`, `ECLOSED`, `EAUTH` when `getToken` fails). `serverName` is the server's error
- * name when it sent one; `version` the record's current version on `EVERSION`. */
+ * name when it sent one; `version` the record's current version on `EVERSION`; `violations`
+ * (`[{path, message}]`, JSON Pointer paths) what the record's schema refused on `ESCHEMA`. */
 export class MeshError extends Error {
   constructor(message, code, serverName) {
     super(message);
@@ -606,6 +607,8 @@ export class MeshClient {
         const p = frame.payload;
         const err = new MeshError(p.error, typeof p.code === 'string' ? p.code : 'ESERVER', p.name);
         if (Number.isInteger(p.version)) err.version = p.version; // EVERSION: the current version
+        // ESCHEMA: where the value breaks the record's schema ({path, message}), for forms.
+        if (Array.isArray(p.violations)) err.violations = p.violations;
         request.fail(err);
       } else {
         request.succeed(frame.payload);
@@ -807,8 +810,8 @@ export class MeshClient {
    * `deepMerge`. `expectedVersion`: write only if the record is at that version (0: only if
    * it does not exist); otherwise nothing is written and the promise rejects with code
    * `EVERSION` and `version` (the current one). Resolves with the server's reply
-   * (`{success: true}`); rejects with a `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`, ...)
-   * otherwise.
+   * (`{success: true}`); rejects with a `MeshError` (`EFORBIDDEN`, `EINVALID`, `ELIMIT`,
+   * `ESCHEMA` with `violations`, ...) otherwise.
    */
   /** Same as `writeRecord` (the name the issue tracker and some apps use). */
   publish(recordId, value, options) {

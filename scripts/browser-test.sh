@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo's two-page test in headless Chromium (clients/js/test/browser.test.js).
+# The demo's tests in headless Chromium (clients/js/test/browser.test.js).
 # Installs what it needs: Debian's chromium when /usr/bin/chromium is missing, and the npm
 # packages of clients/js (playwright-core drives the installed Chromium; it downloads no
 # browser of its own). Uses the server binary from $MESH_RECORDS_BIN, else the newest of

@@ -162,6 +162,31 @@ fn the_shipped_config_is_valid() {
     assert_eq!(config.server.port, 3000);
     assert_eq!(config.records.persist.len(), 2);
     assert_eq!(config.persistence.sqlite_path, "./data/records.db");
+    // The demo's write rules (README, "Quick start"); Config::load compiled the schemas.
+    let rule = |pattern: &str| {
+        (config.records.expose.iter())
+            .find(|e| e.pattern.as_deref() == Some(pattern))
+            .unwrap_or_else(|| panic!("no [[records.expose]] pattern {pattern}"))
+    };
+    let todo = rule("^todo:[A-Za-z0-9_-]{1,64}$");
+    assert!(matches!(
+        &todo.schema,
+        Some(mesh_records::config::SchemaSource::File(path)) if path == "schemas/todo.json"
+    ));
+    let cursor = rule("^cursor:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}$");
+    assert_eq!(
+        (cursor.ttl_seconds, cursor.max_value_bytes),
+        (Some(5.0), Some(128))
+    );
+    assert!(cursor.schema.is_some());
+    assert!(
+        config
+            .collections
+            .expose
+            .iter()
+            .any(|c| c.members == "cursor:{1}:*"),
+        "the demo's cursors:<room> collection"
+    );
 }
 
 #[test]

@@ -131,13 +131,16 @@ export interface WriteOptions {
 
 export class MeshError extends Error {
   /** Server codes: EINVALID, EFORBIDDEN, ENOTFOUND, ELIMIT, ERATELIMIT, EUNAVAILABLE, EUNKNOWN,
-   * ECONFLICT, EVERSION, EAUTH, ESERVER, or a custom command's; local: ETIMEOUT, ECLOSED, EAUTH
-   * (getToken failed). */
+   * ECONFLICT, EVERSION, ESCHEMA, EAUTH, ESERVER, or a custom command's; local: ETIMEOUT,
+   * ECLOSED, EAUTH (getToken failed). */
   code: string;
   /** The error name the server sent (e.g. `ForbiddenError`), if any. */
   serverName?: string;
   /** On `EVERSION`: the record's current version (0 when it does not exist). */
   version?: number;
+  /** On `ESCHEMA`: where the value that would have been stored breaks the record's schema
+   * (`path` a JSON Pointer, `""` the whole value), at most a few. */
+  violations?: { path: string; message: string }[];
   /** Set on errors about one subscription (reported through the `error` event). */
   recordId?: string;
   /** Set on errors about one collection subscription. */

@@ -115,6 +115,23 @@ describe('against the server', () => {
     await assert.rejects(client.command('mesh/set-my-connection-metadata', { userId: '5' }), { code: 'EFORBIDDEN' });
   });
 
+  test('a schema refusal is ESCHEMA with the violations, and nothing is written', async () => {
+    const client = await open();
+    await client.writeRecord('s:1', { n: 1 });
+    await assert.rejects(client.writeRecord('s:1', { n: 'two', extra: true }, { strategy: 'merge' }), (err) => {
+      assert.ok(err instanceof MeshError);
+      assert.equal(err.code, 'ESCHEMA');
+      assert.equal(err.serverName, 'ValidationError');
+      // Judged on the merged value; JSON Pointer paths ("" is the whole value).
+      assert.deepEqual(err.violations.map((v) => v.path).sort(), ['', '/n']);
+      assert.ok(err.violations.every((v) => typeof v.message === 'string' && v.message !== ''));
+      return true;
+    });
+    assert.deepEqual((await client.subscribeRecord('s:1', () => {})).record, { n: 1 });
+    // Other refusals carry none.
+    await assert.rejects(client.writeRecord('t:x', null), (err) => err.code === 'EINVALID' && !('violations' in err));
+  });
+
   test('an unknown custom command is ENOTFOUND', async () => {
     const client = await open();
     await assert.rejects(client.command('app/does-not-exist', { any: 1 }), (err) => {

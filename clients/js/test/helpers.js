@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,7 +42,8 @@ export function freePort() {
 }
 
 /** The config file the tests run the server with: memory store, `t:`, `cursors:` and `todo:`
- * writable for anyone, the admin API on (for deletions). `historyVersions` sets
+ * writable for anyone, `s:` too but held to a small schema ({n: integer}), the admin API on
+ * (for deletions). `historyVersions` sets
  * `[records] history_versions`; `jwtSecret` turns on `[auth]` with tokens required. */
 export function configText({ port, pingIntervalMs = 30_000, maxMissedPongs = 1, historyVersions, jwtSecret }) {
   const history = historyVersions === undefined ? '' : `\n[records]\nhistory_versions = ${historyVersions}\n`;
@@ -74,6 +75,11 @@ writable = true
 pattern = "^todo:"
 writable = true
 
+[[records.expose]]
+pattern = "^s:"
+writable = true
+schema = { type = "object", properties = { n = { type = "integer" } }, additionalProperties = false }
+
 [[collections.expose]]
 pattern = "^list:([A-Za-z0-9_]+)$"
 members = "t:{1}:*"
@@ -84,21 +90,43 @@ members = "todo:*"
 `;
 }
 
+/** The repository's own config.toml on `port`, with a database that keeps nothing: the demo's
+ * exposures, collections and write rules exactly as shipped (the browser test runs the demo
+ * against them). Its schema files come along (see startServer's `shipped`). */
+export function shippedConfigText({ port }) {
+  let text = readFileSync(path.join(REPO_DIR, 'config.toml'), 'utf8');
+  const swap = (pattern, line) => {
+    if (!pattern.test(text)) throw new Error(`config.toml has no line matching ${pattern}`);
+    text = text.replace(pattern, line);
+  };
+  swap(/^port = \d+$/m, `port = ${port}`);
+  swap(/^sqlite_path = .*$/m, 'sqlite_path = ":memory:"');
+  return `# config.toml of the repository, rewritten by clients/js/test/helpers.js\n${text}`;
+}
+
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
 /**
- * Starts the server binary and waits for `GET /health`. Returns a handle with `port`,
- * `wsUrl`, `httpUrl`, `logs()`, `kill(signal)` (waits for the exit), `start()` (again, same
- * port and config) and `stop()` (SIGTERM, then SIGKILL; removes the temp dir).
+ * Starts the server binary and waits for `GET /health`, with `configText(options)`, or with
+ * the repository's config.toml when `options.shipped` (see shippedConfigText; its schemas/
+ * folder is copied beside it, since schema paths are relative to the config file). Returns a
+ * handle with `port`, `wsUrl`, `httpUrl`, `logs()`, `kill(signal)` (waits for the exit),
+ * `start()` (again, same port and config) and `stop()` (SIGTERM, then SIGKILL; removes the
+ * temp dir).
  */
 export async function startServer(options = {}) {
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mesh-records-js-'));
   const configPath = path.join(dir, 'config.toml');
-  writeFileSync(configPath, configText({ ...options, port }));
+  if (options.shipped) {
+    writeFileSync(configPath, shippedConfigText({ port }));
+    cpSync(path.join(REPO_DIR, 'schemas'), path.join(dir, 'schemas'), { recursive: true });
+  } else {
+    writeFileSync(configPath, configText({ ...options, port }));
+  }
   const bin = serverBinary();
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' };
   for (const key of ['MESH_PORT', 'MESH_REDIS_URL', 'MESH_JWT_SECRET', 'MESH_ADMIN_TOKEN']) delete env[key];
