@@ -101,6 +101,7 @@ async fn put(store: &RedisStore, record: &str, value: Value, within: Duration) -
                     vals(vec![Arc::new(value.clone())]),
                     mesh_records::store::OpId::next(),
                     NO_HISTORY,
+                    None,
                 )
                 .await
         };

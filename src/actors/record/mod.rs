@@ -235,7 +235,7 @@ impl RecordActor {
                 op,
                 history,
             } => store
-                .write(&self.id, expected, values, op, history)
+                .write(&self.id, expected, values, op, history, None)
                 .into_actor(self)
                 .map(|result, act, ctx| act.step(ctx, |core, now| core.written(result, now)))
                 .spawn(ctx),

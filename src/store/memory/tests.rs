@@ -19,7 +19,7 @@ async fn put(store: &MemoryStore, id: &RecordId, value: Value) -> Result<Version
         patch: None,
     }];
     match store
-        .write(id, current.expect(), values, OpId::next(), HISTORY)
+        .write(id, current.expect(), values, OpId::next(), HISTORY, None)
         .await?
     {
         WriteResult::Applied { version } => Ok(version),
