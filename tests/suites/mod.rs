@@ -10,6 +10,7 @@ mod collection_resolvers;
 mod collections;
 mod connection;
 mod docs_refs;
+mod expiry;
 mod extensions;
 mod faults;
 mod hostile;
