@@ -33,6 +33,7 @@ on_every_store!(
     a_delete_clears_the_deadline,
     sweepers_together_delete_each_record_once,
     a_record_whose_deadline_moved_later_after_its_entry_came_due_is_kept,
+    a_conflict_or_a_write_of_nothing_sets_no_deadline,
 );
 
 /// A short life, long enough to check that a record is still there before it ends.
@@ -421,6 +422,43 @@ async fn a_record_whose_deadline_moved_later_after_its_entry_came_due_is_kept(ba
             "entry at {score}, now {now_ms}"
         );
     }
+}
+
+async fn a_conflict_or_a_write_of_nothing_sets_no_deadline(backend: Backend) {
+    let under = Under::open(backend, "exp-conflict").await;
+    let store = &*under.store;
+    let rid = id("contested");
+    let version = put(store, "contested", json!(1), None).await;
+    let now = Some(Duration::ZERO);
+    let stale = store
+        .write(
+            &rid,
+            live(version + 5),
+            vals(vec![value(json!(2))]),
+            OpId::next(),
+            NO_HISTORY,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(stale, WriteResult::Conflict { .. }), "{stale:?}");
+    let nothing = store
+        .write(
+            &rid,
+            live(version),
+            vals(vec![]),
+            OpId::next(),
+            NO_HISTORY,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(nothing, WriteResult::Applied { version });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(sweep_all(store).await.is_empty());
+    assert!(store.load(&rid).await.unwrap().exists());
+    // The entry the conflicting write filed was checked by that sweep and dropped.
+    assert_eq!(under.index_entries().await, 0);
 }
 
 /// The claim script as the store sends it, run by hand: a sweeper that claims and then dies.
