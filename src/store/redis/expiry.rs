@@ -56,7 +56,7 @@ use std::time::Duration;
 
 /// How long a sweep's claim on due entries keeps other sweeps off them: far longer than a sweep
 /// takes, short enough that a dead sweep's records wait little.
-pub(super) const LEASE: Duration = Duration::from_secs(10);
+const LEASE: Duration = Duration::from_secs(10);
 
 /// Records expired at once by one sweep.
 const CONCURRENCY: usize = 16;
@@ -101,7 +101,10 @@ enum Outcome {
 /// sets that take turns from one call to the next, so none is always last.
 fn shares(max: usize, sets: usize) -> Vec<usize> {
     static TURN: AtomicUsize = AtomicUsize::new(0);
-    let first = TURN.fetch_add(1, Ordering::Relaxed) % sets.max(1);
+    if sets == 0 {
+        return Vec::new();
+    }
+    let first = TURN.fetch_add(1, Ordering::Relaxed) % sets;
     (0..sets)
         .map(|n| max / sets + usize::from((n + sets - first) % sets < max % sets))
         .collect()
@@ -117,6 +120,8 @@ impl RedisStore {
         hint
     }
 
+    /// [`Store::set_expiry`](crate::store::Store::set_expiry): files the entry (with a ttl),
+    /// then runs `set_expiry.lua`.
     pub(super) fn set_expiry_now(&self, id: &RecordId, ttl: Option<Duration>) -> StoreFuture<bool> {
         if let Some(problem) = self.keys.slot_problem(Some(id)) {
             return ready(Err(StoreError::Unavailable(problem)));
@@ -141,6 +146,7 @@ impl RedisStore {
         })
     }
 
+    /// [`Store::expire_due`](crate::store::Store::expire_due): one [`Sweep`].
     pub(super) fn expire_due_now(&self, max: usize) -> StoreFuture<ExpiredBatch> {
         let sweep = Sweep {
             conn: self.commands.clone(),
