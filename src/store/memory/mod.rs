@@ -13,10 +13,14 @@
 //! registered a change costs one relaxed atomic load.
 //!
 //! Deadlines (records that expire) are kept per entry and in an index ordered by deadline
-//! (`expiry`), read with tokio's clock.
+//! (`expiry`), read with tokio's clock. An expiry is the one change a record's watchers
+//! ([`Store::watch`]) hear of: nothing else changes a record behind its actor here.
 
 mod expiry;
-mod feed;
+mod limits;
+mod sinks;
+
+pub use limits::{MemoryLimits, default_memory_budget};
 
 use super::{
     Change, ChangeSink, Checked, DeleteResult, Expect, ExpiredBatch, FeedSink, History,
@@ -25,53 +29,12 @@ use super::{
 };
 use crate::metrics::metrics;
 use crate::model::{Glob, RecordId, Version, Versioned};
-use feed::Feed;
 use serde_json::Value;
+use sinks::{Feed, Watchers};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// What the memory store may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryLimits {
-    /// Most bytes of records (values by their in-memory size, history by its serialized
-    /// size, a fixed overhead per id) before writes that grow it are refused.
-    pub max_bytes: usize,
-    /// Most tombstones kept; the oldest beyond it are forgotten.
-    pub max_tombstones: usize,
-}
-
-impl Default for MemoryLimits {
-    /// No budget: for tests and embedders that bound their own data.
-    fn default() -> Self {
-        MemoryLimits {
-            max_bytes: usize::MAX,
-            max_tombstones: usize::MAX,
-        }
-    }
-}
-
-/// Half of the memory this process may use: the machine's, or its cgroup's limit when lower
-/// (a container). 1 GiB when neither can be read.
-pub fn default_memory_budget() -> usize {
-    // SAFETY: sysconf only reads system configuration.
-    let (pages, page_size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let machine = (pages > 0 && page_size > 0).then(|| pages as usize * page_size as usize);
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok());
-    let total = match (machine, cgroup) {
-        (Some(m), Some(c)) => m.min(c),
-        (m, c) => m.or(c).unwrap_or(2 << 30),
-    };
-    total / 2
-}
 
 /// Bytes counted for every id held, besides the id and its value: the map's slot, the entry,
 /// the history's queue.
@@ -201,6 +164,7 @@ impl Records {
 pub struct MemoryStore {
     records: Arc<Mutex<Records>>,
     feed: Arc<Feed>,
+    watchers: Arc<Watchers>,
 }
 
 impl MemoryStore {
@@ -289,6 +253,7 @@ impl Store for MemoryStore {
 
     fn expire_due(&self, max: usize) -> StoreFuture<ExpiredBatch> {
         let batch = self.map().expire_due(Instant::now(), max);
+        self.watchers.deleted(&batch.deleted);
         self.feed.changed(batch.deleted.iter().map(|(id, _)| id));
         ready(Ok(batch))
     }
@@ -310,13 +275,15 @@ impl Store for MemoryStore {
         ready(Ok(written.len()))
     }
 
-    /// No other instance can change a record here, so there is nothing to deliver: the sink
-    /// is dropped at once and the token only exists to be handed back.
-    fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
-        ready(Ok(WatchToken::next()))
+    /// No other instance can change a record here: the sink only ever hears of the record's
+    /// expiry (see the module docs).
+    fn watch(&self, id: &RecordId, sink: ChangeSink) -> StoreFuture<WatchToken> {
+        ready(Ok(self.watchers.add(id, sink)))
     }
 
-    fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}
+    fn unwatch(&self, id: &RecordId, token: WatchToken) {
+        self.watchers.remove(id, token);
+    }
 
     /// Walks every entry under the lock (writes wait meanwhile); ids are checked against the
     /// glob's literal prefix first, so non-matching ids cost one comparison.
