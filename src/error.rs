@@ -47,7 +47,7 @@ pub enum Error {
     /// The value that would be stored does not satisfy the record's JSON Schema; nothing was
     /// changed. Carries the first few violations (`{path, message}`).
     #[error("{}", schema_message(.0))]
-    Schema(Vec<crate::rules::Violation>),
+    Schema(Vec<Violation>),
     /// The connection exceeded its request rate.
     #[error("too many requests")]
     RateLimited,
@@ -169,11 +169,11 @@ pub struct WireError {
     pub version: Option<u64>,
     /// What the value breaks, on `ESCHEMA`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub violations: Option<Vec<crate::rules::Violation>>,
+    pub violations: Option<Vec<Violation>>,
 }
 
 /// `ESCHEMA`'s text: the first violation, and how many more.
-fn schema_message(violations: &[crate::rules::Violation]) -> String {
+fn schema_message(violations: &[Violation]) -> String {
     let Some(first) = violations.first() else {
         return "the value does not match the record's schema".into();
     };
@@ -190,6 +190,15 @@ fn schema_message(violations: &[crate::rules::Violation]) -> String {
         "the value does not match the record's schema: at {at}: {}{more}",
         first.message
     )
+}
+
+/// One way a value fails its exposure's JSON Schema (`ESCHEMA`), as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Where in the value, as a JSON Pointer (`""` is the whole value).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 /// Result alias used across the crate.

@@ -225,13 +225,10 @@ impl Records {
     /// Changes no version and pushes nothing. Answers `false` when the record does not exist.
     pub async fn expire_record(&self, id: &str, ttl: Option<Duration>) -> Result<bool> {
         let id = self.record_id(id)?;
-        self.store
-            .set_expiry(&id, ttl)
-            .await
-            .map_err(|e| match e {
-                StoreError::Indeterminate(_) => Error::Unknown,
-                _ => Error::Unavailable,
-            })
+        self.store.set_expiry(&id, ttl).await.map_err(|e| match e {
+            StoreError::Indeterminate(_) => Error::Unknown,
+            _ => Error::Unavailable,
+        })
     }
 
     /// Adds an exposure at runtime, after all existing ones.

@@ -14,7 +14,8 @@
 mod schema;
 mod value_guard;
 
-pub use schema::{MAX_VIOLATIONS, Schema, Violation};
+pub use crate::error::Violation;
+pub use schema::{MAX_VIOLATIONS, Schema};
 pub use value_guard::{ProposedWrite, ValueGuard};
 
 use std::sync::Arc;

@@ -1,20 +1,11 @@
 //! A compiled JSON Schema and the violations it reports, as clients see them.
 
-use serde::Serialize;
+use crate::error::Violation;
 use serde_json::Value;
 
 /// Most violations a refusal lists: enough to fix a form, bounded so that a huge invalid value
 /// cannot make a huge error frame.
 pub const MAX_VIOLATIONS: usize = 5;
-
-/// One way a value fails its schema.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    /// Where in the value, as a JSON Pointer (`""` is the whole value).
-    pub path: String,
-    /// What is wrong there.
-    pub message: String,
-}
 
 /// A JSON Schema (draft 2020-12), compiled once.
 pub struct Schema {

@@ -1,6 +1,5 @@
 //! Guards that see the value: the app decides a client's write from what it would store.
 
-use crate::access::GuardResult;
 use crate::connection::Connection;
 use crate::model::RecordId;
 use serde_json::Value;
@@ -22,7 +21,11 @@ pub struct ProposedWrite {
     pub proposed: Arc<Value>,
 }
 
-type GuardFuture = Pin<Box<dyn Future<Output = GuardResult> + Send>>;
+/// What a value guard returns: allow (`Ok(true)`), refuse (`Ok(false)`), or an error (refuses);
+/// the same as [`crate::access::GuardResult`].
+pub type ValueGuardResult = Result<bool, Box<dyn std::error::Error + Send + Sync>>;
+
+type GuardFuture = Pin<Box<dyn Future<Output = ValueGuardResult> + Send>>;
 type SyncFn = dyn Fn(&ProposedWrite) -> bool + Send + Sync;
 type AsyncFn = dyn Fn(ProposedWrite) -> GuardFuture + Send + Sync;
 
@@ -65,7 +68,7 @@ impl ValueGuard {
     pub fn new<F, Fut>(check: F) -> Self
     where
         F: Fn(ProposedWrite) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = GuardResult> + Send + 'static,
+        Fut: Future<Output = ValueGuardResult> + Send + 'static,
     {
         ValueGuard::Async(Arc::new(move |write| Box::pin(check(write))))
     }

@@ -7,6 +7,13 @@
 //! Other instances' changes reach a `RecordActor` through [`Store::watch`]: the store calls
 //! the actor's [`ChangeSink`] with every [`RemoteChange`] published for that record.
 //!
+//! Records may expire: a write with a ttl or [`Store::set_expiry`] gives a record a deadline,
+//! and [`Store::expire_due`], called every so often by a sweeper, deletes the records whose
+//! deadline has passed exactly as [`Store::delete`] does (tombstone, publish, change feed).
+//! Nothing deletes a record at its deadline by itself, so a record outlives it by up to the
+//! caller's sweep interval (more while a sweep's claim on Redis is held by an instance that
+//! died: see `redis::expiry`).
+//!
 //! Collections (live lists of the records whose ids match a [`Glob`]) read their members with
 //! [`Store::list_matching`] and follow them with [`Store::watch_all`], which names every record
 //! any instance changes ([`FeedEvent`]); the collection then loads what it needs.
@@ -26,7 +33,9 @@ mod redis;
 
 pub use history::History;
 pub use memory::{MemoryLimits, MemoryStore, default_memory_budget};
-pub use redis::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys, RedisStore, Unsuitable};
+pub use redis::{
+    DEFAULT_KEY_PREFIX, EXPIRY_INDEX_SHARDS, KeyLayout, RedisKeys, RedisStore, Unsuitable,
+};
 
 use crate::model::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
@@ -34,6 +43,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Future returned by store operations.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
@@ -229,6 +239,18 @@ pub enum DeleteResult {
     },
 }
 
+/// What one [`Store::expire_due`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiredBatch {
+    /// The records this call deleted, each with its tombstone version (its last version).
+    pub deleted: Vec<(RecordId, Version)>,
+    /// Records whose expiry was sent but whose answer was lost: each may or may not have been
+    /// deleted (load it to know). Redis retries them after the claim's lease either way.
+    pub unknown: Vec<RecordId>,
+    /// More records were due than the call's `max`: call again soon.
+    pub more: bool,
+}
+
 /// What [`Store::check`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
@@ -319,6 +341,10 @@ pub trait Store: Send + Sync + 'static {
     /// operation, and publishes each version; otherwise changes nothing and reports the current
     /// state. Fails with [`StoreError::Indeterminate`] when it cannot know whether the write
     /// happened.
+    ///
+    /// With `ttl`, an applied write (of at least one value) also sets the record's deadline to
+    /// now + `ttl`, replacing any it had; without, the deadline stays as it was (and the write
+    /// costs nothing more). A conflict changes no deadline.
     fn write(
         &self,
         id: &RecordId,
@@ -326,10 +352,25 @@ pub trait Store: Send + Sync + 'static {
         values: Vec<NewVersion>,
         op: OpId,
         history: HistoryLimits,
+        ttl: Option<Duration>,
     ) -> StoreFuture<WriteResult>;
 
+    /// Sets the live record's deadline to now + `ttl`, or clears it (`None`), leaving its value
+    /// and version alone. `Ok(false)` when there is no live record (nothing changed).
+    fn set_expiry(&self, id: &RecordId, ttl: Option<Duration>) -> StoreFuture<bool>;
+
+    /// Deletes up to `max` records whose deadline has passed, each exactly as [`Store::delete`]
+    /// would (tombstone at its version, history dropped, the deletion published to every
+    /// instance's watchers and on the change feed).
+    ///
+    /// Safe to call from every instance at once: each record is deleted by one call only, and
+    /// a record whose deadline was moved later since it became due is left alone. Fails only
+    /// when nothing could be asked; records whose own expiry failed are retried by a later
+    /// call.
+    fn expire_due(&self, max: usize) -> StoreFuture<ExpiredBatch>;
+
     /// Deletes the record (only if it is live at `if_version`, when given), keeping its version
-    /// as a tombstone, dropping its history, and publishes the deletion.
+    /// as a tombstone, dropping its history and its deadline, and publishes the deletion.
     fn delete(
         &self,
         id: &RecordId,
@@ -347,7 +388,8 @@ pub trait Store: Send + Sync + 'static {
     /// history (it would no longer lead to the restored value), and publishes it; returns how
     /// many were written. Used at startup (restore from the database) and by a
     /// `RecordActor` whose store lost data: a tombstone at or above the incoming version
-    /// means the record was deleted since, and wins.
+    /// means the record was deleted since, and wins. A restored tombstone clears the record's
+    /// deadline (as a delete does); a restored value keeps any deadline it had.
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize>;
 
     /// Calls `sink` with every change published for the record from now on, until

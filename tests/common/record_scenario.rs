@@ -36,13 +36,13 @@ pub async fn record_scenario(store: &dyn Store, id: &RecordId) -> Vec<String> {
     let (first, second, third) = (OpId(101), OpId(102), OpId(103));
     step!(store.load(id));
     // A record that never existed is created only by expecting nothing at version 0.
-    step!(store.write(id, live(0), values(vec![json!(1)]), first, history));
-    step!(store.write(id, absent(0), values(vec![json!(1)]), first, history));
+    step!(store.write(id, live(0), values(vec![json!(1)]), first, history, None));
+    step!(store.write(id, absent(0), values(vec![json!(1)]), first, history, None));
     step!(store.check(id, first));
     step!(store.check(id, second));
     // A batch moves the version by its length; a stale expectation changes nothing.
-    step!(store.write(id, live(1), values(vec![json!(2), json!({"x": 3})]), second, history));
-    step!(store.write(id, live(1), values(vec![json!("stale")]), third, history));
+    step!(store.write(id, live(1), values(vec![json!(2), json!({"x": 3})]), second, history, None));
+    step!(store.write(id, live(1), values(vec![json!("stale")]), third, history, None));
     step!(store.check(id, second));
     step!(store.load(id));
     // Conditional deletes: only at the live version.
@@ -53,8 +53,8 @@ pub async fn record_scenario(store: &dyn Store, id: &RecordId) -> Vec<String> {
     step!(store.delete(id, first, Some(3)));
     step!(store.load(id));
     // The tombstone keeps the version: re-creating continues after it.
-    step!(store.write(id, absent(0), values(vec![json!("again")]), first, history));
-    step!(store.write(id, absent(3), values(vec![json!("again")]), first, history));
+    step!(store.write(id, absent(0), values(vec![json!("again")]), first, history, None));
+    step!(store.write(id, absent(3), values(vec![json!("again")]), first, history, None));
     // A restore writes only over something older.
     step!(store.restore(vec![(id.clone(), Stored::live(Arc::new(json!("old")), 2))]));
     step!(store.restore(vec![(id.clone(), Stored::live(Arc::new(json!("new")), 9))]));
@@ -63,5 +63,16 @@ pub async fn record_scenario(store: &dyn Store, id: &RecordId) -> Vec<String> {
     step!(store.restore(vec![(id.clone(), Stored::absent(10))]));
     step!(store.load(id));
     step!(store.delete(id, second, None));
+    // Deadlines: only a live record takes one; one that has passed is swept as a delete would
+    // (tombstone at its version), and the tombstone takes none.
+    let hour = Some(std::time::Duration::from_secs(3600));
+    step!(store.set_expiry(id, hour));
+    step!(store.write(id, absent(10), values(vec![json!("brief")]), third, history, hour));
+    step!(store.expire_due(10));
+    step!(store.set_expiry(id, Some(std::time::Duration::ZERO)));
+    step!(store.expire_due(10));
+    step!(store.load(id));
+    step!(store.check(id, third));
+    step!(store.set_expiry(id, None));
     log
 }

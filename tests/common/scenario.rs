@@ -54,7 +54,7 @@ pub fn write_one(
     v: Value,
     op: OpId,
 ) -> StoreFuture<WriteResult> {
-    store.write(rid, expected, vals(vec![value(v)]), op, NO_HISTORY)
+    store.write(rid, expected, vals(vec![value(v)]), op, NO_HISTORY, None)
 }
 
 pub fn restored(v: Value, version: u64) -> Stored {
@@ -76,7 +76,7 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
     step!(store.load(&a));
     step!(write_one(store, &a, live(1), json!(1), op));
     step!(write_one(store, &a, live(0), json!(1), op));
-    step!(store.write(&a, absent(0), vals(vec![]), op, NO_HISTORY));
+    step!(store.write(&a, absent(0), vals(vec![]), op, NO_HISTORY, None));
     step!(store.load(&a));
     step!(write_one(store, &a, absent(0), json!({"x": 1}), op));
     step!(store.check(&a, op));
@@ -87,10 +87,11 @@ pub async fn scenario(store: &dyn Store) -> Vec<String> {
         live(1),
         vals(vec![value(json!(null)), value(json!([1, "two"]))]),
         op,
-        NO_HISTORY
+        NO_HISTORY,
+        None
     ));
     step!(store.load(&a));
-    step!(store.write(&a, live(3), vals(vec![]), op, NO_HISTORY));
+    step!(store.write(&a, live(3), vals(vec![]), op, NO_HISTORY, None));
     step!(write_one(store, &a, live(2), json!("stale"), op));
     step!(store.delete(&a, OpId(9), None));
     step!(store.check(&a, OpId(9)));

@@ -64,15 +64,24 @@ async fn an_expiring_record_is_deleted_within_its_precision(backend: Backend) {
     let server = start(backend, &config(&prefix, "")).await;
     let mut writer = server.client().await;
     let mut watcher = server.client().await;
-    assert_eq!(writer.publish("tmp:1", json!({"x": 1})).await["success"], true);
+    assert_eq!(
+        writer.publish("tmp:1", json!({"x": 1})).await["success"],
+        true
+    );
     let written = Instant::now();
-    assert_eq!(writer.publish("tmp:1", json!({"x": 2})).await["success"], true);
+    assert_eq!(
+        writer.publish("tmp:1", json!({"x": 2})).await["success"],
+        true
+    );
     let last_write = Instant::now();
     assert_eq!(watcher.subscribe("tmp:1", "full").await["version"], 2);
     let (version, at) = deletion_of(&mut watcher, "tmp:1").await;
     assert_eq!(version, 2, "the tombstone keeps the last version");
     let lived = at - written;
-    assert!(lived >= Duration::from_millis(600), "deleted early: {lived:?}");
+    assert!(
+        lived >= Duration::from_millis(600),
+        "deleted early: {lived:?}"
+    );
     assert!(
         at - last_write <= Duration::from_millis(600) + precision(),
         "deleted late: {:?} after the last write",
@@ -80,13 +89,23 @@ async fn an_expiring_record_is_deleted_within_its_precision(backend: Backend) {
     );
     assert_eq!(server.records().get_record("tmp:1").await.unwrap(), None);
     // The tombstone rule: written again, it goes on from the old version.
-    assert_eq!(writer.publish("tmp:1", json!({"x": 3})).await["success"], true);
+    assert_eq!(
+        writer.publish("tmp:1", json!({"x": 3})).await["success"],
+        true
+    );
     let again = server.records().get_record("tmp:1").await.unwrap().unwrap();
     assert_eq!(again.version, 3);
     // Records under an exposure without a ttl stay.
     server.write("doc:1", json!({"stays": true})).await;
     tokio::time::sleep(Duration::from_millis(600) + precision()).await;
-    assert!(server.records().get_record("doc:1").await.unwrap().is_some());
+    assert!(
+        server
+            .records()
+            .get_record("doc:1")
+            .await
+            .unwrap()
+            .is_some()
+    );
     server.stop().await;
 }
 
@@ -95,19 +114,29 @@ async fn a_rewrite_moves_the_deadline(backend: Backend) {
     let server = start(backend, &config(&prefix, "")).await;
     let mut writer = server.client().await;
     let mut watcher = server.client().await;
-    assert_eq!(writer.publish("long:2", json!({"n": 0})).await["success"], true);
+    assert_eq!(
+        writer.publish("long:2", json!({"n": 0})).await["success"],
+        true
+    );
     watcher.subscribe("long:2", "full").await;
     // Written every 300 ms for 3 s, twice past the first deadline (1.5 s): it stays.
     let mut last_write = Instant::now();
     for n in 1..=10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reply = writer.publish("long:2", json!({ "n": n })).await;
-        assert_eq!(reply["success"], true, "write {n}: {reply} (expired while written?)");
+        assert_eq!(
+            reply["success"], true,
+            "write {n}: {reply} (expired while written?)"
+        );
         last_write = Instant::now();
     }
     let (version, at) = deletion_of(&mut watcher, "long:2").await;
     assert_eq!(version, 11);
-    assert!(at - last_write >= Duration::from_millis(1500), "{:?}", at - last_write);
+    assert!(
+        at - last_write >= Duration::from_millis(1500),
+        "{:?}",
+        at - last_write
+    );
     server.stop().await;
 }
 
@@ -144,7 +173,10 @@ async fn every_instance_converges(backend: Backend) {
     let mut writer = a.client().await;
     for n in 0..5 {
         let id = format!("tmp:fleet:{n}");
-        assert_eq!(writer.publish(&id, json!({ "n": n })).await["success"], true);
+        assert_eq!(
+            writer.publish(&id, json!({ "n": n })).await["success"],
+            true
+        );
         on_a.subscribe(&id, "patch").await;
         on_b.subscribe(&id, "patch").await;
     }
@@ -194,7 +226,13 @@ async fn rows(path: &std::path::Path) -> Vec<(String, u64, Value)> {
     common::persistence::all_rows(&adapter as &dyn PersistenceAdapter, "tmp:%")
         .await
         .into_iter()
-        .map(|r| (r.id, r.version, serde_json::from_str(&r.value_json).unwrap()))
+        .map(|r| {
+            (
+                r.id,
+                r.version,
+                serde_json::from_str(&r.value_json).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -255,6 +293,9 @@ async fn ttl_seconds_must_be_positive() {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("records.expose[0].ttl_seconds"), "{bad}: {err}");
+        assert!(
+            err.contains("records.expose[0].ttl_seconds"),
+            "{bad}: {err}"
+        );
     }
 }

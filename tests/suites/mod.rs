@@ -11,6 +11,7 @@ mod collections;
 mod connection;
 mod docs_refs;
 mod expiring;
+mod expiry;
 mod extensions;
 mod faults;
 mod hostile;

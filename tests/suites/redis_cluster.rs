@@ -101,6 +101,7 @@ async fn put(store: &RedisStore, record: &str, value: Value, within: Duration) -
                     vals(vec![Arc::new(value.clone())]),
                     mesh_records::store::OpId::next(),
                     NO_HISTORY,
+                    None,
                 )
                 .await
         };
@@ -476,8 +477,8 @@ async fn a_master_failover_mid_writes_resumes_and_resyncs_every_instance() {
     b.stop().await;
 }
 
-/// `scripts/migrate-keys.sh` moves records (value, version, tombstones) from the single-node
-/// layout to the cluster's and back.
+/// `scripts/migrate-keys.sh` moves records (value, version, tombstones, deadlines) from the
+/// single-node layout to the cluster's and back.
 #[actix_rt::test]
 async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
     let single = "redis://127.0.0.1:6379";
@@ -499,6 +500,11 @@ async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
     let mesh_records::store::DeleteResult::Deleted { version: tombstone } = deleted else {
         panic!("doc:gone was not deleted: {deleted:?}");
     };
+    // A record that expires takes its deadline along, and the cluster's sweep finds it.
+    let brief = put(&flat, "doc:brief", json!("expires"), event()).await;
+    let life = Duration::from_secs(2);
+    assert!(flat.set_expiry(&id("doc:brief"), Some(life)).await.unwrap());
+    let expiring = Instant::now();
 
     let migrate = |args: &[&str]| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/migrate-keys.sh");
@@ -522,6 +528,19 @@ async fn migrate_keys_moves_values_versions_and_tombstones_between_layouts() {
         (None, tombstone),
         "the tombstone came along"
     );
+    loop {
+        let swept = tagged.expire_due(10).await.unwrap();
+        if swept.deleted == vec![(id("doc:brief"), brief)] {
+            assert!(expiring.elapsed() >= life - Duration::from_millis(5));
+            break;
+        }
+        assert!(swept.deleted.is_empty(), "{swept:?}");
+        assert!(
+            expiring.elapsed() < life + event(),
+            "doc:brief never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     migrate(&["--to-flat", &cluster_url, back, &prefix]);
     let flat_again = RedisStore::connect(back, &prefix).await.unwrap();

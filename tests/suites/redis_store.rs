@@ -287,6 +287,7 @@ async fn watchers_get_every_change_in_order() {
             ]),
             OpId(2),
             NO_HISTORY,
+            None,
         )
         .await
         .expect("batch write");

@@ -47,7 +47,14 @@ async fn put(store: &dyn Store, record: &str, v: Value) -> u64 {
     let current = store.load(&rid).await.expect("load");
     let values = vals(vec![value(v)]);
     match store
-        .write(&rid, current.expect(), values, OpId::next(), NO_HISTORY)
+        .write(
+            &rid,
+            current.expect(),
+            values,
+            OpId::next(),
+            NO_HISTORY,
+            None,
+        )
         .await
     {
         Ok(WriteResult::Applied { version }) => version,
@@ -295,7 +302,14 @@ async fn feed_scenario(watcher: &dyn Store, writer: &dyn Store) {
     let (one, two) = (id("item:1"), id("item:2"));
     let two_versions = vals(vec![value(json!(1)), value(json!(2))]);
     let written = writer
-        .write(&one, absent(0), two_versions, OpId::next(), NO_HISTORY)
+        .write(
+            &one,
+            absent(0),
+            two_versions,
+            OpId::next(),
+            NO_HISTORY,
+            None,
+        )
         .await;
     assert_eq!(written.unwrap(), WriteResult::Applied { version: 2 });
     let conflict = write_one(writer, &one, absent(0), json!(3), OpId::next());
@@ -532,7 +546,14 @@ async fn put_retrying(store: &RedisStore, record: &str) {
             let current = store.load(&rid).await?;
             let values = vals(vec![value(json!(1))]);
             store
-                .write(&rid, current.expect(), values, OpId::next(), NO_HISTORY)
+                .write(
+                    &rid,
+                    current.expect(),
+                    values,
+                    OpId::next(),
+                    NO_HISTORY,
+                    None,
+                )
                 .await
         };
         match attempt.await {

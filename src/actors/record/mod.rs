@@ -241,9 +241,9 @@ impl RecordActor {
                 values,
                 op,
                 history,
-                ttl: _,
+                ttl,
             } => store
-                .write(&self.id, expected, values, op, history)
+                .write(&self.id, expected, values, op, history, ttl)
                 .into_actor(self)
                 .map(|result, act, ctx| act.step(ctx, |core, now| core.written(result, now)))
                 .spawn(ctx),

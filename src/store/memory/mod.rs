@@ -11,64 +11,37 @@
 //! [`Store::watch_all`] sinks are called by the writing thread itself, once its change is
 //! applied and the map's lock released (a sink may call back into the store). With no sink
 //! registered a change costs one relaxed atomic load.
+//!
+//! Deadlines (records that expire) are kept per entry and in an index ordered by deadline
+//! (`expiry`), read with tokio's clock. An expiry is the one change a record's watchers
+//! ([`Store::watch`]) hear of: nothing else changes a record behind its actor here.
+
+mod expiry;
+mod limits;
+mod sinks;
+
+pub use limits::{MemoryLimits, default_memory_budget};
 
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, FeedEvent, FeedSink, History, HistoryLimits,
-    NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult,
-    deliver_feed, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, ExpiredBatch, FeedSink, History,
+    HistoryLimits, NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken,
+    WriteResult, ready,
 };
 use crate::metrics::metrics;
 use crate::model::{Glob, RecordId, Version, Versioned};
 use serde_json::Value;
+use sinks::{Feed, Watchers};
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// What the memory store may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryLimits {
-    /// Most bytes of records (values by their in-memory size, history by its serialized
-    /// size, a fixed overhead per id) before writes that grow it are refused.
-    pub max_bytes: usize,
-    /// Most tombstones kept; the oldest beyond it are forgotten.
-    pub max_tombstones: usize,
-}
-
-impl Default for MemoryLimits {
-    /// No budget: for tests and embedders that bound their own data.
-    fn default() -> Self {
-        MemoryLimits {
-            max_bytes: usize::MAX,
-            max_tombstones: usize::MAX,
-        }
-    }
-}
-
-/// Half of the memory this process may use: the machine's, or its cgroup's limit when lower
-/// (a container). 1 GiB when neither can be read.
-pub fn default_memory_budget() -> usize {
-    // SAFETY: sysconf only reads system configuration.
-    let (pages, page_size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let machine = (pages > 0 && page_size > 0).then(|| pages as usize * page_size as usize);
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok());
-    let total = match (machine, cgroup) {
-        (Some(m), Some(c)) => m.min(c),
-        (m, c) => m.or(c).unwrap_or(2 << 30),
-    };
-    total / 2
-}
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Bytes counted for every id held, besides the id and its value: the map's slot, the entry,
 /// the history's queue.
 const ENTRY_OVERHEAD: usize = 192;
+
+/// Bytes counted for a record's deadline: its slot in the entry and its node in the index.
+const DEADLINE_OVERHEAD: usize = 64;
 
 /// One record's entry: its state, its recent history and the last operation applied to it.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +49,8 @@ struct Entry {
     stored: Stored,
     last_op: Option<OpId>,
     history: History,
+    /// When the record expires (only ever set on a live record).
+    deadline: Option<Instant>,
     /// What this entry counts against the budget.
     counted: usize,
 }
@@ -84,7 +59,12 @@ impl Entry {
     /// What the entry counts against the budget as it is now.
     fn footprint(&self, id: &RecordId) -> usize {
         let value = self.stored.value.as_deref().map_or(0, value_footprint);
-        ENTRY_OVERHEAD + id.as_str().len() + value + self.history.bytes()
+        let deadline = if self.deadline.is_some() {
+            DEADLINE_OVERHEAD
+        } else {
+            0
+        };
+        ENTRY_OVERHEAD + id.as_str().len() + value + self.history.bytes() + deadline
     }
 }
 
@@ -116,6 +96,8 @@ struct Records {
     /// Deleted records in the order they were deleted, with the version each was deleted at
     /// (an entry written again since is skipped when its turn comes).
     tombstones: VecDeque<(RecordId, Version)>,
+    /// Every entry's deadline with its id, soonest first: what [`Store::expire_due`] reads.
+    deadlines: BTreeSet<(Instant, RecordId)>,
     limits: MemoryLimits,
 }
 
@@ -177,73 +159,12 @@ impl Records {
     }
 }
 
-/// The [`Store::watch_all`] sinks.
-#[derive(Default)]
-struct Feed {
-    /// Whether `sinks` is non-empty: what every change checks first.
-    ///
-    /// A relaxed load suffices. A watcher registers (this store, then the mutex's release)
-    /// before it lists the records, and listing takes the map's lock; a write that listing did
-    /// not see takes the map's lock after it, so its load happens after the store here and
-    /// sees it. A write the listing saw needs no event.
-    active: AtomicBool,
-    /// Replaced whole on every change, so a notification only clones the `Arc` under the lock
-    /// and calls the sinks outside it.
-    sinks: Mutex<Arc<Vec<(WatchToken, FeedSink)>>>,
-}
-
-impl Feed {
-    fn sinks(&self) -> MutexGuard<'_, Arc<Vec<(WatchToken, FeedSink)>>> {
-        // The sections below only swap a whole `Arc`: a poisoned lock still holds a valid one.
-        self.sinks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Tells every sink that these records changed.
-    fn changed<'a>(&self, ids: impl IntoIterator<Item = &'a RecordId>) {
-        if !self.active.load(Ordering::Relaxed) {
-            return;
-        }
-        let sinks = Arc::clone(&*self.sinks());
-        for id in ids {
-            for (_, sink) in sinks.iter() {
-                deliver_feed(sink, FeedEvent::Changed(id.clone()));
-            }
-        }
-    }
-
-    fn add(&self, sink: FeedSink) -> WatchToken {
-        let token = WatchToken::next();
-        let mut sinks = self.sinks();
-        let mut next = Vec::clone(&sinks);
-        next.push((token, sink));
-        *sinks = Arc::new(next);
-        self.active.store(true, Ordering::Relaxed);
-        token
-    }
-
-    fn remove(&self, token: WatchToken) {
-        let mut sinks = self.sinks();
-        let next: Vec<_> = sinks.iter().filter(|(t, _)| *t != token).cloned().collect();
-        self.active.store(!next.is_empty(), Ordering::Relaxed);
-        *sinks = Arc::new(next);
-    }
-}
-
-impl fmt::Debug for Feed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Feed")
-            .field("sinks", &self.sinks().len())
-            .finish()
-    }
-}
-
 /// Records in a map guarded by a mutex; every call completes at once.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<Records>>,
     feed: Arc<Feed>,
+    watchers: Arc<Watchers>,
 }
 
 impl MemoryStore {
@@ -293,8 +214,9 @@ impl Store for MemoryStore {
         values: Vec<NewVersion>,
         op: OpId,
         history: HistoryLimits,
+        ttl: Option<Duration>,
     ) -> StoreFuture<WriteResult> {
-        let written = self.apply_write(id, expected, values, op, history);
+        let written = self.apply_write(id, expected, values, op, history, ttl);
         // A write of no values changes nothing.
         if let Ok(WriteResult::Applied { version }) = written
             && version != expected.version
@@ -317,6 +239,25 @@ impl Store for MemoryStore {
         ready(Ok(deleted))
     }
 
+    fn set_expiry(&self, id: &RecordId, ttl: Option<Duration>) -> StoreFuture<bool> {
+        let mut map = self.map();
+        if !map.entries.get(id).is_some_and(|e| e.stored.exists()) {
+            return ready(Ok(false));
+        }
+        // A deadline is a few bytes, counted but never refused: shortening a record's life
+        // must work in a full store too.
+        map.set_deadline(id, ttl.map(expiry::deadline_after));
+        map.recount(id);
+        ready(Ok(true))
+    }
+
+    fn expire_due(&self, max: usize) -> StoreFuture<ExpiredBatch> {
+        let batch = self.map().expire_due(Instant::now(), max);
+        self.watchers.deleted(&batch.deleted);
+        self.feed.changed(batch.deleted.iter().map(|(id, _)| id));
+        ready(Ok(batch))
+    }
+
     fn check(&self, id: &RecordId, op: OpId) -> StoreFuture<Checked> {
         let map = self.map();
         let entry = map.entries.get(id).cloned().unwrap_or_default();
@@ -334,13 +275,15 @@ impl Store for MemoryStore {
         ready(Ok(written.len()))
     }
 
-    /// No other instance can change a record here, so there is nothing to deliver: the sink
-    /// is dropped at once and the token only exists to be handed back.
-    fn watch(&self, _id: &RecordId, _sink: ChangeSink) -> StoreFuture<WatchToken> {
-        ready(Ok(WatchToken::next()))
+    /// No other instance can change a record here: the sink only ever hears of the record's
+    /// expiry (see the module docs).
+    fn watch(&self, id: &RecordId, sink: ChangeSink) -> StoreFuture<WatchToken> {
+        ready(Ok(self.watchers.add(id, sink)))
     }
 
-    fn unwatch(&self, _id: &RecordId, _token: WatchToken) {}
+    fn unwatch(&self, id: &RecordId, token: WatchToken) {
+        self.watchers.remove(id, token);
+    }
 
     /// Walks every entry under the lock (writes wait meanwhile); ids are checked against the
     /// glob's literal prefix first, so non-matching ids cost one comparison.
@@ -384,6 +327,7 @@ impl MemoryStore {
         values: Vec<NewVersion>,
         op: OpId,
         history: HistoryLimits,
+        ttl: Option<Duration>,
     ) -> Result<WriteResult, StoreError> {
         let mut map = self.map();
         let map = &mut *map;
@@ -393,7 +337,11 @@ impl MemoryStore {
                 current: entry.stored.clone(),
             });
         }
-        if let Some(refusal) = over_budget(map.used, entry, id, &values, history, map.limits) {
+        // A write of no values changes nothing, its deadline included.
+        let ttl = ttl.filter(|_| !values.is_empty());
+        let dated = ttl.is_some() || entry.deadline.is_some();
+        if let Some(refusal) = over_budget(map.used, entry, id, &values, history, dated, map.limits)
+        {
             metrics().store_full_refusals.inc();
             // A refused first write leaves no empty entry behind.
             if entry.stored == Stored::default() {
@@ -409,13 +357,16 @@ impl MemoryStore {
             entry.stored = Stored::live(new.value, version);
             entry.last_op = Some(op);
         }
+        if let Some(ttl) = ttl {
+            map.set_deadline(id, Some(expiry::deadline_after(ttl)));
+        }
         map.recount(id);
         Ok(WriteResult::Applied { version })
     }
 
     fn apply_delete(&self, id: &RecordId, op: OpId, if_version: Option<Version>) -> DeleteResult {
         let mut map = self.map();
-        let Some(entry) = map.entries.get_mut(id) else {
+        let Some(entry) = map.entries.get(id) else {
             return match if_version {
                 Some(_) => DeleteResult::Mismatch {
                     current: Stored::default(),
@@ -429,13 +380,10 @@ impl MemoryStore {
                 current: entry.stored.clone(),
             };
         }
-        if entry.stored.value.take().is_none() {
+        if !entry.stored.exists() {
             return DeleteResult::Absent { version };
         }
-        entry.history.clear();
-        entry.last_op = Some(op);
-        map.tombstones.push_back((id.clone(), version));
-        map.recount(id);
+        map.tombstone(id, op);
         map.trim_tombstones();
         DeleteResult::Deleted { version }
     }
@@ -451,9 +399,14 @@ impl MemoryStore {
             if entry.stored.version < record.version {
                 // The last operation stays what it was (as on Redis): a restore is not an
                 // operation, and `check` answering for an op that was applied stays true.
+                let deleted = !record.exists();
                 entry.stored = record;
                 entry.history.clear();
                 written.push(id.clone());
+                // A restored tombstone is a deletion: the deadline goes with the record.
+                if deleted {
+                    map.set_deadline(&id, None);
+                }
             }
             map.recount(&id);
         }
@@ -477,6 +430,7 @@ fn over_budget(
     id: &RecordId,
     values: &[NewVersion],
     history: HistoryLimits,
+    dated: bool,
     limits: MemoryLimits,
 ) -> Option<StoreError> {
     let last = values.last()?;
@@ -486,7 +440,12 @@ fn over_budget(
         .map(crate::model::serialized_len)
         .sum();
     let history_bytes = (entry.history.bytes() + added).min(history.bytes);
-    let after = ENTRY_OVERHEAD + id.as_str().len() + value_footprint(&last.value) + history_bytes;
+    let deadline = if dated { DEADLINE_OVERHEAD } else { 0 };
+    let after = ENTRY_OVERHEAD
+        + id.as_str().len()
+        + value_footprint(&last.value)
+        + history_bytes
+        + deadline;
     let grows = after.saturating_sub(entry.counted);
     (grows > 0 && used + grows > limits.max_bytes).then(|| {
         StoreError::Full(format!(

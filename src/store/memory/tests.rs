@@ -19,7 +19,7 @@ async fn put(store: &MemoryStore, id: &RecordId, value: Value) -> Result<Version
         patch: None,
     }];
     match store
-        .write(id, current.expect(), values, OpId::next(), HISTORY)
+        .write(id, current.expect(), values, OpId::next(), HISTORY, None)
         .await?
     {
         WriteResult::Applied { version } => Ok(version),
@@ -105,4 +105,47 @@ async fn a_listing_reads_only_the_ids_under_the_glob_prefix_and_skips_the_delete
     let ids: Vec<&str> = found.iter().map(|(i, _)| i.as_str()).collect();
     assert_eq!(ids, ["item:a:1", "item:ab:1"]);
     assert_eq!(listed("*").len(), 5);
+}
+
+#[actix_rt::test]
+async fn deadlines_are_counted_and_an_expired_record_keeps_only_its_tombstone() {
+    use std::time::Duration;
+    let store = MemoryStore::new();
+    put(&store, &id(1), json!({"a": "b"})).await.unwrap();
+    put(&store, &id(2), json!("stays")).await.unwrap();
+    let plain = store.map().used;
+    assert!(
+        store
+            .set_expiry(&id(1), Some(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.map().used, plain + DEADLINE_OVERHEAD);
+    assert!(store.set_expiry(&id(1), None).await.unwrap());
+    assert_eq!(store.map().used, plain);
+    assert!(
+        store
+            .set_expiry(&id(1), Some(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_expiry(&id(2), Some(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+    );
+
+    let batch = store.expire_due(10).await.unwrap();
+    assert_eq!(batch.deleted, vec![(id(1), 1)]);
+    assert!(!batch.more);
+    let map = store.map();
+    let counted: usize = map.entries.values().map(|e| e.counted).sum();
+    assert_eq!(map.used, counted);
+    for (rid, entry) in &map.entries {
+        assert_eq!(entry.counted, entry.footprint(rid), "{rid}");
+    }
+    assert_eq!(map.entries[&id(1)].deadline, None);
+    assert_eq!(map.deadlines.len(), 1, "only r:2's deadline is left");
+    assert!(map.tombstones.iter().eq([&(id(1), 1)]));
 }

@@ -14,6 +14,17 @@
 //! Recent changes (patches) are kept in `<prefix>record-history:<id>`, with their total size
 //! in `<prefix>record-history-bytes:<id>`, written by the same scripts as the value.
 //!
+//! A record that expires has its deadline (Redis server time, milliseconds since the epoch, as
+//! a decimal integer) in `<prefix>record-expires:<id>`, beside its other keys: only the
+//! record's own scripts read or change it, atomically with the value.
+//!
+//! Finding the due records without reading every deadline takes an index that is not any one
+//! record's: the sorted set `<prefix>record-expiry-index` (member: the raw id, score: a hint of
+//! its deadline, never later than it). On a cluster it is split over
+//! [`EXPIRY_INDEX_SHARDS`] sets `<prefix>record-expiry-index:{<n>}`, each in a slot of its
+//! own, so one shard does not carry every record's expiry; a record's entry is in the set
+//! [`RedisKeys::expiry_index`] names. How the index is kept and claimed: see `expiry.rs`.
+//!
 //! Changes are published on `<prefix>record-updates:<id>`, one channel per record, so an
 //! instance only receives the records its sessions watch.
 //!
@@ -38,6 +49,11 @@ use crate::model::{Glob, RecordId};
 
 /// Prefix Mesh uses, kept as the default so existing data is found.
 pub const DEFAULT_KEY_PREFIX: &str = "mesh:";
+
+/// How many sets the expiry index is split into in the cluster layout: enough to spread the
+/// sweeps' load over the masters of a small cluster, few enough that an idle sweep (one call
+/// per set) stays cheap.
+pub const EXPIRY_INDEX_SHARDS: usize = 8;
 
 /// How a record id is placed in its key and channel names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,6 +151,39 @@ impl RedisKeys {
     /// The total size in bytes of the history list's entries.
     pub fn history_bytes(&self, id: &RecordId) -> String {
         self.build("record-history-bytes:", id)
+    }
+
+    /// Key holding the record's deadline, when it has one (see the module docs).
+    pub fn expires(&self, id: &RecordId) -> String {
+        self.build("record-expires:", id)
+    }
+
+    /// The expiry index set that holds `id`'s entry: the one set on one node, one of
+    /// [`EXPIRY_INDEX_SHARDS`] by the id's hash slot on a cluster.
+    pub fn expiry_index(&self, id: &RecordId) -> String {
+        match self.layout {
+            KeyLayout::Flat => self.expiry_index_shard(0),
+            KeyLayout::Tagged => {
+                let slot = usize::from(super::slots::of(&self.version(id)));
+                self.expiry_index_shard(slot % EXPIRY_INDEX_SHARDS)
+            }
+        }
+    }
+
+    /// Every expiry index set, each once.
+    pub fn expiry_indexes(&self) -> Vec<String> {
+        let shards = match self.layout {
+            KeyLayout::Flat => 1,
+            KeyLayout::Tagged => EXPIRY_INDEX_SHARDS,
+        };
+        (0..shards).map(|n| self.expiry_index_shard(n)).collect()
+    }
+
+    fn expiry_index_shard(&self, n: usize) -> String {
+        match self.layout {
+            KeyLayout::Flat => format!("{}record-expiry-index", self.prefix),
+            KeyLayout::Tagged => format!("{}record-expiry-index:{{{n}}}", self.prefix),
+        }
     }
 
     /// Pub/sub channel carrying the record's changes to other instances.
@@ -248,6 +297,7 @@ mod tests {
             keys.last_op(&rid),
             keys.history(&rid),
             keys.history_bytes(&rid),
+            keys.expires(&rid),
             keys.channel(&rid),
         ] {
             assert_eq!(super::super::slots::of(&name), slot, "{name}");
@@ -262,6 +312,30 @@ mod tests {
                 .is_some()
         );
         assert_eq!(RedisKeys::new("a{").slot_problem(Some(&id("}x"))), None);
+    }
+
+    #[test]
+    fn the_expiry_index_is_one_set_on_a_node_and_spread_on_a_cluster() {
+        let flat = RedisKeys::new("p:");
+        assert_eq!(flat.expires(&id("a")), "p:record-expires:a");
+        assert_eq!(flat.expiry_index(&id("a")), "p:record-expiry-index");
+        assert_eq!(flat.expiry_indexes(), ["p:record-expiry-index"]);
+        let tagged = RedisKeys::with_layout("p:", KeyLayout::Tagged);
+        assert_eq!(tagged.expires(&id("a")), "p:record-expires:{a}");
+        let all = tagged.expiry_indexes();
+        assert_eq!(all.len(), EXPIRY_INDEX_SHARDS);
+        let slots: std::collections::BTreeSet<u16> =
+            all.iter().map(|key| super::super::slots::of(key)).collect();
+        assert_eq!(slots.len(), EXPIRY_INDEX_SHARDS, "one slot per set");
+        // Every id's set is one of them, and ids spread over all of them.
+        let used: std::collections::BTreeSet<String> = (0..200)
+            .map(|n| tagged.expiry_index(&id(&format!("r:{n}"))))
+            .collect();
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), {
+            let mut sorted = all.clone();
+            sorted.sort();
+            sorted
+        });
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!
 //! Key names come from [`RedisKeys`]; see there for the two layouts.
 //!
+//! Records that expire keep their deadline beside their other keys and are found through an
+//! expiry index that sweeps claim with a lease (`expiry`).
+//!
 //! Collections use two more parts: listing records by glob (`listing`) and the change feed,
 //! which the scripts publish when [`RedisStore::set_change_feed`] is on and a `feed` task
 //! receives.
@@ -22,11 +25,14 @@
 //!   `subscriptions` table and the command batching).
 //! - `listing`: [`Store::list_matching`] (SCAN per master, then MGET).
 //! - `feed`: [`Store::watch_all`]: the task owning the change feed's subscription.
+//! - `expiry`: [`Store::set_expiry`] and [`Store::expire_due`]: the expiry index and the
+//!   sweeps' claims on it.
 //! - `preflight`: the checks made once at start (it keeps keys when full, it is Redis 7+);
 //!   [`Unsuitable`] says why a Redis is refused.
 
 mod cluster;
 mod codec;
+mod expiry;
 mod feed;
 mod keys;
 mod listing;
@@ -35,12 +41,12 @@ mod pubsub;
 pub(crate) mod slots;
 mod transport;
 
-pub use keys::{DEFAULT_KEY_PREFIX, KeyLayout, RedisKeys};
+pub use keys::{DEFAULT_KEY_PREFIX, EXPIRY_INDEX_SHARDS, KeyLayout, RedisKeys};
 pub use preflight::Unsuitable;
 
 use super::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, NewVersion, OpId,
-    Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, ExpiredBatch, FeedSink, HistoryLimits,
+    NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::model::{Glob, RecordId, Version, Versioned};
 use codec::{
@@ -246,10 +252,16 @@ impl Store for RedisStore {
         values: Vec<NewVersion>,
         op: OpId,
         history: HistoryLimits,
+        ttl: Option<Duration>,
     ) -> StoreFuture<WriteResult> {
         if let Some(problem) = self.keys.slot_problem(Some(id)) {
             return ready(Err(StoreError::Unavailable(problem)));
         }
+        // Only a write that sets a deadline (and has a value to write) files the record in the
+        // expiry index, before its script runs (see `expiry`); a plain write sends one script.
+        let hint = ttl
+            .filter(|_| !values.is_empty())
+            .map(|ttl| self.index_hint(id, ttl));
         let mut invocation = self.commands.scripts().write.prepare_invoke();
         invocation
             .key(self.keys.value(id))
@@ -257,6 +269,7 @@ impl Store for RedisStore {
             .key(self.keys.last_op(id))
             .key(self.keys.history(id))
             .key(self.keys.history_bytes(id))
+            .key(self.keys.expires(id))
             .arg(expected.version.to_string())
             .arg(if expected.exists { "1" } else { "0" })
             .arg(self.keys.channel(id))
@@ -264,7 +277,8 @@ impl Store for RedisStore {
             .arg(history.versions)
             .arg(history.bytes)
             .arg(self.feed_arg())
-            .arg(id.as_str());
+            .arg(id.as_str())
+            .arg(expiry::ttl_arg(ttl));
         let mut version = expected.version;
         for new in &values {
             let (json, patch) = match (
@@ -283,6 +297,9 @@ impl Store for RedisStore {
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
+            if let Some(hint) = hint {
+                expiry::file(&conn, &hint).await?;
+            }
             let (status, version, value): (i64, String, Option<Vec<u8>>) = conn
                 .invoke(&invocation)
                 .await
@@ -320,6 +337,7 @@ impl Store for RedisStore {
             .key(self.keys.last_op(id))
             .key(self.keys.history(id))
             .key(self.keys.history_bytes(id))
+            .key(self.keys.expires(id))
             .arg(self.keys.channel(id))
             .arg(op.0.to_string())
             .arg(if_version.map(|v| v.to_string()).unwrap_or_default())
@@ -350,6 +368,14 @@ impl Store for RedisStore {
                 _ => Err(corrupt(&id, &format!("version is {version:?}"))),
             }
         })
+    }
+
+    fn set_expiry(&self, id: &RecordId, ttl: Option<Duration>) -> StoreFuture<bool> {
+        self.set_expiry_now(id, ttl)
+    }
+
+    fn expire_due(&self, max: usize) -> StoreFuture<ExpiredBatch> {
+        self.expire_due_now(max)
     }
 
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize> {
@@ -385,6 +411,7 @@ impl Store for RedisStore {
                     .key(self.keys.version(id))
                     .key(self.keys.history(id))
                     .key(self.keys.history_bytes(id))
+                    .key(self.keys.expires(id))
                     .arg(record.version.to_string())
                     .arg(json)
                     .arg(self.keys.channel(id))

@@ -30,6 +30,18 @@ pub(super) struct Scripts {
     pub delete: Script,
     /// Refused up front when Redis is full, like `write`.
     pub restore: Script,
+    /// Runs when Redis is full, as `delete` does: an expiry only frees memory.
+    pub expire: Script,
+    /// Refused up front when Redis is full.
+    pub set_expiry: Script,
+    /// The expiry index's scripts (`expiry.rs`). Filing an entry is part of a write and is
+    /// refused with it; claiming and settling entries run when full (they add nothing), so
+    /// a full Redis can still expire records.
+    pub index_hint: Script,
+    /// Claims due entries for one sweep (allow-oom).
+    pub index_claim: Script,
+    /// Ends a sweep's claim on its entries (allow-oom).
+    pub index_settle: Script,
 }
 
 /// Each script: its shebang, which publish command to use, then the shared helpers, then the
@@ -58,6 +70,11 @@ static NODE_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     write: lua!("#!lua", "PUBLISH", "lua/write.lua"),
     delete: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/delete.lua"),
     restore: lua!("#!lua", "PUBLISH", "lua/restore.lua"),
+    expire: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/expire.lua"),
+    set_expiry: lua!("#!lua", "PUBLISH", "lua/set_expiry.lua"),
+    index_hint: lua!("#!lua", "PUBLISH", "lua/index_hint.lua"),
+    index_claim: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/index_claim.lua"),
+    index_settle: lua!("#!lua flags=allow-oom", "PUBLISH", "lua/index_settle.lua"),
 });
 
 /// Scripts that `SPUBLISH` (a cluster: the message stays on the shard owning the record).
@@ -65,6 +82,11 @@ static CLUSTER_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     write: lua!("#!lua", "SPUBLISH", "lua/write.lua"),
     delete: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/delete.lua"),
     restore: lua!("#!lua", "SPUBLISH", "lua/restore.lua"),
+    expire: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/expire.lua"),
+    set_expiry: lua!("#!lua", "SPUBLISH", "lua/set_expiry.lua"),
+    index_hint: lua!("#!lua", "SPUBLISH", "lua/index_hint.lua"),
+    index_claim: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/index_claim.lua"),
+    index_settle: lua!("#!lua flags=allow-oom", "SPUBLISH", "lua/index_settle.lua"),
 });
 
 impl Transport {

@@ -5,11 +5,14 @@
 
 use crate::model::{Glob, RecordId, Version, Versioned};
 use crate::store::{
-    Change, ChangeSink, Checked, DeleteResult, Expect, FeedSink, HistoryLimits, NewVersion, OpId,
-    RemoteChange, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
+    Change, ChangeSink, Checked, DeleteResult, Expect, ExpiredBatch, FeedSink, HistoryLimits,
+    NewVersion, OpId, RemoteChange, Store, StoreError, StoreFuture, Stored, WatchToken,
+    WriteResult, ready,
 };
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// What the next write or delete does.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +36,9 @@ pub(super) struct FakeStore {
     pub(super) failing_checks: usize,
     /// How many of the next loads fail.
     pub(super) failing_loads: usize,
+    /// The record's deadline, with the id it was set under (the fake has one record, any id
+    /// names it; an expiry reports the id its deadline came with).
+    pub(super) deadline: Option<(RecordId, Instant)>,
 }
 
 impl FakeStore {
@@ -97,10 +103,39 @@ impl FakeStore {
         } else {
             DeleteResult::Absent { version }
         };
+        self.deadline = None;
         match fault {
             Some(Fault::AnswerLostAfterApplying) => Err(Self::lost()),
             _ => Ok(result),
         }
+    }
+
+    /// Sets or clears the live record's deadline.
+    pub(super) fn set_expiry(&mut self, id: &RecordId, ttl: Option<Duration>) -> bool {
+        if !self.record.exists() {
+            return false;
+        }
+        self.deadline = ttl.map(|ttl| (id.clone(), Instant::now() + ttl));
+        true
+    }
+
+    /// Deletes the record if its deadline has passed.
+    pub(super) fn expire_due(&mut self, max: usize) -> ExpiredBatch {
+        let mut batch = ExpiredBatch::default();
+        let due = self
+            .deadline
+            .as_ref()
+            .filter(|(_, at)| *at <= Instant::now());
+        if let Some((id, _)) = due.cloned() {
+            if max == 0 {
+                batch.more = true;
+            } else if self.record.value.take().is_some() {
+                self.last_op = Some(OpId::next());
+                self.deadline = None;
+                batch.deleted.push((id, self.record.version));
+            }
+        }
+        batch
     }
 
     pub(super) fn load(&mut self) -> Result<Stored, StoreError> {
@@ -124,6 +159,9 @@ impl FakeStore {
 
     pub(super) fn restore(&mut self, record: Stored) -> Result<usize, StoreError> {
         if self.record.version < record.version {
+            if !record.exists() {
+                self.deadline = None;
+            }
             // As the real stores: a restore is not an operation and leaves the last one.
             self.record = record;
             Ok(1)
@@ -182,13 +220,32 @@ impl Store for Shared {
 
     fn write(
         &self,
-        _: &RecordId,
+        id: &RecordId,
         expected: Expect,
         values: Vec<NewVersion>,
         op: OpId,
         _: HistoryLimits,
+        ttl: Option<Duration>,
     ) -> StoreFuture<WriteResult> {
-        self.with(|fake| fake.write(expected, values, op))
+        let id = id.clone();
+        self.with(move |fake| {
+            let before = fake.record.version;
+            let result = fake.write(expected, values, op);
+            // Applied with values (also when the answer is then lost): the version moved.
+            if fake.record.version != before && ttl.is_some() {
+                fake.set_expiry(&id, ttl);
+            }
+            result
+        })
+    }
+
+    fn set_expiry(&self, id: &RecordId, ttl: Option<Duration>) -> StoreFuture<bool> {
+        let id = id.clone();
+        self.with(move |fake| Ok(fake.set_expiry(&id, ttl)))
+    }
+
+    fn expire_due(&self, max: usize) -> StoreFuture<ExpiredBatch> {
+        self.with(move |fake| Ok(fake.expire_due(max)))
     }
 
     fn delete(

@@ -31,3 +31,27 @@ end
 local function less(a, b)
   return #a < #b or (#a == #b and a < b)
 end
+
+-- Redis's clock, in milliseconds since the epoch: deadlines are set and checked by it alone, so
+-- the instances' own clocks never matter.
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- A number as text, exactly: Lua would print a large one with 14 significant digits, rounding
+-- away milliseconds and the fraction that marks a claim (see expiry.rs). Milliseconds, halves
+-- and quarters print short: "1712345678901", "1712345678901.5".
+local function exact(number)
+  return string.format('%.17g', number)
+end
+
+-- What every deletion ends with, once its keys are changed (delete.lua, expire.lua): the
+-- deletion on the record's channel and, when the feed is on, the id on the change feed
+-- (classic PUBLISH even on a cluster, see keys.rs).
+local function announce_deletion(channel, version, feed, id)
+  redis.call(PUBLISH, channel, '{"version":' .. version .. ',"deleted":true}')
+  if feed ~= '' then
+    redis.call('PUBLISH', feed, id)
+  end
+end

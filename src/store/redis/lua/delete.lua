@@ -1,9 +1,9 @@
--- Deletes one record, keeping its version key as the tombstone and dropping its history, and
--- publishes the deletion. It runs even while Redis is over `maxmemory` (see transport.rs): it
+-- Deletes one record, keeping its version key as the tombstone and dropping its history and its
+-- deadline, and publishes the deletion. It runs even while Redis is over `maxmemory` (see transport.rs): it
 -- frees more than the one small key it adds.
 --
 -- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
--- KEYS[5] history size. ARGV[1] the record's channel, ARGV[2] this operation's id, ARGV[3] the
+-- KEYS[5] history size, KEYS[6] deadline. ARGV[1] the record's channel, ARGV[2] this operation's id, ARGV[3] the
 -- version the live record must have, or "" for any, ARGV[4] the change feed's channel ("" =
 -- feed off), ARGV[5] the record id (the feed's message).
 --
@@ -16,7 +16,7 @@ if not raw then
     return {2, '0', false}
   end
   -- Without a version there is no record; a stray value must not outlive the delete.
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[6])
   return {0, '0', false}
 end
 local version = canonical(raw)
@@ -39,10 +39,9 @@ if redis.call('DEL', KEYS[1]) == 0 then
   end
   return {0, version, false}
 end
-redis.call('DEL', KEYS[4], KEYS[5])
+-- The deadline goes with the record: one created again later must not inherit it. Its expiry
+-- index entry stays; the next sweep finds no deadline and removes it.
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', OP_TTL_MS)
-redis.call(PUBLISH, ARGV[1], '{"version":' .. version .. ',"deleted":true}')
-if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-end
+announce_deletion(ARGV[1], version, ARGV[4], ARGV[5])
 return {1, version, false}
