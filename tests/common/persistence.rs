@@ -199,3 +199,25 @@ fn target_addr() -> String {
         field("port=").unwrap_or_else(|| "5432".to_owned())
     )
 }
+
+/// Every row of the SQLite database at `path` whose id matches the LIKE `pattern`, as (id,
+/// version, value).
+pub async fn sqlite_rows(
+    path: &std::path::Path,
+    pattern: &str,
+) -> Vec<(String, u64, serde_json::Value)> {
+    let adapter = mesh_records::database::SqliteAdapter::open(path)
+        .await
+        .unwrap();
+    all_rows(&adapter as &dyn PersistenceAdapter, pattern)
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                r.version,
+                serde_json::from_str(&r.value_json).unwrap(),
+            )
+        })
+        .collect()
+}

@@ -57,6 +57,25 @@ pub fn write_one(
     store.write(rid, expected, vals(vec![value(v)]), op, NO_HISTORY, None)
 }
 
+/// Writes `v` over whatever `rid` holds (with `ttl`), as the only writer; returns the new
+/// version.
+pub async fn put_over(
+    store: &dyn Store,
+    rid: &RecordId,
+    v: Value,
+    ttl: Option<std::time::Duration>,
+) -> u64 {
+    let current = store.load(rid).await.expect("load");
+    let values = vals(vec![value(v)]);
+    match store
+        .write(rid, current.expect(), values, OpId::next(), NO_HISTORY, ttl)
+        .await
+    {
+        Ok(WriteResult::Applied { version }) => version,
+        other => panic!("no one else writes {rid}: {other:?}"),
+    }
+}
+
 pub fn restored(v: Value, version: u64) -> Stored {
     Stored::live(value(v), version)
 }

@@ -5,7 +5,6 @@
 use crate::common;
 
 use common::{Backend, Client, TestServer, eventually, patience, start, unique_prefix};
-use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -222,18 +221,7 @@ mod fleet {
 }
 
 async fn rows(path: &std::path::Path) -> Vec<(String, u64, Value)> {
-    let adapter = SqliteAdapter::open(path).await.unwrap();
-    common::persistence::all_rows(&adapter as &dyn PersistenceAdapter, "tmp:%")
-        .await
-        .into_iter()
-        .map(|r| {
-            (
-                r.id,
-                r.version,
-                serde_json::from_str(&r.value_json).unwrap(),
-            )
-        })
-        .collect()
+    common::persistence::sqlite_rows(path, "tmp:%").await
 }
 
 async fn its_row_leaves_the_database(backend: Backend) {

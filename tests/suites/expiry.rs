@@ -149,24 +149,7 @@ impl Raw {
 
 /// Writes `v` over whatever the record holds, with `ttl`; returns the new version.
 async fn put(store: &dyn Store, rid: &str, v: Value, ttl: Option<Duration>) -> u64 {
-    let rid = id(rid);
-    let current = store.load(&rid).await.unwrap();
-    let values = vals(vec![value(v)]);
-    match store
-        .write(
-            &rid,
-            current.expect(),
-            values,
-            OpId::next(),
-            NO_HISTORY,
-            ttl,
-        )
-        .await
-        .unwrap()
-    {
-        WriteResult::Applied { version } => version,
-        conflict => panic!("no one else writes {rid}: {conflict:?}"),
-    }
+    put_over(store, &id(rid), v, ttl).await
 }
 
 /// Sweeps until nothing is due: every record deleted, by id (an id deleted twice fails).

@@ -3,10 +3,9 @@
 
 use crate::common;
 
-use common::persistence::{TestSchema, all_rows};
+use common::persistence::TestSchema;
 use common::{Backend, TestServer, eventually, patience, start, start_with, unique_prefix};
 use mesh_records::Strategy;
-use mesh_records::database::{PersistenceAdapter, SqliteAdapter};
 use serde_json::json;
 use std::time::Duration;
 
@@ -43,18 +42,7 @@ async fn put(server: &TestServer, id: &str, value: serde_json::Value) {
 }
 
 async fn rows(path: &std::path::Path, pattern: &str) -> Vec<(String, u64, serde_json::Value)> {
-    let adapter = SqliteAdapter::open(path).await.unwrap();
-    all_rows(&adapter as &dyn PersistenceAdapter, pattern)
-        .await
-        .into_iter()
-        .map(|r| {
-            (
-                r.id,
-                r.version,
-                serde_json::from_str(&r.value_json).unwrap(),
-            )
-        })
-        .collect()
+    common::persistence::sqlite_rows(path, pattern).await
 }
 
 #[actix_web::test]

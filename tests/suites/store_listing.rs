@@ -43,23 +43,7 @@ fn special_prefix(test: &str) -> String {
 }
 
 async fn put(store: &dyn Store, record: &str, v: Value) -> u64 {
-    let rid = id(record);
-    let current = store.load(&rid).await.expect("load");
-    let values = vals(vec![value(v)]);
-    match store
-        .write(
-            &rid,
-            current.expect(),
-            values,
-            OpId::next(),
-            NO_HISTORY,
-            None,
-        )
-        .await
-    {
-        Ok(WriteResult::Applied { version }) => version,
-        other => panic!("write of {record}: {other:?}"),
-    }
+    put_over(store, &id(record), v, None).await
 }
 
 async fn fill(store: &dyn Store) {
