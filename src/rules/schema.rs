@@ -45,23 +45,55 @@ impl Schema {
         &self.source
     }
 
-    /// `Ok` when `value` satisfies the schema, else its first [`MAX_VIOLATIONS`] violations.
+    /// `Ok` when `value` satisfies the schema, else its first [`MAX_VIOLATIONS`] violations
+    /// (only the first one for a value over [`LISTED_UP_TO`] bytes).
+    ///
+    /// What a refusal costs stays bounded whatever a client sends: the validator builds every
+    /// error before handing out the first (100,000 bad items make 300,000 errors), so only a
+    /// small value has them all collected; a larger one stops at its first. Messages never
+    /// quote the value (it may hold what the writer may not read, after a merge) and are cut
+    /// at [`MAX_TEXT`] bytes, as are paths.
     pub fn check(&self, value: &Value) -> Result<(), Vec<Violation>> {
-        // The boolean check is the fast path: errors are only collected for a refusal.
+        // The boolean check is the fast path: errors are only made for a refusal.
         if self.validator.is_valid(value) {
             return Ok(());
         }
-        let violations: Vec<Violation> = self
+        let violation = |error: &jsonschema::ValidationError<'_>| Violation {
+            path: cut(error.instance_path().to_string()),
+            message: cut(error.masked().to_string()),
+        };
+        if crate::model::serializes_longer_than(value, LISTED_UP_TO) {
+            return Err(match self.validator.validate(value) {
+                Err(error) => vec![violation(&error)],
+                Ok(()) => Vec::new(),
+            });
+        }
+        Err(self
             .validator
             .iter_errors(value)
             .take(MAX_VIOLATIONS)
-            .map(|error| Violation {
-                path: error.instance_path().to_string(),
-                message: error.to_string(),
-            })
-            .collect();
-        Err(violations)
+            .map(|error| violation(&error))
+            .collect())
     }
+}
+
+/// Values up to this size, serialized, have up to [`MAX_VIOLATIONS`] violations listed.
+pub const LISTED_UP_TO: usize = 16 * 1024;
+
+/// Longest message or path in a violation, in bytes.
+pub const MAX_TEXT: usize = 256;
+
+/// `text` cut to [`MAX_TEXT`] bytes (at a character boundary), marked when cut.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -100,6 +132,33 @@ mod tests {
         let schema = Schema::compile(&json!({"items": {"type": "string"}}), "list").unwrap();
         let many = Value::Array((0..100).map(|n| json!(n)).collect());
         assert_eq!(schema.check(&many).unwrap_err().len(), MAX_VIOLATIONS);
+    }
+
+    #[test]
+    fn a_refusal_stays_small_and_never_quotes_the_value() {
+        let schema = Schema::compile(
+            &json!({"type": "object", "maxProperties": 2,
+                    "additionalProperties": {"type": "object", "required": ["text"]}}),
+            "items",
+        )
+        .unwrap();
+        let secret = "secret-".repeat(10);
+        let many: serde_json::Map<String, Value> = (0..20_000)
+            .map(|n| (format!("{secret}{n}"), json!({})))
+            .collect();
+        let violations = schema.check(&Value::Object(many)).unwrap_err();
+        assert_eq!(
+            violations.len(),
+            1,
+            "a large value stops at its first violation"
+        );
+        let small = json!({"a": {}, "b": {"text": 1}, "c": {}});
+        let listed = schema.check(&small).unwrap_err();
+        assert!(listed.len() > 1);
+        for v in violations.iter().chain(&listed) {
+            assert!(v.message.len() <= MAX_TEXT + 3 && v.path.len() <= MAX_TEXT + 3);
+            assert!(!v.message.contains("secret"), "{v:?}");
+        }
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl RecordActor {
             writer: from.writer,
             skip_schema: from.skip_schema,
             approved: None,
+            asks: 0,
             reply,
         };
         self.step(ctx, |core, _| match admitted {

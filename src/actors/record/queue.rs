@@ -94,9 +94,18 @@ pub(crate) struct QueuedWrite<R> {
     /// The async value guard allowed it on the record in this state (judged again on any
     /// other).
     pub approved: Option<Expect>,
+    /// How many times its async value guard was asked (see [`MAX_GUARD_ASKS`]).
+    pub asks: u8,
     /// Where its outcome goes.
     pub reply: R,
 }
+
+/// How many times an async value guard is asked about one write: each answer that comes after
+/// the record moved (another instance kept writing it) is asked again, so a record written
+/// faster than its guard answers would otherwise hold the write, and every write queued behind
+/// it, for ever. Past this, the write fails with `ECONFLICT`, as a write that keeps losing races
+/// does.
+pub(crate) const MAX_GUARD_ASKS: u8 = 8;
 
 /// The record a batch is planned for and the rules its values must pass.
 #[derive(Clone, Copy)]
@@ -198,9 +207,16 @@ pub(crate) fn plan<R: Replies>(
                 plan.writes.push(write);
                 continue;
             }
+            Judged::Ask(_) if write.asks >= MAX_GUARD_ASKS => {
+                plan.outcomes.push(Err(Error::Conflict));
+                plan.writes.push(write);
+                continue;
+            }
             Judged::Ask(proposal) => {
+                let mut write = write;
                 // Judged alone, on the record's state once the writes before it are stored.
                 if plan.writes.is_empty() {
+                    write.asks += 1;
                     plan.ask = Some(proposal);
                 }
                 queue.push_front(Op::Write(write));

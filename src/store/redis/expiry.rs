@@ -73,14 +73,29 @@ pub(super) fn ttl_arg(ttl: Option<Duration>) -> String {
 
 /// Files a record in its expiry index (the invocation from [`RedisStore::index_hint`]). Its
 /// failure stops the write or `set_expiry` before the record's script, so nothing was changed.
+///
+/// Answers whether the entry moved. When it did not (an entry at or before the new hint was
+/// there already), that entry may be a stale one a sweep is about to claim and settle away,
+/// having found no deadline yet: the caller files again once the record's script has set the
+/// deadline ([`file_again`]).
 pub(super) async fn file(
     conn: &Transport,
     hint: &ScriptInvocation<'static>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     conn.invoke::<i64>(hint)
         .await
-        .map(drop)
+        .map(|moved| moved == 1)
         .map_err(|err| unavailable("expiry index", &err))
+}
+
+/// Files again after the record's script set its deadline, when the first filing moved nothing:
+/// the entry is then at or before the deadline, or claimed (and so touched: the sweep holding it
+/// leaves it), or re-added. Only an instance dying between the two calls leaves the gap open. A
+/// failure is logged: the write itself is done.
+pub(super) async fn file_again(conn: &Transport, hint: &ScriptInvocation<'static>, id: &str) {
+    if let Err(e) = conn.invoke::<i64>(hint).await {
+        log::warn!("record {id}: filing its deadline in the expiry index failed: {e}");
+    }
 }
 
 /// What `expire.lua` said of one record.
@@ -134,14 +149,19 @@ impl RedisStore {
             .key(self.keys.expires(id))
             .arg(ttl_arg(ttl));
         let conn = self.commands.clone();
+        let record = id.as_str().to_owned();
         Box::pin(async move {
-            if let Some(hint) = hint {
-                file(&conn, &hint).await?;
-            }
+            let moved = match &hint {
+                Some(hint) => file(&conn, hint).await?,
+                None => true,
+            };
             let done: i64 = conn
                 .invoke(&invocation)
                 .await
                 .map_err(|err| outcome_unknown("set expiry", &err))?;
+            if let Some(hint) = hint.filter(|_| done == 1 && !moved) {
+                file_again(&conn, &hint, &record).await;
+            }
             Ok(done == 1)
         })
     }

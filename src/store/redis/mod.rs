@@ -297,17 +297,23 @@ impl Store for RedisStore {
         let conn = self.commands.clone();
         let id = id.clone();
         Box::pin(async move {
-            if let Some(hint) = hint {
-                expiry::file(&conn, &hint).await?;
-            }
+            let moved = match &hint {
+                Some(hint) => expiry::file(&conn, hint).await?,
+                None => true,
+            };
             let (status, version, value): (i64, String, Option<Vec<u8>>) = conn
                 .invoke(&invocation)
                 .await
                 .map_err(|err| outcome_unknown("write", &err))?;
             match status {
-                1 => Ok(WriteResult::Applied {
-                    version: parse_version(&id, &version)?,
-                }),
+                1 => {
+                    if let Some(hint) = hint.filter(|_| !moved) {
+                        expiry::file_again(&conn, &hint, id.as_str()).await;
+                    }
+                    Ok(WriteResult::Applied {
+                        version: parse_version(&id, &version)?,
+                    })
+                }
                 0 => {
                     let version = parse_version(&id, &version)?;
                     let current = match value {

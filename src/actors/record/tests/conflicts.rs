@@ -159,6 +159,7 @@ fn a_reconnect_during_a_write_waits_for_the_write() {
         writer: None,
         skip_schema: false,
         approved: None,
+        asks: 0,
         reply: 1,
     };
     // The write is in flight when the reconnect notice comes: it waits in the backlog.
@@ -202,6 +203,7 @@ fn an_update_function_runs_again_on_the_fresh_value_after_a_lost_race() {
         writer: None,
         skip_schema: false,
         approved: None,
+        asks: 0,
         reply: 1,
     };
     let effects = h.core.write(write);

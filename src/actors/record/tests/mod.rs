@@ -222,6 +222,7 @@ impl Harness {
             writer,
             skip_schema: false,
             approved: None,
+            asks: 0,
             reply: ticket,
         };
         let effects = self.core.write(write);

@@ -74,6 +74,7 @@ fn the_servers_unchecked_write_skips_the_schema_only() {
         writer: None,
         skip_schema: true,
         approved: None,
+        asks: 0,
         reply: 1,
     };
     let effects = h.core.write(write);
@@ -198,4 +199,24 @@ fn a_lost_race_after_approval_asks_the_guard_again() {
             Seen::Guard(Some(json!({"n": 7})), json!({"n": 7, "mine": true})),
         ]
     );
+}
+
+#[test]
+fn a_guard_outrun_by_other_writers_gives_up_with_econflict() {
+    use crate::actors::record::queue::MAX_GUARD_ASKS;
+    let mut h = Harness::with_rules(live(json!({"n": 0}), 1), limits(), async_rules());
+    h.write_from(1, json!({"mine": true}), Strategy::Merge, client("a"));
+    for n in 1..=MAX_GUARD_ASKS {
+        let seen = h.take_seen();
+        assert!(
+            matches!(seen.last(), Some(Seen::Guard(..))),
+            "ask {n}: {seen:?}"
+        );
+        // Another instance writes while the guard thinks: its answer comes for a stale state.
+        let other = h.store.other_writes(json!({ "n": n }));
+        h.deliver(other);
+        h.answer_guard(true);
+    }
+    assert_eq!(h.take_seen().last(), Some(&reply(1, "ECONFLICT")));
+    assert!(h.core.is_idle(), "the queue moves on");
 }

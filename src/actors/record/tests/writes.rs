@@ -145,6 +145,7 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         writer: None,
         skip_schema: false,
         approved: None,
+        asks: 0,
         reply: 1,
     });
     let more = h.core.write(super::QueuedWrite {
@@ -157,6 +158,7 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         writer: None,
         skip_schema: false,
         approved: None,
+        asks: 0,
         reply: 2,
     });
     let same = h.core.write(super::QueuedWrite {
@@ -169,6 +171,7 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
         writer: None,
         skip_schema: false,
         approved: None,
+        asks: 0,
         reply: 3,
     });
     h.run(effects.into_iter().chain(more).chain(same).collect());
