@@ -15,7 +15,7 @@ mod schema;
 mod value_guard;
 
 pub use crate::error::Violation;
-pub use schema::{MAX_VIOLATIONS, Schema};
+pub use schema::{LISTED_UP_TO, MAX_TEXT, MAX_VIOLATIONS, Schema};
 pub use value_guard::{ProposedWrite, ValueGuard};
 
 use std::sync::Arc;
