@@ -174,7 +174,10 @@ impl Exposure {
     }
 
     /// Values stored under this exposure may be up to `bytes` long, serialized, instead of
-    /// `server.max_value_bytes` (never more than `server.max_frame_bytes`).
+    /// `server.max_value_bytes` (never more than `server.max_frame_bytes`: the builder caps it).
+    /// Sessions measure a value before parsing it against the largest limit of the exposures
+    /// the server was built with: an exposure added later with `Records::expose` can lower the
+    /// limit but not raise it for clients.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.rules.max_value_bytes = Some(bytes);
         self
