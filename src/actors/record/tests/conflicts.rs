@@ -149,19 +149,7 @@ fn a_failed_reload_is_retried() {
 #[test]
 fn a_reconnect_during_a_write_waits_for_the_write() {
     let mut h = Harness::new(live(json!(1), 1));
-    let write = QueuedWrite {
-        change: Edit::Value {
-            value: Arc::new(json!(2)),
-            strategy: Strategy::Replace,
-        },
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
-        skip_schema: false,
-        approved: None,
-        asks: 0,
-        reply: 1,
-    };
+    let write = h.queued(1, json!(2), Strategy::Replace);
     // The write is in flight when the reconnect notice comes: it waits in the backlog.
     let effects = h.core.write(write);
     assert!(matches!(effects.as_slice(), [Effect::Write { .. }]));
@@ -194,18 +182,10 @@ fn a_reconnect_during_a_write_waits_for_the_write() {
 fn an_update_function_runs_again_on_the_fresh_value_after_a_lost_race() {
     let mut h = Harness::new(live(json!(1), 1));
     h.store.other_writes(json!(10));
-    let write = QueuedWrite {
-        change: Edit::Update(Arc::new(|current: Option<&Value>| {
-            Ok(json!(current.and_then(Value::as_i64).unwrap_or(0) + 1))
-        })),
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
-        skip_schema: false,
-        approved: None,
-        asks: 0,
-        reply: 1,
-    };
+    let increment = Edit::Update(Arc::new(|current: Option<&Value>| {
+        Ok(json!(current.and_then(Value::as_i64).unwrap_or(0) + 1))
+    }));
+    let write = h.queued_change(1, increment);
     let effects = h.core.write(write);
     h.run(effects);
     h.fire(Timer::CatchUp);

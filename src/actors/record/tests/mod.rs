@@ -213,20 +213,36 @@ impl Harness {
         writer: Option<crate::connection::Connection>,
     ) {
         let write = QueuedWrite {
-            change: Edit::Value {
+            writer,
+            ..self.queued(ticket, value, strategy)
+        };
+        let effects = self.core.write(write);
+        self.run(effects);
+    }
+
+    /// A write of `value` queued now, by the server, with no condition.
+    fn queued(&self, ticket: u32, value: Value, strategy: Strategy) -> QueuedWrite<u32> {
+        self.queued_change(
+            ticket,
+            Edit::Value {
                 value: Arc::new(value),
                 strategy,
             },
+        )
+    }
+
+    /// A write making `change`, queued now, by the server, with no condition.
+    fn queued_change(&self, ticket: u32, change: Edit) -> QueuedWrite<u32> {
+        QueuedWrite {
+            change,
             queued_at: self.now,
             expected_version: None,
-            writer,
+            writer: None,
             skip_schema: false,
             approved: None,
             asks: 0,
             reply: ticket,
-        };
-        let effects = self.core.write(write);
-        self.run(effects);
+        }
     }
 
     /// The async value guard answers.

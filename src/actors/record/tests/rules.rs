@@ -65,17 +65,8 @@ fn the_schema_judges_the_merged_value_not_the_partial_one() {
 fn the_servers_unchecked_write_skips_the_schema_only() {
     let mut h = Harness::with_rules(live(json!({"title": "a"}), 1), limits(), todo_schema());
     let write = QueuedWrite {
-        change: Edit::Value {
-            value: Arc::new(json!({"legacy": 1})),
-            strategy: Strategy::Replace,
-        },
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
         skip_schema: true,
-        approved: None,
-        asks: 0,
-        reply: 1,
+        ..h.queued(1, json!({"legacy": 1}), Strategy::Replace)
     };
     let effects = h.core.write(write);
     h.run(effects);

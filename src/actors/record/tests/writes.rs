@@ -135,45 +135,15 @@ fn a_batch_with_a_change_persists_once_and_vouches_for_nothing_more() {
     let mut h = Harness::new(live(json!({"a": 1}), 1));
     // Queued behind a write in flight, the three form one batch: the unchanged one is
     // covered by the batch's persist.
-    let effects = h.core.write(super::QueuedWrite {
-        change: Edit::Value {
-            value: Arc::new(json!({"a": 2})),
-            strategy: Strategy::Replace,
-        },
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
-        skip_schema: false,
-        approved: None,
-        asks: 0,
-        reply: 1,
-    });
-    let more = h.core.write(super::QueuedWrite {
-        change: Edit::Value {
-            value: Arc::new(json!({"a": 3})),
-            strategy: Strategy::Replace,
-        },
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
-        skip_schema: false,
-        approved: None,
-        asks: 0,
-        reply: 2,
-    });
-    let same = h.core.write(super::QueuedWrite {
-        change: Edit::Value {
-            value: Arc::new(json!({"a": 3})),
-            strategy: Strategy::Replace,
-        },
-        queued_at: h.now,
-        expected_version: None,
-        writer: None,
-        skip_schema: false,
-        approved: None,
-        asks: 0,
-        reply: 3,
-    });
+    let effects = h
+        .core
+        .write(h.queued(1, json!({"a": 2}), Strategy::Replace));
+    let more = h
+        .core
+        .write(h.queued(2, json!({"a": 3}), Strategy::Replace));
+    let same = h
+        .core
+        .write(h.queued(3, json!({"a": 3}), Strategy::Replace));
     h.run(effects.into_iter().chain(more).chain(same).collect());
     let seen = h.take_seen();
     assert!(!seen.contains(&Seen::Vouch), "{seen:?}");
