@@ -11,14 +11,16 @@
 //! # The index
 //! To find due records without reading every deadline, each record with one has an entry in
 //! an expiry index set (one per node, [`EXPIRY_INDEX_SHARDS`](super::EXPIRY_INDEX_SHARDS) on a
-//! cluster), scored with a hint of its deadline. The index is not in the record's slot, so it
-//! cannot change in the record's scripts; it is kept by its own small scripts under one rule:
-//! **a record with a deadline always has an entry at or before it, or one a live sweep holds.**
-//! - Filing (`index_hint.lua`) comes before the record's script, for every write with a ttl and
-//!   every `set_expiry` with one: a crash in between leaves an entry without a deadline, which
-//!   costs one check, never a deadline without an entry. Filing only moves an entry earlier,
-//!   so a write that lost its race (a conflict, an older ttl) cannot push a hint past the
-//!   deadline another write set.
+//! cluster), scored with a hint of its deadline. It is kept under one rule: **a record with a
+//! deadline always has an entry at or before it, or one a live sweep holds.**
+//! - Filing (`file_hint` in `common.lua`), for every write with a ttl and every `set_expiry`
+//!   with one. On one node the record's own script files it, with the deadline it sets,
+//!   atomically. On a cluster the index is not in the record's slot, so `index_hint.lua` files
+//!   it before the record's script: a crash in between leaves an entry without a deadline,
+//!   which costs one check, never a deadline without an entry; and when that filing moved
+//!   nothing, it files again after the script (see [`file_again`]). Filing only moves an entry
+//!   earlier, so a write that lost its race (a conflict, an older ttl) cannot push a hint past
+//!   the deadline another write set.
 //! - A sweep claims due entries (`index_claim.lua`): it moves them to its claim score, now +
 //!   [`LEASE`] + .5, where no other sweep sees them until the lease runs out. A sweep that dies
 //!   leaves its claims, and they come back due when their lease ends.
@@ -44,7 +46,7 @@
 
 use super::codec::{outcome_unknown, parse_version, unavailable};
 use super::transport::Transport;
-use super::{RedisKeys, RedisStore};
+use super::{KeyLayout, RedisKeys, RedisStore};
 use crate::model::RecordId;
 use crate::store::{ExpiredBatch, OpId, StoreError, StoreFuture, ready};
 use futures_util::StreamExt;
@@ -141,13 +143,18 @@ impl RedisStore {
         if let Some(problem) = self.keys.slot_problem(Some(id)) {
             return ready(Err(StoreError::Unavailable(problem)));
         }
-        let hint = ttl.map(|ttl| self.index_hint(id, ttl));
+        // On one node the script files the index itself; on a cluster it is filed first.
+        let apart = self.keys.layout() == KeyLayout::Tagged;
+        let hint = ttl.filter(|_| apart).map(|ttl| self.index_hint(id, ttl));
         let mut invocation = self.commands.scripts().set_expiry.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
-            .key(self.keys.expires(id))
-            .arg(ttl_arg(ttl));
+            .key(self.keys.expires(id));
+        if ttl.is_some() && !apart {
+            invocation.key(self.keys.expiry_index(id));
+        }
+        invocation.arg(ttl_arg(ttl)).arg(id.as_str());
         let conn = self.commands.clone();
         let record = id.as_str().to_owned();
         Box::pin(async move {

@@ -258,10 +258,11 @@ impl Store for RedisStore {
             return ready(Err(StoreError::Unavailable(problem)));
         }
         // Only a write that sets a deadline (and has a value to write) files the record in the
-        // expiry index, before its script runs (see `expiry`); a plain write sends one script.
-        let hint = ttl
-            .filter(|_| !values.is_empty())
-            .map(|ttl| self.index_hint(id, ttl));
+        // expiry index (see `expiry`): on one node inside its own script, on a cluster (where
+        // the index is in another slot) by a call before it. A plain write sends one script.
+        let filing = ttl.filter(|_| !values.is_empty());
+        let apart = self.keys.layout() == KeyLayout::Tagged;
+        let hint = filing.filter(|_| apart).map(|ttl| self.index_hint(id, ttl));
         let mut invocation = self.commands.scripts().write.prepare_invoke();
         invocation
             .key(self.keys.value(id))
@@ -269,7 +270,11 @@ impl Store for RedisStore {
             .key(self.keys.last_op(id))
             .key(self.keys.history(id))
             .key(self.keys.history_bytes(id))
-            .key(self.keys.expires(id))
+            .key(self.keys.expires(id));
+        if filing.is_some() && !apart {
+            invocation.key(self.keys.expiry_index(id));
+        }
+        invocation
             .arg(expected.version.to_string())
             .arg(if expected.exists { "1" } else { "0" })
             .arg(self.keys.channel(id))

@@ -55,3 +55,29 @@ local function announce_deletion(channel, version, feed, id)
     redis.call('PUBLISH', feed, id)
   end
 end
+
+-- Files `id` in the expiry index `index` with a deadline hint (see expiry.rs for the whole
+-- protocol): whole milliseconds are hints; a half (.5) marks an entry claimed by a sweep until
+-- then; a quarter (.25) a claimed entry that a write has touched since. The entry only ever
+-- moves earlier, except that a claim is always changed, so the sweep holding it sees that it
+-- must not remove it. Returns 1 when the entry was added or moved.
+local function file_hint(index, hint, id)
+  local raw = redis.call('ZSCORE', index, id)
+  local score = hint
+  if raw then
+    local current = tonumber(raw)
+    local fraction = current % 1
+    if fraction == 0 or hint < current then
+      score = math.min(current, hint)
+    elseif fraction == 0.5 then
+      score = current - 0.25
+    else
+      score = current
+    end
+    if score == current then
+      return 0
+    end
+  end
+  redis.call('ZADD', index, exact(score), id)
+  return 1
+end

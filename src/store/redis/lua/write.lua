@@ -1,7 +1,8 @@
 -- Compare-and-set of one record, keeping its history and publishing every new version.
 --
 -- KEYS[1] value key, KEYS[2] version key, KEYS[3] last-operation key, KEYS[4] history list,
--- KEYS[5] history size in bytes, KEYS[6] deadline.
+-- KEYS[5] history size in bytes, KEYS[6] deadline, KEYS[7] (one Redis node only, with a ttl)
+-- the expiry index.
 -- ARGV[1] the expected version (canonical; live or tombstone, "0" = never written), ARGV[2]
 -- "1" if the record must exist at that version, "0" if it must not, ARGV[3] the record's
 -- channel, ARGV[4] this operation's id, ARGV[5] most history entries kept (0 = none), ARGV[6]
@@ -84,7 +85,13 @@ redis.call('SET', KEYS[1], ARGV[n - 1])
 redis.call('SET', KEYS[2], ARGV[n - 2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', OP_TTL_MS)
 if ARGV[9] ~= '' then
-  redis.call('SET', KEYS[6], exact(now_ms() + tonumber(ARGV[9])))
+  local deadline = now_ms() + tonumber(ARGV[9])
+  redis.call('SET', KEYS[6], exact(deadline))
+  -- On one node the index is filed here, with the deadline (KEYS[7]); on a cluster the caller
+  -- filed it before this script.
+  if KEYS[7] then
+    file_hint(KEYS[7], deadline, ARGV[8])
+  end
 end
 for _, message in ipairs(messages) do
   redis.call(PUBLISH, ARGV[3], message)
