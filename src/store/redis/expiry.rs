@@ -128,6 +128,24 @@ fn shares(max: usize, sets: usize) -> Vec<usize> {
 }
 
 impl RedisStore {
+    /// Where a script that sets `id`'s deadline (`ttl`, if any) files it in the expiry index:
+    /// on one node the script does it, and the index key is added to `script`'s keys (after
+    /// the record's); on a cluster, where the index is in another slot, the answer is the call
+    /// to make before the script ([`file`]).
+    pub(super) fn filing(
+        &self,
+        id: &RecordId,
+        ttl: Option<Duration>,
+        script: &mut ScriptInvocation<'static>,
+    ) -> Option<ScriptInvocation<'static>> {
+        let ttl = ttl?;
+        if self.keys.layout() == KeyLayout::Tagged {
+            return Some(self.index_hint(id, ttl));
+        }
+        script.key(self.keys.expiry_index(id));
+        None
+    }
+
     /// The call that files `id` in its expiry index with a deadline `ttl` from now.
     pub(super) fn index_hint(&self, id: &RecordId, ttl: Duration) -> ScriptInvocation<'static> {
         let mut hint = self.commands.scripts().index_hint.prepare_invoke();
@@ -143,17 +161,12 @@ impl RedisStore {
         if let Some(problem) = self.keys.slot_problem(Some(id)) {
             return ready(Err(StoreError::Unavailable(problem)));
         }
-        // On one node the script files the index itself; on a cluster it is filed first.
-        let apart = self.keys.layout() == KeyLayout::Tagged;
-        let hint = ttl.filter(|_| apart).map(|ttl| self.index_hint(id, ttl));
         let mut invocation = self.commands.scripts().set_expiry.prepare_invoke();
         invocation
             .key(self.keys.value(id))
             .key(self.keys.version(id))
             .key(self.keys.expires(id));
-        if ttl.is_some() && !apart {
-            invocation.key(self.keys.expiry_index(id));
-        }
+        let hint = self.filing(id, ttl, &mut invocation);
         invocation.arg(ttl_arg(ttl)).arg(id.as_str());
         let conn = self.commands.clone();
         let record = id.as_str().to_owned();

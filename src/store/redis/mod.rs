@@ -260,9 +260,6 @@ impl Store for RedisStore {
         // Only a write that sets a deadline (and has a value to write) files the record in the
         // expiry index (see `expiry`): on one node inside its own script, on a cluster (where
         // the index is in another slot) by a call before it. A plain write sends one script.
-        let filing = ttl.filter(|_| !values.is_empty());
-        let apart = self.keys.layout() == KeyLayout::Tagged;
-        let hint = filing.filter(|_| apart).map(|ttl| self.index_hint(id, ttl));
         let mut invocation = self.commands.scripts().write.prepare_invoke();
         invocation
             .key(self.keys.value(id))
@@ -271,9 +268,8 @@ impl Store for RedisStore {
             .key(self.keys.history(id))
             .key(self.keys.history_bytes(id))
             .key(self.keys.expires(id));
-        if filing.is_some() && !apart {
-            invocation.key(self.keys.expiry_index(id));
-        }
+        let filing = ttl.filter(|_| !values.is_empty());
+        let hint = self.filing(id, filing, &mut invocation);
         invocation
             .arg(expected.version.to_string())
             .arg(if expected.exists { "1" } else { "0" })

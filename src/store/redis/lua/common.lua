@@ -81,3 +81,14 @@ local function file_hint(index, hint, id)
   redis.call('ZADD', index, exact(score), id)
   return 1
 end
+
+-- Sets a record's deadline `ttl` milliseconds (text) from now in its deadline key and, on one
+-- node (`index` given), files it in the expiry index with that very deadline (write.lua,
+-- set_expiry.lua); on a cluster the caller filed the index before the script.
+local function set_deadline(key, ttl, index, id)
+  local deadline = now_ms() + tonumber(ttl)
+  redis.call('SET', key, exact(deadline))
+  if index then
+    file_hint(index, deadline, id)
+  end
+end

@@ -12,10 +12,6 @@ end
 if ARGV[1] == '' then
   redis.call('DEL', KEYS[3])
 else
-  local deadline = now_ms() + tonumber(ARGV[1])
-  redis.call('SET', KEYS[3], exact(deadline))
-  if KEYS[4] then
-    file_hint(KEYS[4], deadline, ARGV[2])
-  end
+  set_deadline(KEYS[3], ARGV[1], KEYS[4], ARGV[2])
 end
 return 1

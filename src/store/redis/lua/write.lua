@@ -85,13 +85,7 @@ redis.call('SET', KEYS[1], ARGV[n - 1])
 redis.call('SET', KEYS[2], ARGV[n - 2])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', OP_TTL_MS)
 if ARGV[9] ~= '' then
-  local deadline = now_ms() + tonumber(ARGV[9])
-  redis.call('SET', KEYS[6], exact(deadline))
-  -- On one node the index is filed here, with the deadline (KEYS[7]); on a cluster the caller
-  -- filed it before this script.
-  if KEYS[7] then
-    file_hint(KEYS[7], deadline, ARGV[8])
-  end
+  set_deadline(KEYS[6], ARGV[9], KEYS[7], ARGV[8])
 end
 for _, message in ipairs(messages) do
   redis.call(PUBLISH, ARGV[3], message)
