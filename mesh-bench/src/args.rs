@@ -16,6 +16,8 @@ const MAX_WARMUP: Duration = Duration::from_secs(60);
 const MAX_IN_FLIGHT: usize = 1024;
 /// Highest open-loop rate: a write every 50 µs, already finer than the writer's sleeps.
 const MAX_RATE: usize = 20_000;
+/// Highest open-loop rate of one `records` connection (its timer has millisecond steps).
+const MAX_RATE_PER_CONNECTION: f64 = 1000.0;
 /// Largest pad: the server refuses values above `max_value_bytes` (1 MiB by default).
 const MAX_PAD: usize = 512 * 1024;
 /// Most publishes one race writer makes.
@@ -64,8 +66,14 @@ scenarios:
            tool) that falls behind shows as latency, not as fewer samples. Also
            reports writes sent more than 1 ms late (missed schedule) and the send lag.
   records  C connections, each writing its own record in a closed loop (publish, wait
-       for its own push, repeat); writes/s and write-to-push latency.
+       for its own push, repeat); writes/s and write-to-push latency, and the spread
+       between connections (own pushes and mean latency per connection, per tool thread).
          --connections C (100)  --pad BYTES (100)
+         --rate-per-connection R  open loop instead: each connection writes R times a
+           second (e.g. 1 or 0.5) at fixed times, the connections spread evenly over
+           the interval, whatever the pushes; latency counts from each write's due time.
+           Also reports writes sent more than 1 ms late and the send lag (tokio's timer
+           wakes on whole milliseconds, so up to 1 ms of lag is the tool's own).
   idle     N connections each subscribed to one of 100 records, then held idle;
        server memory per connection (needs --server-pid).
          --connections N (1000)  --hold SECS (10)
@@ -223,6 +231,8 @@ pub struct Options {
     pub in_flight: usize,
     /// `fanout`: open loop at this many writes per second instead of `in_flight`.
     pub rate: Option<usize>,
+    /// `records`: open loop at this many writes per second on each connection.
+    pub rate_per_connection: Option<f64>,
     pub pad: usize,
     pub connections: usize,
     pub hold: Duration,
@@ -274,6 +284,7 @@ impl Options {
             mode: Mode::Patch,
             in_flight: 16,
             rate: None,
+            rate_per_connection: None,
             record: None,
             report: None,
             pad: 100,
@@ -421,6 +432,9 @@ fn set(options: &mut Options, name: &str, value: &str) -> Result<(), String> {
         "--writers" => options.writers = bounded(name, value, 1, MAX_CONNECTIONS)?,
         "--in-flight" => options.in_flight = bounded(name, value, 1, MAX_IN_FLIGHT)?,
         "--rate" => options.rate = Some(bounded(name, value, 1, MAX_RATE)?),
+        "--rate-per-connection" => {
+            options.rate_per_connection = Some(rate_per_connection(value)?);
+        }
         "--pad" => options.pad = bounded(name, value, 0, MAX_PAD)?,
         "--writes" => options.writes = bounded(name, value, 1, MAX_WRITES)?,
         "--record" => options.record = Some(value.to_owned()),
@@ -465,6 +479,9 @@ fn check(options: &Options, allow_remote: bool, given: &[String]) -> Result<(), 
         && !(collection && options.shape != Shape::Snapshot)
     {
         return Err("--rate is a fanout, hostile and collection (not snapshot) option".into());
+    }
+    if options.rate_per_connection.is_some() && options.scenario != Scenario::Records {
+        return Err("--rate-per-connection is a records option".into());
     }
     let only = |names: &[&str], holds: bool, what: &str| match given
         .iter()
@@ -575,6 +592,18 @@ fn bounded(name: &str, value: &str, low: usize, high: usize) -> Result<usize, St
     Ok(n)
 }
 
+/// `--rate-per-connection`: writes per second on one connection, 0.01 (one every 100 s) to
+/// `MAX_RATE_PER_CONNECTION`.
+fn rate_per_connection(value: &str) -> Result<f64, String> {
+    let rate: f64 = number("--rate-per-connection", value)?;
+    if !(0.01..=MAX_RATE_PER_CONNECTION).contains(&rate) {
+        return Err(format!(
+            "--rate-per-connection: between 0.01 and {MAX_RATE_PER_CONNECTION}, not {rate}"
+        ));
+    }
+    Ok(rate)
+}
+
 fn seconds(name: &str, value: &str, cap: Duration) -> Result<Duration, String> {
     let secs: f64 = number(name, value)?;
     if !(0.0..=cap.as_secs_f64()).contains(&secs) {
@@ -641,6 +670,21 @@ mod tests {
                 "--per-connection",
                 "10",
             ],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn records_open_loop_rate() {
+        let open = run(&["records", "--rate-per-connection", "0.5"]).unwrap();
+        assert_eq!(open.rate_per_connection, Some(0.5));
+        assert_eq!(run(&["records"]).unwrap().rate_per_connection, None);
+        for args in [
+            &["records", "--rate-per-connection", "0"][..],
+            &["records", "--rate-per-connection", "NaN"],
+            &["records", "--rate-per-connection", "1001"],
+            &["fanout", "--rate-per-connection", "1"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }

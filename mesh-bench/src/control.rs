@@ -84,6 +84,12 @@ impl Control {
         self.start.elapsed().as_micros() as u64
     }
 
+    /// The moment `us` microseconds after the tool started (the inverse of [`Control::now_us`]),
+    /// for timers that wake at a stamped due time.
+    pub fn instant_at(&self, us: u64) -> Instant {
+        self.start + Duration::from_micros(us)
+    }
+
     /// Keeps the first error for the report (later ones only count).
     pub fn note_error(&self, error: String) {
         if let Ok(mut first) = self.first_error.lock() {
@@ -199,13 +205,15 @@ impl Worker {
         conn.pong().await
     }
 
-    /// Records `now - sent_us` while measuring.
-    pub fn record_latency(&self, sent_us: u64) {
-        if self.ctl.measuring() {
-            let us = self.ctl.now_us().saturating_sub(sent_us).max(1);
-            self.latency.borrow_mut().saturating_record(us);
-            self.recent.record(us);
+    /// Records `now - sent_us` while measuring; returns what it recorded (µs).
+    pub fn record_latency(&self, sent_us: u64) -> Option<u64> {
+        if !self.ctl.measuring() {
+            return None;
         }
+        let us = self.ctl.now_us().saturating_sub(sent_us).max(1);
+        self.latency.borrow_mut().saturating_record(us);
+        self.recent.record(us);
+        Some(us)
     }
 }
 

@@ -53,10 +53,12 @@ impl Report {
             self.line(format!("{label}: no samples"));
         } else {
             self.line(format!(
-                "{label}: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} samples)",
+                "{label}: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  mean {:.2} ms  max {:.2} ms  \
+                 ({} samples)",
                 ms(h.value_at_quantile(0.5)),
                 ms(h.value_at_quantile(0.9)),
                 ms(h.value_at_quantile(0.99)),
+                h.mean() / 1000.0,
                 ms(h.max()),
                 h.len()
             ));

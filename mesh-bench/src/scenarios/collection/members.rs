@@ -308,7 +308,9 @@ fn on_update(w: &Worker, payload: &Payload) {
         None => payload.patch.sent_us,
     };
     match sent_us {
-        Some(sent_us) => w.record_latency(sent_us),
+        Some(sent_us) => {
+            w.record_latency(sent_us);
+        }
         None => w.counters.bump(Ctr::BadFrames),
     }
 }
