@@ -26,6 +26,21 @@ pub(crate) enum ChangeParseError {
     NoChange,
 }
 
+/// Whether `payload` is an update that the store tagged `origin` published (`write.lua` puts
+/// `"from":"<tag>"` right after the version), told without parsing the rest: an instance's own
+/// writes coming back on the record's channel, which its record actor already applied.
+pub(crate) fn published_by(payload: &[u8], origin: &str) -> bool {
+    let Some(rest) = payload.strip_prefix(b"{\"version\":") else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(tag) = rest[digits..].strip_prefix(b",\"from\":\"") else {
+        return false;
+    };
+    tag.strip_prefix(origin.as_bytes())
+        .is_some_and(|end| end.first() == Some(&b'"'))
+}
+
 /// Parses one published message.
 pub(crate) fn parse_change(payload: &[u8]) -> Result<RemoteChange, ChangeParseError> {
     let parsed: Value = serde_json::from_slice(payload)
@@ -56,6 +71,25 @@ pub(crate) fn parse_change(payload: &[u8]) -> Result<RemoteChange, ChangeParseEr
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_instance_knows_its_own_updates_unparsed() {
+        let own = br#"{"version":7,"from":"ab12","patch":[],"value":1}"#;
+        assert!(published_by(own, "ab12"));
+        assert!(!published_by(own, "ab1"));
+        assert!(!published_by(own, "ab123"));
+        assert!(!published_by(br#"{"version":7,"value":1}"#, "ab12"));
+        assert!(!published_by(br#"{"version":7,"deleted":true}"#, "ab12"));
+        assert!(!published_by(
+            br#"{"from":"ab12","version":7,"value":1}"#,
+            "ab12"
+        ));
+        // Parsed in full, the tag is just another field.
+        assert!(matches!(
+            parse_change(own),
+            Ok(RemoteChange::Updated { version: 7, .. })
+        ));
+    }
 
     #[test]
     fn update_message() {

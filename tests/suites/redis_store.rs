@@ -304,11 +304,43 @@ async fn watchers_get_every_change_in_order() {
 }
 
 #[actix_rt::test]
+async fn a_store_does_not_hand_its_own_writes_back() {
+    let fx = Fixture::new("own").await;
+    let other = fx.other_instance().await;
+    let rid = id("own");
+    let (own_sink, mut own_rx) = channel_sink();
+    let (other_sink, mut other_rx) = channel_sink();
+    fx.store.watch(&rid, own_sink).await.expect("watch");
+    other.watch(&rid, other_sink).await.expect("watch");
+
+    write_one(&fx.store, &rid, absent(0), json!("mine"), OpId(1))
+        .await
+        .expect("write");
+    write_one(&other, &rid, live(1), json!("theirs"), OpId(2))
+        .await
+        .expect("write");
+    fx.store.delete(&rid, OpId(3), None).await.expect("delete");
+
+    // Each instance hears the other's write, never its own; deletions reach everyone.
+    assert_eq!(next_change(&mut other_rx).await, updated(1, json!("mine")));
+    assert_eq!(
+        next_change(&mut other_rx).await,
+        RemoteChange::Deleted { version: 2 }
+    );
+    assert_eq!(next_change(&mut own_rx).await, updated(2, json!("theirs")));
+    assert_eq!(
+        next_change(&mut own_rx).await,
+        RemoteChange::Deleted { version: 2 }
+    );
+}
+
+#[actix_rt::test]
 async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
     let fx = Fixture::new("quiet").await;
+    let watcher = fx.other_instance().await;
     let rid = id("quiet");
     let (sink, mut rx) = channel_sink();
-    fx.store.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
 
     let conflict = write_one(&fx.store, &rid, live(5), json!(1), OpId(1))
         .await
@@ -351,11 +383,12 @@ async fn conflicts_publish_nothing_and_restores_publish_what_they_wrote() {
 #[actix_rt::test]
 async fn unwatch_stops_only_its_own_sink() {
     let fx = Fixture::new("unwatch").await;
+    let watcher = fx.other_instance().await;
     let rid = id("shared");
     let (old_sink, mut old_rx) = channel_sink();
     let (new_sink, mut new_rx) = channel_sink();
-    let old = fx.store.watch(&rid, old_sink).await.expect("watch");
-    let new = fx.store.watch(&rid, new_sink).await.expect("watch");
+    let old = watcher.watch(&rid, old_sink).await.expect("watch");
+    let new = watcher.watch(&rid, new_sink).await.expect("watch");
     assert_ne!(old, new);
 
     write_one(&fx.store, &rid, absent(0), json!(1), OpId(100))
@@ -364,7 +397,7 @@ async fn unwatch_stops_only_its_own_sink() {
     assert_eq!(next_change(&mut old_rx).await, updated(1, json!(1)));
     assert_eq!(next_change(&mut new_rx).await, updated(1, json!(1)));
 
-    fx.store.unwatch(&rid, old);
+    watcher.unwatch(&rid, old);
     write_one(&fx.store, &rid, live(1), json!(2), OpId(101))
         .await
         .expect("write");
@@ -374,9 +407,9 @@ async fn unwatch_stops_only_its_own_sink() {
     assert!(old_rx.try_recv().is_err(), "unwatched sink still called");
 
     // The last sink leaving unsubscribes; a later watch subscribes again.
-    fx.store.unwatch(&rid, new);
+    watcher.unwatch(&rid, new);
     let (again_sink, mut again_rx) = channel_sink();
-    fx.store.watch(&rid, again_sink).await.expect("watch");
+    watcher.watch(&rid, again_sink).await.expect("watch");
     write_one(&fx.store, &rid, live(2), json!(3), OpId(102))
         .await
         .expect("write");
@@ -387,9 +420,10 @@ async fn unwatch_stops_only_its_own_sink() {
 #[actix_rt::test]
 async fn malformed_messages_are_skipped() {
     let mut fx = Fixture::new("malformed").await;
+    let watcher = fx.other_instance().await;
     let rid = id("noisy");
     let (sink, mut rx) = channel_sink();
-    fx.store.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
     let channel = fx.store.keys().channel(&rid);
     fx.publish(&channel, "not json").await;
     fx.publish(&channel, r#"{"version":"1","value":1}"#).await;
@@ -403,11 +437,12 @@ async fn malformed_messages_are_skipped() {
 #[actix_rt::test]
 async fn a_panicking_sink_does_not_stop_the_router() {
     let fx = Fixture::new("panic").await;
+    let watcher = fx.other_instance().await;
     let rid = id("p");
     let panicking: ChangeSink = Arc::new(|_| panic!("sink failure (expected by the test)"));
-    fx.store.watch(&rid, panicking).await.expect("watch");
+    watcher.watch(&rid, panicking).await.expect("watch");
     let (sink, mut rx) = channel_sink();
-    fx.store.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
     write_one(&fx.store, &rid, absent(0), json!(1), OpId(100))
         .await
         .expect("write");
@@ -447,9 +482,13 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     let store = RedisStore::connect(&url, "restart:")
         .await
         .expect("connect");
+    // Watched through a second instance: a store does not hand its own writes back.
+    let watcher = RedisStore::connect(&url, "restart:")
+        .await
+        .expect("connect");
     let rid = id("survivor");
     let (sink, mut rx) = channel_sink();
-    store.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
     write_one(&store, &rid, absent(0), json!(1), OpId(100))
         .await
         .expect("write");
@@ -482,7 +521,7 @@ async fn a_redis_restart_fails_fast_then_resyncs_watchers() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let (late_sink, _late_rx) = channel_sink();
     assert!(matches!(
-        store.watch(&id("late"), late_sink).await,
+        watcher.watch(&id("late"), late_sink).await,
         Err(StoreError::Unavailable(_))
     ));
 
@@ -506,11 +545,13 @@ async fn a_killed_pubsub_connection_is_replaced_and_resynced() {
     let redis = OwnRedis::start();
     let url = redis.url();
     let store = RedisStore::connect(&url, "kill:").await.expect("connect");
+    // Watched through a second instance: a store does not hand its own writes back.
+    let watcher = RedisStore::connect(&url, "kill:").await.expect("connect");
     let (rid, other) = (id("a"), id("b"));
     let (sink, mut rx) = channel_sink();
     let (other_sink, mut other_rx) = channel_sink();
-    store.watch(&rid, sink).await.expect("watch");
-    store.watch(&other, other_sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&other, other_sink).await.expect("watch");
 
     let mut admin = redis::Client::open(url.as_str())
         .expect("url")
@@ -544,9 +585,11 @@ async fn a_hung_redis_times_out_then_resyncs_watchers() {
     let redis = OwnRedis::start();
     let url = redis.url();
     let store = RedisStore::connect(&url, "hung:").await.expect("connect");
+    // Watched through a second instance: a store does not hand its own writes back.
+    let watcher = RedisStore::connect(&url, "hung:").await.expect("connect");
     let rid = id("r");
     let (sink, mut rx) = channel_sink();
-    store.watch(&rid, sink).await.expect("watch");
+    watcher.watch(&rid, sink).await.expect("watch");
 
     redis.signal(libc::SIGSTOP);
     let frozen = Instant::now();

@@ -78,7 +78,8 @@ impl RedisStore {
             .build()
             .map_err(|err| unavailable("cluster url", err))?;
         let subscriber = connect(&subscriber).await?;
-        let router = super::pubsub::start_cluster(subscriber, received).await?;
+        let origin = super::origin_tag();
+        let router = super::pubsub::start_cluster(subscriber, received, origin.clone()).await?;
         // The change feed is classic pub/sub, which every node delivers: any configured node
         // can serve it (see feed.rs).
         let seeds = nodes
@@ -93,6 +94,8 @@ impl RedisStore {
             router,
             feed,
             feed_on: Arc::default(),
+            writes: None,
+            origin: origin.into(),
         })
     }
 }

@@ -100,6 +100,16 @@ pub(super) async fn file_again(conn: &Transport, hint: &ScriptInvocation<'static
     }
 }
 
+/// Where a record's deadline is filed in the expiry index ([`RedisStore::filing`]).
+pub(super) enum Filing {
+    /// No deadline is set.
+    Nowhere,
+    /// By the record's own script, given this index key (one node).
+    InScript(String),
+    /// By this call, before the record's script (a cluster).
+    Before(ScriptInvocation<'static>),
+}
+
 /// What `expire.lua` said of one record.
 enum Outcome {
     Deleted(u64),
@@ -129,21 +139,17 @@ fn shares(max: usize, sets: usize) -> Vec<usize> {
 
 impl RedisStore {
     /// Where a script that sets `id`'s deadline (`ttl`, if any) files it in the expiry index:
-    /// on one node the script does it, and the index key is added to `script`'s keys (after
-    /// the record's); on a cluster, where the index is in another slot, the answer is the call
-    /// to make before the script ([`file`]).
-    pub(super) fn filing(
-        &self,
-        id: &RecordId,
-        ttl: Option<Duration>,
-        script: &mut ScriptInvocation<'static>,
-    ) -> Option<ScriptInvocation<'static>> {
-        let ttl = ttl?;
-        if self.keys.layout() == KeyLayout::Tagged {
-            return Some(self.index_hint(id, ttl));
+    /// on one node the script does it (it is given the index key, after the record's keys);
+    /// on a cluster, where the index is in another slot, a call made before the script
+    /// ([`file`]).
+    pub(super) fn filing(&self, id: &RecordId, ttl: Option<Duration>) -> Filing {
+        match ttl {
+            None => Filing::Nowhere,
+            Some(ttl) if self.keys.layout() == KeyLayout::Tagged => {
+                Filing::Before(self.index_hint(id, ttl))
+            }
+            Some(_) => Filing::InScript(self.keys.expiry_index(id)),
         }
-        script.key(self.keys.expiry_index(id));
-        None
     }
 
     /// The call that files `id` in its expiry index with a deadline `ttl` from now.
@@ -166,7 +172,14 @@ impl RedisStore {
             .key(self.keys.value(id))
             .key(self.keys.version(id))
             .key(self.keys.expires(id));
-        let hint = self.filing(id, ttl, &mut invocation);
+        let hint = match self.filing(id, ttl) {
+            Filing::Nowhere => None,
+            Filing::InScript(index) => {
+                invocation.key(index);
+                None
+            }
+            Filing::Before(hint) => Some(hint),
+        };
         invocation.arg(ttl_arg(ttl)).arg(id.as_str());
         let conn = self.commands.clone();
         let record = id.as_str().to_owned();

@@ -115,7 +115,7 @@ impl Listing<'_> {
         // On a cluster the client splits this per slot; a record's two keys share one.
         let answers: Vec<Option<Vec<u8>>> = self
             .conn
-            .query(&cmd)
+            .read(&cmd)
             .await
             .map_err(|err| unavailable(format!("redis listing read: {err}")))?;
         if answers.len() != 2 * self.pending.len() {

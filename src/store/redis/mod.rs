@@ -19,6 +19,7 @@
 //! # Layout
 //! - `keys`: every Redis key and channel name, in one of two [`KeyLayout`]s.
 //! - `transport`: sends commands and the Lua scripts (`lua/`) to one node or a cluster.
+//! - `batch`: writes to different records leave together as one `write.lua` call (one node).
 //! - `codec`: what replies mean (values, versions, history) and the errors failures become.
 //! - `cluster`: connecting to a Redis Cluster; `slots` computes hash slots and who owns them.
 //! - `pubsub`: the [`ChangeSink`]s' router task (`single` node or `cluster`, sharing the
@@ -30,6 +31,7 @@
 //! - `preflight`: the checks made once at start (it keeps keys when full, it is Redis 7+);
 //!   [`Unsuitable`] says why a Redis is refused.
 
+mod batch;
 mod cluster;
 mod codec;
 mod expiry;
@@ -49,10 +51,12 @@ use super::{
     NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::model::{Glob, RecordId, Version, Versioned};
+use batch::{Answer, Batchers, KEYS_PER_RECORD, Segment};
 use codec::{
     corrupt, json_text, leading_to, outcome_unknown, parse_history, parse_value, parse_version,
     stored, unavailable,
 };
+use expiry::Filing;
 use feed::Feed;
 use futures_util::StreamExt;
 use pubsub::Router;
@@ -63,7 +67,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use transport::Transport;
+use transport::{NodeConns, Transport};
 
 /// Longest wait for a TCP connection to Redis. Connections are local or nearby: a longer
 /// wait only delays the error a client gets.
@@ -93,6 +97,18 @@ pub struct RedisStore {
     feed: Feed,
     /// Whether this instance's scripts publish on the change feed; shared by clones.
     pub(super) feed_on: Arc<AtomicBool>,
+    /// On one node, gathers writes into shared `write.lua` calls; `None` on a cluster, where
+    /// each write is its own call.
+    writes: Option<Arc<Batchers>>,
+    /// This store's tag on the updates it publishes, so that its router drops them unread
+    /// (its record actors applied them already); unique per store, so two stores in one
+    /// process (tests, tools) still hear each other.
+    origin: Arc<str>,
+}
+
+/// A fresh tag for a store's published updates (see `RedisStore::origin`).
+fn origin_tag() -> String {
+    format!("{:016x}", OpId::next().0)
 }
 
 impl RedisStore {
@@ -116,19 +132,28 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        let commands = ConnectionManager::new_with_config(client.clone(), config)
+        let first = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .map_err(|err| unavailable("connect", &err))?;
-        let commands = Transport::Node(commands);
+        let commands = Transport::Node(Arc::new(NodeConns::new(client.clone(), config, first)));
         let keys = RedisKeys::new(key_prefix);
         let feed = Feed::start(vec![client.clone()], keys.feed_channel());
-        let router = Router::start(client).await?;
+        let origin = origin_tag();
+        let router = Router::start(client, origin.clone()).await?;
+        let feed_on = Arc::<AtomicBool>::default();
+        let writes = Batchers::new(
+            commands.clone(),
+            (keys.feed_channel(), Arc::clone(&feed_on)),
+            origin.clone(),
+        );
         Ok(RedisStore {
             commands,
             keys: Arc::new(keys),
             router,
             feed,
-            feed_on: Arc::default(),
+            feed_on,
+            writes: Some(Arc::new(writes)),
+            origin: origin.into(),
         })
     }
 
@@ -174,7 +199,7 @@ impl RedisStore {
         id: &RecordId,
     ) -> Result<(Stored, Option<String>), StoreError> {
         let (value, version, op): (Option<Vec<u8>>, Option<String>, Option<String>) = conn
-            .query(cmd)
+            .read(cmd)
             .await
             .map_err(|err| unavailable("load", &err))?;
         let stored = match (value, version) {
@@ -259,27 +284,34 @@ impl Store for RedisStore {
         }
         // Only a write that sets a deadline (and has a value to write) files the record in the
         // expiry index (see `expiry`): on one node inside its own script, on a cluster (where
-        // the index is in another slot) by a call before it. A plain write sends one script.
-        let mut invocation = self.commands.scripts().write.prepare_invoke();
-        invocation
-            .key(self.keys.value(id))
-            .key(self.keys.version(id))
-            .key(self.keys.last_op(id))
-            .key(self.keys.history(id))
-            .key(self.keys.history_bytes(id))
-            .key(self.keys.expires(id));
-        let filing = ttl.filter(|_| !values.is_empty());
-        let hint = self.filing(id, filing, &mut invocation);
-        invocation
-            .arg(expected.version.to_string())
-            .arg(if expected.exists { "1" } else { "0" })
-            .arg(self.keys.channel(id))
-            .arg(op.0.to_string())
-            .arg(history.versions)
-            .arg(history.bytes)
-            .arg(self.feed_arg())
-            .arg(id.as_str())
-            .arg(expiry::ttl_arg(ttl));
+        // the index is in another slot) by a call before it. A plain write sends one segment.
+        let filing = self.filing(id, ttl.filter(|_| !values.is_empty()));
+        let (index, file_here) = match &filing {
+            Filing::InScript(index) => (index.clone(), "1"),
+            _ => (self.keys.expires(id), "0"),
+        };
+        let keys: [String; KEYS_PER_RECORD] = [
+            self.keys.value(id),
+            self.keys.version(id),
+            self.keys.last_op(id),
+            self.keys.history(id),
+            self.keys.history_bytes(id),
+            self.keys.expires(id),
+            index,
+        ];
+        let mut args = Vec::with_capacity(10 + 3 * values.len());
+        args.extend([
+            expected.version.to_string(),
+            if expected.exists { "1" } else { "0" }.to_owned(),
+            self.keys.channel(id),
+            op.0.to_string(),
+            history.versions.to_string(),
+            history.bytes.to_string(),
+            id.as_str().to_owned(),
+            expiry::ttl_arg(ttl),
+            file_here.to_owned(),
+            values.len().to_string(),
+        ]);
         let mut version = expected.version;
         for new in &values {
             let (json, patch) = match (
@@ -293,19 +325,29 @@ impl Store for RedisStore {
                 Some(next) => next,
                 None => return ready(Err(corrupt(id, "version overflow"))),
             };
-            invocation.arg(version.to_string()).arg(json).arg(patch);
+            args.extend([version.to_string(), json, patch]);
         }
-        let conn = self.commands.clone();
+        let segment = Segment { keys, args };
+        let hint = match filing {
+            Filing::Before(hint) => Some(hint),
+            _ => None,
+        };
+        let (conn, writes) = (self.commands.clone(), self.writes.clone());
+        let (feed, origin) = (self.feed_arg(), Arc::clone(&self.origin));
         let id = id.clone();
         Box::pin(async move {
             let moved = match &hint {
                 Some(hint) => expiry::file(&conn, hint).await?,
                 None => true,
             };
-            let (status, version, value): (i64, String, Option<Vec<u8>>) = conn
-                .invoke(&invocation)
-                .await
-                .map_err(|err| outcome_unknown("write", &err))?;
+            let (status, version, value): Answer = match writes {
+                Some(writes) => writes.here().write(segment).await?,
+                None => batch::call(&conn, &conn.scripts().write, [&feed, &origin], &[segment])
+                    .await
+                    .map_err(|err| outcome_unknown("write", &err))?
+                    .pop()
+                    .ok_or_else(|| corrupt(&id, "no answer from write.lua"))?,
+            };
             match status {
                 1 => {
                     if let Some(hint) = hint.filter(|_| !moved) {
@@ -323,6 +365,9 @@ impl Store for RedisStore {
                     };
                     Ok(WriteResult::Conflict { current })
                 }
+                // Redis refused one of the record's commands part-way: it may be half
+                // written, so the outcome is unknown (the record actor asks again).
+                -2 => Err(StoreError::Indeterminate(format!("redis write: {version}"))),
                 _ => Err(corrupt(&id, &format!("version is {version:?}"))),
             }
         })

@@ -2,21 +2,71 @@
 //! `ConnectionManager`, or to a Redis Cluster through the `redis` crate's cluster connection,
 //! which routes each command by its key's slot and follows `MOVED`/`ASK` itself. Everything
 //! above this (scripts, key names, parsing answers) is the same for both.
+//!
+//! On one node each thread sends on a connection of its own ([`NodeConns`]), opened the first
+//! time it sends: a record actor lives on one thread, so its calls stay in the order it made
+//! them (a check after a write that timed out must not overtake it), and a command and its
+//! reply never cross threads (each crossing is a wake-up, the largest cost of a write here).
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation, Value};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 /// Where commands go. Cheap to clone: clones share the connections.
 #[derive(Clone)]
 pub(super) enum Transport {
-    /// One Redis node.
-    Node(ConnectionManager),
+    /// One Redis node, a connection per thread.
+    Node(Arc<NodeConns>),
     /// A Redis Cluster.
     Cluster(ClusterConnection),
+}
+
+/// The connections of one node, one per thread that sends commands; each reconnects by
+/// itself. They close when the last store clone is dropped.
+pub(super) struct NodeConns {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    by_thread: Mutex<HashMap<ThreadId, ConnectionManager>>,
+}
+
+impl NodeConns {
+    /// Connections to the node `client` names, `first` serving the calling thread.
+    pub fn new(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        first: ConnectionManager,
+    ) -> NodeConns {
+        let thread = std::thread::current().id();
+        NodeConns {
+            client,
+            config,
+            by_thread: Mutex::new(HashMap::from([(thread, first)])),
+        }
+    }
+
+    /// This thread's connection, opened now if it has none. Its task runs on this thread.
+    async fn here(&self) -> RedisResult<ConnectionManager> {
+        let thread = std::thread::current().id();
+        if let Some(conn) = self.lock().get(&thread) {
+            return Ok(conn.clone());
+        }
+        let conn =
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
+        // Another call on this thread may have opened one meanwhile: the first stays.
+        Ok(self.lock().entry(thread).or_insert(conn).clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadId, ConnectionManager>> {
+        // The map is whole after any panic: inserts are single calls.
+        self.by_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The Lua scripts, built for one way of publishing.
@@ -101,25 +151,40 @@ impl Transport {
     /// Runs one command.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
         match self {
-            Transport::Node(conn) => {
-                retry_refused(
-                    conn,
-                    |mut conn| async move { cmd.query_async(&mut conn).await },
-                )
+            Transport::Node(nodes) => {
+                retry_refused(&nodes.here().await?, |mut conn| async move {
+                    cmd.query_async(&mut conn).await
+                })
                 .await
             }
             Transport::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         }
     }
 
-    /// Runs a pipeline (on a cluster, every key in it must share one slot).
+    /// Runs a command that only reads, once more if the connection failed under it: after
+    /// Redis restarted, a thread's connection learns it is broken from its first call.
+    pub async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match self.query(cmd).await {
+            Err(err) if lost(&err) => self.query(cmd).await,
+            other => other,
+        }
+    }
+
+    /// Runs a pipeline that only reads (on a cluster, every key in it must share one slot),
+    /// once more if the connection failed under it (see [`Transport::read`]).
     pub async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
+        match self.pipe_once(pipe).await {
+            Err(err) if lost(&err) => self.pipe_once(pipe).await,
+            other => other,
+        }
+    }
+
+    async fn pipe_once<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
         match self {
-            Transport::Node(conn) => {
-                retry_refused(
-                    conn,
-                    |mut conn| async move { pipe.query_async(&mut conn).await },
-                )
+            Transport::Node(nodes) => {
+                retry_refused(&nodes.here().await?, |mut conn| async move {
+                    pipe.query_async(&mut conn).await
+                })
                 .await
             }
             Transport::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
@@ -133,8 +198,8 @@ impl Transport {
         invocation: &ScriptInvocation<'_>,
     ) -> RedisResult<T> {
         match self {
-            Transport::Node(conn) => {
-                retry_refused(conn, |mut conn| async move {
+            Transport::Node(nodes) => {
+                retry_refused(&nodes.here().await?, |mut conn| async move {
                     invocation.invoke_async(&mut conn).await
                 })
                 .await
@@ -145,6 +210,20 @@ impl Transport {
 }
 
 impl Transport {
+    /// Loads `script` into Redis (after `NOSCRIPT`: Redis restarted or its scripts were
+    /// flushed).
+    pub async fn load(&self, script: &Script) -> RedisResult<String> {
+        match self {
+            Transport::Node(nodes) => {
+                retry_refused(&nodes.here().await?, |mut conn| async move {
+                    script.load_async(&mut conn).await
+                })
+                .await
+            }
+            Transport::Cluster(conn) => script.load_async(&mut conn.clone()).await,
+        }
+    }
+
     /// Runs `cmd` on every master (one node: on it, named `None`), each answer beside the
     /// master's address. Fails as a whole only when no node could be asked.
     pub async fn on_every_master(
@@ -209,9 +288,14 @@ impl Transport {
                 let reply = conn.clone().route_command(cmd, routing).await?;
                 Ok(redis::from_redis_value(reply)?)
             }
-            _ => self.query(&cmd).await,
+            _ => self.read(&cmd).await,
         }
     }
+}
+
+/// Whether `err` says the connection broke (rather than Redis answering with an error).
+fn lost(err: &redis::RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 /// Runs `request`, and once more if it failed because no connection could be opened.

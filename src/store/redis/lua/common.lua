@@ -17,12 +17,17 @@
 
 -- How long the last operation's id is kept (milliseconds): long enough for an instance whose
 -- write timed out to ask whether it was applied.
-local OP_TTL_MS = 60000
+-- Text, so no write formats the number again.
+local OP_TTL_MS = '60000'
 
 -- The version text without leading zeros, or nil when it is not a decimal integer.
 local function canonical(raw)
   if not string.match(raw, '^%d+$') then
     return nil
+  end
+  -- Versions this server writes never have leading zeros: skip the rewrite for them.
+  if string.byte(raw, 1) ~= 48 or #raw == 1 then
+    return raw
   end
   return (string.gsub(raw, '^0+(%d)', '%1'))
 end

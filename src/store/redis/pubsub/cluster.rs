@@ -22,8 +22,7 @@
 //! keeps one per connection.
 
 use super::subscriptions::Subscriptions;
-use super::{Router, RouterCommand, bounded, deliver, take_batch, take_commands};
-use crate::store::changes::parse_change;
+use super::{Router, RouterCommand, bounded, deliver, dispatch, take_batch, take_commands};
 use crate::store::redis::slots::{self as slot, SlotOwners, push_text};
 use crate::store::{RemoteChange, StoreError};
 use futures_util::{StreamExt, stream};
@@ -48,6 +47,7 @@ const PARALLEL: usize = 128;
 pub(in crate::store::redis) async fn start(
     mut conn: ClusterConnection,
     pushes: mpsc::UnboundedReceiver<PushInfo>,
+    origin: String,
 ) -> Result<Router, StoreError> {
     let owners = SlotOwners::fetch(&mut conn)
         .await
@@ -64,6 +64,7 @@ pub(in crate::store::redis) async fn start(
         leaving: HashMap::new(),
         retry: None,
         backoff: MIN_RETRY,
+        origin,
     };
     tokio::spawn(task.run());
     Ok(Router::new(commands))
@@ -88,6 +89,8 @@ struct ClusterRouter {
     /// When to retry the unconfirmed channels, if any are.
     retry: Option<Instant>,
     backoff: Duration,
+    /// This instance's tag on what it publishes (see `dispatch`).
+    origin: String,
 }
 
 impl ClusterRouter {
@@ -252,18 +255,7 @@ impl ClusterRouter {
             return;
         };
         let channel = String::from_utf8_lossy(channel);
-        let mut sinks = self.table.sinks(&channel).peekable();
-        if sinks.peek().is_none() {
-            return;
-        }
-        match parse_change(payload) {
-            Ok(change) => {
-                for each in sinks {
-                    deliver(each, change.clone());
-                }
-            }
-            Err(err) => log::warn!("ignoring a malformed message on {channel}: {err}"),
-        }
+        dispatch(&channel, payload, &self.origin, self.table.sinks(&channel));
     }
 
     /// These channels' subscriptions are gone (or may be): subscribe them again soon.

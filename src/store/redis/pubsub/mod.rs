@@ -11,6 +11,7 @@ mod subscriptions;
 
 pub(super) use cluster::start as start_cluster;
 
+use crate::store::changes::{parse_change, published_by};
 use crate::store::redis::RESPONSE_TIMEOUT;
 use crate::store::{ChangeSink, RemoteChange, StoreError, WatchToken};
 use std::future::Future;
@@ -137,6 +138,33 @@ pub(super) async fn bounded<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(format!("redis {what}: {err}")),
         Err(_) => Err(format!("redis {what}: timed out")),
+    }
+}
+
+/// Hands a message on `channel` to the channel's `sinks`, unless this instance published it
+/// (tagged `origin`): its record actor applied that write already and would ignore it, so it
+/// is dropped before it is parsed.
+fn dispatch<'a>(
+    channel: &str,
+    payload: &[u8],
+    origin: &str,
+    mut sinks: impl Iterator<Item = &'a ChangeSink>,
+) {
+    if published_by(payload, origin) {
+        return;
+    }
+    // A message can still arrive just after its channel's last sink left.
+    let Some(first) = sinks.next() else {
+        return;
+    };
+    match parse_change(payload) {
+        Ok(change) => {
+            for each in sinks {
+                deliver(each, change.clone());
+            }
+            deliver(first, change);
+        }
+        Err(err) => log::warn!("ignoring a malformed message on {channel}: {err}"),
     }
 }
 

@@ -19,8 +19,7 @@
 //! `unwatch` must never be dropped or wait.
 
 use super::subscriptions::{ChannelChanges, Subscriptions};
-use super::{Router, RouterCommand, bounded, deliver, take_batch, take_commands};
-use crate::store::changes::parse_change;
+use super::{Router, RouterCommand, bounded, deliver, dispatch, take_batch, take_commands};
 use crate::store::redis::CONNECT_TIMEOUT;
 use crate::store::{RemoteChange, StoreError};
 use futures_util::StreamExt;
@@ -54,13 +53,15 @@ impl Router {
     /// Opens the pub/sub connection and spawns the task on the current tokio runtime.
     ///
     /// Fails with [`StoreError::Unavailable`] when Redis cannot be reached.
-    pub async fn start(client: Client) -> Result<Router, StoreError> {
+    /// `origin` is the tag this instance's writes carry (see `dispatch`).
+    pub async fn start(client: Client, origin: String) -> Result<Router, StoreError> {
         let pubsub = open(&client).await.map_err(StoreError::Unavailable)?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let task = RouterTask {
             client,
             commands: receiver,
             table: Subscriptions::default(),
+            origin,
         };
         tokio::spawn(task.run(pubsub));
         Ok(Router { commands })
@@ -82,6 +83,8 @@ struct RouterTask {
     client: Client,
     commands: mpsc::UnboundedReceiver<RouterCommand>,
     table: Subscriptions,
+    /// This instance's tag on what it publishes (see `dispatch`).
+    origin: String,
 }
 
 impl RouterTask {
@@ -210,19 +213,12 @@ impl RouterTask {
     /// Hands one message to the sinks of its channel.
     fn dispatch(&self, message: &Msg) {
         let channel = message.get_channel_name();
-        let mut sinks = self.table.sinks(channel).peekable();
-        // A message can still arrive just after its channel's last sink left.
-        if sinks.peek().is_none() {
-            return;
-        }
-        match parse_change(message.get_payload_bytes()) {
-            Ok(change) => {
-                for each in sinks {
-                    deliver(each, change.clone());
-                }
-            }
-            Err(err) => log::warn!("ignoring a malformed message on {channel}: {err}"),
-        }
+        dispatch(
+            channel,
+            message.get_payload_bytes(),
+            &self.origin,
+            self.table.sinks(channel),
+        );
     }
 
     /// Opens a new connection, waiting with backoff between attempts. Keeps handling
