@@ -132,7 +132,8 @@ scenarios:
            (reported; protects a shared machine from a server without bounds)
 
 common options:
-  --url URL            server WebSocket URL (ws://127.0.0.1:3000/ws); race takes several
+  --url URL            server WebSocket URL (ws://127.0.0.1:3000/ws); race and records take
+                       several (records: connection i goes to the (i mod n)-th, a fleet)
   --allow-remote       allow a URL whose host is not loopback (refused by default)
   --server-pid PID     report the server's CPU seconds over the measurement window and the
                    work done per server CPU-second (repeatable: one per instance)
@@ -540,8 +541,8 @@ fn check(options: &Options, allow_remote: bool, given: &[String]) -> Result<(), 
     if options.scenario == Scenario::Hostile && allow_remote {
         return Err("hostile runs against loopback only (--allow-remote refused)".into());
     }
-    if options.scenario != Scenario::Race && options.urls.len() > 1 {
-        return Err("only race takes several --url".into());
+    if !matches!(options.scenario, Scenario::Race | Scenario::Records) && options.urls.len() > 1 {
+        return Err("only race and records take several --url".into());
     }
     for url in &options.urls {
         let host = host_of(url)?;

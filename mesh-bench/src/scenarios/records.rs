@@ -24,7 +24,8 @@ use std::time::Duration;
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 struct Plan {
-    url: String,
+    /// Connection i goes to `urls[i % urls.len()]` (several instances: a fleet).
+    urls: Vec<String>,
     connections: usize,
     threads: usize,
     pad: String,
@@ -50,10 +51,16 @@ impl Tally {
     }
 }
 
+impl Plan {
+    fn url(&self, index: usize) -> &str {
+        &self.urls[index % self.urls.len()]
+    }
+}
+
 /// Runs the scenario; fails when a connection cannot be set up.
 pub fn run(options: &Options) -> Result<Report, String> {
     let plan = Arc::new(Plan {
-        url: options.url().to_owned(),
+        urls: options.urls.clone(),
         connections: options.connections,
         threads: options.threads,
         pad: "x".repeat(options.pad),
@@ -199,7 +206,7 @@ async fn start_thread(w: Worker, plan: Arc<Plan>) {
 
 async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
     let record = format!("bench:rec:{index}");
-    let Some((mut conn, version)) = w.open_subscribed(&plan.url, &record, Mode::Full).await else {
+    let Some((mut conn, version)) = w.open_subscribed(plan.url(index), &record, Mode::Full).await else {
         return;
     };
     w.ctl.reached(Phase::Warmup).await;
@@ -236,7 +243,7 @@ async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
 /// late counts its whole delay; the pushes are read while waiting for the next due time.
 async fn scheduled_writer(w: Worker, plan: Arc<Plan>, index: usize, rate: f64) {
     let record = format!("bench:rec:{index}");
-    let Some((mut conn, version)) = w.open_subscribed(&plan.url, &record, Mode::Full).await else {
+    let Some((mut conn, version)) = w.open_subscribed(plan.url(index), &record, Mode::Full).await else {
         return;
     };
     w.ctl.reached(Phase::Warmup).await;
