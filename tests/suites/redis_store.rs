@@ -9,9 +9,10 @@ use crate::common;
 use common::own_redis::OwnRedis;
 use common::{Keys, free_port, patience, redis_url, unique_prefix};
 use futures_util::future::join_all;
+use mesh_records::model::RecordId;
 use mesh_records::store::{
-    ChangeSink, DeleteResult, MemoryStore, OpId, RedisStore, RemoteChange, Store, StoreError,
-    Stored, WriteResult,
+    ChangeSink, DeleteResult, HistoryLimits, MemoryStore, NewVersion, OpId, RedisStore,
+    RemoteChange, Store, StoreError, Stored, WriteResult,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -227,6 +228,77 @@ async fn restore_works_in_chunks_and_keeps_newer_records() {
     );
     assert_eq!(load("fresh").await.expect("load").version, 3);
     assert_eq!(fx.store.restore(Vec::new()).await.expect("restore"), 0);
+}
+
+/// Writes to many records at once leave together (one call carries the ones that queued), and
+/// each is still judged on its own: a conflict in the middle changes nothing for the others.
+#[actix_rt::test]
+async fn writes_to_many_records_at_once_are_answered_each_on_its_own() {
+    let fx = Fixture::new("batch").await;
+    let watcher = fx.other_instance().await;
+    let ids: Vec<RecordId> = (0..50).map(|n| id(&format!("b{n}"))).collect();
+    let (sink, mut rx) = channel_sink();
+    watcher.watch(&ids[20], sink).await.expect("watch");
+    write_one(&fx.store, &ids[7], absent(0), json!("first"), OpId(1))
+        .await
+        .expect("write");
+
+    let writes = ids.iter().zip(0u64..).map(|(rid, n)| {
+        write_one(&fx.store, rid, absent(0), json!(n), OpId(100 + n))
+    });
+    let results = join_all(writes).await;
+
+    for (n, result) in results.into_iter().enumerate() {
+        let result = result.expect("answered");
+        if n == 7 {
+            let current = Stored::live(value(json!("first")), 1);
+            assert_eq!(result, WriteResult::Conflict { current });
+        } else {
+            assert_eq!(result, WriteResult::Applied { version: 1 }, "record {n}");
+            assert_eq!(
+                fx.store.load(&ids[n]).await.expect("load"),
+                Stored::live(value(json!(n)), 1)
+            );
+        }
+    }
+    assert_eq!(next_change(&mut rx).await, updated(1, json!(20)));
+}
+
+/// A record Redis refuses to write (a key of the wrong type, put there by hand) fails alone:
+/// the other records in the same call are written, and it is left as it was.
+#[actix_rt::test]
+async fn a_broken_record_does_not_fail_the_others_in_its_call() {
+    let mut fx = Fixture::new("broken").await;
+    let (broken, fine) = (id("broken"), id("fine"));
+    write_one(&fx.store, &broken, absent(0), json!(1), OpId(1))
+        .await
+        .expect("write");
+    let history = fx.store.keys().history(&broken);
+    fx.set(&history, "not a list").await;
+
+    let with_history = HistoryLimits {
+        versions: 10,
+        bytes: 10_000,
+    };
+    let patched = NewVersion {
+        value: value(json!(2)),
+        patch: Some(value(json!([{"op": "replace", "path": "", "value": 2}]))),
+    };
+    let (broken_write, fine_write) = futures_util::future::join(
+        fx.store.write(&broken, live(1), vec![patched], OpId(2), with_history, None),
+        write_one(&fx.store, &fine, absent(0), json!("ok"), OpId(3)),
+    )
+    .await;
+
+    assert!(
+        matches!(broken_write, Err(StoreError::Indeterminate(_))),
+        "{broken_write:?}"
+    );
+    assert_eq!(fine_write.expect("write"), WriteResult::Applied { version: 1 });
+    assert_eq!(
+        fx.store.load(&broken).await.expect("load"),
+        Stored::live(value(json!(1)), 1)
+    );
 }
 
 #[actix_rt::test]
