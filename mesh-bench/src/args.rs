@@ -77,6 +77,9 @@ scenarios:
   idle     N connections each subscribed to one of 100 records, then held idle;
        server memory per connection (needs --server-pid).
          --connections N (1000)  --hold SECS (10)
+         --own-records  connection i subscribes to its own record bench:idle:<i>
+           instead (absent: the server starts a record actor for it all the same), so
+           the figure includes one record actor per connection
   race     W writers spread over the --url list each make K publishes (up to 16 in
        flight) to one record; one subscriber per URL; lost updates, duplicate and
        out-of-order versions. --duration is the time limit here (default 60).
@@ -265,6 +268,8 @@ pub struct Options {
     pub create_every: usize,
     /// `collection`: subscribe round trips per kind (snapshot).
     pub repeat: usize,
+    /// `idle`: each connection subscribes to a record of its own, not one of 100.
+    pub own_records: bool,
 }
 
 impl Options {
@@ -308,6 +313,7 @@ impl Options {
             token: None,
             create_every: 100,
             repeat: 20,
+            own_records: false,
         }
     }
 
@@ -397,6 +403,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--allow-remote" => allow_remote = true,
             "--baseline" => options.hostile = 0,
             "--no-collections" => options.no_collections = true,
+            "--own-records" => options.own_records = true,
             _ => {
                 let value = match inline {
                     Some(value) => value,
@@ -500,6 +507,11 @@ fn check(options: &Options, allow_remote: bool, given: &[String]) -> Result<(), 
         &["--per-connection", "--no-collections", "--create-every"],
         collection,
         "collection",
+    )?;
+    only(
+        &["--own-records"],
+        options.scenario == Scenario::Idle,
+        "idle",
     )?;
     let shape = collection.then_some(options.shape);
     only(
@@ -734,6 +746,9 @@ mod tests {
         let report = run(&["idle", "--report", "/tmp/r.html"]).unwrap().report;
         assert_eq!(report.as_deref(), Some("/tmp/r.html"));
         assert!(run(&["idle", "--report"]).is_err());
+        assert!(!run(&["idle"]).unwrap().own_records);
+        assert!(run(&["idle", "--own-records"]).unwrap().own_records);
+        assert!(run(&["records", "--own-records"]).is_err());
         assert!(run(&["fanout", "--rate", "0"]).is_err());
         assert!(run(&["records", "--rate", "10"]).is_err());
         let hostile = run(&["hostile", "--rate", "20"]).unwrap();

@@ -278,6 +278,7 @@ impl Actor for RegistryActor {
             live: Arc::clone(&self.live),
             registry: ctx.address().recipient(),
             retire: ctx.address().recipient(),
+            shared_limits: Default::default(),
         }));
     }
 }

@@ -127,8 +127,20 @@ pub(crate) struct SessionServices {
 }
 
 struct ActiveSubscription {
-    addr: Addr<RecordActor>,
+    /// Weak: a strong `Addr` clone costs two small allocations per subscription, and the
+    /// record actor does not retire while it has this subscriber (the registry holds it).
+    /// A failed upgrade is an actor already gone, as a `do_send` to it would find.
+    addr: actix::WeakAddr<RecordActor>,
     token: u64,
+}
+
+impl ActiveSubscription {
+    /// Tells the record actor, if it is still there.
+    fn unsubscribe(&self, msg: Unsubscribe) {
+        if let Some(addr) = self.addr.upgrade() {
+            addr.do_send(msg);
+        }
+    }
 }
 
 /// The session (see the module docs).
@@ -284,7 +296,7 @@ impl Actor for SessionActor {
             });
         }
         for (_, active) in self.subscriptions.drain() {
-            active.addr.do_send(Unsubscribe {
+            active.unsubscribe(Unsubscribe {
                 session: self.number,
                 farewell: None,
             });

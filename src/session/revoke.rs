@@ -95,7 +95,7 @@ impl SessionActor {
                 commands::SUBSCRIPTION_ENDED,
                 &json!({ "recordId": id.as_str(), "reason": "forbidden" }),
             );
-            active.addr.do_send(Unsubscribe {
+            active.unsubscribe(Unsubscribe {
                 session: self.number,
                 farewell: Some(notice),
             });

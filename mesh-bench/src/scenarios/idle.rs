@@ -1,4 +1,6 @@
-//! `idle`: many subscribed connections held open; server memory per connection.
+//! `idle`: many subscribed connections held open; server memory per connection. The
+//! connections share 100 records, or with `--own-records` each has its own (so the figure
+//! includes a record actor per connection).
 
 use crate::args::Options;
 use crate::control::{Phase, Worker};
@@ -10,13 +12,15 @@ use crate::wire::{self, Incoming, Mode};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The records the idle connections spread over.
+/// The records the idle connections spread over (without `--own-records`).
 const RECORDS: usize = 100;
 
 struct Plan {
     url: String,
     connections: usize,
     threads: usize,
+    /// How many records the connections spread over: `RECORDS`, or one each.
+    records: usize,
 }
 
 /// Runs the scenario. Failed connections are reported, not fatal: how many connections
@@ -26,6 +30,11 @@ pub fn run(options: &Options) -> Result<Report, String> {
         url: options.url().to_owned(),
         connections: options.connections,
         threads: options.threads,
+        records: if options.own_records {
+            options.connections
+        } else {
+            RECORDS
+        },
     });
     let pid = options.server_pids.first().copied();
     let rss_before = pid.and_then(|p| probe::rss_bytes(Some(p)));
@@ -69,8 +78,9 @@ pub fn run(options: &Options) -> Result<Report, String> {
         |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
     let mut report = Report::new(options.scenario.name());
     report.line(format!(
-        "{ready} of {} connections subscribed in {setup_seconds:.1} s ({:.0}/s), {} failed, {} closed while held",
+        "{ready} of {} connections subscribed to {} records in {setup_seconds:.1} s ({:.0}/s), {} failed, {} closed while held",
         plan.connections,
+        plan.records,
         rate(ready, setup_seconds),
         setup.get(Ctr::ConnectFailed),
         held.get(Ctr::Closed)
@@ -91,6 +101,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
     report.line(format!("tool RSS: {}", mib(tool_rss)));
     report.cpu(&cpu, &[]);
     report.set("connections", plan.connections);
+    report.set("records", plan.records);
     report.set("ready", ready);
     report.set("connect_failed", setup.get(Ctr::ConnectFailed));
     report.set("closed_while_held", held.get(Ctr::Closed));
@@ -116,7 +127,7 @@ async fn start_thread(w: Worker, plan: Arc<Plan>) {
 
 /// Subscribes, then only answers pings until the run ends.
 async fn hold(w: Worker, plan: Arc<Plan>, index: usize) {
-    let record = format!("bench:idle:{}", index % RECORDS);
+    let record = format!("bench:idle:{}", index % plan.records);
     let Some((mut conn, _)) = w.open_subscribed(&plan.url, &record, Mode::Full).await else {
         return;
     };

@@ -45,11 +45,105 @@ impl Drop for Subscriber {
     }
 }
 
-/// Subscribers by session id.
+/// Subscribers by session id. Many records have one subscriber (a connection's own record),
+/// held inline: a hash table even of one entry is a ~220-byte allocation per record actor.
+/// The table is made at the second subscriber and dropped when the last one leaves (boxed, so
+/// that the enum is no larger than `One`).
 #[derive(Default)]
-pub(super) struct Subscribers(pub(super) HashMap<u64, Subscriber>);
+pub(super) enum Subscribers {
+    #[default]
+    None,
+    One(u64, Subscriber),
+    // The box keeps this variant one word wide: the point of the enum (see above).
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<u64, Subscriber>>),
+}
 
 impl Subscribers {
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            Subscribers::None => true,
+            Subscribers::One(..) => false,
+            Subscribers::Many(map) => map.is_empty(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Subscribers::None => 0,
+            Subscribers::One(..) => 1,
+            Subscribers::Many(map) => map.len(),
+        }
+    }
+
+    pub(super) fn get(&self, session: u64) -> Option<&Subscriber> {
+        match self {
+            Subscribers::One(id, subscriber) if *id == session => Some(subscriber),
+            Subscribers::Many(map) => map.get(&session),
+            _ => None,
+        }
+    }
+
+    /// Adds (or replaces) `session`'s subscriber.
+    pub(super) fn insert(&mut self, session: u64, subscriber: Subscriber) {
+        match std::mem::take(self) {
+            Subscribers::None => *self = Subscribers::One(session, subscriber),
+            Subscribers::One(id, _) if id == session => {
+                *self = Subscribers::One(session, subscriber)
+            }
+            Subscribers::One(id, first) => {
+                let map = HashMap::from([(id, first), (session, subscriber)]);
+                *self = Subscribers::Many(Box::new(map));
+            }
+            Subscribers::Many(mut map) => {
+                map.insert(session, subscriber);
+                *self = Subscribers::Many(map);
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, session: u64) -> Option<Subscriber> {
+        let removed = match self {
+            Subscribers::One(id, _) if *id == session => match std::mem::take(self) {
+                Subscribers::One(_, subscriber) => Some(subscriber),
+                _ => unreachable!("matched One above"),
+            },
+            Subscribers::Many(map) => map.remove(&session),
+            _ => None,
+        };
+        self.forget_empty_table();
+        removed
+    }
+
+    /// Keeps the subscribers for which `keep` says so.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Subscriber) -> bool) {
+        match self {
+            Subscribers::None => {}
+            Subscribers::One(_, subscriber) => {
+                if !keep(subscriber) {
+                    *self = Subscribers::None;
+                }
+            }
+            Subscribers::Many(map) => map.retain(|_, subscriber| keep(subscriber)),
+        }
+        self.forget_empty_table();
+    }
+
+    /// Removes every subscriber.
+    fn drain(&mut self) -> Vec<Subscriber> {
+        match std::mem::take(self) {
+            Subscribers::None => Vec::new(),
+            Subscribers::One(_, subscriber) => vec![subscriber],
+            Subscribers::Many(map) => map.into_values().collect(),
+        }
+    }
+
+    fn forget_empty_table(&mut self) {
+        if matches!(self, Subscribers::Many(map) if map.is_empty()) {
+            *self = Subscribers::None;
+        }
+    }
+
     /// Sends one update to every subscriber, as a patch or whole per its mode.
     pub(super) fn update(
         &mut self,
@@ -59,7 +153,7 @@ impl Subscribers {
         version: Version,
         computed: Option<&Value>,
     ) {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return;
         }
         let mut frames = UpdateFrames {
@@ -71,8 +165,8 @@ impl Subscribers {
             full: None,
             patch: None,
         };
-        metrics().pushes.inc_by(self.0.len() as u64);
-        self.0.retain(|_, subscriber| {
+        metrics().pushes.inc_by(self.len() as u64);
+        self.retain(|subscriber| {
             let frame = match subscriber.mode {
                 Mode::Full => frames.full(),
                 Mode::Patch => frames.patch(),
@@ -83,23 +177,22 @@ impl Subscribers {
 
     /// Sends the whole value to every subscriber: versions between were skipped.
     pub(super) fn resync(&mut self, id: &RecordId, value: &Value, version: Version) {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return;
         }
         let frame = full_frame(id, value, version);
-        metrics().resyncs.inc_by(self.0.len() as u64);
-        self.0
-            .retain(|_, s| s.outbox.push_update(id, frame.clone()) != Err(PushError::Closed));
+        metrics().resyncs.inc_by(self.len() as u64);
+        self.retain(|s| s.outbox.push_update(id, frame.clone()) != Err(PushError::Closed));
     }
 
     /// Tells every subscriber the record was deleted and ends their subscriptions.
     pub(super) fn deleted(&mut self, id: &RecordId, version: Version) {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return;
         }
         let frame = deleted_frame(id, version);
-        metrics().pushes.inc_by(self.0.len() as u64);
-        for (_, subscriber) in self.0.drain() {
+        metrics().pushes.inc_by(self.len() as u64);
+        for subscriber in self.drain() {
             subscriber.outbox.forget_stale(id);
             let _ = subscriber.outbox.push(frame.clone());
             subscriber.ended.do_send(SubscriptionEnded {

@@ -64,7 +64,7 @@ impl Handler<Subscribe> for RecordActor {
         }
         let snapshot = record.versioned();
         let subscriber = Subscriber::new(msg.mode, msg.outbox, msg.token, msg.ended);
-        self.subscribers.0.insert(msg.session, subscriber);
+        self.subscribers.insert(msg.session, subscriber);
         Ok(snapshot)
     }
 }
@@ -87,7 +87,7 @@ impl Handler<Unsubscribe> for RecordActor {
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) -> bool {
         self.lifecycle.used();
-        let Some(subscriber) = self.subscribers.0.remove(&msg.session) else {
+        let Some(subscriber) = self.subscribers.remove(msg.session) else {
             return false;
         };
         if let Some(frame) = msg.farewell {
@@ -194,7 +194,7 @@ impl Handler<ResyncSubscriber> for RecordActor {
     type Result = bool;
 
     fn handle(&mut self, msg: ResyncSubscriber, _ctx: &mut Context<Self>) -> bool {
-        let Some(subscriber) = self.subscribers.0.get(&msg.session) else {
+        let Some(subscriber) = self.subscribers.get(msg.session) else {
             return false;
         };
         let frame = match self.core.as_ref().map(|core| core.record()) {
@@ -207,7 +207,7 @@ impl Handler<ResyncSubscriber> for RecordActor {
         };
         metrics().resyncs.inc();
         if subscriber.outbox.resync(&self.id, frame) == Err(PushError::Closed) {
-            self.subscribers.0.remove(&msg.session);
+            self.subscribers.remove(msg.session);
         }
         true
     }

@@ -93,9 +93,12 @@ pub struct RecordActor {
     lifecycle: Lifecycle,
     watch: Option<WatchToken>,
     /// The persistence actor for this record and the routes' generation it was looked up at.
-    persist_route: Option<(u64, Option<PersistenceHandle>)>,
-    /// Its exposure's write rules (schema, value guard, expiry, size), read at start.
-    rules: WriteRules,
+    /// Boxed, and only once a change needs it: most actors never persist, and the handle is
+    /// large (this struct is inline in every record actor's task).
+    persist_route: Option<Box<(u64, Option<PersistenceHandle>)>>,
+    /// Its exposure's write rules (schema, value guard, expiry, size), read at start and
+    /// handed to the core once loaded (`None`: no rule, or handed over).
+    rules: Option<Box<WriteRules>>,
 }
 
 /// The core's clock: tokio's, so that tests on paused time move the core's deadlines too.
@@ -110,7 +113,7 @@ impl RecordActor {
     /// An actor for `id`; it loads the record when it starts.
     pub fn new(id: RecordId, env: Arc<RecordEnv>, rules: WriteRules) -> Self {
         RecordActor {
-            rules,
+            rules: (!rules.is_empty()).then(|| Box::new(rules)),
             id,
             env,
             core: None,
@@ -126,21 +129,27 @@ impl RecordActor {
         self.core.as_ref().ok_or(Error::Unavailable)
     }
 
-    fn limits(&self) -> CoreLimits {
+    /// The core's limits: the ones all actors share, unless the rules set a size.
+    fn limits(&self, rules: &WriteRules) -> Arc<CoreLimits> {
         let settings = &self.env.settings;
-        CoreLimits {
+        let limits = |max_value_bytes| CoreLimits {
             batch: BatchLimits {
                 max_writes: settings.max_write_batch.max(1),
                 max_bytes: settings.max_write_batch_bytes,
-                max_value_bytes: self
-                    .rules
-                    .max_value_bytes
-                    .unwrap_or(settings.max_value_bytes),
+                max_value_bytes,
                 patches: settings.history.versions > 0,
             },
             max_pending: settings.max_pending_writes.max(1),
             history: settings.history,
             deadlines: settings.deadlines,
+        };
+        match rules.max_value_bytes {
+            Some(max) => Arc::new(limits(max)),
+            None => Arc::clone(
+                self.env
+                    .shared_limits
+                    .get_or_init(|| Arc::new(limits(settings.max_value_bytes))),
+            ),
         }
     }
 
@@ -149,12 +158,12 @@ impl RecordActor {
     fn persistence(&mut self) -> Option<&PersistenceHandle> {
         let routes = &self.env.settings.persist;
         let generation = routes.generation();
-        if !matches!(&self.persist_route, Some((seen, _)) if *seen == generation) {
+        if !matches!(self.persist_route.as_deref(), Some((seen, _)) if *seen == generation) {
             let route = routes.handle(self.id.as_str());
-            self.persist_route = Some((generation, route));
+            self.persist_route = Some(Box::new((generation, route)));
         }
         self.persist_route
-            .as_ref()
+            .as_deref()
             .and_then(|(_, route)| route.as_ref())
     }
 
@@ -204,11 +213,11 @@ impl RecordActor {
     /// A session that ended while its subscribe was in flight never sent Unsubscribe; its
     /// closed outbox says it is gone even if no update has tried it since.
     fn forget_closed_subscribers(&mut self) {
-        self.subscribers.0.retain(|_, s| !s.outbox.is_closed());
+        self.subscribers.retain(|s| !s.outbox.is_closed());
     }
 
     fn is_idle(&self) -> bool {
-        self.subscribers.0.is_empty() && self.core.as_ref().is_none_or(Core::is_idle)
+        self.subscribers.is_empty() && self.core.as_ref().is_none_or(Core::is_idle)
     }
 
     /// Feeds one event to the core and carries out what it asks for.
@@ -353,8 +362,8 @@ impl Actor for RecordActor {
         .map(|result, act, ctx| match result {
             Ok((token, (record, history))) => {
                 act.watch = Some(token);
-                let rules = act.rules.clone();
-                let limits = act.limits();
+                let rules = act.rules.take().map(|rules| *rules).unwrap_or_default();
+                let limits = act.limits(&rules);
                 act.core = Some(Core::new(act.id.clone(), record, history, limits, rules));
             }
             Err(e) => {

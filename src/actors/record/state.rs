@@ -51,7 +51,9 @@ pub(crate) const WRITE_BACK_JUMP: Version = 1_000_000;
 /// A write or delete whose store call is in flight or whose outcome is being checked.
 enum Call<R: Replies> {
     Write {
-        plan: Plan<R::Write>,
+        /// Boxed: a `Core` waits in `Ready` most of its life, and the phase is as large as
+        /// its largest variant, in every record actor.
+        plan: Box<Plan<R::Write>>,
         expected: Expect,
         op: OpId,
     },
@@ -113,18 +115,30 @@ pub(crate) struct Core<R: Replies> {
     record: Stored,
     phase: Phase<R>,
     pending: VecDeque<Op<R>>,
-    backlog: VecDeque<RemoteChange>,
+    /// Boxed when first needed, like `rules`: `Core` lives in every record actor's task.
+    #[allow(clippy::box_collection)]
+    backlog: Option<Box<VecDeque<RemoteChange>>>,
     /// Bumped on every phase change; timers carry it.
     epoch: u64,
     /// A reload failed: subscribers may be behind, so read again soon.
     stale: bool,
-    limits: CoreLimits,
+    /// Shared by the record actors whose rules set no size of their own (`RecordEnv`).
+    limits: Arc<CoreLimits>,
     /// The changes leading to `record.version`, within `limits.history`: what a resuming
     /// subscriber can be sent.
     history: History,
     /// What every written value must pass.
-    rules: WriteRules,
+    /// `None` when the record has no rule (most records: nothing allocated).
+    rules: Option<Box<WriteRules>>,
 }
+
+/// The rules of a record without any.
+static NO_RULES: WriteRules = WriteRules {
+    schema: None,
+    value_guard: None,
+    ttl: None,
+    max_value_bytes: None,
+};
 
 /// How a new subscriber starts.
 #[derive(Debug, PartialEq)]
@@ -161,7 +175,7 @@ impl<R: Replies> Core<R> {
         id: RecordId,
         record: Stored,
         history: Vec<Change>,
-        limits: CoreLimits,
+        limits: impl Into<Arc<CoreLimits>>,
         rules: WriteRules,
     ) -> Self {
         let mut core = Core {
@@ -169,12 +183,12 @@ impl<R: Replies> Core<R> {
             record,
             phase: Phase::Ready,
             pending: VecDeque::new(),
-            backlog: VecDeque::new(),
+            backlog: None,
             epoch: 0,
             stale: false,
-            limits,
+            limits: limits.into(),
             history: History::default(),
-            rules,
+            rules: (!rules.is_empty()).then(|| Box::new(rules)),
         };
         for change in history {
             core.remember(Some(change.patch), change.version);
@@ -226,6 +240,10 @@ impl<R: Replies> Core<R> {
 
     fn forget_history(&mut self) {
         self.history.clear();
+    }
+
+    fn rules(&self) -> &WriteRules {
+        self.rules.as_deref().unwrap_or(&NO_RULES)
     }
 
     /// The record as this instance knows it.
@@ -335,7 +353,7 @@ impl<R: Replies> Core<R> {
                 Some(Op::Write(_)) => {
                     let checks = Checks {
                         id: &self.id,
-                        rules: &self.rules,
+                        rules: self.rules.as_deref().unwrap_or(&NO_RULES),
                     };
                     let mut plan = plan::<R>(
                         &mut self.pending,
@@ -345,7 +363,7 @@ impl<R: Replies> Core<R> {
                         checks,
                     );
                     if let (Some(proposal), Some(guard)) =
-                        (plan.ask.take(), self.rules.value_guard.clone())
+                        (plan.ask.take(), self.rules().value_guard.clone())
                     {
                         out.push(Effect::Guard { guard, proposal });
                         let base = self.record.expect();
@@ -363,8 +381,9 @@ impl<R: Replies> Core<R> {
                         values: plan.values.clone(),
                         op,
                         history: self.limits.history,
-                        ttl: self.rules.ttl,
+                        ttl: self.rules().ttl,
                     });
+                    let plan = Box::new(plan);
                     self.set_phase(Phase::Calling(Call::Write { plan, expected, op }));
                 }
             }
@@ -395,7 +414,7 @@ impl<R: Replies> Core<R> {
     /// The call finished: apply what was published meanwhile, then start the next request.
     fn carry_on(&mut self, out: &mut Effects<R>) {
         while !self.busy() {
-            let Some(change) = self.backlog.pop_front() else {
+            let Some(change) = self.backlog.as_mut().and_then(|b| b.pop_front()) else {
                 break;
             };
             self.apply_remote(change, out);

@@ -72,7 +72,7 @@ impl SessionActor {
             reply_to: request_id.clone(),
             since,
         };
-        let addr = leased.addr.clone();
+        let addr = leased.addr.downgrade();
         // The metadata the read guard just ran with; if it changes before the subscription is
         // in place, the recheck of the others would miss this one.
         let seen = self.connection.metadata_changes();
@@ -102,7 +102,7 @@ impl SessionActor {
     pub(super) fn unsubscribe(&mut self, id: Option<Number>, record_id: RecordId) {
         let was_subscribed = match self.subscriptions.remove(&record_id) {
             Some(active) => {
-                active.addr.do_send(Unsubscribe {
+                active.unsubscribe(Unsubscribe {
                     session: self.number,
                     farewell: None,
                 });

@@ -89,9 +89,11 @@ impl Watchers {
 
     pub(super) fn add(&self, id: &RecordId, sink: ChangeSink) -> WatchToken {
         let token = WatchToken::next();
+        // Room for one: a record has one actor, so one watcher but for moments (an old actor
+        // stopping as a new one starts); `or_default` would allocate room for four.
         self.sinks()
             .entry(id.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((token, sink));
         token
     }

@@ -15,9 +15,9 @@ impl<R: Replies> Core<R> {
             return out;
         };
         match result {
-            Ok(WriteResult::Applied { .. }) => self.commit(plan, &mut out),
+            Ok(WriteResult::Applied { .. }) => self.commit(*plan, &mut out),
             Ok(WriteResult::Conflict { current }) => {
-                self.requeue(plan, now, &mut out);
+                self.requeue(*plan, now, &mut out);
                 self.settle(current, true, &mut out);
             }
             Err(StoreError::Indeterminate(reason)) => {
@@ -35,11 +35,11 @@ impl<R: Replies> Core<R> {
             }
             Err(StoreError::Full(reason)) => {
                 log::debug!("write of {} refused: {reason}", self.id);
-                fail_writes(plan, Error::Limit(reason), &mut out);
+                fail_writes(*plan, Error::Limit(reason), &mut out);
             }
             Err(e) => {
                 log::warn!("write of {} failed: {e}", self.id);
-                fail_writes(plan, Error::Unavailable, &mut out);
+                fail_writes(*plan, Error::Unavailable, &mut out);
             }
         }
         self.carry_on(&mut out);
@@ -153,13 +153,13 @@ impl<R: Replies> Core<R> {
         };
         match call {
             Call::Write { plan, .. } if checked.last_op => {
-                self.commit(plan, &mut out);
+                self.commit(*plan, &mut out);
                 self.settle(checked.current, false, &mut out);
             }
             Call::Write { plan, expected, .. } if checked.current.expect() == expected => {
                 // Nothing changed since we sent it, and the store answers in order: the write
                 // was never applied.
-                fail_writes(plan, Error::Unavailable, &mut out);
+                fail_writes(*plan, Error::Unavailable, &mut out);
             }
             Call::Delete { reply, .. } if checked.last_op => {
                 self.delete_applied(reply, checked.current.version, &mut out);
@@ -263,7 +263,7 @@ impl<R: Replies> Core<R> {
     pub fn remote(&mut self, change: RemoteChange) -> Effects<R> {
         let mut out = Vec::new();
         if self.busy() {
-            self.backlog.push_back(change);
+            self.backlog.get_or_insert_default().push_back(change);
         } else {
             self.apply_remote(change, &mut out);
             self.pump(&mut out);

@@ -159,7 +159,7 @@ impl<R: Replies> Core<R> {
     /// Nobody can tell whether the call was applied.
     pub(super) fn give_up(&mut self, call: Call<R>, out: &mut Effects<R>) {
         match call {
-            Call::Write { plan, .. } => fail_writes(plan, Error::Unknown, out),
+            Call::Write { plan, .. } => fail_writes(*plan, Error::Unknown, out),
             Call::Delete { reply, .. } => {
                 push_reply(out, Reply::Delete(reply, Err(Error::Unknown)));
             }

@@ -72,6 +72,7 @@ fn env(
         live: Arc::new(AtomicUsize::new(0)),
         registry: registry.clone().recipient(),
         retire: registry.clone().recipient(),
+        shared_limits: Default::default(),
     })
 }
 
