@@ -243,9 +243,10 @@ async fn writes_to_many_records_at_once_are_answered_each_on_its_own() {
         .await
         .expect("write");
 
-    let writes = ids.iter().zip(0u64..).map(|(rid, n)| {
-        write_one(&fx.store, rid, absent(0), json!(n), OpId(100 + n))
-    });
+    let writes = ids
+        .iter()
+        .zip(0u64..)
+        .map(|(rid, n)| write_one(&fx.store, rid, absent(0), json!(n), OpId(100 + n)));
     let results = join_all(writes).await;
 
     for (n, result) in results.into_iter().enumerate() {
@@ -285,7 +286,8 @@ async fn a_broken_record_does_not_fail_the_others_in_its_call() {
         patch: Some(value(json!([{"op": "replace", "path": "", "value": 2}]))),
     };
     let (broken_write, fine_write) = futures_util::future::join(
-        fx.store.write(&broken, live(1), vec![patched], OpId(2), with_history, None),
+        fx.store
+            .write(&broken, live(1), vec![patched], OpId(2), with_history, None),
         write_one(&fx.store, &fine, absent(0), json!("ok"), OpId(3)),
     )
     .await;
@@ -294,7 +296,10 @@ async fn a_broken_record_does_not_fail_the_others_in_its_call() {
         matches!(broken_write, Err(StoreError::Indeterminate(_))),
         "{broken_write:?}"
     );
-    assert_eq!(fine_write.expect("write"), WriteResult::Applied { version: 1 });
+    assert_eq!(
+        fine_write.expect("write"),
+        WriteResult::Applied { version: 1 }
+    );
     assert_eq!(
         fx.store.load(&broken).await.expect("load"),
         Stored::live(value(json!(1)), 1)

@@ -206,7 +206,10 @@ async fn start_thread(w: Worker, plan: Arc<Plan>) {
 
 async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
     let record = format!("bench:rec:{index}");
-    let Some((mut conn, version)) = w.open_subscribed(plan.url(index), &record, Mode::Full).await else {
+    let Some((mut conn, version)) = w
+        .open_subscribed(plan.url(index), &record, Mode::Full)
+        .await
+    else {
         return;
     };
     w.ctl.reached(Phase::Warmup).await;
@@ -243,7 +246,10 @@ async fn writer(w: Worker, plan: Arc<Plan>, index: usize) {
 /// late counts its whole delay; the pushes are read while waiting for the next due time.
 async fn scheduled_writer(w: Worker, plan: Arc<Plan>, index: usize, rate: f64) {
     let record = format!("bench:rec:{index}");
-    let Some((mut conn, version)) = w.open_subscribed(plan.url(index), &record, Mode::Full).await else {
+    let Some((mut conn, version)) = w
+        .open_subscribed(plan.url(index), &record, Mode::Full)
+        .await
+    else {
         return;
     };
     w.ctl.reached(Phase::Warmup).await;
