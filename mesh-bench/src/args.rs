@@ -739,7 +739,9 @@ mod tests {
         assert!(run(&["records", "--duration", "601"]).is_err());
         assert!(run(&["records", "--url", "ws://192.168.1.2:3000/ws"]).is_err());
         assert!(run(&["records", "--url", "ws://192.168.1.2/ws", "--allow-remote"]).is_ok());
-        assert!(run(&["records", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).is_err());
+        assert!(run(&["fanout", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).is_err());
+        let fleet = run(&["records", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).unwrap();
+        assert_eq!(fleet.urls.len(), 2);
         let race = run(&["race", "--url", "ws://[::1]/a", "--url", "ws://[::1]/b"]).unwrap();
         assert_eq!(race.urls.len(), 2);
         assert_eq!(run(&["fanout", "--rate", "1000"]).unwrap().rate, Some(1000));

@@ -19,7 +19,8 @@
 //! # Layout
 //! - `keys`: every Redis key and channel name, in one of two [`KeyLayout`]s.
 //! - `transport`: sends commands and the Lua scripts (`lua/`) to one node or a cluster.
-//! - `batch`: writes to different records leave together as one `write.lua` call (one node).
+//! - `write`: [`Store::write`] as a segment of `write.lua`; `batch`: writes to different
+//!   records leave together as one call (one node).
 //! - `codec`: what replies mean (values, versions, history) and the errors failures become.
 //! - `cluster`: connecting to a Redis Cluster; `slots` computes hash slots and who owns them.
 //! - `pubsub`: the [`ChangeSink`]s' router task (`single` node or `cluster`, sharing the
@@ -42,6 +43,7 @@ mod preflight;
 mod pubsub;
 pub(crate) mod slots;
 mod transport;
+mod write;
 
 pub use keys::{DEFAULT_KEY_PREFIX, EXPIRY_INDEX_SHARDS, KeyLayout, RedisKeys};
 pub use preflight::Unsuitable;
@@ -51,12 +53,11 @@ use super::{
     NewVersion, OpId, Store, StoreError, StoreFuture, Stored, WatchToken, WriteResult, ready,
 };
 use crate::model::{Glob, RecordId, Version, Versioned};
-use batch::{Answer, Batchers, KEYS_PER_RECORD, Segment};
+use batch::Batchers;
 use codec::{
     corrupt, json_text, leading_to, outcome_unknown, parse_history, parse_value, parse_version,
     stored, unavailable,
 };
-use expiry::Filing;
 use feed::Feed;
 use futures_util::StreamExt;
 use pubsub::Router;
@@ -279,98 +280,7 @@ impl Store for RedisStore {
         history: HistoryLimits,
         ttl: Option<Duration>,
     ) -> StoreFuture<WriteResult> {
-        if let Some(problem) = self.keys.slot_problem(Some(id)) {
-            return ready(Err(StoreError::Unavailable(problem)));
-        }
-        // Only a write that sets a deadline (and has a value to write) files the record in the
-        // expiry index (see `expiry`): on one node inside its own script, on a cluster (where
-        // the index is in another slot) by a call before it. A plain write sends one segment.
-        let filing = self.filing(id, ttl.filter(|_| !values.is_empty()));
-        let (index, file_here) = match &filing {
-            Filing::InScript(index) => (index.clone(), "1"),
-            _ => (self.keys.expires(id), "0"),
-        };
-        let keys: [String; KEYS_PER_RECORD] = [
-            self.keys.value(id),
-            self.keys.version(id),
-            self.keys.last_op(id),
-            self.keys.history(id),
-            self.keys.history_bytes(id),
-            self.keys.expires(id),
-            index,
-        ];
-        let mut args = Vec::with_capacity(10 + 3 * values.len());
-        args.extend([
-            expected.version.to_string(),
-            if expected.exists { "1" } else { "0" }.to_owned(),
-            self.keys.channel(id),
-            op.0.to_string(),
-            history.versions.to_string(),
-            history.bytes.to_string(),
-            id.as_str().to_owned(),
-            expiry::ttl_arg(ttl),
-            file_here.to_owned(),
-            values.len().to_string(),
-        ]);
-        let mut version = expected.version;
-        for new in &values {
-            let (json, patch) = match (
-                json_text(id, Some(&new.value)),
-                json_text(id, new.patch.as_ref()),
-            ) {
-                (Ok(json), Ok(patch)) => (json, patch),
-                (Err(e), _) | (_, Err(e)) => return ready(Err(e)),
-            };
-            version = match version.checked_add(1) {
-                Some(next) => next,
-                None => return ready(Err(corrupt(id, "version overflow"))),
-            };
-            args.extend([version.to_string(), json, patch]);
-        }
-        let segment = Segment { keys, args };
-        let hint = match filing {
-            Filing::Before(hint) => Some(hint),
-            _ => None,
-        };
-        let (conn, writes) = (self.commands.clone(), self.writes.clone());
-        let (feed, origin) = (self.feed_arg(), Arc::clone(&self.origin));
-        let id = id.clone();
-        Box::pin(async move {
-            let moved = match &hint {
-                Some(hint) => expiry::file(&conn, hint).await?,
-                None => true,
-            };
-            let (status, version, value): Answer = match writes {
-                Some(writes) => writes.here().write(segment).await?,
-                None => batch::call(&conn, &conn.scripts().write, [&feed, &origin], &[segment])
-                    .await
-                    .map_err(|err| outcome_unknown("write", &err))?
-                    .pop()
-                    .ok_or_else(|| corrupt(&id, "no answer from write.lua"))?,
-            };
-            match status {
-                1 => {
-                    if let Some(hint) = hint.filter(|_| !moved) {
-                        expiry::file_again(&conn, &hint, id.as_str()).await;
-                    }
-                    Ok(WriteResult::Applied {
-                        version: parse_version(&id, &version)?,
-                    })
-                }
-                0 => {
-                    let version = parse_version(&id, &version)?;
-                    let current = match value {
-                        Some(value) => Stored::live(parse_value(&id, &value)?, version),
-                        None => Stored::absent(version),
-                    };
-                    Ok(WriteResult::Conflict { current })
-                }
-                // Redis refused one of the record's commands part-way: it may be half
-                // written, so the outcome is unknown (the record actor asks again).
-                -2 => Err(StoreError::Indeterminate(format!("redis write: {version}"))),
-                _ => Err(corrupt(&id, &format!("version is {version:?}"))),
-            }
-        })
+        self.write_now(id, expected, values, op, history, ttl)
     }
 
     fn delete(
