@@ -5,7 +5,8 @@
 //! makes that hold across processes too.
 //!
 //! Other instances' changes reach a `RecordActor` through [`Store::watch`]: the store calls
-//! the actor's [`ChangeSink`] with every [`RemoteChange`] published for that record.
+//! the actor's [`ChangeSink`] with every [`RemoteChange`] published for that record by others
+//! (a store may leave out the updates it wrote itself: their writer already has them).
 //!
 //! Records may expire: a write with a ttl or [`Store::set_expiry`] gives a record a deadline,
 //! and [`Store::expire_due`], called every so often by a sweeper, deletes the records whose
@@ -393,7 +394,9 @@ pub trait Store: Send + Sync + 'static {
     fn restore(&self, records: Vec<(RecordId, Stored)>) -> StoreFuture<usize>;
 
     /// Calls `sink` with every change published for the record from now on, until
-    /// [`Store::unwatch`] with the returned token.
+    /// [`Store::unwatch`] with the returned token. Updates written through this same store
+    /// (or a clone) may be left out: their writer applied them already (the Redis store drops
+    /// them unread). Deletions and resyncs are always delivered.
     ///
     /// Resolves once the backend delivers every later change, so a [`Store::load`] started
     /// after it cannot miss one. `sink` may be called before the future resolves. Fails
