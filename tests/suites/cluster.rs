@@ -169,6 +169,17 @@ async fn concurrent_writers_on_two_instances_lose_nothing(backend: Backend) {
     }
     assert_eq!(acknowledged, WRITERS * WRITES);
     let total = WRITERS * WRITES;
+    // Instance a learns b's last writes by pub/sub, which may still be on its way when the
+    // last acknowledgement reaches the test.
+    common::eventually(
+        "instance a holds the last version",
+        common::patience(),
+        async || {
+            let held = a.records().get_record("doc:hot").await.unwrap().unwrap();
+            held.version >= total
+        },
+    )
+    .await;
     let stored = a.records().get_record("doc:hot").await.unwrap().unwrap();
     assert_eq!(
         stored.version, total,
