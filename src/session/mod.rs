@@ -109,8 +109,8 @@ impl From<&ServerConfig> for SessionSettings {
     }
 }
 
-/// What a session needs from the server.
-#[derive(Clone)]
+/// What a session needs from the server, one copy for all of them: each session holds an
+/// `Arc` of it (inline, its ~140 bytes would be in every session actor's task).
 pub(crate) struct SessionServices {
     /// The record API: its registry resolves access; command handlers get a clone.
     pub records: Records,
@@ -133,7 +133,7 @@ pub(crate) struct SessionActor {
     number: u64,
     connection: Connection,
     outbox: Outbox,
-    services: SessionServices,
+    services: Arc<SessionServices>,
     socket: Option<crate::socket::ConnectionSocket>,
     subscriptions: Subscriptions,
     /// Subscribes sent to record actors and not yet answered (they count toward the limit).
@@ -171,7 +171,7 @@ impl SessionActor {
         number: u64,
         connection: Connection,
         outbox: Outbox,
-        services: SessionServices,
+        services: Arc<SessionServices>,
         socket: Option<crate::socket::ConnectionSocket>,
     ) -> Self {
         let settings = &services.settings;
