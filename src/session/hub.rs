@@ -45,7 +45,7 @@ pub(crate) struct Sessions {
 }
 
 struct Hub {
-    services: SessionServices,
+    services: Arc<SessionServices>,
     ws_path: String,
     max_frame_bytes: usize,
     max_outbound_bytes: usize,
@@ -107,7 +107,7 @@ impl Sessions {
         let shutdown = watch::channel(false).0;
         Sessions {
             hub: Arc::new(Hub {
-                services: SessionServices {
+                services: Arc::new(SessionServices {
                     records: config.records,
                     settings: Arc::new(config.settings),
                     commands: Arc::new(config.commands),
@@ -115,7 +115,7 @@ impl Sessions {
                     shutdown: shutdown.subscribe(),
                     authenticator: config.authenticator,
                     collections: config.collections,
-                },
+                }),
                 ws_path: config.ws_path,
                 max_frame_bytes: config.max_frame_bytes,
                 max_outbound_bytes: config.max_outbound_bytes,

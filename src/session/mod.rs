@@ -6,7 +6,7 @@
 //! Receives the client's frames as a stream, `SubscriptionEnded` from record actors and
 //! `Signal`s from its outbox. Its parts: [`dispatch`] (requests), [`flow`] (rate limit and
 //! congestion), [`keepalive`] (pings and token expiry), [`hub`] (starting sessions, the
-//! connection limit, shutdown).
+//! connection limit, shutdown), [`subscriptions`] (the record subscriptions, one inline).
 //!
 //! Invariants:
 //! - Access checks of one connection run in arrival order (`ctx.wait`), and the message to the
@@ -29,10 +29,11 @@ mod large;
 mod mistakes;
 mod requests;
 mod revoke;
+mod subscriptions;
 
 pub(crate) use hub::{ConnectionPermit, Refusal, Sessions, SessionsConfig};
 
-use crate::actors::record::{RecordActor, SubscriptionEnded, Unsubscribe};
+use crate::actors::record::{SubscriptionEnded, Unsubscribe};
 use crate::auth::{Authenticator, SessionToken};
 use crate::commands::Commands;
 use crate::config::ServerConfig;
@@ -50,6 +51,7 @@ use serde_json::{Number, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use subscriptions::Subscriptions;
 use tokio::sync::watch;
 
 /// WebSocket close code sent to a client that could not keep up with its updates.
@@ -107,8 +109,8 @@ impl From<&ServerConfig> for SessionSettings {
     }
 }
 
-/// What a session needs from the server.
-#[derive(Clone)]
+/// What a session needs from the server, one copy for all of them: each session holds an
+/// `Arc` of it (inline, its ~140 bytes would be in every session actor's task).
 pub(crate) struct SessionServices {
     /// The record API: its registry resolves access; command handlers get a clone.
     pub records: Records,
@@ -126,31 +128,14 @@ pub(crate) struct SessionServices {
     pub collections: crate::collections::Collections,
 }
 
-struct ActiveSubscription {
-    /// Weak: a strong `Addr` clone costs two small allocations per subscription, and the
-    /// record actor does not retire while it has this subscriber (the registry holds it).
-    /// A failed upgrade is an actor already gone, as a `do_send` to it would find.
-    addr: actix::WeakAddr<RecordActor>,
-    token: u64,
-}
-
-impl ActiveSubscription {
-    /// Tells the record actor, if it is still there.
-    fn unsubscribe(&self, msg: Unsubscribe) {
-        if let Some(addr) = self.addr.upgrade() {
-            addr.do_send(msg);
-        }
-    }
-}
-
 /// The session (see the module docs).
 pub(crate) struct SessionActor {
     number: u64,
     connection: Connection,
     outbox: Outbox,
-    services: SessionServices,
+    services: Arc<SessionServices>,
     socket: Option<crate::socket::ConnectionSocket>,
-    subscriptions: HashMap<RecordId, ActiveSubscription>,
+    subscriptions: Subscriptions,
     /// Subscribes sent to record actors and not yet answered (they count toward the limit).
     pending_subscribes: usize,
     /// Collections subscribed to (each counts as one subscription toward the limit).
@@ -186,7 +171,7 @@ impl SessionActor {
         number: u64,
         connection: Connection,
         outbox: Outbox,
-        services: SessionServices,
+        services: Arc<SessionServices>,
         socket: Option<crate::socket::ConnectionSocket>,
     ) -> Self {
         let settings = &services.settings;
@@ -201,7 +186,7 @@ impl SessionActor {
             outbox,
             services,
             socket,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             pending_subscribes: 0,
             collections: HashMap::new(),
             limiter: TokenBucket::new(rate, rate),
@@ -295,7 +280,7 @@ impl Actor for SessionActor {
                 session: self.number,
             });
         }
-        for (_, active) in self.subscriptions.drain() {
+        for active in self.subscriptions.drain() {
             active.unsubscribe(Unsubscribe {
                 session: self.number,
                 farewell: None,

@@ -3,6 +3,7 @@
 
 use super::RecordActor;
 use super::fanout::Subscriber;
+use super::linger::LingerTick;
 use super::messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RemoteChanged, ResyncSubscriber,
     RetireWhenIdle, Subscribe, Unsubscribe, UpdateRecord,
@@ -228,5 +229,13 @@ impl Handler<RetireWhenIdle> for RecordActor {
     fn handle(&mut self, _: RetireWhenIdle, ctx: &mut Context<Self>) {
         let next = self.lifecycle.leave();
         self.follow(next, ctx);
+    }
+}
+
+impl Handler<LingerTick> for RecordActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LingerTick, ctx: &mut Context<Self>) {
+        self.linger_tick(ctx);
     }
 }

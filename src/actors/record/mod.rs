@@ -25,6 +25,7 @@
 //! - `state`: the synchronisation state machine (its types and requests; `state/answers.rs` the
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `lifecycle`: when the actor may stop (linger, leaving with its thread).
+//! - `linger`: the linger tick, one clock per thread for all its actors.
 //! - `queue`: the queued requests and planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
 //! - `persisted`: values the database cannot hold, replies held until it confirms.
@@ -32,6 +33,7 @@
 mod fanout;
 mod handlers;
 mod lifecycle;
+mod linger;
 mod messages;
 mod persisted;
 mod queue;
@@ -216,6 +218,13 @@ impl RecordActor {
         self.subscribers.retain(|s| !s.outbox.is_closed());
     }
 
+    /// The linger tick (from the thread's clock, [`linger`]).
+    fn linger_tick(&mut self, ctx: &mut Context<Self>) {
+        self.forget_closed_subscribers();
+        let next = self.lifecycle.tick(self.is_idle());
+        self.follow(next, ctx);
+    }
+
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.core.as_ref().is_none_or(Core::is_idle)
     }
@@ -375,11 +384,7 @@ impl Actor for RecordActor {
         })
         .wait(ctx);
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
-        ctx.run_interval(tick, |act, ctx| {
-            act.forget_closed_subscribers();
-            let next = act.lifecycle.tick(act.is_idle());
-            act.follow(next, ctx);
-        });
+        linger::join(tick, ctx.address().downgrade());
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {

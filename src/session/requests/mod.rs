@@ -14,8 +14,9 @@ mod metadata;
 mod publish;
 mod subscribe;
 
+use super::SessionActor;
 use super::large::ValueSize;
-use super::{ActiveSubscription, SessionActor};
+use super::subscriptions::ActiveSubscription;
 use crate::access::Operation;
 use crate::actors::record::{ApplyWrite, Subscribe, Unsubscribe};
 use crate::actors::registry::Leased;
