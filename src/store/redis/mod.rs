@@ -319,14 +319,9 @@ impl Store for RedisStore {
                 0 => Ok(DeleteResult::Absent {
                     version: parse_version(&id, &version)?,
                 }),
-                2 => {
-                    let version = parse_version(&id, &version)?;
-                    let current = match value {
-                        Some(value) => Stored::live(parse_value(&id, &value)?, version),
-                        None => Stored::absent(version),
-                    };
-                    Ok(DeleteResult::Mismatch { current })
-                }
+                2 => Ok(DeleteResult::Mismatch {
+                    current: stored(&id, value, Some(version))?,
+                }),
                 _ => Err(corrupt(&id, &format!("version is {version:?}"))),
             }
         })

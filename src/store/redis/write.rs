@@ -3,15 +3,23 @@
 //! cluster, and the script's answer as a [`WriteResult`].
 
 use super::RedisStore;
-use super::batch::{self, Answer, KEYS_PER_RECORD, Segment};
-use super::codec::{corrupt, json_text, outcome_unknown, parse_value, parse_version};
+use super::batch::{self, Answer, Batchers, KEYS_PER_RECORD, Segment};
+use super::codec::{corrupt, json_text, outcome_unknown, parse_version, stored};
 use super::expiry::{self, Filing};
 use crate::model::RecordId;
 use crate::store::{
-    Expect, HistoryLimits, NewVersion, OpId, StoreError, StoreFuture, Stored, WriteResult, ready,
+    Expect, HistoryLimits, NewVersion, OpId, StoreError, StoreFuture, WriteResult, ready,
 };
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How one write reaches Redis.
+enum Route {
+    /// Through this thread's batcher (one node).
+    Batched(Arc<Batchers>),
+    /// As a call of its own (a cluster), with the feed channel and the store's origin tag.
+    Alone(String, Arc<str>),
+}
 
 impl RedisStore {
     /// [`Store::write`](crate::store::Store::write).
@@ -77,21 +85,27 @@ impl RedisStore {
             Filing::Before(hint) => Some(hint),
             _ => None,
         };
-        let (conn, writes) = (self.commands.clone(), self.writes.clone());
-        let (feed, origin) = (self.feed_arg(), Arc::clone(&self.origin));
+        let conn = self.commands.clone();
+        // The batcher reads the feed flag itself when it sends; only a lone call needs it here.
+        let route = match &self.writes {
+            Some(writes) => Route::Batched(Arc::clone(writes)),
+            None => Route::Alone(self.feed_arg(), Arc::clone(&self.origin)),
+        };
         let id = id.clone();
         Box::pin(async move {
             let moved = match &hint {
                 Some(hint) => expiry::file(&conn, hint).await?,
                 None => true,
             };
-            let (status, version, value): Answer = match writes {
-                Some(writes) => writes.here().write(segment).await?,
-                None => batch::call(&conn, &conn.scripts().write, [&feed, &origin], &[segment])
-                    .await
-                    .map_err(|err| outcome_unknown("write", &err))?
-                    .pop()
-                    .ok_or_else(|| corrupt(&id, "no answer from write.lua"))?,
+            let (status, version, value): Answer = match route {
+                Route::Batched(writes) => writes.here().write(segment).await?,
+                Route::Alone(feed, origin) => {
+                    batch::call(&conn, &conn.scripts().write, [&feed, &origin], &[segment])
+                        .await
+                        .map_err(|err| outcome_unknown("write", &err))?
+                        .pop()
+                        .ok_or_else(|| corrupt(&id, "no answer from write.lua"))?
+                }
             };
             match status {
                 1 => {
@@ -102,14 +116,9 @@ impl RedisStore {
                         version: parse_version(&id, &version)?,
                     })
                 }
-                0 => {
-                    let version = parse_version(&id, &version)?;
-                    let current = match value {
-                        Some(value) => Stored::live(parse_value(&id, &value)?, version),
-                        None => Stored::absent(version),
-                    };
-                    Ok(WriteResult::Conflict { current })
-                }
+                0 => Ok(WriteResult::Conflict {
+                    current: stored(&id, value, Some(version))?,
+                }),
                 // Redis refused one of the record's commands part-way: it may be half
                 // written, so the outcome is unknown (the record actor asks again).
                 -2 => Err(StoreError::Indeterminate(format!("redis write: {version}"))),
