@@ -45,6 +45,10 @@ pub fn replace_all(value: &Value) -> Value {
 }
 
 fn diff_within(old: &Value, new: &Value, sizes: Sizes, max_bytes: usize) -> Option<Value> {
+    // Even an empty patch, `[]`, is two bytes.
+    if max_bytes < 2 {
+        return None;
+    }
     let mut diff = Diff {
         ops: Vec::new(),
         path: String::new(),
@@ -303,6 +307,9 @@ mod tests {
         let new = json!({"a": "a long string value"});
         assert!(bounded_diff(&old, &new, 10).is_none());
         assert!(bounded_diff(&old, &new, 1000).is_some());
+        // Under two bytes not even `[]` fits.
+        assert!(bounded_diff(&json!([]), &json!([]), 1).is_none());
+        assert_eq!(bounded_diff(&json!([]), &json!([]), 2), Some(json!([])));
         assert_eq!(
             change_patch(&json!(1), &json!("x")),
             replace_all(&json!("x"))
