@@ -2,6 +2,7 @@
 //! it keeps, then its messages. Only the `PersistenceActor` is public: an app may batch
 //! writes to a database of its own with it (see `persistence::PersistenceAdapter`).
 
+pub(crate) mod clock;
 pub(crate) mod expiry;
 pub mod persistence;
 pub(crate) mod record;

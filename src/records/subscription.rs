@@ -1,12 +1,11 @@
 //! [`RecordSubscription`]: server code watching a record the way a WebSocket subscriber does,
 //! through the same route and the same record actor, receiving the same push frames.
 
-use crate::actors::record::{Subscribe, SubscriptionEnded};
+use crate::actors::record::{OnEnd, Subscribe};
 use crate::actors::route::RecordRoute;
 use crate::error::Result;
 use crate::model::{Mode, RecordId, Versioned};
 use crate::outbox::{Outbox, TextDrain};
-use actix::prelude::*;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,28 +41,6 @@ pub struct RecordSubscription {
     subscriber: u64,
 }
 
-/// Ends the subscription's queue when the record actor ends the subscription (the record was
-/// deleted: the deletion push is the last frame), or when it goes away otherwise (its thread
-/// stopped): then it holds the only address of this actor, which stops with it.
-struct Ending(Outbox);
-
-impl Actor for Ending {
-    type Context = Context<Self>;
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.0.close(None);
-    }
-}
-
-impl Handler<SubscriptionEnded> for Ending {
-    type Result = ();
-
-    fn handle(&mut self, _: SubscriptionEnded, ctx: &mut Context<Self>) {
-        self.0.close(None);
-        ctx.stop();
-    }
-}
-
 impl RecordSubscription {
     /// Subscribes through `route` (no access check: server code). Runs on an actix runtime.
     pub(crate) async fn start(route: RecordRoute, id: RecordId, mode: Mode) -> Result<Self> {
@@ -74,7 +51,8 @@ impl RecordSubscription {
             mode,
             outbox: outbox.clone(),
             token: 0,
-            ended: Ending(outbox.clone()).start().recipient(),
+            // The queue ends after the deletion push, or when the record actor goes away.
+            ended: OnEnd::CloseQueue,
             reply_to: None,
             since: None,
         };

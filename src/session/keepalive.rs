@@ -1,6 +1,7 @@
 //! Liveness and credentials: the ping/pong keepalive, and the token's expiry and refresh.
 
 use super::{CLOSE_PING_TIMEOUT, CLOSE_TOKEN_EXPIRED, SessionActor};
+use crate::actors::clock::Tick;
 use crate::auth::SessionToken;
 use crate::error::Error;
 use crate::protocol::{self, commands};
@@ -13,8 +14,20 @@ use std::time::Duration;
 /// overflow a timer, and a wall clock that jumps is looked at again at least this often.
 const TOKEN_CHECK_MAX: Duration = Duration::from_secs(3600);
 
+/// From the thread's clock (joined in `started`): a ping period, or the server shutting down.
+impl Handler<Tick> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, tick: Tick, ctx: &mut Context<Self>) {
+        match tick {
+            Tick::Period => self.keepalive(ctx),
+            Tick::Shutdown => self.close(ctx, CloseCode::Away, "server shutting down", false),
+        }
+    }
+}
+
 impl SessionActor {
-    pub(super) fn keepalive(&mut self, ctx: &mut Context<Self>) {
+    fn keepalive(&mut self, ctx: &mut Context<Self>) {
         if self.awaiting_pong {
             self.missed_pongs += 1;
             if self.missed_pongs > self.services.settings.max_missed_pongs {

@@ -254,23 +254,17 @@ impl Actor for SessionActor {
             commands::ASSIGN_ID,
             &self.connection.id(),
         ));
-        ctx.run_interval(self.services.settings.ping_interval, Self::keepalive);
+        // Pings and the server's shutdown come from this thread's clock, not from a timer
+        // and a watcher in each session (~260 bytes of an idle connection).
+        crate::actors::clock::join(
+            self.services.settings.ping_interval,
+            Some(&self.services.shutdown),
+            ctx.address().downgrade(),
+        );
         self.arm_token_expiry(ctx);
 
         // Congestion, drain and overflow arrive as `Signal` messages.
         self.outbox.signal_to(ctx.address().recipient());
-
-        let mut shutdown = self.services.shutdown.clone();
-        async move {
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-        }
-        .into_actor(self)
-        .map(|_, act, ctx| act.close(ctx, CloseCode::Away, "server shutting down", false))
-        .spawn(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -7,27 +7,21 @@ use crate::model::{
     serializes_longer_than, shorter_patch,
 };
 use crate::outbox::{Outbox, PushError};
-use actix::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-use super::messages::SubscriptionEnded;
+use super::messages::{OnEnd, SubscriptionEnded};
 
 /// One session's subscription.
 pub(super) struct Subscriber {
     mode: Mode,
     pub(super) outbox: Outbox,
     token: u64,
-    ended: Recipient<SubscriptionEnded>,
+    ended: OnEnd,
 }
 
 impl Subscriber {
-    pub(super) fn new(
-        mode: Mode,
-        outbox: Outbox,
-        token: u64,
-        ended: Recipient<SubscriptionEnded>,
-    ) -> Self {
+    pub(super) fn new(mode: Mode, outbox: Outbox, token: u64, ended: OnEnd) -> Self {
         metrics().subscriptions(mode).inc();
         Subscriber {
             mode,
@@ -42,6 +36,9 @@ impl Drop for Subscriber {
     /// However a subscription ends (unsubscribe, deletion, closed session), the gauge follows.
     fn drop(&mut self) {
         metrics().subscriptions(self.mode).dec();
+        if let OnEnd::CloseQueue = self.ended {
+            self.outbox.close(None);
+        }
     }
 }
 
@@ -195,10 +192,15 @@ impl Subscribers {
         for subscriber in self.drain() {
             subscriber.outbox.forget_stale(id);
             let _ = subscriber.outbox.push(frame.clone());
-            subscriber.ended.do_send(SubscriptionEnded {
-                record_id: id.clone(),
-                token: subscriber.token,
-            });
+            // A server-side subscription's queue is closed as the subscriber drops.
+            if let OnEnd::Notify(session) = &subscriber.ended
+                && let Some(session) = session.upgrade()
+            {
+                session.do_send(SubscriptionEnded {
+                    record_id: id.clone(),
+                    token: subscriber.token,
+                });
+            }
         }
     }
 }

@@ -3,13 +3,13 @@
 
 use super::RecordActor;
 use super::fanout::Subscriber;
-use super::linger::LingerTick;
 use super::messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RemoteChanged, ResyncSubscriber,
     RetireWhenIdle, Subscribe, Unsubscribe, UpdateRecord,
 };
 use super::queue::{Edit, QueuedWrite, WriteOutcome};
 use super::state::{Joining, Resume};
+use crate::actors::clock::Tick;
 use crate::error::Error;
 use crate::metrics::metrics;
 use crate::model::{Frame, Version, Versioned, full_frame, patch_frame};
@@ -232,10 +232,11 @@ impl Handler<RetireWhenIdle> for RecordActor {
     }
 }
 
-impl Handler<LingerTick> for RecordActor {
+impl Handler<Tick> for RecordActor {
     type Result = ();
 
-    fn handle(&mut self, _: LingerTick, ctx: &mut Context<Self>) {
+    /// Only periods: record actors join their clock without a shutdown signal.
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         self.linger_tick(ctx);
     }
 }

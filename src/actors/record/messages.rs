@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::model::{Mode, RecordId, Strategy, Version, Versioned};
 use crate::outbox::Outbox;
 use crate::store::{RemoteChange, SharedStore};
+use actix::WeakRecipient;
 use actix::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -85,8 +86,8 @@ pub struct Subscribe {
     pub outbox: Outbox,
     /// Echoed in `SubscriptionEnded` so a stale notice cannot end a newer subscription.
     pub token: u64,
-    /// Told when the subscription ends from this side (record deleted).
-    pub ended: Recipient<SubscriptionEnded>,
+    /// What happens when the subscription ends from this side (record deleted).
+    pub ended: OnEnd,
     /// The request id to answer; the reply is queued here, ahead of any later push.
     pub reply_to: Option<serde_json::Number>,
     /// `sinceVersion`: the version the client holds, to resume from instead of a snapshot.
@@ -173,6 +174,19 @@ pub struct ResyncSubscriber {
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Versioned>, Error>")]
 pub struct GetSnapshot;
+
+/// What a record actor does when it ends a subscription from its side (the record was deleted).
+#[derive(Clone)]
+pub enum OnEnd {
+    /// Tells the session. Held weakly: the session lives by its socket, and a strong address
+    /// (~110 bytes of sender state) in every subscription is a good part of what an idle
+    /// connection costs.
+    Notify(WeakRecipient<SubscriptionEnded>),
+    /// Closes the subscription's queue after the deletion push, and also when the subscription
+    /// goes away without one (its record actor stopped with its thread): a server-side
+    /// subscription (`Records::subscribe_record`), which ends with its queue.
+    CloseQueue,
+}
 
 /// Tells a session that a record actor ended its subscription (the record was deleted).
 #[derive(Message)]

@@ -25,7 +25,6 @@
 //! - `state`: the synchronisation state machine (its types and requests; `state/answers.rs` the
 //!   store's answers, published changes and timers; `state/transitions.rs` what they share).
 //! - `lifecycle`: when the actor may stop (linger, leaving with its thread).
-//! - `linger`: the linger tick, one clock per thread for all its actors.
 //! - `queue`: the queued requests and planning a batch of queued writes.
 //! - `fanout`: subscribers and the frames they get.
 //! - `persisted`: values the database cannot hold, replies held until it confirms.
@@ -33,7 +32,6 @@
 mod fanout;
 mod handlers;
 mod lifecycle;
-mod linger;
 mod messages;
 mod persisted;
 mod queue;
@@ -42,7 +40,7 @@ mod state;
 mod tests;
 
 pub use messages::{
-    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RecordActorStopped, RecordEnv,
+    ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, OnEnd, RecordActorStopped, RecordEnv,
     RecordSettings, RemoteChanged, ResyncSubscriber, RetireRecordActor, RetireWhenIdle, Subscribe,
     SubscriptionEnded, Unsubscribe, UpdateRecord,
 };
@@ -218,7 +216,7 @@ impl RecordActor {
         self.subscribers.retain(|s| !s.outbox.is_closed());
     }
 
-    /// The linger tick (from the thread's clock, [`linger`]).
+    /// The linger tick (from the thread's clock, [`crate::actors::clock`]).
     fn linger_tick(&mut self, ctx: &mut Context<Self>) {
         self.forget_closed_subscribers();
         let next = self.lifecycle.tick(self.is_idle());
@@ -384,7 +382,7 @@ impl Actor for RecordActor {
         })
         .wait(ctx);
         let tick = self.env.settings.linger.max(Duration::from_millis(10));
-        linger::join(tick, ctx.address().downgrade());
+        crate::actors::clock::join(tick, None, ctx.address().downgrade());
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {

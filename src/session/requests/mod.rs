@@ -18,7 +18,7 @@ use super::SessionActor;
 use super::large::ValueSize;
 use super::subscriptions::ActiveSubscription;
 use crate::access::Operation;
-use crate::actors::record::{ApplyWrite, Subscribe, Unsubscribe};
+use crate::actors::record::{ApplyWrite, OnEnd, Subscribe, Unsubscribe};
 use crate::actors::registry::Leased;
 use crate::actors::route::Access;
 use crate::commands::{CommandContext, Commands};

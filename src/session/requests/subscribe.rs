@@ -68,7 +68,7 @@ impl SessionActor {
             mode,
             outbox: self.outbox.clone(),
             token,
-            ended: ctx.address().recipient(),
+            ended: OnEnd::Notify(ctx.address().downgrade().recipient()),
             reply_to: request_id.clone(),
             since,
         };
