@@ -8,6 +8,10 @@
 //! What must stay true:
 //! - An actor is ticked every `period` from when it joins, as its own interval did; only the
 //!   phase is the clock's, so the first tick comes within one period.
+//! - The members are spread over up to [`MAX_SLICES`] slices, ticked in turn: one period's
+//!   ticks (tens of thousands of pings) never land on a thread at one instant, where they
+//!   would hold up every write queued behind them. Each member is in one slice, so it is
+//!   ticked exactly once a period.
 //! - With a shutdown signal, every member gets [`Tick::Shutdown`] once the signal turns true,
 //!   and an actor joining after that gets it at once: none is missed, whichever thread flips it.
 //! - A clock holds weak addresses only: it never keeps an actor alive. A stopped actor is
@@ -23,6 +27,18 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
+
+/// Most slices a period is cut into.
+const MAX_SLICES: usize = 16;
+
+/// Shortest time between two slices' ticks.
+const MIN_SLICE: Duration = Duration::from_millis(100);
+
+/// How many slices `period` is cut into: as many as fit at least [`MIN_SLICE`] apart.
+fn slices(period: Duration) -> usize {
+    let fit = period.as_millis() / MIN_SLICE.as_millis();
+    (fit as usize).clamp(1, MAX_SLICES)
+}
 
 /// What a clock sends its members.
 #[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,23 +76,46 @@ impl Key {
 
 /// One clock's members, whatever their kind.
 trait Members {
-    /// Sends `tick` to the live members and forgets the others; whether any is left.
-    fn tick(&mut self, tick: Tick) -> bool;
+    /// Sends `tick` to the live members of one slice (all slices when `slice` is `None`) and
+    /// forgets the others of those; whether any member is left.
+    fn tick(&mut self, slice: Option<usize>, tick: Tick) -> bool;
     fn as_any(&mut self) -> &mut dyn Any;
 }
 
-struct Of<A: Actor>(Vec<WeakAddr<A>>);
+/// Members by slice; joiners go to the slices in turn.
+struct Of<A: Actor> {
+    slices: Vec<Vec<WeakAddr<A>>>,
+    next: usize,
+}
+
+impl<A: Actor> Of<A> {
+    fn new(slices: usize) -> Self {
+        Of {
+            slices: (0..slices).map(|_| Vec::new()).collect(),
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, member: WeakAddr<A>) {
+        self.slices[self.next].push(member);
+        self.next = (self.next + 1) % self.slices.len();
+    }
+}
 
 impl<A: Ticked> Members for Of<A> {
-    fn tick(&mut self, tick: Tick) -> bool {
-        self.0.retain(|member| match member.upgrade() {
+    fn tick(&mut self, slice: Option<usize>, tick: Tick) -> bool {
+        let send = |member: &WeakAddr<A>| match member.upgrade() {
             Some(addr) if addr.connected() => {
                 addr.do_send(tick);
                 true
             }
             _ => false,
-        });
-        !self.0.is_empty()
+        };
+        match slice {
+            Some(at) => self.slices[at].retain(send),
+            None => self.slices.iter_mut().for_each(|slice| slice.retain(send)),
+        }
+        self.slices.iter().any(|slice| !slice.is_empty())
     }
 
     fn as_any(&mut self) -> &mut dyn Any {
@@ -127,7 +166,7 @@ pub(crate) fn join<A: Ticked>(
                         period,
                         shutdown: key.shutdown.clone(),
                     },
-                    members: Box::new(Of::<A>(Vec::new())),
+                    members: Box::new(Of::<A>::new(slices(period))),
                     task: Weak::new(),
                 });
                 clocks.len() - 1
@@ -137,7 +176,6 @@ pub(crate) fn join<A: Ticked>(
         let members = clock.members.as_any().downcast_mut::<Of<A>>();
         members
             .expect("a clock's members are of its kind")
-            .0
             .push(actor);
         if clock.task.strong_count() > 0 {
             return None;
@@ -151,11 +189,15 @@ pub(crate) fn join<A: Ticked>(
     }
 }
 
-/// The clock's task: a tick to each live member every period, and the shutdown when `shutdown`
-/// turns true. `_alive` is the clock's sign of life (see [`Clock::task`]).
+/// The clock's task: a tick to each live member every period, one slice at a time, and the
+/// shutdown to all when `shutdown` turns true. `_alive` is the clock's sign of life (see
+/// [`Clock::task`]).
 async fn run(key: Key, mut shutdown: Option<watch::Receiver<bool>>, _alive: Rc<()>) {
-    let mut ticks = tokio::time::interval_at(Instant::now() + key.period, key.period);
+    let slices = slices(key.period);
+    let every = key.period / slices as u32;
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut slice = 0;
     // Watched until it turns true or its sender is gone; `borrow_and_update` first, so a flip
     // after the first member looked and before this task started is seen too.
     loop {
@@ -181,7 +223,14 @@ async fn run(key: Key, mut shutdown: Option<watch::Receiver<bool>>, _alive: Rc<(
                 Tick::Period
             }
         };
-        if !send(&key, tick) {
+        let to = match tick {
+            Tick::Period => {
+                slice = (slice + 1) % slices;
+                Some(slice)
+            }
+            Tick::Shutdown => None,
+        };
+        if !send(&key, to, tick) {
             // No await between the last look and the end: an actor joining from now on finds
             // the clock stopped and starts it again.
             return;
@@ -189,13 +238,13 @@ async fn run(key: Key, mut shutdown: Option<watch::Receiver<bool>>, _alive: Rc<(
     }
 }
 
-/// Sends `tick` to the clock's live members; whether any is left.
-fn send(key: &Key, tick: Tick) -> bool {
+/// Sends `tick` to the clock's live members of `slice` (all when `None`); whether any is left.
+fn send(key: &Key, slice: Option<usize>, tick: Tick) -> bool {
     CLOCKS.with_borrow_mut(|clocks| {
         let Some(at) = clocks.iter().position(|clock| clock.key.same(key)) else {
             return false;
         };
-        let left = clocks[at].members.tick(tick);
+        let left = clocks[at].members.tick(slice, tick);
         if !left {
             // A clock without members is dropped with its task (a server that is gone leaves
             // no clock behind on its threads).
@@ -283,5 +332,30 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(first_seen.lock().unwrap().is_empty());
         assert_eq!(*second_seen.lock().unwrap(), vec![Tick::Shutdown]);
+    }
+
+    #[actix::test]
+    async fn a_periods_ticks_are_spread_over_its_slices() {
+        tokio::time::pause();
+        // Four slices, 100 ms apart.
+        let period = Duration::from_millis(400);
+        let members: Vec<_> = (0..4).map(|_| member()).collect();
+        for (addr, _) in &members {
+            join(period, None, addr.downgrade());
+        }
+        let ticks = || -> Vec<usize> {
+            members
+                .iter()
+                .map(|(_, seen)| seen.lock().unwrap().len())
+                .collect()
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(ticks().iter().sum::<usize>(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(ticks().iter().sum::<usize>(), 2);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(ticks(), vec![1; 4], "each once a period");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(ticks(), vec![2; 4]);
     }
 }
