@@ -14,8 +14,9 @@
 //!   ticked exactly once a period. Measured with 10,000 connections writing once a second
 //!   and pinged every 5 s: 16 slices (~300 pings per thread at a time) took the p99 from 3 to
 //!   17 ms; with 256 (~20 at a time) it is where one timer per session left it.
-//! - With a shutdown signal, every member gets [`Tick::Shutdown`] once the signal turns true,
-//!   and an actor joining after that gets it at once: none is missed, whichever thread flips it.
+//! - With a shutdown signal, every member gets [`Tick::Shutdown`] once, when the signal turns
+//!   true or its sender is dropped, and an actor joining after that gets it at once: none is
+//!   missed or told twice, whichever thread flips it.
 //! - A clock holds weak addresses only: it never keeps an actor alive. A stopped actor is
 //!   forgotten at the next tick (its address's allocation lives until then).
 //! - The clock's task runs while its thread has members and ends with the last one; if it is
@@ -131,6 +132,14 @@ struct Clock {
     /// Alive while the clock's task is: the task holds the only strong count, so a task that
     /// ended, or was dropped with its runtime, leaves nothing to upgrade.
     task: Weak<()>,
+    /// The shutdown has been sent to the members (or the task started after it): a member
+    /// joining now is told by `join` itself.
+    told: bool,
+}
+
+/// Whether a shutdown signal says stop: it turned true, or its sender is gone.
+fn stopping(signal: &watch::Receiver<bool>) -> bool {
+    *signal.borrow() || signal.has_changed().is_err()
 }
 
 thread_local! {
@@ -150,15 +159,9 @@ pub(crate) fn join<A: Ticked>(
         period,
         shutdown: shutdown.cloned(),
     };
-    // Already shut down: told here, and a clock started now need not watch the signal.
-    let mut watch = shutdown.cloned();
-    if shutdown.is_some_and(|signal| *signal.borrow()) {
-        watch = None;
-        if let Some(addr) = actor.upgrade() {
-            addr.do_send(Tick::Shutdown);
-        }
-    }
-    let start = CLOCKS.with_borrow_mut(|clocks| {
+    let shut = shutdown.is_some_and(stopping);
+    let tell = actor.clone();
+    let (start, tell_now) = CLOCKS.with_borrow_mut(|clocks| {
         let at = match clocks.iter().position(|clock| clock.key.same(&key)) {
             Some(at) => at,
             None => {
@@ -170,6 +173,7 @@ pub(crate) fn join<A: Ticked>(
                     },
                     members: Box::new(Of::<A>::new(slices(period))),
                     task: Weak::new(),
+                    told: false,
                 });
                 clocks.len() - 1
             }
@@ -179,14 +183,24 @@ pub(crate) fn join<A: Ticked>(
         members
             .expect("a clock's members are of its kind")
             .push(actor);
-        if clock.task.strong_count() > 0 {
-            return None;
+        // Once shut down, a running task that has not told its members yet will tell this
+        // one with them; otherwise it is told here, once.
+        let running = clock.task.strong_count() > 0;
+        let tell_now = shut && (clock.told || !running);
+        if running {
+            return (None, tell_now);
         }
+        // A task started after the shutdown need not watch the signal.
+        clock.told = shut;
         let alive = Rc::new(());
         clock.task = Rc::downgrade(&alive);
-        Some(alive)
+        (Some(alive), tell_now)
     });
+    if tell_now && let Some(addr) = tell.upgrade() {
+        addr.do_send(Tick::Shutdown);
+    }
     if let Some(alive) = start {
+        let watch = key.shutdown.clone().filter(|_| !shut);
         actix::spawn(run(key, watch, alive));
     }
 }
@@ -200,12 +214,13 @@ async fn run(key: Key, mut shutdown: Option<watch::Receiver<bool>>, _alive: Rc<(
     let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut slice = 0;
-    // Watched until it turns true or its sender is gone; `borrow_and_update` first, so a flip
-    // after the first member looked and before this task started is seen too.
+    // Watched until it says stop; looked at first, so a flip after the first member looked
+    // and before this task started is seen too.
     loop {
-        let shut = shutdown
-            .as_mut()
-            .is_some_and(|signal| *signal.borrow_and_update());
+        let shut = shutdown.as_mut().is_some_and(|signal| {
+            signal.borrow_and_update();
+            stopping(signal)
+        });
         let tick = match &mut shutdown {
             Some(_) if shut => {
                 shutdown = None;
@@ -213,12 +228,8 @@ async fn run(key: Key, mut shutdown: Option<watch::Receiver<bool>>, _alive: Rc<(
             }
             Some(signal) => tokio::select! {
                 _ = ticks.tick() => Tick::Period,
-                changed = signal.changed() => {
-                    if changed.is_err() {
-                        shutdown = None;
-                    }
-                    continue;
-                }
+                // Turned true, or its sender went: the loop's first look decides.
+                _ = signal.changed() => continue,
             },
             None => {
                 ticks.tick().await;
@@ -246,7 +257,9 @@ fn send(key: &Key, slice: Option<usize>, tick: Tick) -> bool {
         let Some(at) = clocks.iter().position(|clock| clock.key.same(key)) else {
             return false;
         };
-        let left = clocks[at].members.tick(slice, tick);
+        let clock = &mut clocks[at];
+        clock.told |= tick == Tick::Shutdown;
+        let left = clock.members.tick(slice, tick);
         if !left {
             // A clock without members is dropped with its task (a server that is gone leaves
             // no clock behind on its threads).
@@ -306,6 +319,29 @@ mod tests {
             .filter(|t| **t == Tick::Shutdown)
             .count();
         assert_eq!(shutdowns, 1);
+    }
+
+    #[actix::test]
+    async fn a_join_after_the_flip_but_before_the_clock_looked_is_told_once() {
+        let (signal, receiver) = watch::channel(false);
+        let (first, _) = member();
+        join(Duration::from_secs(60), Some(&receiver), first.downgrade());
+        // The clock's task has not run since: the flip and the join come before it looks.
+        signal.send(true).unwrap();
+        let (second, seen) = member();
+        join(Duration::from_secs(60), Some(&receiver), second.downgrade());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(*seen.lock().unwrap(), vec![Tick::Shutdown]);
+    }
+
+    #[actix::test]
+    async fn a_dropped_signal_is_a_shutdown() {
+        let (signal, receiver) = watch::channel(false);
+        let (addr, seen) = member();
+        join(Duration::from_secs(60), Some(&receiver), addr.downgrade());
+        drop(signal);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(*seen.lock().unwrap(), vec![Tick::Shutdown]);
     }
 
     #[actix::test]

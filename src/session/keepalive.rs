@@ -20,7 +20,12 @@ impl Handler<Tick> for SessionActor {
 
     fn handle(&mut self, tick: Tick, ctx: &mut Context<Self>) {
         match tick {
-            Tick::Period => self.keepalive(ctx),
+            // After the frames already waiting: actix handles mailbox messages before it
+            // polls the socket's stream, and a pong that came in just before this tick must
+            // count (as it did when the ping timer was a future polled after the stream).
+            Tick::Period => {
+                ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| act.keepalive(ctx)));
+            }
             Tick::Shutdown => self.close(ctx, CloseCode::Away, "server shutting down", false),
         }
     }
