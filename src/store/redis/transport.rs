@@ -8,10 +8,12 @@
 //! them (a check after a write that timed out must not overtake it), and a command and its
 //! reply never cross threads (each crossing is a wake-up, the largest cost of a write here).
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation, Value};
+use redis::{
+    Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ScriptInvocation, Value,
+};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -148,17 +150,34 @@ impl Transport {
         }
     }
 
-    /// Runs one command.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+    /// Runs `request` on this thread's connection (one node) or the cluster connection.
+    ///
+    /// On one node a refused connection is tried once more: while Redis is down, the manager
+    /// keeps the failed connection attempt and only starts a new one when a call fails on it,
+    /// so without this the first call after Redis returns would still fail. A refused
+    /// connection means nothing was sent, so a second try cannot apply a write twice; every
+    /// other error is returned as it is.
+    async fn on_connection<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         match self {
             Transport::Node(nodes) => {
-                retry_refused(&nodes.here().await?, |mut conn| async move {
-                    cmd.query_async(&mut conn).await
-                })
-                .await
+                let conn = nodes.here().await?;
+                match request(Conn::Node(conn.clone())).await {
+                    Err(err) if err.is_connection_refusal() => request(Conn::Node(conn)).await,
+                    other => other,
+                }
             }
-            Transport::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+            Transport::Cluster(conn) => request(Conn::Cluster(conn.clone())).await,
         }
+    }
+
+    /// Runs one command.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        self.on_connection(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
     }
 
     /// Runs a command that only reads, once more if the connection failed under it: after
@@ -180,15 +199,8 @@ impl Transport {
     }
 
     async fn pipe_once<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
-        match self {
-            Transport::Node(nodes) => {
-                retry_refused(&nodes.here().await?, |mut conn| async move {
-                    pipe.query_async(&mut conn).await
-                })
-                .await
-            }
-            Transport::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
-        }
+        self.on_connection(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT). On a cluster it is routed by its first
@@ -197,15 +209,8 @@ impl Transport {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> RedisResult<T> {
-        match self {
-            Transport::Node(nodes) => {
-                retry_refused(&nodes.here().await?, |mut conn| async move {
-                    invocation.invoke_async(&mut conn).await
-                })
-                .await
-            }
-            Transport::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
-        }
+        self.on_connection(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
     }
 }
 
@@ -213,15 +218,8 @@ impl Transport {
     /// Loads `script` into Redis (after `NOSCRIPT`: Redis restarted or its scripts were
     /// flushed).
     pub async fn load(&self, script: &Script) -> RedisResult<String> {
-        match self {
-            Transport::Node(nodes) => {
-                retry_refused(&nodes.here().await?, |mut conn| async move {
-                    script.load_async(&mut conn).await
-                })
-                .await
-            }
-            Transport::Cluster(conn) => script.load_async(&mut conn.clone()).await,
-        }
+        self.on_connection(|mut conn| async move { script.load_async(&mut conn).await })
+            .await
     }
 
     /// Runs `cmd` on every master (one node: on it, named `None`), each answer beside the
@@ -293,24 +291,41 @@ impl Transport {
     }
 }
 
+/// A connection of either kind, so that each kind of request is written once.
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipe: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(conn) => conn.req_packed_commands(pipe, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipe, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// Whether `err` says the connection broke (rather than Redis answering with an error).
 fn lost(err: &redis::RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
-}
-
-/// Runs `request`, and once more if it failed because no connection could be opened.
-///
-/// While Redis is down, the manager keeps the failed connection attempt and only starts a
-/// new one when a call fails on it, so without this the first call after Redis returns
-/// would still fail. A refused connection means nothing was sent, so a second try cannot
-/// apply a write twice; every other error is returned as it is.
-async fn retry_refused<T, F, Fut>(conn: &ConnectionManager, request: F) -> RedisResult<T>
-where
-    F: Fn(ConnectionManager) -> Fut,
-    Fut: Future<Output = RedisResult<T>>,
-{
-    match request(conn.clone()).await {
-        Err(err) if err.is_connection_refusal() => request(conn.clone()).await,
-        other => other,
-    }
 }
