@@ -8,6 +8,7 @@
 use super::LeanSocket;
 use actix_codec::Decoder as _;
 use actix_http::ws::{Codec, Frame, Item, ProtocolError};
+use actix_web::rt::net::TcpStream;
 use actix_web::web::{Bytes, BytesMut};
 use actix_ws::AggregatedMessage;
 use bytestring::ByteString;
@@ -15,6 +16,7 @@ use futures_util::Stream;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use tokio::io::Interest;
 
 /// Bytes read from the socket at a time (on the stack, copied out only when kept).
 const READ_CHUNK: usize = 16 * 1024;
@@ -105,6 +107,26 @@ impl SocketFrames {
     }
 }
 
+/// Reads what the socket holds. A read that does not fill `buf` has emptied the socket, so
+/// its readiness is cleared on the spot (as tokio's own `poll_read` does): the next poll waits
+/// for new bytes instead of spending a system call to learn there are none. `try_io` clears
+/// readiness when its closure reports `WouldBlock`, so a short read is reported that way and
+/// its length kept aside; tokio ignores the clear if new bytes were signalled meanwhile.
+fn read_draining(io: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut short = None;
+    let read = io.try_io(Interest::READABLE, || match io.try_read(buf)? {
+        n if n > 0 && n < buf.len() => {
+            short = Some(n);
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+        n => Ok(n),
+    });
+    match (read, short) {
+        (_, Some(n)) => Ok(n),
+        (read, None) => read,
+    }
+}
+
 fn text(bytes: Bytes) -> FrameResult {
     ByteString::try_from(bytes)
         .map(AggregatedMessage::Text)
@@ -141,7 +163,7 @@ impl Stream for SocketFrames {
                 Poll::Ready(Ok(())) => {}
             }
             let mut scratch = [0u8; READ_CHUNK];
-            match this.socket.io.try_read(&mut scratch) {
+            match read_draining(&this.socket.io, &mut scratch) {
                 Ok(0) => this.ended = true,
                 Ok(n) => this.buf.extend_from_slice(&scratch[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

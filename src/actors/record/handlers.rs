@@ -2,6 +2,7 @@
 //! hands its request to `Core` and carries out the effects, or answers from `Core`'s state.
 
 use super::RecordActor;
+use super::answer::Answer;
 use super::fanout::Subscriber;
 use super::messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, RemoteChanged, ResyncSubscriber,
@@ -18,7 +19,6 @@ use crate::protocol::{self, commands};
 use crate::store::Stored;
 use actix::prelude::*;
 use serde_json::{Number, Value};
-use tokio::sync::oneshot;
 
 /// The reply to a subscribe, as `joining` decided.
 fn joining_reply(request_id: &Number, joining: &Joining, record: &Stored) -> Frame {
@@ -115,13 +115,14 @@ impl RecordActor {
         expected_version: Option<Version>,
         from: Source,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<WriteOutcome, Error>> {
+    ) -> Answer<WriteOutcome> {
         self.lifecycle.used();
         if self.core.is_none() {
-            return Box::pin(std::future::ready(Err(Error::Unavailable)));
+            return Answer::ready(Err(Error::Unavailable));
         }
         let admitted = self.admit(&mut change);
-        let (reply, outcome) = oneshot::channel();
+        let outcome = Answer::pending();
+        let reply = outcome.keep();
         let write = QueuedWrite {
             change,
             queued_at: super::now(),
@@ -136,13 +137,14 @@ impl RecordActor {
             Ok(()) => core.write(write),
             Err(refused) => core.refuse(write, refused),
         });
-        // A dropped answer means the actor went away with the call in flight.
-        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
+        // Dropped unanswered (the actor went away with the call in flight), it answers
+        // `Error::Unknown`.
+        outcome
     }
 }
 
 impl Handler<ApplyWrite> for RecordActor {
-    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+    type Result = Answer<WriteOutcome>;
 
     fn handle(&mut self, msg: ApplyWrite, ctx: &mut Context<Self>) -> Self::Result {
         let change = Edit::Value {
@@ -158,7 +160,7 @@ impl Handler<ApplyWrite> for RecordActor {
 }
 
 impl Handler<UpdateRecord> for RecordActor {
-    type Result = ResponseFuture<Result<WriteOutcome, Error>>;
+    type Result = Answer<WriteOutcome>;
 
     fn handle(&mut self, msg: UpdateRecord, ctx: &mut Context<Self>) -> Self::Result {
         let from = Source {
@@ -170,16 +172,17 @@ impl Handler<UpdateRecord> for RecordActor {
 }
 
 impl Handler<DeleteRecord> for RecordActor {
-    type Result = ResponseFuture<Result<Option<Version>, Error>>;
+    type Result = Answer<Option<Version>>;
 
     fn handle(&mut self, msg: DeleteRecord, ctx: &mut Context<Self>) -> Self::Result {
         self.lifecycle.used();
         if self.core.is_none() {
-            return Box::pin(std::future::ready(Err(Error::Unavailable)));
+            return Answer::ready(Err(Error::Unavailable));
         }
-        let (reply, outcome) = oneshot::channel();
+        let outcome = Answer::pending();
+        let reply = outcome.keep();
         self.step(ctx, |core, _| core.delete(reply, msg.if_version));
-        Box::pin(async move { outcome.await.unwrap_or(Err(Error::Unknown)) })
+        outcome
     }
 }
 

@@ -29,6 +29,7 @@
 //! - `fanout`: subscribers and the frames they get.
 //! - `persisted`: values the database cannot hold, replies held until it confirms.
 
+mod answer;
 mod fanout;
 mod handlers;
 mod lifecycle;
@@ -39,6 +40,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use answer::Answer;
 pub use messages::{
     ApplyWrite, DeleteRecord, GetHistory, GetSnapshot, OnEnd, RecordActorStopped, RecordEnv,
     RecordSettings, RemoteChanged, ResyncSubscriber, RetireRecordActor, RetireWhenIdle, Subscribe,
@@ -59,25 +61,23 @@ use state::{Core, CoreLimits, Effect, Reply};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 use super::persistence::{Persist, PersistDeletion, PersistenceHandle};
 use persisted::Held;
 
-/// The actor's replies: the senders of the futures its handlers return.
+/// The actor's replies: the answers its handlers return (see `answer`).
 struct Channels;
 
 impl Replies for Channels {
-    type Write = oneshot::Sender<Result<WriteOutcome, Error>>;
-    type Delete = oneshot::Sender<Result<Option<Version>, Error>>;
+    type Write = Answer<WriteOutcome>;
+    type Delete = Answer<Option<Version>>;
 }
 
 impl Reply<Channels> {
     fn send(self) {
-        // A dropped receiver is a caller that stopped waiting: nothing to tell.
         match self {
-            Reply::Write(to, result) => drop(to.send(result)),
-            Reply::Delete(to, result) => drop(to.send(result)),
+            Reply::Write(to, result) => to.send(result),
+            Reply::Delete(to, result) => to.send(result),
         }
     }
 }
