@@ -27,6 +27,8 @@ pub struct OutboxDrain {
     low_water: usize,
     /// A close frame was encoded: nothing follows it.
     done: bool,
+    /// The writer has put off this drain once already (see [`OutboxDrain::defer_once`]).
+    deferred: bool,
 }
 
 impl OutboxDrain {
@@ -69,6 +71,14 @@ impl OutboxDrain {
                 shared.signal(Signal::Drained);
             }
         }
+    }
+
+    /// True every other call: a writer asks before each drain and, on true, puts it off by
+    /// one turn of its thread (kept here, in the drain's spare bytes, so the writer task
+    /// stays in its size class).
+    pub fn defer_once(&mut self) -> bool {
+        self.deferred = !self.deferred;
+        self.deferred
     }
 
     /// Whether the close frame has been encoded (or the writer gave up): once the buffer is
@@ -144,6 +154,7 @@ impl OutboxReceiver {
             receiver: self,
             codec: ws::Codec::new(),
             done: false,
+            deferred: false,
         }
     }
 

@@ -29,8 +29,6 @@ pub(crate) struct Writer {
     drain: OutboxDrain,
     /// What the socket has not taken yet: empty (no allocation) unless it is slow.
     pending: BytesMut,
-    /// This wake has already let the thread's other ready tasks run first (see `poll`).
-    yielded: bool,
 }
 
 impl Writer {
@@ -39,7 +37,6 @@ impl Writer {
             socket,
             drain,
             pending: BytesMut::new(),
-            yielded: false,
         }
     }
 
@@ -78,12 +75,10 @@ impl Future for Writer {
         // the record actor pushes a write's update and only then answers the writing
         // session, whose task queues the acknowledgement. Going once to the back of the
         // thread's queue lets those tasks run first, so both leave in one socket write.
-        if !this.yielded && this.pending.is_empty() {
-            this.yielded = true;
+        if this.pending.is_empty() && this.drain.defer_once() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        this.yielded = false;
         for _ in 0..WRITES_PER_POLL {
             if !this.pending.is_empty() {
                 match this.socket.io.poll_write_ready(cx) {
