@@ -73,17 +73,20 @@ async fn a_hung_postgres_link_fails_calls_within_the_statement_timeout_and_recov
     // Recovers: a call after the heal succeeds. Its first try may still time out on a busy
     // machine (a new connection has 500 ms here, and PostgreSQL forks a backend for it), so
     // it is retried until the tests' patience runs out.
-    let deadline = Instant::now() + common::patience();
-    loop {
-        match adapter.store_batch(vec![row("doc:1", 3, "3", false)]).await {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("after the heal: {e}; again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    common::eventually(
+        "a stored batch after the heal",
+        common::patience(),
+        || async {
+            match adapter.store_batch(vec![row("doc:1", 3, "3", false)]).await {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("after the heal: {e}; again");
+                    false
+                }
             }
-            Err(e) => panic!("no recovery after the heal: {e}"),
-        }
-    }
+        },
+    )
+    .await;
     let rows = all_rows(&adapter, "doc:%").await;
     assert_eq!((rows.len(), rows[0].version), (1, 3));
     drop(proxy);
